@@ -1,0 +1,4 @@
+//! The Aviary controller.
+fn main() {
+    println!("aviary controller: not yet implemented");
+}

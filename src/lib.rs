@@ -1,0 +1,5 @@
+//! Aviary: progressive delivery for Kubernetes.
+//!
+//! Dependency direction: `api` depends on nothing of ours; `plan` and `analysis` only on `api`;
+//! `traffic` and `controller` wire I/O around them; `cli` depends on `api`, not the controller.
+#![forbid(unsafe_code)]
