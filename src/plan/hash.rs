@@ -12,9 +12,9 @@ const FNV_OFFSET: u32 = 0x811c_9dc5;
 const FNV_PRIME: u32 = 0x0100_0193;
 
 fn fnv32a(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(FNV_OFFSET, |h, b| (h ^ u32::from(*b)).wrapping_mul(FNV_PRIME))
+    bytes.iter().fold(FNV_OFFSET, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(FNV_PRIME)
+    })
 }
 
 /// Maps each character onto an alphabet without vowels (and without 0, 1, 3) so a hash never
@@ -24,6 +24,11 @@ fn safe_encode(s: &str) -> String {
     s.bytes()
         .map(|b| char::from(ALPHANUMS[usize::from(b) % ALPHANUMS.len()]))
         .collect()
+}
+
+/// A short, stable hash of any serialisable value (used for `status.currentStepHash`).
+pub fn hash_of<T: serde::Serialize>(value: &T) -> String {
+    safe_encode(&fnv32a(&serde_json::to_vec(value).unwrap_or_default()).to_string())
 }
 
 /// The hash of a pod template. The hash label itself is ignored, so a template read back from a
@@ -65,7 +70,10 @@ mod tests {
         let a = pod_template_hash(&template("web:1"), None);
         assert_eq!(a, pod_template_hash(&template("web:1"), None));
         assert_ne!(a, pod_template_hash(&template("web:2"), None));
-        assert!(a.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{a}");
+        assert!(
+            a.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+            "{a}"
+        );
     }
 
     #[test]
@@ -74,7 +82,10 @@ mod tests {
         if let Some(l) = labelled.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
             l.insert(POD_TEMPLATE_HASH_LABEL.into(), "xyz".into());
         }
-        assert_eq!(pod_template_hash(&labelled, None), pod_template_hash(&template("web:1"), None));
+        assert_eq!(
+            pod_template_hash(&labelled, None),
+            pod_template_hash(&template("web:1"), None)
+        );
     }
 
     #[test]

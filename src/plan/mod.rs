@@ -1,0 +1,174 @@
+//! The planner: given a Rollout, what was observed of the objects it owns and routes, and the
+//! time, decide what to do next. Pure and synchronous — no I/O, no clock — so every transition is
+//! a plain table test.
+//!
+//! The controller's reconcile is *observe → plan → act → report*: it reads state into
+//! [`Observed`], calls [`plan`], applies [`Plan::actions`] in order (stopping at the first failure)
+//! and then writes [`Plan::status`]. Crash safety rests on one rule the planner keeps: a reconcile
+//! only ever makes the world match the step recorded in `status`, and may *then* advance the step
+//! in the status it returns — never act on a step it has not yet persisted. A controller killed at
+//! any point therefore resumes by re-applying the persisted step, which is idempotent.
+
+pub mod canary;
+pub mod hash;
+pub mod replicas;
+pub mod status;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::api::{AnalysisPhase, Rollout, RolloutStatus};
+
+pub use hash::{POD_TEMPLATE_HASH_LABEL, pod_template_hash};
+
+/// What the controller observed of one ReplicaSet the Rollout owns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedReplicaSet {
+    pub name: String,
+    /// Its `rollouts-pod-template-hash` label.
+    pub hash: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.availableReplicas`, never counted above `spec.replicas` (a status that lags a
+    /// scale-down must not make a shrinking ReplicaSet look able to carry traffic).
+    pub available: i32,
+    /// `status.readyReplicas`.
+    pub ready: i32,
+    /// `status.replicas`: pods that exist, ready or not.
+    pub current: i32,
+    /// Revision number from the ReplicaSet's annotation.
+    pub revision: Option<i64>,
+    /// When this ReplicaSet may be scaled to zero (annotation), if a delay is running.
+    pub scale_down_at: Option<Timestamp>,
+}
+
+/// Where a Service's `rollouts-pod-template-hash` selector points now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedService {
+    pub name: String,
+    /// `None` when the Service exists but has no hash selector yet.
+    pub hash: Option<String>,
+}
+
+/// The state of an AnalysisRun the rollout is waiting on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedAnalysisRun {
+    pub name: String,
+    pub phase: AnalysisPhase,
+    pub message: Option<String>,
+}
+
+/// Everything the planner may look at.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    pub rollout: &'a Rollout,
+    pub replica_sets: Vec<ObservedReplicaSet>,
+    /// The canary and stable Services, when the strategy names them and they exist.
+    pub canary_service: Option<ObservedService>,
+    pub stable_service: Option<ObservedService>,
+    /// The canary weight the routing objects show now (`None`: no routing, or unknown).
+    pub current_weight: Option<i32>,
+    /// The AnalysisRun of the current analysis step, if one exists for it.
+    pub step_analysis: Option<ObservedAnalysisRun>,
+    pub now: Timestamp,
+}
+
+/// One change to make in the cluster. The controller applies them in the order given.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create the ReplicaSet `<rollout>-<hash>` from the Rollout's template.
+    CreateReplicaSet {
+        hash: String,
+        replicas: i32,
+        revision: i64,
+    },
+    /// Scale a ReplicaSet, and set (`Some(Some(t))`) or clear (`Some(None)`) its scale-down deadline.
+    ScaleReplicaSet {
+        name: String,
+        replicas: i32,
+        scale_down_at: Option<Option<Timestamp>>,
+    },
+    /// Point a Service's `rollouts-pod-template-hash` selector at `hash`.
+    SwitchService { service: String, hash: String },
+    /// Route `weight` percent of traffic to the canary (the stable gets the rest).
+    SetWeight {
+        weight: i32,
+        canary_hash: String,
+        stable_hash: String,
+    },
+    /// Create the AnalysisRun for the current analysis step.
+    CreateStepAnalysisRun { step_index: i32, hash: String },
+    /// Stop an AnalysisRun that is no longer needed.
+    TerminateAnalysisRun { name: String },
+}
+
+/// Normal or Warning, as Kubernetes Events have it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}
+
+/// A Kubernetes Event to record once the plan's status is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Event {
+    pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
+        Event {
+            kind: EventKind::Normal,
+            reason,
+            message: message.into(),
+        }
+    }
+    pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
+        Event {
+            kind: EventKind::Warning,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The planner's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub status: RolloutStatus,
+    pub events: Vec<Event>,
+    /// Look again after this long even if nothing changes (a pause or delay deadline).
+    pub requeue_after: Option<std::time::Duration>,
+}
+
+impl Plan {
+    fn requeue_at(&mut self, now: Timestamp, at: Timestamp) {
+        let wait = at.duration_since(now);
+        let wait = if wait <= SignedDuration::ZERO {
+            std::time::Duration::from_millis(100)
+        } else {
+            // Round up: waking a hair early would only requeue again.
+            std::time::Duration::from_millis(wait.as_millis().unsigned_abs() as u64 + 10)
+        };
+        self.requeue_after = Some(match self.requeue_after {
+            Some(existing) => existing.min(wait),
+            None => wait,
+        });
+    }
+}
+
+/// Decides what to do for a Rollout. Blue-green is not planned here yet; it gets an
+/// `InvalidSpec`-free Progressing status saying so.
+pub fn plan(observed: &Observed<'_>) -> Plan {
+    canary::plan(observed)
+}
+
+/// Adds seconds to a timestamp, saturating (a user-set delay can't overflow the clock).
+pub(crate) fn after(t: Timestamp, secs: i64) -> Timestamp {
+    t.checked_add(SignedDuration::from_secs(secs)).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests;

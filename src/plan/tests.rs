@@ -1,0 +1,709 @@
+//! Planner tests. Most drive the planner against a small in-memory world (ReplicaSets whose pods
+//! become available when the test says so, Services, a router weight) the way the controller
+//! would — plan, apply the actions, persist the status — and assert on what the world showed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::api::{PauseReason, Rollout, RolloutPhase};
+
+fn rollout(yaml: &str) -> Rollout {
+    serde_yaml::from_str(yaml).expect("rollout yaml")
+}
+
+const ISTIO: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 5
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      trafficRouting: {istio: {virtualService: {name: web, routes: [primary]}}}
+      steps:
+      - setWeight: 10
+      - pause: {duration: 2s}
+      - setWeight: 50
+      - pause: {duration: 2s}
+      - setWeight: 100
+"#;
+
+/// The cluster as the planner's actions leave it.
+#[derive(Clone, Debug)]
+struct World {
+    ro: Rollout,
+    rs: BTreeMap<String, ObservedReplicaSet>,
+    services: BTreeMap<String, Option<String>>,
+    weight: Option<i32>,
+    now: Timestamp,
+    /// Pods become available as soon as a ReplicaSet is scaled (unless frozen).
+    frozen: Vec<String>,
+    /// Every weight the router was set to, in order, with the canary's available pods then.
+    weights: Vec<(i32, i32)>,
+    events: Vec<Event>,
+    analysis: Option<ObservedAnalysisRun>,
+}
+
+impl World {
+    fn new(yaml: &str) -> Self {
+        let ro = rollout(yaml);
+        let mut services = BTreeMap::new();
+        if let Some(c) = ro.spec.canary() {
+            for s in [&c.canary_service, &c.stable_service].into_iter().flatten() {
+                services.insert(s.clone(), None);
+            }
+        }
+        let routed = ro
+            .spec
+            .canary()
+            .and_then(|c| c.traffic_routing.as_ref())
+            .is_some();
+        World {
+            ro,
+            rs: BTreeMap::new(),
+            services,
+            weight: routed.then_some(0),
+            now: Timestamp::from_second(1_700_000_000).expect("time"),
+            frozen: vec![],
+            weights: vec![],
+            events: vec![],
+            analysis: None,
+        }
+    }
+
+    fn status(&self) -> crate::api::RolloutStatus {
+        self.ro.status.clone().unwrap_or_default()
+    }
+
+    fn observed(&self) -> Observed<'_> {
+        let svc = |name: &Option<String>| {
+            name.as_ref().and_then(|n| {
+                self.services.get(n).map(|h| ObservedService {
+                    name: n.clone(),
+                    hash: h.clone(),
+                })
+            })
+        };
+        let c = self.ro.spec.canary();
+        Observed {
+            rollout: &self.ro,
+            replica_sets: self.rs.values().cloned().collect(),
+            canary_service: c.and_then(|c| svc(&c.canary_service)),
+            stable_service: c.and_then(|c| svc(&c.stable_service)),
+            current_weight: self.weight,
+            step_analysis: self.analysis.clone(),
+            now: self.now,
+        }
+    }
+
+    fn canary_hash(&self) -> String {
+        pod_template_hash(&self.ro.spec.template, None)
+    }
+
+    /// One reconcile: plan, apply every action, persist the status. Returns the plan.
+    fn reconcile(&mut self) -> Plan {
+        let plan = plan(&self.observed());
+        for a in &plan.actions {
+            self.apply(a);
+        }
+        self.events.extend(plan.events.iter().cloned());
+        self.ro.status = Some(plan.status.clone());
+        self.settle();
+        plan
+    }
+
+    fn apply(&mut self, a: &Action) {
+        match a {
+            Action::CreateReplicaSet {
+                hash,
+                replicas,
+                revision,
+            } => {
+                let rs = ObservedReplicaSet {
+                    name: format!("web-{hash}"),
+                    hash: hash.clone(),
+                    replicas: *replicas,
+                    revision: Some(*revision),
+                    ..Default::default()
+                };
+                assert!(
+                    self.rs.insert(hash.clone(), rs).is_none(),
+                    "created {hash} twice"
+                );
+            }
+            Action::ScaleReplicaSet {
+                name,
+                replicas,
+                scale_down_at,
+            } => {
+                let rs = self
+                    .rs
+                    .values_mut()
+                    .find(|r| &r.name == name)
+                    .expect("scaled RS exists");
+                rs.replicas = *replicas;
+                rs.available = rs.available.min(*replicas);
+                rs.current = rs.current.min(*replicas);
+                rs.ready = rs.ready.min(*replicas);
+                if let Some(at) = scale_down_at {
+                    rs.scale_down_at = *at;
+                }
+            }
+            Action::SwitchService { service, hash } => {
+                self.services.insert(service.clone(), Some(hash.clone()));
+            }
+            Action::SetWeight {
+                weight,
+                canary_hash,
+                ..
+            } => {
+                let available = self.rs.get(canary_hash).map(|r| r.available).unwrap_or(0);
+                self.weight = Some(*weight);
+                self.weights.push((*weight, available));
+            }
+            Action::CreateStepAnalysisRun { .. } | Action::TerminateAnalysisRun { .. } => {}
+        }
+    }
+
+    /// Pods of non-frozen ReplicaSets become available.
+    fn settle(&mut self) {
+        for rs in self.rs.values_mut() {
+            if !self.frozen.contains(&rs.hash) {
+                rs.available = rs.replicas;
+                rs.ready = rs.replicas;
+                rs.current = rs.replicas;
+            }
+        }
+    }
+
+    fn advance(&mut self, secs: i64) {
+        self.now = self
+            .now
+            .checked_add(SignedDuration::from_secs(secs))
+            .expect("time");
+    }
+
+    /// Reconciles until the plan asks for nothing and no time needs to pass, at most `n` times.
+    fn run(&mut self, n: usize) -> Plan {
+        let mut last = self.reconcile();
+        for _ in 0..n {
+            if last.actions.is_empty()
+                && last.status == self.status()
+                && last.requeue_after.is_none_or(|d| d.as_millis() > 100)
+            {
+                let again = self.reconcile();
+                if again.actions.is_empty() && again.events.is_empty() {
+                    return again;
+                }
+                last = again;
+            } else {
+                last = self.reconcile();
+            }
+        }
+        last
+    }
+
+    /// Runs, advancing the clock by each requeue, until Healthy or `limit` reconciles.
+    fn run_to_end(&mut self, limit: usize) {
+        for _ in 0..limit {
+            let p = self.reconcile();
+            if p.status.phase == Some(RolloutPhase::Healthy) && p.actions.is_empty() {
+                return;
+            }
+            if let (true, Some(d)) = (p.actions.is_empty(), p.requeue_after) {
+                self.advance((d.as_millis() as i64 / 1000).max(1));
+            }
+        }
+        panic!("not Healthy after {limit} reconciles: {:?}", self.status());
+    }
+
+    fn update_image(&mut self, image: &str) {
+        let spec = self.ro.spec.template.spec.as_mut().expect("pod spec");
+        spec.containers[0].image = Some(image.into());
+        self.ro.metadata.generation = self.ro.metadata.generation.map(|g| g + 1);
+    }
+
+    fn deploy_first(&mut self) {
+        self.run_to_end(20);
+        self.weights.clear();
+        self.events.clear();
+    }
+}
+
+fn reasons(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(|e| e.reason).collect()
+}
+
+#[test]
+fn first_deploy_is_full_size_stable_and_healthy_without_steps() {
+    let mut w = World::new(ISTIO);
+    w.run_to_end(10);
+    let st = w.status();
+    let hash = w.canary_hash();
+    assert_eq!(st.stable_rs.as_deref(), Some(hash.as_str()));
+    assert_eq!(st.current_step_index, Some(5));
+    assert_eq!(w.rs[&hash].replicas, 5);
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(w.services["web-stable"].as_deref(), Some(hash.as_str()));
+    assert_eq!(w.services["web-canary"].as_deref(), Some(hash.as_str()));
+    assert!(
+        w.weights.is_empty(),
+        "no weight changes on first deploy: {:?}",
+        w.weights
+    );
+}
+
+#[test]
+fn istio_canary_walks_the_declared_weights_in_order_then_promotes() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    let old = w.canary_hash();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.run_to_end(100);
+
+    let seq: Vec<i32> = w.weights.iter().map(|(wt, _)| *wt).collect();
+    assert_eq!(seq, vec![10, 50, 100, 0], "weights set, in order");
+    for (weight, available) in &w.weights {
+        if *weight > 0 {
+            assert!(
+                routed_canary_replicas_for_test(5, *weight) <= *available,
+                "weight {weight} given to a canary with only {available} available pods"
+            );
+        }
+    }
+    let st = w.status();
+    assert_eq!(st.stable_rs.as_deref(), Some(new.as_str()));
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(w.services["web-stable"].as_deref(), Some(new.as_str()));
+    // The old stable waits out scaleDownDelaySeconds (default 30 s) before going to 0.
+    assert_eq!(w.rs[&old].replicas, 5);
+    assert!(w.rs[&old].scale_down_at.is_some());
+    w.advance(31);
+    w.run(5);
+    assert_eq!(w.rs[&old].replicas, 0);
+    let r = reasons(&w.events);
+    assert_eq!(
+        r.iter().filter(|r| **r == "RolloutStepCompleted").count(),
+        5
+    );
+    assert!(r.contains(&"RolloutCompleted"));
+}
+
+fn routed_canary_replicas_for_test(r: i32, w: i32) -> i32 {
+    super::replicas::routed_canary_replicas(r, w)
+}
+
+#[test]
+fn weight_waits_for_available_canary_pods() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.frozen.push(new.clone());
+    w.run(10);
+    assert_eq!(w.rs[&new].replicas, 1, "canary scaled for 10 %");
+    assert!(
+        w.weights.iter().all(|(wt, _)| *wt == 0),
+        "no weight before pods are available: {:?}",
+        w.weights
+    );
+    assert_eq!(w.status().current_step_index, Some(0));
+    w.frozen.clear();
+    w.settle();
+    w.run(5);
+    assert_eq!(w.weight, Some(10));
+    assert_eq!(
+        w.status().current_step_index,
+        Some(1),
+        "setWeight done, now in the 2 s pause"
+    );
+}
+
+#[test]
+fn a_timed_pause_holds_until_its_deadline() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run(10);
+    let st = w.status();
+    assert_eq!(st.current_step_index, Some(1));
+    assert_eq!(st.phase, Some(RolloutPhase::Paused));
+    assert_eq!(st.pause_conditions.len(), 1);
+    assert_eq!(st.pause_conditions[0].reason, PauseReason::CanaryPauseStep);
+    let p = w.reconcile();
+    let wait = p.requeue_after.expect("requeue at the pause deadline");
+    assert!(
+        wait.as_millis() > 1900 && wait.as_millis() <= 2100,
+        "{wait:?}"
+    );
+    w.advance(2);
+    w.run(5);
+    assert_eq!(w.weight, Some(50));
+    assert!(w.status().current_step_index >= Some(3));
+}
+
+const INDEFINITE: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      trafficRouting: {nginx: {stableIngress: web}}
+      steps:
+      - setWeight: 20
+      - pause: {}
+      - setWeight: 60
+      - pause: {}
+"#;
+
+#[test]
+fn an_indefinite_pause_waits_for_promote_and_promote_moves_one_step() {
+    let mut w = World::new(INDEFINITE);
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run(10);
+    w.advance(3600);
+    w.run(5);
+    assert_eq!(
+        w.status().current_step_index,
+        Some(1),
+        "still paused after an hour"
+    );
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+    // kubectl aviary promote: clears the pause conditions, keeps controllerPause.
+    let mut st = w.status();
+    st.pause_conditions.clear();
+    w.ro.status = Some(st);
+    w.run(10);
+    assert_eq!(w.weight, Some(60));
+    assert_eq!(w.status().current_step_index, Some(3));
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+}
+
+#[test]
+fn abort_sends_all_traffic_to_stable_at_once_then_scales_canary_down_after_the_delay() {
+    let mut w = World::new(INDEFINITE);
+    w.deploy_first();
+    let stable = w.canary_hash();
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    w.run(10);
+    assert_eq!(w.weight, Some(20));
+    let mut st = w.status();
+    st.abort = Some(true);
+    w.ro.status = Some(st);
+    let p = w.reconcile();
+    assert_eq!(
+        p.actions.first(),
+        Some(&Action::SetWeight {
+            weight: 0,
+            canary_hash: canary.clone(),
+            stable_hash: stable.clone()
+        }),
+        "weight 0 is the first thing an abort does: {:?}",
+        p.actions
+    );
+    assert_eq!(w.services["web-canary"].as_deref(), Some(stable.as_str()));
+    let st = w.status();
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    assert!(st.aborted_at.is_some());
+    assert_eq!(st.current_step_index, Some(0));
+    let cond = st.condition("Progressing").expect("Progressing condition");
+    assert_eq!(cond.reason, "RolloutAborted");
+    assert!(reasons(&w.events).contains(&"RolloutAborted"));
+    assert_eq!(
+        w.rs[&canary].replicas, 1,
+        "canary kept during abortScaleDownDelaySeconds"
+    );
+    w.advance(31);
+    w.run(5);
+    assert_eq!(w.rs[&canary].replicas, 0);
+    assert_eq!(
+        w.status().phase,
+        Some(RolloutPhase::Degraded),
+        "stays Degraded until retry or a new spec"
+    );
+
+    // retry: abort cleared, the steps start over and complete
+    let mut st = w.status();
+    st.abort = None;
+    w.ro.status = Some(st);
+    w.run(10);
+    assert_eq!(w.weight, Some(20));
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+}
+
+#[test]
+fn abort_while_paused_still_aborts() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run(10);
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+    let mut st = w.status();
+    st.abort = Some(true);
+    w.ro.status = Some(st);
+    w.run(3);
+    assert_eq!(w.weight, Some(0));
+    assert!(w.status().pause_conditions.is_empty());
+    assert_eq!(w.status().phase, Some(RolloutPhase::Degraded));
+}
+
+#[test]
+fn undo_to_the_stable_template_returns_at_once_without_steps() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    let stable = w.canary_hash();
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    w.run(10);
+    assert_eq!(w.weight, Some(10));
+    w.update_image("web:1");
+    let p = w.reconcile();
+    assert_eq!(
+        p.actions
+            .first()
+            .map(|a| matches!(a, Action::SetWeight { weight: 0, .. })),
+        Some(true),
+        "{:?}",
+        p.actions
+    );
+    w.run(5);
+    let st = w.status();
+    assert_eq!(st.stable_rs.as_deref(), Some(stable.as_str()));
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(w.rs[&canary].replicas, 0);
+    assert_eq!(w.services["web-canary"].as_deref(), Some(stable.as_str()));
+    assert!(reasons(&w.events).contains(&"SkipSteps"));
+}
+
+#[test]
+fn a_template_change_mid_rollout_restarts_the_steps_on_a_new_replicaset() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    let v2 = w.canary_hash();
+    w.run(10);
+    w.advance(3);
+    w.run(10);
+    assert_eq!(w.weight, Some(50));
+    w.update_image("web:3");
+    let v3 = w.canary_hash();
+    w.frozen.push(v3.clone());
+    w.run(10);
+    // v3 has no available pods: the weight had to drop to 0 before the canary Service moved.
+    assert_eq!(w.weight, Some(0));
+    assert_eq!(w.status().current_step_index, Some(0));
+    assert_eq!(w.services["web-canary"].as_deref(), Some(v3.as_str()));
+    assert_eq!(
+        w.rs[&v2].replicas, 0,
+        "the superseded canary is scaled down"
+    );
+    w.frozen.clear();
+    w.settle();
+    w.run_to_end(100);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(v3.as_str()));
+}
+
+#[test]
+fn changing_the_steps_restarts_them() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run(10);
+    w.advance(3);
+    w.run(10);
+    assert_eq!(w.status().current_step_index, Some(3));
+    if let Some(c) = w.ro.spec.strategy.canary.as_mut() {
+        c.steps = Some(vec![
+            crate::api::CanaryStep::set_weight(30),
+            crate::api::CanaryStep::pause(None),
+        ]);
+    }
+    w.run(10);
+    assert_eq!(w.status().current_step_index, Some(1));
+    assert_eq!(w.weight, Some(30));
+}
+
+#[test]
+fn promote_full_skips_remaining_steps() {
+    let mut w = World::new(INDEFINITE);
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.run(10);
+    let mut st = w.status();
+    st.promote_full = Some(true);
+    st.pause_conditions.clear();
+    w.ro.status = Some(st);
+    w.run(10);
+    let st = w.status();
+    assert_eq!(st.stable_rs.as_deref(), Some(new.as_str()));
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(st.promote_full, None);
+    let seq: Vec<i32> = w.weights.iter().map(|(wt, _)| *wt).collect();
+    assert_eq!(
+        seq,
+        vec![20, 0],
+        "promote --full keeps the weight until the canary is full, then promotes"
+    );
+}
+
+#[test]
+fn spec_paused_blocks_progress() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    w.ro.spec.paused = Some(true);
+    w.run(10);
+    w.advance(10);
+    w.run(10);
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+    assert_eq!(w.status().current_step_index, Some(0));
+    w.ro.spec.paused = None;
+    w.run(10);
+    assert!(w.status().current_step_index >= Some(1));
+}
+
+#[test]
+fn nothing_to_do_when_healthy_means_no_actions_and_an_identical_status() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    let before = w.status();
+    let p = w.reconcile();
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert!(p.events.is_empty(), "{:?}", p.events);
+    assert_eq!(p.status, before);
+}
+
+const BASIC: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 10
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      steps:
+      - setWeight: 10
+      - pause: {}
+      - setWeight: 50
+"#;
+
+#[test]
+fn basic_canary_splits_replicas() {
+    let mut w = World::new(BASIC);
+    w.deploy_first();
+    let old = w.canary_hash();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.run(10);
+    assert_eq!((w.rs[&new].replicas, w.rs[&old].replicas), (1, 9));
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+    let mut st = w.status();
+    st.pause_conditions.clear();
+    w.ro.status = Some(st);
+    w.run_to_end(50);
+    assert_eq!(w.rs[&new].replicas, 10);
+    assert_eq!(w.rs[&old].replicas, 0);
+    assert!(w.weights.is_empty(), "no router, no weights");
+}
+
+#[test]
+fn a_failed_step_analysis_aborts_and_an_inconclusive_one_pauses() {
+    const WITH_ANALYSIS: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      trafficRouting: {istio: {virtualService: {name: web}}}
+      steps:
+      - setWeight: 50
+      - analysis: {templates: [{templateName: error-rate}]}
+      - setWeight: 100
+"#;
+    let mut w = World::new(WITH_ANALYSIS);
+    w.deploy_first();
+    w.update_image("web:2");
+    let p = w.run(10);
+    assert_eq!(w.status().current_step_index, Some(1));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateStepAnalysisRun { step_index: 1, .. }))
+    );
+    w.analysis = Some(ObservedAnalysisRun {
+        name: "web-x-2-1".into(),
+        phase: AnalysisPhase::Running,
+        message: None,
+    });
+    w.run(5);
+    assert_eq!(w.status().phase, Some(RolloutPhase::Progressing));
+
+    let mut inconclusive = w.clone();
+    inconclusive.analysis = Some(ObservedAnalysisRun {
+        name: "web-x-2-1".into(),
+        phase: AnalysisPhase::Inconclusive,
+        message: None,
+    });
+    inconclusive.run(5);
+    assert_eq!(inconclusive.status().phase, Some(RolloutPhase::Paused));
+    assert_eq!(
+        inconclusive.status().pause_conditions[0].reason,
+        PauseReason::InconclusiveAnalysisRun
+    );
+    assert_eq!(inconclusive.weight, Some(50));
+
+    w.analysis = Some(ObservedAnalysisRun {
+        name: "web-x-2-1".into(),
+        phase: AnalysisPhase::Failed,
+        message: Some(
+            "Metric \"error-rate\" assessed Failed due to failed (4) > failureLimit (3)".into(),
+        ),
+    });
+    let p = w.reconcile();
+    assert!(
+        matches!(p.actions.first(), Some(Action::SetWeight { weight: 0, .. })),
+        "{:?}",
+        p.actions
+    );
+    let st = w.status();
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    assert!(
+        st.message
+            .as_deref()
+            .is_some_and(|m| m.contains("error-rate") && m.contains("failureLimit")),
+        "{:?}",
+        st.message
+    );
+}
