@@ -1,0 +1,3 @@
+//! Analysis core.
+pub mod condition;
+pub mod value;
