@@ -1,3 +1,5 @@
 //! Analysis core.
 pub mod condition;
+pub mod prometheus;
+pub mod template;
 pub mod value;
