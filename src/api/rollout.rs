@@ -1,0 +1,1 @@
+//! Rollout (placeholder until the Rollout types land).
