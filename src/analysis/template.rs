@@ -13,9 +13,14 @@
 //! A placeholder outside quotes (`[{{args.window}}]`, a threshold, a whole selector) splices
 //! PromQL on purpose and is inserted verbatim: the template author chose that.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
+
+use crate::api::{Argument, ValueFrom};
+
+/// What a secret's value is replaced with in messages and status.
+pub const REDACTED: &str = "*****";
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum TemplateError {
@@ -36,6 +41,8 @@ pub enum TemplateError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Args {
     values: BTreeMap<String, String>,
+    /// Names whose values came from a Secret and must not appear in status or logs.
+    secrets: BTreeSet<String>,
 }
 
 impl Args {
@@ -51,7 +58,49 @@ impl Args {
             let value = value.ok_or_else(|| TemplateError::Unresolved(name.to_owned()))?;
             values.insert(name.to_owned(), value.to_owned());
         }
-        Ok(Args { values })
+        Ok(Args {
+            values,
+            secrets: BTreeSet::new(),
+        })
+    }
+
+    /// Collects a run's args. `value_from` reads a `valueFrom` reference (a Secret key, a field
+    /// of the object) — I/O the caller does, returning `None` when it is missing; args read
+    /// from a Secret are redacted by [`Args::redact`].
+    pub fn from_arguments<F>(args: &[Argument], mut value_from: F) -> Result<Args, TemplateError>
+    where
+        F: FnMut(&ValueFrom) -> Option<String>,
+    {
+        let mut resolved = Args::default();
+        for arg in args {
+            let value = match (&arg.value, &arg.value_from) {
+                (Some(value), _) => Some(value.clone()),
+                (None, Some(from)) => value_from(from),
+                (None, None) => None,
+            };
+            let value = value.ok_or_else(|| TemplateError::Unresolved(arg.name.clone()))?;
+            if arg.value.is_none()
+                && arg
+                    .value_from
+                    .as_ref()
+                    .is_some_and(|f| f.secret_key_ref.is_some())
+            {
+                resolved.secrets.insert(arg.name.clone());
+            }
+            resolved.values.insert(arg.name.clone(), value);
+        }
+        Ok(resolved)
+    }
+
+    /// `text` with every secret arg's value replaced by [`REDACTED`].
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for name in &self.secrets {
+            if let Some(value) = self.values.get(name).filter(|v| !v.is_empty()) {
+                out = out.replace(value.as_str(), REDACTED);
+            }
+        }
+        out
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -198,6 +247,69 @@ mod tests {
         for (template, expected) in cases {
             assert_eq!(render(template, &a), Ok(expected.to_owned()), "{template}");
         }
+    }
+
+    #[test]
+    fn arguments_resolve_value_from_and_redact_secrets() {
+        use crate::api::{FieldRef, SecretKeyRef};
+        let args = vec![
+            Argument {
+                name: "service".into(),
+                value: Some("checkout".into()),
+                value_from: None,
+            },
+            Argument {
+                name: "token".into(),
+                value: None,
+                value_from: Some(ValueFrom {
+                    secret_key_ref: Some(SecretKeyRef {
+                        name: "prom".into(),
+                        key: "token".into(),
+                    }),
+                    field_ref: None,
+                }),
+            },
+            Argument {
+                name: "env".into(),
+                value: None,
+                value_from: Some(ValueFrom {
+                    secret_key_ref: None,
+                    field_ref: Some(FieldRef {
+                        field_path: "metadata.labels['env']".into(),
+                    }),
+                }),
+            },
+        ];
+        let resolved = Args::from_arguments(&args, |from| match from {
+            ValueFrom {
+                secret_key_ref: Some(_),
+                ..
+            } => Some("s3cr3t".into()),
+            ValueFrom {
+                field_ref: Some(_), ..
+            } => Some("prod".into()),
+            _ => None,
+        })
+        .expect("all resolve");
+        assert_eq!(
+            render("{{args.service}} {{args.env}} {{args.token}}", &resolved).as_deref(),
+            Ok("checkout prod s3cr3t")
+        );
+        assert_eq!(
+            resolved.redact("Bearer s3cr3t for prod"),
+            "Bearer ***** for prod"
+        );
+        let missing = Args::from_arguments(&args, |_| None);
+        assert_eq!(missing, Err(TemplateError::Unresolved("token".into())));
+        let required = [Argument {
+            name: "canary-hash".into(),
+            value: None,
+            value_from: None,
+        }];
+        assert_eq!(
+            Args::from_arguments(&required, |_| None).map_err(|e| e.to_string()),
+            Err("args.canary-hash was not resolved".into())
+        );
     }
 
     #[test]
