@@ -941,3 +941,13 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod thread_safety {
+    /// The controller holds a compiled run across `.await`s on a multi-threaded runtime.
+    #[test]
+    fn analysis_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Analysis>();
+    }
+}
