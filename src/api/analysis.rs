@@ -35,29 +35,32 @@ macro_rules! analysis_template_spec {
         $(#[$attr])*
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
         #[serde(rename_all = "camelCase")]
-        #[x_kube(validation = Rule::new("self.metrics.all(m, self.metrics.exists_one(n, n.name == m.name))").message("metrics: metric names must be unique").field_path(".metrics"))]
-        #[x_kube(validation = Rule::new("!has(self.args) || self.args.all(a, self.args.exists_one(b, b.name == a.name))").message("args: argument names must be unique").field_path(".args"))]
         #[x_kube(validation = unsupported("templates", "templates (nested template references)", "reference each template from the Rollout's analysis.templates instead"))]
         pub struct $name {
             /// The metrics to measure. Names must be unique.
             #[schemars(length(min = 1, max = 100))]
+            #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
             pub metrics: Vec<Metric>,
             /// Arguments the metrics refer to as `{{args.NAME}}`. An argument without `value` or
             /// `valueFrom` must be supplied by whoever runs the template.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(length(max = 100))]
+            #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
             pub args: Option<Vec<Argument>>,
             /// Metrics (by name; `*` for all) whose results are recorded but never affect the run.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(length(max = 100))]
+            #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["metricName".into()]))]
             pub dry_run: Option<Vec<DryRun>>,
             /// How many measurements to keep in status per metric (default 10).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(length(max = 100))]
+            #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["metricName".into()]))]
             pub measurement_retention: Option<Vec<MeasurementRetention>>,
             /// Not supported by Aviary (Argo's nested template references).
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub templates: Option<Unsupported>,
+            #[schemars(schema_with = "super::unsupported_array")]
+    pub templates: Option<Unsupported>,
         }
     };
 }
@@ -247,6 +250,7 @@ impl JsonSchema for IntOrArg {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "x-kubernetes-int-or-string": true,
+            "maxLength": 128,
             "x-kubernetes-validations": [{
                 "rule": "type(self) == int || self.matches('^ *-?[0-9]+ *$') || self.matches('^[{][{] *args[.][A-Za-z0-9_.-]+ *[}][}]$')",
                 "message": "must be an integer or an {{args.NAME}} placeholder",
@@ -475,6 +479,7 @@ pub struct WebMetric {
     pub insecure: Option<bool>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::unsupported_string")]
     pub body: Option<Unsupported>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -510,15 +515,16 @@ pub struct WebMetric {
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.metrics.all(m, self.metrics.exists_one(n, n.name == m.name))").message("metrics: metric names must be unique").field_path(".metrics"))]
 #[x_kube(validation = unsupported("ttlStrategy", "ttlStrategy", "the Rollout garbage-collects its runs"))]
 pub struct AnalysisRunSpec {
     /// The metrics to measure (from the templates, merged).
     #[schemars(length(min = 1, max = 100))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub metrics: Vec<Metric>,
     /// Argument values (resolved, or `valueFrom` references resolved when the run starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub args: Option<Vec<Argument>>,
     /// Stop the run: no new measurements; unfinished metrics end Successful.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -526,10 +532,12 @@ pub struct AnalysisRunSpec {
     /// Metrics that never affect the run's phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["metricName".into()]))]
     pub dry_run: Option<Vec<DryRun>>,
     /// Measurements kept per metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["metricName".into()]))]
     pub measurement_retention: Option<Vec<MeasurementRetention>>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]

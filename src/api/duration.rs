@@ -227,6 +227,7 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "x-kubernetes-int-or-string": true,
+            "maxLength": 64,
             "x-kubernetes-validations": [{
                 "rule": DURATION_RULE,
                 "message": DURATION_MESSAGE,

@@ -1,0 +1,29 @@
+# Aviary — see README.md. Every target installs or builds what it needs itself.
+SHELL := /bin/bash
+
+.PHONY: test demo lint unit crds cluster-up cluster-down bins bench
+
+test:            ## fmt, clippy, unit tests, CRD drift, integration tests on a local cluster
+	bash hack/test.sh
+
+demo:            ## bring up the local cluster and Prometheus and walk a canary
+	bash hack/demo.sh
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --all-targets -- -D warnings
+
+unit:
+	cargo test --lib --bins
+
+crds:            ## regenerate crds/*.yaml from the Rust types
+	cargo run --quiet --bin crdgen -- --out crds
+
+bins:            ## build and cache the cluster binaries (etcd, kube-*, kubectl, kwok, helm)
+	bash hack/build-bins.sh all
+
+cluster-up:
+	bash hack/cluster.sh up
+
+cluster-down:
+	bash hack/cluster.sh down

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make test`: static checks, unit tests, CRD drift, then the integration tests against the local
+# cluster, which this script brings up and tears down itself. The slow, cold Go build of the
+# cluster starts first, in the background, while cargo checks run.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+cd "$ROOT"
+t0=$SECONDS
+step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - t0))" "$*"; }
+
+bash "$HERE/deps.sh"
+
+step "building cluster binaries in the background (cached after the first run)"
+mkdir -p target
+bash "$HERE/build-bins.sh" k8s >target/build-bins.log 2>&1 && bash "$HERE/build-bins.sh" kwok >>target/build-bins.log 2>&1 &
+bins_pid=$!
+
+step "cargo fmt --check"
+cargo fmt --all --check
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+step "unit tests"
+cargo test --locked --lib --bins
+if [ -f src/bin/crdgen.rs ]; then
+  step "CRD drift check (crds/ must equal what the Rust types generate)"
+  cargo run --locked --quiet --bin crdgen -- --check crds
+fi
+step "building integration tests"
+cargo test --locked --tests --no-run
+
+step "waiting for the cluster binaries"
+if ! wait "$bins_pid"; then
+  echo "building the cluster binaries failed:" >&2; tail -n 40 target/build-bins.log >&2; exit 1
+fi
+cat target/build-bins.log
+
+cleanup() { [ -n "${AVIARY_KEEP_CLUSTER:-}" ] || bash "$HERE/cluster.sh" down || true; }
+trap cleanup EXIT
+step "bringing up the local cluster"
+bash "$HERE/cluster.sh" up
+eval "$(bash "$HERE/cluster.sh" env)"
+step "integration tests against the local cluster"
+cargo test --locked --tests -- --test-threads="${TEST_THREADS:-2}" ${TEST_FILTER:-}
+step "done in $((SECONDS - t0)) s"
