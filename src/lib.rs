@@ -4,5 +4,6 @@
 //! `traffic` and `controller` wire I/O around them; `cli` depends on `api`, not the controller.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod api;
 pub mod plan;

@@ -215,3 +215,6 @@ pub fn crd_files() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
         ("analysisruns.yaml", render(AnalysisRun::crd())?),
     ])
 }
+
+#[cfg(test)]
+mod tests;

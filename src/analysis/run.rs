@@ -1,0 +1,953 @@
+//! A whole AnalysisRun: its metrics compiled once, which are due, and the run's phase.
+//!
+//! The controller drives a run as observe → plan → act → report:
+//!
+//! 1. [`Analysis::new`] substitutes args and compiles conditions and policies. An error here is
+//!    a bad spec or bad args: [`reject`] the run (phase Error at once).
+//! 2. [`Analysis::assess`] brings phases, summaries and the message up to date.
+//! 3. [`Analysis::due`] names the metrics to measure now; the controller queries each provider,
+//!    judges the value ([`crate::analysis::measurement::Conditions::measure`]) and
+//!    [`Analysis::record`]s the measurement, then assesses again.
+//! 4. [`Analysis::requeue_after`] says when to look again.
+//!
+//! Run phase: while a metric (dry-run ones included) is unfinished, Running. The first
+//! non-dry-run metric that ends Failed, Error or Inconclusive — or `spec.terminate` — makes the
+//! run *terminating*: nothing more is measured and unfinished metrics end Successful. The run
+//! then takes the worst non-dry-run metric phase (Successful < Running < Pending < Inconclusive
+//! < Error < Failed); dry-run metrics are reported in `dryRunSummary` only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use regex::Regex;
+use thiserror::Error;
+
+use super::condition::ConditionError;
+use super::measurement::Conditions;
+use super::metric::{MetricPolicy, PolicyError};
+use super::template::{Args, TemplateError, render, render_promql};
+use crate::api::{
+    AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, DEFAULT_MEASUREMENT_RETENTION, Measurement,
+    Metric, MetricResult, RunSummary,
+};
+
+/// Metric metadata key holding the query actually sent, as Argo names it.
+pub const RESOLVED_PROMETHEUS_QUERY: &str = "ResolvedPrometheusQuery";
+/// The run message when `spec.terminate` ended it and no metric did worse (Argo's wording).
+pub const TERMINATED: &str = "Run Terminated";
+
+/// Why a run cannot start: it ends in Error at once with this as its message.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Condition(#[from] ConditionError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{field}[{index}]: Rule didn't match any metric name(s)")]
+    UnmatchedRule { field: &'static str, index: usize },
+    #[error("{field}[{index}]: invalid metricName pattern: {message}")]
+    BadPattern {
+        field: &'static str,
+        index: usize,
+        message: String,
+    },
+    #[error("metric \"{metric}\": args could not be substituted: {message}")]
+    Substitution { metric: String, message: String },
+}
+
+/// One metric of a run, ready to measure.
+#[derive(Debug)]
+pub struct MetricPlan {
+    /// The metric with args substituted (the provider reads its fields from here).
+    pub metric: Metric,
+    pub policy: MetricPolicy,
+    pub conditions: Conditions,
+    pub dry_run: bool,
+    /// The PromQL to send, with args substituted and escaped; `None` for other providers.
+    pub query: Option<String>,
+    /// The query with secret args redacted, for status and logs.
+    pub query_for_status: Option<String>,
+}
+
+/// A run's metrics, compiled.
+#[derive(Debug)]
+pub struct Analysis {
+    metrics: Vec<MetricPlan>,
+    terminate: bool,
+    args: Args,
+}
+
+impl Analysis {
+    /// Substitutes `args` into every metric and compiles it.
+    pub fn new(spec: &AnalysisRunSpec, args: Args) -> Result<Analysis, RunError> {
+        let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
+        let dry_run = match_rules(
+            "dryRun",
+            spec.dry_run
+                .iter()
+                .flatten()
+                .map(|r| r.metric_name.as_str()),
+            &names,
+        )?;
+        let mut retention: BTreeMap<&str, usize> = BTreeMap::new();
+        let rules = spec.measurement_retention.iter().flatten();
+        for (rule, matched) in rules.clone().zip(match_each_rule(
+            "measurementRetention",
+            rules.map(|r| r.metric_name.as_str()),
+            &names,
+        )?) {
+            for name in matched {
+                retention.insert(name, usize::try_from(rule.limit).unwrap_or(1));
+            }
+        }
+        let metrics = spec
+            .metrics
+            .iter()
+            .map(|metric| {
+                let (metric, query) = substitute(metric, &args)?;
+                let keep = retention
+                    .get(metric.name.as_str())
+                    .copied()
+                    .unwrap_or(DEFAULT_MEASUREMENT_RETENTION);
+                Ok(MetricPlan {
+                    policy: MetricPolicy::from_metric(&metric, keep)?,
+                    conditions: Conditions::for_metric(&metric)?,
+                    dry_run: dry_run.contains(metric.name.as_str()),
+                    query_for_status: query.as_deref().map(|q| args.redact(q)),
+                    query,
+                    metric,
+                })
+            })
+            .collect::<Result<Vec<_>, RunError>>()?;
+        Ok(Analysis {
+            metrics,
+            terminate: spec.terminated(),
+            args,
+        })
+    }
+
+    pub fn metrics(&self) -> &[MetricPlan] {
+        &self.metrics
+    }
+
+    pub fn metric(&self, name: &str) -> Option<&MetricPlan> {
+        self.metrics.iter().find(|m| m.metric.name == name)
+    }
+
+    /// The metrics to measure at `now`: none once the run is completed or terminating.
+    pub fn due(&self, status: &AnalysisRunStatus, now: Timestamp) -> Vec<&MetricPlan> {
+        if status.phase.is_completed() || self.terminating(status) {
+            return Vec::new();
+        }
+        let started = started_at(status, now);
+        self.metrics
+            .iter()
+            .filter(|plan| {
+                let fresh;
+                let result = match status.metric_result(&plan.metric.name) {
+                    Some(r) => r,
+                    None => {
+                        fresh = MetricResult::new(&plan.metric.name);
+                        &fresh
+                    }
+                };
+                plan.policy
+                    .next_measurement_at(result, started)
+                    .is_some_and(|due| due <= now)
+            })
+            .collect()
+    }
+
+    /// Adds a measurement of `metric` to the status. Unknown metrics are ignored: the spec is
+    /// immutable, so that can only be a caller's mistake, not a state to act on.
+    pub fn record(
+        &self,
+        status: &mut AnalysisRunStatus,
+        metric: &str,
+        mut measurement: Measurement,
+    ) {
+        let Some(plan) = self.metric(metric) else {
+            return;
+        };
+        if let Some(message) = &measurement.message {
+            measurement.message = Some(self.args.redact(message));
+        }
+        plan.policy.record(result_mut(status, plan), measurement);
+    }
+
+    /// Brings metric phases, summaries, the run phase and message, `startedAt` and
+    /// `completedAt` up to date. A completed run is final and left as it is.
+    pub fn assess(&self, status: &mut AnalysisRunStatus, now: Timestamp) {
+        if status.phase.is_completed() {
+            return;
+        }
+        if status.started_at.is_none() {
+            status.started_at = Some(Time(now));
+        }
+        for plan in &self.metrics {
+            let result = result_mut(status, plan);
+            let (phase, reason) = plan.policy.assess(result, false);
+            set_metric_phase(plan, result, phase, reason);
+        }
+        // A terminating run stops unfinished metrics, which then end Successful.
+        let terminating = self.terminating(status);
+        if terminating {
+            for plan in &self.metrics {
+                let result = result_mut(status, plan);
+                let (phase, reason) = plan.policy.assess(result, true);
+                set_metric_phase(plan, result, phase, reason);
+            }
+        }
+
+        let mut summary = RunSummary::default();
+        let mut dry_summary = RunSummary::default();
+        let mut worst: Option<(AnalysisPhase, Option<String>)> = None;
+        let mut unfinished = false;
+        for plan in &self.metrics {
+            let Some(result) = status.metric_result(&plan.metric.name) else {
+                continue;
+            };
+            let summary = if plan.dry_run {
+                &mut dry_summary
+            } else {
+                &mut summary
+            };
+            count(summary, result.phase);
+            if !result.phase.is_completed() {
+                unfinished = true;
+            } else if !plan.dry_run
+                && worst
+                    .as_ref()
+                    .is_none_or(|(w, _)| result.phase.severity() > w.severity())
+            {
+                worst = Some((result.phase, result.message.clone()));
+            }
+        }
+        status.run_summary = Some(summary);
+        status.dry_run_summary = Some(dry_summary);
+
+        let (phase, message) = if unfinished && !terminating {
+            (AnalysisPhase::Running, None)
+        } else {
+            let (phase, message) = worst.unwrap_or((AnalysisPhase::Successful, None));
+            let message = match phase {
+                AnalysisPhase::Successful => None,
+                _ => message,
+            };
+            (
+                phase,
+                message.or_else(|| self.terminate.then(|| TERMINATED.to_owned())),
+            )
+        };
+        status.phase = phase;
+        status.message = message;
+        if phase.is_completed() && status.completed_at.is_none() {
+            status.completed_at = Some(Time(now));
+        }
+    }
+
+    /// How long until the next measurement is due; `None` when the run is completed.
+    pub fn requeue_after(&self, status: &AnalysisRunStatus, now: Timestamp) -> Option<Duration> {
+        if status.phase.is_completed() || self.terminating(status) {
+            return None;
+        }
+        let started = started_at(status, now);
+        self.metrics
+            .iter()
+            .filter_map(|plan| {
+                let fresh = MetricResult::new(&plan.metric.name);
+                let result = status.metric_result(&plan.metric.name).unwrap_or(&fresh);
+                plan.policy.next_measurement_at(result, started)
+            })
+            .min()
+            .map(|due| {
+                let wait = now.duration_until(due);
+                Duration::try_from(wait).unwrap_or(Duration::ZERO)
+            })
+    }
+
+    /// `spec.terminate`, or a non-dry-run metric already Failed, Error or Inconclusive.
+    fn terminating(&self, status: &AnalysisRunStatus) -> bool {
+        self.terminate
+            || self.metrics.iter().any(|plan| {
+                !plan.dry_run
+                    && status.metric_result(&plan.metric.name).is_some_and(|r| {
+                        matches!(
+                            r.phase,
+                            AnalysisPhase::Failed
+                                | AnalysisPhase::Error
+                                | AnalysisPhase::Inconclusive
+                        )
+                    })
+            })
+    }
+}
+
+/// Ends a run that cannot start (bad args, bad spec) in Error, with the reason as its message.
+pub fn reject(status: &mut AnalysisRunStatus, error: &RunError, now: Timestamp) {
+    status.phase = AnalysisPhase::Error;
+    status.message = Some(error.to_string());
+    if status.started_at.is_none() {
+        status.started_at = Some(Time(now));
+    }
+    if status.completed_at.is_none() {
+        status.completed_at = Some(Time(now));
+    }
+}
+
+fn started_at(status: &AnalysisRunStatus, now: Timestamp) -> Timestamp {
+    status.started_at.as_ref().map_or(now, |t| t.0)
+}
+
+/// The plan's result in `status`, created (Pending) on first use so every metric shows.
+fn result_mut<'s>(status: &'s mut AnalysisRunStatus, plan: &MetricPlan) -> &'s mut MetricResult {
+    let name = &plan.metric.name;
+    let index = match status.metric_results.iter().position(|r| &r.name == name) {
+        Some(i) => i,
+        None => {
+            let mut result = MetricResult::new(name.clone());
+            result.dry_run = plan.dry_run.then_some(true);
+            if let Some(query) = &plan.query_for_status {
+                result
+                    .metadata
+                    .insert(RESOLVED_PROMETHEUS_QUERY.to_owned(), query.clone());
+            }
+            status.metric_results.push(result);
+            status.metric_results.len() - 1
+        }
+    };
+    &mut status.metric_results[index]
+}
+
+/// Sets the phase; on a limit breach, the message names the metric, the limit, the last value
+/// and what the conditions said of it — the text a Rollout's abort Event quotes.
+fn set_metric_phase(
+    plan: &MetricPlan,
+    result: &mut MetricResult,
+    phase: AnalysisPhase,
+    reason: Option<String>,
+) {
+    if result.phase == phase {
+        return;
+    }
+    result.phase = phase;
+    if let Some(reason) = reason {
+        let mut message = format!(
+            "Metric \"{}\" assessed {} due to {}",
+            plan.metric.name, phase, reason
+        );
+        if let Some(last) = result
+            .measurements
+            .iter()
+            .rev()
+            .find(|m| m.phase.is_completed())
+        {
+            message.push_str("; last measurement");
+            if let Some(value) = &last.value {
+                message.push_str(&format!(" {value}"));
+            }
+            if let Some(why) = &last.message {
+                message.push_str(&format!(": {why}"));
+            }
+        }
+        result.message = Some(message);
+    }
+}
+
+fn count(summary: &mut RunSummary, phase: AnalysisPhase) {
+    summary.count += 1;
+    match phase {
+        AnalysisPhase::Successful => summary.successful += 1,
+        AnalysisPhase::Failed => summary.failed += 1,
+        AnalysisPhase::Inconclusive => summary.inconclusive += 1,
+        AnalysisPhase::Error => summary.error += 1,
+        AnalysisPhase::Pending | AnalysisPhase::Running => {}
+    }
+}
+
+/// Substitutes args in every string of the metric; the PromQL query with escaping.
+fn substitute(metric: &Metric, args: &Args) -> Result<(Metric, Option<String>), RunError> {
+    let substitution_error = |e: serde_json::Error| RunError::Substitution {
+        metric: metric.name.clone(),
+        message: e.to_string(),
+    };
+    let mut without_query = metric.clone();
+    let query = match without_query.provider.prometheus.as_mut() {
+        Some(prometheus) => Some(render_promql(&std::mem::take(&mut prometheus.query), args)?),
+        None => None,
+    };
+    let mut json = serde_json::to_value(&without_query).map_err(substitution_error)?;
+    render_strings(&mut json, args)?;
+    let mut substituted: Metric = serde_json::from_value(json).map_err(substitution_error)?;
+    if let (Some(prometheus), Some(query)) = (substituted.provider.prometheus.as_mut(), &query) {
+        prometheus.query.clone_from(query);
+    }
+    Ok((substituted, query))
+}
+
+fn render_strings(value: &mut serde_json::Value, args: &Args) -> Result<(), TemplateError> {
+    match value {
+        serde_json::Value::String(s) => *s = render(s, args)?,
+        serde_json::Value::Array(items) => {
+            for item in items {
+                render_strings(item, args)?;
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for field in fields.values_mut() {
+                render_strings(field, args)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The metric names matched by any of `patterns` (see [`match_each_rule`]).
+fn match_rules<'n, 'p>(
+    field: &'static str,
+    patterns: impl Iterator<Item = &'p str>,
+    names: &[&'n str],
+) -> Result<BTreeSet<&'n str>, RunError> {
+    Ok(match_each_rule(field, patterns, names)?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// For each pattern, the metric names it matches: `*` matches all, anything else is an
+/// unanchored regular expression (Go's `regexp.MatchString`, as Argo uses). A pattern that
+/// matches nothing is an error, so a typo can't silently turn dry-run off.
+fn match_each_rule<'n, 'p>(
+    field: &'static str,
+    patterns: impl Iterator<Item = &'p str>,
+    names: &[&'n str],
+) -> Result<Vec<Vec<&'n str>>, RunError> {
+    patterns
+        .enumerate()
+        .map(|(index, pattern)| {
+            let matched: Vec<&str> = if pattern == "*" {
+                names.to_vec()
+            } else {
+                let regex = Regex::new(pattern).map_err(|e| RunError::BadPattern {
+                    field,
+                    index,
+                    message: e.to_string(),
+                })?;
+                names
+                    .iter()
+                    .copied()
+                    .filter(|n| regex.is_match(n))
+                    .collect()
+            };
+            if matched.is_empty() {
+                return Err(RunError::UnmatchedRule { field, index });
+            }
+            Ok(matched)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::measurement::error_measurement;
+    use crate::analysis::value::MetricValue;
+    use crate::api::{
+        DryRun, Duration as ApiDuration, IntOrArg, MeasurementRetention, MetricProvider,
+        PrometheusMetric,
+    };
+    use AnalysisPhase::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn prometheus_metric(name: &str, query: &str, success: &str) -> Metric {
+        Metric {
+            name: name.into(),
+            interval: Some(ApiDuration::from_secs(60)),
+            success_condition: Some(success.into()),
+            provider: MetricProvider {
+                prometheus: Some(PrometheusMetric {
+                    query: query.into(),
+                    ..PrometheusMetric::default()
+                }),
+                ..MetricProvider::default()
+            },
+            ..Metric::default()
+        }
+    }
+
+    fn spec(metrics: Vec<Metric>) -> AnalysisRunSpec {
+        AnalysisRunSpec {
+            metrics,
+            ..AnalysisRunSpec::default()
+        }
+    }
+
+    fn analysis(spec: &AnalysisRunSpec) -> Analysis {
+        Analysis::new(spec, Args::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Measures `value` for `metric` at `t` the way the controller would.
+    fn measure(a: &Analysis, status: &mut AnalysisRunStatus, metric: &str, value: &[f64], t: i64) {
+        let plan = a
+            .metric(metric)
+            .unwrap_or_else(|| panic!("no metric {metric}"));
+        let m = plan
+            .conditions
+            .measure(&MetricValue::Vector(value.to_vec()), at(t), at(t));
+        a.record(status, metric, m);
+        a.assess(status, at(t));
+    }
+
+    #[test]
+    fn a_failed_metric_fails_the_run_with_a_quotable_message() {
+        let s = spec(vec![
+            Metric {
+                failure_limit: Some(IntOrArg::Int(1)),
+                ..prometheus_metric("error-rate", "q", "result[0] <= 0.05")
+            },
+            prometheus_metric("latency", "q2", "result[0] < 500"),
+        ]);
+        let a = analysis(&s);
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        assert_eq!(status.phase, Running);
+        assert_eq!(status.started_at, Some(Time(at(0))));
+        let due: Vec<&str> = a
+            .due(&status, at(0))
+            .iter()
+            .map(|p| p.metric.name.as_str())
+            .collect();
+        assert_eq!(due, ["error-rate", "latency"]);
+
+        measure(&a, &mut status, "latency", &[120.0], 0);
+        measure(&a, &mut status, "error-rate", &[0.07], 0);
+        assert_eq!(
+            status.phase, Running,
+            "one failure is within failureLimit 1"
+        );
+        measure(&a, &mut status, "error-rate", &[0.09], 60);
+        assert_eq!(status.phase, Failed);
+        assert_eq!(
+            status.message.as_deref(),
+            Some(
+                "Metric \"error-rate\" assessed Failed due to failed (2) > failureLimit (1); last measurement [0.09]: successCondition \"result[0] <= 0.05\" is false"
+            )
+        );
+        assert_eq!(status.completed_at, Some(Time(at(60))));
+        // The other metric was stopped and ends Successful; nothing more is measured.
+        assert_eq!(
+            status.metric_result("latency").map(|r| r.phase),
+            Some(Successful)
+        );
+        assert!(a.due(&status, at(1000)).is_empty());
+        assert_eq!(a.requeue_after(&status, at(60)), None);
+        assert_eq!(
+            status.run_summary,
+            Some(RunSummary {
+                count: 2,
+                successful: 1,
+                failed: 1,
+                inconclusive: 0,
+                error: 0
+            })
+        );
+    }
+
+    #[test]
+    fn five_empty_results_error_the_run() {
+        let a = analysis(&spec(vec![prometheus_metric(
+            "success-rate",
+            "q",
+            "result[0] >= 0.95",
+        )]));
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        let mut t = 0;
+        for _ in 0..4 {
+            measure(&a, &mut status, "success-rate", &[], t);
+            assert_eq!(status.phase, Running);
+            assert_eq!(
+                a.requeue_after(&status, at(t)),
+                Some(Duration::from_secs(10))
+            );
+            t += 10;
+        }
+        measure(&a, &mut status, "success-rate", &[], t);
+        assert_eq!(status.phase, Error);
+        assert_eq!(
+            status.message.as_deref(),
+            Some(
+                "Metric \"success-rate\" assessed Error due to consecutiveErrors (5) > consecutiveErrorLimit (4); last measurement []: no data returned by the query"
+            )
+        );
+    }
+
+    #[test]
+    fn run_phase_is_the_worst_metric_phase() {
+        // Each metric driven to a phase by its own limits; the run takes the worst.
+        let ordered = [Successful, Inconclusive, Error, Failed];
+        for (i, worst) in ordered.iter().enumerate() {
+            let metrics: Vec<Metric> = ordered[..=i]
+                .iter()
+                .map(|phase| Metric {
+                    interval: None,
+                    consecutive_error_limit: Some(IntOrArg::Int(0)),
+                    success_condition: Some("result[0] > 0.5".into()),
+                    failure_condition: Some("result[0] < 0.1".into()),
+                    ..prometheus_metric(phase.as_str(), "q", "")
+                })
+                .collect();
+            let a = analysis(&spec(metrics));
+            let mut status = AnalysisRunStatus::default();
+            // Record everything before assessing, so no metric stops another.
+            for phase in &ordered[..=i] {
+                let m = match phase {
+                    Successful => a.metric("Successful").map(|p| {
+                        p.conditions
+                            .measure(&MetricValue::Vector(vec![0.9]), at(0), at(0))
+                    }),
+                    Inconclusive => a.metric("Inconclusive").map(|p| {
+                        p.conditions
+                            .measure(&MetricValue::Vector(vec![0.3]), at(0), at(0))
+                    }),
+                    Failed => a.metric("Failed").map(|p| {
+                        p.conditions
+                            .measure(&MetricValue::Vector(vec![0.0]), at(0), at(0))
+                    }),
+                    _ => Some(error_measurement("boom", at(0), at(0))),
+                };
+                a.record(
+                    &mut status,
+                    phase.as_str(),
+                    m.unwrap_or_else(|| panic!("metric")),
+                );
+            }
+            a.assess(&mut status, at(0));
+            assert_eq!(status.phase, *worst, "metrics {:?}", &ordered[..=i]);
+        }
+    }
+
+    #[test]
+    fn unfinished_metrics_keep_the_run_running() {
+        // An indefinite metric and a one-shot one: the one-shot succeeds, the run keeps going.
+        let mut once = prometheus_metric("once", "q", "result[0] > 0.5");
+        once.interval = None;
+        let a = analysis(&spec(vec![
+            prometheus_metric("forever", "q", "result[0] > 0.5"),
+            once,
+        ]));
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        assert_eq!(
+            status
+                .metric_results
+                .iter()
+                .map(|r| r.phase)
+                .collect::<Vec<_>>(),
+            [Pending, Pending]
+        );
+        measure(&a, &mut status, "once", &[0.9], 0);
+        measure(&a, &mut status, "forever", &[0.9], 0);
+        assert_eq!(status.phase, Running);
+        assert_eq!(
+            status.metric_result("once").map(|r| r.phase),
+            Some(Successful)
+        );
+        assert_eq!(
+            a.requeue_after(&status, at(0)),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            a.requeue_after(&status, at(45)),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(a.requeue_after(&status, at(75)), Some(Duration::ZERO));
+        let due: Vec<&str> = a
+            .due(&status, at(60))
+            .iter()
+            .map(|p| p.metric.name.as_str())
+            .collect();
+        assert_eq!(due, ["forever"]);
+    }
+
+    #[test]
+    fn initial_delay_counts_from_run_start() {
+        let mut m = prometheus_metric("m", "q", "result[0] > 0.5");
+        m.initial_delay = Some(ApiDuration::from_secs(30));
+        let a = analysis(&spec(vec![m]));
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(5));
+        assert!(a.due(&status, at(20)).is_empty());
+        assert_eq!(
+            a.requeue_after(&status, at(20)),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(a.due(&status, at(35)).len(), 1);
+    }
+
+    #[test]
+    fn dry_run_metrics_never_affect_the_run() {
+        let mut s = spec(vec![
+            prometheus_metric("canary-errors", "q", "result[0] < 0.05"),
+            prometheus_metric("latency", "q", "result[0] < 500"),
+        ]);
+        s.dry_run = Some(vec![DryRun {
+            metric_name: "canary-.*".into(),
+        }]);
+        let a = analysis(&s);
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        measure(&a, &mut status, "canary-errors", &[0.5], 0);
+        measure(&a, &mut status, "latency", &[100.0], 0);
+        let dry = status.metric_result("canary-errors");
+        assert_eq!(
+            dry.map(|r| (r.phase, r.dry_run)),
+            Some((Failed, Some(true)))
+        );
+        assert_eq!(
+            status.phase, Running,
+            "a failed dry-run metric doesn't terminate the run"
+        );
+        assert_eq!(status.message, None);
+        assert_eq!(a.due(&status, at(60)).len(), 1);
+        assert_eq!(
+            status.dry_run_summary,
+            Some(RunSummary {
+                count: 1,
+                successful: 0,
+                failed: 1,
+                inconclusive: 0,
+                error: 0
+            })
+        );
+        assert_eq!(status.run_summary.as_ref().map(|s| s.count), Some(1));
+        // Terminated later: Successful, the dry-run failure notwithstanding.
+        s.terminate = Some(true);
+        let a = analysis(&s);
+        a.assess(&mut status, at(70));
+        assert_eq!(
+            (status.phase, status.message.as_deref()),
+            (Successful, Some(TERMINATED))
+        );
+    }
+
+    #[test]
+    fn terminate_ends_the_run_successful() {
+        let mut s = spec(vec![prometheus_metric("m", "q", "result[0] > 0.5")]);
+        s.terminate = Some(true);
+        let a = analysis(&s);
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        assert_eq!(
+            (status.phase, status.message.as_deref()),
+            (Successful, Some(TERMINATED))
+        );
+        assert_eq!(status.metric_result("m").map(|r| r.phase), Some(Successful));
+        assert!(a.due(&status, at(0)).is_empty());
+        assert_eq!(status.completed_at, Some(Time(at(0))));
+
+        // Terminating after a failure keeps the failure.
+        let running = analysis(&spec(vec![prometheus_metric("m", "q", "result[0] > 0.5")]));
+        let mut status = AnalysisRunStatus::default();
+        running.assess(&mut status, at(0));
+        let m = running.metric("m").map(|p| {
+            p.conditions
+                .measure(&MetricValue::Vector(vec![0.1]), at(0), at(0))
+        });
+        running.record(&mut status, "m", m.unwrap_or_else(|| panic!("metric")));
+        a.assess(&mut status, at(1));
+        assert_eq!(status.phase, Failed);
+    }
+
+    #[test]
+    fn completed_runs_are_final() {
+        let a = analysis(&spec(vec![prometheus_metric("m", "q", "result[0] > 0.5")]));
+        let mut status = AnalysisRunStatus {
+            phase: Failed,
+            message: Some("x".into()),
+            ..Default::default()
+        };
+        a.assess(&mut status, at(0));
+        assert_eq!(
+            (status.phase, status.message.as_deref(), status.started_at),
+            (Failed, Some("x"), None)
+        );
+    }
+
+    #[test]
+    fn args_are_substituted_and_promql_escaped() {
+        let mut m = prometheus_metric(
+            "m",
+            "sum(rate(x{service=\"{{args.service}}\"}[{{ args.window }}]))",
+            "result[0] <= {{args.max}}",
+        );
+        m.failure_limit = Some(IntOrArg::Str("{{args.limit}}".into()));
+        let args = Args::resolve([
+            ("service", Some("a\"} or vector(1) #")),
+            ("window", Some("5m")),
+            ("max", Some("0.05")),
+            ("limit", Some("3")),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let a = Analysis::new(&spec(vec![m]), args).unwrap_or_else(|e| panic!("{e}"));
+        let plan = a.metric("m").unwrap_or_else(|| panic!("metric"));
+        let expected = "sum(rate(x{service=\"a\\\"} or vector(1) #\"}[5m]))";
+        assert_eq!(plan.query.as_deref(), Some(expected));
+        assert_eq!(
+            plan.metric
+                .provider
+                .prometheus
+                .as_ref()
+                .map(|p| p.query.as_str()),
+            Some(expected)
+        );
+        assert_eq!(
+            plan.metric.success_condition.as_deref(),
+            Some("result[0] <= 0.05")
+        );
+        assert_eq!(plan.policy.failure_limit, 3);
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        assert_eq!(
+            status
+                .metric_result("m")
+                .and_then(|r| r.metadata.get(RESOLVED_PROMETHEUS_QUERY))
+                .map(String::as_str),
+            Some(expected)
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_at_start() {
+        let unknown_arg = spec(vec![prometheus_metric(
+            "m",
+            "x{a=\"{{args.nope}}\"}",
+            "result[0] > 0",
+        )]);
+        let err = Analysis::new(&unknown_arg, Args::default())
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(err, Err("failed to resolve {{args.nope}}".into()));
+
+        let bad_condition = spec(vec![prometheus_metric("m", "q", "result[0] >=")]);
+        let err = Analysis::new(&bad_condition, Args::default()).map(|_| ());
+        assert!(
+            matches!(
+                err,
+                Err(RunError::Condition(ConditionError::Compile { .. }))
+            ),
+            "{err:?}"
+        );
+
+        let mut unmatched = spec(vec![prometheus_metric("m", "q", "result[0] > 0")]);
+        unmatched.dry_run = Some(vec![DryRun {
+            metric_name: "latency".into(),
+        }]);
+        let err = Analysis::new(&unmatched, Args::default())
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err("dryRun[0]: Rule didn't match any metric name(s)".into())
+        );
+
+        let mut status = AnalysisRunStatus::default();
+        let error = RunError::Template(TemplateError::Unresolved("x".into()));
+        reject(&mut status, &error, at(3));
+        assert_eq!(
+            (status.phase, status.message.as_deref(), status.completed_at),
+            (Error, Some("args.x was not resolved"), Some(Time(at(3))))
+        );
+    }
+
+    #[test]
+    fn measurement_retention_rules() {
+        let mut s = spec(vec![
+            prometheus_metric("error-rate", "q", "result[0] < 1"),
+            prometheus_metric("latency", "q", "result[0] < 1"),
+        ]);
+        s.measurement_retention = Some(vec![MeasurementRetention {
+            metric_name: "error".into(),
+            limit: 2,
+        }]);
+        let a = analysis(&s);
+        assert_eq!(a.metric("error-rate").map(|p| p.policy.retention), Some(2));
+        assert_eq!(a.metric("latency").map(|p| p.policy.retention), Some(10));
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        for t in 0..5 {
+            measure(&a, &mut status, "error-rate", &[0.0], t * 60);
+        }
+        assert_eq!(
+            status
+                .metric_result("error-rate")
+                .map(|r| (r.measurements.len(), r.count)),
+            Some((2, 5))
+        );
+    }
+
+    #[test]
+    fn secret_args_are_redacted_from_status() {
+        use crate::api::{Argument, SecretKeyRef, ValueFrom};
+        let m = prometheus_metric("m", "x{token=\"{{args.token}}\"}", "result[0] > 0");
+        let args = Args::from_arguments(
+            &[Argument {
+                name: "token".into(),
+                value: None,
+                value_from: Some(ValueFrom {
+                    secret_key_ref: Some(SecretKeyRef {
+                        name: "s".into(),
+                        key: "k".into(),
+                    }),
+                    field_ref: None,
+                }),
+            }],
+            |_| Some("hunter2".into()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let a = Analysis::new(&spec(vec![m]), args).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            a.metric("m").and_then(|p| p.query.as_deref()),
+            Some("x{token=\"hunter2\"}")
+        );
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        a.record(
+            &mut status,
+            "m",
+            error_measurement("401 for token hunter2", at(0), at(0)),
+        );
+        let result = status
+            .metric_result("m")
+            .unwrap_or_else(|| panic!("result"));
+        assert_eq!(
+            result
+                .metadata
+                .get(RESOLVED_PROMETHEUS_QUERY)
+                .map(String::as_str),
+            Some("x{token=\"*****\"}")
+        );
+        assert_eq!(
+            result.measurements[0].message.as_deref(),
+            Some("401 for token *****")
+        );
+    }
+}
+
+#[cfg(test)]
+mod thread_safety {
+    /// The controller holds a compiled run across `.await`s on a multi-threaded runtime.
+    #[test]
+    fn analysis_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Analysis>();
+    }
+}

@@ -1,0 +1,1041 @@
+//! Admission against the real API server: every example applies cleanly and unchanged, and
+//! each invalid manifest in the table is rejected with a message naming the offending field.
+//!
+//! Given the local cluster (`hack/cluster.sh up`) with Aviary's generated CRDs installed, when a
+//! manifest is server-side applied (strict field validation, as kubectl does), then the API
+//! server's structural schema and CEL rules accept or reject it — no controller involved.
+
+mod support;
+
+use std::path::Path;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
+use kube::core::GroupVersionKind;
+use kube::discovery::{Scope, pinned_kind};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use support::{TestNamespace, client, install_crds, upstream_crd, yaml_documents};
+
+/// Installs Aviary's CRDs from `crds/` (the drift check keeps them equal to the types) and the
+/// upstream Istio VirtualService CRD the Istio example needs.
+async fn install(client: &Client) {
+    let root = support::repo_root();
+    let ours = [
+        "rollouts.yaml",
+        "analysistemplates.yaml",
+        "clusteranalysistemplates.yaml",
+        "analysisruns.yaml",
+    ]
+    .map(|f| root.join("crds").join(f));
+    let istio = upstream_crd("istio-virtualservice.yaml");
+    let mut files: Vec<&Path> = ours.iter().map(|p| p.as_path()).collect();
+    files.push(&istio);
+    install_crds(client, &files).await;
+}
+
+/// Server-side applies `value` as it stands, with strict field validation.
+async fn apply(
+    client: &Client,
+    ns: &str,
+    value: &Value,
+    dry_run: bool,
+) -> Result<DynamicObject, kube::Error> {
+    let (group, version) = match value["apiVersion"].as_str().unwrap_or("").split_once('/') {
+        Some((g, v)) => (g.to_owned(), v.to_owned()),
+        None => (
+            String::new(),
+            value["apiVersion"].as_str().unwrap_or("").to_owned(),
+        ),
+    };
+    let gvk = GroupVersionKind::gvk(&group, &version, value["kind"].as_str().unwrap_or(""));
+    let (ar, caps) = pinned_kind(client, &gvk).await?;
+    let api: Api<DynamicObject> = match caps.scope {
+        Scope::Namespaced => Api::namespaced_with(client.clone(), ns, &ar),
+        Scope::Cluster => Api::all_with(client.clone(), &ar),
+    };
+    let name = value["metadata"]["name"].as_str().unwrap_or_default();
+    let mut pp = PatchParams::apply(support::FIELD_MANAGER);
+    pp.field_validation = Some(ValidationDirective::Strict);
+    pp.dry_run = dry_run;
+    api.patch(name, &pp, &Patch::Apply(value)).await
+}
+
+#[tokio::test]
+async fn examples_apply_cleanly_and_unchanged() {
+    let client = client().await;
+    install(&client).await;
+    let ns = TestNamespace::new(&client, "admission-examples").await;
+    let dir = support::repo_root().join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "expected the four examples, found {files:?}"
+    );
+    let mut ours = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read example");
+        for doc in yaml_documents(&text) {
+            assert!(
+                doc["metadata"].get("namespace").is_none(),
+                "{}: examples must not pin a namespace",
+                file.display()
+            );
+            let applied = apply(&client, &ns.name, &doc, false)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {} {} was rejected: {e}",
+                        file.display(),
+                        doc["kind"],
+                        doc["metadata"]["name"]
+                    )
+                });
+            if doc["apiVersion"] == aviary::api::API_VERSION {
+                // Nothing pruned, nothing defaulted: the stored spec is the manifest's.
+                let stored = serde_json::to_value(&applied).expect("serialise");
+                assert_eq!(
+                    stored["spec"],
+                    doc["spec"],
+                    "{}: {} {} changed on the server",
+                    file.display(),
+                    doc["kind"],
+                    applied.name_any()
+                );
+                ours += 1;
+            }
+        }
+    }
+    assert!(ours >= 6, "only {ours} Aviary objects in the examples");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table of invalid manifests
+
+const ROLLOUT: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: canary}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: example.invalid/web:1}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      trafficRouting:
+        istio: {virtualService: {name: web, routes: [primary]}}
+      steps:
+      - setWeight: 20
+      - pause: {duration: 30s}
+      - analysis:
+          templates: [{templateName: success-rate}]
+          args: [{name: service-name, value: web}]
+      - pause: {}
+      - setWeight: 100
+      analysis:
+        templates: [{templateName: success-rate}]
+        args: [{name: service-name, value: web}]
+        startingStep: 1
+"#;
+
+const BLUE_GREEN: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: bluegreen}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: example.invalid/web:1}]}
+  strategy:
+    blueGreen:
+      activeService: web-active
+      previewService: web-preview
+      prePromotionAnalysis:
+        templates: [{templateName: success-rate}]
+"#;
+
+const TEMPLATE: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: success-rate}
+spec:
+  args: [{name: service-name}]
+  metrics:
+  - name: success-rate
+    interval: 1m
+    successCondition: result[0] >= 0.95
+    failureLimit: 3
+    provider:
+      prometheus: {address: "http://prometheus:9090", query: up}
+"#;
+
+const CLUSTER_TEMPLATE: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: ClusterAnalysisTemplate
+metadata: {name: aviary-admission-test}
+spec:
+  metrics:
+  - name: up
+    provider:
+      web: {url: "http://example.invalid/health", jsonPath: "{$.ok}"}
+"#;
+
+const RUN: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: AnalysisRun
+metadata: {name: run}
+spec:
+  args: [{name: service-name, value: web}]
+  metrics:
+  - name: success-rate
+    successCondition: result[0] >= 0.95
+    provider:
+      prometheus: {query: up}
+"#;
+
+/// An invalid manifest: `base` with `patch` merged in (objects merge, `null` deletes, anything
+/// else replaces), and the substrings the rejection must contain — the field's path first.
+struct Case {
+    name: &'static str,
+    base: &'static str,
+    patch: &'static str,
+    expect: &'static [&'static str],
+    /// Apply to the existing base object (for rules on updates) instead of a new one.
+    update: bool,
+}
+
+const fn case(
+    name: &'static str,
+    base: &'static str,
+    patch: &'static str,
+    expect: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        base,
+        patch,
+        expect,
+        update: false,
+    }
+}
+
+const NOT_SUPPORTED: &str = "is not supported by Aviary";
+
+const CASES: &[Case] = &[
+    // --- Rollout: strategy ---------------------------------------------------------------
+    case(
+        "two strategies",
+        ROLLOUT,
+        "spec: {strategy: {blueGreen: {activeService: web-active}}}",
+        &["spec.strategy", "exactly one of canary or blueGreen"],
+    ),
+    case(
+        "no strategy",
+        ROLLOUT,
+        "spec: {strategy: {canary: null}}",
+        &["spec.strategy", "exactly one of canary or blueGreen"],
+    ),
+    case(
+        "missing strategy",
+        ROLLOUT,
+        "spec: {strategy: null}",
+        &["spec.strategy", "Required value"],
+    ),
+    // --- Rollout: steps ---------------------------------------------------------------------
+    case(
+        "step with two actions",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setWeight: 10, pause: {}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0]",
+            "exactly one of setWeight, pause, analysis or setCanaryScale",
+        ],
+    ),
+    case(
+        "empty step",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setWeight: 10}, {}]}}}",
+        &[
+            "spec.strategy.canary.steps[1]",
+            "exactly one of setWeight, pause, analysis or setCanaryScale",
+        ],
+    ),
+    case(
+        "setWeight above 100",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setWeight: 101}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].setWeight",
+            "less than or equal to 100",
+        ],
+    ),
+    case(
+        "negative setWeight",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setWeight: -1}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].setWeight",
+            "greater than or equal to 0",
+        ],
+    ),
+    case(
+        "pause duration with unknown unit",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{pause: {duration: 5x}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].pause.duration",
+            "duration string",
+        ],
+    ),
+    case(
+        "pause duration without unit",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{pause: {duration: '30'}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].pause.duration",
+            "duration string",
+        ],
+    ),
+    case(
+        "negative pause duration",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{pause: {duration: -5}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].pause.duration",
+            "non-negative",
+        ],
+    ),
+    case(
+        "pause duration in days",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setWeight: 5}, {pause: {duration: 1d}}]}}}",
+        &[
+            "spec.strategy.canary.steps[1].pause.duration",
+            "duration string",
+        ],
+    ),
+    case(
+        "experiment step",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{experiment: {templates: [{name: x, specRef: canary}]}}]}}}",
+        &["spec.strategy.canary.steps[0].experiment", NOT_SUPPORTED],
+    ),
+    case(
+        "setHeaderRoute step",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setHeaderRoute: {name: h}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].setHeaderRoute",
+            NOT_SUPPORTED,
+        ],
+    ),
+    case(
+        "setMirrorRoute step",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setMirrorRoute: {name: m, percentage: 10}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].setMirrorRoute",
+            NOT_SUPPORTED,
+        ],
+    ),
+    case(
+        "step plugin",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{plugin: {name: x}}]}}}",
+        &["spec.strategy.canary.steps[0].plugin", NOT_SUPPORTED],
+    ),
+    case(
+        "setCanaryScale with two fields",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setCanaryScale: {weight: 10, replicas: 2}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].setCanaryScale",
+            "exactly one of weight, replicas or matchTrafficWeight",
+        ],
+    ),
+    case(
+        "setCanaryScale without traffic routing",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: null, steps: [{setCanaryScale: {replicas: 2}}]}}}",
+        &[
+            "spec.strategy.canary.steps",
+            "setCanaryScale steps require trafficRouting",
+        ],
+    ),
+    case(
+        "analysis step without templates",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{analysis: {templates: []}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].analysis.templates",
+            "at least 1 items",
+        ],
+    ),
+    case(
+        "analysis template reference without a name",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{clusterScope: true}]}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].analysis.templates[0].templateName",
+            "Required value",
+        ],
+    ),
+    case(
+        "argument with value and valueFrom",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: t}], args: [{name: a, value: x, valueFrom: {podTemplateHashValue: Stable}}]}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].analysis.args[0]",
+            "exactly one of value or valueFrom",
+        ],
+    ),
+    case(
+        "unknown podTemplateHashValue",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: t}], args: [{name: a, valueFrom: {podTemplateHashValue: Canary}}]}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].analysis.args[0].valueFrom.podTemplateHashValue",
+            "Unsupported value",
+        ],
+    ),
+    case(
+        "duplicate argument names",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: t}], args: [{name: a, value: x}, {name: a, value: y}]}}]}}}",
+        &[
+            ".spec.strategy.canary.steps[0].analysis.args",
+            r#"duplicate entries for key [name="a"]"#,
+        ],
+    ),
+    case(
+        "analysisRunMetadata",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: t}], analysisRunMetadata: {labels: {a: b}}}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].analysis.analysisRunMetadata",
+            NOT_SUPPORTED,
+        ],
+    ),
+    case(
+        "too many steps",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1},{setWeight: 1}]}}}",
+        &["spec.strategy.canary.steps", "must have at most 100 items"],
+    ),
+    // --- Rollout: services and traffic routing -----------------------------------------------
+    case(
+        "canaryService equals stableService",
+        ROLLOUT,
+        "spec: {strategy: {canary: {canaryService: web, stableService: web}}}",
+        &[
+            "spec.strategy.canary.canaryService",
+            "must name different Services",
+        ],
+    ),
+    case(
+        "traffic routing without canaryService",
+        ROLLOUT,
+        "spec: {strategy: {canary: {canaryService: null}}}",
+        &[
+            "spec.strategy.canary.trafficRouting",
+            "requires both canaryService and stableService",
+        ],
+    ),
+    case(
+        "traffic routing without stableService",
+        ROLLOUT,
+        "spec: {strategy: {canary: {stableService: null}}}",
+        &[
+            "spec.strategy.canary.trafficRouting",
+            "requires both canaryService and stableService",
+        ],
+    ),
+    case(
+        "traffic routing without a router",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: null}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting",
+            "exactly one of istio, nginx or gatewayAPI",
+        ],
+    ),
+    case(
+        "two routers",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {nginx: {stableIngress: web}}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting",
+            "exactly one of istio, nginx or gatewayAPI",
+        ],
+    ),
+    case(
+        "istio virtualService and virtualServices",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: {virtualServices: [{name: other}]}}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.istio",
+            "exactly one of virtualService or virtualServices",
+        ],
+    ),
+    case(
+        "istio virtualService without a name",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: {virtualService: {name: null}}}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.istio.virtualService.name",
+            "Required value",
+        ],
+    ),
+    case(
+        "istio tlsRoutes",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: {virtualService: {tlsRoutes: [{port: 443}]}}}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.istio.virtualService.tlsRoutes",
+            NOT_SUPPORTED,
+        ],
+    ),
+    case(
+        "istio destinationRule with one subset for both",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: {destinationRule: {name: web, canarySubsetName: s, stableSubsetName: s}}}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.istio.destinationRule.canarySubsetName",
+            "must differ",
+        ],
+    ),
+    case(
+        "nginx stableIngress and stableIngresses",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: null, nginx: {stableIngress: a, stableIngresses: [b]}}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.nginx",
+            "exactly one of stableIngress or stableIngresses",
+        ],
+    ),
+    case(
+        "gatewayAPI without a route",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: null, gatewayAPI: {}}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.gatewayAPI",
+            "exactly one of httpRoute or httpRoutes",
+        ],
+    ),
+    case(
+        "alb routing",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: null, alb: {ingress: web, servicePort: 80}}}}}",
+        &["spec.strategy.canary.trafficRouting.alb", NOT_SUPPORTED],
+    ),
+    case(
+        "smi routing",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: null, smi: {rootService: web}}}}}",
+        &["spec.strategy.canary.trafficRouting.smi", NOT_SUPPORTED],
+    ),
+    case(
+        "traffic router plugin",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: null, plugins: {argoproj-labs/gatewayAPI: {httpRoute: web}}}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.plugins",
+            NOT_SUPPORTED,
+            "trafficRouting.gatewayAPI",
+        ],
+    ),
+    case(
+        "managedRoutes",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {managedRoutes: [{name: header}]}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.managedRoutes",
+            NOT_SUPPORTED,
+        ],
+    ),
+    case(
+        "maxTrafficWeight",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {maxTrafficWeight: 1000}}}}",
+        &[
+            "spec.strategy.canary.trafficRouting.maxTrafficWeight",
+            NOT_SUPPORTED,
+        ],
+    ),
+    // --- Rollout: other canary fields -----------------------------------------------------
+    case(
+        "maxSurge and maxUnavailable both 0",
+        ROLLOUT,
+        "spec: {strategy: {canary: {maxSurge: 0, maxUnavailable: '0%'}}}",
+        &["spec.strategy.canary.maxUnavailable", "cannot both be 0"],
+    ),
+    case(
+        "maxSurge not a percentage",
+        ROLLOUT,
+        "spec: {strategy: {canary: {maxSurge: lots}}}",
+        &["spec.strategy.canary.maxSurge", "percentage"],
+    ),
+    case(
+        "negative scaleDownDelaySeconds",
+        ROLLOUT,
+        "spec: {strategy: {canary: {scaleDownDelaySeconds: -1}}}",
+        &[
+            "spec.strategy.canary.scaleDownDelaySeconds",
+            "greater than or equal to 0",
+        ],
+    ),
+    case(
+        "background analysis startingStep past the steps",
+        ROLLOUT,
+        "spec: {strategy: {canary: {analysis: {startingStep: 5}}}}",
+        &[
+            "spec.strategy.canary.analysis.startingStep",
+            "index of one of the steps",
+        ],
+    ),
+    case(
+        "dynamicStableScale",
+        ROLLOUT,
+        "spec: {strategy: {canary: {dynamicStableScale: true}}}",
+        &["spec.strategy.canary.dynamicStableScale", NOT_SUPPORTED],
+    ),
+    case(
+        "antiAffinity",
+        ROLLOUT,
+        "spec: {strategy: {canary: {antiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: {weight: 1}}}}}",
+        &["spec.strategy.canary.antiAffinity", NOT_SUPPORTED],
+    ),
+    case(
+        "canaryMetadata",
+        ROLLOUT,
+        "spec: {strategy: {canary: {canaryMetadata: {labels: {role: canary}}}}}",
+        &["spec.strategy.canary.canaryMetadata", NOT_SUPPORTED],
+    ),
+    case(
+        "pingPong",
+        ROLLOUT,
+        "spec: {strategy: {canary: {pingPong: {pingService: a, pongService: b}}}}",
+        &["spec.strategy.canary.pingPong", NOT_SUPPORTED],
+    ),
+    case(
+        "minPodsPerReplicaSet",
+        ROLLOUT,
+        "spec: {strategy: {canary: {minPodsPerReplicaSet: 2}}}",
+        &["spec.strategy.canary.minPodsPerReplicaSet", NOT_SUPPORTED],
+    ),
+    case(
+        "unknown canary field",
+        ROLLOUT,
+        "spec: {strategy: {canary: {stepz: []}}}",
+        &[
+            ".spec.strategy.canary.stepz",
+            "field not declared in schema",
+        ],
+    ),
+    // --- Rollout: spec ------------------------------------------------------------------
+    case(
+        "workloadRef",
+        ROLLOUT,
+        "spec: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}}",
+        &["spec.workloadRef", NOT_SUPPORTED, "spec.template"],
+    ),
+    case(
+        "rollbackWindow",
+        ROLLOUT,
+        "spec: {rollbackWindow: {revisions: 3}}",
+        &["spec.rollbackWindow", NOT_SUPPORTED],
+    ),
+    case(
+        "missing selector",
+        ROLLOUT,
+        "spec: {selector: null}",
+        &["spec.selector", "Required value"],
+    ),
+    case(
+        "missing template",
+        ROLLOUT,
+        "spec: {template: null}",
+        &["spec.template", "Required value"],
+    ),
+    case(
+        "negative replicas",
+        ROLLOUT,
+        "spec: {replicas: -1}",
+        &["spec.replicas", "greater than or equal to 0"],
+    ),
+    case(
+        "progress deadline not above minReadySeconds",
+        ROLLOUT,
+        "spec: {minReadySeconds: 600}",
+        &[
+            "spec.progressDeadlineSeconds",
+            "greater than minReadySeconds",
+        ],
+    ),
+    case(
+        "unknown spec field",
+        ROLLOUT,
+        "spec: {replica: 3}",
+        &[".spec.replica", "field not declared in schema"],
+    ),
+    Case {
+        name: "selector changed",
+        base: ROLLOUT,
+        patch: "spec: {selector: {matchLabels: {app: other}}, template: {metadata: {labels: {app: other}}}}",
+        expect: &["spec.selector", "immutable"],
+        update: true,
+    },
+    // --- Rollout: blue-green ------------------------------------------------------------
+    case(
+        "activeService equals previewService",
+        BLUE_GREEN,
+        "spec: {strategy: {blueGreen: {previewService: web-active}}}",
+        &[
+            "spec.strategy.blueGreen.previewService",
+            "must name different Services",
+        ],
+    ),
+    case(
+        "blue-green without activeService",
+        BLUE_GREEN,
+        "spec: {strategy: {blueGreen: {activeService: null}}}",
+        &["spec.strategy.blueGreen.activeService", "Required value"],
+    ),
+    case(
+        "negative autoPromotionSeconds",
+        BLUE_GREEN,
+        "spec: {strategy: {blueGreen: {autoPromotionSeconds: -5}}}",
+        &[
+            "spec.strategy.blueGreen.autoPromotionSeconds",
+            "greater than or equal to 0",
+        ],
+    ),
+    case(
+        "previewMetadata",
+        BLUE_GREEN,
+        "spec: {strategy: {blueGreen: {previewMetadata: {labels: {role: preview}}}}}",
+        &["spec.strategy.blueGreen.previewMetadata", NOT_SUPPORTED],
+    ),
+    case(
+        "blue-green maxUnavailable",
+        BLUE_GREEN,
+        "spec: {strategy: {blueGreen: {maxUnavailable: 1}}}",
+        &["spec.strategy.blueGreen.maxUnavailable", NOT_SUPPORTED],
+    ),
+    case(
+        "prePromotionAnalysis without templates",
+        BLUE_GREEN,
+        "spec: {strategy: {blueGreen: {prePromotionAnalysis: {templates: null}}}}",
+        &[
+            "spec.strategy.blueGreen.prePromotionAnalysis.templates",
+            "Required value",
+        ],
+    ),
+    // --- AnalysisTemplate ------------------------------------------------------------------
+    case(
+        "metric without provider",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, successCondition: 'true'}]}",
+        &["spec.metrics[0].provider", "Required value"],
+    ),
+    case(
+        "metric with an empty provider",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {}}]}",
+        &["spec.metrics[0].provider", "one of prometheus or web"],
+    ),
+    case(
+        "metric with two providers",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {prometheus: {query: up}, web: {url: 'http://x'}}}]}",
+        &["spec.metrics[0].provider", "only one of prometheus or web"],
+    ),
+    case(
+        "count above 1 without interval",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, count: 5, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].count", "count > 1 requires interval"],
+    ),
+    case(
+        "count below failureLimit",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, interval: 1m, count: 2, failureLimit: 3, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].count", "count must be >= failureLimit"],
+    ),
+    case(
+        "interval not a duration",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, interval: soon, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].interval", "duration string"],
+    ),
+    case(
+        "initialDelay with a space",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, initialDelay: 5 m, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].initialDelay", "duration string"],
+    ),
+    case(
+        "failureLimit below -1",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, failureLimit: -2, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].failureLimit", "must be >= -1"],
+    ),
+    case(
+        "failureLimit -1 without consecutiveSuccessLimit",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, interval: 1m, failureLimit: -1, provider: {prometheus: {query: up}}}]}",
+        &[
+            "spec.metrics[0].failureLimit",
+            "requires consecutiveSuccessLimit",
+        ],
+    ),
+    case(
+        "failureLimit neither integer nor argument",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, failureLimit: lots, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].failureLimit", "{{args.NAME}}"],
+    ),
+    case(
+        "negative consecutiveErrorLimit",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, consecutiveErrorLimit: -1, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].consecutiveErrorLimit", "must be >= 0"],
+    ),
+    case(
+        "duplicate metric names",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {prometheus: {query: up}}}, {name: m, provider: {prometheus: {query: down}}}]}",
+        &[".spec.metrics", r#"duplicate entries for key [name="m"]"#],
+    ),
+    case(
+        "no metrics",
+        TEMPLATE,
+        "spec: {metrics: []}",
+        &["spec.metrics", "at least 1 items"],
+    ),
+    case(
+        "metric without a name",
+        TEMPLATE,
+        "spec: {metrics: [{provider: {prometheus: {query: up}}}]}",
+        &[
+            ".spec.metrics",
+            r#"element 0: associative list with keys has an element that omits all key fields ["name"]"#,
+        ],
+    ),
+    case(
+        "prometheus without a query",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {prometheus: {address: 'http://p:9090'}}}]}",
+        &[
+            "spec.metrics[0].provider.prometheus.query",
+            "Required value",
+        ],
+    ),
+    case(
+        "prometheus rangeQuery",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {prometheus: {query: up, rangeQuery: {start: 'now() - duration(\"5m\")', end: 'now()', step: 1m}}}}]}",
+        &[
+            "spec.metrics[0].provider.prometheus.rangeQuery",
+            NOT_SUPPORTED,
+        ],
+    ),
+    case(
+        "prometheus sigv4",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {prometheus: {query: up, authentication: {sigv4: {region: eu-west-1}}}}}]}",
+        &[
+            "spec.metrics[0].provider.prometheus.authentication.sigv4",
+            NOT_SUPPORTED,
+        ],
+    ),
+    case(
+        "prometheus timeout of 0",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {prometheus: {query: up, timeout: 0}}}]}",
+        &[
+            "spec.metrics[0].provider.prometheus.timeout",
+            "greater than or equal to 1",
+        ],
+    ),
+    case(
+        "datadog provider",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {datadog: {query: 'avg:x'}}}]}",
+        &["spec.metrics[0].provider.datadog", NOT_SUPPORTED],
+    ),
+    case(
+        "job provider",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {job: {spec: {template: {}}}}}]}",
+        &["spec.metrics[0].provider.job", NOT_SUPPORTED],
+    ),
+    case(
+        "web POST",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', method: POST}}}]}",
+        &["spec.metrics[0].provider.web.method", "only GET"],
+    ),
+    case(
+        "web body",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', body: '{}'}}}]}",
+        &["spec.metrics[0].provider.web.body", NOT_SUPPORTED],
+    ),
+    case(
+        "argument with value and valueFrom",
+        TEMPLATE,
+        "spec: {args: [{name: a, value: x, valueFrom: {secretKeyRef: {name: s, key: k}}}]}",
+        &["spec.args[0].valueFrom", "either value or valueFrom"],
+    ),
+    case(
+        "valueFrom with two sources",
+        TEMPLATE,
+        "spec: {args: [{name: a, valueFrom: {secretKeyRef: {name: s, key: k}, fieldRef: {fieldPath: metadata.name}}}]}",
+        &[
+            "spec.args[0].valueFrom",
+            "exactly one of secretKeyRef or fieldRef",
+        ],
+    ),
+    case(
+        "duplicate template arguments",
+        TEMPLATE,
+        "spec: {args: [{name: a}, {name: a}]}",
+        &[".spec.args", r#"duplicate entries for key [name="a"]"#],
+    ),
+    case(
+        "nested templates",
+        TEMPLATE,
+        "spec: {templates: [{templateName: other}]}",
+        &["spec.templates", NOT_SUPPORTED],
+    ),
+    case(
+        "measurementRetention limit 0",
+        TEMPLATE,
+        "spec: {measurementRetention: [{metricName: success-rate, limit: 0}]}",
+        &[
+            "spec.measurementRetention[0].limit",
+            "greater than or equal to 1",
+        ],
+    ),
+    case(
+        "unknown metric field",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, succesCondition: x, provider: {prometheus: {query: up}}}]}",
+        &[
+            r#".spec.metrics[name="m"].succesCondition"#,
+            "field not declared in schema",
+        ],
+    ),
+    // --- ClusterAnalysisTemplate and AnalysisRun ----------------------------------------------
+    case(
+        "cluster template web without url",
+        CLUSTER_TEMPLATE,
+        "spec: {metrics: [{name: up, provider: {web: {jsonPath: x}}}]}",
+        &["spec.metrics[0].provider.web.url", "Required value"],
+    ),
+    case(
+        "cluster template kayenta",
+        CLUSTER_TEMPLATE,
+        "spec: {metrics: [{name: up, provider: {kayenta: {address: 'http://k'}}}]}",
+        &["spec.metrics[0].provider.kayenta", NOT_SUPPORTED],
+    ),
+    case(
+        "run ttlStrategy",
+        RUN,
+        "spec: {ttlStrategy: {secondsAfterCompletion: 60}}",
+        &["spec.ttlStrategy", NOT_SUPPORTED],
+    ),
+    case(
+        "run metric count without interval",
+        RUN,
+        "spec: {metrics: [{name: m, count: 3, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].count", "count > 1 requires interval"],
+    ),
+    case(
+        "run without metrics",
+        RUN,
+        "spec: {metrics: null}",
+        &["spec.metrics", "Required value"],
+    ),
+];
+
+/// Merges `patch` into `base`: objects merge key by key, `null` deletes, anything else replaces.
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    b.remove(k);
+                } else {
+                    merge(b.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+fn yaml(text: &str) -> Value {
+    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("bad YAML in the table: {e}\n{text}"))
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_rejected_naming_the_field() {
+    assert!(CASES.len() >= 40, "the table needs at least 40 cases");
+    let client = client().await;
+    install(&client).await;
+    let ns = TestNamespace::new(&client, "admission-invalid").await;
+
+    // Every base is valid as it stands, so each rejection below comes from its patch. The bases
+    // are created for real: update cases apply to them.
+    for base in [ROLLOUT, BLUE_GREEN, TEMPLATE, CLUSTER_TEMPLATE, RUN] {
+        let doc = yaml(base);
+        apply(&client, &ns.name, &doc, false)
+            .await
+            .unwrap_or_else(|e| panic!("base {} was rejected: {e}", doc["metadata"]["name"]));
+    }
+
+    let mut failures = Vec::new();
+    for (i, case) in CASES.iter().enumerate() {
+        let mut doc = yaml(case.base);
+        merge(&mut doc, &yaml(case.patch));
+        if !case.update && doc["kind"] != "ClusterAnalysisTemplate" {
+            doc["metadata"]["name"] = Value::from(format!("case-{i}"));
+        }
+        match apply(&client, &ns.name, &doc, true).await {
+            Ok(_) => failures.push(format!("{:>2} {}: accepted", i, case.name)),
+            Err(kube::Error::Api(status)) => {
+                let missing: Vec<_> = case
+                    .expect
+                    .iter()
+                    .filter(|s| !status.message.contains(*s))
+                    .collect();
+                if !missing.is_empty() {
+                    failures.push(format!(
+                        "{:>2} {}: rejected without {missing:?}: {}",
+                        i, case.name, status.message
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{:>2} {}: request failed: {e}", i, case.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
