@@ -3,3 +3,5 @@
 //! Dependency direction: `api` depends on nothing of ours; `plan` and `analysis` only on `api`;
 //! `traffic` and `controller` wire I/O around them; `cli` depends on `api`, not the controller.
 #![forbid(unsafe_code)]
+
+pub mod api;

@@ -1,0 +1,217 @@
+//! The `aviary.dev/v1alpha1` API: Rollout, AnalysisTemplate, ClusterAnalysisTemplate and
+//! AnalysisRun.
+//!
+//! Field names, shapes and defaults follow Argo Rollouts' `argoproj.io/v1alpha1`, so an Argo
+//! manifest ports by changing only `apiVersion`. These Rust types are the source of truth: the
+//! CRDs in `crds/` are generated from them (`cargo run --bin crdgen`), doc comments become the
+//! schema descriptions, and admission rules are CEL `x-kubernetes-validations` declared on the
+//! types.
+//!
+//! Unknown fields: the API server's structural schema would silently prune a field it does not
+//! know. Clients should send objects with server-side field validation `Strict` (kubectl's
+//! default since 1.27, and what `kubectl apply --server-side` uses), which turns an unknown field
+//! into an error. Argo Rollouts fields that Aviary does not implement are declared in the schema
+//! as opaque values ([`Unsupported`]) and rejected by a CEL rule whose message names the field, so
+//! they are refused whatever the client's field-validation setting.
+//!
+//! This module depends on nothing else in the crate.
+
+pub mod analysis;
+pub mod conditions;
+pub mod duration;
+pub mod rollout;
+
+use std::borrow::Cow;
+
+use kube::core::{Message, Reason, Rule};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+pub use analysis::*;
+pub use conditions::{Condition, ConditionStatus};
+pub use duration::Duration;
+pub use rollout::*;
+
+/// API group of every Aviary kind.
+pub const GROUP: &str = "aviary.dev";
+/// API version of every Aviary kind.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every Aviary kind.
+pub const API_VERSION: &str = "aviary.dev/v1alpha1";
+
+/// An Argo Rollouts field Aviary does not implement. The schema accepts any value here (so the
+/// API server does not prune it silently) and a CEL rule on the enclosing object rejects it
+/// with a message naming the field.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Unsupported(pub serde_json::Value);
+
+impl JsonSchema for Unsupported {
+    fn schema_name() -> Cow<'static, str> {
+        "Unsupported".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        unsupported_schema("object")
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
+/// The schema of an unsupported field of JSON type `ty`. CEL only sees typed properties, so
+/// each unsupported field is declared with the type Argo gives it; its content is kept as is.
+fn unsupported_schema(ty: &str) -> Schema {
+    const DESCRIPTION: &str =
+        "Not supported by Aviary; declared only so that admission rejects it by name.";
+    match ty {
+        "array" => json_schema!({
+            "description": DESCRIPTION,
+            "type": "array",
+            "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true },
+        }),
+        "string-array" => json_schema!({
+            "description": DESCRIPTION,
+            "type": "array",
+            "items": { "type": "string" },
+        }),
+        "object" => json_schema!({
+            "description": DESCRIPTION,
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+        }),
+        "int-or-string" => json_schema!({
+            "description": DESCRIPTION,
+            "x-kubernetes-int-or-string": true,
+        }),
+        scalar => json_schema!({ "description": DESCRIPTION, "type": scalar }),
+    }
+}
+
+/// Schema of an unsupported Argo field that is a list of objects.
+pub(crate) fn unsupported_array(_: &mut SchemaGenerator) -> Schema {
+    unsupported_schema("array")
+}
+
+/// Schema of an unsupported Argo field that is a list of strings.
+pub(crate) fn unsupported_string_array(_: &mut SchemaGenerator) -> Schema {
+    unsupported_schema("string-array")
+}
+
+/// Schema of an unsupported Argo field that is an integer.
+pub(crate) fn unsupported_integer(_: &mut SchemaGenerator) -> Schema {
+    unsupported_schema("integer")
+}
+
+/// Schema of an unsupported Argo field that is a boolean.
+pub(crate) fn unsupported_boolean(_: &mut SchemaGenerator) -> Schema {
+    unsupported_schema("boolean")
+}
+
+/// Schema of an unsupported Argo field that is a string.
+pub(crate) fn unsupported_string(_: &mut SchemaGenerator) -> Schema {
+    unsupported_schema("string")
+}
+
+/// Schema of an unsupported Argo field that is an integer or a string.
+pub(crate) fn unsupported_int_or_string(_: &mut SchemaGenerator) -> Schema {
+    unsupported_schema("int-or-string")
+}
+
+/// The CEL rule rejecting an [`Unsupported`] field `field` of the object it is declared on.
+/// `what` names the field for the reader (the API server also prefixes its full path) and
+/// `hint` says what to do instead.
+pub(crate) fn unsupported(field: &str, what: &str, hint: &str) -> Rule {
+    let mut message = format!("{what} is not supported by Aviary");
+    if !hint.is_empty() {
+        message.push_str(": ");
+        message.push_str(hint);
+    }
+    Rule::new(format!("!has(self.{field})"))
+        .message(Message::Message(message))
+        .field_path(format!(".{field}"))
+        .reason(Reason::FieldValueForbidden)
+}
+
+type Crd =
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// Every CRD of the API, in the order they should be installed.
+pub fn crds() -> Vec<Crd> {
+    use kube::CustomResourceExt;
+    vec![
+        rollout_crd(),
+        AnalysisTemplate::crd(),
+        ClusterAnalysisTemplate::crd(),
+        AnalysisRun::crd(),
+    ]
+}
+
+/// The Rollout CRD. The descriptions inside `spec.template` (the Kubernetes PodTemplateSpec) are
+/// dropped: they are Kubernetes' own documentation, and without them the CRD stays well under
+/// the 256 KiB that client-side `kubectl apply` can store in its annotation.
+pub fn rollout_crd() -> Crd {
+    use kube::CustomResourceExt;
+    let mut crd = Rollout::crd();
+    for version in &mut crd.spec.versions {
+        let template = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"))
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("template"));
+        if let Some(template) = template {
+            let own = template.description.take();
+            strip_descriptions(template);
+            template.description = own;
+        }
+    }
+    crd
+}
+
+fn strip_descriptions(
+    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    schema.description = None;
+    for s in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        strip_descriptions(s);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(s)) => strip_descriptions(s),
+        Some(JSONSchemaPropsOrArray::Schemas(ss)) => ss.iter_mut().for_each(strip_descriptions),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(s)) = schema.additional_properties.as_mut() {
+        strip_descriptions(s);
+    }
+    for s in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        strip_descriptions(s);
+    }
+}
+
+/// The CRD files as written to `crds/`: file name and YAML.
+pub fn crd_files() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    let header =
+        "# Generated by `cargo run --bin crdgen -- --out crds` from src/api. Do not edit.\n";
+    let render = |crd| serde_yaml::to_string(&crd).map(|y| format!("{header}{y}"));
+    Ok(vec![
+        ("rollouts.yaml", render(rollout_crd())?),
+        ("analysistemplates.yaml", render(AnalysisTemplate::crd())?),
+        (
+            "clusteranalysistemplates.yaml",
+            render(ClusterAnalysisTemplate::crd())?,
+        ),
+        ("analysisruns.yaml", render(AnalysisRun::crd())?),
+    ])
+}
