@@ -920,7 +920,7 @@ mod tests {
             ])
         );
         // Without a DestinationRule the same route is split by host, where both
-        // destinations are the one Service: the canary Service is not there.
+        // destinations are the one Service: ambiguous.
         let target = RouteTarget {
             stable_service: "web".into(),
             canary_service: "web-canary".into(),
