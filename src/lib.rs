@@ -7,3 +7,4 @@
 pub mod analysis;
 pub mod api;
 pub mod plan;
+pub mod traffic;
