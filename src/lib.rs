@@ -6,5 +6,6 @@
 
 pub mod analysis;
 pub mod api;
+pub mod controller;
 pub mod plan;
 pub mod traffic;

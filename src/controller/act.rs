@@ -1,0 +1,224 @@
+//! Act: apply the planner's actions, in order, each idempotent. Objects Aviary owns
+//! (ReplicaSets) are created whole and patched by field; objects users own (Services, routing
+//! objects) get minimal patches of the fields Aviary manages and nothing else.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::info;
+
+use super::Context;
+use super::error::Error;
+use super::labels::{
+    FIELD_MANAGER, MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLLOUT_LABEL,
+    SCALE_DOWN_DEADLINE_ANNOTATION,
+};
+use crate::api::Rollout;
+use crate::plan::{Action, Event, POD_TEMPLATE_HASH_LABEL};
+use crate::traffic::{RouteTarget, TrafficRouter, WeightChange};
+
+/// The name of a revision's ReplicaSet.
+pub fn replica_set_name(rollout: &str, hash: &str) -> String {
+    format!("{rollout}-{hash}")
+}
+
+fn owner_reference(ro: &Rollout) -> Option<OwnerReference> {
+    ro.controller_owner_ref(&())
+}
+
+/// The ReplicaSet of a revision, built from the Rollout's template.
+pub fn build_replica_set(ro: &Rollout, hash: &str, replicas: i32, revision: i64) -> ReplicaSet {
+    let name = ro.name_any();
+    let mut template = ro.spec.template.clone();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    let mut selector = ro.spec.selector.clone();
+    selector
+        .match_labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    let mut labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(ROLLOUT_LABEL.into(), name.clone());
+    let mut rs = ReplicaSet::default();
+    rs.metadata.name = Some(replica_set_name(&name, hash));
+    rs.metadata.namespace = ro.namespace();
+    rs.metadata.labels = Some(labels);
+    rs.metadata.annotations = Some(BTreeMap::from([(
+        REVISION_ANNOTATION.to_string(),
+        revision.to_string(),
+    )]));
+    rs.metadata.owner_references = owner_reference(ro).map(|o| vec![o]);
+    rs.spec = Some(k8s_openapi::api::apps::v1::ReplicaSetSpec {
+        replicas: Some(replicas),
+        min_ready_seconds: ro.spec.min_ready_seconds,
+        selector,
+        template: Some(template),
+    });
+    rs
+}
+
+/// Applies the actions in order and returns the Events they produced. Stops at the first error:
+/// the next reconcile re-plans from what is then observed.
+pub async fn apply(
+    ctx: &Context,
+    ro: &Rollout,
+    actions: &[Action],
+    routers: &[Box<dyn TrafficRouter>],
+    target: &RouteTarget,
+) -> Result<Vec<Event>, Error> {
+    let ns = ro.namespace().unwrap_or_default();
+    let name = ro.name_any();
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut events = Vec::new();
+    for action in actions {
+        match action {
+            Action::CreateReplicaSet {
+                hash,
+                replicas,
+                revision,
+            } => {
+                let rs = build_replica_set(ro, hash, *replicas, *revision);
+                match rs_api
+                    .create(
+                        &PostParams {
+                            field_manager: Some(FIELD_MANAGER.into()),
+                            ..Default::default()
+                        },
+                        &rs,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        info!(rollout = %name, replica_set = %rs.name_any(), replicas, "created ReplicaSet");
+                        events.push(Event::normal(
+                            "NewReplicaSetCreated",
+                            format!("Created ReplicaSet {} (revision {revision}) with {replicas} replicas", rs.name_any()),
+                        ));
+                    }
+                    // The cache had not seen our own earlier create: it exists, which is what we want,
+                    // as long as it is ours.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        let existing = rs_api.get(&rs.name_any()).await?;
+                        let ours = existing.owner_references().iter().any(|o| {
+                            Some(&o.uid) == ro.meta().uid.as_ref() && o.controller == Some(true)
+                        });
+                        if !ours {
+                            return Err(Error::InvalidSpec(format!(
+                                "ReplicaSet '{}' exists and is not controlled by this Rollout: delete or rename it",
+                                rs.name_any()
+                            )));
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Action::ScaleReplicaSet {
+                name: rs_name,
+                replicas,
+                scale_down_at,
+            } => {
+                let mut patch = json!({"spec": {"replicas": replicas}});
+                if let Some(at) = scale_down_at {
+                    let value = at
+                        .map(|t| json!(t.to_string()))
+                        .unwrap_or(serde_json::Value::Null);
+                    patch["metadata"] =
+                        json!({"annotations": {SCALE_DOWN_DEADLINE_ANNOTATION: value}});
+                }
+                rs_api
+                    .patch(rs_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                info!(rollout = %name, replica_set = %rs_name, replicas, "scaled ReplicaSet");
+                if scale_down_at.is_none() || matches!(scale_down_at, Some(None)) {
+                    events.push(Event::normal(
+                        "ScalingReplicaSet",
+                        format!("Scaled ReplicaSet {rs_name} to {replicas}"),
+                    ));
+                }
+            }
+            Action::SwitchService { service, hash } => {
+                switch_service(ctx, &ns, &name, service, hash).await?
+            }
+            Action::SetWeight {
+                weight,
+                canary_hash,
+                stable_hash,
+            } => {
+                let target = RouteTarget {
+                    canary_hash: Some(canary_hash.clone()),
+                    stable_hash: Some(stable_hash.clone()),
+                    ..target.clone()
+                };
+                for router in routers {
+                    router.set_subset_hashes(&ctx.client, &target).await?;
+                }
+                for router in routers {
+                    if let WeightChange::Updated { from, to } =
+                        router.set_weight(&ctx.client, &target, *weight).await?
+                    {
+                        info!(rollout = %name, router = router.kind(), from = ?from, to, "traffic weight updated");
+                        events.push(Event::normal(
+                            "TrafficWeightUpdated",
+                            format!(
+                                "Traffic weight updated from {} to {to} on {}",
+                                from.map(|f| f.to_string())
+                                    .unwrap_or_else(|| "unknown".into()),
+                                router.describe(&target)
+                            ),
+                        ));
+                    }
+                }
+            }
+            // AnalysisRuns are created by the analysis controller from the rollout's status.
+            Action::CreateStepAnalysisRun { .. } | Action::TerminateAnalysisRun { .. } => {
+                super::analysis_runs::apply(ctx, ro, action).await?;
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Points only `spec.selector[rollouts-pod-template-hash]` of a Service at `hash`, marking the
+/// Service as managed by this Rollout; a Service another Rollout manages is refused.
+async fn switch_service(
+    ctx: &Context,
+    ns: &str,
+    rollout: &str,
+    service: &str,
+    hash: &str,
+) -> Result<(), Error> {
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let svc = api.get_opt(service).await?.ok_or_else(|| {
+        Error::InvalidSpec(format!(
+            "Service '{service}' not found in namespace '{ns}': create it or fix the Rollout"
+        ))
+    })?;
+    if let Some(owner) = svc
+        .annotations()
+        .get(MANAGED_BY_ANNOTATION)
+        .filter(|o| o.as_str() != rollout)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "Service '{service}' is managed by Rollout '{owner}': each Rollout needs its own Services"
+        )));
+    }
+    let patch = json!({
+        "metadata": {"annotations": {MANAGED_BY_ANNOTATION: rollout}},
+        "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
+    });
+    api.patch(service, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    info!(rollout, service, hash, "switched Service selector");
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! The Rollout controller: *observe → plan → act → report*.
+//!
+//! - **observe** ([`observe`]): the Rollout fresh from the API server (never a cached copy: a
+//!   stale step index must not drive weights), its ReplicaSets from a label-filtered cache
+//!   trimmed of pod templates and managed fields, its Services and current routing weight;
+//! - **plan** ([`crate::plan`]): pure, decides actions and the new status;
+//! - **act** ([`act`]): applies the actions in order, idempotently;
+//! - **report** ([`report`]): writes the status only when it changed, records Events.
+//!
+//! Timers are requeue-after from the plan; there is no per-object task and no periodic resync.
+
+pub mod act;
+pub mod analysis_runs;
+pub mod error;
+pub mod labels;
+pub mod observe;
+pub mod report;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::api::conditions::{set_condition, types};
+use crate::api::{Condition, ConditionStatus, Rollout, RolloutPhase};
+use crate::plan::{self, Event, Observed};
+use crate::traffic::{RouteTarget, routers_for};
+pub use error::Error;
+use labels::ROLLOUT_LABEL;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    /// Owned ReplicaSets (label-filtered, trimmed).
+    pub replica_sets: Store<ReplicaSet>,
+    /// Consecutive failures per rollout, for backoff; reset on success.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Controller settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch one namespace only (None: all).
+    pub namespace: Option<String>,
+    /// Rollouts reconciled at once.
+    pub concurrency: u16,
+}
+
+fn rollout_api(client: &Client, ns: Option<&str>) -> Api<Rollout> {
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Drops what the controller never reads from a cached ReplicaSet: the pod template (the hash
+/// label says which template it is) and managed fields — most of each object's bytes.
+fn trim_replica_set(rs: &mut ReplicaSet) {
+    rs.managed_fields_mut().clear();
+    rs.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+    if let Some(spec) = rs.spec.as_mut() {
+        spec.template = None;
+    }
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
+    let rollouts = rollout_api(&client, settings.namespace.as_deref());
+    // Wait for the CRD: starting the watch before it is served only produces errors.
+    let mut delay = Duration::from_millis(200);
+    while let Err(e) = rollouts
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        warn!(error = %e, "Rollout API not available yet (are the CRDs installed?); retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+    let rs_api: Api<ReplicaSet> = match settings.namespace.as_deref() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (rs_store, rs_writer) = reflector::store();
+    let rs_stream = watcher(rs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
+        .default_backoff()
+        .modify(trim_replica_set)
+        .reflect(rs_writer)
+        .applied_objects();
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "aviary".into(),
+                instance: None,
+            },
+        ),
+        client,
+        replica_sets: rs_store,
+        failures: Mutex::new(HashMap::new()),
+    });
+    info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout controller");
+    Controller::new(rollouts, watcher::Config::default())
+        .owns_stream(rs_stream)
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}
+
+fn key(ro: &Rollout) -> String {
+    format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any())
+}
+
+async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let span = info_span!("reconcile", rollout = %key(&cached));
+    async move {
+        let res = reconcile_inner(&cached, &ctx).await;
+        if res.is_ok() {
+            if let Ok(mut f) = ctx.failures.lock() {
+                f.remove(&key(&cached));
+            }
+        }
+        res
+    }
+    .instrument(span)
+    .await
+}
+
+async fn reconcile_inner(cached: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(ro) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Requeue::await_change());
+    };
+    if ro.metadata.deletion_timestamp.is_some() {
+        return Ok(Requeue::await_change());
+    }
+    if ro.spec.blue_green().is_some() {
+        return report_invalid(ctx, &api, &ro, "strategy.blueGreen is not implemented by this version of Aviary yet: use strategy.canary").await;
+    }
+    match plan_and_act(ctx, &api, &ro).await {
+        Ok(requeue) => Ok(requeue),
+        Err(e) if !e.is_transient() => report_invalid(ctx, &api, &ro, &e.to_string()).await,
+        Err(e) => Err(e),
+    }
+}
+
+async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result<Requeue, Error> {
+    let ns = ro.namespace().unwrap_or_default();
+    let canary = ro.spec.canary();
+    let canary_service = canary.and_then(|c| c.canary_service.as_deref());
+    let stable_service = canary.and_then(|c| c.stable_service.as_deref());
+    let routers = canary
+        .and_then(|c| c.traffic_routing.as_ref())
+        .map(routers_for)
+        .unwrap_or_default();
+    let target = RouteTarget {
+        namespace: ns.clone(),
+        rollout: ro.name_any(),
+        rollout_uid: ro.metadata.uid.clone().unwrap_or_default(),
+        stable_service: stable_service.unwrap_or_default().to_string(),
+        canary_service: canary_service.unwrap_or_default().to_string(),
+        stable_hash: None,
+        canary_hash: None,
+    };
+
+    let observed = Observed {
+        rollout: ro,
+        replica_sets: observe::owned_replica_sets(ctx, ro),
+        canary_service: observe::observe_service(ctx, &ns, canary_service, "canary").await?,
+        stable_service: observe::observe_service(ctx, &ns, stable_service, "stable").await?,
+        current_weight: observe::observe_weight(ctx, &routers, &target).await?,
+        step_analysis: None,
+        now: Timestamp::now(),
+    };
+    let plan = plan::plan(&observed);
+    if !plan.actions.is_empty() {
+        info!(actions = ?plan.actions, "applying plan");
+    }
+    let mut events = act::apply(ctx, ro, &plan.actions, &routers, &target).await?;
+    let written = report::write_status(api, ro, &plan.status).await?;
+    if written {
+        info!(phase = ?plan.status.phase, step = ?plan.status.current_step_index, "status updated");
+    }
+    events.extend(plan.events.iter().cloned());
+    report::publish(&ctx.recorder, ro, &events).await;
+    Ok(match plan.requeue_after {
+        Some(d) => Requeue::requeue(d),
+        // Progressing rollouts are woken by their ReplicaSets' changes; this is only a safety net.
+        None if plan.status.phase == Some(RolloutPhase::Progressing) => {
+            Requeue::requeue(Duration::from_secs(30))
+        }
+        None => Requeue::await_change(),
+    })
+}
+
+/// Records a problem the user must fix: condition `InvalidSpec`, phase Degraded, a Warning Event
+/// (once per distinct message); then waits for a change (or retries slowly, in case the missing
+/// object appears).
+async fn report_invalid(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+    message: &str,
+) -> Result<Requeue, Error> {
+    let mut status = ro.status.clone().unwrap_or_default();
+    let known = status
+        .condition(types::INVALID_SPEC)
+        .is_some_and(|c| c.message == message && c.status == ConditionStatus::True);
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            types::INVALID_SPEC,
+            true,
+            "InvalidSpec",
+            message,
+            Time(Timestamp::now()),
+        )
+        .with_generation(ro.metadata.generation),
+    );
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            types::READY,
+            false,
+            "Degraded",
+            message,
+            Time(Timestamp::now()),
+        )
+        .with_generation(ro.metadata.generation),
+    );
+    status.phase = Some(RolloutPhase::Degraded);
+    status.message = Some(message.to_string());
+    status.observed_generation = ro.metadata.generation;
+    report::write_status(api, ro, &status).await?;
+    if !known {
+        warn!(message, "invalid spec");
+        report::publish(&ctx.recorder, ro, &[Event::warning("InvalidSpec", message)]).await;
+    }
+    Ok(Requeue::requeue(Duration::from_secs(30)))
+}
+
+fn error_policy(ro: Arc<Rollout>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    let n = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&ro)).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .unwrap_or(1);
+    // 100 ms, 200 ms, … capped at 30 s: a conflict retries at once, an outage doesn't spin.
+    let backoff =
+        Duration::from_millis(100u64.saturating_mul(1u64 << n.min(9))).min(Duration::from_secs(30));
+    warn!(rollout = %key(&ro), error = %err, kind = err.kind(), retry_in = ?backoff, "reconcile failed");
+    Requeue::requeue(backoff)
+}
