@@ -5,6 +5,7 @@
 //! [`poll_until`], the only way a test waits: for a condition, with a deadline, never a bare sleep.
 #![allow(dead_code)]
 
+pub mod controller;
 pub mod exporter;
 
 use std::future::Future;
@@ -256,4 +257,17 @@ pub async fn prom_query(query: &str) -> Result<Vec<f64>, String> {
             .flat_map(|r| r.samples().iter().map(|s| s.value()))
             .collect(),
     })
+}
+
+/// The (reason, note) of every Event about the named object in a namespace.
+pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&kube::api::ListParams::default().fields(&format!("regarding.name={name}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    list.into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
 }

@@ -1,0 +1,664 @@
+//! The canary engine end to end: the real controller binary against the local cluster (real
+//! API server, controller manager and KWOK pods), shifting real Istio VirtualServices, NGINX
+//! canary Ingresses and Gateway API HTTPRoutes. Each test reads as given / when / then.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aviary::api::{Rollout, RolloutPhase};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use support::controller::{ControllerProcess, grant_rbac, install_aviary_crds, wait_rbac};
+use support::{TestNamespace, apply_value, client, install_crds, poll_until, upstream_crd};
+
+const REPLICAS: i32 = 5;
+
+async fn setup(client: &Client) {
+    install_aviary_crds(client).await;
+    install_crds(
+        client,
+        &[
+            &upstream_crd("istio-virtualservice.yaml"),
+            &upstream_crd("istio-destinationrule.yaml"),
+            &upstream_crd("gateway-api-httproutes.yaml"),
+        ],
+    )
+    .await;
+    grant_rbac(client).await;
+    wait_rbac(client).await;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Router {
+    Istio,
+    Nginx,
+    Gateway,
+}
+
+fn service(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+           "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+}
+
+/// The routing object a test routes through, as its owner (a user, a GitOps repo) declares it.
+fn routing_object(router: Router) -> Value {
+    match router {
+        Router::Istio => json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+            "spec": {"hosts": ["web.example.com"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0}]}]}
+        }),
+        Router::Nginx => json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": "web.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}}]}
+        }),
+        Router::Gateway => json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
+                {"name": "web-stable", "port": 80, "weight": 100},
+                {"name": "web-canary", "port": 80, "weight": 0}]}]}
+        }),
+    }
+}
+
+fn traffic_routing(router: Router) -> Value {
+    match router {
+        Router::Istio => {
+            json!({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}})
+        }
+        Router::Nginx => json!({"nginx": {"stableIngress": "web"}}),
+        Router::Gateway => json!({"gatewayAPI": {"httpRoute": "web"}}),
+    }
+}
+
+fn rollout(router: Router, image: &str, steps: Value) -> Value {
+    json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": image}]}},
+            "strategy": {"canary": {
+                "canaryService": "web-canary", "stableService": "web-stable",
+                "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
+                "trafficRouting": traffic_routing(router),
+                "steps": steps,
+            }}
+        }
+    })
+}
+
+fn standard_steps() -> Value {
+    json!([{"setWeight": 10}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {"duration": 2}}, {"setWeight": 100}])
+}
+
+/// Reads the canary weight a routing object shows.
+fn canary_weight(router: Router, obj: &DynamicObject) -> Option<i32> {
+    match router {
+        Router::Istio => obj.data["spec"]["http"][0]["route"]
+            .as_array()?
+            .iter()
+            .find(|d| d["destination"]["host"] == "web-canary")
+            .map(|d| d["weight"].as_i64().unwrap_or(0) as i32),
+        Router::Nginx => obj
+            .annotations()
+            .get("nginx.ingress.kubernetes.io/canary-weight")
+            .and_then(|w| w.parse().ok()),
+        Router::Gateway => obj.data["spec"]["rules"][0]["backendRefs"]
+            .as_array()?
+            .iter()
+            .find(|b| b["name"] == "web-canary")
+            .map(|b| b["weight"].as_i64().unwrap_or(1) as i32),
+    }
+}
+
+fn watched_object(router: Router) -> (GroupVersionKind, &'static str) {
+    match router {
+        Router::Istio => (
+            GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"),
+            "web",
+        ),
+        Router::Nginx => (
+            GroupVersionKind::gvk("networking.k8s.io", "v1", "Ingress"),
+            "web-web-canary",
+        ),
+        Router::Gateway => (
+            GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "web",
+        ),
+    }
+}
+
+/// Every distinct canary weight the routing object showed, in order, each with the canary
+/// ReplicaSet's available pods at the moment the test saw it.
+#[derive(Clone, Default)]
+struct WeightLog(Arc<Mutex<Vec<(i32, i32)>>>);
+
+impl WeightLog {
+    fn weights(&self) -> Vec<i32> {
+        self.0
+            .lock()
+            .map(|l| l.iter().map(|(w, _)| *w).collect())
+            .unwrap_or_default()
+    }
+    fn entries(&self) -> Vec<(i32, i32)> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+    fn last(&self) -> Option<i32> {
+        self.weights().last().copied()
+    }
+}
+
+/// Watches the routing object (every change, not polling) and logs canary weight changes.
+async fn record_weights(
+    client: &Client,
+    ns: &str,
+    router: Router,
+    canary_rs: String,
+) -> (WeightLog, tokio::task::JoinHandle<()>) {
+    let (gvk, name) = watched_object(router);
+    let (ar, _) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .expect("discover routing kind");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let log = WeightLog::default();
+    let out = log.clone();
+    let handle = tokio::spawn(async move {
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut stream = watcher::watcher(api, cfg).boxed();
+        while let Some(ev) = stream.next().await {
+            let objs = match ev {
+                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => vec![o],
+                _ => continue,
+            };
+            for o in objs {
+                let Some(w) = canary_weight(router, &o) else {
+                    continue;
+                };
+                let changed = out
+                    .0
+                    .lock()
+                    .map(|l| l.last().map(|(x, _)| *x) != Some(w))
+                    .unwrap_or(false);
+                if changed {
+                    let available = rs_api
+                        .get_opt(&canary_rs)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|rs| rs.status?.available_replicas)
+                        .unwrap_or(0);
+                    if let Ok(mut l) = out.0.lock() {
+                        l.push((w, available));
+                    }
+                }
+            }
+        }
+    });
+    (log, handle)
+}
+
+async fn get_rollout(client: &Client, ns: &str) -> Rollout {
+    Api::<Rollout>::namespaced(client.clone(), ns)
+        .get("web")
+        .await
+        .expect("get rollout")
+}
+
+/// Waits until the Rollout is Healthy on the revision of `hash`.
+async fn wait_healthy(
+    client: &Client,
+    ns: &str,
+    hash: &str,
+    timeout: Duration,
+    ctl: &ControllerProcess,
+) {
+    let api: Api<Rollout> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(ro) = api.get("web").await {
+            let st = ro.status.unwrap_or_default();
+            if st.phase == Some(RolloutPhase::Healthy)
+                && st.stable_rs.as_deref() == Some(hash)
+                && st.observed_generation == ro.metadata.generation
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "rollout not Healthy on {hash} within {timeout:?}: phase {:?}, message {:?}, step {:?}, stable {:?}\ncontroller log:\n{}",
+                    st.phase,
+                    st.message,
+                    st.current_step_index,
+                    st.stable_rs,
+                    ctl.log_tail(40)
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn hash_of(manifest: &Value) -> String {
+    let ro: Rollout = serde_json::from_value(manifest.clone()).expect("rollout manifest");
+    aviary::plan::pod_template_hash(&ro.spec.template, None)
+}
+
+/// Given a Rollout on v1 behind `router`, when its image changes to v2, then the routing object
+/// shows exactly the declared weights in order — never one the canary's available pods can't
+/// carry — and the rollout ends Healthy on v2 with the old ReplicaSet scaled to 0.
+async fn canary_walk(router: Router) {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, &format!("canary-{router:?}").to_lowercase()).await;
+    for obj in [
+        service("web-stable"),
+        service("web-canary"),
+        routing_object(router),
+    ] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let v1 = rollout(router, "web:1", standard_steps());
+    apply_value(&client, Some(&ns.name), &v1)
+        .await
+        .expect("apply rollout v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(
+        &client,
+        &ns.name,
+        &hash_of(&v1),
+        Duration::from_secs(60),
+        &ctl,
+    )
+    .await;
+
+    let v2 = rollout(router, "web:2", standard_steps());
+    let h2 = hash_of(&v2);
+    let (log, watch) = record_weights(&client, &ns.name, router, format!("web-{h2}")).await;
+    apply_value(&client, Some(&ns.name), &v2)
+        .await
+        .expect("apply rollout v2");
+    wait_healthy(&client, &ns.name, &h2, Duration::from_secs(90), &ctl).await;
+    poll_until(
+        "weight back to 0 after promotion",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let l = log.last();
+            async move { (l == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+    watch.abort();
+
+    let mut seen = log.weights();
+    // The first event is the object as it was before the update (weight 0; for NGINX the canary
+    // Ingress as first created, at 0).
+    if seen.first() == Some(&0) {
+        seen.remove(0);
+    }
+    assert_eq!(
+        seen,
+        vec![10, 50, 100, 0],
+        "{router:?}: canary weights observed, in order"
+    );
+    for (w, available) in log.entries() {
+        let needed = (REPLICAS * w + 99) / 100;
+        assert!(
+            available >= needed,
+            "{router:?}: weight {w} was visible while the canary had {available} available pods (< {needed})"
+        );
+    }
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    let old = format!("web-{}", hash_of(&v1));
+    poll_until(
+        "old ReplicaSet scaled to 0 after scaleDownDelaySeconds",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let rs_api = rs_api.clone();
+            let old = old.clone();
+            async move { (rs_api.get(&old).await.ok()?.spec?.replicas == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn istio_canary_walks_the_declared_weights() {
+    canary_walk(Router::Istio).await;
+}
+
+#[tokio::test]
+async fn nginx_canary_walks_the_declared_weights() {
+    canary_walk(Router::Nginx).await;
+}
+
+#[tokio::test]
+async fn gateway_api_canary_walks_the_declared_weights() {
+    canary_walk(Router::Gateway).await;
+}
+
+async fn patch_status(client: &Client, ns: &str, patch: Value) {
+    Api::<Rollout>::namespaced(client.clone(), ns)
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": patch})),
+        )
+        .await
+        .expect("patch rollout status");
+}
+
+/// Given a canary paused at 20 %, when it is aborted, then the canary weight is 0 at once, the
+/// canary ReplicaSet goes to 0 after abortScaleDownDelaySeconds and the phase is Degraded with
+/// reason RolloutAborted; when retried and promoted, it completes.
+#[tokio::test]
+async fn abort_returns_traffic_at_once_and_retry_completes() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-abort").await;
+    for obj in [
+        service("web-stable"),
+        service("web-canary"),
+        routing_object(Router::Istio),
+    ] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(
+        &client,
+        &ns.name,
+        &hash_of(&v1),
+        Duration::from_secs(60),
+        &ctl,
+    )
+    .await;
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let h2 = hash_of(&v2);
+    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "paused at 20 %",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            let w = log.last();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Paused) && w == Some(20)).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let t0 = Instant::now();
+    patch_status(&client, &ns.name, json!({"abort": true})).await;
+    poll_until(
+        "canary weight 0 after abort",
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || {
+            let w = log.last();
+            async move { (w == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+    println!("abort → canary weight 0 observed after {:?}", t0.elapsed());
+
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "canary ReplicaSet at 0 after the abort delay",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let rs_api = rs_api.clone();
+            let name = format!("web-{h2}");
+            async move { (rs_api.get(&name).await.ok()?.spec?.replicas == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+    let ro = get_rollout(&client, &ns.name).await;
+    let st = ro.status.expect("status");
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    let progressing = st.condition("Progressing").expect("Progressing condition");
+    assert_eq!(progressing.reason, "RolloutAborted");
+    assert_eq!(format!("{:?}", progressing.status), "False");
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events.iter().any(|(reason, _)| reason == "RolloutAborted"),
+        "events: {events:?}"
+    );
+
+    // retry, then promote through both pauses
+    patch_status(&client, &ns.name, json!({"abort": false})).await;
+    for expected in [20, 60] {
+        poll_until(
+            &format!("paused at {expected} % after retry"),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || {
+                let api = api.clone();
+                let w = log.last();
+                async move {
+                    let st = api.get("web").await.ok()?.status?;
+                    (st.phase == Some(RolloutPhase::Paused) && w == Some(expected)).then_some(())
+                }
+            },
+        )
+        .await;
+        patch_status(&client, &ns.name, json!({"pauseConditions": null})).await;
+    }
+    wait_healthy(&client, &ns.name, &h2, Duration::from_secs(60), &ctl).await;
+    watch.abort();
+}
+
+/// Given a canary in progress, when the controller is SIGKILLed and restarted at random points
+/// 20 times, then it resumes from the same step: the weights are exactly the declared sequence,
+/// none repeated, none skipped, and the rollout ends Healthy.
+#[tokio::test]
+async fn controller_killed_and_restarted_20_times_neither_repeats_nor_skips_a_step() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-crash").await;
+    for obj in [
+        service("web-stable"),
+        service("web-canary"),
+        routing_object(Router::Istio),
+    ] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let weights = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
+    let mut steps = vec![];
+    for w in weights {
+        steps.push(json!({"setWeight": w}));
+        steps.push(json!({"pause": {"duration": 1}}));
+    }
+    let v1 = rollout(Router::Istio, "web:1", json!(steps));
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let mut ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(
+        &client,
+        &ns.name,
+        &hash_of(&v1),
+        Duration::from_secs(60),
+        &ctl,
+    )
+    .await;
+    let v2 = rollout(Router::Istio, "web:2", json!(steps));
+    let h2 = hash_of(&v2);
+    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+
+    // A small deterministic generator, seeded from the clock and printed, for kill times.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(42);
+    println!("kill schedule seed: {seed}");
+    let mut kills = 0;
+    while kills < 20 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let wait_ms = 100 + (seed >> 33) % 900;
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        let st = get_rollout(&client, &ns.name)
+            .await
+            .status
+            .unwrap_or_default();
+        if st.stable_rs.as_deref() == Some(h2.as_str()) {
+            break;
+        }
+        ctl.restart();
+        kills += 1;
+    }
+    println!("controller killed and restarted {kills} times during the rollout");
+    assert!(
+        kills >= 10,
+        "the rollout finished before the controller could be killed often enough ({kills})"
+    );
+    wait_healthy(&client, &ns.name, &h2, Duration::from_secs(120), &ctl).await;
+    poll_until(
+        "weight 0 after promotion",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let l = log.last();
+            async move { (l == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+    watch.abort();
+    let mut seen = log.weights();
+    if seen.first() == Some(&0) {
+        seen.remove(0);
+    }
+    let mut expected: Vec<i32> = weights.to_vec();
+    expected.push(0);
+    assert_eq!(seen, expected, "weights across {kills} controller crashes");
+    for (w, available) in log.entries() {
+        let needed = (REPLICAS * w + 99) / 100;
+        assert!(
+            available >= needed,
+            "weight {w} visible with {available} available canary pods"
+        );
+    }
+}
+
+/// Given a rollout mid-canary, when its template is reverted to the stable one, then it is
+/// Healthy at once without walking steps; and left alone, it makes no write requests at all.
+#[tokio::test]
+async fn undo_returns_at_once_and_an_idle_rollout_makes_no_writes() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-undo").await;
+    for obj in [
+        service("web-stable"),
+        service("web-canary"),
+        routing_object(Router::Istio),
+    ] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let h1 = hash_of(&v1);
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(60), &ctl).await;
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let h2 = hash_of(&v2);
+    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    poll_until(
+        "canary at 20 %",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let w = log.last();
+            async move { (w == Some(20)).then_some(()) }
+        },
+    )
+    .await;
+
+    apply_value(&client, Some(&ns.name), &v1)
+        .await
+        .expect("revert to v1");
+    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(30), &ctl).await;
+    assert_eq!(log.last(), Some(0), "canary traffic removed on undo");
+    let st = get_rollout(&client, &ns.name).await.status.expect("status");
+    assert_eq!(
+        st.current_step_index,
+        Some(3),
+        "no steps walked: index is past the last step"
+    );
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "the abandoned canary scaled to 0",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let rs_api = rs_api.clone();
+            let name = format!("web-{h2}");
+            async move { (rs_api.get(&name).await.ok()?.spec?.replicas == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+    watch.abort();
+
+    // Idle: let any in-flight work settle (the status stops changing), then count writes.
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let last_rv = Arc::new(Mutex::new(String::new()));
+    poll_until(
+        "status settled",
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+        || {
+            let api = api.clone();
+            let last_rv = last_rv.clone();
+            async move {
+                let rv = api.get("web").await.ok()?.resource_version()?;
+                let mut prev = last_rv.lock().ok()?;
+                let settled = *prev == rv;
+                *prev = rv;
+                settled.then_some(())
+            }
+        },
+    )
+    .await;
+    let since = k8s_openapi::jiff::Timestamp::now().to_string();
+    tokio::time::sleep(Duration::from_secs(30)).await; // the measurement window itself, not a wait for a condition
+    let writes: Vec<String> = support::controller::controller_writes_since(&since)
+        .into_iter()
+        .filter(|w| w.contains(&format!("/namespaces/{}/", ns.name)))
+        .collect();
+    println!("controller writes in 30 s of idleness: {}", writes.len());
+    assert!(
+        writes.is_empty(),
+        "an idle rollout caused writes: {writes:#?}"
+    );
+}
