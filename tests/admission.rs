@@ -656,6 +656,24 @@ const CASES: &[Case] = &[
         &["spec.rollbackWindow", NOT_SUPPORTED],
     ),
     case(
+        "selector not matching the template's labels",
+        ROLLOUT,
+        "spec: {selector: {matchLabels: {app: api}}}",
+        &[
+            "spec.selector",
+            "selector.matchLabels must match template.metadata.labels",
+        ],
+    ),
+    case(
+        "template without labels",
+        ROLLOUT,
+        "spec: {template: {metadata: null}}",
+        &[
+            "spec.selector",
+            "selector.matchLabels must match template.metadata.labels",
+        ],
+    ),
+    case(
         "missing selector",
         ROLLOUT,
         "spec: {selector: null}",

@@ -60,7 +60,7 @@ macro_rules! analysis_template_spec {
             /// Not supported by Aviary (Argo's nested template references).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "super::unsupported_array")]
-    pub templates: Option<Unsupported>,
+            pub templates: Option<Unsupported>,
         }
     };
 }

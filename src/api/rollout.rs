@@ -3,6 +3,9 @@
 //! Shapes and defaults follow Argo Rollouts' `argoproj.io/v1alpha1` Rollout. Argo fields Aviary
 //! does not implement are declared as [`Unsupported`] and rejected at admission by name.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = "integer"`, which this lint flags.
+#![allow(clippy::duplicated_attributes)]
+
 use std::{collections::BTreeMap, fmt};
 
 use k8s_openapi::{
@@ -112,6 +115,7 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.selector == oldSelf.selector").message("selector is immutable: create a new Rollout to change it").field_path(".selector"))]
+#[x_kube(validation = Rule::new("!has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))").message("selector.matchLabels must match template.metadata.labels").field_path(".selector"))]
 #[x_kube(validation = Rule::new("(has(self.progressDeadlineSeconds) ? self.progressDeadlineSeconds : 600) > (has(self.minReadySeconds) ? self.minReadySeconds : 0)").message("progressDeadlineSeconds (default 600) must be greater than minReadySeconds").field_path(".progressDeadlineSeconds"))]
 #[x_kube(validation = unsupported("workloadRef", "spec.workloadRef", "inline the pod template in spec.template"))]
 #[x_kube(validation = unsupported("rollbackWindow", "spec.rollbackWindow", "remove it; rolling back to a recent revision always goes through the strategy"))]
