@@ -1,4 +1,4 @@
-//! Tests over the API as a whole: the examples round-trip through the Rust types, the committed
+//! Tests over the API as a whole: the examples and the all-fields manifests round-trip through the Rust types, the committed
 //! CRDs match the types, and every unsupported field has the rule that rejects it.
 
 use std::path::Path;
@@ -24,6 +24,14 @@ const EXAMPLES: &[(&str, &str)] = &[
         "blue-green.yaml",
         include_str!("../../examples/blue-green.yaml"),
     ),
+    (
+        "tests/data/valid/rollout-canary-all-fields.yaml",
+        include_str!("../../tests/data/valid/rollout-canary-all-fields.yaml"),
+    ),
+    (
+        "tests/data/valid/analysis-all-fields.yaml",
+        include_str!("../../tests/data/valid/analysis-all-fields.yaml"),
+    ),
 ];
 
 /// The YAML documents of a multi-document file, as JSON values.
@@ -42,7 +50,7 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) ->
 }
 
 #[test]
-fn examples_round_trip_without_loss() {
+fn manifests_round_trip_without_loss() {
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for (file, yaml) in EXAMPLES {
         for doc in documents(yaml) {
@@ -65,8 +73,10 @@ fn examples_round_trip_without_loss() {
             *seen.entry(kind).or_default() += 1;
         }
     }
-    assert_eq!(seen.get("Rollout"), Some(&3), "{seen:?}");
-    assert_eq!(seen.get("AnalysisTemplate"), Some(&3), "{seen:?}");
+    assert_eq!(seen.get("Rollout"), Some(&8), "{seen:?}");
+    assert_eq!(seen.get("AnalysisTemplate"), Some(&4), "{seen:?}");
+    assert_eq!(seen.get("ClusterAnalysisTemplate"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("AnalysisRun"), Some(&1), "{seen:?}");
 }
 
 #[test]
