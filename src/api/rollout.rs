@@ -1070,6 +1070,41 @@ impl RolloutPhase {
     }
 }
 
+impl RolloutPhase {
+    /// The summary conditions generic tools read, for this phase: `Ready` (True only when
+    /// Healthy; what `kubectl wait --for=condition=Ready` and Argo CD/Flux health checks use),
+    /// `Reconciling` (True while Progressing or Paused: kstatus reports InProgress) and `Stalled`
+    /// (True when Degraded: kstatus reports Failed). Set them with
+    /// [`set_condition`](super::conditions::set_condition) so transition times move only on change.
+    pub fn summary_conditions(
+        self,
+        message: &str,
+        observed_generation: Option<i64>,
+        now: &Time,
+    ) -> [Condition; 3] {
+        use super::conditions::{reasons, types};
+        let ready = self == Self::Healthy;
+        let ready_reason = if ready {
+            reasons::ROLLOUT_HEALTHY
+        } else {
+            self.as_str()
+        };
+        [
+            (types::READY, ready, ready_reason),
+            (
+                types::RECONCILING,
+                matches!(self, Self::Progressing | Self::Paused),
+                self.as_str(),
+            ),
+            (types::STALLED, self == Self::Degraded, self.as_str()),
+        ]
+        .map(|(type_, status, reason)| {
+            Condition::new(type_, status, reason, message, now.clone())
+                .with_generation(observed_generation)
+        })
+    }
+}
+
 impl fmt::Display for RolloutPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

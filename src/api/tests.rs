@@ -401,3 +401,70 @@ fn step_actions() {
     assert_eq!(p.to_string(), "pause");
     assert_eq!(CanaryStep::default().action(), None);
 }
+
+#[test]
+fn effective_count_and_limits_follow_argo() {
+    let m = |v: Value| -> Metric {
+        let mut base =
+            serde_json::json!({"name": "m", "provider": {"prometheus": {"query": "up"}}});
+        conditions_merge(&mut base, v);
+        serde_json::from_value(base).unwrap()
+    };
+    assert_eq!(m(serde_json::json!({})).effective_count(), Ok(Some(1)));
+    assert_eq!(
+        m(serde_json::json!({"interval": "1m"})).effective_count(),
+        Ok(None)
+    );
+    assert_eq!(
+        m(serde_json::json!({"interval": "1m", "count": 0})).effective_count(),
+        Ok(None)
+    );
+    assert_eq!(
+        m(serde_json::json!({"interval": "1m", "count": 5})).effective_count(),
+        Ok(Some(5))
+    );
+    let unresolved = m(serde_json::json!({"interval": "1m", "count": "{{args.n}}"}));
+    assert!(unresolved.effective_count().is_err());
+    let resolved = m(serde_json::json!({"interval": "1m", "count": "7"}));
+    assert_eq!(resolved.effective_count(), Ok(Some(7)));
+    let d = m(serde_json::json!({}));
+    assert_eq!(
+        (
+            d.failure_limit(),
+            d.inconclusive_limit(),
+            d.consecutive_error_limit()
+        ),
+        (Some(0), Some(0), Some(4))
+    );
+    assert_eq!(d.consecutive_success_limit(), Some(0));
+}
+
+fn conditions_merge(base: &mut Value, patch: Value) {
+    if let (Some(b), Value::Object(p)) = (base.as_object_mut(), patch) {
+        b.extend(p);
+    }
+}
+
+#[test]
+fn summary_conditions_for_kstatus() {
+    use conditions::{is_condition_true, set_condition, types};
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    );
+    let mut cs = Vec::new();
+    for c in RolloutPhase::Healthy.summary_conditions("ok", Some(2), &now) {
+        set_condition(&mut cs, c);
+    }
+    assert!(is_condition_true(&cs, types::READY));
+    assert!(!is_condition_true(&cs, types::RECONCILING));
+    assert!(!is_condition_true(&cs, types::STALLED));
+    assert_eq!(cs[0].observed_generation, Some(2));
+    for c in RolloutPhase::Degraded.summary_conditions("aborted", Some(3), &now) {
+        set_condition(&mut cs, c);
+    }
+    assert!(!is_condition_true(&cs, types::READY));
+    assert!(is_condition_true(&cs, types::STALLED));
+    assert_eq!(cs[0].reason, "Degraded");
+    let paused = RolloutPhase::Paused.summary_conditions("step", None, &now);
+    assert!(paused[1].is_true(), "a paused rollout is still reconciling");
+}
