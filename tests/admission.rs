@@ -60,29 +60,47 @@ async fn apply(
     api.patch(name, &pp, &Patch::Apply(value)).await
 }
 
-#[tokio::test]
-async fn examples_apply_cleanly_and_unchanged() {
-    let client = client().await;
-    install(&client).await;
-    let ns = TestNamespace::new(&client, "admission-examples").await;
-    let dir = support::repo_root().join("examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("examples/")
+/// The YAML files in `dir`, sorted.
+fn yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
+    files
+}
+
+#[tokio::test]
+async fn examples_apply_cleanly_and_unchanged() {
+    let files = yaml_files(&support::repo_root().join("examples"));
     assert!(
         files.len() >= 4,
         "expected the four examples, found {files:?}"
     );
+    apply_unchanged(&files, "admission-examples", 6).await;
+}
+
+/// `tests/data/valid/` sets every supported field; all of it must be accepted as written.
+#[tokio::test]
+async fn every_supported_field_is_accepted_unchanged() {
+    let files = yaml_files(&support::repo_root().join("tests/data/valid"));
+    apply_unchanged(&files, "admission-valid", 8).await;
+}
+
+/// Applies every document of `files` into a fresh namespace; each must be accepted, and each
+/// Aviary object must be stored exactly as written.
+async fn apply_unchanged(files: &[std::path::PathBuf], prefix: &str, at_least: usize) {
+    let client = client().await;
+    install(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
     let mut ours = 0;
-    for file in &files {
+    for file in files {
         let text = std::fs::read_to_string(file).expect("read example");
         for doc in yaml_documents(&text) {
             assert!(
                 doc["metadata"].get("namespace").is_none(),
-                "{}: examples must not pin a namespace",
+                "{}: must not pin a namespace",
                 file.display()
             );
             let applied = apply(&client, &ns.name, &doc, false)
@@ -110,7 +128,7 @@ async fn examples_apply_cleanly_and_unchanged() {
             }
         }
     }
-    assert!(ours >= 6, "only {ours} Aviary objects in the examples");
+    assert!(ours >= at_least, "only {ours} Aviary objects in {files:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,6 +672,24 @@ const CASES: &[Case] = &[
         ROLLOUT,
         "spec: {rollbackWindow: {revisions: 3}}",
         &["spec.rollbackWindow", NOT_SUPPORTED],
+    ),
+    case(
+        "selector not matching the template's labels",
+        ROLLOUT,
+        "spec: {selector: {matchLabels: {app: api}}}",
+        &[
+            "spec.selector",
+            "selector.matchLabels must match template.metadata.labels",
+        ],
+    ),
+    case(
+        "template without labels",
+        ROLLOUT,
+        "spec: {template: {metadata: null}}",
+        &[
+            "spec.selector",
+            "selector.matchLabels must match template.metadata.labels",
+        ],
     ),
     case(
         "missing selector",

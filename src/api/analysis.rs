@@ -60,7 +60,7 @@ macro_rules! analysis_template_spec {
             /// Not supported by Aviary (Argo's nested template references).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "super::unsupported_array")]
-    pub templates: Option<Unsupported>,
+            pub templates: Option<Unsupported>,
         }
     };
 }
@@ -313,13 +313,55 @@ pub struct Metric {
     pub provider: MetricProvider,
 }
 
+/// The integer in `v`, or `default` when unset. `None` only for an unresolved `{{args.NAME}}`
+/// placeholder: resolve arguments first.
+fn int_or(v: &Option<IntOrArg>, default: i64) -> Option<i64> {
+    v.as_ref().map_or(Some(default), IntOrArg::as_int)
+}
+
 impl Metric {
-    /// `consecutiveErrorLimit`, or its default 4, when it is a literal integer.
-    pub fn effective_consecutive_error_limit(&self) -> Option<i64> {
-        match &self.consecutive_error_limit {
-            None => Some(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
-            Some(v) => v.as_int(),
+    /// How many measurements to take, as Argo counts them: 1 when neither `count` nor
+    /// `interval` is set, unbounded (`Ok(None)`) with only `interval` (or `count: 0`), else
+    /// `count`. `Err` carries an unresolved `count` placeholder.
+    pub fn effective_count(&self) -> Result<Option<i64>, &IntOrArg> {
+        match &self.count {
+            Some(c) => match c.as_int() {
+                Some(0) if self.interval.is_some() => Ok(None),
+                Some(0) => Ok(Some(1)),
+                Some(n) => Ok(Some(n)),
+                None => Err(c),
+            },
+            None if self.interval.is_some() => Ok(None),
+            None => Ok(Some(1)),
         }
+    }
+
+    /// `failureLimit` (default 0; -1 disables).
+    pub fn failure_limit(&self) -> Option<i64> {
+        int_or(&self.failure_limit, 0)
+    }
+
+    /// `inconclusiveLimit` (default 0).
+    pub fn inconclusive_limit(&self) -> Option<i64> {
+        int_or(&self.inconclusive_limit, 0)
+    }
+
+    /// `consecutiveErrorLimit` (default 4).
+    pub fn consecutive_error_limit(&self) -> Option<i64> {
+        int_or(
+            &self.consecutive_error_limit,
+            DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+        )
+    }
+
+    /// Same as [`Metric::consecutive_error_limit`] (the name it was first published under).
+    pub fn effective_consecutive_error_limit(&self) -> Option<i64> {
+        self.consecutive_error_limit()
+    }
+
+    /// `consecutiveSuccessLimit` (default 0: off).
+    pub fn consecutive_success_limit(&self) -> Option<i64> {
+        int_or(&self.consecutive_success_limit, 0)
     }
 }
 

@@ -23,6 +23,9 @@ pub mod rollout;
 
 use std::borrow::Cow;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition as Crd, JSONSchemaProps,
+};
 use kube::core::{Message, Reason, Rule};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -134,9 +137,6 @@ pub(crate) fn unsupported(field: &str, what: &str, hint: &str) -> Rule {
         .reason(Reason::FieldValueForbidden)
 }
 
-type Crd =
-    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-
 /// Every CRD of the API, in the order they should be installed.
 pub fn crds() -> Vec<Crd> {
     use kube::CustomResourceExt;
@@ -148,33 +148,63 @@ pub fn crds() -> Vec<Crd> {
     ]
 }
 
-/// The Rollout CRD. The descriptions inside `spec.template` (the Kubernetes PodTemplateSpec) are
-/// dropped: they are Kubernetes' own documentation, and without them the CRD stays well under
-/// the 256 KiB that client-side `kubectl apply` can store in its annotation.
+/// The Rollout CRD, with two adjustments to the Kubernetes schemas embedded in it:
+///
+/// - the descriptions inside `spec.template` (the PodTemplateSpec) are dropped: they are
+///   Kubernetes' own documentation, and without them the CRD stays well under the 256 KiB that
+///   client-side `kubectl apply` can keep in its annotation;
+/// - `spec.selector.matchLabels` gets at most 64 entries and label values at most 63 characters
+///   (Kubernetes' own limit for label values), which bounds the CEL cost of the rule that checks
+///   the selector against the template's labels.
 pub fn rollout_crd() -> Crd {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool;
     use kube::CustomResourceExt;
     let mut crd = Rollout::crd();
     for version in &mut crd.spec.versions {
-        let template = version
+        let Some(spec) = version
             .schema
             .as_mut()
             .and_then(|s| s.open_api_v3_schema.as_mut())
             .and_then(|s| s.properties.as_mut())
             .and_then(|p| p.get_mut("spec"))
             .and_then(|s| s.properties.as_mut())
-            .and_then(|p| p.get_mut("template"));
-        if let Some(template) = template {
+        else {
+            continue;
+        };
+        let label_values = |labels: &mut JSONSchemaProps| {
+            if let Some(JSONSchemaPropsOrBool::Schema(values)) =
+                labels.additional_properties.as_mut()
+            {
+                values.max_length = Some(63);
+            }
+        };
+        if let Some(match_labels) = spec
+            .get_mut("selector")
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("matchLabels"))
+        {
+            match_labels.max_properties = Some(64);
+            label_values(match_labels);
+        }
+        if let Some(template) = spec.get_mut("template") {
             let own = template.description.take();
             strip_descriptions(template);
             template.description = own;
+            if let Some(labels) = template
+                .properties
+                .as_mut()
+                .and_then(|p| p.get_mut("metadata"))
+                .and_then(|m| m.properties.as_mut())
+                .and_then(|p| p.get_mut("labels"))
+            {
+                label_values(labels);
+            }
         }
     }
     crd
 }
 
-fn strip_descriptions(
-    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
-) {
+fn strip_descriptions(schema: &mut JSONSchemaProps) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
     };

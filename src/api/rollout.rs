@@ -3,6 +3,9 @@
 //! Shapes and defaults follow Argo Rollouts' `argoproj.io/v1alpha1` Rollout. Argo fields Aviary
 //! does not implement are declared as [`Unsupported`] and rejected at admission by name.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = "integer"`, which this lint flags.
+#![allow(clippy::duplicated_attributes)]
+
 use std::{collections::BTreeMap, fmt};
 
 use k8s_openapi::{
@@ -112,6 +115,7 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.selector == oldSelf.selector").message("selector is immutable: create a new Rollout to change it").field_path(".selector"))]
+#[x_kube(validation = Rule::new("!has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))").message("selector.matchLabels must match template.metadata.labels").field_path(".selector"))]
 #[x_kube(validation = Rule::new("(has(self.progressDeadlineSeconds) ? self.progressDeadlineSeconds : 600) > (has(self.minReadySeconds) ? self.minReadySeconds : 0)").message("progressDeadlineSeconds (default 600) must be greater than minReadySeconds").field_path(".progressDeadlineSeconds"))]
 #[x_kube(validation = unsupported("workloadRef", "spec.workloadRef", "inline the pod template in spec.template"))]
 #[x_kube(validation = unsupported("rollbackWindow", "spec.rollbackWindow", "remove it; rolling back to a recent revision always goes through the strategy"))]
@@ -1063,6 +1067,41 @@ impl RolloutPhase {
             Self::Paused => "Paused",
             Self::Degraded => "Degraded",
         }
+    }
+}
+
+impl RolloutPhase {
+    /// The summary conditions generic tools read, for this phase: `Ready` (True only when
+    /// Healthy; what `kubectl wait --for=condition=Ready` and Argo CD/Flux health checks use),
+    /// `Reconciling` (True while Progressing or Paused: kstatus reports InProgress) and `Stalled`
+    /// (True when Degraded: kstatus reports Failed). Set them with
+    /// [`set_condition`](super::conditions::set_condition) so transition times move only on change.
+    pub fn summary_conditions(
+        self,
+        message: &str,
+        observed_generation: Option<i64>,
+        now: &Time,
+    ) -> [Condition; 3] {
+        use super::conditions::{reasons, types};
+        let ready = self == Self::Healthy;
+        let ready_reason = if ready {
+            reasons::ROLLOUT_HEALTHY
+        } else {
+            self.as_str()
+        };
+        [
+            (types::READY, ready, ready_reason),
+            (
+                types::RECONCILING,
+                matches!(self, Self::Progressing | Self::Paused),
+                self.as_str(),
+            ),
+            (types::STALLED, self == Self::Degraded, self.as_str()),
+        ]
+        .map(|(type_, status, reason)| {
+            Condition::new(type_, status, reason, message, now.clone())
+                .with_generation(observed_generation)
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-//! Tests over the API as a whole: the examples round-trip through the Rust types, the committed
+//! Tests over the API as a whole: the examples and the all-fields manifests round-trip through the Rust types, the committed
 //! CRDs match the types, and every unsupported field has the rule that rejects it.
 
 use std::path::Path;
@@ -24,6 +24,14 @@ const EXAMPLES: &[(&str, &str)] = &[
         "blue-green.yaml",
         include_str!("../../examples/blue-green.yaml"),
     ),
+    (
+        "tests/data/valid/rollout-canary-all-fields.yaml",
+        include_str!("../../tests/data/valid/rollout-canary-all-fields.yaml"),
+    ),
+    (
+        "tests/data/valid/analysis-all-fields.yaml",
+        include_str!("../../tests/data/valid/analysis-all-fields.yaml"),
+    ),
 ];
 
 /// The YAML documents of a multi-document file, as JSON values.
@@ -42,7 +50,7 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) ->
 }
 
 #[test]
-fn examples_round_trip_without_loss() {
+fn manifests_round_trip_without_loss() {
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for (file, yaml) in EXAMPLES {
         for doc in documents(yaml) {
@@ -65,8 +73,10 @@ fn examples_round_trip_without_loss() {
             *seen.entry(kind).or_default() += 1;
         }
     }
-    assert_eq!(seen.get("Rollout"), Some(&3), "{seen:?}");
-    assert_eq!(seen.get("AnalysisTemplate"), Some(&3), "{seen:?}");
+    assert_eq!(seen.get("Rollout"), Some(&8), "{seen:?}");
+    assert_eq!(seen.get("AnalysisTemplate"), Some(&4), "{seen:?}");
+    assert_eq!(seen.get("ClusterAnalysisTemplate"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("AnalysisRun"), Some(&1), "{seen:?}");
 }
 
 #[test]
@@ -390,4 +400,71 @@ fn step_actions() {
     assert!(matches!(p.action(), Some(StepAction::Pause(p)) if p.is_indefinite()));
     assert_eq!(p.to_string(), "pause");
     assert_eq!(CanaryStep::default().action(), None);
+}
+
+#[test]
+fn effective_count_and_limits_follow_argo() {
+    let m = |v: Value| -> Metric {
+        let mut base =
+            serde_json::json!({"name": "m", "provider": {"prometheus": {"query": "up"}}});
+        conditions_merge(&mut base, v);
+        serde_json::from_value(base).unwrap()
+    };
+    assert_eq!(m(serde_json::json!({})).effective_count(), Ok(Some(1)));
+    assert_eq!(
+        m(serde_json::json!({"interval": "1m"})).effective_count(),
+        Ok(None)
+    );
+    assert_eq!(
+        m(serde_json::json!({"interval": "1m", "count": 0})).effective_count(),
+        Ok(None)
+    );
+    assert_eq!(
+        m(serde_json::json!({"interval": "1m", "count": 5})).effective_count(),
+        Ok(Some(5))
+    );
+    let unresolved = m(serde_json::json!({"interval": "1m", "count": "{{args.n}}"}));
+    assert!(unresolved.effective_count().is_err());
+    let resolved = m(serde_json::json!({"interval": "1m", "count": "7"}));
+    assert_eq!(resolved.effective_count(), Ok(Some(7)));
+    let d = m(serde_json::json!({}));
+    assert_eq!(
+        (
+            d.failure_limit(),
+            d.inconclusive_limit(),
+            d.consecutive_error_limit()
+        ),
+        (Some(0), Some(0), Some(4))
+    );
+    assert_eq!(d.consecutive_success_limit(), Some(0));
+}
+
+fn conditions_merge(base: &mut Value, patch: Value) {
+    if let (Some(b), Value::Object(p)) = (base.as_object_mut(), patch) {
+        b.extend(p);
+    }
+}
+
+#[test]
+fn summary_conditions_for_kstatus() {
+    use conditions::{is_condition_true, set_condition, types};
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    );
+    let mut cs = Vec::new();
+    for c in RolloutPhase::Healthy.summary_conditions("ok", Some(2), &now) {
+        set_condition(&mut cs, c);
+    }
+    assert!(is_condition_true(&cs, types::READY));
+    assert!(!is_condition_true(&cs, types::RECONCILING));
+    assert!(!is_condition_true(&cs, types::STALLED));
+    assert_eq!(cs[0].observed_generation, Some(2));
+    for c in RolloutPhase::Degraded.summary_conditions("aborted", Some(3), &now) {
+        set_condition(&mut cs, c);
+    }
+    assert!(!is_condition_true(&cs, types::READY));
+    assert!(is_condition_true(&cs, types::STALLED));
+    assert_eq!(cs[0].reason, "Degraded");
+    let paused = RolloutPhase::Paused.summary_conditions("step", None, &now);
+    assert!(paused[1].is_true(), "a paused rollout is still reconciling");
 }
