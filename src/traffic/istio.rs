@@ -931,7 +931,8 @@ mod tests {
         let err = weight_patch(&vs, "app/web", &[], &split, 50).expect_err("host split");
         assert!(
             err.to_string()
-                .starts_with("Canary Service 'web-canary' not found")
+                .starts_with("Stable Service 'web' matches 2 destinations"),
+            "{err}"
         );
         let subset = Split::new(&target, Some(&destination_rule()));
         assert_eq!(subset, subset_split());
