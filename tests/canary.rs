@@ -494,7 +494,7 @@ async fn controller_killed_and_restarted_20_times_neither_repeats_nor_skips_a_st
     let mut steps = vec![];
     for w in weights {
         steps.push(json!({"setWeight": w}));
-        steps.push(json!({"pause": {"duration": 1}}));
+        steps.push(json!({"pause": {"duration": 2}}));
     }
     let v1 = rollout(Router::Istio, "web:1", json!(steps));
     apply_value(&client, Some(&ns.name), &v1).await.expect("v1");

@@ -136,10 +136,8 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
     let span = info_span!("reconcile", rollout = %key(&cached));
     async move {
         let res = reconcile_inner(&cached, &ctx).await;
-        if res.is_ok() {
-            if let Ok(mut f) = ctx.failures.lock() {
-                f.remove(&key(&cached));
-            }
+        if let (true, Ok(mut f)) = (res.is_ok(), ctx.failures.lock()) {
+            f.remove(&key(&cached));
         }
         res
     }
