@@ -181,7 +181,7 @@ pub async fn apply(
                 }
             }
             // AnalysisRuns are created by the analysis controller from the rollout's status.
-            Action::CreateStepAnalysisRun { .. } | Action::TerminateAnalysisRun { .. } => {
+            Action::CreateAnalysisRun { .. } | Action::TerminateAnalysisRun { .. } => {
                 super::analysis_runs::apply(ctx, ro, action).await?;
             }
         }

@@ -189,7 +189,7 @@ async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result
         canary_service: observe::observe_service(ctx, &ns, canary_service, "canary").await?,
         stable_service: observe::observe_service(ctx, &ns, stable_service, "stable").await?,
         current_weight: observe::observe_weight(ctx, &routers, &target).await?,
-        step_analysis: None,
+        analysis_runs: vec![],
         now: Timestamp::now(),
     };
     let plan = plan::plan(&observed);

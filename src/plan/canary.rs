@@ -16,8 +16,8 @@ use k8s_openapi::jiff::Timestamp;
 use super::replicas::{basic_split, routed_canary_replicas};
 use super::status::{Summary, summarize};
 use super::{
-    Action, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after, hash::hash_of,
-    pod_template_hash,
+    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after,
+    hash::hash_of, pod_template_hash,
 };
 use crate::api::{
     AnalysisPhase, CanaryStatus, CanaryStep, PauseCondition, PauseReason, RolloutAnalysisRunStatus,
@@ -708,7 +708,11 @@ impl Planner<'_, '_> {
             self.steps.get(idx.max(0) as usize).and_then(|s| s.action()),
             Some(StepAction::Analysis(_))
         );
-        let Some(run) = self.obs.step_analysis.clone().filter(|_| is_analysis) else {
+        let run = self
+            .obs
+            .analysis_run(AnalysisKind::Step(idx), &self.hash)
+            .cloned();
+        let Some(run) = run.filter(|_| is_analysis) else {
             return;
         };
         if matches!(run.phase, AnalysisPhase::Failed | AnalysisPhase::Error) {
@@ -737,9 +741,13 @@ impl Planner<'_, '_> {
     /// (a failed one was turned into an abort before the step's actions, by
     /// `check_step_analysis`).
     fn analysis_step(&mut self, idx: i32) -> bool {
-        let Some(run) = self.obs.step_analysis.clone() else {
-            self.plan.actions.push(Action::CreateStepAnalysisRun {
-                step_index: idx,
+        let Some(run) = self
+            .obs
+            .analysis_run(AnalysisKind::Step(idx), &self.hash)
+            .cloned()
+        else {
+            self.plan.actions.push(Action::CreateAnalysisRun {
+                kind: AnalysisKind::Step(idx),
                 hash: self.hash.clone(),
             });
             return false;

@@ -49,10 +49,26 @@ pub struct ObservedService {
     pub hash: Option<String>,
 }
 
-/// The state of an AnalysisRun the rollout is waiting on.
+/// Which part of a rollout an AnalysisRun measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnalysisKind {
+    /// The `analysis` step at this index.
+    Step(i32),
+    /// `strategy.canary.analysis`, running in the background from `startingStep`.
+    Background,
+    /// Blue-green `prePromotionAnalysis`.
+    PrePromotion,
+    /// Blue-green `postPromotionAnalysis`.
+    PostPromotion,
+}
+
+/// An AnalysisRun of the rollout, as observed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedAnalysisRun {
     pub name: String,
+    pub kind: AnalysisKind,
+    /// The pod-template hash of the revision it measures.
+    pub hash: String,
     pub phase: AnalysisPhase,
     pub message: Option<String>,
 }
@@ -67,9 +83,19 @@ pub struct Observed<'a> {
     pub stable_service: Option<ObservedService>,
     /// The canary weight the routing objects show now (`None`: no routing, or unknown).
     pub current_weight: Option<i32>,
-    /// The AnalysisRun of the current analysis step, if one exists for it.
-    pub step_analysis: Option<ObservedAnalysisRun>,
+    /// The rollout's AnalysisRuns (all kinds, all revisions).
+    pub analysis_runs: Vec<ObservedAnalysisRun>,
     pub now: Timestamp,
+}
+
+impl Observed<'_> {
+    /// The newest run of `kind` for the revision `hash`.
+    pub fn analysis_run(&self, kind: AnalysisKind, hash: &str) -> Option<&ObservedAnalysisRun> {
+        self.analysis_runs
+            .iter()
+            .rev()
+            .find(|r| r.kind == kind && r.hash == hash)
+    }
 }
 
 /// One change to make in the cluster. The controller applies them in the order given.
@@ -95,8 +121,8 @@ pub enum Action {
         canary_hash: String,
         stable_hash: String,
     },
-    /// Create the AnalysisRun for the current analysis step.
-    CreateStepAnalysisRun { step_index: i32, hash: String },
+    /// Create the AnalysisRun of `kind` for the revision `hash`.
+    CreateAnalysisRun { kind: AnalysisKind, hash: String },
     /// Stop an AnalysisRun that is no longer needed.
     TerminateAnalysisRun { name: String },
 }

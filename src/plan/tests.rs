@@ -99,7 +99,7 @@ impl World {
             canary_service: c.and_then(|c| svc(&c.canary_service)),
             stable_service: c.and_then(|c| svc(&c.stable_service)),
             current_weight: self.weight,
-            step_analysis: self.analysis.clone(),
+            analysis_runs: self.analysis.iter().cloned().collect(),
             now: self.now,
         }
     }
@@ -169,7 +169,7 @@ impl World {
                 self.weight = Some(*weight);
                 self.weights.push((*weight, available));
             }
-            Action::CreateStepAnalysisRun { .. } | Action::TerminateAnalysisRun { .. } => {}
+            Action::CreateAnalysisRun { .. } | Action::TerminateAnalysisRun { .. } => {}
         }
     }
 
@@ -657,13 +657,17 @@ spec:
     w.update_image("web:2");
     let p = w.run(10);
     assert_eq!(w.status().current_step_index, Some(1));
-    assert!(
-        p.actions
-            .iter()
-            .any(|a| matches!(a, Action::CreateStepAnalysisRun { step_index: 1, .. }))
-    );
+    assert!(p.actions.iter().any(|a| matches!(
+        a,
+        Action::CreateAnalysisRun {
+            kind: AnalysisKind::Step(1),
+            ..
+        }
+    )));
     w.analysis = Some(ObservedAnalysisRun {
         name: "web-x-2-1".into(),
+        kind: AnalysisKind::Step(1),
+        hash: w.canary_hash(),
         phase: AnalysisPhase::Running,
         message: None,
     });
@@ -673,6 +677,8 @@ spec:
     let mut inconclusive = w.clone();
     inconclusive.analysis = Some(ObservedAnalysisRun {
         name: "web-x-2-1".into(),
+        kind: AnalysisKind::Step(1),
+        hash: w.canary_hash(),
         phase: AnalysisPhase::Inconclusive,
         message: None,
     });
@@ -686,6 +692,8 @@ spec:
 
     w.analysis = Some(ObservedAnalysisRun {
         name: "web-x-2-1".into(),
+        kind: AnalysisKind::Step(1),
+        hash: w.canary_hash(),
         phase: AnalysisPhase::Failed,
         message: Some(
             "Metric \"error-rate\" assessed Failed due to failed (4) > failureLimit (3)".into(),
