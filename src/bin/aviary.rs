@@ -1,8 +1,23 @@
 //! The Aviary controller.
+//!
+//! Every flag can also be set by the environment variable named in its help
+//! (`docs/operations.md` lists them all).
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use aviary::api::Duration;
+use aviary::controller::telemetry::TelemetrySinks;
+use aviary::leader::{Elector, LeaseSettings};
+use aviary::metrics::{ApiRequestsLayer, Endpoints, Health, Metrics};
+use aviary::notify::{Format, Notifier, Sink, SinkSource, parse_triggers};
+use clap::{ArgAction, Parser};
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -14,7 +29,7 @@ use tracing_subscriber::EnvFilter;
 struct Args {
     /// Path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long, env = "AVIARY_KUBECONFIG")]
-    kubeconfig: Option<std::path::PathBuf>,
+    kubeconfig: Option<PathBuf>,
     /// Watch one namespace only (default: all namespaces).
     #[arg(long, env = "AVIARY_NAMESPACE")]
     namespace: Option<String>,
@@ -27,18 +42,120 @@ struct Args {
     /// Log level or filter (e.g. `info`, `aviary=debug,kube=warn`).
     #[arg(long, env = "AVIARY_LOG_LEVEL", default_value = "info")]
     log_level: String,
+
+    /// Address of the Prometheus metrics endpoint (`/metrics`).
+    #[arg(long, env = "AVIARY_METRICS_ADDR", default_value = "0.0.0.0:8090")]
+    metrics_addr: SocketAddr,
+    /// Address of the probes (`/healthz`, `/readyz`); may equal --metrics-addr.
+    #[arg(long, env = "AVIARY_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    health_addr: SocketAddr,
+
+    /// Reconcile only while holding the leader Lease (required with more than one replica).
+    #[arg(long, env = "AVIARY_LEADER_ELECT", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "AVIARY_LEADER_ELECT_LEASE_NAME",
+        default_value = "aviary-controller"
+    )]
+    leader_elect_lease_name: String,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else --namespace, else the
+    /// kubeconfig's or service account's namespace).
+    #[arg(long, env = "AVIARY_LEADER_ELECT_NAMESPACE")]
+    leader_elect_namespace: Option<String>,
+    /// This process's identity in the Lease (default: $POD_NAME, else host name and a random
+    /// suffix). Must be unique per replica; a restarted container of the same pod keeps it.
+    #[arg(long, env = "AVIARY_LEADER_ELECT_IDENTITY")]
+    leader_elect_identity: Option<String>,
+    /// How long a Lease is valid without renewal: how long a standby waits after a leader died
+    /// without releasing.
+    #[arg(
+        long,
+        env = "AVIARY_LEADER_ELECT_LEASE_DURATION",
+        default_value = "15s"
+    )]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps failing to renew before it stops reconciling.
+    #[arg(
+        long,
+        env = "AVIARY_LEADER_ELECT_RENEW_DEADLINE",
+        default_value = "10s"
+    )]
+    leader_elect_renew_deadline: Duration,
+    /// How often the leader renews and standbys retry.
+    #[arg(long, env = "AVIARY_LEADER_ELECT_RETRY_PERIOD", default_value = "2s")]
+    leader_elect_retry_period: Duration,
+
+    /// A webhook to notify (a secret: prefer the environment variable).
+    #[arg(long, env = "AVIARY_NOTIFY_WEBHOOK_URL", hide_env_values = true)]
+    notify_webhook_url: Option<String>,
+    /// Payload of --notify-webhook-url: `slack` (Slack-compatible) or `generic` JSON.
+    #[arg(long, env = "AVIARY_NOTIFY_WEBHOOK_FORMAT", default_value = "generic")]
+    notify_webhook_format: Format,
+    /// Triggers sent to --notify-webhook-url, comma-separated (default: all of promoted,
+    /// aborted, rolled-back, paused, analysis-failed, restored).
+    #[arg(long, env = "AVIARY_NOTIFY_TRIGGERS", value_delimiter = ',')]
+    notify_triggers: Vec<String>,
+    /// A notifications file (`webhooks:` list; in the chart, a mounted ConfigMap), re-read when
+    /// it changes.
+    #[arg(long, env = "AVIARY_NOTIFY_CONFIG")]
+    notify_config: Option<PathBuf>,
 }
 
-async fn client(args: &Args) -> anyhow::Result<Client> {
-    Ok(match &args.kubeconfig {
+async fn client(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Client> {
+    let config = match &args.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)?;
-            Client::try_from(
-                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?,
-            )?
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
         }
-        None => Client::try_default().await?,
-    })
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&ApiRequestsLayer { metrics })
+        .build())
+}
+
+fn notifier(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
+    let mut fixed = vec![];
+    if let Some(url) = args.notify_webhook_url.as_ref().filter(|u| !u.is_empty()) {
+        let triggers = parse_triggers(&args.notify_triggers).map_err(anyhow::Error::msg)?;
+        fixed.push(Sink {
+            name: "flags".into(),
+            url: url.clone(),
+            format: args.notify_webhook_format,
+            triggers,
+            timeout: std::time::Duration::from_secs(5),
+        });
+    }
+    Ok(Notifier::start(
+        SinkSource::new(fixed, args.notify_config.clone()),
+        metrics,
+    ))
+}
+
+/// Cancels the token at the first SIGTERM or SIGINT; exits at the second.
+fn on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            warn!("cannot listen for SIGTERM");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        info!("shutting down: finishing in-flight reconciles, then releasing the lease");
+        token.cancel();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        warn!("second signal: exiting at once");
+        std::process::exit(130);
+    });
 }
 
 #[tokio::main]
@@ -53,13 +170,80 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let client = client(&args).await?;
-    aviary::controller::run(
-        client,
-        aviary::controller::Settings {
-            namespace: args.namespace.clone(),
-            concurrency: args.concurrency,
-        },
-    )
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    if args.metrics_addr == args.health_addr {
+        let both = Endpoints {
+            metrics: Some(metrics.clone()),
+            health: Some(health.clone()),
+        };
+        aviary::metrics::serve(args.metrics_addr, both)
+            .await
+            .with_context(|| format!("listen on {}", args.metrics_addr))?;
+    } else {
+        let m = Endpoints {
+            metrics: Some(metrics.clone()),
+            health: None,
+        };
+        let h = Endpoints {
+            metrics: None,
+            health: Some(health.clone()),
+        };
+        let at = aviary::metrics::serve(args.metrics_addr, m)
+            .await
+            .with_context(|| format!("listen on {}", args.metrics_addr))?;
+        info!(address = %at, "serving /metrics");
+        let at = aviary::metrics::serve(args.health_addr, h)
+            .await
+            .with_context(|| format!("listen on {}", args.health_addr))?;
+        info!(address = %at, "serving /healthz and /readyz");
+    }
+
+    let shutdown = CancellationToken::new();
+    on_signals(shutdown.clone());
+    let client = client(&args, metrics.clone()).await?;
+    let sinks = TelemetrySinks {
+        notifier: notifier(&args, metrics.clone())?,
+        metrics: metrics.clone(),
+    };
+    let settings = aviary::controller::Settings {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+    };
+    if !aviary::controller::wait_for_crds(&client, args.namespace.as_deref(), &shutdown).await {
+        return Ok(());
+    }
+    health.set_ready(true);
+
+    if !args.leader_elect {
+        warn!("leader election is off: run exactly one replica");
+        metrics.set_leader(true);
+        return aviary::controller::run(client, settings, sinks, shutdown).await;
+    }
+    let lease = LeaseSettings {
+        name: args.leader_elect_lease_name.clone(),
+        namespace: args
+            .leader_elect_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| args.namespace.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        identity: args
+            .leader_elect_identity
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(aviary::leader::default_identity),
+        lease_duration: args.leader_elect_lease_duration.as_std(),
+        renew_deadline: args.leader_elect_renew_deadline.as_std(),
+        retry_period: args.leader_elect_retry_period.as_std(),
+    };
+    lease.validate().map_err(anyhow::Error::msg)?;
+    let elector = Elector::new(client.clone(), lease);
+    aviary::leader::run_elected(elector, health, metrics, shutdown, move |stop| {
+        aviary::controller::run(client.clone(), settings.clone(), sinks.clone(), stop)
+    })
     .await
 }

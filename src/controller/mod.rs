@@ -15,6 +15,7 @@ pub mod error;
 pub mod labels;
 pub mod observe;
 pub mod report;
+pub mod telemetry;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::conditions::{set_condition, types};
@@ -47,6 +49,8 @@ pub struct Context {
     pub replica_sets: Store<ReplicaSet>,
     /// Consecutive failures per rollout, for backoff; reset on success.
     failures: Mutex<HashMap<String, u32>>,
+    /// Metrics, delivery figures and notifications ([`telemetry`]).
+    pub telemetry: telemetry::Telemetry,
 }
 
 /// Controller settings.
@@ -76,18 +80,39 @@ fn trim_replica_set(rs: &mut ReplicaSet) {
     }
 }
 
-/// Runs the controller until a shutdown signal.
-pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
-    let rollouts = rollout_api(&client, settings.namespace.as_deref());
-    // Wait for the CRD: starting the watch before it is served only produces errors.
+/// Waits until the Rollout API is served (the CRDs are installed): starting the watch before
+/// that only produces errors. False when `shutdown` came first.
+pub async fn wait_for_crds(
+    client: &Client,
+    namespace: Option<&str>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let rollouts = rollout_api(client, namespace);
     let mut delay = Duration::from_millis(200);
     while let Err(e) = rollouts
         .list(&kube::api::ListParams::default().limit(1))
         .await
     {
         warn!(error = %e, "Rollout API not available yet (are the CRDs installed?); retrying");
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(delay) => {}
+        }
         delay = (delay * 2).min(Duration::from_secs(10));
+    }
+    true
+}
+
+/// Runs the controller until `shutdown` is cancelled, then lets in-flight reconciles finish.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    sinks: telemetry::TelemetrySinks,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let rollouts = rollout_api(&client, settings.namespace.as_deref());
+    if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
+        return Ok(());
     }
     let rs_api: Api<ReplicaSet> = match settings.namespace.as_deref() {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -111,19 +136,25 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         client,
         replica_sets: rs_store,
         failures: Mutex::new(HashMap::new()),
+        telemetry: telemetry::Telemetry::new(sinks),
     });
     info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout controller");
-    Controller::new(rollouts, watcher::Config::default())
+    let controller = Controller::new(rollouts, watcher::Config::default());
+    let forget_deleted = telemetry::forget_deleted(ctx.clone(), controller.store());
+    let reconciling = controller
         .owns_stream(rs_stream)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile failed");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        _ = reconciling => {}
+        _ = forget_deleted => {}
+    }
     info!("controller stopped");
     Ok(())
 }
@@ -135,7 +166,11 @@ fn key(ro: &Rollout) -> String {
 async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let span = info_span!("reconcile", rollout = %key(&cached));
     async move {
+        let mut timer = ctx.telemetry.sinks.metrics.reconcile_timer();
         let res = reconcile_inner(&cached, &ctx).await;
+        if let Err(e) = &res {
+            timer.failed(e.kind());
+        }
         if let (true, Ok(mut f)) = (res.is_ok(), ctx.failures.lock()) {
             f.remove(&key(&cached));
         }
@@ -203,6 +238,7 @@ async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result
     }
     events.extend(plan.events.iter().cloned());
     report::publish(&ctx.recorder, ro, &events).await;
+    telemetry::reported(ctx, ro, &plan.status, &events);
     Ok(match plan.requeue_after {
         Some(d) => Requeue::requeue(d),
         // Progressing rollouts are woken by their ReplicaSets' changes; this is only a safety net.
@@ -252,6 +288,7 @@ async fn report_invalid(
     status.message = Some(message.to_string());
     status.observed_generation = ro.metadata.generation;
     report::write_status(api, ro, &status).await?;
+    telemetry::reported(ctx, ro, &status, &[]);
     if !known {
         warn!(message, "invalid spec");
         report::publish(&ctx.recorder, ro, &[Event::warning("InvalidSpec", message)]).await;
