@@ -12,7 +12,7 @@
 //! |---|---|
 //! | deployments completed | `RolloutCompleted` |
 //! | deployments aborted | `RolloutAborted` (once per abort) |
-//! | deployments rolled back | `SkipSteps` (template back to the stable revision mid-update) |
+//! | deployments rolled back | `SkipSteps` (template back to the stable revision mid-update, not after an abort) |
 //! | lead time | `RolloutCompleted` time − creation of the revision's ReplicaSet |
 //! | time to restore | first abort (`status.abortedAt`) → the rollout next `Healthy`, on any revision |
 
@@ -215,7 +215,9 @@ pub fn transitions(
             lead_time: c.revision_created.map(|t| elapsed(t, c.now)),
         });
     }
-    if has_event(c.events, reasons::SKIP_STEPS) {
+    // An aborted update that is then undone was already counted as aborted: one outcome per
+    // attempt, so the change failure rate does not count it twice.
+    if has_event(c.events, reasons::SKIP_STEPS) && c.old.abort != Some(true) {
         out.push(Transition::RolledBack {
             revision: c.new.stable_rs.clone().unwrap_or_else(|| revision.clone()),
         });
@@ -347,18 +349,14 @@ mod tests {
         assert_eq!(pending, Some(ts("2026-01-01T10:01:00Z")));
 
         // An undo clears abortedAt in the same reconcile that skips the steps; the rollout is
-        // still scaling the stable back up: not restored yet, the clock keeps running.
+        // still scaling the stable back up: not restored yet, the clock keeps running. The
+        // attempt was counted as aborted already: no rolled-back outcome on top.
         let old2 = new.clone();
         let mut new2 = status(RolloutPhase::Progressing);
         new2.current_pod_hash = Some("old".into());
         let events2 = [Event::normal(reasons::SKIP_STEPS, "undo")];
         let (t2, pending2) = transitions(&change(&old2, &new2, &events2, &[]), pending);
-        assert_eq!(
-            t2,
-            vec![Transition::RolledBack {
-                revision: "old".into()
-            }]
-        );
+        assert_eq!(t2, vec![]);
         assert_eq!(pending2, pending);
 
         // Healthy: restored four minutes after the abort.
@@ -374,6 +372,22 @@ mod tests {
             }]
         );
         assert_eq!(pending3, None);
+    }
+
+    #[test]
+    fn an_undo_mid_update_is_a_roll_back() {
+        let old = status(RolloutPhase::Paused);
+        let mut new = status(RolloutPhase::Progressing);
+        new.current_pod_hash = Some("old".into());
+        let events = [Event::normal(reasons::SKIP_STEPS, "undo")];
+        let (t, pending) = transitions(&change(&old, &new, &events, &[]), None);
+        assert_eq!(
+            t,
+            vec![Transition::RolledBack {
+                revision: "old".into()
+            }]
+        );
+        assert_eq!(pending, None);
     }
 
     #[test]

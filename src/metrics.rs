@@ -345,7 +345,11 @@ impl Metrics {
         let Ok(mut series) = self.series.lock() else {
             return;
         };
+        let first_sight = !series.contains_key(&key);
         let entry = series.entry(key).or_default();
+        if first_sight && phase.is_some() {
+            self.init_delivery_series(namespace, rollout);
+        }
         if entry.phase != phase {
             if let Some(old) = entry.phase {
                 self.rollouts
@@ -392,6 +396,24 @@ impl Metrics {
             }
             None => {}
         }
+    }
+
+    /// Creates a rollout's delivery counters and histograms at zero, so the first event is an
+    /// increase from 0 that `increase()` and `rate()` see (a series born at 1 shows none).
+    fn init_delivery_series(&self, namespace: &str, rollout: &str) {
+        for outcome in outcomes::ALL {
+            let _ = self.deployments.get_or_create(&OutcomeLabels {
+                namespace: namespace.into(),
+                rollout: rollout.into(),
+                outcome,
+            });
+        }
+        let labels = RolloutLabels {
+            namespace: namespace.into(),
+            rollout: rollout.into(),
+        };
+        let _ = self.lead_time.get_or_create(&labels);
+        let _ = self.time_to_restore.get_or_create(&labels);
     }
 
     /// Removes every series of a Rollout that no longer exists.

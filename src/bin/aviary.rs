@@ -168,7 +168,11 @@ async fn main() -> anyhow::Result<()> {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Colours only on a terminal: a pod's log (or a file) gets plain text.
+        tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init();
     }
 
     let metrics = Arc::new(Metrics::new());
@@ -178,9 +182,11 @@ async fn main() -> anyhow::Result<()> {
             metrics: Some(metrics.clone()),
             health: Some(health.clone()),
         };
-        aviary::metrics::serve(args.metrics_addr, both)
+        let at = aviary::metrics::serve(args.metrics_addr, both)
             .await
             .with_context(|| format!("listen on {}", args.metrics_addr))?;
+        info!(address = %at, "serving /metrics");
+        info!(address = %at, "serving /healthz and /readyz");
     } else {
         let m = Endpoints {
             metrics: Some(metrics.clone()),

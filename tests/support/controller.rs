@@ -9,21 +9,21 @@ use serde_json::json;
 
 use super::{apply_value, poll_until};
 
-/// What the controller may do, verb by verb (the chart's ClusterRole holds the same rules).
+/// What the controller may do, verb by verb: the chart's rule files, the one source of the
+/// rules (the chart's ClusterRole embeds `controller.yaml`, its leader-election Role
+/// `leader-election.yaml`). The test identity gets both, cluster-wide.
 pub fn controller_rules() -> serde_json::Value {
-    json!([
-        {"apiGroups": ["aviary.dev"], "resources": ["rollouts", "analysisruns"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-        {"apiGroups": ["aviary.dev"], "resources": ["rollouts/status", "analysisruns/status"], "verbs": ["get", "update", "patch"]},
-        {"apiGroups": ["aviary.dev"], "resources": ["analysistemplates", "clusteranalysistemplates"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "patch"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch", "create", "patch"]},
-        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "destinationrules"], "verbs": ["get", "list", "watch", "patch"]},
-        {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["get", "list", "watch", "patch"]},
-        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
-    ])
+    let dir = super::repo_root().join("charts/aviary/files/rbac");
+    let mut rules = vec![];
+    for file in ["controller.yaml", "leader-election.yaml"] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let parsed: Vec<serde_json::Value> =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+        rules.extend(parsed);
+    }
+    serde_json::Value::Array(rules)
 }
 
 /// Grants the controller's rules to the `aviary-operator` user (idempotent).
@@ -51,6 +51,9 @@ pub async fn grant_rbac(client: &Client) {
 pub struct ControllerProcess {
     child: Option<Child>,
     namespace: String,
+    /// Distinguishes controllers of one namespace: log file and leader-election identity.
+    name: String,
+    extra_args: Vec<String>,
     log: std::path::PathBuf,
     starts: u32,
 }
@@ -58,16 +61,36 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts `target/…/aviary --namespace NS` with the operator's kubeconfig.
     pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, "controller", &[])
+    }
+
+    /// Starts a controller named `name` (its Lease identity is `aviary-test-NAME`, kept across
+    /// restarts like a pod's name) with extra flags. Metrics and probes listen on ports the OS
+    /// hands out ([`Self::metrics_addr`]).
+    pub fn start_with(namespace: &str, name: &str, extra_args: &[&str]) -> Self {
         let dir = super::repo_root().join("target/test-logs");
         let _ = std::fs::create_dir_all(&dir);
+        let log = if name == "controller" {
+            dir.join(format!("controller-{namespace}.log"))
+        } else {
+            dir.join(format!("controller-{namespace}-{name}.log"))
+        };
+        let _ = std::fs::remove_file(&log);
         let mut p = ControllerProcess {
             child: None,
             namespace: namespace.to_string(),
-            log: dir.join(format!("controller-{namespace}.log")),
+            name: name.to_string(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            log,
             starts: 0,
         };
         p.spawn();
         p
+    }
+
+    /// The Lease identity of this controller.
+    pub fn identity(&self) -> String {
+        format!("aviary-test-{}", self.name)
     }
 
     fn spawn(&mut self) {
@@ -87,7 +110,14 @@ impl ControllerProcess {
                 &kubeconfig,
                 "--log-level",
                 "info,aviary=debug",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--health-addr",
+                "127.0.0.1:0",
+                "--leader-elect-identity",
+                &self.identity(),
             ])
+            .args(&self.extra_args)
             .env_remove("KUBECONFIG")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -108,6 +138,68 @@ impl ControllerProcess {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// SIGTERM, as the kubelet sends at pod deletion; waits (up to `timeout`) for the exit and
+    /// returns its status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The address `/metrics` listens on (from the controller's log), waiting for it.
+    pub async fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.logged_addr("serving /metrics").await
+    }
+
+    /// The address `/healthz` and `/readyz` listen on.
+    pub async fn health_addr(&self) -> std::net::SocketAddr {
+        self.logged_addr("serving /healthz").await
+    }
+
+    async fn logged_addr(&self, marker: &str) -> std::net::SocketAddr {
+        let log = self.log.clone();
+        let starts = self.starts;
+        poll_until(
+            &format!("controller log line '{marker}'"),
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                let log = log.clone();
+                async move {
+                    let text = std::fs::read_to_string(&log).ok()?;
+                    // The newest start's line (a restart appends to the log).
+                    let line = text
+                        .lines()
+                        .filter(|l| l.contains(marker))
+                        .nth(starts.saturating_sub(1) as usize)?;
+                    let at = line.split("address=").nth(1)?;
+                    at.split_whitespace().next()?.parse().ok()
+                }
+            },
+        )
+        .await
     }
 
     /// The controller's log so far (for failure messages).
@@ -165,6 +257,43 @@ pub fn controller_writes_since(since: &str) -> Vec<String> {
                 "{} {}",
                 e["verb"].as_str().unwrap_or(""),
                 e["requestURI"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// Write requests the controller's identity made in namespace `ns` with a request time in
+/// `[from, to]`, per the API server's audit log (times parsed, not compared as text).
+pub fn controller_writes_between(
+    ns: &str,
+    from: k8s_openapi::jiff::Timestamp,
+    to: k8s_openapi::jiff::Timestamp,
+) -> Vec<String> {
+    let path =
+        std::env::var("AVIARY_AUDIT_LOG").expect("AVIARY_AUDIT_LOG (from hack/cluster.sh env)");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["user"]["username"] == "aviary-operator")
+        .filter(|e| e["objectRef"]["namespace"] == ns)
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete")
+            )
+        })
+        .filter(|e| {
+            e["requestReceivedTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                .is_some_and(|t| t >= from && t <= to)
+        })
+        .map(|e| {
+            format!(
+                "{} {} at {}",
+                e["verb"].as_str().unwrap_or(""),
+                e["requestURI"].as_str().unwrap_or(""),
+                e["requestReceivedTimestamp"].as_str().unwrap_or("")
             )
         })
         .collect()

@@ -7,6 +7,8 @@
 
 pub mod controller;
 pub mod exporter;
+pub mod scrape;
+pub mod webhook;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

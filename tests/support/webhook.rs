@@ -1,0 +1,93 @@
+//! A webhook receiver on 127.0.0.1 that records every JSON body posted to it, by path.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use tokio::net::TcpListener;
+
+/// One request received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub body: serde_json::Value,
+}
+
+/// The receiver; stops accepting when dropped.
+pub struct WebhookReceiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind webhook receiver");
+        let addr = listener.local_addr().expect("receiver address");
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let store = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let store = store.clone();
+                            async move {
+                                let path = req.uri().path().to_string();
+                                let bytes = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let body = serde_json::from_slice(&bytes)
+                                    .unwrap_or(serde_json::Value::Null);
+                                if let Ok(mut s) = store.lock() {
+                                    s.push(Received { path, body });
+                                }
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                    Bytes::from_static(b"ok"),
+                                )))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        WebhookReceiver {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Bodies received on `path`, in order.
+    pub fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
+        self.received
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|x| x.path == path)
+                    .map(|x| x.body.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
