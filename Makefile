@@ -1,7 +1,7 @@
 # Aviary — see README.md. Every target installs or builds what it needs itself.
 SHELL := /bin/bash
 
-.PHONY: test demo lint unit crds cluster-up cluster-down bins bench
+.PHONY: test demo lint unit crds chart cluster-up cluster-down bins bench
 
 test:            ## fmt, clippy, unit tests, CRD drift, integration tests on a local cluster
 	bash hack/test.sh
@@ -16,8 +16,12 @@ lint:
 unit:
 	cargo test --lib --bins
 
-crds:            ## regenerate crds/*.yaml from the Rust types
+crds:            ## regenerate crds/*.yaml (and the chart's copy) from the Rust types
 	cargo run --quiet --bin crdgen -- --out crds
+	cargo run --quiet --bin crdgen -- --out charts/aviary/files/crds
+
+chart:           ## lint and render the Helm chart (helm from `make bins`)
+	bash -c 'eval "$$(bash hack/cluster.sh env)" && helm lint --strict charts/aviary && helm template aviary charts/aviary >/dev/null'
 
 bins:            ## build and cache the cluster binaries (etcd, kube-*, kubectl, kwok, helm)
 	bash hack/build-bins.sh all

@@ -11,9 +11,10 @@ step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - t0))" "$*"; }
 
 bash "$HERE/deps.sh"
 
-step "building cluster binaries in the background (cached after the first run)"
+step "building cluster binaries and helm in the background (cached after the first run)"
 mkdir -p target
-bash "$HERE/build-bins.sh" k8s >target/build-bins.log 2>&1 && bash "$HERE/build-bins.sh" kwok >>target/build-bins.log 2>&1 &
+bash "$HERE/build-bins.sh" k8s >target/build-bins.log 2>&1 && bash "$HERE/build-bins.sh" kwok >>target/build-bins.log 2>&1 \
+  && bash "$HERE/build-bins.sh" helm >>target/build-bins.log 2>&1 &
 bins_pid=$!
 
 step "cargo fmt --check"
@@ -25,6 +26,7 @@ cargo test --locked --lib --bins
 if [ -f src/bin/crdgen.rs ]; then
   step "CRD drift check (crds/ must equal what the Rust types generate)"
   cargo run --locked --quiet --bin crdgen -- --check crds
+  cargo run --locked --quiet --bin crdgen -- --check charts/aviary/files/crds
 fi
 step "building integration tests"
 cargo test --locked --tests --no-run

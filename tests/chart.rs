@@ -1,0 +1,555 @@
+//! The Helm chart (`charts/aviary`): it lints, renders least-privilege, hardened objects with a
+//! value for every controller flag, ships the generated CRDs, and installs into the local
+//! cluster with a ServiceAccount that can do exactly what the controller needs — verb by verb,
+//! checked with `kubectl auth can-i --as=system:serviceaccount:…` — and nothing listed as
+//! denied.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+use support::{TestNamespace, client, poll_until, repo_root, yaml_documents};
+
+fn chart() -> PathBuf {
+    repo_root().join("charts/aviary")
+}
+
+/// `helm` from PATH (`hack/cluster.sh env` puts the built one there), else the build cache.
+fn helm() -> Command {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("helm").is_file()))
+        .unwrap_or(false);
+    if on_path {
+        return Command::new("helm");
+    }
+    let cached = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/aviary/helm-v3.21.4/helm");
+    assert!(
+        cached.is_file(),
+        "helm not found on PATH nor at {}: run `hack/build-bins.sh helm` (or `make bins`)",
+        cached.display()
+    );
+    Command::new(cached)
+}
+
+fn run(mut cmd: Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `helm template` with `--set` values, as parsed documents.
+fn template(sets: &[&str]) -> Result<Vec<Value>, String> {
+    let mut cmd = helm();
+    cmd.args(["template", "rel"])
+        .arg(chart())
+        .args(["--namespace", "aviary-system"]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    Ok(yaml_documents(&run(cmd)?))
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found = of_kind(docs, kind);
+    assert_eq!(found.len(), 1, "exactly one {kind}");
+    found[0]
+}
+
+/// The rules of a chart file, as the API server would store them.
+fn rules_file(name: &str) -> Value {
+    let path = chart().join("files/rbac").join(name);
+    let text = std::fs::read_to_string(&path).expect("rules file");
+    serde_yaml::from_str(&text).expect("rules YAML")
+}
+
+fn container(deploy: &Value) -> &Value {
+    &deploy["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(deploy: &Value) -> Vec<String> {
+    container(deploy)["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn chart_lints_strictly() {
+    let mut cmd = helm();
+    cmd.args(["lint", "--strict"]).arg(chart());
+    run(cmd).expect("helm lint --strict");
+}
+
+#[test]
+fn chart_crds_are_the_generated_crds() {
+    let generated = repo_root().join("crds");
+    let shipped = chart().join("files/crds");
+    let names = |dir: &PathBuf| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("crd dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&generated), names(&shipped));
+    for f in names(&generated) {
+        assert_eq!(
+            std::fs::read_to_string(generated.join(&f)).expect("generated"),
+            std::fs::read_to_string(shipped.join(&f)).expect("shipped"),
+            "charts/aviary/files/crds/{f} differs from crds/{f}: run `make crds`"
+        );
+    }
+}
+
+/// Defaults: two replicas with leader election, least-privilege RBAC from the rule files, a
+/// hardened pod with probes and resources, a metrics Service, a PDB, the CRDs kept on uninstall.
+#[test]
+fn chart_renders_hardened_least_privilege_defaults() {
+    let docs = template(&[]).expect("helm template");
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    ] {
+        assert_eq!(of_kind(&docs, kind).len(), 1, "{kind}");
+    }
+    assert!(of_kind(&docs, "ServiceMonitor").is_empty());
+    assert!(of_kind(&docs, "ConfigMap").is_empty());
+
+    let crds = of_kind(&docs, "CustomResourceDefinition");
+    assert_eq!(crds.len(), 4);
+    for crd in &crds {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "{}",
+            crd["metadata"]["name"]
+        );
+    }
+
+    // RBAC: exactly the rule files, no wildcard, the Lease only in the release namespace.
+    let cluster_role = one(&docs, "ClusterRole");
+    assert_eq!(cluster_role["rules"], rules_file("controller.yaml"));
+    let role = one(&docs, "Role");
+    assert_eq!(role["rules"], rules_file("leader-election.yaml"));
+    assert_eq!(role["metadata"]["namespace"], "aviary-system");
+    for rules in [&cluster_role["rules"], &role["rules"]] {
+        let text = rules.to_string();
+        assert!(!text.contains("\"*\""), "wildcard in {text}");
+    }
+    let binding = one(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["namespace"], "aviary-system");
+
+    // The Deployment.
+    let deploy = one(&docs, "Deployment");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = container(deploy);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(sc["capabilities"]["add"].is_null());
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    let a = args(deploy);
+    for expected in [
+        "--leader-elect=true",
+        "--leader-elect-namespace=aviary-system",
+        "--leader-elect-lease-duration=15s",
+        "--leader-elect-renew-deadline=10s",
+        "--leader-elect-retry-period=2s",
+        "--metrics-addr=0.0.0.0:8090",
+        "--health-addr=0.0.0.0:8080",
+    ] {
+        assert!(a.contains(&expected.to_string()), "{expected} in {a:?}");
+    }
+    assert!(
+        !a.iter().any(|x| x.starts_with("--namespace")),
+        "cluster-wide by default"
+    );
+    let env = c["env"].to_string();
+    assert!(env.contains("POD_NAME") && env.contains("POD_NAMESPACE"));
+
+    let svc = one(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["name"], "metrics");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8090);
+    let pdb = one(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+}
+
+/// Every flag of `aviary --help` can be set from the chart's values (as a flag or its
+/// environment variable).
+#[test]
+fn chart_has_a_value_for_every_controller_flag() {
+    let help = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_aviary"));
+        c.arg("--help");
+        c
+    })
+    .expect("aviary --help");
+    let flags: Vec<String> = help
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.trim_end_matches(',').to_string())
+        .filter(|w| !matches!(w.as_str(), "--help" | "--version"))
+        .collect();
+    assert!(flags.len() >= 15, "flags parsed from --help: {flags:?}");
+    let docs = template(&[
+        "rbac.namespaced=true",
+        "notifications.webhookUrlSecret.name=hooks",
+        "notifications.triggers={promoted,aborted}",
+        "notifications.webhooks[0].name=slack",
+        "notifications.webhooks[0].urlFromEnv=SLACK",
+    ])
+    .expect("helm template");
+    let deploy = one(&docs, "Deployment");
+    let rendered = args(deploy).join(" ") + &container(deploy)["env"].to_string();
+    // Set by the environment in a pod, or meaningless in one.
+    let by_env = [
+        ("--kubeconfig", "in-cluster configuration"),
+        ("--leader-elect-identity", "POD_NAME"),
+        ("--notify-webhook-url", "AVIARY_NOTIFY_WEBHOOK_URL"),
+    ];
+    for flag in &flags {
+        if let Some((_, how)) = by_env.iter().find(|(f, _)| f == flag) {
+            if *how != "in-cluster configuration" {
+                assert!(rendered.contains(how), "{flag} via {how}");
+            }
+            continue;
+        }
+        assert!(
+            rendered.contains(&format!("{flag}=")),
+            "no chart value sets {flag}: {rendered}"
+        );
+    }
+}
+
+#[test]
+fn chart_variants_render_as_configured() {
+    // Namespaced: a Role with the same rules in the watched namespace, and --namespace.
+    let docs = template(&["rbac.namespaced=true", "rbac.watchNamespace=shop"]).expect("template");
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    let roles = of_kind(&docs, "Role");
+    let controller_role = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "shop")
+        .expect("Role in the watched namespace");
+    assert_eq!(controller_role["rules"], rules_file("controller.yaml"));
+    assert!(args(one(&docs, "Deployment")).contains(&"--namespace=shop".to_string()));
+
+    // CRDs: not installed, or installed without the keep policy.
+    let docs = template(&["crds.install=false"]).expect("template");
+    assert!(of_kind(&docs, "CustomResourceDefinition").is_empty());
+    let docs = template(&["crds.keep=false"]).expect("template");
+    for crd in of_kind(&docs, "CustomResourceDefinition") {
+        assert!(crd["metadata"]["annotations"]["helm.sh/resource-policy"].is_null());
+    }
+
+    // ServiceMonitor on request, scraping the metrics port.
+    let docs = template(&["metrics.serviceMonitor.enabled=true"]).expect("template");
+    let sm = one(&docs, "ServiceMonitor");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+
+    // Notifications: a ConfigMap mounted as the file, and the URL from a Secret.
+    let docs = template(&[
+        "notifications.webhooks[0].name=slack",
+        "notifications.webhooks[0].urlFromEnv=SLACK",
+        "notifications.webhooks[0].format=slack",
+        "notifications.envFromSecret=hooks",
+    ])
+    .expect("template");
+    let cm = one(&docs, "ConfigMap");
+    let file: aviary::notify::NotifyFile =
+        serde_yaml::from_str(cm["data"]["notifications.yaml"].as_str().expect("file"))
+            .expect("the rendered file parses as the controller reads it");
+    assert_eq!(file.webhooks[0].name, "slack");
+    let deploy = one(&docs, "Deployment");
+    assert_eq!(
+        container(deploy)["envFrom"][0]["secretRef"]["name"],
+        "hooks"
+    );
+    assert!(
+        args(deploy)
+            .contains(&"--notify-config=/etc/aviary/notifications/notifications.yaml".into())
+    );
+
+    // One replica: no PDB (it would block every drain). Two without a lease: refused.
+    let docs = template(&["controller.replicas=1"]).expect("template");
+    assert!(of_kind(&docs, "PodDisruptionBudget").is_empty());
+    let refused = template(&["controller.leaderElection.enabled=false"]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("needs controller.leaderElection.enabled")),
+        "{refused:?}"
+    );
+}
+
+/// Every (verb, resource, subresource) a rules list grants.
+fn grants(rules: &Value) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for rule in rules.as_array().expect("rules") {
+        for group in rule["apiGroups"].as_array().expect("groups") {
+            for resource in rule["resources"].as_array().expect("resources") {
+                for verb in rule["verbs"].as_array().expect("verbs") {
+                    let (group, resource, verb) = (
+                        group.as_str().unwrap_or(""),
+                        resource.as_str().unwrap_or(""),
+                        verb.as_str().unwrap_or(""),
+                    );
+                    let (res, sub) = resource.split_once('/').unwrap_or((resource, ""));
+                    let qualified = if group.is_empty() {
+                        res.to_string()
+                    } else {
+                        format!("{res}.{group}")
+                    };
+                    let target = if sub.is_empty() {
+                        qualified
+                    } else {
+                        format!("{qualified} --subresource={sub}")
+                    };
+                    out.push((verb.to_string(), target));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `kubectl auth can-i VERB TARGET -n NS --as=SA`.
+fn can_i(sa: &str, ns: &str, verb: &str, target: &str) -> bool {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(["auth", "can-i", verb]);
+    cmd.args(target.split_whitespace());
+    cmd.args(["-n", ns, &format!("--as={sa}")]);
+    let out = cmd.output().expect("kubectl auth can-i");
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+/// Uninstalls a release when dropped (its ClusterRole and binding are cluster-scoped: deleting
+/// the namespace would leave them).
+struct Release {
+    name: String,
+    namespace: String,
+}
+
+impl Release {
+    fn install(name: &str, namespace: &str, sets: &[&str]) -> Self {
+        let mut cmd = helm();
+        cmd.args(["install", name]).arg(chart()).args([
+            "--namespace",
+            namespace,
+            "--set",
+            "crds.install=false",
+        ]);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        run(cmd).expect("helm install");
+        Release {
+            name: name.into(),
+            namespace: namespace.into(),
+        }
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let mut cmd = helm();
+        cmd.args(["uninstall", &self.name, "--namespace", &self.namespace]);
+        let _ = cmd.output();
+    }
+}
+
+/// Given the chart installed cluster-wide, then its objects exist as rendered, its two pods
+/// run (on KWOK nodes), and its ServiceAccount can do each thing the rule files grant, in any
+/// namespace, and the Lease only in its own — and none of the things it must not; given it
+/// installed namespaced, then the same rights hold in that namespace only.
+#[tokio::test]
+async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
+    let client = client().await;
+    support::controller::install_aviary_crds(&client).await;
+    let ns = TestNamespace::new(&client, "chart").await;
+    let release = Release::install(&ns.name, &ns.name, &[]);
+    let full = format!("{}-aviary", release.name);
+    let sa = format!("system:serviceaccount:{}:{full}", ns.name);
+
+    let deploy: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let d = deploy.get(&full).await.expect("Deployment");
+    assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns.name)
+        .get(&full)
+        .await
+        .expect("ServiceAccount");
+    Api::<Service>::namespaced(client.clone(), &ns.name)
+        .get(&format!("{full}-metrics"))
+        .await
+        .expect("metrics Service");
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns.name)
+        .get(&full)
+        .await
+        .expect("PodDisruptionBudget");
+    let cr = Api::<ClusterRole>::all(client.clone())
+        .get(&full)
+        .await
+        .expect("ClusterRole");
+    assert_eq!(
+        serde_json::to_value(&cr.rules).expect("rules"),
+        rules_file("controller.yaml"),
+        "the API server stores the rule file unchanged"
+    );
+    Api::<Role>::namespaced(client.clone(), &ns.name)
+        .get(&format!("{full}-leader-election"))
+        .await
+        .expect("leader-election Role");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "two controller pods Running",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
+                    .await
+                    .ok()?;
+                let running = list
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .count();
+                (running == 2).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Granted, verb by verb, in a namespace of some application.
+    let app_ns = "some-app";
+    let granted = grants(&rules_file("controller.yaml"));
+    let missing: Vec<String> = granted
+        .iter()
+        .filter(|(verb, target)| !can_i(&sa, app_ns, verb, target))
+        .map(|(v, t)| format!("{v} {t}"))
+        .collect();
+    assert!(missing.is_empty(), "not granted: {missing:?}");
+    println!("{} grants checked with kubectl auth can-i", granted.len());
+    for (verb, target) in grants(&rules_file("leader-election.yaml")) {
+        assert!(
+            can_i(&sa, &ns.name, &verb, &target),
+            "{verb} {target} in own namespace"
+        );
+        assert!(
+            !can_i(&sa, app_ns, &verb, &target),
+            "{verb} {target} elsewhere"
+        );
+    }
+    // Denied.
+    for (verb, target) in [
+        ("create", "rollouts.aviary.dev"),
+        ("delete", "rollouts.aviary.dev"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("create", "secrets"),
+        ("delete", "services"),
+        ("create", "services"),
+        ("create", "pods"),
+        ("delete", "pods"),
+        ("update", "deployments.apps"),
+        ("get", "configmaps"),
+        ("delete", "leases.coordination.k8s.io"),
+        ("update", "clusterroles.rbac.authorization.k8s.io"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("get", "nodes"),
+        ("delete", "analysistemplates.aviary.dev"),
+        ("update", "virtualservices.networking.istio.io"),
+        ("delete", "ingresses.networking.k8s.io"),
+    ] {
+        assert!(
+            !can_i(&sa, app_ns, verb, target),
+            "must be denied: {verb} {target}"
+        );
+    }
+
+    // Namespaced: the same rights in the release namespace only.
+    let ns2 = TestNamespace::new(&client, "chart-ns").await;
+    let namespaced = Release::install(&ns2.name, &ns2.name, &["rbac.namespaced=true"]);
+    let sa2 = format!(
+        "system:serviceaccount:{}:{}-aviary",
+        ns2.name, namespaced.name
+    );
+    for (verb, target) in granted
+        .iter()
+        .filter(|(_, t)| !t.starts_with("clusteranalysistemplates"))
+    {
+        assert!(
+            can_i(&sa2, &ns2.name, verb, target),
+            "{verb} {target} in its namespace"
+        );
+        assert!(
+            !can_i(&sa2, app_ns, verb, target),
+            "{verb} {target} outside its namespace"
+        );
+    }
+    let d2 = deploy_args(&client, &ns2.name, &format!("{}-aviary", namespaced.name)).await;
+    assert!(d2.contains(&format!("--namespace={}", ns2.name)), "{d2:?}");
+}
+
+async fn deploy_args(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("Deployment");
+    d.spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.into_iter().next())
+        .and_then(|c| c.args)
+        .unwrap_or_default()
+}
