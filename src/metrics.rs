@@ -948,9 +948,16 @@ mod tests {
         let t = m.encode();
         assert!(t.contains("aviary_rollouts{phase=\"Healthy\"} 1"), "{t}");
         assert!(!t.contains("rollout=\"web\""), "{t}");
+        // A standby exports no per-rollout gauges; the delivery counters stay.
         m.set_leader(false);
         let t = m.encode();
-        assert!(!t.contains("rollout=\"api\""), "{t}");
+        assert!(
+            !t.contains("aviary_rollout_phase{namespace=\"ns\",rollout=\"api\""),
+            "{t}"
+        );
+        assert!(t.contains(
+            "aviary_deployments_total{namespace=\"ns\",rollout=\"api\",outcome=\"completed\"} 0"
+        ));
         assert!(t.contains("aviary_rollouts{phase=\"Healthy\"} 0"), "{t}");
     }
 

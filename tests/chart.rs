@@ -405,7 +405,8 @@ impl Drop for Release {
     }
 }
 
-/// Given the chart installed cluster-wide, then its objects exist as rendered, its two pods
+/// Given the chart installed cluster-wide (with a ServiceMonitor), then its objects exist as
+/// rendered and are accepted by the API server, its two pods
 /// run (on KWOK nodes), and its ServiceAccount can do each thing the rule files grant, in any
 /// namespace, and the Lease only in its own — and none of the things it must not; given it
 /// installed namespaced, then the same rights hold in that namespace only.
@@ -413,8 +414,15 @@ impl Drop for Release {
 async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
     let client = client().await;
     support::controller::install_aviary_crds(&client).await;
+    support::install_crds(
+        &client,
+        &[&support::upstream_crd(
+            "prometheus-operator-servicemonitors.yaml",
+        )],
+    )
+    .await;
     let ns = TestNamespace::new(&client, "chart").await;
-    let release = Release::install(&ns.name, &ns.name, &[]);
+    let release = Release::install(&ns.name, &ns.name, &["metrics.serviceMonitor.enabled=true"]);
     let full = format!("{}-aviary", release.name);
     let sa = format!("system:serviceaccount:{}:{full}", ns.name);
 
@@ -446,6 +454,18 @@ async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
         .get(&format!("{full}-leader-election"))
         .await
         .expect("leader-election Role");
+    let (sm_resource, _) = kube::discovery::pinned_kind(
+        &client,
+        &kube::core::GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
+    )
+    .await
+    .expect("ServiceMonitor kind");
+    let sm =
+        Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns.name, &sm_resource)
+            .get(&full)
+            .await
+            .expect("ServiceMonitor accepted by its CRD's schema");
+    assert_eq!(sm.data["spec"]["endpoints"][0]["port"], "metrics");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     poll_until(
         "two controller pods Running",

@@ -181,6 +181,12 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
 }
 
 async fn reconcile_inner(cached: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    // Plan only from a ReplicaSet cache that has had its first full list: from an empty one, a
+    // rollout mid-update looks like a first deploy and its canary would be promoted at once
+    // (seen after a restart, when the Rollout watch delivered before the ReplicaSet watch).
+    if ctx.replica_sets.wait_until_ready().await.is_err() {
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
     let ns = cached.namespace().unwrap_or_default();
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(ro) = api.get_opt(&cached.name_any()).await? else {
