@@ -287,7 +287,8 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
     let mut lease = leases.get(LEASE).await.expect("lease");
     if let Some(spec) = lease.spec.as_mut() {
         spec.holder_identity = Some("intruder".into());
-        spec.lease_duration_seconds = Some(4);
+        // Longer than the observation window: nobody may take it over before the test releases it.
+        spec.lease_duration_seconds = Some(30);
         spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
             Timestamp::now(),
         ));
@@ -334,7 +335,23 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
         .await
         .expect("release");
     wait_healthy_on(&client, &ns.name, &h2, Duration::from_secs(60)).await;
-    let leader_id = holder(&client, &ns.name).await.expect("a leader");
+    let (ida, idb) = (a.identity(), b.identity());
+    let leader_id = poll_until(
+        "a controller holding the lease",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let (ida, idb) = (ida.clone(), idb.clone());
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                holder(&client, &ns)
+                    .await
+                    .filter(|h| *h == ida || *h == idb)
+            }
+        },
+    )
+    .await;
     let (mut leader, mut standby) = if leader_id == a.identity() {
         (a, b)
     } else {
@@ -470,6 +487,24 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
     apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
     wait_healthy_on(&client, &ns.name, &h1, Duration::from_secs(60)).await;
     let labels = [("namespace", ns.name.as_str()), ("rollout", "web")];
+    // Prometheus has the delivery counters at 0 before anything happens, so increase() sees
+    // every event.
+    let zeroes = format!(
+        "count(aviary_deployments_total{{namespace=\"{}\"}} == 0)",
+        ns.name
+    );
+    poll_until(
+        "Prometheus scraping the controller's zeroed counters",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let q = zeroes.clone();
+            async move {
+                (support::prom_query(&q).await.ok()?.first().copied() == Some(3.0)).then_some(())
+            }
+        },
+    )
+    .await;
 
     // v2: paused at 20 %, then promoted.
     let v2 = rollout("web:2", steps.clone());
@@ -700,22 +735,34 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
     let mttr = format!(
         "sum(increase(aviary_deployment_time_to_restore_seconds_sum{{{nsf}}}[10m])) / sum(increase(aviary_deployment_time_to_restore_seconds_count{{{nsf}}}[10m]))"
     );
-    let (d, f, m) = poll_until(
-        "PromQL delivery figures",
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        || {
-            let (deployments, cfr, mttr) = (deployments.clone(), cfr.clone(), mttr.clone());
-            async move {
-                let d = *support::prom_query(&deployments).await.ok()?.first()?;
-                let f = *support::prom_query(&cfr).await.ok()?.first()?;
-                let m = *support::prom_query(&mttr).await.ok()?.first()?;
-                // increase() extrapolates a little past the last sample.
-                (d >= 0.95 && f > 0.6 && f < 0.72 && m > 0.0).then_some((d, f, m))
-            }
-        },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (d, f, m) = loop {
+        let first = |q: String| async move {
+            support::prom_query(&q)
+                .await
+                .ok()
+                .and_then(|v| v.first().copied())
+        };
+        let (d, f, m) = (
+            first(deployments.clone()).await,
+            first(cfr.clone()).await,
+            first(mttr.clone()).await,
+        );
+        // increase() extrapolates a little past the last sample.
+        if let (Some(d), Some(f), Some(m)) = (d, f, m)
+            && d >= 0.95
+            && f > 0.6
+            && f < 0.72
+            && m > 0.0
+        {
+            break (d, f, m);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PromQL delivery figures: deployments {d:?}, change failure rate {f:?}, time to restore {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     println!(
         "PromQL: deployments {d:.2}, change failure rate {f:.2}, mean time to restore {m:.1} s"
     );
