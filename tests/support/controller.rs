@@ -51,6 +51,7 @@ pub async fn grant_rbac(client: &Client) {
 pub struct ControllerProcess {
     child: Option<Child>,
     namespace: String,
+    extra_args: Vec<String>,
     log: std::path::PathBuf,
     starts: u32,
 }
@@ -58,11 +59,17 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts `target/…/aviary --namespace NS` with the operator's kubeconfig.
     pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &[])
+    }
+
+    /// Starts the controller with extra flags (e.g. `--prometheus-address`).
+    pub fn start_with(namespace: &str, extra: &[&str]) -> Self {
         let dir = super::repo_root().join("target/test-logs");
         let _ = std::fs::create_dir_all(&dir);
         let mut p = ControllerProcess {
             child: None,
             namespace: namespace.to_string(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
             log: dir.join(format!("controller-{namespace}.log")),
             starts: 0,
         };
