@@ -47,6 +47,9 @@ pub struct SimConfig {
     /// Behaviour per image; images not listed behave as `default`.
     pub behaviours: BTreeMap<String, Behaviour>,
     pub default: Behaviour,
+    /// Prepended to the `service` label, so that several simulations can share one Prometheus
+    /// without their series mixing (tests use the namespace).
+    pub service_prefix: String,
 }
 
 /// The share of traffic (0..=1) each Service gets, and which pod-template hash it selects.
@@ -172,8 +175,9 @@ pub async fn tick(
             continue;
         };
         let b = cfg.behaviours.get(&image).copied().unwrap_or(cfg.default);
+        let service = format!("{}{}", cfg.service_prefix, share.service);
         exporter.set(
-            &share.service,
+            &service,
             &image,
             Traffic {
                 rps: cfg.rps * share.share,
@@ -181,7 +185,7 @@ pub async fn tick(
                 latency: b.latency,
             },
         );
-        now_active.push((share.service.clone(), image.clone()));
+        now_active.push((service, image.clone()));
         out.push((share, image));
     }
     for (svc, img) in active.iter() {

@@ -95,6 +95,7 @@ impl ControllerProcess {
                 "--log-level",
                 "info,aviary=debug",
             ])
+            .args(&self.extra_args)
             .env_remove("KUBECONFIG")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -200,4 +201,20 @@ pub async fn wait_rbac(client: &Client) {
         },
     )
     .await;
+}
+
+/// Everything a controller test needs installed once: Aviary's CRDs, the upstream routing CRDs,
+/// and the controller's RBAC.
+pub async fn prepare(client: &Client) {
+    install_aviary_crds(client).await;
+    let files = [
+        "istio-virtualservice.yaml",
+        "istio-destinationrule.yaml",
+        "gateway-api-httproutes.yaml",
+    ]
+    .map(super::upstream_crd);
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    super::install_crds(client, &refs).await;
+    grant_rbac(client).await;
+    wait_rbac(client).await;
 }
