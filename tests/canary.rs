@@ -651,3 +651,124 @@ async fn undo_returns_at_once_and_an_idle_rollout_makes_no_writes() {
         "an idle rollout caused writes: {writes:#?}"
     );
 }
+
+/// Given canary pods that never become ready (KWOK's chaos stage fails their containers), when
+/// `progressDeadlineSeconds` passes, then the rollout is Degraded with ProgressDeadlineExceeded
+/// and — with `progressDeadlineAbort` — aborted, its traffic back on stable.
+#[tokio::test]
+async fn canary_pods_that_never_become_ready_hit_the_progress_deadline_and_abort() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-deadline").await;
+    for obj in [
+        service("web-stable"),
+        service("web-canary"),
+        routing_object(Router::Istio),
+    ] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let mut v1 = rollout(Router::Istio, "web:1", standard_steps());
+    v1["spec"]["progressDeadlineSeconds"] = json!(6);
+    // KWOK's chaos stage lets each pod be Ready for about a second before failing it; with
+    // minReadySeconds the ReplicaSet never counts such a pod available, as with a real crash loop.
+    v1["spec"]["minReadySeconds"] = json!(3);
+    v1["spec"]["progressDeadlineAbort"] = json!(true);
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(
+        &client,
+        &ns.name,
+        &hash_of(&v1),
+        Duration::from_secs(60),
+        &ctl,
+    )
+    .await;
+    let mut v2 = v1.clone();
+    v2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("web:broken");
+    v2["spec"]["template"]["metadata"]["labels"]["pod-container-running-failed.stage.kwok.x-k8s.io"] =
+        json!("true");
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let st = poll_until(
+        "Degraded by the progress deadline",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Degraded)).then_some(st)
+            }
+        },
+    )
+    .await;
+    assert_eq!(st.abort, Some(true));
+    let msg = st.message.unwrap_or_default();
+    assert!(msg.contains("timed out progressing"), "{msg}");
+    assert_eq!(
+        st.stable_rs.as_deref(),
+        Some(hash_of(&v1).as_str()),
+        "the broken revision never became stable"
+    );
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RolloutAborted" && n.contains("timed out")),
+        "{events:?}"
+    );
+}
+
+/// Given a Rollout whose VirtualService does not exist, when it updates, then it says so in a
+/// condition and an Event, and it recovers once the VirtualService appears.
+#[tokio::test]
+async fn a_missing_virtualservice_is_a_clear_condition_and_event_not_a_crash_loop() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-missing").await;
+    for obj in [service("web-stable"), service("web-canary")] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let v1 = rollout(Router::Istio, "web:1", standard_steps());
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let st = poll_until(
+        "InvalidSpec naming the VirtualService",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                let c = st.condition("InvalidSpec")?.clone();
+                (c.message.contains("VirtualService")).then_some((st, c))
+            }
+        },
+    )
+    .await;
+    println!("condition: {}", st.1.message);
+    assert_eq!(st.0.phase, Some(RolloutPhase::Degraded));
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "InvalidSpec" && n.contains("VirtualService")),
+        "{events:?}"
+    );
+    apply_value(&client, Some(&ns.name), &routing_object(Router::Istio))
+        .await
+        .expect("VirtualService");
+    wait_healthy(
+        &client,
+        &ns.name,
+        &hash_of(&v1),
+        Duration::from_secs(60),
+        &ctl,
+    )
+    .await;
+}

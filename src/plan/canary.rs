@@ -37,6 +37,8 @@ struct Planner<'o, 'a> {
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
     plan: Plan,
+    /// Set when the canary's pods missed `progressDeadlineSeconds`.
+    deadline_exceeded: Option<String>,
 }
 
 /// Plans one reconcile of a canary Rollout.
@@ -60,6 +62,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
             events: vec![],
             requeue_after: None,
         },
+        deadline_exceeded: None,
     };
     p.run(&old);
     let summary = Summary {
@@ -70,6 +73,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         generation: ro.metadata.generation,
         steps: p.steps.len() as i32,
         now: Time(p.now),
+        deadline_exceeded: p.deadline_exceeded.as_deref(),
     };
     summarize(&mut p.plan.status, &summary);
     p.plan
@@ -123,6 +127,7 @@ impl Planner<'_, '_> {
             // A failed analysis aborts before anything else is applied for the step.
             self.check_step_analysis(s);
             self.check_background_analysis();
+            self.check_progress_deadline();
         }
         match stable {
             None => self.first_deploy(),
@@ -165,6 +170,41 @@ impl Planner<'_, '_> {
             }
         }
         self.plan.actions.extend(actions);
+    }
+
+    /// `progressDeadlineSeconds`: counted from when the canary ReplicaSet was last created or
+    /// scaled, while its pods are not all available (pauses and analysis don't count: the pods
+    /// are there). Exceeded → Degraded with `ProgressDeadlineExceeded`, and aborted when
+    /// `progressDeadlineAbort` is set.
+    fn check_progress_deadline(&mut self) {
+        if self.plan.status.abort == Some(true) {
+            return;
+        }
+        let Some(rs) = self.rs(&self.hash).cloned() else {
+            return;
+        };
+        if rs.replicas == 0 || rs.available >= rs.replicas {
+            return;
+        }
+        let Some(since) = rs.scaled_at else { return };
+        let deadline = after(
+            since,
+            i64::from(self.obs.rollout.spec.progress_deadline_seconds()),
+        );
+        if self.now < deadline {
+            self.plan.requeue_at(self.now, deadline);
+            return;
+        }
+        let msg = format!("ReplicaSet \"{}\" has timed out progressing.", rs.name);
+        if self.obs.rollout.spec.progress_deadline_abort() {
+            let st = self.st();
+            st.abort = Some(true);
+            st.message = Some(format!(
+                "Rollout aborted update to revision {}: {msg}",
+                rs.hash
+            ));
+        }
+        self.deadline_exceeded = Some(msg);
     }
 
     /// `strategy.canary.analysis`: from `startingStep` on, a background run measures the

@@ -18,6 +18,8 @@ pub struct Summary<'a> {
     pub generation: Option<i64>,
     pub steps: i32,
     pub now: Time,
+    /// The progress-deadline message, when the canary missed it.
+    pub deadline_exceeded: Option<&'a str>,
 }
 
 fn pause_reason_str(r: PauseReason) -> &'static str {
@@ -63,6 +65,8 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
                 )
             });
         (RolloutPhase::Degraded, msg)
+    } else if let Some(m) = s.deadline_exceeded {
+        (RolloutPhase::Degraded, m.to_string())
     } else if s.paused {
         (RolloutPhase::Paused, "manually paused".to_string())
     } else if let Some(pc) = st.pause_conditions.first() {
@@ -111,7 +115,11 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         RolloutPhase::Degraded => set(
             types::PROGRESSING,
             ConditionStatus::False,
-            REASON_ABORTED,
+            if st.abort != Some(true) && s.deadline_exceeded.is_some() {
+                reasons::PROGRESS_DEADLINE_EXCEEDED
+            } else {
+                REASON_ABORTED
+            },
             message.clone(),
         ),
         RolloutPhase::Paused => set(
