@@ -1,6 +1,6 @@
 //! The product brief's rollouts (`examples/`, ported from `../shared/brief/scenarios.md` by
 //! changing `apiVersion`) run to Healthy against the local cluster, with only what a test must
-//! change: pauses shortened to 1 s, the analysis templates' Prometheus address pointed at the
+//! change: pauses shortened to seconds, the analysis templates' Prometheus address pointed at the
 //! local Prometheus with second-scale intervals and windows, a `count` on metrics used by an
 //! analysis *step* (with `interval` and no `count` a metric measures until the run is
 //! terminated, so a step waiting on it would wait forever — in Argo Rollouts too), and the
@@ -21,16 +21,16 @@ use serde_json::Value;
 use support::controller::{ControllerProcess, prepare};
 use support::{TestNamespace, apply_value, client, poll_until, yaml_documents};
 
-fn shorten(doc: &mut Value, prometheus: &str, service: &str) {
+fn shorten(doc: &mut Value, prometheus: &str, service: &str, pause: &str) {
     match doc {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 match (k.as_str(), &*v) {
-                    ("duration", Value::String(_)) => *v = Value::String("1s".into()),
+                    ("duration", Value::String(_)) => *v = Value::String(pause.into()),
                     ("interval", Value::String(_)) => *v = Value::String("2s".into()),
                     ("address", Value::String(_)) => *v = Value::String(prometheus.into()),
                     ("query", Value::String(q)) => *v = Value::String(q.replace("[5m]", "[10s]")),
-                    _ => shorten(v, prometheus, service),
+                    _ => shorten(v, prometheus, service, pause),
                 }
             }
             if map.get("name").and_then(Value::as_str) == Some("service-name")
@@ -46,7 +46,7 @@ fn shorten(doc: &mut Value, prometheus: &str, service: &str) {
         }
         Value::Array(items) => items
             .iter_mut()
-            .for_each(|i| shorten(i, prometheus, service)),
+            .for_each(|i| shorten(i, prometheus, service, pause)),
         _ => {}
     }
 }
@@ -57,7 +57,7 @@ fn set_image(doc: &mut Value, image: &str) {
     }
 }
 
-async fn run_scenario(example: &str, rollout: &str, app: &str, analysis_type: &str) {
+async fn run_scenario(example: &str, rollout: &str, app: &str, analysis_type: &str, pause: &str) {
     let client: Client = client().await;
     prepare(&client).await;
     let ns = TestNamespace::new(&client, &format!("brief-{app}")).await;
@@ -71,7 +71,7 @@ async fn run_scenario(example: &str, rollout: &str, app: &str, analysis_type: &s
         &std::fs::read_to_string(root.join(example)).expect("example"),
     ));
     for d in docs.iter_mut() {
-        shorten(d, &prometheus, &service);
+        shorten(d, &prometheus, &service, pause);
     }
     let ctl = ControllerProcess::start(&ns.name);
     let exporter = Arc::new(Exporter::start(&ns.name).await);
@@ -128,20 +128,49 @@ async fn run_scenario(example: &str, rollout: &str, app: &str, analysis_type: &s
         .await;
     }
     sim_task.abort();
-    let runs = support::events_for(&client, &ns.name, rollout).await;
+    let events = support::events_for(&client, &ns.name, rollout).await;
     assert!(
-        runs.iter().any(|(r, _)| r == "RolloutCompleted"),
-        "{runs:?}\n{}",
+        events.iter().any(|(r, _)| r == "RolloutCompleted"),
+        "{events:?}\n{}",
         ctl.log_tail(20)
     );
+    // The analysis really ran: a run of the expected type measured successfully and passed.
+    let runs = Api::<aviary::api::AnalysisRun>::namespaced(client.clone(), &ns.name)
+        .list(&Default::default())
+        .await
+        .expect("list runs")
+        .items;
+    let run = runs.iter().find(|r| {
+        r.labels()
+            .get("aviary.dev/analysis-type")
+            .map(String::as_str)
+            == Some(analysis_type)
+    });
+    let st = run
+        .and_then(|r| r.status.clone())
+        .unwrap_or_else(|| panic!("a {analysis_type} AnalysisRun: {runs:?}"));
+    let measured: i32 = st.metric_results.iter().map(|m| m.successful).sum();
+    assert!(
+        measured >= 1,
+        "{analysis_type} run measured successfully: {st:?}"
+    );
+    assert_eq!(st.phase, AnalysisPhase::Successful, "{st:?}");
 }
 
 #[tokio::test]
 async fn the_briefs_istio_canary_with_background_analysis_runs_to_healthy() {
-    run_scenario("canary-istio.yaml", "bff", "bff", "Background").await;
+    // Pauses long enough for the background run to measure a few times before promotion.
+    run_scenario("canary-istio.yaml", "bff", "bff", "Background", "8s").await;
 }
 
 #[tokio::test]
 async fn the_briefs_nginx_canary_with_an_analysis_step_runs_to_healthy() {
-    run_scenario("canary-nginx.yaml", "phoenix-api", "phoenix-api", "Step").await;
+    run_scenario(
+        "canary-nginx.yaml",
+        "phoenix-api",
+        "phoenix-api",
+        "Step",
+        "1s",
+    )
+    .await;
 }
