@@ -771,4 +771,9 @@ async fn a_missing_virtualservice_is_a_clear_condition_and_event_not_a_crash_loo
         &ctl,
     )
     .await;
+    let st = get_rollout(&client, &ns.name).await.status.expect("status");
+    assert!(
+        st.condition("InvalidSpec").is_none(),
+        "the InvalidSpec condition is cleared once fixed"
+    );
 }

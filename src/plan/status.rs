@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::ObservedReplicaSet;
 use super::canary::REASON_ABORTED;
-use crate::api::conditions::{reasons, set_condition, types};
+use crate::api::conditions::{reasons, remove_condition, set_condition, types};
 use crate::api::{Condition, ConditionStatus, PauseReason, RolloutPhase, RolloutStatus};
 
 /// What the summary needs besides the status itself.
@@ -101,6 +101,8 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         (RolloutPhase::Healthy, String::new())
     };
     st.phase = Some(phase);
+    // A plan was made, so whatever made the spec unusable has been fixed.
+    remove_condition(&mut st.conditions, types::INVALID_SPEC);
     st.message = (!message.is_empty()).then_some(message.clone());
 
     let now = s.now.clone();
