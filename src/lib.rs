@@ -14,4 +14,6 @@ pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod provider;
+pub mod sim;
 pub mod traffic;

@@ -220,7 +220,7 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
     apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
 
     // Given two controllers.
-    let a = ControllerProcess::start_with(&ns.name, "a", &LEASE_ARGS);
+    let a = ControllerProcess::start_named(&ns.name, "a", &LEASE_ARGS);
     wait_holder(
         &client,
         &ns.name,
@@ -228,7 +228,7 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
         Duration::from_secs(30),
     )
     .await;
-    let b = ControllerProcess::start_with(&ns.name, "b", &LEASE_ARGS);
+    let b = ControllerProcess::start_named(&ns.name, "b", &LEASE_ARGS);
     wait_healthy_on(&client, &ns.name, &hash_of(&v1), Duration::from_secs(60)).await;
 
     // Then the leader reconciles and the standby is ready, live, and has written nothing.
@@ -415,7 +415,7 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
     );
 
     // …so a new controller takes it at once, not after the lease duration.
-    let c = ControllerProcess::start_with(&ns.name, "c", &LEASE_ARGS);
+    let c = ControllerProcess::start_named(&ns.name, "c", &LEASE_ARGS);
     let took = wait_holder(
         &client,
         &ns.name,
@@ -467,7 +467,7 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
     .expect("notifications file");
     let generic = receiver.url("/generic");
     let file_arg = file.display().to_string();
-    let ctl = ControllerProcess::start_with(
+    let ctl = ControllerProcess::start_named(
         &ns.name,
         "delivery",
         &[

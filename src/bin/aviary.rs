@@ -36,6 +36,9 @@ struct Args {
     /// Rollouts reconciled at once.
     #[arg(long, env = "AVIARY_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Prometheus for analysis metrics that name no `address`.
+    #[arg(long, env = "AVIARY_PROMETHEUS_ADDRESS")]
+    prometheus_address: Option<String>,
     /// Log format.
     #[arg(long, env = "AVIARY_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -216,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = aviary::controller::Settings {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
+        prometheus_address: args.prometheus_address.clone(),
     };
     if !aviary::controller::wait_for_crds(&client, args.namespace.as_deref(), &shutdown).await {
         return Ok(());

@@ -61,13 +61,18 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts `target/…/aviary --namespace NS` with the operator's kubeconfig.
     pub fn start(namespace: &str) -> Self {
-        Self::start_with(namespace, "controller", &[])
+        Self::start_named(namespace, "controller", &[])
+    }
+
+    /// Starts the controller with extra flags (e.g. `--prometheus-address`).
+    pub fn start_with(namespace: &str, extra: &[&str]) -> Self {
+        Self::start_named(namespace, "controller", extra)
     }
 
     /// Starts a controller named `name` (its Lease identity is `aviary-test-NAME`, kept across
     /// restarts like a pod's name) with extra flags. Metrics and probes listen on ports the OS
     /// hands out ([`Self::metrics_addr`]).
-    pub fn start_with(namespace: &str, name: &str, extra_args: &[&str]) -> Self {
+    pub fn start_named(namespace: &str, name: &str, extra_args: &[&str]) -> Self {
         let dir = super::repo_root().join("target/test-logs");
         let _ = std::fs::create_dir_all(&dir);
         let log = if name == "controller" {
@@ -325,4 +330,20 @@ pub async fn wait_rbac(client: &Client) {
         },
     )
     .await;
+}
+
+/// Everything a controller test needs installed once: Aviary's CRDs, the upstream routing CRDs,
+/// and the controller's RBAC.
+pub async fn prepare(client: &Client) {
+    install_aviary_crds(client).await;
+    let files = [
+        "istio-virtualservice.yaml",
+        "istio-destinationrule.yaml",
+        "gateway-api-httproutes.yaml",
+    ]
+    .map(super::upstream_crd);
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    super::install_crds(client, &refs).await;
+    grant_rbac(client).await;
+    wait_rbac(client).await;
 }
