@@ -178,7 +178,9 @@ pub enum Kind {
 /// Classifies an API server `Status` for the operation `op`. Pure, for table tests.
 pub fn classify_status(status: &Status, op: &Op) -> Classified {
     let message = one_line(&status.message);
-    if status.is_not_found() {
+    // Not every error body is a Status (a path the server does not serve answers with plain
+    // text "404 page not found"): the HTTP code decides too.
+    if status.is_not_found() || status.code == 404 {
         let names_object = status.details.as_ref().is_some_and(|d| !d.name.is_empty());
         return match (&op.name, names_object) {
             (Some(name), true) => {
@@ -200,7 +202,7 @@ pub fn classify_status(status: &Status, op: &Op) -> Classified {
             _ => Classified::MaybeNotInstalled,
         };
     }
-    if status.is_forbidden() {
+    if status.is_forbidden() || status.code == 403 {
         let detail = message
             .split_once("is forbidden: ")
             .map(|(_, d)| d.to_string())
@@ -210,7 +212,7 @@ pub fn classify_status(status: &Status, op: &Op) -> Classified {
     if status.code == 401 || status.reason == "Unauthorized" {
         return Classified::Final(message, Kind::Unauthorized);
     }
-    if status.is_conflict() {
+    if status.is_conflict() || status.code == 409 {
         return Classified::Final(message, Kind::Conflict);
     }
     Classified::Final(
@@ -295,7 +297,7 @@ pub fn from_transport(err: &kube::Error, server: &str) -> CliError {
 
 /// Whether the error is the API server's 404.
 pub fn is_not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.is_not_found())
+    matches!(err, kube::Error::Api(s) if s.is_not_found() || s.code == 404)
 }
 
 #[cfg(test)]
@@ -335,6 +337,11 @@ mod tests {
             // The resource type itself is missing: no object name in the details.
             (
                 status(404, "NotFound", "the server could not find the requested resource", None),
+                Classified::MaybeNotInstalled,
+            ),
+            // A plain-text 404 (a path the server does not serve).
+            (
+                status(404, "Failed to parse error data", "404 page not found", None),
                 Classified::MaybeNotInstalled,
             ),
             (

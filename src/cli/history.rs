@@ -361,11 +361,20 @@ pub fn undo_plan(
     let target = match to_revision {
         Some(n) => n,
         None => {
+            // The highest revision below the current one; when the current template is the
+            // oldest (an earlier undo reused its ReplicaSet), the stable revision.
             let below = current_rev.unwrap_or(i64::MAX);
-            *revisions
+            let stable = ro.status.as_ref().and_then(|s| s.stable_rs.clone());
+            let stable_rev = revisions
+                .iter()
+                .find(|(_, rs)| Some(rs_hash(rs)) == stable && rs_hash(rs) != current)
+                .map(|(r, _)| *r);
+            revisions
                 .keys()
                 .rev()
                 .find(|r| **r < below)
+                .copied()
+                .or(stable_rev)
                 .ok_or_else(|| {
                     CliError::NotFound(format!(
                         "rollout '{name}' has no previous revision to roll back to"
