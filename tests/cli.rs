@@ -999,3 +999,187 @@ fn plugin_and_controller_agree_on_labels() {
         labels::SCALE_DOWN_DEADLINE_ANNOTATION
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// convert and lint
+
+/// `kubectl apply --server-side` (strict field validation, as kubectl does) of a file.
+fn kubectl_apply(ns: &str, file: &Path) -> std::process::Output {
+    std::process::Command::new("kubectl")
+        .args(["apply", "--server-side", "-n", ns, "-f"])
+        .arg(file)
+        .output()
+        .expect("kubectl apply")
+}
+
+/// The ```yaml blocks of the brief's scenarios.
+fn scenario_blocks() -> Vec<String> {
+    let text = std::fs::read_to_string(support::shared_dir().join("brief/scenarios.md"))
+        .expect("../shared/brief/scenarios.md");
+    text.split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(y, _)| y.to_string()))
+        .collect()
+}
+
+/// Given each Rollout and AnalysisTemplate of the brief's scenarios (Argo manifests), when
+/// converted, then nothing is unsupported and the local API server accepts the output as is.
+#[tokio::test]
+async fn convert_turns_the_scenarios_into_manifests_the_api_server_accepts() {
+    let client = client().await;
+    install_aviary_crds(&client).await;
+    let dir = temp_dir("convert");
+    let blocks = scenario_blocks();
+    let argo: Vec<&String> = blocks
+        .iter()
+        .filter(|b| b.contains("argoproj.io/v1alpha1"))
+        .collect();
+    assert!(
+        argo.len() >= 4,
+        "the scenarios hold 2 Rollouts and 2 AnalysisTemplates"
+    );
+    let mut kinds = vec![];
+    for (i, block) in argo.iter().enumerate() {
+        let input = dir.join(format!("scenario-{i}.yaml"));
+        std::fs::write(&input, block).expect("write scenario");
+        let run = aviary(&["convert", "-f", &input.to_string_lossy()]).await;
+        assert_eq!(
+            run.code, 0,
+            "scenario {i} converts with nothing unsupported: {run:?}"
+        );
+        assert!(!run.stdout.contains("apiVersion: argoproj.io"), "{}", run.stdout);
+        let output = dir.join(format!("scenario-{i}.aviary.yaml"));
+        std::fs::write(&output, &run.stdout).expect("write output");
+        // Its own namespace: both scenarios name their template success-rate.
+        let ns = TestNamespace::new(&client, "cli-convert").await;
+        let applied = kubectl_apply(&ns.name, &output);
+        assert!(
+            applied.status.success(),
+            "the API server accepts scenario {i}: {}\n{}",
+            String::from_utf8_lossy(&applied.stderr),
+            run.stdout
+        );
+        let got = std::process::Command::new("kubectl")
+            .args([
+                "get",
+                "rollouts.aviary.dev,analysistemplates.aviary.dev",
+                "-n",
+                &ns.name,
+                "-o",
+                "name",
+            ])
+            .output()
+            .expect("kubectl get");
+        kinds.push(String::from_utf8_lossy(&got.stdout).trim().to_string());
+        // And lint agrees.
+        let run = aviary(&["lint", "-f", &output.to_string_lossy()]).await;
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let all = kinds.join("\n");
+    for want in [
+        "rollout.aviary.dev/bff",
+        "rollout.aviary.dev/phoenix-api",
+        "analysistemplate.aviary.dev/success-rate",
+    ] {
+        assert!(all.contains(want), "{all}");
+    }
+
+    // Unsupported Argo fields: listed with path and line, removed, exit 1; the output still
+    // applies.
+    let input = dir.join("unsupported.yaml");
+    let text = argo[0].replacen("  strategy:\n    canary:\n", "  strategy:\n    canary:\n      dynamicStableScale: true\n      scaleDownDelayRevisionLimit: 2\n", 1);
+    assert_ne!(&text, argo[0]);
+    std::fs::write(&input, &text).expect("write");
+    let run = aviary(&["convert", "-f", &input.to_string_lossy()]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("spec.strategy.canary.dynamicStableScale: unsupported: canary.dynamicStableScale is not supported by Aviary"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("spec.strategy.canary.scaleDownDelayRevisionLimit"),
+        "{}",
+        run.stderr
+    );
+    let output = dir.join("unsupported.aviary.yaml");
+    std::fs::write(&output, &run.stdout).expect("write");
+    let ns = TestNamespace::new(&client, "cli-convert").await;
+    let applied = kubectl_apply(&ns.name, &output);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
+/// Given manifests the API server rejects, lint rejects them too, naming the field and line;
+/// given ones it accepts, lint passes.
+#[tokio::test]
+async fn lint_agrees_with_admission() {
+    let client = client().await;
+    install_aviary_crds(&client).await;
+    let ns = TestNamespace::new(&client, "cli-lint").await;
+    let dir = temp_dir("lint");
+    let good = serde_yaml::to_string(&rollout("web:1", pause_steps())).expect("yaml");
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        ("good", good.clone(), None),
+        (
+            "weight",
+            good.replace("setWeight: 50", "setWeight: 150"),
+            Some("spec.strategy.canary.steps[2].setWeight: must be <= 100"),
+        ),
+        (
+            "unknown",
+            good.replace("setWeight: 50", "setWeigth: 50"),
+            Some("unknown field \"setWeigth\""),
+        ),
+        (
+            "experiment",
+            good.replace("- setWeight: 50", "- experiment: {}"),
+            Some("steps[].experiment is not supported by Aviary"),
+        ),
+        (
+            "selector",
+            good.replacen("app: web", "app: api", 1),
+            Some("selector.matchLabels must match template.metadata.labels"),
+        ),
+    ];
+    for (name, text, want) in cases {
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, &text).expect("write");
+        let run = aviary(&["lint", "-f", &file.to_string_lossy()]).await;
+        let applied = kubectl_apply(&ns.name, &file);
+        match want {
+            None => {
+                assert_eq!(run.code, 0, "{name}: {run:?}");
+                assert!(
+                    applied.status.success(),
+                    "{name}: {}",
+                    String::from_utf8_lossy(&applied.stderr)
+                );
+            }
+            Some(w) => {
+                assert_eq!(run.code, 1, "{name}: {run:?}");
+                assert!(
+                    run.stdout.contains(w),
+                    "{name}: lint says {:?}, want {w:?}",
+                    run.stdout
+                );
+                let line = run.stdout.lines().next().unwrap_or_default();
+                let file_line = format!("{}:", file.display());
+                assert!(
+                    line.starts_with(&file_line)
+                        && line[file_line.len()..]
+                            .split(':')
+                            .next()
+                            .is_some_and(|l| l.parse::<usize>().is_ok()),
+                    "names the line: {line}"
+                );
+                assert!(
+                    !applied.status.success(),
+                    "{name}: the API server rejects it too"
+                );
+            }
+        }
+    }
+    let run = aviary(&["lint", "-f", "/nonexistent.yaml"]).await;
+    assert_error(&run, 3, "cannot read /nonexistent.yaml");
+}

@@ -53,7 +53,8 @@ pub enum Seg {
     Index(usize),
 }
 
-fn path_string(path: &[Seg]) -> String {
+/// A path as `a.b[0].c`.
+pub fn path_string(path: &[Seg]) -> String {
     let mut s = String::new();
     for seg in path {
         match seg {
@@ -779,7 +780,11 @@ spec:
                 "          query: up\n          rangeQuery: {}",
                 "f.yaml:36: spec.metrics[0].provider.prometheus.rangeQuery: unsupported: prometheus.rangeQuery is not supported by Aviary",
             ),
-            ("  selector:\n    matchLabels:\n      app: web\n", "", "f.yaml:5: spec.selector: required field is missing"),
+            (
+                "  selector:\n    matchLabels:\n      app: web\n",
+                "",
+                "f.yaml:5: spec.selector: required field is missing",
+            ),
         ];
         for (from, to, want) in cases {
             let text = GOOD.replacen(from, to, 1);
