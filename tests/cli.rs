@@ -1047,7 +1047,11 @@ async fn convert_turns_the_scenarios_into_manifests_the_api_server_accepts() {
             run.code, 0,
             "scenario {i} converts with nothing unsupported: {run:?}"
         );
-        assert!(!run.stdout.contains("apiVersion: argoproj.io"), "{}", run.stdout);
+        assert!(
+            !run.stdout.contains("apiVersion: argoproj.io"),
+            "{}",
+            run.stdout
+        );
         let output = dir.join(format!("scenario-{i}.aviary.yaml"));
         std::fs::write(&output, &run.stdout).expect("write output");
         // Its own namespace: both scenarios name their template success-rate.
@@ -1182,4 +1186,124 @@ async fn lint_agrees_with_admission() {
     }
     let run = aviary(&["lint", "-f", "/nonexistent.yaml"]).await;
     assert_error(&run, 3, "cannot read /nonexistent.yaml");
+}
+
+// ---------------------------------------------------------------------------------------------
+// get --watch in a terminal
+
+/// A tmux server of the test's own (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux (hack/deps.sh installs it)")
+    }
+
+    /// The visible pane, as text (`escapes`: with colour codes); `history`: the scrollback too.
+    fn capture(&self, escapes: bool, history: bool) -> String {
+        let mut args = vec!["capture-pane", "-p", "-t", "watch"];
+        if escapes {
+            args.push("-e");
+        }
+        if history {
+            args.extend(["-S", "-"]);
+        }
+        String::from_utf8_lossy(&self.cmd(&args).stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// Given `get rollout --watch` running in a terminal (tmux), when the rollout progresses, then
+/// the pane shows the current tree redrawn in place — one frame on screen, nothing scrolled
+/// into history — in colour, ending on the paused canary.
+#[tokio::test]
+async fn get_watch_redraws_in_place_in_a_terminal() {
+    let client = client().await;
+    let (ns, ctl) = healthy_rollout(&client, "cli-tty", pause_steps()).await;
+    let n = ns.name.as_str();
+    wait_for(&client, n, "Healthy", &ctl, |ro| {
+        phase(ro) == Some(RolloutPhase::Healthy)
+    })
+    .await;
+    let tmux = Tmux {
+        socket: format!("aviary-{n}"),
+    };
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let command = format!(
+        "env KUBECONFIG={kubeconfig} TERM=xterm-256color {} -n {n} get rollout web --watch",
+        plugin_path().display()
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "watch",
+        "-x",
+        "120",
+        "-y",
+        "45",
+        &command,
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    poll_until(
+        "the healthy tree on screen",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let pane = tmux.capture(false, false);
+            async move { pane.contains("✔ Healthy").then_some(()) }
+        },
+    )
+    .await;
+
+    aviary(&["-n", n, "set", "image", "web", "web=web:2"]).await;
+    let pane = poll_until(
+        "the paused canary on screen",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let pane = tmux.capture(false, false);
+            async move {
+                (pane.contains("॥ Paused")
+                    && pane.contains("web:2 (canary)")
+                    && pane.contains("canary, 1/1 available"))
+                .then_some(pane)
+            }
+        },
+    )
+    .await;
+    println!("{pane}");
+    assert_eq!(
+        pane.matches("Name:").count(),
+        1,
+        "one frame on screen:\n{pane}"
+    );
+    let all = tmux.capture(false, true);
+    assert_eq!(
+        all.matches("Name:").count(),
+        1,
+        "redrawn in place, nothing scrolled:\n{all}"
+    );
+    assert!(
+        !pane.contains("Rollout     ✔ Healthy"),
+        "the old frame's rollout line is gone:\n{pane}"
+    );
+    let coloured = tmux.capture(true, false);
+    assert!(coloured.contains("\x1b["), "colours on a terminal");
 }
