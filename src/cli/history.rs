@@ -590,10 +590,17 @@ mod tests {
             undo_plan(&ro4, &rss, None),
             Ok(UndoPlan::Rollback { revision: 3, .. })
         ));
-        // Nothing before revision 1.
+        // The current template is revision 1 (an earlier undo): back to the stable revision.
         let ro1 = ro_with("web:1", &h2);
         assert!(matches!(
             undo_plan(&ro1, &rss, None),
+            Ok(UndoPlan::Rollback { revision: 2, .. })
+        ));
+        // Nothing before revision 1, and it is the stable one.
+        let h1 = pod_template_hash(&tmpl("web:1"), None);
+        let only1 = ro_with("web:1", &h1);
+        assert!(matches!(
+            undo_plan(&only1, &rss, None),
             Err(CliError::NotFound(_))
         ));
     }

@@ -586,3 +586,221 @@ pub fn rollout_info(
         created: ro.metadata.creation_timestamp.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::render::{Style, rollout_tree};
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn template(image: &str) -> Value {
+        json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}})
+    }
+
+    fn rollout(image: &str, routed: bool, status: Value, generation: i64) -> Rollout {
+        let mut canary =
+            json!({"steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]});
+        if routed {
+            canary["canaryService"] = json!("web-canary");
+            canary["stableService"] = json!("web-stable");
+            canary["trafficRouting"] = json!({"istio": {"virtualService": {"name": "web"}}});
+        }
+        let mut ro: Rollout = serde_json::from_value(json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "ro-uid", "generation": generation},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                     "template": template(image), "strategy": {"canary": canary}},
+        }))
+        .unwrap_or_default();
+        let mut st: crate::api::RolloutStatus = serde_json::from_value(status).unwrap_or_default();
+        st.observed_generation = st.observed_generation.or(Some(generation));
+        ro.status = Some(st);
+        ro
+    }
+
+    fn hash(image: &str) -> String {
+        let t: PodTemplateSpec = serde_json::from_value(template(image)).unwrap_or_default();
+        pod_template_hash(&t, None)
+    }
+
+    fn rs(image: &str, revision: i64, replicas: i32, available: i32) -> ReplicaSet {
+        let h = hash(image);
+        let mut t = template(image);
+        t["metadata"]["labels"][POD_TEMPLATE_HASH_LABEL] = json!(h);
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("web-{h}"), "uid": format!("rs-{h}"),
+                "labels": {"app": "web", POD_TEMPLATE_HASH_LABEL: h, ROLLOUT_LABEL: "web"},
+                "annotations": {"aviary.dev/revision": revision.to_string()},
+                "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "name": "web", "uid": "ro-uid", "controller": true}]},
+            "spec": {"replicas": replicas, "selector": {}, "template": t},
+            "status": {"replicas": replicas, "readyReplicas": available, "availableReplicas": available},
+        }))
+        .unwrap_or_default()
+    }
+
+    fn pod(image: &str, i: usize, ready: bool) -> Pod {
+        let h = hash(image);
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("web-{h}-{i}"), "labels": {"app": "web", POD_TEMPLATE_HASH_LABEL: h},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("web-{h}"), "uid": format!("rs-{h}")}]},
+            "spec": {"containers": [{"name": "web", "image": image}]},
+            "status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+                "containerStatuses": [{"name": "web", "image": image, "imageID": "", "ready": ready, "restartCount": 0}]},
+        }))
+        .unwrap_or_default()
+    }
+
+    fn run(image: &str) -> AnalysisRun {
+        let h = hash(image);
+        serde_json::from_value(json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",
+            "metadata": {"name": format!("web-{h}-2-1"), "labels": {POD_TEMPLATE_HASH_LABEL: h},
+                "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "name": "web", "uid": "ro-uid"}]},
+            "spec": {"metrics": [{"name": "success-rate", "provider": {"prometheus": {"query": "up"}}}]},
+            "status": {"phase": "Running", "metricResults": [{"name": "success-rate", "phase": "Running", "successful": 4, "count": 4,
+                "measurements": [{"phase": "Successful", "value": "[0.91]"}, {"phase": "Successful", "value": "[0.97]"},
+                                 {"phase": "Successful", "value": "[0.98]"}, {"phase": "Successful", "value": "[0.99]"}]}]},
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_tree_of_a_paused_routed_canary() {
+        let status = json!({"phase": "Paused", "message": "CanaryPauseStep", "stableRS": hash("web:1"),
+            "currentPodHash": hash("web:2"), "currentStepIndex": 1, "replicas": 5, "updatedReplicas": 1,
+            "readyReplicas": 5, "availableReplicas": 5,
+            "canary": {"weights": {"canary": {"weight": 20}, "stable": {"weight": 80}}}});
+        let ro = rollout("web:2", true, status, 2);
+        let rss = [rs("web:1", 1, 4, 4), rs("web:2", 2, 1, 1)];
+        let pods = [pod("web:1", 0, true), pod("web:2", 0, false)];
+        let info = rollout_info(&ro, &rss, &pods, &[run("web:2")]);
+        let h1 = hash("web:1");
+        let h2 = hash("web:2");
+        let text = rollout_tree(
+            &info,
+            &Style {
+                color: false,
+                now: None,
+            },
+        );
+        let want = format!(
+            "Name:            web
+Namespace:       shop
+Status:          ॥ Paused
+Message:         CanaryPauseStep
+Strategy:        Canary
+  Step:          1/4 (pause)
+  SetWeight:     20
+  ActualWeight:  20
+Images:          web:1 (stable)
+                 web:2 (canary)
+Replicas:
+  Desired:       4
+  Current:       5
+  Updated:       1
+  Ready:         5
+  Available:     5
+
+NAME                         KIND         STATUS     INFO
+⟳ web                        Rollout      ॥ Paused
+├──# revision:2
+│  ├──⧉ web-{h2}       ReplicaSet   ✔ Healthy  canary, 1/1 available
+│  │  └──□ web-{h2}-0  Pod          ◌ Running  ready:0/1
+│  └──α web-{h2}-2-1   AnalysisRun  ◌ Running  ✔ 4,✖ 0
+│     └──# success-rate      Metric       ◌ Running  last: [0.97], [0.98], [0.99]
+└──# revision:1
+   └──⧉ web-{h1}       ReplicaSet   ✔ Healthy  stable, 4/4 available
+      └──□ web-{h1}-0  Pod          ✔ Running  ready:1/1
+"
+        );
+        assert_eq!(text, want, "\n{text}");
+    }
+
+    /// (what, rollout, replica sets, expected status, message, step, set weight, actual weight)
+    type Case = (
+        &'static str,
+        Rollout,
+        Vec<ReplicaSet>,
+        &'static str,
+        Option<&'static str>,
+        Option<i32>,
+        Option<i32>,
+        Option<i32>,
+    );
+
+    #[test]
+    fn status_step_and_weights() {
+        let cases: Vec<Case> = vec![
+            (
+                "healthy: 100/100, past the last step",
+                rollout(
+                    "web:1",
+                    true,
+                    json!({"phase": "Healthy", "stableRS": hash("web:1"), "currentStepIndex": 4}),
+                    1,
+                ),
+                vec![rs("web:1", 1, 4, 4)],
+                "Healthy",
+                None,
+                Some(4),
+                Some(100),
+                Some(100),
+            ),
+            (
+                "aborted: set weight 0, Degraded with the message",
+                rollout(
+                    "web:2",
+                    true,
+                    json!({"phase": "Degraded", "message": "Rollout aborted update to revision x: aborted by user", "abort": true,
+                    "stableRS": hash("web:1"), "currentStepIndex": 0, "canary": {"weights": {"canary": {"weight": 0}, "stable": {"weight": 100}}}}),
+                    2,
+                ),
+                vec![rs("web:1", 1, 4, 4), rs("web:2", 2, 1, 1)],
+                "Degraded",
+                Some("Rollout aborted update to revision x: aborted by user"),
+                Some(0),
+                Some(0),
+                Some(0),
+            ),
+            (
+                "the controller has not seen the new spec: Progressing",
+                rollout(
+                    "web:2",
+                    true,
+                    json!({"phase": "Healthy", "stableRS": hash("web:1"), "currentStepIndex": 4, "observedGeneration": 1}),
+                    2,
+                ),
+                vec![rs("web:1", 1, 4, 4)],
+                "Progressing",
+                Some("waiting for the controller to observe generation 2"),
+                Some(4),
+                Some(100),
+                Some(0),
+            ),
+            (
+                "basic canary: the actual weight is the canary's share of available pods",
+                rollout(
+                    "web:2",
+                    false,
+                    json!({"phase": "Paused", "message": "CanaryPauseStep", "stableRS": hash("web:1"), "currentStepIndex": 1}),
+                    2,
+                ),
+                vec![rs("web:1", 1, 3, 3), rs("web:2", 2, 1, 1)],
+                "Paused",
+                Some("CanaryPauseStep"),
+                Some(1),
+                Some(20),
+                Some(25),
+            ),
+        ];
+        for (what, ro, rss, status, message, step, set, actual) in cases {
+            let info = rollout_info(&ro, &rss, &[], &[]);
+            assert_eq!(info.status, status, "{what}");
+            assert_eq!(info.message.as_deref(), message, "{what}");
+            assert_eq!(info.step.as_ref().map(|s| s.index), step, "{what}");
+            assert_eq!(info.set_weight, set, "{what}");
+            assert_eq!(info.actual_weight, actual, "{what}");
+        }
+    }
+}

@@ -162,6 +162,15 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// An analysis phase: Running is still measuring, not a success.
+fn run_status_word(style: &Style, phase: &str) -> String {
+    if phase == "Running" {
+        style.paint("33", "◌ Running")
+    } else {
+        status_word(style, phase)
+    }
+}
+
 fn pod_row(style: &Style, p: &PodInfo, prefix: String) -> Vec<String> {
     let status = if p.status == "Running" && !p.ready {
         style.paint("33", &format!("◌ {}", p.status))
@@ -194,7 +203,7 @@ fn run_rows(style: &Style, run: &RunInfo, prefix: &str, last: bool, rows: &mut V
     rows.push(vec![
         format!("{prefix}{branch}α {}", run.name),
         "AnalysisRun".into(),
-        status_word(style, &run.phase),
+        run_status_word(style, &run.phase),
         style.age(&run.created),
         format!("✔ {},✖ {}", counts.0, counts.1),
     ]);
@@ -209,7 +218,7 @@ fn run_rows(style: &Style, run: &RunInfo, prefix: &str, last: bool, rows: &mut V
         rows.push(vec![
             format!("{prefix}{cont}{b}# {}", m.name),
             "Metric".into(),
-            status_word(style, &m.phase),
+            run_status_word(style, &m.phase),
             String::new(),
             values,
         ]);
