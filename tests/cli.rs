@@ -550,6 +550,15 @@ async fn list_all_namespaces_json_and_plain_watch_frames() {
     assert_eq!(v[0]["status"], "Healthy");
     assert_eq!(v[0]["step"], "4/4");
 
+    // list -w: a line whenever the rollout's line changes.
+    let mut list_watch = tokio::process::Command::new(plugin_path())
+        .args(["-n", n, "list", "rollouts", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("list -w");
+
     // Watch, piped: frames only on change. Change the image while it watches.
     let watcher = tokio::spawn({
         let n = n.to_string();
@@ -590,6 +599,26 @@ async fn list_all_namespaces_json_and_plain_watch_frames() {
         run.stdout.contains("✔ Healthy") && run.stdout.contains("॥ Paused"),
         "{}",
         run.stdout
+    );
+    // list -w printed the table, then the changes, ending paused at step 1.
+    let _ = list_watch.start_kill();
+    let out = list_watch.wait_with_output().await.expect("list -w output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("list -w:\n{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("NAME")),
+        "{text}"
+    );
+    assert!(
+        lines.len() >= 3,
+        "the table and at least one change: {text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("॥ Paused") && l.contains("1/4")),
+        "{text}"
     );
     // The last frame shows the paused canary.
     let last = run

@@ -137,7 +137,7 @@ enum Command {
     /// Resume a paused rollout (unsets spec.paused).
     Resume { name: String },
     /// Restart the rollout's pods by setting spec.restartAt. Note: this version of the Aviary
-    /// controller records restartAt but does not yet restart pods for it.
+    /// controller does not act on restartAt yet: no pod is restarted.
     Restart {
         name: String,
         /// Restart this long from now (e.g. 10s).
