@@ -316,3 +316,54 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn kubectl_style_invocations_parse() {
+        for args in [
+            vec![
+                "kubectl-aviary",
+                "get",
+                "rollout",
+                "bff",
+                "-n",
+                "platform-production",
+                "--watch",
+            ],
+            vec!["kubectl-aviary", "undo", "bff", "--to-revision=3"],
+            vec!["kubectl-aviary", "history", "bff"],
+            vec!["kubectl-aviary", "list", "rollouts", "-A", "-o", "json"],
+            vec!["kubectl-aviary", "status", "bff", "-t", "5m"],
+            vec!["kubectl-aviary", "retry", "rollout", "bff"],
+            vec![
+                "kubectl-aviary",
+                "set",
+                "image",
+                "bff",
+                "bff=img:2",
+                "--context",
+                "prod",
+            ],
+            vec![
+                "kubectl-aviary",
+                "--kubeconfig",
+                "/k",
+                "promote",
+                "bff",
+                "--full",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["kubectl-aviary", "get", "deployment", "x"]).is_err());
+    }
+}
