@@ -9,4 +9,6 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod plan;
+pub mod provider;
+pub mod sim;
 pub mod traffic;

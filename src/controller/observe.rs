@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
-use super::labels::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION};
+use super::labels::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION};
 use crate::api::Rollout;
 use crate::plan::{ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
 use crate::traffic::{RouteTarget, TrafficRouter};
@@ -35,6 +35,9 @@ pub fn observe_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
             .and_then(|r| r.parse().ok()),
         scale_down_at: annotations
             .get(SCALE_DOWN_DEADLINE_ANNOTATION)
+            .and_then(|t| t.parse::<Timestamp>().ok()),
+        scaled_at: annotations
+            .get(SCALED_AT_ANNOTATION)
             .and_then(|t| t.parse::<Timestamp>().ok()),
     })
 }
@@ -103,4 +106,28 @@ pub async fn observe_weight(
         }
     }
     Ok(seen)
+}
+
+/// The Rollout's AnalysisRuns that still count (retired ones are left out), oldest first.
+pub fn owned_analysis_runs(ctx: &Context, ro: &Rollout) -> Vec<crate::plan::ObservedAnalysisRun> {
+    let uid = ro.meta().uid.clone().unwrap_or_default();
+    let mut runs: Vec<_> = ctx
+        .analysis_runs
+        .state()
+        .iter()
+        .filter(|r| {
+            r.owner_references()
+                .iter()
+                .any(|o| o.uid == uid && o.controller == Some(true))
+        })
+        .map(|r| {
+            (
+                r.metadata.creation_timestamp.clone(),
+                r.name_any(),
+                super::analysis_runs::observe_run(r),
+            )
+        })
+        .collect();
+    runs.sort_by(|a, b| (a.0.as_ref().map(|t| t.0), &a.1).cmp(&(b.0.as_ref().map(|t| t.0), &b.1)));
+    runs.into_iter().filter_map(|(_, _, r)| r).collect()
 }

@@ -17,7 +17,7 @@ use super::replicas::{basic_split, routed_canary_replicas};
 use super::status::{Summary, summarize};
 use super::{
     Action, AnalysisKind, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after,
-    hash::hash_of, pod_template_hash,
+    ceil_second, hash::hash_of, pod_template_hash,
 };
 use crate::api::{
     AnalysisPhase, CanaryStatus, CanaryStep, PauseCondition, PauseReason, RolloutAnalysisRunStatus,
@@ -37,6 +37,8 @@ struct Planner<'o, 'a> {
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
     plan: Plan,
+    /// Set when the canary's pods missed `progressDeadlineSeconds`.
+    deadline_exceeded: Option<String>,
 }
 
 /// Plans one reconcile of a canary Rollout.
@@ -60,6 +62,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
             events: vec![],
             requeue_after: None,
         },
+        deadline_exceeded: None,
     };
     p.run(&old);
     let summary = Summary {
@@ -70,6 +73,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         generation: ro.metadata.generation,
         steps: p.steps.len() as i32,
         now: Time(p.now),
+        deadline_exceeded: p.deadline_exceeded.as_deref(),
     };
     summarize(&mut p.plan.status, &summary);
     p.plan
@@ -122,6 +126,8 @@ impl Planner<'_, '_> {
         if let Some(s) = stable.as_deref().filter(|s| *s != hash) {
             // A failed analysis aborts before anything else is applied for the step.
             self.check_step_analysis(s);
+            self.check_background_analysis();
+            self.check_progress_deadline();
         }
         match stable {
             None => self.first_deploy(),
@@ -141,6 +147,136 @@ impl Planner<'_, '_> {
                     self.progress(&s)
                 }
             }
+        }
+        self.tidy_analysis_runs(old.abort == Some(true) && self.plan.status.abort == Some(true));
+    }
+
+    /// Runs of superseded revisions, and a background run once the revision is stable, are
+    /// terminated. While an abort is persisted, the current revision's runs are retired too, so
+    /// a retry measures afresh rather than re-reading the verdict that aborted it.
+    fn tidy_analysis_runs(&mut self, aborted: bool) {
+        let steady = self.plan.status.stable_rs.as_deref() == Some(self.hash.as_str());
+        let mut actions = vec![];
+        for run in &self.obs.analysis_runs {
+            let running = !run.phase.is_completed();
+            let retire = aborted && run.hash == self.hash;
+            let superseded = run.hash != self.hash;
+            let done_background = steady && run.kind == AnalysisKind::Background;
+            if retire || (running && (superseded || done_background)) {
+                actions.push(Action::TerminateAnalysisRun {
+                    name: run.name.clone(),
+                    retire,
+                });
+            }
+        }
+        self.plan.actions.extend(actions);
+    }
+
+    /// `progressDeadlineSeconds`: counted from when the canary ReplicaSet was last created or
+    /// scaled, while its pods are not all available (pauses and analysis don't count: the pods
+    /// are there). Exceeded → Degraded with `ProgressDeadlineExceeded`, and aborted when
+    /// `progressDeadlineAbort` is set.
+    fn check_progress_deadline(&mut self) {
+        if self.plan.status.abort == Some(true) {
+            return;
+        }
+        let Some(rs) = self.rs(&self.hash).cloned() else {
+            return;
+        };
+        if rs.replicas == 0 || rs.available >= rs.replicas {
+            return;
+        }
+        let Some(since) = rs.scaled_at else { return };
+        let deadline = after(
+            since,
+            i64::from(self.obs.rollout.spec.progress_deadline_seconds()),
+        );
+        if self.now < deadline {
+            self.plan.requeue_at(self.now, deadline);
+            return;
+        }
+        let msg = format!("ReplicaSet \"{}\" has timed out progressing.", rs.name);
+        if self.obs.rollout.spec.progress_deadline_abort() {
+            let st = self.st();
+            st.abort = Some(true);
+            st.message = Some(format!(
+                "Rollout aborted update to revision {}: {msg}",
+                rs.hash
+            ));
+        }
+        self.deadline_exceeded = Some(msg);
+    }
+
+    /// `strategy.canary.analysis`: from `startingStep` on, a background run measures the
+    /// revision until it is promoted; a failed run aborts, an inconclusive one pauses.
+    fn check_background_analysis(&mut self) {
+        let Some(bg) = self
+            .obs
+            .rollout
+            .spec
+            .canary()
+            .and_then(|c| c.analysis.as_ref())
+        else {
+            return;
+        };
+        if self.plan.status.abort == Some(true) {
+            return;
+        }
+        let idx = self.plan.status.current_step_index.unwrap_or(0);
+        if idx < bg.starting_step.unwrap_or(0) {
+            return;
+        }
+        let Some(run) = self
+            .obs
+            .analysis_run(AnalysisKind::Background, &self.hash)
+            .cloned()
+        else {
+            self.plan.actions.push(Action::CreateAnalysisRun {
+                kind: AnalysisKind::Background,
+                hash: self.hash.clone(),
+            });
+            return;
+        };
+        let status = RolloutAnalysisRunStatus {
+            name: run.name.clone(),
+            status: run.phase,
+            message: run.message.clone(),
+        };
+        self.st()
+            .canary
+            .get_or_insert_with(CanaryStatus::default)
+            .current_background_analysis_run_status = Some(status);
+        match run.phase {
+            AnalysisPhase::Failed | AnalysisPhase::Error => {
+                let msg = format!(
+                    "Rollout aborted update to revision {}: background AnalysisRun '{}' {}: {}",
+                    self.hash,
+                    run.name,
+                    run.phase.as_str(),
+                    run.message.unwrap_or_default()
+                );
+                let st = self.st();
+                st.abort = Some(true);
+                st.message = Some(msg);
+            }
+            AnalysisPhase::Inconclusive => {
+                let has = self
+                    .plan
+                    .status
+                    .pause_conditions
+                    .iter()
+                    .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
+                if !has && self.plan.status.controller_pause != Some(true) {
+                    let now = Time(self.now);
+                    let st = self.st();
+                    st.pause_conditions.push(PauseCondition {
+                        reason: PauseReason::InconclusiveAnalysisRun,
+                        start_time: now,
+                    });
+                    st.controller_pause = Some(true);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -568,6 +704,20 @@ impl Planner<'_, '_> {
         if full || idx >= n || self.obs.rollout.spec.is_paused() {
             return;
         }
+        let waiting_on_inconclusive = self
+            .plan
+            .status
+            .pause_conditions
+            .iter()
+            .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
+        let step_is_analysis = matches!(
+            self.steps[idx as usize].action(),
+            Some(StepAction::Analysis(_))
+        );
+        if waiting_on_inconclusive && !step_is_analysis {
+            // An inconclusive background run holds the rollout until promote or abort.
+            return;
+        }
         let recorded_weight = self
             .plan
             .status
@@ -673,14 +823,17 @@ impl Planner<'_, '_> {
             (None, _) if controller_paused => true,
             (None, Some(0)) => true,
             (None, d) => {
+                // Status times are stored in whole seconds: start the pause at the next whole
+                // second so that a restart, reading it back, never shortens the pause.
+                let start = ceil_second(now);
                 let st = self.st();
                 st.pause_conditions.push(PauseCondition {
                     reason: PauseReason::CanaryPauseStep,
-                    start_time: Time(now),
+                    start_time: Time(start),
                 });
                 st.controller_pause = Some(true);
                 if let Some(secs) = d {
-                    self.plan.requeue_at(now, after(now, secs));
+                    self.plan.requeue_at(now, after(start, secs));
                 }
                 false
             }

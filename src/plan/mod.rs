@@ -39,6 +39,8 @@ pub struct ObservedReplicaSet {
     pub revision: Option<i64>,
     /// When this ReplicaSet may be scaled to zero (annotation), if a delay is running.
     pub scale_down_at: Option<Timestamp>,
+    /// When Aviary last created or scaled it (annotation): the start of the progress deadline.
+    pub scaled_at: Option<Timestamp>,
 }
 
 /// Where a Service's `rollouts-pod-template-hash` selector points now.
@@ -123,8 +125,9 @@ pub enum Action {
     },
     /// Create the AnalysisRun of `kind` for the revision `hash`.
     CreateAnalysisRun { kind: AnalysisKind, hash: String },
-    /// Stop an AnalysisRun that is no longer needed.
-    TerminateAnalysisRun { name: String },
+    /// Stop an AnalysisRun that is no longer needed; `retire` also sets it aside so that a
+    /// retried rollout measures afresh instead of re-reading the verdict that aborted it.
+    TerminateAnalysisRun { name: String, retire: bool },
 }
 
 /// Normal or Warning, as Kubernetes Events have it.
@@ -189,6 +192,14 @@ impl Plan {
 /// `InvalidSpec`-free Progressing status saying so.
 pub fn plan(observed: &Observed<'_>) -> Plan {
     canary::plan(observed)
+}
+
+/// The timestamp rounded up to a whole second (what a status `Time` can hold).
+pub(crate) fn ceil_second(t: Timestamp) -> Timestamp {
+    if t.subsec_nanosecond() == 0 {
+        return t;
+    }
+    Timestamp::from_second(t.as_second().saturating_add(1)).unwrap_or(t)
 }
 
 /// Adds seconds to a timestamp, saturating (a user-set delay can't overflow the clock).

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::ObservedReplicaSet;
 use super::canary::REASON_ABORTED;
-use crate::api::conditions::{reasons, set_condition, types};
+use crate::api::conditions::{reasons, remove_condition, set_condition, types};
 use crate::api::{Condition, ConditionStatus, PauseReason, RolloutPhase, RolloutStatus};
 
 /// What the summary needs besides the status itself.
@@ -18,6 +18,8 @@ pub struct Summary<'a> {
     pub generation: Option<i64>,
     pub steps: i32,
     pub now: Time,
+    /// The progress-deadline message, when the canary missed it.
+    pub deadline_exceeded: Option<&'a str>,
 }
 
 fn pause_reason_str(r: PauseReason) -> &'static str {
@@ -63,6 +65,8 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
                 )
             });
         (RolloutPhase::Degraded, msg)
+    } else if let Some(m) = s.deadline_exceeded {
+        (RolloutPhase::Degraded, m.to_string())
     } else if s.paused {
         (RolloutPhase::Paused, "manually paused".to_string())
     } else if let Some(pc) = st.pause_conditions.first() {
@@ -97,6 +101,8 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         (RolloutPhase::Healthy, String::new())
     };
     st.phase = Some(phase);
+    // A plan was made, so whatever made the spec unusable has been fixed.
+    remove_condition(&mut st.conditions, types::INVALID_SPEC);
     st.message = (!message.is_empty()).then_some(message.clone());
 
     let now = s.now.clone();
@@ -111,7 +117,11 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         RolloutPhase::Degraded => set(
             types::PROGRESSING,
             ConditionStatus::False,
-            REASON_ABORTED,
+            if st.abort != Some(true) && s.deadline_exceeded.is_some() {
+                reasons::PROGRESS_DEADLINE_EXCEEDED
+            } else {
+                REASON_ABORTED
+            },
             message.clone(),
         ),
         RolloutPhase::Paused => set(
