@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aviary::api::{Rollout, RolloutPhase};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::controller::{ControllerProcess, grant_rbac, install_aviary_crds, wait_rbac};
@@ -295,16 +295,26 @@ async fn set_image_promote_abort_retry_and_status_exit_codes() {
     assert!(run.stdout.contains("nothing to promote"), "{}", run.stdout);
 }
 
-/// Given a rollout waiting on an analysis step (this controller creates no AnalysisRuns yet, so
-/// the step waits), when promoted, then exactly one step is skipped; pause/resume toggle
-/// spec.paused; restart sets spec.restartAt; and `get` shows an AnalysisRun with its metrics'
-/// last values.
+/// Given a rollout waiting on an analysis step whose metric measures forever (an interval and
+/// no count: the run stays Running, so the step never completes on its own), `get` shows the
+/// controller's AnalysisRun with its metric's last values; when promoted, exactly one step is
+/// skipped. Also: pause/resume toggle spec.paused; restart sets spec.restartAt.
 #[tokio::test]
 async fn promote_skips_one_step_pause_resume_restart_and_analysis_runs_in_the_tree() {
     let client = client().await;
     let steps = json!([{"analysis": {"templates": [{"templateName": "success-rate"}]}}, {"pause": {}}, {"setWeight": 50}]);
     let (ns, ctl) = healthy_rollout(&client, "cli-skip", steps.clone()).await;
     let n = ns.name.as_str();
+    let prometheus = std::env::var("AVIARY_PROMETHEUS_URL")
+        .expect("AVIARY_PROMETHEUS_URL (hack/cluster.sh env)");
+    let template = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "success-rate"},
+        "spec": {"metrics": [{"name": "success-rate", "interval": "1s", "successCondition": "result[0] >= 0.95",
+            "provider": {"prometheus": {"address": prometheus, "query": "vector(0.99)"}}}]}
+    });
+    apply_value(&client, Some(n), &template)
+        .await
+        .expect("analysis template");
     wait_for(&client, n, "Healthy", &ctl, |ro| {
         phase(ro) == Some(RolloutPhase::Healthy)
     })
@@ -358,35 +368,39 @@ async fn promote_skips_one_step_pause_resume_restart_and_analysis_runs_in_the_tr
     })
     .await;
 
-    // An AnalysisRun of the canary revision, with measurements (as the analysis controller
-    // will write them).
+    // The controller's AnalysisRun of the canary revision, measuring.
     let ro = get_ro(&client, n).await;
     let hash = aviary::plan::pod_template_hash(&ro.spec.template, None);
     let runs: Api<aviary::api::AnalysisRun> = Api::namespaced(client.clone(), n);
-    let run_obj: aviary::api::AnalysisRun = serde_json::from_value(json!({
-        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",
-        "metadata": {"name": format!("web-{hash}-2-0"), "labels": {"rollouts-pod-template-hash": hash},
-            "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "name": "web", "uid": ro.metadata.uid.clone().unwrap_or_default(), "controller": true}]},
-        "spec": {"metrics": [{"name": "success-rate", "interval": "1m", "provider": {"prometheus": {"query": "up"}}}]}
-    }))
-    .expect("run manifest");
-    runs.create(&PostParams::default(), &run_obj)
-        .await
-        .expect("create run");
-    runs.patch_status(
-        &run_obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Running", "metricResults": [{"name": "success-rate", "phase": "Running", "count": 2, "successful": 2,
-            "measurements": [{"phase": "Successful", "value": "[0.97]"}, {"phase": "Successful", "value": "[0.99]"}]}]}})),
+    let run_name = poll_until(
+        "an AnalysisRun with two measurements",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let runs = runs.clone();
+            async move {
+                let list = runs.list(&Default::default()).await.ok()?;
+                list.items.into_iter().find_map(|r| {
+                    let measured = r
+                        .status
+                        .as_ref()?
+                        .metric_result("success-rate")?
+                        .measurements
+                        .len();
+                    (measured >= 2).then(|| r.name_any())
+                })
+            }
+        },
     )
-    .await
-    .expect("run status");
+    .await;
     let run = aviary(&["-n", n, "get", "rollout", "web"]).await;
     for want in [
-        format!("α web-{hash}-2-0"),
-        "AnalysisRun".into(),
+        format!("α {run_name}"),
+        format!("web-{hash}"),
+        "AnalysisRun  ◌ Running".into(),
+        "step 0, ✔".into(),
         "# success-rate".into(),
-        "last: [0.97], [0.99]".into(),
+        "last: [0.99], [0.99]".into(),
         "Step:          0/3 (analysis)".into(),
     ] {
         assert!(
@@ -395,6 +409,16 @@ async fn promote_skips_one_step_pause_resume_restart_and_analysis_runs_in_the_tr
             run.stdout
         );
     }
+    let json_run = aviary(&["-n", n, "get", "rollout", "web", "-o", "json"]).await;
+    let v: Value = serde_json::from_str(&json_run.stdout).expect("json");
+    assert_eq!(
+        v["revisions"][0]["analysisRuns"][0]["name"],
+        run_name.as_str()
+    );
+    assert_eq!(
+        v["revisions"][0]["analysisRuns"][0]["metrics"][0]["phase"],
+        "Running"
+    );
 
     // promote skips exactly the analysis step (resourceVersion-guarded) and lands on the pause.
     let run = aviary(&["-n", n, "promote", "web"]).await;
@@ -1027,6 +1051,10 @@ fn plugin_and_controller_agree_on_labels() {
         aviary::cli::SCALE_DOWN_DEADLINE_ANNOTATION,
         labels::SCALE_DOWN_DEADLINE_ANNOTATION
     );
+    use aviary::controller::analysis_runs;
+    assert_eq!(aviary::cli::ANALYSIS_TYPE_LABEL, analysis_runs::TYPE_LABEL);
+    assert_eq!(aviary::cli::STEP_INDEX_LABEL, analysis_runs::STEP_LABEL);
+    assert_eq!(aviary::cli::RETIRED_LABEL, analysis_runs::RETIRED_LABEL);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use super::{ROLLOUT_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION, revision_of};
+use super::{
+    ANALYSIS_TYPE_LABEL, RETIRED_LABEL, ROLLOUT_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION,
+    STEP_INDEX_LABEL, revision_of,
+};
 use crate::api::{AnalysisRun, POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase};
 use crate::plan::pod_template_hash;
 
@@ -128,6 +131,11 @@ pub struct PodInfo {
 #[serde(rename_all = "camelCase")]
 pub struct RunInfo {
     pub name: String,
+    /// What it measures: `step 2`, `background`, `pre-promotion`, `post-promotion`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Put aside by an abort: no longer counts for the rollout.
+    pub retired: bool,
     pub phase: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -334,8 +342,24 @@ fn run_info(run: &AnalysisRun) -> RunInfo {
             }
         })
         .collect();
+    let labels = run.labels();
+    let kind = labels.get(ANALYSIS_TYPE_LABEL).map(|t| match t.as_str() {
+        "Step" => format!(
+            "step {}",
+            labels
+                .get(STEP_INDEX_LABEL)
+                .map(String::as_str)
+                .unwrap_or("?")
+        ),
+        "Background" => "background".into(),
+        "PrePromotion" => "pre-promotion".into(),
+        "PostPromotion" => "post-promotion".into(),
+        other => other.to_lowercase(),
+    });
     RunInfo {
         name: run.name_any(),
+        kind,
+        retired: labels.get(RETIRED_LABEL).is_some_and(|v| v == "true"),
         phase: st.phase.to_string(),
         message: st.message.clone(),
         created: run.metadata.creation_timestamp.clone(),
@@ -655,7 +679,7 @@ mod tests {
         let h = hash(image);
         serde_json::from_value(json!({
             "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",
-            "metadata": {"name": format!("web-{h}-2-1"), "labels": {POD_TEMPLATE_HASH_LABEL: h},
+            "metadata": {"name": format!("web-{h}-2-1"), "labels": {POD_TEMPLATE_HASH_LABEL: h, ANALYSIS_TYPE_LABEL: "Step", STEP_INDEX_LABEL: "1"},
                 "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "name": "web", "uid": "ro-uid"}]},
             "spec": {"metrics": [{"name": "success-rate", "provider": {"prometheus": {"query": "up"}}}]},
             "status": {"phase": "Running", "metricResults": [{"name": "success-rate", "phase": "Running", "successful": 4, "count": 4,
@@ -707,7 +731,7 @@ NAME                         KIND         STATUS     INFO
 ├──# revision:2
 │  ├──⧉ web-{h2}       ReplicaSet   ✔ Healthy  canary, 1/1 available
 │  │  └──□ web-{h2}-0  Pod          ◌ Running  ready:0/1
-│  └──α web-{h2}-2-1   AnalysisRun  ◌ Running  ✔ 4,✖ 0
+│  └──α web-{h2}-2-1   AnalysisRun  ◌ Running  step 1, ✔ 4,✖ 0
 │     └──# success-rate      Metric       ◌ Running  last: [0.97], [0.98], [0.99]
 └──# revision:1
    └──⧉ web-{h1}       ReplicaSet   ✔ Healthy  stable, 4/4 available

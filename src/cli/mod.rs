@@ -39,6 +39,12 @@ pub const ROLLOUT_LABEL: &str = "aviary.dev/rollout";
 pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
 /// RFC 3339 time after which a ReplicaSet kept for a scale-down delay goes to zero.
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "aviary.dev/scale-down-deadline";
+/// On AnalysisRuns: what they measure (`Step`, `Background`, `PrePromotion`, `PostPromotion`).
+pub const ANALYSIS_TYPE_LABEL: &str = "aviary.dev/analysis-type";
+/// On step AnalysisRuns: the step's index.
+pub const STEP_INDEX_LABEL: &str = "aviary.dev/step-index";
+/// On AnalysisRuns put aside by an abort.
+pub const RETIRED_LABEL: &str = "aviary.dev/retired";
 /// The field manager of the plugin's writes.
 pub const FIELD_MANAGER: &str = "kubectl-aviary";
 

@@ -205,7 +205,14 @@ fn run_rows(style: &Style, run: &RunInfo, prefix: &str, last: bool, rows: &mut V
         "AnalysisRun".into(),
         run_status_word(style, &run.phase),
         style.age(&run.created),
-        format!("✔ {},✖ {}", counts.0, counts.1),
+        {
+            let mut cells: Vec<String> = run.kind.iter().cloned().collect();
+            if run.retired {
+                cells.push("retired".into());
+            }
+            cells.push(format!("✔ {},✖ {}", counts.0, counts.1));
+            cells.join(", ")
+        },
     ]);
     let n = run.metrics.len();
     for (i, m) in run.metrics.iter().enumerate() {
