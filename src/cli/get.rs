@@ -110,18 +110,21 @@ async fn watch(
         }
         let sleep_until =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
+        let changed = tokio::select! {
             _ = triggers.next() => {
                 // Let a burst of events settle into one redraw.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 while let Some(Some(())) = futures::FutureExt::now_or_never(triggers.next()) {}
+                true
             }
-            _ = tick.tick() => {
-                if !tty { continue; }
-            }
+            // Ages move on a terminal: redraw what we have, no new reads.
+            _ = tick.tick() => false,
             _ = tokio::time::sleep_until(sleep_until) => {
                 return Ok(());
             }
+        };
+        if !changed {
+            continue;
         }
         match fetch(cluster, name).await {
             Ok(i) => {
