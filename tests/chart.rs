@@ -239,6 +239,7 @@ fn chart_has_a_value_for_every_controller_flag() {
     assert!(flags.len() >= 15, "flags parsed from --help: {flags:?}");
     let docs = template(&[
         "rbac.namespaced=true",
+        "controller.prometheusAddress=http://prometheus:9090",
         "notifications.webhookUrlSecret.name=hooks",
         "notifications.triggers={promoted,aborted}",
         "notifications.webhooks[0].name=slack",

@@ -440,11 +440,13 @@ fn triggers(bodies: &[Value], key: &str) -> Vec<String> {
 }
 
 /// Given a controller with a generic webhook (flags), a Slack-format webhook (notifications
-/// file) and a webhook at a dead address, when one update is promoted, one aborted and undone,
-/// and one rolled back, then `/metrics` counts one deployment of each outcome with a lead time
-/// and a time to restore, the canary weight and phase gauges followed the rollout, the docs'
-/// PromQL gives deployment count and change failure rate, each webhook got its notifications,
-/// and the dead one was counted as failed without holding anything up.
+/// file) and a webhook at a dead address, when one update is promoted, one aborted by hand and
+/// undone, one rolled back, and one aborted by a failing analysis and undone, then `/metrics`
+/// counts the deployments by outcome with a lead time and two times to restore, the analysis
+/// run and measurement by phase, the canary weight and phase gauges followed the rollout, the
+/// docs' PromQL gives deployment count, change failure rate and time to restore, each webhook
+/// got its notifications in order, and the dead one was counted as failed without holding
+/// anything up.
 #[tokio::test]
 async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
     let client = client().await;
@@ -562,23 +564,53 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
     )
     .await;
 
-    // Then /metrics counts one deployment of each outcome.
+    // v5: an analysis step whose metric fails (a web metric reading the receiver's 50 % error
+    // rate) aborts the update; undone to v2.
+    receiver.serve_document(json!({"errorRate": 0.5}));
+    apply_value(
+        &client,
+        Some(&ns.name),
+        &json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "error-rate"},
+                "spec": {"metrics": [{"name": "error-rate", "failureLimit": 0, "successCondition": "result <= 0.01",
+                         "provider": {"web": {"url": receiver.url("/metric"), "jsonPath": "{$.errorRate}"}}}]}}),
+    )
+    .await
+    .expect("analysis template");
+    let v5 = rollout(
+        "web:5",
+        json!([{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "error-rate"}]}}, {"setWeight": 100}]),
+    );
+    apply_value(&client, Some(&ns.name), &v5).await.expect("v5");
+    wait_phase(
+        &client,
+        &ns.name,
+        "aborted by the failed analysis",
+        Duration::from_secs(60),
+        |st| st.phase == Some(RolloutPhase::Degraded),
+    )
+    .await;
+    apply_value(&client, Some(&ns.name), &v2)
+        .await
+        .expect("undo to v2");
+    wait_healthy_on(&client, &ns.name, &h2, Duration::from_secs(60)).await;
+
+    // Then /metrics counts each deployment outcome.
     let s = poll_until(
         "delivery figures on /metrics",
         Duration::from_secs(20),
         Duration::from_millis(200),
         || async move {
             let s = scrape(addr).await?;
-            let rolled_back = sum(
+            let restored = sum(
                 &s,
-                "aviary_deployments_total",
-                &[labels[0], labels[1], ("outcome", "rolled_back")],
+                "aviary_deployment_time_to_restore_seconds_count",
+                &labels,
             );
-            (rolled_back == 1.0).then_some(s)
+            (restored == 2.0).then_some(s)
         },
     )
     .await;
-    for (outcome, n) in [("completed", 1.0), ("aborted", 1.0), ("rolled_back", 1.0)] {
+    for (outcome, n) in [("completed", 1.0), ("aborted", 2.0), ("rolled_back", 1.0)] {
         assert_eq!(
             sum(
                 &s,
@@ -595,18 +627,22 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
     );
     let lead = sum(&s, "aviary_deployment_lead_time_seconds_sum", &labels);
     assert!(lead > 0.0 && lead < 120.0, "lead time {lead}");
-    assert_eq!(
-        sum(
-            &s,
-            "aviary_deployment_time_to_restore_seconds_count",
-            &labels
-        ),
-        1.0
-    );
     let restore = sum(&s, "aviary_deployment_time_to_restore_seconds_sum", &labels);
     assert!(
         restore > 0.0 && restore < 120.0,
         "time to restore {restore}"
+    );
+    // …the analysis run and its measurement…
+    assert_eq!(
+        sum(&s, "aviary_analysis_runs_total", &[("phase", "Failed")]),
+        1.0
+    );
+    assert!(
+        sum(
+            &s,
+            "aviary_analysis_measurements_total",
+            &[("phase", "Failed")]
+        ) >= 1.0
     );
     // …and the reconcile, phase, weight, leader and API request series.
     assert!(sum(&s, "aviary_reconciles_total", &[("result", "success")]) > 0.0);
@@ -660,6 +696,9 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
         "restored",
         "paused",
         "rolled-back",
+        "analysis-failed",
+        "aborted",
+        "restored",
     ];
     let r = &receiver;
     let bodies = poll_until(
@@ -687,11 +726,19 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
             .as_f64()
             .is_some_and(|t| t > 0.0)
     );
+    assert_eq!(bodies[7]["analysisPhase"], "Failed");
+    assert!(
+        bodies[7]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("error-rate")),
+        "{}",
+        bodies[7]
+    );
     let slack = receiver.bodies("/slack");
     assert_eq!(
         slack.len(),
-        5,
-        "slack: paused, promoted, paused, aborted, paused: {slack:#?}"
+        6,
+        "slack: paused, promoted, paused, aborted, paused, aborted: {slack:#?}"
     );
     assert!(
         slack[1]["text"]
@@ -722,7 +769,7 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
             "aviary_notifications_total",
             &[("sink", "flags"), ("result", "sent")]
         ),
-        7.0
+        10.0
     );
 
     // Then the docs' PromQL, through the real Prometheus, gives the figures.
@@ -751,8 +798,8 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
         // increase() extrapolates a little past the last sample.
         if let (Some(d), Some(f), Some(m)) = (d, f, m)
             && d >= 0.95
-            && f > 0.6
-            && f < 0.72
+            && f > 0.7
+            && f < 0.8
             && m > 0.0
         {
             break (d, f, m);

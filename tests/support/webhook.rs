@@ -1,4 +1,5 @@
-//! A webhook receiver on 127.0.0.1 that records every JSON body posted to it, by path.
+//! A webhook receiver on 127.0.0.1 that records every JSON body posted to it, by path, and
+//! answers GETs with a JSON document the test sets (a metric for the web analysis provider).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ pub struct Received {
 pub struct WebhookReceiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    document: Arc<Mutex<serde_json::Value>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -28,15 +30,26 @@ impl WebhookReceiver {
             .expect("bind webhook receiver");
         let addr = listener.local_addr().expect("receiver address");
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let document: Arc<Mutex<serde_json::Value>> = Arc::default();
         let store = received.clone();
+        let doc = document.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let store = store.clone();
+                let doc = doc.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
                             let store = store.clone();
+                            let doc = doc.clone();
                             async move {
+                                if req.method() == hyper::Method::GET {
+                                    let body =
+                                        doc.lock().map(|d| d.to_string()).unwrap_or_default();
+                                    return Ok::<_, std::convert::Infallible>(
+                                        hyper::Response::new(Full::new(Bytes::from(body))),
+                                    );
+                                }
                                 let path = req.uri().path().to_string();
                                 let bytes = req
                                     .into_body()
@@ -64,7 +77,15 @@ impl WebhookReceiver {
         WebhookReceiver {
             addr,
             received,
+            document,
             task,
+        }
+    }
+
+    /// The JSON document GET requests get.
+    pub fn serve_document(&self, doc: serde_json::Value) {
+        if let Ok(mut d) = self.document.lock() {
+            *d = doc;
         }
     }
 
