@@ -13,15 +13,16 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::moves::Moves;
 use super::replicas::{basic_split, routed_canary_replicas};
 use super::status::{Summary, summarize};
 use super::{
-    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after,
-    hash::hash_of, pod_template_hash,
+    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, Plan, hash::hash_of,
+    pod_template_hash,
 };
 use crate::api::{
-    AnalysisPhase, CanaryStatus, CanaryStep, PauseCondition, PauseReason, RolloutAnalysisRunStatus,
-    RolloutStatus, StepAction, TrafficWeights, WeightDestination,
+    AnalysisPhase, CanaryStatus, CanaryStep, PauseReason, RolloutAnalysisRunStatus, RolloutStatus,
+    StepAction, TrafficWeights, WeightDestination,
 };
 
 /// Condition reason and Event reason used when a rollout is aborted.
@@ -37,6 +38,18 @@ struct Planner<'o, 'a> {
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
     plan: Plan,
+}
+
+impl Moves for Planner<'_, '_> {
+    fn observed(&self) -> &Observed<'_> {
+        self.obs
+    }
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    fn plan_mut(&mut self) -> &mut Plan {
+        &mut self.plan
+    }
 }
 
 /// Plans one reconcile of a canary Rollout.
@@ -69,6 +82,8 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         paused: ro.spec.is_paused(),
         generation: ro.metadata.generation,
         steps: p.steps.len() as i32,
+        progress: None,
+        active: None,
         now: Time(p.now),
     };
     summarize(&mut p.plan.status, &summary);
@@ -78,10 +93,6 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
 impl Planner<'_, '_> {
     fn st(&mut self) -> &mut RolloutStatus {
         &mut self.plan.status
-    }
-
-    fn rs(&self, hash: &str) -> Option<&ObservedReplicaSet> {
-        self.obs.replica_sets.iter().find(|rs| rs.hash == hash)
     }
 
     fn n_steps(&self) -> i32 {
@@ -145,114 +156,6 @@ impl Planner<'_, '_> {
     }
 
     // ---- building blocks ------------------------------------------------------------------
-
-    fn next_revision(&self) -> i64 {
-        self.obs
-            .replica_sets
-            .iter()
-            .filter_map(|r| r.revision)
-            .max()
-            .unwrap_or(0)
-            + 1
-    }
-
-    /// Makes sure the ReplicaSet of `hash` exists with `replicas` pods.
-    fn ensure_rs(&mut self, hash: &str, replicas: i32) {
-        match self.rs(hash).cloned() {
-            None => {
-                let revision = self.next_revision();
-                self.plan.actions.push(Action::CreateReplicaSet {
-                    hash: hash.into(),
-                    replicas,
-                    revision,
-                });
-            }
-            Some(rs) => {
-                if rs.replicas != replicas || (replicas > 0 && rs.scale_down_at.is_some()) {
-                    let clear = rs.scale_down_at.is_some().then_some(None);
-                    self.plan.actions.push(Action::ScaleReplicaSet {
-                        name: rs.name,
-                        replicas,
-                        scale_down_at: clear,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Scales every ReplicaSet not in `keep` to zero, honouring running scale-down delays.
-    fn scale_down_others(&mut self, keep: &[&str]) {
-        let others: Vec<ObservedReplicaSet> = self
-            .obs
-            .replica_sets
-            .iter()
-            .filter(|rs| !keep.contains(&rs.hash.as_str()) && rs.replicas > 0)
-            .cloned()
-            .collect();
-        for rs in others {
-            match rs.scale_down_at {
-                Some(at) if at > self.now => self.plan.requeue_at(self.now, at),
-                at => self.plan.actions.push(Action::ScaleReplicaSet {
-                    name: rs.name,
-                    replicas: 0,
-                    scale_down_at: at.map(|_| None),
-                }),
-            }
-        }
-    }
-
-    /// Starts a scale-down delay on `rs` (if none runs), or scales it to 0 once it has passed.
-    fn scale_down_after(&mut self, rs: &ObservedReplicaSet, delay_secs: i64) {
-        if rs.replicas == 0 {
-            return;
-        }
-        match rs.scale_down_at {
-            None => {
-                let at = after(self.now, delay_secs);
-                self.plan.actions.push(Action::ScaleReplicaSet {
-                    name: rs.name.clone(),
-                    replicas: rs.replicas,
-                    scale_down_at: Some(Some(at)),
-                });
-                self.plan.requeue_at(self.now, at);
-            }
-            Some(at) if at > self.now => self.plan.requeue_at(self.now, at),
-            Some(_) => self.plan.actions.push(Action::ScaleReplicaSet {
-                name: rs.name.clone(),
-                replicas: 0,
-                scale_down_at: Some(None),
-            }),
-        }
-    }
-
-    fn observed_service(&self, name: &str) -> Option<&ObservedService> {
-        [&self.obs.canary_service, &self.obs.stable_service]
-            .into_iter()
-            .flatten()
-            .find(|s| s.name == name)
-    }
-
-    /// Points `service` at `hash` unless it already selects it.
-    fn switch_service(&mut self, service: Option<&str>, hash: &str) {
-        let Some(name) = service else { return };
-        let current = self.observed_service(name).and_then(|s| s.hash.clone());
-        if current.as_deref() != Some(hash) {
-            self.plan.actions.push(Action::SwitchService {
-                service: name.into(),
-                hash: hash.into(),
-            });
-            self.plan.events.push(Event::normal(
-                "SwitchService",
-                format!("Switched selector for service '{name}' to pod template hash '{hash}'"),
-            ));
-        }
-    }
-
-    fn service_hash(&self, service: Option<&str>) -> Option<String> {
-        service
-            .and_then(|n| self.observed_service(n))
-            .and_then(|s| s.hash.clone())
-    }
 
     /// The weight the routing objects show, or failing that the one we last recorded.
     fn current_weight(&self) -> i32 {
@@ -448,32 +351,9 @@ impl Planner<'_, '_> {
             st.aborted_at = Some(now);
         }
         if first {
-            let why = self.abort_reason();
+            let why = self.abort_reason(&self.hash);
             self.plan.events.push(Event::warning(REASON_ABORTED, why));
         }
-    }
-
-    /// Why the rollout is aborted: the message the aborting party left, or a manual abort.
-    fn abort_reason(&self) -> String {
-        let detail = self
-            .plan
-            .status
-            .condition(crate::api::conditions::types::PROGRESSING)
-            .filter(|c| c.reason == REASON_ABORTED)
-            .map(|c| c.message.clone())
-            .or_else(|| {
-                self.plan
-                    .status
-                    .message
-                    .clone()
-                    .filter(|m| m.starts_with("Rollout aborted"))
-            });
-        detail.unwrap_or_else(|| {
-            format!(
-                "Rollout aborted update to revision {}: aborted by user",
-                self.hash
-            )
-        })
     }
 
     /// An update is under way: apply the persisted step, then maybe advance it.
@@ -594,9 +474,10 @@ impl Planner<'_, '_> {
                 }
             }
             Some(StepAction::SetCanaryScale(_)) => canary_available >= canary_target,
-            Some(StepAction::Pause(p)) => {
-                self.pause_step(p.duration.as_ref().map(|d| d.as_secs() as i64))
-            }
+            Some(StepAction::Pause(p)) => self.pause_for(
+                PauseReason::CanaryPauseStep,
+                p.duration.as_ref().map(|d| d.as_secs() as i64),
+            ),
             Some(StepAction::Analysis(_)) => self.analysis_step(idx),
             None => true,
         };
@@ -654,46 +535,6 @@ impl Planner<'_, '_> {
             current
         } else {
             want
-        }
-    }
-
-    /// A pause step: returns whether it is over.
-    fn pause_step(&mut self, duration: Option<i64>) -> bool {
-        let now = self.now;
-        let existing = self
-            .plan
-            .status
-            .pause_conditions
-            .iter()
-            .find(|c| c.reason == PauseReason::CanaryPauseStep)
-            .map(|c| c.start_time.0);
-        let controller_paused = self.plan.status.controller_pause == Some(true);
-        match (existing, duration) {
-            // We paused and the condition is gone: `promote` cleared it.
-            (None, _) if controller_paused => true,
-            (None, Some(0)) => true,
-            (None, d) => {
-                let st = self.st();
-                st.pause_conditions.push(PauseCondition {
-                    reason: PauseReason::CanaryPauseStep,
-                    start_time: Time(now),
-                });
-                st.controller_pause = Some(true);
-                if let Some(secs) = d {
-                    self.plan.requeue_at(now, after(now, secs));
-                }
-                false
-            }
-            (Some(_), None) => false,
-            (Some(start), Some(secs)) => {
-                let end = after(start, secs);
-                if now >= end {
-                    true
-                } else {
-                    self.plan.requeue_at(now, end);
-                    false
-                }
-            }
         }
     }
 
@@ -764,29 +605,8 @@ impl Planner<'_, '_> {
         match run.phase {
             AnalysisPhase::Successful => true,
             AnalysisPhase::Failed | AnalysisPhase::Error => false,
-            AnalysisPhase::Inconclusive => {
-                let paused = self.plan.status.controller_pause == Some(true);
-                let has = self
-                    .plan
-                    .status
-                    .pause_conditions
-                    .iter()
-                    .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
-                if paused && !has {
-                    // promote cleared the pause: move on past the inconclusive analysis.
-                    return true;
-                }
-                if !has {
-                    let now = Time(self.now);
-                    let st = self.st();
-                    st.pause_conditions.push(PauseCondition {
-                        reason: PauseReason::InconclusiveAnalysisRun,
-                        start_time: now,
-                    });
-                    st.controller_pause = Some(true);
-                }
-                false
-            }
+            // promote clears the pause: move on past the inconclusive analysis.
+            AnalysisPhase::Inconclusive => self.hold_on_inconclusive(),
             AnalysisPhase::Pending | AnalysisPhase::Running => false,
         }
     }
