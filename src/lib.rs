@@ -8,4 +8,6 @@ pub mod analysis;
 pub mod api;
 pub mod controller;
 pub mod plan;
+pub mod provider;
+pub mod sim;
 pub mod traffic;

@@ -21,6 +21,9 @@ struct Args {
     /// Rollouts reconciled at once.
     #[arg(long, env = "AVIARY_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Prometheus for analysis metrics that name no `address`.
+    #[arg(long, env = "AVIARY_PROMETHEUS_ADDRESS")]
+    prometheus_address: Option<String>,
     /// Log format.
     #[arg(long, env = "AVIARY_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -51,7 +54,11 @@ async fn main() -> anyhow::Result<()> {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        use std::io::IsTerminal;
+        tracing_subscriber::fmt()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_env_filter(filter)
+            .init();
     }
     let client = client(&args).await?;
     aviary::controller::run(
@@ -59,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         aviary::controller::Settings {
             namespace: args.namespace.clone(),
             concurrency: args.concurrency,
+            prometheus_address: args.prometheus_address.clone(),
         },
     )
     .await

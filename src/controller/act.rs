@@ -180,9 +180,11 @@ pub async fn apply(
                     }
                 }
             }
-            // AnalysisRuns are created by the analysis controller from the rollout's status.
-            Action::CreateAnalysisRun { .. } | Action::TerminateAnalysisRun { .. } => {
-                super::analysis_runs::apply(ctx, ro, action).await?;
+            Action::CreateAnalysisRun { kind, hash } => {
+                events.extend(super::analysis_runs::create(ctx, ro, *kind, hash).await?);
+            }
+            Action::TerminateAnalysisRun { name: run, retire } => {
+                super::analysis_runs::terminate(ctx, &ns, run, *retire).await?;
             }
         }
     }

@@ -1,14 +1,317 @@
-//! AnalysisRuns for analysis steps. Until the analysis controller lands, an analysis step waits:
-//! nothing is created and the planner keeps the rollout at that step.
+//! AnalysisRuns of a Rollout: created from its AnalysisTemplates / ClusterAnalysisTemplates with
+//! the Rollout's args resolved, owned by the Rollout, labelled with what they measure; and
+//! terminated or retired when the planner says so.
 
-use tracing::debug;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::info;
 
 use super::Context;
 use super::error::Error;
-use crate::api::Rollout;
-use crate::plan::Action;
+use super::labels::{FIELD_MANAGER, ROLLOUT_LABEL};
+use crate::api::{
+    AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument,
+    ClusterAnalysisTemplate, PodTemplateHashValue, Rollout, RolloutAnalysis, RolloutArgument,
+};
+use crate::plan::{AnalysisKind, Event, ObservedAnalysisRun, POD_TEMPLATE_HASH_LABEL};
 
-pub async fn apply(_ctx: &Context, ro: &Rollout, action: &Action) -> Result<(), Error> {
-    debug!(rollout = ?ro.metadata.name, ?action, "analysis runs are not created yet: the step waits");
-    Ok(())
+/// `Step`, `Background`, `PrePromotion` or `PostPromotion`.
+pub const TYPE_LABEL: &str = "aviary.dev/analysis-type";
+/// The step index of a step run.
+pub const STEP_LABEL: &str = "aviary.dev/step-index";
+/// Set on runs put aside by an abort: they no longer count for the rollout.
+pub const RETIRED_LABEL: &str = "aviary.dev/retired";
+
+fn kind_label(kind: AnalysisKind) -> &'static str {
+    match kind {
+        AnalysisKind::Step(_) => "Step",
+        AnalysisKind::Background => "Background",
+        AnalysisKind::PrePromotion => "PrePromotion",
+        AnalysisKind::PostPromotion => "PostPromotion",
+    }
+}
+
+/// Reads what a run measures back from its labels.
+pub fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
+    let labels = run.labels();
+    if labels.get(RETIRED_LABEL).is_some_and(|v| v == "true") {
+        return None;
+    }
+    let kind = match labels.get(TYPE_LABEL)?.as_str() {
+        "Step" => AnalysisKind::Step(labels.get(STEP_LABEL)?.parse().ok()?),
+        "Background" => AnalysisKind::Background,
+        "PrePromotion" => AnalysisKind::PrePromotion,
+        "PostPromotion" => AnalysisKind::PostPromotion,
+        _ => return None,
+    };
+    let status = run.status.clone().unwrap_or_default();
+    Some(ObservedAnalysisRun {
+        name: run.name_any(),
+        kind,
+        hash: labels.get(POD_TEMPLATE_HASH_LABEL)?.clone(),
+        phase: status.phase,
+        message: status.message,
+    })
+}
+
+/// The analysis block the rollout declares for `kind`.
+fn analysis_for(ro: &Rollout, kind: AnalysisKind) -> Option<RolloutAnalysis> {
+    match kind {
+        AnalysisKind::Step(i) => ro
+            .spec
+            .steps()
+            .get(i.max(0) as usize)
+            .and_then(|s| s.analysis.clone()),
+        AnalysisKind::Background => ro
+            .spec
+            .canary()
+            .and_then(|c| c.analysis.as_ref())
+            .map(|b| b.analysis()),
+        AnalysisKind::PrePromotion => ro
+            .spec
+            .blue_green()
+            .and_then(|b| b.pre_promotion_analysis.clone()),
+        AnalysisKind::PostPromotion => ro
+            .spec
+            .blue_green()
+            .and_then(|b| b.post_promotion_analysis.clone()),
+    }
+}
+
+/// Reads `metadata.name`, `metadata.namespace`, `metadata.labels['k']`, `metadata.annotations['k']`.
+fn field_of(ro: &Rollout, path: &str) -> Option<String> {
+    let p = path.trim();
+    let keyed = |prefix: &str, map: &BTreeMap<String, String>| -> Option<Option<String>> {
+        let rest = p.strip_prefix(prefix)?;
+        let key = rest
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_matches(|c| c == '\'' || c == '"');
+        Some(map.get(key).cloned())
+    };
+    match p {
+        "metadata.name" => Some(ro.name_any()),
+        "metadata.namespace" => ro.namespace(),
+        "metadata.uid" => ro.metadata.uid.clone(),
+        _ => keyed("metadata.labels", ro.labels())
+            .or_else(|| keyed("metadata.annotations", ro.annotations()))
+            .flatten(),
+    }
+}
+
+/// Resolves a Rollout arg to a plain value (hash and field references are fixed at creation).
+fn rollout_arg_value(
+    ro: &Rollout,
+    arg: &RolloutArgument,
+    stable: Option<&str>,
+    latest: &str,
+) -> Option<String> {
+    if let Some(v) = &arg.value {
+        return Some(v.clone());
+    }
+    let from = arg.value_from.as_ref()?;
+    if let Some(which) = &from.pod_template_hash_value {
+        return match which {
+            PodTemplateHashValue::Stable => stable.map(str::to_string),
+            PodTemplateHashValue::Latest => Some(latest.to_string()),
+        };
+    }
+    from.field_ref
+        .as_ref()
+        .and_then(|f| field_of(ro, &f.field_path))
+}
+
+async fn template_spec(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    cluster: bool,
+) -> Result<AnalysisTemplateSpec, String> {
+    if cluster {
+        let api: Api<ClusterAnalysisTemplate> = Api::all(ctx.client.clone());
+        match api.get_opt(name).await {
+            Ok(Some(t)) => Ok(AnalysisTemplateSpec::from(t.spec)),
+            Ok(None) => Err(format!(
+                "ClusterAnalysisTemplate '{name}' not found: create it or fix the templateName"
+            )),
+            Err(e) => Err(format!("cannot read ClusterAnalysisTemplate '{name}': {e}")),
+        }
+    } else {
+        let api: Api<AnalysisTemplate> = Api::namespaced(ctx.client.clone(), ns);
+        match api.get_opt(name).await {
+            Ok(Some(t)) => Ok(t.spec),
+            Ok(None) => Err(format!(
+                "AnalysisTemplate '{name}' not found in namespace '{ns}': create it or fix the templateName"
+            )),
+            Err(e) => Err(format!("cannot read AnalysisTemplate '{name}': {e}")),
+        }
+    }
+}
+
+/// Builds the run spec: the templates' metrics, their args with the Rollout's values applied
+/// (args a template doesn't declare are ignored, as Argo does).
+async fn build_spec(
+    ctx: &Context,
+    ro: &Rollout,
+    analysis: &RolloutAnalysis,
+    hash: &str,
+) -> Result<AnalysisRunSpec, String> {
+    let ns = ro.namespace().unwrap_or_default();
+    let mut spec = AnalysisRunSpec::default();
+    let mut args: Vec<Argument> = vec![];
+    for t in &analysis.templates {
+        let tpl = template_spec(ctx, &ns, &t.template_name, t.is_cluster_scope()).await?;
+        spec.metrics.extend(tpl.metrics.iter().cloned());
+        for a in tpl.args.iter().flatten() {
+            if !args.iter().any(|x| x.name == a.name) {
+                args.push(a.clone());
+            }
+        }
+        if let Some(d) = &tpl.dry_run {
+            spec.dry_run
+                .get_or_insert_with(Vec::new)
+                .extend(d.iter().cloned());
+        }
+        if let Some(r) = &tpl.measurement_retention {
+            spec.measurement_retention
+                .get_or_insert_with(Vec::new)
+                .extend(r.iter().cloned());
+        }
+    }
+    let stable = ro.status.as_ref().and_then(|s| s.stable_rs.as_deref());
+    for ra in analysis.args() {
+        let value = rollout_arg_value(ro, ra, stable, hash);
+        if let (Some(arg), Some(v)) = (args.iter_mut().find(|a| a.name == ra.name), value) {
+            arg.value = Some(v);
+            arg.value_from = None;
+        }
+    }
+    if let Some(d) = &analysis.dry_run {
+        spec.dry_run
+            .get_or_insert_with(Vec::new)
+            .extend(d.iter().cloned());
+    }
+    if let Some(r) = &analysis.measurement_retention {
+        spec.measurement_retention
+            .get_or_insert_with(Vec::new)
+            .extend(r.iter().cloned());
+    }
+    spec.args = (!args.is_empty()).then_some(args);
+    Ok(spec)
+}
+
+fn revision_of(ctx: &Context, ro: &Rollout, hash: &str) -> i64 {
+    super::observe::owned_replica_sets(ctx, ro)
+        .into_iter()
+        .find(|r| r.hash == hash)
+        .and_then(|r| r.revision)
+        .unwrap_or(0)
+}
+
+/// Creates the run the planner asked for. A missing template is an [`Error::AnalysisSetup`]:
+/// the caller turns it into an analysis in Error, which aborts the rollout with that message.
+pub async fn create(
+    ctx: &Context,
+    ro: &Rollout,
+    kind: AnalysisKind,
+    hash: &str,
+) -> Result<Vec<Event>, Error> {
+    let Some(analysis) = analysis_for(ro, kind) else {
+        return Ok(vec![]);
+    };
+    let ns = ro.namespace().unwrap_or_default();
+    let spec = build_spec(ctx, ro, &analysis, hash)
+        .await
+        .map_err(|message| Error::AnalysisSetup {
+            kind,
+            hash: hash.to_string(),
+            message,
+        })?;
+    let revision = revision_of(ctx, ro, hash);
+    let base = match kind {
+        AnalysisKind::Step(i) => format!("{}-{hash}-{revision}-{i}", ro.name_any()),
+        AnalysisKind::Background => format!("{}-{hash}-{revision}", ro.name_any()),
+        AnalysisKind::PrePromotion => format!("{}-{hash}-{revision}-pre", ro.name_any()),
+        AnalysisKind::PostPromotion => format!("{}-{hash}-{revision}-post", ro.name_any()),
+    };
+    let mut labels = BTreeMap::from([
+        (ROLLOUT_LABEL.to_string(), ro.name_any()),
+        (POD_TEMPLATE_HASH_LABEL.to_string(), hash.to_string()),
+        (TYPE_LABEL.to_string(), kind_label(kind).to_string()),
+    ]);
+    if let AnalysisKind::Step(i) = kind {
+        labels.insert(STEP_LABEL.into(), i.to_string());
+    }
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &ns);
+    // A retried rollout gets fresh runs beside the retired ones: `.1`, `.2`, … as Argo names them.
+    for attempt in 0..20 {
+        let name = if attempt == 0 {
+            base.clone()
+        } else {
+            format!("{base}.{attempt}")
+        };
+        let run = AnalysisRun {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                labels: Some(labels.clone()),
+                owner_references: ro.controller_owner_ref(&()).map(|o| vec![o]),
+                ..Default::default()
+            },
+            spec: spec.clone(),
+            status: None,
+        };
+        match api
+            .create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &run,
+            )
+            .await
+        {
+            Ok(_) => {
+                info!(rollout = %ro.name_any(), run = %name, "created AnalysisRun");
+                return Ok(vec![Event::normal(
+                    "AnalysisRunCreated",
+                    format!("Created AnalysisRun '{name}' ({})", kind_label(kind)),
+                )]);
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                // Ours and still counting (the cache lagged our own create): nothing to do.
+                let existing = api.get(&name).await?;
+                if observe_run(&existing).is_some_and(|r| r.kind == kind && r.hash == hash) {
+                    return Ok(vec![]);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::AnalysisSetup {
+        kind,
+        hash: hash.to_string(),
+        message: format!("could not find a free AnalysisRun name after {base}.19"),
+    })
+}
+
+/// Terminates a run (`spec.terminate`), and retires it when asked.
+pub async fn terminate(ctx: &Context, ns: &str, name: &str, retire: bool) -> Result<(), Error> {
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), ns);
+    let mut patch = json!({"spec": {"terminate": true}});
+    if retire {
+        patch["metadata"] = json!({"labels": {RETIRED_LABEL: "true"}});
+    }
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

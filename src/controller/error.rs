@@ -12,6 +12,14 @@ pub enum Error {
     /// The Rollout references something that does not exist or can't be used as configured.
     #[error("{0}")]
     InvalidSpec(String),
+    /// An AnalysisRun could not be created (a template is missing): the rollout treats the
+    /// analysis as ended in Error with this message.
+    #[error("{message}")]
+    AnalysisSetup {
+        kind: crate::plan::AnalysisKind,
+        hash: String,
+        message: String,
+    },
     #[error("serialisation: {0}")]
     Serde(#[from] serde_json::Error),
 }
@@ -22,7 +30,7 @@ impl Error {
         match self {
             Error::Kube(_) => true,
             Error::Traffic(t) => t.is_transient(),
-            Error::InvalidSpec(_) | Error::Serde(_) => false,
+            Error::InvalidSpec(_) | Error::Serde(_) | Error::AnalysisSetup { .. } => false,
         }
     }
 
@@ -33,6 +41,7 @@ impl Error {
             Error::Traffic(_) => "traffic",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Serde(_) => "serde",
+            Error::AnalysisSetup { .. } => "analysis_setup",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Timers are requeue-after from the plan; there is no per-object task and no periodic resync.
 
 pub mod act;
+pub mod analysis;
 pub mod analysis_runs;
 pub mod error;
 pub mod labels;
@@ -33,8 +34,8 @@ use kube::{Client, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::conditions::{set_condition, types};
-use crate::api::{Condition, ConditionStatus, Rollout, RolloutPhase};
-use crate::plan::{self, Event, Observed};
+use crate::api::{AnalysisRun, Condition, ConditionStatus, Rollout, RolloutPhase};
+use crate::plan::{self, Event, Observed, ObservedAnalysisRun};
 use crate::traffic::{RouteTarget, routers_for};
 pub use error::Error;
 use labels::ROLLOUT_LABEL;
@@ -45,6 +46,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Owned ReplicaSets (label-filtered, trimmed).
     pub replica_sets: Store<ReplicaSet>,
+    /// Owned AnalysisRuns (label-filtered).
+    pub analysis_runs: Store<AnalysisRun>,
     /// Consecutive failures per rollout, for backoff; reset on success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -56,6 +59,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Rollouts reconciled at once.
     pub concurrency: u16,
+    /// Prometheus for metrics that name no address.
+    pub prometheus_address: Option<String>,
 }
 
 fn rollout_api(client: &Client, ns: Option<&str>) -> Api<Rollout> {
@@ -100,6 +105,20 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         .reflect(rs_writer)
         .applied_objects();
 
+    let runs_api: Api<AnalysisRun> = match settings.namespace.as_deref() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (runs_store, runs_writer) = reflector::store();
+    let runs_stream = watcher(
+        runs_api.clone(),
+        watcher::Config::default().labels(ROLLOUT_LABEL),
+    )
+    .default_backoff()
+    .modify(|r: &mut AnalysisRun| r.managed_fields_mut().clear())
+    .reflect(runs_writer)
+    .applied_objects();
+
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -108,13 +127,19 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
                 instance: None,
             },
         ),
-        client,
+        client: client.clone(),
         replica_sets: rs_store,
+        analysis_runs: runs_store,
         failures: Mutex::new(HashMap::new()),
     });
-    info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout controller");
-    Controller::new(rollouts, watcher::Config::default())
+    let run_ctx = Arc::new(analysis::RunContext {
+        client,
+        default_prometheus: settings.prometheus_address.clone(),
+    });
+    info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout and AnalysisRun controllers");
+    let rollouts_done = Controller::new(rollouts, watcher::Config::default())
         .owns_stream(rs_stream)
+        .owns_stream(runs_stream)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -122,8 +147,17 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile failed");
             }
-        })
-        .await;
+        });
+    let runs_done = Controller::new(runs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .shutdown_on_signal()
+        .run(analysis::reconcile, analysis::error_policy, run_ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "analysis run reconcile failed");
+            }
+        });
+    futures::join!(rollouts_done, runs_done);
     info!("controller stopped");
     Ok(())
 }
@@ -146,6 +180,13 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
 }
 
 async fn reconcile_inner(cached: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    // Until the caches hold their first full list, "no ReplicaSet seen" means "not listed yet",
+    // not "none exists" — planning on that would redeploy a rollout from scratch.
+    if ctx.replica_sets.wait_until_ready().await.is_err()
+        || ctx.analysis_runs.wait_until_ready().await.is_err()
+    {
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
     let ns = cached.namespace().unwrap_or_default();
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(ro) = api.get_opt(&cached.name_any()).await? else {
@@ -180,19 +221,45 @@ async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result
         canary_hash: None,
     };
 
-    let observed = Observed {
+    let mut observed = Observed {
         rollout: ro,
         replica_sets: observe::owned_replica_sets(ctx, ro),
         services: observe::observe_services(ctx, ro).await?,
         current_weight: observe::observe_weight(ctx, &routers, &target).await?,
-        analysis_runs: vec![],
+        analysis_runs: observe::owned_analysis_runs(ctx, ro),
         now: Timestamp::now(),
     };
-    let plan = plan::plan(&observed);
+    let mut plan = plan::plan(&observed);
     if !plan.actions.is_empty() {
         info!(actions = ?plan.actions, "applying plan");
     }
-    let mut events = act::apply(ctx, ro, &plan.actions, &routers, &target).await?;
+    let mut events = match act::apply(ctx, ro, &plan.actions, &routers, &target).await {
+        // An analysis that can't even start (a missing template) is an analysis in Error: plan
+        // again with that verdict, which aborts the rollout with the reason.
+        Err(Error::AnalysisSetup {
+            kind,
+            hash,
+            message,
+        }) => {
+            warn!(%message, "analysis could not start");
+            observed.analysis_runs.push(ObservedAnalysisRun {
+                name: format!("{}-{hash}", ro.name_any()),
+                kind,
+                hash,
+                phase: crate::api::AnalysisPhase::Error,
+                message: Some(message),
+            });
+            plan = plan::plan(&observed);
+            let actions: Vec<_> = plan
+                .actions
+                .iter()
+                .filter(|a| !matches!(a, plan::Action::CreateAnalysisRun { .. }))
+                .cloned()
+                .collect();
+            act::apply(ctx, ro, &actions, &routers, &target).await?
+        }
+        other => other?,
+    };
     let written = report::write_status(api, ro, &plan.status).await?;
     if written {
         info!(phase = ?plan.status.phase, step = ?plan.status.current_step_index, "status updated");

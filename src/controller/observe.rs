@@ -192,6 +192,30 @@ pub async fn observe_weight(
     Ok(seen)
 }
 
+/// The Rollout's AnalysisRuns that still count (retired ones are left out), oldest first.
+pub fn owned_analysis_runs(ctx: &Context, ro: &Rollout) -> Vec<crate::plan::ObservedAnalysisRun> {
+    let uid = ro.meta().uid.clone().unwrap_or_default();
+    let mut runs: Vec<_> = ctx
+        .analysis_runs
+        .state()
+        .iter()
+        .filter(|r| {
+            r.owner_references()
+                .iter()
+                .any(|o| o.uid == uid && o.controller == Some(true))
+        })
+        .map(|r| {
+            (
+                r.metadata.creation_timestamp.clone(),
+                r.name_any(),
+                super::analysis_runs::observe_run(r),
+            )
+        })
+        .collect();
+    runs.sort_by(|a, b| (a.0.as_ref().map(|t| t.0), &a.1).cmp(&(b.0.as_ref().map(|t| t.0), &b.1)));
+    runs.into_iter().filter_map(|(_, _, r)| r).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

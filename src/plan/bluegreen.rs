@@ -182,6 +182,8 @@ impl<'p> Planner<'p> {
                 }
             }
         }
+        let aborted = old.abort == Some(true) && self.plan.status.abort == Some(true);
+        self.tidy_analysis_runs(&hash, aborted);
     }
 
     // ---- attempts -------------------------------------------------------------------------
@@ -254,17 +256,29 @@ impl<'p> Planner<'p> {
         }
     }
 
-    /// Runs that measured an earlier attempt at this revision no longer count.
+    /// Runs that measured an earlier attempt at this revision no longer count: they are retired
+    /// (so a fresh run is created beside them), and marked superseded in status until the
+    /// retirement is observed.
     fn supersede_runs(&mut self) {
         for kind in [AnalysisKind::PrePromotion, AnalysisKind::PostPromotion] {
-            let record =
-                self.obs
-                    .analysis_run(kind, &self.hash)
-                    .map(|r| RolloutAnalysisRunStatus {
-                        name: r.name.clone(),
-                        status: r.phase,
-                        message: Some(SUPERSEDED.into()),
-                    });
+            let old: Vec<ObservedAnalysisRun> = self
+                .obs
+                .analysis_runs
+                .iter()
+                .filter(|r| r.kind == kind && r.hash == self.hash)
+                .cloned()
+                .collect();
+            for run in &old {
+                self.plan.actions.push(Action::TerminateAnalysisRun {
+                    name: run.name.clone(),
+                    retire: true,
+                });
+            }
+            let record = old.last().map(|r| RolloutAnalysisRunStatus {
+                name: r.name.clone(),
+                status: r.phase,
+                message: Some(SUPERSEDED.into()),
+            });
             self.set_record(kind, record);
         }
     }

@@ -133,6 +133,7 @@ impl Planner<'_, '_> {
         if let Some(s) = stable.as_deref().filter(|s| *s != hash) {
             // A failed analysis aborts before anything else is applied for the step.
             self.check_step_analysis(s);
+            self.check_background_analysis();
         }
         match stable {
             None => self.first_deploy(),
@@ -152,6 +153,71 @@ impl Planner<'_, '_> {
                     self.progress(&s)
                 }
             }
+        }
+        let hash = self.hash.clone();
+        self.tidy_analysis_runs(
+            &hash,
+            old.abort == Some(true) && self.plan.status.abort == Some(true),
+        );
+    }
+
+    /// `strategy.canary.analysis`: from `startingStep` on, a background run measures the
+    /// revision until it is promoted; a failed run aborts, an inconclusive one pauses.
+    fn check_background_analysis(&mut self) {
+        let Some(bg) = self
+            .obs
+            .rollout
+            .spec
+            .canary()
+            .and_then(|c| c.analysis.as_ref())
+        else {
+            return;
+        };
+        if self.plan.status.abort == Some(true) {
+            return;
+        }
+        let idx = self.plan.status.current_step_index.unwrap_or(0);
+        if idx < bg.starting_step.unwrap_or(0) {
+            return;
+        }
+        let Some(run) = self
+            .obs
+            .analysis_run(AnalysisKind::Background, &self.hash)
+            .cloned()
+        else {
+            self.plan.actions.push(Action::CreateAnalysisRun {
+                kind: AnalysisKind::Background,
+                hash: self.hash.clone(),
+            });
+            return;
+        };
+        let status = RolloutAnalysisRunStatus {
+            name: run.name.clone(),
+            status: run.phase,
+            message: run.message.clone(),
+        };
+        self.st()
+            .canary
+            .get_or_insert_with(CanaryStatus::default)
+            .current_background_analysis_run_status = Some(status);
+        match run.phase {
+            AnalysisPhase::Failed | AnalysisPhase::Error => {
+                let msg = format!(
+                    "Rollout aborted update to revision {}: background AnalysisRun '{}' {}: {}",
+                    self.hash,
+                    run.name,
+                    run.phase.as_str(),
+                    run.message.unwrap_or_default()
+                );
+                let st = self.st();
+                st.abort = Some(true);
+                st.message = Some(msg);
+            }
+            // Holds the rollout until promote (which clears the pause) or abort.
+            AnalysisPhase::Inconclusive => {
+                self.hold_on_inconclusive();
+            }
+            _ => {}
         }
     }
 
@@ -446,6 +512,20 @@ impl Planner<'_, '_> {
 
         // -- step completion
         if full || idx >= n || self.obs.rollout.spec.is_paused() {
+            return;
+        }
+        let waiting_on_inconclusive = self
+            .plan
+            .status
+            .pause_conditions
+            .iter()
+            .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
+        let step_is_analysis = matches!(
+            self.steps[idx as usize].action(),
+            Some(StepAction::Analysis(_))
+        );
+        if waiting_on_inconclusive && !step_is_analysis {
+            // An inconclusive background run holds the rollout until promote or abort.
             return;
         }
         let recorded_weight = self

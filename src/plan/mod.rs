@@ -129,8 +129,9 @@ pub enum Action {
     },
     /// Create the AnalysisRun of `kind` for the revision `hash`.
     CreateAnalysisRun { kind: AnalysisKind, hash: String },
-    /// Stop an AnalysisRun that is no longer needed.
-    TerminateAnalysisRun { name: String },
+    /// Stop an AnalysisRun that is no longer needed; `retire` also sets it aside so that a
+    /// retried rollout measures afresh instead of re-reading the verdict that aborted it.
+    TerminateAnalysisRun { name: String, retire: bool },
 }
 
 /// Normal or Warning, as Kubernetes Events have it.
@@ -197,6 +198,14 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         Some(bg) => bluegreen::plan(observed, bg),
         None => canary::plan(observed),
     }
+}
+
+/// The timestamp rounded up to a whole second (what a status `Time` can hold).
+pub(crate) fn ceil_second(t: Timestamp) -> Timestamp {
+    if t.subsec_nanosecond() == 0 {
+        return t;
+    }
+    Timestamp::from_second(t.as_second().saturating_add(1)).unwrap_or(t)
 }
 
 /// Adds seconds to a timestamp, saturating (a user-set delay can't overflow the clock).

@@ -7,7 +7,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::canary::REASON_ABORTED;
-use super::{Action, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after};
+use super::{
+    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after,
+    ceil_second,
+};
 use crate::api::{PauseCondition, PauseReason};
 
 pub(super) trait Moves {
@@ -156,14 +159,17 @@ pub(super) trait Moves {
             (None, _) if controller_paused => true,
             (None, Some(0)) => true,
             (None, d) => {
+                // Status times are stored in whole seconds: start the pause at the next whole
+                // second so that a restart, reading it back, never shortens the pause.
+                let start = ceil_second(now);
                 let plan = self.plan_mut();
                 plan.status.pause_conditions.push(PauseCondition {
                     reason,
-                    start_time: Time(now),
+                    start_time: Time(start),
                 });
                 plan.status.controller_pause = Some(true);
                 if let Some(secs) = d {
-                    plan.requeue_at(now, after(now, secs));
+                    plan.requeue_at(now, after(start, secs));
                 }
                 false
             }
@@ -178,6 +184,27 @@ pub(super) trait Moves {
                 }
             }
         }
+    }
+
+    /// Runs of superseded revisions, and a background run once revision `hash` is stable, are
+    /// terminated. While an abort is persisted (`aborted`), the runs of `hash` are retired too,
+    /// so a retry measures afresh rather than re-reading the verdict that aborted it.
+    fn tidy_analysis_runs(&mut self, hash: &str, aborted: bool) {
+        let steady = self.plan().status.stable_rs.as_deref() == Some(hash);
+        let mut actions = vec![];
+        for run in &self.observed().analysis_runs {
+            let running = !run.phase.is_completed();
+            let retire = aborted && run.hash == hash;
+            let superseded = run.hash != hash;
+            let done_background = steady && run.kind == AnalysisKind::Background;
+            if retire || (running && (superseded || done_background)) {
+                actions.push(Action::TerminateAnalysisRun {
+                    name: run.name.clone(),
+                    retire,
+                });
+            }
+        }
+        self.plan_mut().actions.extend(actions);
     }
 
     /// An analysis ended Inconclusive: pause for a human. Returns true once `promote` cleared the

@@ -107,11 +107,7 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
     st.phase = Some(phase);
     st.message = (!message.is_empty()).then_some(message.clone());
 
-    let active_available = s
-        .active
-        .and_then(rs_of)
-        .map(|r| r.available)
-        .unwrap_or(0);
+    let active_available = s.active.and_then(rs_of).map(|r| r.available).unwrap_or(0);
     let was_invalid = st
         .condition(types::INVALID_SPEC)
         .is_some_and(|c| c.status == ConditionStatus::True);

@@ -55,6 +55,8 @@ struct World {
     /// When set, `CreateAnalysisRun` creates a Running run here (a fake analysis controller).
     run_analysis: bool,
     runs: Vec<ObservedAnalysisRun>,
+    /// Runs retired by the planner: no longer observed.
+    retired: Vec<ObservedAnalysisRun>,
     /// Every Service switch, in order: service, hash, and that ReplicaSet's available pods then.
     switches: Vec<(String, String, i32)>,
 }
@@ -93,6 +95,7 @@ impl World {
             analysis: None,
             run_analysis: false,
             runs: vec![],
+            retired: vec![],
             switches: vec![],
         }
     }
@@ -195,7 +198,7 @@ impl World {
             Action::CreateAnalysisRun { kind, hash } => {
                 if self.run_analysis {
                     self.runs.push(ObservedAnalysisRun {
-                        name: format!("web-{hash}-{}", self.runs.len() + 1),
+                        name: format!("web-{hash}-{}", self.runs.len() + self.retired.len() + 1),
                         kind: *kind,
                         hash: hash.clone(),
                         phase: AnalysisPhase::Running,
@@ -203,7 +206,21 @@ impl World {
                     });
                 }
             }
-            Action::TerminateAnalysisRun { .. } => {}
+            // The fake analysis controller: a terminated run ends Successful; a retired one no
+            // longer counts (is no longer observed).
+            Action::TerminateAnalysisRun { name, retire } => {
+                if *retire {
+                    let (gone, kept) = self.runs.drain(..).partition(|r| &r.name == name);
+                    self.runs = kept;
+                    self.retired.extend::<Vec<_>>(gone);
+                } else if let Some(r) = self
+                    .runs
+                    .iter_mut()
+                    .find(|r| &r.name == name && !r.phase.is_completed())
+                {
+                    r.phase = AnalysisPhase::Successful;
+                }
+            }
         }
     }
 

@@ -51,6 +51,7 @@ pub async fn grant_rbac(client: &Client) {
 pub struct ControllerProcess {
     child: Option<Child>,
     namespace: String,
+    extra_args: Vec<String>,
     log: std::path::PathBuf,
     starts: u32,
 }
@@ -58,11 +59,17 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts `target/…/aviary --namespace NS` with the operator's kubeconfig.
     pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &[])
+    }
+
+    /// Starts the controller with extra flags (e.g. `--prometheus-address`).
+    pub fn start_with(namespace: &str, extra: &[&str]) -> Self {
         let dir = super::repo_root().join("target/test-logs");
         let _ = std::fs::create_dir_all(&dir);
         let mut p = ControllerProcess {
             child: None,
             namespace: namespace.to_string(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
             log: dir.join(format!("controller-{namespace}.log")),
             starts: 0,
         };
@@ -88,6 +95,7 @@ impl ControllerProcess {
                 "--log-level",
                 "info,aviary=debug",
             ])
+            .args(&self.extra_args)
             .env_remove("KUBECONFIG")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -193,4 +201,20 @@ pub async fn wait_rbac(client: &Client) {
         },
     )
     .await;
+}
+
+/// Everything a controller test needs installed once: Aviary's CRDs, the upstream routing CRDs,
+/// and the controller's RBAC.
+pub async fn prepare(client: &Client) {
+    install_aviary_crds(client).await;
+    let files = [
+        "istio-virtualservice.yaml",
+        "istio-destinationrule.yaml",
+        "gateway-api-httproutes.yaml",
+    ]
+    .map(super::upstream_crd);
+    let refs: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    super::install_crds(client, &refs).await;
+    grant_rbac(client).await;
+    wait_rbac(client).await;
 }

@@ -68,8 +68,13 @@ fn finish_run(w: &mut World, kind: AnalysisKind, phase: AnalysisPhase, message: 
     run.message = Some(message.into());
 }
 
+/// Runs of `kind` created so far, retired or not.
 fn created_runs(w: &World, kind: AnalysisKind) -> usize {
-    w.runs.iter().filter(|r| r.kind == kind).count()
+    w.runs
+        .iter()
+        .chain(w.retired.iter())
+        .filter(|r| r.kind == kind)
+        .count()
 }
 
 fn pause_reasons(w: &World) -> Vec<PauseReason> {
@@ -599,6 +604,11 @@ fn retry_after_a_failed_analysis_measures_the_revision_again() {
     );
     w.run(5);
     assert_eq!(w.status().phase, Some(RolloutPhase::Degraded));
+    assert_eq!(
+        w.retired.len(),
+        1,
+        "the verdict that aborted is retired while aborted"
+    );
     set_abort(&mut w, false);
     w.run(10);
     assert!(reasons(&w.events).contains(&"RolloutRetry"));
@@ -745,6 +755,13 @@ fn a_new_template_mid_promotion_sends_active_back_to_stable_and_starts_over() {
     w.update_image("web:3");
     let v3 = w.canary_hash();
     w.run(10);
+    assert!(
+        w.runs
+            .iter()
+            .filter(|r| r.hash == v2)
+            .all(|r| r.phase.is_completed()),
+        "v2's running post-promotion analysis is terminated"
+    );
     assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
     assert_eq!(preview(&w).as_deref(), Some(v3.as_str()));
     assert_eq!(
@@ -857,4 +874,34 @@ fn available_condition_follows_the_active_replica_set() {
         Some(crate::api::ConditionStatus::True),
         "the active ReplicaSet is saturated even though the preview is not"
     );
+}
+
+#[test]
+fn returning_to_a_revision_measured_before_measures_it_again() {
+    let (mut w, _, v2) = updated(WITH_ANALYSIS, |_| {});
+    w.run(10);
+    finish_run(
+        &mut w,
+        AnalysisKind::PrePromotion,
+        AnalysisPhase::Failed,
+        "Metric \"smoke\" assessed Failed",
+    );
+    // Not aborted yet: the template moves on first, and later comes back.
+    w.update_image("web:3");
+    w.run(10);
+    w.update_image("web:2");
+    assert_eq!(w.canary_hash(), v2);
+    w.run(10);
+    assert_ne!(
+        w.status().phase,
+        Some(RolloutPhase::Degraded),
+        "the old verdict does not count for the new attempt"
+    );
+    let v2_runs = |runs: &[ObservedAnalysisRun]| {
+        runs.iter()
+            .filter(|r| r.hash == v2 && r.kind == AnalysisKind::PrePromotion)
+            .count()
+    };
+    assert_eq!(v2_runs(&w.retired), 1, "the old verdict is retired");
+    assert_eq!(v2_runs(&w.runs), 1, "a fresh pre-promotion run for v2");
 }

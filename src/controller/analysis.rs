@@ -1,0 +1,154 @@
+//! The AnalysisRun reconciler: measure what is due, judge it, record it, say when to look
+//! again. The decisions are [`crate::analysis::run::Analysis`]'s; this is the I/O around them —
+//! reading Secrets for args, querying providers, writing status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, debug, info, info_span};
+
+use super::error::Error;
+use super::report::merge_diff;
+use crate::analysis::measurement::error_measurement;
+use crate::analysis::run::{Analysis, reject};
+use crate::analysis::template::Args;
+use crate::api::{AnalysisRun, AnalysisRunStatus, ValueFrom};
+use crate::provider::provider_for;
+
+/// What the run reconciler shares.
+pub struct RunContext {
+    pub client: Client,
+    /// Prometheus for metrics that name no address.
+    pub default_prometheus: Option<String>,
+}
+
+/// Reads every Secret value the run's args reference (so the pure resolver needs no I/O).
+async fn secret_values(
+    client: &Client,
+    ns: &str,
+    run: &AnalysisRun,
+) -> Result<BTreeMap<(String, String), String>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut out = BTreeMap::new();
+    for arg in run.spec.args() {
+        let Some(r) = arg
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+        else {
+            continue;
+        };
+        let Some(secret) = api.get_opt(&r.name).await? else {
+            continue;
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(&r.key).cloned())
+            });
+        if let Some(v) = value {
+            out.insert((r.name.clone(), r.key.clone()), v);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result<Requeue, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let span = info_span!("analysis_run", run = %format!("{ns}/{}", cached.name_any()));
+    async move {
+        let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &ns);
+        let Some(run) = api.get_opt(&cached.name_any()).await? else { return Ok(Requeue::await_change()) };
+        let old = run.status.clone().unwrap_or_default();
+        if old.phase.is_completed() {
+            return Ok(Requeue::await_change());
+        }
+        let now = Timestamp::now();
+        let mut status = old.clone();
+        let secrets = secret_values(&ctx.client, &ns, &run).await?;
+        let args = Args::from_arguments(run.spec.args(), |from: &ValueFrom| {
+            if let Some(r) = &from.secret_key_ref {
+                return secrets.get(&(r.name.clone(), r.key.clone())).cloned();
+            }
+            from.field_ref.as_ref().and_then(|f| match f.field_path.as_str() {
+                "metadata.name" => Some(run.name_any()),
+                "metadata.namespace" => run.namespace(),
+                _ => None,
+            })
+        });
+        let analysis = match args.map_err(Into::into).and_then(|a| Analysis::new(&run.spec, a)) {
+            Ok(a) => a,
+            Err(e) => {
+                info!(error = %e, "AnalysisRun cannot start");
+                reject(&mut status, &e, now);
+                write_status(&api, &run, &old, &status).await?;
+                return Ok(Requeue::await_change());
+            }
+        };
+        analysis.assess(&mut status, now);
+        let due: Vec<_> = analysis.due(&status, now).into_iter().map(|p| p.metric.name.clone()).collect();
+        for name in due {
+            let Some(plan) = analysis.metric(&name) else { continue };
+            let started = Timestamp::now();
+            let measurement = match provider_for(plan, ctx.default_prometheus.as_deref()) {
+                Ok(provider) => match provider.measure(plan).await {
+                    Ok(value) => plan.conditions.measure(&value, started, Timestamp::now()),
+                    Err(e) => error_measurement(e.to_string(), started, Timestamp::now()),
+                },
+                Err(e) => error_measurement(e.to_string(), started, Timestamp::now()),
+            };
+            debug!(metric = %name, phase = ?measurement.phase, value = ?measurement.value, "measured");
+            analysis.record(&mut status, &name, measurement);
+        }
+        let now = Timestamp::now();
+        analysis.assess(&mut status, now);
+        write_status(&api, &run, &old, &status).await?;
+        if status.phase.is_completed() {
+            info!(phase = %status.phase.as_str(), message = ?status.message, "AnalysisRun completed");
+            return Ok(Requeue::await_change());
+        }
+        Ok(match analysis.requeue_after(&status, now) {
+            Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
+            None => Requeue::requeue(Duration::from_secs(10)),
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+async fn write_status(
+    api: &Api<AnalysisRun>,
+    run: &AnalysisRun,
+    old: &AnalysisRunStatus,
+    new: &AnalysisRunStatus,
+) -> Result<(), Error> {
+    let Some(diff) = merge_diff(&serde_json::to_value(old)?, &serde_json::to_value(new)?) else {
+        return Ok(());
+    };
+    let patch = json!({"metadata": {"resourceVersion": run.resource_version()}, "status": diff});
+    api.patch_status(
+        &run.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn error_policy(_run: Arc<AnalysisRun>, err: &Error, _ctx: Arc<RunContext>) -> Requeue {
+    tracing::warn!(error = %err, "AnalysisRun reconcile failed");
+    Requeue::requeue(Duration::from_secs(if err.is_transient() { 1 } else { 10 }))
+}

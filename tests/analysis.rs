@@ -1,0 +1,587 @@
+//! Analysis end to end: the real controller measures a canary through the real Prometheus,
+//! which scrapes the traffic simulator, which splits requests by the weights the controller set
+//! on a real VirtualService. Weights → traffic → Prometheus → analysis → decision.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aviary::api::{AnalysisPhase, AnalysisRun, Rollout, RolloutPhase};
+use aviary::sim::exporter::Exporter;
+use aviary::sim::traffic::{Behaviour, SimConfig};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use support::controller::{ControllerProcess, prepare};
+use support::{TestNamespace, apply_value, client, poll_until};
+
+fn prometheus_url() -> String {
+    std::env::var("AVIARY_PROMETHEUS_URL")
+        .expect("AVIARY_PROMETHEUS_URL (from hack/cluster.sh env)")
+}
+
+fn service(name: &str, app: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+           "spec": {"selector": {"app": app}, "ports": [{"port": 80}]}})
+}
+
+fn virtual_service() -> Value {
+    json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+           "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+               {"destination": {"host": "web-stable"}, "weight": 100},
+               {"destination": {"host": "web-canary"}, "weight": 0}]}]}})
+}
+
+/// The brief's three templates with intervals shortened to seconds and a 10 s rate window.
+fn template(name: &str, extra: Value) -> Value {
+    let sel = r#"service="{{args.service-name}}""#;
+    let (query, condition) = match name {
+        "success-rate" => (
+            format!(
+                r#"sum(rate(http_requests_total{{{sel},status!~"5.."}}[10s])) / sum(rate(http_requests_total{{{sel}}}[10s]))"#
+            ),
+            "result[0] >= 0.95",
+        ),
+        "error-rate" => (
+            format!(
+                r#"sum(rate(http_requests_total{{{sel},status=~"5.."}}[10s])) / sum(rate(http_requests_total{{{sel}}}[10s]))"#
+            ),
+            "result[0] <= 0.05",
+        ),
+        _ => (
+            format!(
+                r#"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[10s])))"#
+            ),
+            "result[0] <= 0.2",
+        ),
+    };
+    let mut metric = json!({
+        "name": name, "interval": "2s", "initialDelay": "3s", "count": 4, "failureLimit": 3,
+        "successCondition": condition,
+        "provider": {"prometheus": {"query": query}},
+    });
+    if let (Some(m), Some(e)) = (metric.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": name},
+           "spec": {"args": [{"name": "service-name"}], "metrics": [metric]}})
+}
+
+fn rollout(image: &str, templates: &[&str], ns: &str) -> Value {
+    let refs: Vec<Value> = templates
+        .iter()
+        .map(|t| json!({"templateName": t}))
+        .collect();
+    json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}},
+            "strategy": {"canary": {
+                "canaryService": "web-canary", "stableService": "web-stable",
+                "abortScaleDownDelaySeconds": 2, "scaleDownDelaySeconds": 2,
+                "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+                "steps": [
+                    {"setWeight": 50},
+                    {"analysis": {"templates": refs, "args": [{"name": "service-name", "value": format!("{ns}-web-canary")}]}},
+                    {"setWeight": 100}
+                ]
+            }}
+        }
+    })
+}
+
+fn hash_of(manifest: &Value) -> String {
+    let ro: Rollout = serde_json::from_value(manifest.clone()).expect("rollout");
+    aviary::plan::pod_template_hash(&ro.spec.template, None)
+}
+
+/// A namespace with the Services, the VirtualService, the templates, the controller, an
+/// exporter registered with Prometheus and the traffic simulator splitting by weight.
+struct Scene {
+    client: Client,
+    ns: TestNamespace,
+    ctl: ControllerProcess,
+    sim: Arc<Mutex<SimConfig>>,
+    _exporter: Arc<Exporter>,
+    sim_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        self.sim_task.abort();
+    }
+}
+
+async fn scene(prefix: &str, templates: Vec<Value>, prometheus: &str) -> Scene {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    for obj in [
+        service("web-stable", "web"),
+        service("web-canary", "web"),
+        virtual_service(),
+    ]
+    .into_iter()
+    .chain(templates)
+    {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", prometheus]);
+    let exporter = Arc::new(Exporter::start(&ns.name).await);
+    let sim = Arc::new(Mutex::new(SimConfig {
+        namespace: ns.name.clone(),
+        rollout: "web".into(),
+        rps: 200.0,
+        behaviours: BTreeMap::new(),
+        default: Behaviour::default(),
+        service_prefix: format!("{}-", ns.name),
+    }));
+    let sim_task = tokio::spawn(aviary::sim::traffic::run(
+        client.clone(),
+        exporter.clone(),
+        sim.clone(),
+        Duration::from_millis(200),
+    ));
+    Scene {
+        client,
+        ns,
+        ctl,
+        sim,
+        _exporter: exporter,
+        sim_task,
+    }
+}
+
+impl Scene {
+    fn rollouts(&self) -> Api<Rollout> {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
+    async fn wait_phase(
+        &self,
+        name: &str,
+        phase: RolloutPhase,
+        stable: Option<&str>,
+        timeout: Duration,
+    ) -> Rollout {
+        let api = self.rollouts();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(ro) = api.get(name).await {
+                let st = ro.status.clone().unwrap_or_default();
+                if st.phase == Some(phase)
+                    && stable.is_none_or(|s| st.stable_rs.as_deref() == Some(s))
+                    && st.observed_generation == ro.metadata.generation
+                {
+                    return ro;
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "{name} not {phase:?} within {timeout:?}: phase {:?} message {:?} step {:?}\n{}",
+                        st.phase,
+                        st.message,
+                        st.current_step_index,
+                        self.ctl.log_tail(30)
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn deploy(&self, manifest: &Value) {
+        apply_value(&self.client, Some(&self.ns.name), manifest)
+            .await
+            .expect("apply rollout");
+    }
+
+    async fn runs(&self) -> Vec<AnalysisRun> {
+        Api::<AnalysisRun>::namespaced(self.client.clone(), &self.ns.name)
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+    }
+
+    async fn canary_weight(&self) -> Option<i64> {
+        let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+        let (ar, _) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .ok()?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns.name, &ar);
+        let vs = api.get("web").await.ok()?;
+        vs.data["spec"]["http"][0]["route"]
+            .as_array()?
+            .iter()
+            .find(|d| d["destination"]["host"] == "web-canary")?["weight"]
+            .as_i64()
+    }
+
+    /// Polls the run until it completes; returns it and when the test first saw it completed.
+    async fn wait_run_completed(&self, timeout: Duration) -> (AnalysisRun, Instant) {
+        poll_until(
+            "an AnalysisRun to complete",
+            timeout,
+            Duration::from_millis(20),
+            || async {
+                let run = self
+                    .runs()
+                    .await
+                    .into_iter()
+                    .find(|r| r.status.as_ref().is_some_and(|s| s.phase.is_completed()))?;
+                Some((run, Instant::now()))
+            },
+        )
+        .await
+    }
+
+    /// Given v1 Healthy, deploys v2 whose image behaves as `behaviour`.
+    async fn update_to_v2(&self, templates: &[&str], behaviour: Behaviour) -> String {
+        let v1 = rollout("web:1", templates, &self.ns.name);
+        self.deploy(&v1).await;
+        self.wait_phase(
+            "web",
+            RolloutPhase::Healthy,
+            Some(&hash_of(&v1)),
+            Duration::from_secs(60),
+        )
+        .await;
+        if let Ok(mut c) = self.sim.lock() {
+            c.behaviours.insert("web:2".into(), behaviour);
+        }
+        let v2 = rollout("web:2", templates, &self.ns.name);
+        self.deploy(&v2).await;
+        hash_of(&v2)
+    }
+}
+
+#[tokio::test]
+async fn a_healthy_canary_passes_success_rate_error_rate_and_p95_and_is_promoted() {
+    let all = ["success-rate", "error-rate", "latency-p95"];
+    let s = scene(
+        "analysis-ok",
+        all.iter().map(|t| template(t, json!({}))).collect(),
+        &prometheus_url(),
+    )
+    .await;
+    let h2 = s
+        .update_to_v2(
+            &all,
+            Behaviour {
+                error_rate: 0.0,
+                latency: 0.02,
+            },
+        )
+        .await;
+    s.wait_phase(
+        "web",
+        RolloutPhase::Healthy,
+        Some(&h2),
+        Duration::from_secs(90),
+    )
+    .await;
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 1, "one step AnalysisRun");
+    let st = runs[0].status.clone().expect("run status");
+    assert_eq!(st.phase, AnalysisPhase::Successful);
+    for name in all {
+        let m = st
+            .metric_result(name)
+            .unwrap_or_else(|| panic!("metric {name} measured"));
+        assert_eq!((m.count, m.successful), (4, 4), "{name}: {m:?}");
+    }
+}
+
+/// Runs a failing canary and checks the rollback; returns the run.
+async fn failing_canary(prefix: &str, template_name: &str, behaviour: Behaviour) -> AnalysisRun {
+    let s = scene(
+        prefix,
+        vec![template(template_name, json!({}))],
+        &prometheus_url(),
+    )
+    .await;
+    let h2 = s.update_to_v2(&[template_name], behaviour).await;
+    poll_until(
+        "canary at 50 %",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async { (s.canary_weight().await == Some(50)).then_some(()) },
+    )
+    .await;
+    let (run, failed_seen) = s.wait_run_completed(Duration::from_secs(90)).await;
+    let zero = poll_until(
+        "canary weight 0 after the failed analysis",
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || async { (s.canary_weight().await == Some(0)).then(Instant::now) },
+    )
+    .await;
+    println!(
+        "{template_name}: run {} seen {:?} → canary weight 0 seen after {:?}",
+        run.name_any(),
+        run.status.as_ref().map(|s| s.phase),
+        zero.saturating_duration_since(failed_seen)
+    );
+    let ro = s
+        .wait_phase("web", RolloutPhase::Degraded, None, Duration::from_secs(30))
+        .await;
+    let st = ro.status.expect("status");
+    assert_ne!(st.stable_rs.as_deref(), Some(h2.as_str()), "never promoted");
+    let msg = st.message.unwrap_or_default();
+    assert!(
+        msg.contains(template_name),
+        "the rollout says which metric failed: {msg}"
+    );
+    let cond = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .expect("Progressing");
+    assert_eq!(cond.reason, "RolloutAborted");
+    let events = support::events_for(&s.client, &s.ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RolloutAborted" && n.contains(template_name)),
+        "an Event names the failed metric: {events:?}"
+    );
+    run
+}
+
+#[tokio::test]
+async fn ten_percent_errors_fail_error_rate_after_failure_limit_plus_one_and_roll_back() {
+    let run = failing_canary(
+        "analysis-errors",
+        "error-rate",
+        Behaviour {
+            error_rate: 0.1,
+            latency: 0.02,
+        },
+    )
+    .await;
+    let st = run.status.expect("run status");
+    assert_eq!(st.phase, AnalysisPhase::Failed);
+    let m = st.metric_result("error-rate").expect("error-rate result");
+    assert_eq!(
+        m.failed, 4,
+        "failureLimit 3 → Failed at the 4th failed measurement: {m:?}"
+    );
+    let last = m
+        .measurements
+        .last()
+        .and_then(|x| x.value.clone())
+        .unwrap_or_default();
+    assert!(last.contains("0.1"), "measured value recorded: {last}");
+}
+
+#[tokio::test]
+async fn a_p95_of_500ms_fails_a_200ms_limit_and_rolls_back() {
+    let run = failing_canary(
+        "analysis-latency",
+        "latency-p95",
+        Behaviour {
+            error_rate: 0.0,
+            latency: 0.5,
+        },
+    )
+    .await;
+    let st = run.status.expect("run status");
+    assert_eq!(st.phase, AnalysisPhase::Failed);
+    assert_eq!(st.metric_result("latency-p95").map(|m| m.failed), Some(4));
+}
+
+/// A TCP proxy to Prometheus that the test can cut, as if Prometheus went away.
+async fn proxy_to(target: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let upstream = target.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy addr");
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
+#[tokio::test]
+async fn prometheus_going_away_mid_analysis_errors_and_aborts_never_promotes() {
+    let (proxy, proxy_task) = proxy_to(&prometheus_url()).await;
+    let t = template(
+        "success-rate",
+        json!({"count": 30, "consecutiveErrorLimit": 1, "initialDelay": "2s"}),
+    );
+    let s = scene("analysis-promdown", vec![t], &proxy).await;
+    let h2 = s
+        .update_to_v2(&["success-rate"], Behaviour::default())
+        .await;
+    poll_until(
+        "two successful measurements",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let runs = s.runs().await;
+            let ok = runs
+                .first()?
+                .status
+                .as_ref()?
+                .metric_result("success-rate")?
+                .successful;
+            (ok >= 2).then_some(())
+        },
+    )
+    .await;
+    proxy_task.abort();
+    let (run, _) = s.wait_run_completed(Duration::from_secs(60)).await;
+    let st = run.status.expect("run status");
+    assert_eq!(st.phase, AnalysisPhase::Error, "{st:?}");
+    let m = st.metric_result("success-rate").expect("result");
+    assert!(m.consecutive_error >= 2, "{m:?}");
+    let ro = s
+        .wait_phase("web", RolloutPhase::Degraded, None, Duration::from_secs(30))
+        .await;
+    assert_ne!(
+        ro.status.and_then(|s| s.stable_rs).as_deref(),
+        Some(h2.as_str()),
+        "never promoted"
+    );
+    assert_eq!(s.canary_weight().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_query_returning_no_series_is_an_error_never_a_success() {
+    let mut t = template(
+        "success-rate",
+        json!({"consecutiveErrorLimit": 0, "initialDelay": "1s"}),
+    );
+    t["spec"]["metrics"][0]["provider"]["prometheus"]["query"] = json!(
+        r#"sum(rate(http_requests_total{service="no-such-service-{{args.service-name}}"}[10s]))"#
+    );
+    let s = scene("analysis-nodata", vec![t], &prometheus_url()).await;
+    let h2 = s
+        .update_to_v2(&["success-rate"], Behaviour::default())
+        .await;
+    let (run, _) = s.wait_run_completed(Duration::from_secs(60)).await;
+    let st = run.status.expect("run status");
+    assert_eq!(st.phase, AnalysisPhase::Error);
+    let m = st.metric_result("success-rate").expect("result");
+    assert_eq!(m.successful, 0);
+    let msg = m
+        .measurements
+        .last()
+        .and_then(|x| x.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains("no data returned by the query"), "{msg}");
+    let ro = s
+        .wait_phase("web", RolloutPhase::Degraded, None, Duration::from_secs(30))
+        .await;
+    assert_ne!(
+        ro.status.and_then(|s| s.stable_rs).as_deref(),
+        Some(h2.as_str())
+    );
+}
+
+/// Each broken analysis ends with a message naming its cause, and the rollout says why.
+#[tokio::test]
+async fn broken_analyses_end_with_their_cause_and_the_rollout_says_why() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-broken").await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let mut bad_query = template(
+        "bad-query",
+        json!({"consecutiveErrorLimit": 0, "initialDelay": "0s"}),
+    );
+    bad_query["spec"]["metrics"][0]["provider"]["prometheus"]["query"] =
+        json!("sum(rate(http_requests_total[10s]");
+    let mut bad_condition = template("bad-condition", json!({"initialDelay": "0s"}));
+    bad_condition["spec"]["metrics"][0]["successCondition"] = json!("result[0] >= >= 0.95");
+    let missing_arg = template("missing-arg", json!({"initialDelay": "0s"}));
+    for t in [bad_query, bad_condition, missing_arg] {
+        apply_value(&client, Some(&ns.name), &t)
+            .await
+            .expect("template");
+    }
+    // (rollout, template, what the rollout's message must name)
+    let cases = [
+        ("q", "bad-query", "bad-query"),
+        ("c", "bad-condition", "result[0] >= >= 0.95"),
+        ("a", "missing-arg", "args.service-name"),
+        (
+            "t",
+            "no-such-template",
+            "AnalysisTemplate 'no-such-template' not found",
+        ),
+    ];
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    for (name, tpl, _) in cases {
+        let args = if tpl == "missing-arg" {
+            json!([])
+        } else {
+            json!([{"name": "service-name", "value": "x"}])
+        };
+        for image in ["app:1", "app:2"] {
+            let ro = json!({
+                "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                         "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": image}]}},
+                         "strategy": {"canary": {"steps": [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": tpl}], "args": args}}]}}}
+            });
+            apply_value(&client, Some(&ns.name), &ro)
+                .await
+                .expect("rollout");
+            if image == "app:1" {
+                poll_until(
+                    &format!("{name} v1 Healthy"),
+                    Duration::from_secs(60),
+                    Duration::from_millis(100),
+                    || {
+                        let api = api.clone();
+                        async move {
+                            (api.get(name).await.ok()?.status?.phase == Some(RolloutPhase::Healthy))
+                                .then_some(())
+                        }
+                    },
+                )
+                .await;
+            }
+        }
+    }
+    for (name, _, needle) in cases {
+        let msg = poll_until(
+            &format!("{name} Degraded naming its cause"),
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || {
+                let api = api.clone();
+                async move {
+                    let st = api.get(name).await.ok()?.status?;
+                    (st.phase == Some(RolloutPhase::Degraded))
+                        .then(|| st.message.unwrap_or_default())
+                }
+            },
+        )
+        .await;
+        println!("{name}: {msg}");
+        assert!(
+            msg.contains(needle),
+            "rollout {name}: message {msg:?} should name {needle:?}\n{}",
+            ctl.log_tail(20)
+        );
+    }
+}
