@@ -522,3 +522,167 @@ async fn a_service_selecting_foreign_pods_is_reported_and_picked_up_once_fixed()
     )
     .await;
 }
+
+/// The error-rate template of the brief, measuring every second over a 5 s window (no 5xx series
+/// yet counts as no errors); one failed measurement fails the run.
+fn error_rate_template() -> Value {
+    let sel = r#"service="{{args.service-name}}""#;
+    json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "error-rate"},
+    "spec": {"args": [{"name": "service-name"}], "metrics": [{
+        "name": "error-rate", "interval": "1s", "initialDelay": "2s", "count": 60, "failureLimit": 0,
+        "successCondition": "result[0] <= 0.05",
+        "provider": {"prometheus": {"query": format!(
+            r#"(sum(rate(http_requests_total{{{sel},status=~"5.."}}[5s])) or vector(0)) / sum(rate(http_requests_total{{{sel}}}[5s]))"#
+        )}}}]}})
+}
+
+/// Given a blue-green Rollout with a post-promotion error-rate analysis of the active Service,
+/// measured through the real Prometheus scraping the traffic simulator, when v2 (which fails
+/// every request) is promoted, then the analysis fails and the active Service selects the old
+/// pods again within a second — they were kept at full size — and the rollout is Degraded.
+#[tokio::test]
+async fn a_failing_post_promotion_analysis_switches_active_back_within_a_second() {
+    use aviary::api::{AnalysisPhase, AnalysisRun};
+    use aviary::sim::exporter::Exporter;
+    use aviary::sim::traffic::{Behaviour, SimConfig};
+    use std::sync::{Arc, Mutex};
+
+    let prometheus = std::env::var("AVIARY_PROMETHEUS_URL")
+        .expect("AVIARY_PROMETHEUS_URL (hack/cluster.sh env)");
+    let client = client().await;
+    let ns = setup(&client, "bg-post").await;
+    for obj in services().into_iter().chain([error_rate_template()]) {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let strategy = json!({"postPromotionAnalysis": {
+        "templates": [{"templateName": "error-rate"}],
+        "args": [{"name": "service-name", "value": format!("{}-web-active", ns.name)}],
+    }});
+    let v1 = rollout("web:1", strategy.clone());
+    let h1 = hash_of(&v1);
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus]);
+    let exporter = Arc::new(Exporter::start(&ns.name).await);
+    let sim = Arc::new(Mutex::new(SimConfig {
+        namespace: ns.name.clone(),
+        rollout: "web".into(),
+        rps: 200.0,
+        behaviours: BTreeMap::from([(
+            "web:2".to_string(),
+            Behaviour {
+                error_rate: 1.0,
+                latency: 0.02,
+            },
+        )]),
+        default: Behaviour::default(),
+        service_prefix: format!("{}-", ns.name),
+    }));
+    let sim_task = tokio::spawn(aviary::sim::traffic::run(
+        client.clone(),
+        exporter.clone(),
+        sim.clone(),
+        Duration::from_millis(200),
+    ));
+    wait_status(
+        &client,
+        &ns.name,
+        "Healthy on v1",
+        Duration::from_secs(60),
+        &ctl,
+        healthy_on(&h1),
+    )
+    .await;
+
+    let v2 = rollout("web:2", strategy);
+    let h2 = hash_of(&v2);
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    wait_endpoints(
+        &client,
+        &ns.name,
+        "web-active",
+        &h2,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        replicas_of(&client, &ns.name, &h1).await,
+        Some(REPLICAS),
+        "the old pods stay up while the post-promotion analysis runs"
+    );
+
+    let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+    let (run, failed_seen) = poll_until(
+        "the post-promotion AnalysisRun to fail",
+        Duration::from_secs(60),
+        Duration::from_millis(10),
+        || {
+            let runs = runs.clone();
+            async move {
+                let list = runs.list(&ListParams::default()).await.ok()?;
+                list.items
+                    .into_iter()
+                    .find(|r| {
+                        r.metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("aviary.dev/analysis-type"))
+                            .is_some_and(|t| t == "PostPromotion")
+                            && r.status
+                                .as_ref()
+                                .is_some_and(|s| s.phase == AnalysisPhase::Failed)
+                    })
+                    .map(|r| (r, Instant::now()))
+            }
+        },
+    )
+    .await;
+    let back = poll_until(
+        "active Service back on the old pods",
+        Duration::from_secs(5),
+        Duration::from_millis(5),
+        || {
+            let client = client.clone();
+            let (ns, h1) = (ns.name.clone(), h1.clone());
+            async move {
+                (selector(&client, &ns, "web-active").await.get(HASH_LABEL) == Some(&h1))
+                    .then(Instant::now)
+            }
+        },
+    )
+    .await;
+    let selector_after = back.duration_since(failed_seen);
+    wait_endpoints(&client, &ns.name, "web-active", &h1, Duration::from_secs(5)).await;
+    let endpoints_after = failed_seen.elapsed();
+    println!(
+        "run {} Failed → active selector back after {selector_after:?}, endpoints = old pods after {endpoints_after:?}",
+        kube::ResourceExt::name_any(&run)
+    );
+    assert!(
+        selector_after < Duration::from_secs(1),
+        "active Service switched back {selector_after:?} after the analysis failed"
+    );
+    assert!(
+        endpoints_after < Duration::from_secs(1),
+        "active endpoints were the old pods {endpoints_after:?} after the analysis failed"
+    );
+    let st = wait_status(
+        &client,
+        &ns.name,
+        "Degraded",
+        Duration::from_secs(10),
+        &ctl,
+        |st| st.phase == Some(RolloutPhase::Degraded),
+    )
+    .await;
+    assert!(
+        st.message
+            .as_deref()
+            .is_some_and(|m| m.contains("post-promotion") && m.contains("error-rate")),
+        "{:?}",
+        st.message
+    );
+    assert_eq!(st.stable_rs.as_deref(), Some(h1.as_str()));
+    sim_task.abort();
+}
