@@ -80,7 +80,7 @@ pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
     };
     p.run(&old);
     let progress = p.progress_message();
-    let active = p.bg_status().active_selector;
+    let active = p.active_after_plan();
     let summary = Summary {
         hash: &p.hash,
         replicas: p.replicas,
@@ -631,6 +631,17 @@ impl<'p> Planner<'p> {
         ));
     }
 
+    /// The revision the active Service selects once this plan is applied.
+    fn active_after_plan(&self) -> Option<String> {
+        let planned = self.plan.actions.iter().rev().find_map(|a| match a {
+            Action::SwitchService { service, hash } if *service == self.bg.active_service => {
+                Some(hash.clone())
+            }
+            _ => None,
+        });
+        planned.or_else(|| self.service_hash(self.active_service()))
+    }
+
     /// The phase message while an update is under way, as Argo words it.
     fn progress_message(&self) -> Option<String> {
         let st = &self.plan.status;
@@ -638,13 +649,7 @@ impl<'p> Planner<'p> {
             return None;
         }
         let bgs = self.bg_status();
-        // Cut over once the active Service selects the new pods (or this plan points it there).
-        let switched = self.service_hash(self.active_service()).as_deref()
-            == Some(self.hash.as_str())
-            || self.plan.actions.iter().any(|a| {
-                matches!(a, Action::SwitchService { service, hash }
-                    if *service == self.bg.active_service && *hash == self.hash)
-            });
+        let switched = self.active_after_plan().as_deref() == Some(self.hash.as_str());
         let target = if switched || bgs.scale_up_preview_check_point == Some(true) {
             self.replicas
         } else {
