@@ -501,13 +501,20 @@ async fn a_service_selecting_foreign_pods_is_reported_and_picked_up_once_fixed()
             .is_some_and(|m| m.contains("web-active") && m.contains("app=shop")),
         "{message:?}"
     );
-    let events = support::events_for(&client, &ns.name, "web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "InvalidSpec" && n.contains("app=shop")),
-        "{events:?}"
-    );
+    // The Event is recorded right after the status is written.
+    poll_until(
+        "a Warning Event naming the foreign label",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let events = support::events_for(&client, &ns.name, "web").await;
+            events
+                .iter()
+                .any(|(r, n)| r == "InvalidSpec" && n.contains("app=shop"))
+                .then_some(())
+        },
+    )
+    .await;
     assert!(
         !selector(&client, &ns.name, "web-active")
             .await
