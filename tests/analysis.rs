@@ -144,6 +144,7 @@ async fn scene(prefix: &str, templates: Vec<Value>, prometheus: &str) -> Scene {
         behaviours: BTreeMap::new(),
         default: Behaviour::default(),
         service_prefix: format!("{}-", ns.name),
+        service_label: None,
     }));
     let sim_task = tokio::spawn(aviary::sim::traffic::run(
         client.clone(),

@@ -608,6 +608,7 @@ async fn a_failing_post_promotion_analysis_switches_active_back_within_a_second(
         )]),
         default: Behaviour::default(),
         service_prefix: format!("{}-", ns.name),
+        service_label: None,
     }));
     let sim_task = tokio::spawn(aviary::sim::traffic::run(
         client.clone(),

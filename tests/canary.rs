@@ -239,18 +239,16 @@ async fn wait_healthy(
     }
 }
 
-fn hash_of(manifest: &Value) -> String {
-    let ro: Rollout = serde_json::from_value(manifest.clone()).expect("rollout manifest");
-    aviary::plan::pod_template_hash(&ro.spec.template, None)
-}
-
-/// Given a Rollout on v1 behind `router`, when its image changes to v2, then the routing object
-/// shows exactly the declared weights in order — never one the canary's available pods can't
-/// carry — and the rollout ends Healthy on v2 with the old ReplicaSet scaled to 0.
-async fn canary_walk(router: Router) {
+/// Given: a namespace with the Services and the routing object, the real controller, and the
+/// Rollout `v1` Healthy on its first revision.
+async fn given_healthy(
+    prefix: &str,
+    router: Router,
+    v1: &Value,
+) -> (Client, TestNamespace, ControllerProcess) {
     let client = client().await;
     setup(&client).await;
-    let ns = TestNamespace::new(&client, &format!("canary-{router:?}").to_lowercase()).await;
+    let ns = TestNamespace::new(&client, prefix).await;
     for obj in [
         service("web-stable"),
         service("web-canary"),
@@ -260,19 +258,33 @@ async fn canary_walk(router: Router) {
             .await
             .expect("fixture");
     }
-    let v1 = rollout(router, "web:1", standard_steps());
-    apply_value(&client, Some(&ns.name), &v1)
+    apply_value(&client, Some(&ns.name), v1)
         .await
         .expect("apply rollout v1");
     let ctl = ControllerProcess::start(&ns.name);
     wait_healthy(
         &client,
         &ns.name,
-        &hash_of(&v1),
+        &hash_of(v1),
         Duration::from_secs(60),
         &ctl,
     )
     .await;
+    (client, ns, ctl)
+}
+
+fn hash_of(manifest: &Value) -> String {
+    let ro: Rollout = serde_json::from_value(manifest.clone()).expect("rollout manifest");
+    aviary::plan::pod_template_hash(&ro.spec.template, None)
+}
+
+/// Given a Rollout on v1 behind `router`, when its image changes to v2, then the routing object
+/// shows exactly the declared weights in order — never one the canary's available pods can't
+/// carry — and the rollout ends Healthy on v2 with the old ReplicaSet scaled to 0.
+async fn canary_walk(router: Router) {
+    let v1 = rollout(router, "web:1", standard_steps());
+    let prefix = format!("canary-{router:?}").to_lowercase();
+    let (client, ns, ctl) = given_healthy(&prefix, router, &v1).await;
 
     let v2 = rollout(router, "web:2", standard_steps());
     let h2 = hash_of(&v2);
@@ -357,30 +369,9 @@ async fn patch_status(client: &Client, ns: &str, patch: Value) {
 /// reason RolloutAborted; when retried and promoted, it completes.
 #[tokio::test]
 async fn abort_returns_traffic_at_once_and_retry_completes() {
-    let client = client().await;
-    setup(&client).await;
-    let ns = TestNamespace::new(&client, "canary-abort").await;
-    for obj in [
-        service("web-stable"),
-        service("web-canary"),
-        routing_object(Router::Istio),
-    ] {
-        apply_value(&client, Some(&ns.name), &obj)
-            .await
-            .expect("fixture");
-    }
     let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]);
     let v1 = rollout(Router::Istio, "web:1", steps.clone());
-    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
-    let ctl = ControllerProcess::start(&ns.name);
-    wait_healthy(
-        &client,
-        &ns.name,
-        &hash_of(&v1),
-        Duration::from_secs(60),
-        &ctl,
-    )
-    .await;
+    let (client, ns, ctl) = given_healthy("canary-abort", Router::Istio, &v1).await;
     let v2 = rollout(Router::Istio, "web:2", steps);
     let h2 = hash_of(&v2);
     let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
@@ -467,18 +458,6 @@ async fn abort_returns_traffic_at_once_and_retry_completes() {
 /// none repeated, none skipped, and the rollout ends Healthy.
 #[tokio::test]
 async fn controller_killed_and_restarted_20_times_neither_repeats_nor_skips_a_step() {
-    let client = client().await;
-    setup(&client).await;
-    let ns = TestNamespace::new(&client, "canary-crash").await;
-    for obj in [
-        service("web-stable"),
-        service("web-canary"),
-        routing_object(Router::Istio),
-    ] {
-        apply_value(&client, Some(&ns.name), &obj)
-            .await
-            .expect("fixture");
-    }
     let weights = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
     let mut steps = vec![];
     for w in weights {
@@ -486,16 +465,7 @@ async fn controller_killed_and_restarted_20_times_neither_repeats_nor_skips_a_st
         steps.push(json!({"pause": {"duration": 2}}));
     }
     let v1 = rollout(Router::Istio, "web:1", json!(steps));
-    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
-    let mut ctl = ControllerProcess::start(&ns.name);
-    wait_healthy(
-        &client,
-        &ns.name,
-        &hash_of(&v1),
-        Duration::from_secs(60),
-        &ctl,
-    )
-    .await;
+    let (client, ns, mut ctl) = given_healthy("canary-crash", Router::Istio, &v1).await;
     let v2 = rollout(Router::Istio, "web:2", json!(steps));
     let h2 = hash_of(&v2);
     let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
@@ -561,24 +531,10 @@ async fn controller_killed_and_restarted_20_times_neither_repeats_nor_skips_a_st
 /// Healthy at once without walking steps; and left alone, it makes no write requests at all.
 #[tokio::test]
 async fn undo_returns_at_once_and_an_idle_rollout_makes_no_writes() {
-    let client = client().await;
-    setup(&client).await;
-    let ns = TestNamespace::new(&client, "canary-undo").await;
-    for obj in [
-        service("web-stable"),
-        service("web-canary"),
-        routing_object(Router::Istio),
-    ] {
-        apply_value(&client, Some(&ns.name), &obj)
-            .await
-            .expect("fixture");
-    }
     let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
     let v1 = rollout(Router::Istio, "web:1", steps.clone());
     let h1 = hash_of(&v1);
-    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
-    let ctl = ControllerProcess::start(&ns.name);
-    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(60), &ctl).await;
+    let (client, ns, ctl) = given_healthy("canary-undo", Router::Istio, &v1).await;
     let v2 = rollout(Router::Istio, "web:2", steps);
     let h2 = hash_of(&v2);
     let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
@@ -649,5 +605,110 @@ async fn undo_returns_at_once_and_an_idle_rollout_makes_no_writes() {
     assert!(
         writes.is_empty(),
         "an idle rollout caused writes: {writes:#?}"
+    );
+}
+
+/// Given canary pods that never become ready (KWOK's chaos stage fails their containers), when
+/// `progressDeadlineSeconds` passes, then the rollout is Degraded with ProgressDeadlineExceeded
+/// and — with `progressDeadlineAbort` — aborted, its traffic back on stable.
+#[tokio::test]
+async fn canary_pods_that_never_become_ready_hit_the_progress_deadline_and_abort() {
+    let mut v1 = rollout(Router::Istio, "web:1", standard_steps());
+    v1["spec"]["progressDeadlineSeconds"] = json!(6);
+    // KWOK's chaos stage lets each pod be Ready for about a second before failing it; with
+    // minReadySeconds the ReplicaSet never counts such a pod available, as with a real crash loop.
+    v1["spec"]["minReadySeconds"] = json!(3);
+    v1["spec"]["progressDeadlineAbort"] = json!(true);
+    let (client, ns, _ctl) = given_healthy("canary-deadline", Router::Istio, &v1).await;
+    let mut v2 = v1.clone();
+    v2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("web:broken");
+    v2["spec"]["template"]["metadata"]["labels"]["pod-container-running-failed.stage.kwok.x-k8s.io"] =
+        json!("true");
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let st = poll_until(
+        "Degraded by the progress deadline",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Degraded)).then_some(st)
+            }
+        },
+    )
+    .await;
+    assert_eq!(st.abort, Some(true));
+    let msg = st.message.unwrap_or_default();
+    assert!(msg.contains("timed out progressing"), "{msg}");
+    assert_eq!(
+        st.stable_rs.as_deref(),
+        Some(hash_of(&v1).as_str()),
+        "the broken revision never became stable"
+    );
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RolloutAborted" && n.contains("timed out")),
+        "{events:?}"
+    );
+}
+
+/// Given a Rollout whose VirtualService does not exist, when it updates, then it says so in a
+/// condition and an Event, and it recovers once the VirtualService appears.
+#[tokio::test]
+async fn a_missing_virtualservice_is_a_clear_condition_and_event_not_a_crash_loop() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-missing").await;
+    for obj in [service("web-stable"), service("web-canary")] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let v1 = rollout(Router::Istio, "web:1", standard_steps());
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let st = poll_until(
+        "InvalidSpec naming the VirtualService",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                let c = st.condition("InvalidSpec")?.clone();
+                (c.message.contains("VirtualService")).then_some((st, c))
+            }
+        },
+    )
+    .await;
+    println!("condition: {}", st.1.message);
+    assert_eq!(st.0.phase, Some(RolloutPhase::Degraded));
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "InvalidSpec" && n.contains("VirtualService")),
+        "{events:?}"
+    );
+    apply_value(&client, Some(&ns.name), &routing_object(Router::Istio))
+        .await
+        .expect("VirtualService");
+    wait_healthy(
+        &client,
+        &ns.name,
+        &hash_of(&v1),
+        Duration::from_secs(60),
+        &ctl,
+    )
+    .await;
+    let st = get_rollout(&client, &ns.name).await.status.expect("status");
+    assert!(
+        st.condition("InvalidSpec").is_none(),
+        "the InvalidSpec condition is cleared once fixed"
     );
 }

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         behaviours,
         default: Behaviour::default(),
         service_prefix: String::new(),
+        service_label: None,
     }));
     tokio::select! {
         _ = run(client, exporter, cfg, Duration::from_millis(250)) => {}

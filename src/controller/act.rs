@@ -16,7 +16,7 @@ use super::Context;
 use super::error::Error;
 use super::labels::{
     FIELD_MANAGER, MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLLOUT_LABEL,
-    SCALE_DOWN_DEADLINE_ANNOTATION,
+    SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION,
 };
 use crate::api::Rollout;
 use crate::plan::{Action, Event, POD_TEMPLATE_HASH_LABEL};
@@ -54,10 +54,13 @@ pub fn build_replica_set(ro: &Rollout, hash: &str, replicas: i32, revision: i64)
     rs.metadata.name = Some(replica_set_name(&name, hash));
     rs.metadata.namespace = ro.namespace();
     rs.metadata.labels = Some(labels);
-    rs.metadata.annotations = Some(BTreeMap::from([(
-        REVISION_ANNOTATION.to_string(),
-        revision.to_string(),
-    )]));
+    rs.metadata.annotations = Some(BTreeMap::from([
+        (REVISION_ANNOTATION.to_string(), revision.to_string()),
+        (
+            SCALED_AT_ANNOTATION.to_string(),
+            k8s_openapi::jiff::Timestamp::now().to_string(),
+        ),
+    ]));
     rs.metadata.owner_references = owner_reference(ro).map(|o| vec![o]);
     rs.spec = Some(k8s_openapi::api::apps::v1::ReplicaSetSpec {
         replicas: Some(replicas),
@@ -128,13 +131,15 @@ pub async fn apply(
                 replicas,
                 scale_down_at,
             } => {
-                let mut patch = json!({"spec": {"replicas": replicas}});
+                let mut patch = json!({
+                    "spec": {"replicas": replicas},
+                    "metadata": {"annotations": {SCALED_AT_ANNOTATION: k8s_openapi::jiff::Timestamp::now().to_string()}},
+                });
                 if let Some(at) = scale_down_at {
                     let value = at
                         .map(|t| json!(t.to_string()))
                         .unwrap_or(serde_json::Value::Null);
-                    patch["metadata"] =
-                        json!({"annotations": {SCALE_DOWN_DEADLINE_ANNOTATION: value}});
+                    patch["metadata"]["annotations"][SCALE_DOWN_DEADLINE_ANNOTATION] = value;
                 }
                 rs_api
                     .patch(rs_name, &PatchParams::default(), &Patch::Merge(&patch))

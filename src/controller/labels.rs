@@ -7,6 +7,9 @@ pub const ROLLOUT_LABEL: &str = "aviary.dev/rollout";
 pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
 /// RFC 3339 time after which a ReplicaSet kept for a scale-down delay goes to zero.
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "aviary.dev/scale-down-deadline";
+/// RFC 3339 time Aviary last created or scaled a ReplicaSet: `progressDeadlineSeconds` counts
+/// from it while the ReplicaSet's pods are not all available.
+pub const SCALED_AT_ANNOTATION: &str = "aviary.dev/scaled-at";
 /// On a Service whose selector Aviary manages: the Rollout that manages it.
 pub const MANAGED_BY_ANNOTATION: &str = "aviary.dev/managed-by-rollouts";
 /// The field manager of every write the controller makes.

@@ -11,7 +11,10 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
-use super::labels::{MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION};
+use super::labels::{
+    MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
+    SCALED_AT_ANNOTATION,
+};
 use crate::api::Rollout;
 use crate::plan::{ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
 use crate::traffic::{RouteTarget, TrafficRouter};
@@ -37,6 +40,9 @@ pub fn observe_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
             .and_then(|r| r.parse().ok()),
         scale_down_at: annotations
             .get(SCALE_DOWN_DEADLINE_ANNOTATION)
+            .and_then(|t| t.parse::<Timestamp>().ok()),
+        scaled_at: annotations
+            .get(SCALED_AT_ANNOTATION)
             .and_then(|t| t.parse::<Timestamp>().ok()),
     })
 }

@@ -47,6 +47,8 @@ struct Planner<'p> {
     replicas: i32,
     hash: String,
     plan: Plan,
+    /// Set when the new revision's pods missed `progressDeadlineSeconds`.
+    deadline_exceeded: Option<String>,
 }
 
 impl Moves for Planner<'_> {
@@ -77,6 +79,7 @@ pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
             events: vec![],
             requeue_after: None,
         },
+        deadline_exceeded: None,
     };
     p.run(&old);
     let progress = p.progress_message();
@@ -91,6 +94,7 @@ pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
         progress,
         active: active.as_deref(),
         now: Time(obs.now),
+        deadline_exceeded: p.deadline_exceeded.as_deref(),
     };
     summarize(&mut p.plan.status, &summary);
     p.plan
@@ -175,6 +179,7 @@ impl<'p> Planner<'p> {
                     self.retry(&s);
                 }
                 self.check_analysis();
+                self.deadline_exceeded = self.progress_deadline(&hash);
                 if self.plan.status.abort == Some(true) {
                     self.abort(&s)
                 } else {

@@ -38,6 +38,8 @@ struct Planner<'o, 'a> {
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
     plan: Plan,
+    /// Set when the canary's pods missed `progressDeadlineSeconds`.
+    deadline_exceeded: Option<String>,
 }
 
 impl Moves for Planner<'_, '_> {
@@ -73,6 +75,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
             events: vec![],
             requeue_after: None,
         },
+        deadline_exceeded: None,
     };
     p.run(&old);
     let summary = Summary {
@@ -85,6 +88,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         progress: None,
         active: None,
         now: Time(p.now),
+        deadline_exceeded: p.deadline_exceeded.as_deref(),
     };
     summarize(&mut p.plan.status, &summary);
     p.plan
@@ -134,6 +138,7 @@ impl Planner<'_, '_> {
             // A failed analysis aborts before anything else is applied for the step.
             self.check_step_analysis(s);
             self.check_background_analysis();
+            self.check_progress_deadline();
         }
         match stable {
             None => self.first_deploy(),
@@ -159,6 +164,15 @@ impl Planner<'_, '_> {
             &hash,
             old.abort == Some(true) && self.plan.status.abort == Some(true),
         );
+    }
+
+    /// `progressDeadlineSeconds`: counted from when the canary ReplicaSet was last created or
+    /// scaled, while its pods are not all available (pauses and analysis don't count: the pods
+    /// are there). Exceeded → Degraded with `ProgressDeadlineExceeded`, and aborted when
+    /// `progressDeadlineAbort` is set.
+    fn check_progress_deadline(&mut self) {
+        let hash = self.hash.clone();
+        self.deadline_exceeded = self.progress_deadline(&hash);
     }
 
     /// `strategy.canary.analysis`: from `startingStep` on, a background run measures the

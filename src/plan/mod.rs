@@ -41,6 +41,8 @@ pub struct ObservedReplicaSet {
     pub revision: Option<i64>,
     /// When this ReplicaSet may be scaled to zero (annotation), if a delay is running.
     pub scale_down_at: Option<Timestamp>,
+    /// When Aviary last created or scaled it (annotation): the start of the progress deadline.
+    pub scaled_at: Option<Timestamp>,
 }
 
 /// Where a Service's `rollouts-pod-template-hash` selector points now.

@@ -207,6 +207,41 @@ pub(super) trait Moves {
         self.plan_mut().actions.extend(actions);
     }
 
+    /// `progressDeadlineSeconds`: the ReplicaSet of `hash` was created or scaled that long ago
+    /// and its pods are still not all available. Returns the condition message then (marking the
+    /// rollout aborted when `progressDeadlineAbort` says so); otherwise wakes up at the deadline.
+    /// Pauses, analysis and scale-down delays never count: only pods that should be there.
+    fn progress_deadline(&mut self, hash: &str) -> Option<String> {
+        if self.plan().status.abort == Some(true) {
+            return None;
+        }
+        let rs = self.rs(hash).cloned()?;
+        if rs.replicas == 0 || rs.available >= rs.replicas {
+            return None;
+        }
+        let spec = &self.observed().rollout.spec;
+        let (limit, abort) = (
+            spec.progress_deadline_seconds(),
+            spec.progress_deadline_abort(),
+        );
+        let deadline = after(rs.scaled_at?, i64::from(limit));
+        let now = self.now();
+        if now < deadline {
+            self.plan_mut().requeue_at(now, deadline);
+            return None;
+        }
+        let msg = format!("ReplicaSet \"{}\" has timed out progressing.", rs.name);
+        if abort {
+            let st = &mut self.plan_mut().status;
+            st.abort = Some(true);
+            st.message = Some(format!(
+                "Rollout aborted update to revision {}: {msg}",
+                rs.hash
+            ));
+        }
+        Some(msg)
+    }
+
     /// An analysis ended Inconclusive: pause for a human. Returns true once `promote` cleared the
     /// pause (move on as if it had passed).
     fn hold_on_inconclusive(&mut self) -> bool {

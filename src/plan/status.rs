@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::ObservedReplicaSet;
 use super::canary::REASON_ABORTED;
-use crate::api::conditions::{reasons, set_condition, types};
+use crate::api::conditions::{reasons, remove_condition, set_condition, types};
 use crate::api::{Condition, ConditionStatus, PauseReason, RolloutPhase, RolloutStatus};
 
 /// What the summary needs besides the status itself.
@@ -24,6 +24,8 @@ pub struct Summary<'a> {
     /// ReplicaSet): `Available` then means that ReplicaSet is saturated.
     pub active: Option<&'a str>,
     pub now: Time,
+    /// The progress-deadline message, when the canary missed it.
+    pub deadline_exceeded: Option<&'a str>,
 }
 
 fn pause_reason_str(r: PauseReason) -> &'static str {
@@ -69,6 +71,8 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
                 )
             });
         (RolloutPhase::Degraded, msg)
+    } else if let Some(m) = s.deadline_exceeded {
+        (RolloutPhase::Degraded, m.to_string())
     } else if s.paused {
         (RolloutPhase::Paused, "manually paused".to_string())
     } else if let Some(pc) = st.pause_conditions.first() {
@@ -105,12 +109,11 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         (RolloutPhase::Healthy, String::new())
     };
     st.phase = Some(phase);
+    // A plan was made, so whatever made the spec unusable has been fixed.
+    remove_condition(&mut st.conditions, types::INVALID_SPEC);
     st.message = (!message.is_empty()).then_some(message.clone());
 
     let active_available = s.active.and_then(rs_of).map(|r| r.available).unwrap_or(0);
-    let was_invalid = st
-        .condition(types::INVALID_SPEC)
-        .is_some_and(|c| c.status == ConditionStatus::True);
     let now = s.now.clone();
     let generation = s.generation;
     let mut set = |type_: &str, status: ConditionStatus, reason: &str, message: String| {
@@ -123,7 +126,11 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         RolloutPhase::Degraded => set(
             types::PROGRESSING,
             ConditionStatus::False,
-            REASON_ABORTED,
+            if st.abort != Some(true) && s.deadline_exceeded.is_some() {
+                reasons::PROGRESS_DEADLINE_EXCEEDED
+            } else {
+                REASON_ABORTED
+            },
             message.clone(),
         ),
         RolloutPhase::Paused => set(
@@ -149,16 +156,6 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         Some(_) => active_available >= s.replicas,
         None => st.available_replicas >= s.replicas,
     };
-    // The spec is planned, so it is valid now: a past InvalidSpec (a missing Service since
-    // created, say) no longer holds.
-    if was_invalid {
-        set(
-            types::INVALID_SPEC,
-            ConditionStatus::False,
-            reasons::INVALID_SPEC,
-            String::new(),
-        );
-    }
     set(
         types::AVAILABLE,
         available.into(),

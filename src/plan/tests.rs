@@ -155,6 +155,7 @@ impl World {
                     hash: hash.clone(),
                     replicas: *replicas,
                     revision: Some(*revision),
+                    scaled_at: Some(self.now),
                     ..Default::default()
                 };
                 assert!(
@@ -173,6 +174,7 @@ impl World {
                     .find(|r| &r.name == name)
                     .expect("scaled RS exists");
                 rs.replicas = *replicas;
+                rs.scaled_at = Some(self.now);
                 rs.available = rs.available.min(*replicas);
                 rs.current = rs.current.min(*replicas);
                 rs.ready = rs.ready.min(*replicas);
@@ -762,6 +764,59 @@ spec:
         st.message
             .as_deref()
             .is_some_and(|m| m.contains("error-rate") && m.contains("failureLimit")),
+        "{:?}",
+        st.message
+    );
+}
+
+#[test]
+fn canary_pods_missing_the_progress_deadline_degrade_and_abort_when_asked() {
+    let mut w = World::new(ISTIO);
+    w.ro.spec.progress_deadline_seconds = Some(60);
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.frozen.push(new.clone());
+    let p = w.run(5);
+    let wait = p.requeue_after.expect("requeue at the deadline");
+    assert!(wait.as_secs() <= 60, "{wait:?}");
+    w.advance(30);
+    w.run(3);
+    assert_eq!(
+        w.status().phase,
+        Some(RolloutPhase::Progressing),
+        "within the deadline"
+    );
+    w.advance(31);
+    w.run(3);
+    let st = w.status();
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    let c = st.condition("Progressing").expect("Progressing");
+    assert_eq!(c.reason, "ProgressDeadlineExceeded");
+    assert!(
+        c.message.contains("has timed out progressing"),
+        "{}",
+        c.message
+    );
+    assert_eq!(st.abort, None, "no abort without progressDeadlineAbort");
+
+    let mut w2 = World::new(ISTIO);
+    w2.ro.spec.progress_deadline_seconds = Some(60);
+    w2.ro.spec.progress_deadline_abort = Some(true);
+    w2.deploy_first();
+    w2.update_image("web:2");
+    w2.frozen.push(w2.canary_hash());
+    w2.run(5);
+    w2.advance(61);
+    w2.run(5);
+    let st = w2.status();
+    assert_eq!(st.abort, Some(true));
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    assert_eq!(w2.weight, Some(0));
+    assert!(
+        st.message
+            .as_deref()
+            .is_some_and(|m| m.contains("timed out progressing")),
         "{:?}",
         st.message
     );

@@ -50,6 +50,9 @@ pub struct SimConfig {
     /// Prepended to the `service` label, so that several simulations can share one Prometheus
     /// without their series mixing (tests use the namespace).
     pub service_prefix: String,
+    /// When set, every series is labelled with this `service` instead of the Kubernetes Service
+    /// name — an application-level metric labelled by app, as the brief's queries expect.
+    pub service_label: Option<String>,
 }
 
 /// The share of traffic (0..=1) each Service gets, and which pod-template hash it selects.
@@ -175,7 +178,11 @@ pub async fn tick(
             continue;
         };
         let b = cfg.behaviours.get(&image).copied().unwrap_or(cfg.default);
-        let service = format!("{}{}", cfg.service_prefix, share.service);
+        let service = format!(
+            "{}{}",
+            cfg.service_prefix,
+            cfg.service_label.as_deref().unwrap_or(&share.service)
+        );
         exporter.set(
             &service,
             &image,

@@ -905,3 +905,56 @@ fn returning_to_a_revision_measured_before_measures_it_again() {
     assert_eq!(v2_runs(&w.retired), 1, "the old verdict is retired");
     assert_eq!(v2_runs(&w.runs), 1, "a fresh pre-promotion run for v2");
 }
+
+#[test]
+fn preview_pods_missing_the_progress_deadline_degrade_and_abort_when_asked() {
+    let (mut w, v1, v2) = updated(BLUE_GREEN, |w| {
+        w.ro.spec.progress_deadline_seconds = Some(60);
+    });
+    w.frozen.push(v2.clone());
+    w.run(5);
+    w.advance(30);
+    w.run(5);
+    assert_eq!(
+        w.status().phase,
+        Some(RolloutPhase::Progressing),
+        "within the deadline"
+    );
+    w.advance(31);
+    w.run(5);
+    let st = w.status();
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    assert_eq!(
+        st.condition("Progressing")
+            .map(|c| c.reason.clone())
+            .as_deref(),
+        Some("ProgressDeadlineExceeded")
+    );
+    assert_eq!(st.abort, None, "no abort unless progressDeadlineAbort");
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+    // The pods come after all: the update goes on.
+    w.frozen.clear();
+    w.settle();
+    w.run(5);
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+
+    let (mut w, v1, v2) = updated(BLUE_GREEN, |w| {
+        w.ro.spec.progress_deadline_seconds = Some(60);
+        w.ro.spec.progress_deadline_abort = Some(true);
+    });
+    w.frozen.push(v2.clone());
+    w.run(5);
+    w.advance(61);
+    w.run(5);
+    let st = w.status();
+    assert_eq!(st.abort, Some(true));
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    assert!(
+        st.message
+            .as_deref()
+            .is_some_and(|m| m.contains("timed out progressing")),
+        "{:?}",
+        st.message
+    );
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+}
