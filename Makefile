@@ -1,7 +1,7 @@
 # Aviary — see README.md. Every target installs or builds what it needs itself.
 SHELL := /bin/bash
 
-.PHONY: test demo lint unit crds cluster-up cluster-down bins bench
+.PHONY: test demo lint unit crds cluster-up cluster-down bins bench install-plugin
 
 test:            ## fmt, clippy, unit tests, CRD drift, integration tests on a local cluster
 	bash hack/test.sh
@@ -27,3 +27,6 @@ cluster-up:
 
 cluster-down:
 	bash hack/cluster.sh down
+
+install-plugin:  ## install kubectl-aviary (kubectl aviary …) into ~/.cargo/bin
+	cargo install --locked --path . --bin kubectl-aviary

@@ -3,7 +3,7 @@
 # be there (they are on this project's machines); everything else is checked and installed here.
 set -euo pipefail
 need_apt=()
-for cmd in curl openssl python3 prometheus; do command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$cmd"); done
+for cmd in curl openssl python3 prometheus tmux; do command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$cmd"); done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
