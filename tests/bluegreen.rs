@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use support::controller::{ControllerProcess, grant_rbac, install_aviary_crds, wait_rbac};
 use support::{TestNamespace, apply_value, client, poll_until};
@@ -182,15 +182,21 @@ async fn replicas_of(client: &Client, ns: &str, hash: &str) -> Option<i32> {
         .replicas
 }
 
-async fn patch_status(client: &Client, ns: &str, patch: Value) {
-    Api::<Rollout>::namespaced(client.clone(), ns)
-        .patch_status(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": patch})),
-        )
+/// Runs the real `kubectl aviary` plugin (admin kubeconfig from the environment); it must succeed.
+async fn kubectl_aviary(args: &[&str]) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
         .await
-        .expect("patch rollout status");
+        .expect("run kubectl-aviary");
+    assert!(
+        out.status.success(),
+        "kubectl aviary {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn deploy_v1(
@@ -273,8 +279,7 @@ async fn manual_promotion_previews_then_switches_and_scales_the_old_down_after_t
         "only the hash label is added to the selector"
     );
 
-    // kubectl aviary promote
-    patch_status(&client, &ns.name, json!({"pauseConditions": null})).await;
+    kubectl_aviary(&["-n", &ns.name, "promote", "web"]).await;
     wait_endpoints(
         &client,
         &ns.name,
@@ -425,7 +430,7 @@ async fn abort_keeps_the_old_pods_active_and_removes_the_preview_after_the_delay
         |st| st.phase == Some(RolloutPhase::Paused),
     )
     .await;
-    patch_status(&client, &ns.name, json!({"abort": true})).await;
+    kubectl_aviary(&["-n", &ns.name, "abort", "web"]).await;
     let st = wait_status(
         &client,
         &ns.name,
@@ -781,14 +786,7 @@ async fn the_blue_green_example_previews_pauses_and_promotes() {
     wait_endpoints_n(&client, &ns.name, "bff-preview", &h2, replicas, t).await;
     wait_endpoints_n(&client, &ns.name, "bff-active", &h1, replicas, t).await;
 
-    Api::<Rollout>::namespaced(client.clone(), &ns.name)
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": {"pauseConditions": null}})),
-        )
-        .await
-        .expect("promote");
+    kubectl_aviary(&["-n", &ns.name, "promote", &name]).await;
     wait_status_of(
         &client,
         &ns.name,
