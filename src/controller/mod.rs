@@ -231,9 +231,6 @@ async fn reconcile_inner(cached: &Rollout, ctx: &Context) -> Result<Requeue, Err
     if ro.metadata.deletion_timestamp.is_some() {
         return Ok(Requeue::await_change());
     }
-    if ro.spec.blue_green().is_some() {
-        return report_invalid(ctx, &api, &ro, "strategy.blueGreen is not implemented by this version of Aviary yet: use strategy.canary").await;
-    }
     match plan_and_act(ctx, &api, &ro).await {
         Ok(requeue) => Ok(requeue),
         Err(e) if !e.is_transient() => report_invalid(ctx, &api, &ro, &e.to_string()).await,
@@ -263,8 +260,7 @@ async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result
     let mut observed = Observed {
         rollout: ro,
         replica_sets: observe::owned_replica_sets(ctx, ro),
-        canary_service: observe::observe_service(ctx, &ns, canary_service, "canary").await?,
-        stable_service: observe::observe_service(ctx, &ns, stable_service, "stable").await?,
+        services: observe::observe_services(ctx, ro).await?,
         current_weight: observe::observe_weight(ctx, &routers, &target).await?,
         analysis_runs: observe::owned_analysis_runs(ctx, ro),
         now: Timestamp::now(),

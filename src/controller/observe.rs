@@ -1,6 +1,8 @@
 //! Observe: read what the planner needs — the Rollout fresh from the API server, its
 //! ReplicaSets from the label-filtered cache, its Services and the current routing weight.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
@@ -9,7 +11,10 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
-use super::labels::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION};
+use super::labels::{
+    MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
+    SCALED_AT_ANNOTATION,
+};
 use crate::api::Rollout;
 use crate::plan::{ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
 use crate::traffic::{RouteTarget, TrafficRouter};
@@ -62,30 +67,115 @@ pub fn owned_replica_sets(ctx: &Context, ro: &Rollout) -> Vec<ObservedReplicaSet
     out
 }
 
-/// The hash a Service's selector points at, or an error naming the missing Service.
-pub async fn observe_service(
-    ctx: &Context,
-    ns: &str,
-    name: Option<&str>,
-    role: &str,
-) -> Result<Option<ObservedService>, Error> {
-    let Some(name) = name else { return Ok(None) };
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let svc = api.get_opt(name).await?.ok_or_else(|| {
-        Error::InvalidSpec(format!(
-            "{role} Service '{name}' not found in namespace '{ns}': create it, or fix strategy.canary.{}",
-            if role == "canary" { "canaryService" } else { "stableService" }
-        ))
-    })?;
-    let hash = svc
+/// The Services the Rollout's strategy names, each with the spec field that names it.
+pub fn service_refs(ro: &Rollout) -> Vec<(&str, &'static str)> {
+    let mut refs = vec![];
+    if let Some(c) = ro.spec.canary() {
+        refs.extend(
+            c.canary_service
+                .as_deref()
+                .map(|n| (n, "strategy.canary.canaryService")),
+        );
+        refs.extend(
+            c.stable_service
+                .as_deref()
+                .map(|n| (n, "strategy.canary.stableService")),
+        );
+    }
+    if let Some(bg) = ro.spec.blue_green() {
+        refs.push((
+            bg.active_service.as_str(),
+            "strategy.blueGreen.activeService",
+        ));
+        refs.extend(
+            bg.preview_service
+                .as_deref()
+                .map(|n| (n, "strategy.blueGreen.previewService")),
+        );
+    }
+    refs
+}
+
+/// The Services the strategy names, with the hash each selects; an error naming any that is
+/// missing or can't be pointed at the Rollout's pods.
+pub async fn observe_services(ctx: &Context, ro: &Rollout) -> Result<Vec<ObservedService>, Error> {
+    let ns = ro.namespace().unwrap_or_default();
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let labels = ro
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let mut out = vec![];
+    for (name, field) in service_refs(ro) {
+        let svc = api.get_opt(name).await?.ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "Service '{name}' ({field}) not found in namespace '{ns}': create it, or fix {field}"
+            ))
+        })?;
+        if let Some(problem) = service_problem(&svc, &ro.name_any(), &labels, field) {
+            return Err(Error::InvalidSpec(problem));
+        }
+        let hash = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned());
+        out.push(ObservedService {
+            name: name.to_string(),
+            hash,
+        });
+    }
+    Ok(out)
+}
+
+/// Why a Service can't be pointed at the Rollout's pods by adding `rollouts-pod-template-hash`
+/// to its selector, if it can't: it has no selector (its endpoints are managed by hand), its
+/// other selector labels are not all on the pod template (it would select foreign pods, or
+/// none), or another Rollout manages it.
+pub fn service_problem(
+    svc: &Service,
+    rollout: &str,
+    template_labels: &BTreeMap<String, String>,
+    field: &str,
+) -> Option<String> {
+    let name = svc.name_any();
+    if let Some(owner) = svc
+        .annotations()
+        .get(MANAGED_BY_ANNOTATION)
+        .filter(|o| o.as_str() != rollout)
+    {
+        return Some(format!(
+            "Service '{name}' ({field}) is managed by Rollout '{owner}': each Rollout needs its own Services"
+        ));
+    }
+    let selector = svc
         .spec
         .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned());
-    Ok(Some(ObservedService {
-        name: name.to_string(),
-        hash,
-    }))
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    let own: BTreeMap<&String, &String> = selector
+        .iter()
+        .filter(|(k, _)| k.as_str() != POD_TEMPLATE_HASH_LABEL)
+        .collect();
+    if own.is_empty() {
+        return Some(format!(
+            "Service '{name}' ({field}) has no selector of its own: give it one matching spec.template's labels, and Aviary adds {POD_TEMPLATE_HASH_LABEL} to it"
+        ));
+    }
+    let foreign: Vec<String> = own
+        .iter()
+        .filter(|(k, v)| template_labels.get(k.as_str()) != Some(v))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    (!foreign.is_empty()).then(|| {
+        format!(
+            "Service '{name}' ({field}) selects pods this Rollout does not create: {} not among spec.template's labels; fix its selector (Aviary only adds {POD_TEMPLATE_HASH_LABEL})",
+            foreign.join(", ")
+        )
+    })
 }
 
 /// The canary weight the routing objects show: `None` when there are none, when one can't tell,
@@ -130,4 +220,61 @@ pub fn owned_analysis_runs(ctx: &Context, ro: &Rollout) -> Vec<crate::plan::Obse
         .collect();
     runs.sort_by(|a, b| (a.0.as_ref().map(|t| t.0), &a.1).cmp(&(b.0.as_ref().map(|t| t.0), &b.1)));
     runs.into_iter().filter_map(|(_, _, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(selector: serde_json::Value, managed_by: Option<&str>) -> Service {
+        let mut svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-active"},
+            "spec": {"selector": selector},
+        }))
+        .expect("service");
+        if let Some(owner) = managed_by {
+            svc.annotations_mut()
+                .insert(MANAGED_BY_ANNOTATION.into(), owner.into());
+        }
+        svc
+    }
+
+    #[test]
+    fn a_service_must_select_only_what_the_template_labels() {
+        let labels = BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "api".to_string()),
+        ]);
+        let field = "strategy.blueGreen.activeService";
+        let ok = |sel| service_problem(&service(sel, None), "web", &labels, field);
+        assert_eq!(ok(serde_json::json!({"app": "web"})), None);
+        assert_eq!(
+            ok(serde_json::json!({"app": "web", POD_TEMPLATE_HASH_LABEL: "abc"})),
+            None
+        );
+        let foreign = ok(serde_json::json!({"app": "other", "tier": "api"})).expect("foreign");
+        assert!(
+            foreign.contains("app=other") && foreign.contains(field),
+            "{foreign}"
+        );
+        let none = ok(serde_json::json!({})).expect("no selector");
+        assert!(none.contains("no selector"), "{none}");
+        let theirs = service_problem(
+            &service(serde_json::json!({"app": "web"}), Some("other")),
+            "web",
+            &labels,
+            field,
+        )
+        .expect("managed by another");
+        assert!(theirs.contains("managed by Rollout 'other'"), "{theirs}");
+        assert_eq!(
+            service_problem(
+                &service(serde_json::json!({"app": "web"}), Some("web")),
+                "web",
+                &labels,
+                field
+            ),
+            None
+        );
+    }
 }

@@ -13,15 +13,16 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::moves::Moves;
 use super::replicas::{basic_split, routed_canary_replicas};
 use super::status::{Summary, summarize};
 use super::{
-    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after,
-    ceil_second, hash::hash_of, pod_template_hash,
+    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, Plan, hash::hash_of,
+    pod_template_hash,
 };
 use crate::api::{
-    AnalysisPhase, CanaryStatus, CanaryStep, PauseCondition, PauseReason, RolloutAnalysisRunStatus,
-    RolloutStatus, StepAction, TrafficWeights, WeightDestination,
+    AnalysisPhase, CanaryStatus, CanaryStep, PauseReason, RolloutAnalysisRunStatus, RolloutStatus,
+    StepAction, TrafficWeights, WeightDestination,
 };
 
 /// Condition reason and Event reason used when a rollout is aborted.
@@ -39,6 +40,18 @@ struct Planner<'o, 'a> {
     plan: Plan,
     /// Set when the canary's pods missed `progressDeadlineSeconds`.
     deadline_exceeded: Option<String>,
+}
+
+impl Moves for Planner<'_, '_> {
+    fn observed(&self) -> &Observed<'_> {
+        self.obs
+    }
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    fn plan_mut(&mut self) -> &mut Plan {
+        &mut self.plan
+    }
 }
 
 /// Plans one reconcile of a canary Rollout.
@@ -72,6 +85,8 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         paused: ro.spec.is_paused(),
         generation: ro.metadata.generation,
         steps: p.steps.len() as i32,
+        progress: None,
+        active: None,
         now: Time(p.now),
         deadline_exceeded: p.deadline_exceeded.as_deref(),
     };
@@ -82,10 +97,6 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
 impl Planner<'_, '_> {
     fn st(&mut self) -> &mut RolloutStatus {
         &mut self.plan.status
-    }
-
-    fn rs(&self, hash: &str) -> Option<&ObservedReplicaSet> {
-        self.obs.replica_sets.iter().find(|rs| rs.hash == hash)
     }
 
     fn n_steps(&self) -> i32 {
@@ -148,28 +159,11 @@ impl Planner<'_, '_> {
                 }
             }
         }
-        self.tidy_analysis_runs(old.abort == Some(true) && self.plan.status.abort == Some(true));
-    }
-
-    /// Runs of superseded revisions, and a background run once the revision is stable, are
-    /// terminated. While an abort is persisted, the current revision's runs are retired too, so
-    /// a retry measures afresh rather than re-reading the verdict that aborted it.
-    fn tidy_analysis_runs(&mut self, aborted: bool) {
-        let steady = self.plan.status.stable_rs.as_deref() == Some(self.hash.as_str());
-        let mut actions = vec![];
-        for run in &self.obs.analysis_runs {
-            let running = !run.phase.is_completed();
-            let retire = aborted && run.hash == self.hash;
-            let superseded = run.hash != self.hash;
-            let done_background = steady && run.kind == AnalysisKind::Background;
-            if retire || (running && (superseded || done_background)) {
-                actions.push(Action::TerminateAnalysisRun {
-                    name: run.name.clone(),
-                    retire,
-                });
-            }
-        }
-        self.plan.actions.extend(actions);
+        let hash = self.hash.clone();
+        self.tidy_analysis_runs(
+            &hash,
+            old.abort == Some(true) && self.plan.status.abort == Some(true),
+        );
     }
 
     /// `progressDeadlineSeconds`: counted from when the canary ReplicaSet was last created or
@@ -177,34 +171,8 @@ impl Planner<'_, '_> {
     /// are there). Exceeded → Degraded with `ProgressDeadlineExceeded`, and aborted when
     /// `progressDeadlineAbort` is set.
     fn check_progress_deadline(&mut self) {
-        if self.plan.status.abort == Some(true) {
-            return;
-        }
-        let Some(rs) = self.rs(&self.hash).cloned() else {
-            return;
-        };
-        if rs.replicas == 0 || rs.available >= rs.replicas {
-            return;
-        }
-        let Some(since) = rs.scaled_at else { return };
-        let deadline = after(
-            since,
-            i64::from(self.obs.rollout.spec.progress_deadline_seconds()),
-        );
-        if self.now < deadline {
-            self.plan.requeue_at(self.now, deadline);
-            return;
-        }
-        let msg = format!("ReplicaSet \"{}\" has timed out progressing.", rs.name);
-        if self.obs.rollout.spec.progress_deadline_abort() {
-            let st = self.st();
-            st.abort = Some(true);
-            st.message = Some(format!(
-                "Rollout aborted update to revision {}: {msg}",
-                rs.hash
-            ));
-        }
-        self.deadline_exceeded = Some(msg);
+        let hash = self.hash.clone();
+        self.deadline_exceeded = self.progress_deadline(&hash);
     }
 
     /// `strategy.canary.analysis`: from `startingStep` on, a background run measures the
@@ -259,136 +227,15 @@ impl Planner<'_, '_> {
                 st.abort = Some(true);
                 st.message = Some(msg);
             }
+            // Holds the rollout until promote (which clears the pause) or abort.
             AnalysisPhase::Inconclusive => {
-                let has = self
-                    .plan
-                    .status
-                    .pause_conditions
-                    .iter()
-                    .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
-                if !has && self.plan.status.controller_pause != Some(true) {
-                    let now = Time(self.now);
-                    let st = self.st();
-                    st.pause_conditions.push(PauseCondition {
-                        reason: PauseReason::InconclusiveAnalysisRun,
-                        start_time: now,
-                    });
-                    st.controller_pause = Some(true);
-                }
+                self.hold_on_inconclusive();
             }
             _ => {}
         }
     }
 
     // ---- building blocks ------------------------------------------------------------------
-
-    fn next_revision(&self) -> i64 {
-        self.obs
-            .replica_sets
-            .iter()
-            .filter_map(|r| r.revision)
-            .max()
-            .unwrap_or(0)
-            + 1
-    }
-
-    /// Makes sure the ReplicaSet of `hash` exists with `replicas` pods.
-    fn ensure_rs(&mut self, hash: &str, replicas: i32) {
-        match self.rs(hash).cloned() {
-            None => {
-                let revision = self.next_revision();
-                self.plan.actions.push(Action::CreateReplicaSet {
-                    hash: hash.into(),
-                    replicas,
-                    revision,
-                });
-            }
-            Some(rs) => {
-                if rs.replicas != replicas || (replicas > 0 && rs.scale_down_at.is_some()) {
-                    let clear = rs.scale_down_at.is_some().then_some(None);
-                    self.plan.actions.push(Action::ScaleReplicaSet {
-                        name: rs.name,
-                        replicas,
-                        scale_down_at: clear,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Scales every ReplicaSet not in `keep` to zero, honouring running scale-down delays.
-    fn scale_down_others(&mut self, keep: &[&str]) {
-        let others: Vec<ObservedReplicaSet> = self
-            .obs
-            .replica_sets
-            .iter()
-            .filter(|rs| !keep.contains(&rs.hash.as_str()) && rs.replicas > 0)
-            .cloned()
-            .collect();
-        for rs in others {
-            match rs.scale_down_at {
-                Some(at) if at > self.now => self.plan.requeue_at(self.now, at),
-                at => self.plan.actions.push(Action::ScaleReplicaSet {
-                    name: rs.name,
-                    replicas: 0,
-                    scale_down_at: at.map(|_| None),
-                }),
-            }
-        }
-    }
-
-    /// Starts a scale-down delay on `rs` (if none runs), or scales it to 0 once it has passed.
-    fn scale_down_after(&mut self, rs: &ObservedReplicaSet, delay_secs: i64) {
-        if rs.replicas == 0 {
-            return;
-        }
-        match rs.scale_down_at {
-            None => {
-                let at = after(self.now, delay_secs);
-                self.plan.actions.push(Action::ScaleReplicaSet {
-                    name: rs.name.clone(),
-                    replicas: rs.replicas,
-                    scale_down_at: Some(Some(at)),
-                });
-                self.plan.requeue_at(self.now, at);
-            }
-            Some(at) if at > self.now => self.plan.requeue_at(self.now, at),
-            Some(_) => self.plan.actions.push(Action::ScaleReplicaSet {
-                name: rs.name.clone(),
-                replicas: 0,
-                scale_down_at: Some(None),
-            }),
-        }
-    }
-
-    fn observed_service(&self, name: &str) -> Option<&ObservedService> {
-        [&self.obs.canary_service, &self.obs.stable_service]
-            .into_iter()
-            .flatten()
-            .find(|s| s.name == name)
-    }
-
-    /// Points `service` at `hash` unless it already selects it.
-    fn switch_service(&mut self, service: Option<&str>, hash: &str) {
-        let Some(name) = service else { return };
-        let current = self.observed_service(name).and_then(|s| s.hash.clone());
-        if current.as_deref() != Some(hash) {
-            self.plan.actions.push(Action::SwitchService {
-                service: name.into(),
-                hash: hash.into(),
-            });
-            self.plan.events.push(Event::normal(
-                "SwitchService",
-                format!("Switched selector for service '{name}' to pod template hash '{hash}'"),
-            ));
-        }
-    }
-
-    fn service_hash(&self, service: Option<&str>) -> Option<String> {
-        service
-            .and_then(|n| self.observed_service(n))
-            .and_then(|s| s.hash.clone())
-    }
 
     /// The weight the routing objects show, or failing that the one we last recorded.
     fn current_weight(&self) -> i32 {
@@ -584,32 +431,9 @@ impl Planner<'_, '_> {
             st.aborted_at = Some(now);
         }
         if first {
-            let why = self.abort_reason();
+            let why = self.abort_reason(&self.hash);
             self.plan.events.push(Event::warning(REASON_ABORTED, why));
         }
-    }
-
-    /// Why the rollout is aborted: the message the aborting party left, or a manual abort.
-    fn abort_reason(&self) -> String {
-        let detail = self
-            .plan
-            .status
-            .condition(crate::api::conditions::types::PROGRESSING)
-            .filter(|c| c.reason == REASON_ABORTED)
-            .map(|c| c.message.clone())
-            .or_else(|| {
-                self.plan
-                    .status
-                    .message
-                    .clone()
-                    .filter(|m| m.starts_with("Rollout aborted"))
-            });
-        detail.unwrap_or_else(|| {
-            format!(
-                "Rollout aborted update to revision {}: aborted by user",
-                self.hash
-            )
-        })
     }
 
     /// An update is under way: apply the persisted step, then maybe advance it.
@@ -744,9 +568,10 @@ impl Planner<'_, '_> {
                 }
             }
             Some(StepAction::SetCanaryScale(_)) => canary_available >= canary_target,
-            Some(StepAction::Pause(p)) => {
-                self.pause_step(p.duration.as_ref().map(|d| d.as_secs() as i64))
-            }
+            Some(StepAction::Pause(p)) => self.pause_for(
+                PauseReason::CanaryPauseStep,
+                p.duration.as_ref().map(|d| d.as_secs() as i64),
+            ),
             Some(StepAction::Analysis(_)) => self.analysis_step(idx),
             None => true,
         };
@@ -804,49 +629,6 @@ impl Planner<'_, '_> {
             current
         } else {
             want
-        }
-    }
-
-    /// A pause step: returns whether it is over.
-    fn pause_step(&mut self, duration: Option<i64>) -> bool {
-        let now = self.now;
-        let existing = self
-            .plan
-            .status
-            .pause_conditions
-            .iter()
-            .find(|c| c.reason == PauseReason::CanaryPauseStep)
-            .map(|c| c.start_time.0);
-        let controller_paused = self.plan.status.controller_pause == Some(true);
-        match (existing, duration) {
-            // We paused and the condition is gone: `promote` cleared it.
-            (None, _) if controller_paused => true,
-            (None, Some(0)) => true,
-            (None, d) => {
-                // Status times are stored in whole seconds: start the pause at the next whole
-                // second so that a restart, reading it back, never shortens the pause.
-                let start = ceil_second(now);
-                let st = self.st();
-                st.pause_conditions.push(PauseCondition {
-                    reason: PauseReason::CanaryPauseStep,
-                    start_time: Time(start),
-                });
-                st.controller_pause = Some(true);
-                if let Some(secs) = d {
-                    self.plan.requeue_at(now, after(start, secs));
-                }
-                false
-            }
-            (Some(_), None) => false,
-            (Some(start), Some(secs)) => {
-                let end = after(start, secs);
-                if now >= end {
-                    true
-                } else {
-                    self.plan.requeue_at(now, end);
-                    false
-                }
-            }
         }
     }
 
@@ -917,29 +699,8 @@ impl Planner<'_, '_> {
         match run.phase {
             AnalysisPhase::Successful => true,
             AnalysisPhase::Failed | AnalysisPhase::Error => false,
-            AnalysisPhase::Inconclusive => {
-                let paused = self.plan.status.controller_pause == Some(true);
-                let has = self
-                    .plan
-                    .status
-                    .pause_conditions
-                    .iter()
-                    .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
-                if paused && !has {
-                    // promote cleared the pause: move on past the inconclusive analysis.
-                    return true;
-                }
-                if !has {
-                    let now = Time(self.now);
-                    let st = self.st();
-                    st.pause_conditions.push(PauseCondition {
-                        reason: PauseReason::InconclusiveAnalysisRun,
-                        start_time: now,
-                    });
-                    st.controller_pause = Some(true);
-                }
-                false
-            }
+            // promote clears the pause: move on past the inconclusive analysis.
+            AnalysisPhase::Inconclusive => self.hold_on_inconclusive(),
             AnalysisPhase::Pending | AnalysisPhase::Running => false,
         }
     }

@@ -9,8 +9,10 @@
 //! in the status it returns — never act on a step it has not yet persisted. A controller killed at
 //! any point therefore resumes by re-applying the persisted step, which is idempotent.
 
+pub mod bluegreen;
 pub mod canary;
 pub mod hash;
+mod moves;
 pub mod replicas;
 pub mod status;
 
@@ -80,9 +82,8 @@ pub struct ObservedAnalysisRun {
 pub struct Observed<'a> {
     pub rollout: &'a Rollout,
     pub replica_sets: Vec<ObservedReplicaSet>,
-    /// The canary and stable Services, when the strategy names them and they exist.
-    pub canary_service: Option<ObservedService>,
-    pub stable_service: Option<ObservedService>,
+    /// The Services the strategy names (canary and stable; active and preview) that exist.
+    pub services: Vec<ObservedService>,
     /// The canary weight the routing objects show now (`None`: no routing, or unknown).
     pub current_weight: Option<i32>,
     /// The rollout's AnalysisRuns (all kinds, all revisions).
@@ -91,6 +92,11 @@ pub struct Observed<'a> {
 }
 
 impl Observed<'_> {
+    /// The observed Service of that name.
+    pub fn service(&self, name: &str) -> Option<&ObservedService> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
     /// The newest run of `kind` for the revision `hash`.
     pub fn analysis_run(&self, kind: AnalysisKind, hash: &str) -> Option<&ObservedAnalysisRun> {
         self.analysis_runs
@@ -188,10 +194,12 @@ impl Plan {
     }
 }
 
-/// Decides what to do for a Rollout. Blue-green is not planned here yet; it gets an
-/// `InvalidSpec`-free Progressing status saying so.
+/// Decides what to do for a Rollout, by its strategy.
 pub fn plan(observed: &Observed<'_>) -> Plan {
-    canary::plan(observed)
+    match observed.rollout.spec.blue_green() {
+        Some(bg) => bluegreen::plan(observed, bg),
+        None => canary::plan(observed),
+    }
 }
 
 /// The timestamp rounded up to a whole second (what a status `Time` can hold).

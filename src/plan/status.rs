@@ -17,6 +17,12 @@ pub struct Summary<'a> {
     pub paused: bool,
     pub generation: Option<i64>,
     pub steps: i32,
+    /// Why an update under way is not done yet, when the strategy words it (blue-green); `None`
+    /// words it by the canary's steps.
+    pub progress: Option<String>,
+    /// The revision serving production when it is not simply all pods (blue-green's active
+    /// ReplicaSet): `Available` then means that ReplicaSet is saturated.
+    pub active: Option<&'a str>,
     pub now: Time,
     /// The progress-deadline message, when the canary missed it.
     pub deadline_exceeded: Option<&'a str>,
@@ -74,6 +80,8 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
             RolloutPhase::Paused,
             pause_reason_str(pc.reason).to_string(),
         )
+    } else if let (true, Some(progress)) = (updating, &s.progress) {
+        (RolloutPhase::Progressing, progress.clone())
     } else if updating {
         let step = st.current_step_index.unwrap_or(0);
         if step < s.steps {
@@ -105,6 +113,7 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
     remove_condition(&mut st.conditions, types::INVALID_SPEC);
     st.message = (!message.is_empty()).then_some(message.clone());
 
+    let active_available = s.active.and_then(rs_of).map(|r| r.available).unwrap_or(0);
     let now = s.now.clone();
     let generation = s.generation;
     let mut set = |type_: &str, status: ConditionStatus, reason: &str, message: String| {
@@ -143,7 +152,10 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
             format!("ReplicaSet \"{current_name}\" has successfully progressed."),
         ),
     }
-    let available = st.available_replicas >= s.replicas;
+    let available = match s.active {
+        Some(_) => active_available >= s.replicas,
+        None => st.available_replicas >= s.replicas,
+    };
     set(
         types::AVAILABLE,
         available.into(),

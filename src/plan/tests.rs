@@ -9,6 +9,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::*;
 use crate::api::{PauseReason, Rollout, RolloutPhase};
 
+mod bluegreen;
+
 fn rollout(yaml: &str) -> Rollout {
     serde_yaml::from_str(yaml).expect("rollout yaml")
 }
@@ -50,6 +52,13 @@ struct World {
     weights: Vec<(i32, i32)>,
     events: Vec<Event>,
     analysis: Option<ObservedAnalysisRun>,
+    /// When set, `CreateAnalysisRun` creates a Running run here (a fake analysis controller).
+    run_analysis: bool,
+    runs: Vec<ObservedAnalysisRun>,
+    /// Runs retired by the planner: no longer observed.
+    retired: Vec<ObservedAnalysisRun>,
+    /// Every Service switch, in order: service, hash, and that ReplicaSet's available pods then.
+    switches: Vec<(String, String, i32)>,
 }
 
 impl World {
@@ -58,6 +67,14 @@ impl World {
         let mut services = BTreeMap::new();
         if let Some(c) = ro.spec.canary() {
             for s in [&c.canary_service, &c.stable_service].into_iter().flatten() {
+                services.insert(s.clone(), None);
+            }
+        }
+        if let Some(bg) = ro.spec.blue_green() {
+            for s in [Some(&bg.active_service), bg.preview_service.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 services.insert(s.clone(), None);
             }
         }
@@ -76,6 +93,10 @@ impl World {
             weights: vec![],
             events: vec![],
             analysis: None,
+            run_analysis: false,
+            runs: vec![],
+            retired: vec![],
+            switches: vec![],
         }
     }
 
@@ -84,22 +105,24 @@ impl World {
     }
 
     fn observed(&self) -> Observed<'_> {
-        let svc = |name: &Option<String>| {
-            name.as_ref().and_then(|n| {
-                self.services.get(n).map(|h| ObservedService {
-                    name: n.clone(),
-                    hash: h.clone(),
-                })
-            })
-        };
-        let c = self.ro.spec.canary();
         Observed {
             rollout: &self.ro,
             replica_sets: self.rs.values().cloned().collect(),
-            canary_service: c.and_then(|c| svc(&c.canary_service)),
-            stable_service: c.and_then(|c| svc(&c.stable_service)),
+            services: self
+                .services
+                .iter()
+                .map(|(name, hash)| ObservedService {
+                    name: name.clone(),
+                    hash: hash.clone(),
+                })
+                .collect(),
             current_weight: self.weight,
-            analysis_runs: self.analysis.iter().cloned().collect(),
+            analysis_runs: self
+                .analysis
+                .iter()
+                .chain(self.runs.iter())
+                .cloned()
+                .collect(),
             now: self.now,
         }
     }
@@ -160,6 +183,9 @@ impl World {
                 }
             }
             Action::SwitchService { service, hash } => {
+                let available = self.rs.get(hash).map(|r| r.available).unwrap_or(0);
+                self.switches
+                    .push((service.clone(), hash.clone(), available));
                 self.services.insert(service.clone(), Some(hash.clone()));
             }
             Action::SetWeight {
@@ -171,7 +197,32 @@ impl World {
                 self.weight = Some(*weight);
                 self.weights.push((*weight, available));
             }
-            Action::CreateAnalysisRun { .. } | Action::TerminateAnalysisRun { .. } => {}
+            Action::CreateAnalysisRun { kind, hash } => {
+                if self.run_analysis {
+                    self.runs.push(ObservedAnalysisRun {
+                        name: format!("web-{hash}-{}", self.runs.len() + self.retired.len() + 1),
+                        kind: *kind,
+                        hash: hash.clone(),
+                        phase: AnalysisPhase::Running,
+                        message: None,
+                    });
+                }
+            }
+            // The fake analysis controller: a terminated run ends Successful; a retired one no
+            // longer counts (is no longer observed).
+            Action::TerminateAnalysisRun { name, retire } => {
+                if *retire {
+                    let (gone, kept) = self.runs.drain(..).partition(|r| &r.name == name);
+                    self.runs = kept;
+                    self.retired.extend::<Vec<_>>(gone);
+                } else if let Some(r) = self
+                    .runs
+                    .iter_mut()
+                    .find(|r| &r.name == name && !r.phase.is_completed())
+                {
+                    r.phase = AnalysisPhase::Successful;
+                }
+            }
         }
     }
 

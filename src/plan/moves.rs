@@ -1,0 +1,286 @@
+//! The moves both strategies make on the world, whatever they decided: size a revision's
+//! ReplicaSet, run and honour scale-down delays, point a Service at a revision, pause for a human
+//! and word an abort. A strategy's planner implements [`Moves`] by giving access to what was
+//! observed and to the plan it is building; the moves themselves are provided.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::canary::REASON_ABORTED;
+use super::{
+    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after,
+    ceil_second,
+};
+use crate::api::{PauseCondition, PauseReason};
+
+pub(super) trait Moves {
+    /// What the controller observed.
+    fn observed(&self) -> &Observed<'_>;
+    /// The plan under construction.
+    fn plan(&self) -> &Plan;
+    fn plan_mut(&mut self) -> &mut Plan;
+
+    fn now(&self) -> Timestamp {
+        self.observed().now
+    }
+
+    /// The observed ReplicaSet of a revision.
+    fn rs(&self, hash: &str) -> Option<&ObservedReplicaSet> {
+        self.observed()
+            .replica_sets
+            .iter()
+            .find(|rs| rs.hash == hash)
+    }
+
+    fn next_revision(&self) -> i64 {
+        self.observed()
+            .replica_sets
+            .iter()
+            .filter_map(|r| r.revision)
+            .max()
+            .unwrap_or(0)
+            + 1
+    }
+
+    /// Makes sure the ReplicaSet of `hash` exists with `replicas` pods (clearing a scale-down
+    /// deadline it may carry: it is wanted again).
+    fn ensure_rs(&mut self, hash: &str, replicas: i32) {
+        match self.rs(hash).cloned() {
+            None => {
+                let revision = self.next_revision();
+                self.plan_mut().actions.push(Action::CreateReplicaSet {
+                    hash: hash.into(),
+                    replicas,
+                    revision,
+                });
+            }
+            Some(rs) => {
+                if rs.replicas != replicas || (replicas > 0 && rs.scale_down_at.is_some()) {
+                    let clear = rs.scale_down_at.is_some().then_some(None);
+                    self.plan_mut().actions.push(Action::ScaleReplicaSet {
+                        name: rs.name,
+                        replicas,
+                        scale_down_at: clear,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Scales every ReplicaSet not in `keep` to zero, honouring running scale-down delays.
+    fn scale_down_others(&mut self, keep: &[&str]) {
+        let now = self.now();
+        let others: Vec<ObservedReplicaSet> = self
+            .observed()
+            .replica_sets
+            .iter()
+            .filter(|rs| !keep.contains(&rs.hash.as_str()) && rs.replicas > 0)
+            .cloned()
+            .collect();
+        for rs in others {
+            match rs.scale_down_at {
+                Some(at) if at > now => self.plan_mut().requeue_at(now, at),
+                at => self.plan_mut().actions.push(Action::ScaleReplicaSet {
+                    name: rs.name,
+                    replicas: 0,
+                    scale_down_at: at.map(|_| None),
+                }),
+            }
+        }
+    }
+
+    /// Starts a scale-down delay on `rs` (if none runs), or scales it to 0 once it has passed.
+    fn scale_down_after(&mut self, rs: &ObservedReplicaSet, delay_secs: i64) {
+        if rs.replicas == 0 {
+            return;
+        }
+        let now = self.now();
+        match rs.scale_down_at {
+            None => {
+                let at = after(now, delay_secs);
+                let plan = self.plan_mut();
+                plan.actions.push(Action::ScaleReplicaSet {
+                    name: rs.name.clone(),
+                    replicas: rs.replicas,
+                    scale_down_at: Some(Some(at)),
+                });
+                plan.requeue_at(now, at);
+            }
+            Some(at) if at > now => self.plan_mut().requeue_at(now, at),
+            Some(_) => self.plan_mut().actions.push(Action::ScaleReplicaSet {
+                name: rs.name.clone(),
+                replicas: 0,
+                scale_down_at: Some(None),
+            }),
+        }
+    }
+
+    fn observed_service(&self, name: &str) -> Option<&ObservedService> {
+        self.observed().service(name)
+    }
+
+    /// The hash a Service's selector points at now.
+    fn service_hash(&self, service: Option<&str>) -> Option<String> {
+        service
+            .and_then(|n| self.observed_service(n))
+            .and_then(|s| s.hash.clone())
+    }
+
+    /// Points `service` at `hash` unless it already selects it.
+    fn switch_service(&mut self, service: Option<&str>, hash: &str) {
+        let Some(name) = service else { return };
+        if self.service_hash(Some(name)).as_deref() != Some(hash) {
+            let plan = self.plan_mut();
+            plan.actions.push(Action::SwitchService {
+                service: name.into(),
+                hash: hash.into(),
+            });
+            plan.events.push(Event::normal(
+                "SwitchService",
+                format!("Switched selector for service '{name}' to pod template hash '{hash}'"),
+            ));
+        }
+    }
+
+    /// A controller pause for `reason`, lasting `duration` seconds (`None`: until promoted).
+    /// Returns whether it is over: its time has passed, or `promote` cleared the pause
+    /// conditions while `controllerPause` stayed set.
+    fn pause_for(&mut self, reason: PauseReason, duration: Option<i64>) -> bool {
+        let now = self.now();
+        let status = &self.plan().status;
+        let existing = status
+            .pause_conditions
+            .iter()
+            .find(|c| c.reason == reason)
+            .map(|c| c.start_time.0);
+        let controller_paused = status.controller_pause == Some(true);
+        match (existing, duration) {
+            // We paused and the condition is gone: `promote` cleared it.
+            (None, _) if controller_paused => true,
+            (None, Some(0)) => true,
+            (None, d) => {
+                // Status times are stored in whole seconds: start the pause at the next whole
+                // second so that a restart, reading it back, never shortens the pause.
+                let start = ceil_second(now);
+                let plan = self.plan_mut();
+                plan.status.pause_conditions.push(PauseCondition {
+                    reason,
+                    start_time: Time(start),
+                });
+                plan.status.controller_pause = Some(true);
+                if let Some(secs) = d {
+                    plan.requeue_at(now, after(start, secs));
+                }
+                false
+            }
+            (Some(_), None) => false,
+            (Some(start), Some(secs)) => {
+                let end = after(start, secs);
+                if now >= end {
+                    true
+                } else {
+                    self.plan_mut().requeue_at(now, end);
+                    false
+                }
+            }
+        }
+    }
+
+    /// Runs of superseded revisions, and a background run once revision `hash` is stable, are
+    /// terminated. While an abort is persisted (`aborted`), the runs of `hash` are retired too,
+    /// so a retry measures afresh rather than re-reading the verdict that aborted it.
+    fn tidy_analysis_runs(&mut self, hash: &str, aborted: bool) {
+        let steady = self.plan().status.stable_rs.as_deref() == Some(hash);
+        let mut actions = vec![];
+        for run in &self.observed().analysis_runs {
+            let running = !run.phase.is_completed();
+            let retire = aborted && run.hash == hash;
+            let superseded = run.hash != hash;
+            let done_background = steady && run.kind == AnalysisKind::Background;
+            if retire || (running && (superseded || done_background)) {
+                actions.push(Action::TerminateAnalysisRun {
+                    name: run.name.clone(),
+                    retire,
+                });
+            }
+        }
+        self.plan_mut().actions.extend(actions);
+    }
+
+    /// `progressDeadlineSeconds`: the ReplicaSet of `hash` was created or scaled that long ago
+    /// and its pods are still not all available. Returns the condition message then (marking the
+    /// rollout aborted when `progressDeadlineAbort` says so); otherwise wakes up at the deadline.
+    /// Pauses, analysis and scale-down delays never count: only pods that should be there.
+    fn progress_deadline(&mut self, hash: &str) -> Option<String> {
+        if self.plan().status.abort == Some(true) {
+            return None;
+        }
+        let rs = self.rs(hash).cloned()?;
+        if rs.replicas == 0 || rs.available >= rs.replicas {
+            return None;
+        }
+        let spec = &self.observed().rollout.spec;
+        let (limit, abort) = (
+            spec.progress_deadline_seconds(),
+            spec.progress_deadline_abort(),
+        );
+        let deadline = after(rs.scaled_at?, i64::from(limit));
+        let now = self.now();
+        if now < deadline {
+            self.plan_mut().requeue_at(now, deadline);
+            return None;
+        }
+        let msg = format!("ReplicaSet \"{}\" has timed out progressing.", rs.name);
+        if abort {
+            let st = &mut self.plan_mut().status;
+            st.abort = Some(true);
+            st.message = Some(format!(
+                "Rollout aborted update to revision {}: {msg}",
+                rs.hash
+            ));
+        }
+        Some(msg)
+    }
+
+    /// An analysis ended Inconclusive: pause for a human. Returns true once `promote` cleared the
+    /// pause (move on as if it had passed).
+    fn hold_on_inconclusive(&mut self) -> bool {
+        let now = Time(self.now());
+        let st = &mut self.plan_mut().status;
+        let paused = st.controller_pause == Some(true);
+        let has = st
+            .pause_conditions
+            .iter()
+            .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
+        if paused && !has {
+            return true;
+        }
+        if !has {
+            st.pause_conditions.push(PauseCondition {
+                reason: PauseReason::InconclusiveAnalysisRun,
+                start_time: now,
+            });
+            st.controller_pause = Some(true);
+        }
+        false
+    }
+
+    /// Why the rollout of revision `hash` is aborted: the message the aborting party left, or a
+    /// manual abort.
+    fn abort_reason(&self, hash: &str) -> String {
+        let status = &self.plan().status;
+        let detail = status
+            .condition(crate::api::conditions::types::PROGRESSING)
+            .filter(|c| c.reason == REASON_ABORTED)
+            .map(|c| c.message.clone())
+            .or_else(|| {
+                status
+                    .message
+                    .clone()
+                    .filter(|m| m.starts_with("Rollout aborted"))
+            });
+        detail.unwrap_or_else(|| {
+            format!("Rollout aborted update to revision {hash}: aborted by user")
+        })
+    }
+}
