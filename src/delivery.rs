@@ -2,8 +2,8 @@
 //!
 //! The planner already says what happened: it emits `RolloutCompleted` when a new revision is
 //! fully promoted, `RolloutAborted` when an update is aborted (by a user or a failed analysis) and
-//! `SkipSteps` when the template returns to the stable revision mid-update (an undo or a GitOps
-//! revert). This module turns those Events, and the difference between the status a reconcile
+//! `SkipSteps` (canary) or `RolloutRollback` (blue-green) when the template returns to the stable
+//! revision mid-update (an undo or a GitOps revert). This module turns those Events, and the difference between the status a reconcile
 //! started from and the one it wrote, into [`Transition`]s — the only input of the delivery
 //! (DORA) metrics and of the notifications. Pure: time and the revision's creation time are passed
 //! in, so every rule is a table test.
@@ -12,7 +12,7 @@
 //! |---|---|
 //! | deployments completed | `RolloutCompleted` |
 //! | deployments aborted | `RolloutAborted` (once per abort) |
-//! | deployments rolled back | `SkipSteps` (template back to the stable revision mid-update, not after an abort) |
+//! | deployments rolled back | `SkipSteps` / `RolloutRollback` (template back to the stable revision mid-update, not after an abort) |
 //! | lead time | `RolloutCompleted` time − creation of the revision's ReplicaSet |
 //! | time to restore | first abort (`status.abortedAt`) → the rollout next `Healthy`, on any revision |
 
@@ -27,7 +27,10 @@ use crate::plan::Event;
 pub mod reasons {
     pub const COMPLETED: &str = "RolloutCompleted";
     pub const ABORTED: &str = "RolloutAborted";
+    /// Canary: the template is the stable revision again, the steps are skipped.
     pub const SKIP_STEPS: &str = "SkipSteps";
+    /// Blue-green: the template is the stable revision again, back to it at once.
+    pub const ROLLBACK: &str = "RolloutRollback";
 }
 
 /// Something a person or a dashboard cares about happened to a rollout.
@@ -217,7 +220,9 @@ pub fn transitions(
     }
     // An aborted update that is then undone was already counted as aborted: one outcome per
     // attempt, so the change failure rate does not count it twice.
-    if has_event(c.events, reasons::SKIP_STEPS) && c.old.abort != Some(true) {
+    let back_to_stable =
+        has_event(c.events, reasons::SKIP_STEPS) || has_event(c.events, reasons::ROLLBACK);
+    if back_to_stable && c.old.abort != Some(true) {
         out.push(Transition::RolledBack {
             revision: c.new.stable_rs.clone().unwrap_or_else(|| revision.clone()),
         });
@@ -388,6 +393,20 @@ mod tests {
             }]
         );
         assert_eq!(pending, None);
+    }
+
+    #[test]
+    fn a_blue_green_rollback_is_a_roll_back_too() {
+        let old = status(RolloutPhase::Paused);
+        let new = status(RolloutPhase::Healthy);
+        let events = [Event::normal(reasons::ROLLBACK, "back")];
+        let (t, _) = transitions(&change(&old, &new, &events, &[]), None);
+        assert_eq!(
+            t,
+            vec![Transition::RolledBack {
+                revision: "old".into()
+            }]
+        );
     }
 
     #[test]
