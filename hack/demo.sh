@@ -31,7 +31,8 @@ kubectl -n "$NS" apply -f examples/demo/app.yaml -f examples/demo/templates.yaml
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-"$BIN/aviary" --namespace "$NS" --prometheus-address "$AVIARY_PROMETHEUS_URL" >"$LOGS/controller.log" 2>&1 &
+"$BIN/aviary" --namespace "$NS" --prometheus-address "$AVIARY_PROMETHEUS_URL" \
+  --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 >"$LOGS/controller.log" 2>&1 &
 pids+=($!)
 "$BIN/aviary-trafficsim" -n "$NS" --rollout bff --rps 300 --image "ghcr.io/platform/bff:3.0.0-bad=0.2" >"$LOGS/trafficsim.log" 2>&1 &
 pids+=($!)
