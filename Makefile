@@ -26,6 +26,9 @@ chart:           ## lint and render the Helm chart (helm from `make bins`)
 bins:            ## build and cache the cluster binaries (etcd, kube-*, kubectl, kwok, helm)
 	bash hack/build-bins.sh all
 
+bench:           ## footprint and reaction benchmark on a local cluster of its own (SIZES=100,1000 SOAK=1; docs/benchmarks.md)
+	bash hack/bench.sh
+
 cluster-up:
 	bash hack/cluster.sh up
 

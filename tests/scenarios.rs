@@ -128,12 +128,25 @@ async fn run_scenario(example: &str, rollout: &str, app: &str, analysis_type: &s
         .await;
     }
     sim_task.abort();
-    let events = support::events_for(&client, &ns.name, rollout).await;
-    assert!(
-        events.iter().any(|(r, _)| r == "RolloutCompleted"),
-        "{events:?}\n{}",
-        ctl.log_tail(20)
-    );
+    // The Event is recorded just after the status write that made the rollout Healthy.
+    poll_until(
+        "a RolloutCompleted Event",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let events = support::events_for(&client, &ns, rollout).await;
+                events
+                    .iter()
+                    .any(|(r, _)| r == "RolloutCompleted")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let _ = &ctl;
     // The analysis really ran: a run of the expected type measured successfully and passed.
     let runs = Api::<aviary::api::AnalysisRun>::namespaced(client.clone(), &ns.name)
         .list(&Default::default())

@@ -8,6 +8,11 @@
 //! - **report** ([`report`]): writes the status only when it changed, records Events.
 //!
 //! Timers are requeue-after from the plan; there is no per-object task and no periodic resync.
+//!
+//! Memory: the Rollout watch is **metadata-only** (`PartialObjectMeta<Rollout>`, managed fields
+//! and last-applied annotations dropped): it only says *which* rollout to look at, and observe
+//! reads the full object fresh anyway. Caching whole Rollouts (spec, pod template, status) is
+//! what makes rival controllers grow with the number of rollouts (docs/benchmarks.md).
 
 pub mod act;
 pub mod analysis;
@@ -27,6 +32,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -85,6 +91,13 @@ fn trim_replica_set(rs: &mut ReplicaSet) {
     }
 }
 
+/// Drops what the controller never reads from a Rollout's cached metadata.
+fn trim_rollout_meta(ro: &mut PartialObjectMeta<Rollout>) {
+    ro.managed_fields_mut().clear();
+    ro.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
 /// Waits until the Rollout API is served (the CRDs are installed): starting the watch before
 /// that only produces errors. False when `shutdown` came first.
 pub async fn wait_for_crds(
@@ -115,7 +128,6 @@ pub async fn run(
     sinks: telemetry::TelemetrySinks,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let rollouts = rollout_api(&client, settings.namespace.as_deref());
     if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
         return Ok(());
     }
@@ -159,12 +171,23 @@ pub async fn run(
         telemetry: telemetry::Telemetry::new(sinks.clone()),
     });
     let run_ctx = Arc::new(analysis::RunContext {
-        client,
+        client: client.clone(),
         default_prometheus: settings.prometheus_address.clone(),
         metrics: sinks.metrics,
     });
+    let (rollout_store, rollout_writer) = reflector::store();
+    // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
+    let rollout_meta: Api<PartialObjectMeta<Rollout>> = match settings.namespace.as_deref() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let rollout_stream = watcher(rollout_meta, watcher::Config::default())
+        .default_backoff()
+        .modify(trim_rollout_meta)
+        .reflect(rollout_writer)
+        .applied_objects();
     info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout and AnalysisRun controllers");
-    let controller = Controller::new(rollouts, watcher::Config::default());
+    let controller = Controller::for_stream(rollout_stream, rollout_store);
     let forget_deleted = telemetry::forget_deleted(ctx.clone(), controller.store());
     let rollouts_done = controller
         .owns_stream(rs_stream)
@@ -194,12 +217,15 @@ pub async fn run(
     Ok(())
 }
 
-fn key(ro: &Rollout) -> String {
+fn key<K: ResourceExt>(ro: &K) -> String {
     format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any())
 }
 
-async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let span = info_span!("reconcile", rollout = %key(&cached));
+async fn reconcile(
+    cached: Arc<PartialObjectMeta<Rollout>>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, Error> {
+    let span = info_span!("reconcile", rollout = %key(cached.as_ref()));
     async move {
         let mut timer = ctx.telemetry.sinks.metrics.reconcile_timer();
         let res = reconcile_inner(&cached, &ctx).await;
@@ -207,7 +233,7 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
             timer.failed(e.kind());
         }
         if let (true, Ok(mut f)) = (res.is_ok(), ctx.failures.lock()) {
-            f.remove(&key(&cached));
+            f.remove(&key(cached.as_ref()));
         }
         res
     }
@@ -215,13 +241,32 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
     .await
 }
 
-async fn reconcile_inner(cached: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+/// Whether both caches hold their first full list (never waits; see `reconcile_inner`).
+fn caches_ready(ctx: &Context) -> bool {
+    store_ready(&ctx.replica_sets) && store_ready(&ctx.analysis_runs)
+}
+
+fn store_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    use futures::FutureExt;
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
+async fn reconcile_inner(
+    cached: &PartialObjectMeta<Rollout>,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
     // Until the caches hold their first full list, "no ReplicaSet seen" means "not listed yet",
-    // not "none exists" — planning on that would redeploy a rollout from scratch.
-    if ctx.replica_sets.wait_until_ready().await.is_err()
-        || ctx.analysis_runs.wait_until_ready().await.is_err()
-    {
-        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    // not "none exists" — planning on that would redeploy a rollout from scratch. Checked without
+    // waiting: kube-runtime 5.0's `wait_until_ready` wakes only the last of several concurrent
+    // waiters (one oneshot receiver, one waker), so reconciles that awaited it at start-up hung
+    // for ever, each holding a concurrency slot (the benchmark found 15 of 100 rollouts never
+    // reconciled after a start with 16 slots).
+    if !caches_ready(ctx) {
+        return Ok(Requeue::requeue(Duration::from_millis(500)));
     }
     let ns = cached.namespace().unwrap_or_default();
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
@@ -360,12 +405,12 @@ async fn report_invalid(
     Ok(Requeue::requeue(Duration::from_secs(30)))
 }
 
-fn error_policy(ro: Arc<Rollout>, err: &Error, ctx: Arc<Context>) -> Requeue {
+fn error_policy(ro: Arc<PartialObjectMeta<Rollout>>, err: &Error, ctx: Arc<Context>) -> Requeue {
     let n = ctx
         .failures
         .lock()
         .map(|mut f| {
-            let n = f.entry(key(&ro)).or_insert(0);
+            let n = f.entry(key(ro.as_ref())).or_insert(0);
             *n += 1;
             *n
         })
@@ -373,6 +418,6 @@ fn error_policy(ro: Arc<Rollout>, err: &Error, ctx: Arc<Context>) -> Requeue {
     // 100 ms, 200 ms, … capped at 30 s: a conflict retries at once, an outage doesn't spin.
     let backoff =
         Duration::from_millis(100u64.saturating_mul(1u64 << n.min(9))).min(Duration::from_secs(30));
-    warn!(rollout = %key(&ro), error = %err, kind = err.kind(), retry_in = ?backoff, "reconcile failed");
+    warn!(rollout = %key(ro.as_ref()), error = %err, kind = err.kind(), retry_in = ?backoff, "reconcile failed");
     Requeue::requeue(backoff)
 }

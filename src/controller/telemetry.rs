@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tracing::info;
@@ -127,7 +128,7 @@ pub fn reported(ctx: &Context, ro: &Rollout, status: &RolloutStatus, events: &[E
 
 /// Drops the series and clocks of Rollouts that no longer exist (deletions don't reconcile),
 /// every minute, once the Rollout cache is ready. Runs as long as the controller.
-pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<Rollout>) {
+pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<PartialObjectMeta<Rollout>>) {
     if rollouts.wait_until_ready().await.is_err() {
         return;
     }
