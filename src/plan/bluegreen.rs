@@ -327,14 +327,7 @@ impl<'p> Planner<'p> {
                     run.phase.as_str(),
                     run.message.clone().unwrap_or_default()
                 );
-                self.set_record(
-                    kind,
-                    Some(RolloutAnalysisRunStatus {
-                        name: run.name,
-                        status: run.phase,
-                        message: run.message,
-                    }),
-                );
+                self.set_record(kind, Some(RolloutAnalysisRunStatus::from(&run)));
                 let st = self.st();
                 st.abort = Some(true);
                 st.message = Some(msg);
@@ -356,14 +349,7 @@ impl<'p> Planner<'p> {
             });
             return false;
         };
-        self.set_record(
-            kind,
-            Some(RolloutAnalysisRunStatus {
-                name: run.name.clone(),
-                status: run.phase,
-                message: run.message.clone(),
-            }),
-        );
+        self.set_record(kind, Some(RolloutAnalysisRunStatus::from(&run)));
         match run.phase {
             AnalysisPhase::Successful => true,
             AnalysisPhase::Inconclusive => {

@@ -205,11 +205,7 @@ impl Planner<'_, '_> {
             });
             return;
         };
-        let status = RolloutAnalysisRunStatus {
-            name: run.name.clone(),
-            status: run.phase,
-            message: run.message.clone(),
-        };
+        let status = RolloutAnalysisRunStatus::from(&run);
         self.st()
             .canary
             .get_or_insert_with(CanaryStatus::default)
@@ -658,11 +654,7 @@ impl Planner<'_, '_> {
                 run.phase.as_str(),
                 run.message.clone().unwrap_or_default()
             );
-            let status = RolloutAnalysisRunStatus {
-                name: run.name,
-                status: run.phase,
-                message: run.message,
-            };
+            let status = RolloutAnalysisRunStatus::from(&run);
             let st = self.st();
             st.canary
                 .get_or_insert_with(CanaryStatus::default)
@@ -687,11 +679,7 @@ impl Planner<'_, '_> {
             });
             return false;
         };
-        let status = RolloutAnalysisRunStatus {
-            name: run.name.clone(),
-            status: run.phase,
-            message: run.message.clone(),
-        };
+        let status = RolloutAnalysisRunStatus::from(&run);
         self.st()
             .canary
             .get_or_insert_with(CanaryStatus::default)

@@ -91,6 +91,17 @@ pub struct Observed<'a> {
     pub now: Timestamp,
 }
 
+impl From<&ObservedAnalysisRun> for crate::api::RolloutAnalysisRunStatus {
+    /// The run as the Rollout's status records it.
+    fn from(run: &ObservedAnalysisRun) -> Self {
+        crate::api::RolloutAnalysisRunStatus {
+            name: run.name.clone(),
+            status: run.phase,
+            message: run.message.clone(),
+        }
+    }
+}
+
 impl Observed<'_> {
     /// The observed Service of that name.
     pub fn service(&self, name: &str) -> Option<&ObservedService> {
