@@ -151,8 +151,8 @@ metadata:
   annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
   labels: {kubernetes.io/hostname: kwok-node-$n, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
 status:
-  allocatable: {cpu: "64", memory: 512Gi, pods: "5000"}
-  capacity: {cpu: "64", memory: 512Gi, pods: "5000"}
+  allocatable: {cpu: "64", memory: 512Gi, pods: "15000"}
+  capacity: {cpu: "64", memory: 512Gi, pods: "15000"}
 EOF
   done
 }
@@ -184,7 +184,7 @@ cmd_up() {
     --service-cluster-ip-range=10.96.0.0/16 --endpoint-reconciler-type=none --allow-privileged=true \
     --enable-priority-and-fairness=false --max-requests-inflight=0 --max-mutating-requests-inflight=0 \
     --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$STATE/audit.log" --audit-log-format=json \
-    --audit-log-maxsize=200 --audit-log-maxbackup=1 \
+    --audit-log-maxsize=200 --audit-log-maxbackup=10 \
     --profiling=false
   wait_for kube-apiserver 120 curl -skf "https://127.0.0.1:$API_PORT/readyz"
   log "kube-apiserver ready on 127.0.0.1:$API_PORT"

@@ -205,8 +205,14 @@ fn clock_ticks() -> f64 {
 
 #[derive(Default, Debug, Clone, serde::Serialize)]
 struct Requests {
+    /// Every request except the leader-election Lease's.
     total: u64,
+    /// Writes among them.
     writes: u64,
+    /// Requests on the leader-election Lease (renewals: a GET and an UPDATE every retry period,
+    /// 2 s by default), kept apart: they are the price of leader election, not of the rollouts.
+    lease_requests: u64,
+    lease_writes: u64,
     by_verb: std::collections::BTreeMap<String, u64>,
     /// Writes by verb and resource, e.g. `patch rollouts/status`.
     writes_by_resource: std::collections::BTreeMap<String, u64>,
@@ -254,8 +260,14 @@ fn audit_requests(args: &Args, from: Timestamp, to: Timestamp) -> Requests {
                 continue;
             }
             let verb = e["verb"].as_str().unwrap_or("").to_string();
+            let write = matches!(verb.as_str(), "create" | "update" | "patch" | "delete");
+            if e["objectRef"]["resource"].as_str() == Some("leases") {
+                out.lease_requests += 1;
+                out.lease_writes += u64::from(write);
+                continue;
+            }
             out.total += 1;
-            if matches!(verb.as_str(), "create" | "update" | "patch" | "delete") {
+            if write {
                 out.writes += 1;
                 let r = &e["objectRef"];
                 let res = match r["subresource"].as_str() {
@@ -554,6 +566,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 struct SizeResult {
     rollouts: usize,
     routing: String,
+    /// Wall time of this size's whole run, creation to the last measurement.
+    size_total_s: f64,
     create_to_healthy_s: f64,
     rss_steady_mib: f64,
     rss_peak_mib: f64,
@@ -562,6 +576,7 @@ struct SizeResult {
     idle_cpu_percent_of_core: f64,
     idle_requests_per_min: f64,
     idle_writes_per_min: f64,
+    idle_lease_writes_per_min: f64,
     idle_requests: Requests,
     wave_to_healthy_s: f64,
     wave_cpu_s: f64,
@@ -576,6 +591,9 @@ struct SizeResult {
     reaction_ms_p99: f64,
     reaction_ms_max: f64,
     reaction_samples_ms: Vec<f64>,
+    /// Each timed abort: which rollout, when the patch was sent (to line it up with the
+    /// controller's requests in the audit log), and the latency.
+    reaction_aborted: Vec<Value>,
     soak: Vec<SoakWave>,
     notes: Vec<String>,
 }
@@ -674,12 +692,14 @@ async fn run_size(
     r.idle_requests = audit_requests(args, t0, t1);
     r.idle_requests_per_min = r.idle_requests.total as f64 * 60.0 / r.idle_window_s;
     r.idle_writes_per_min = r.idle_requests.writes as f64 * 60.0 / r.idle_window_s;
+    r.idle_lease_writes_per_min = r.idle_requests.lease_writes as f64 * 60.0 / r.idle_window_s;
     eprintln!(
-        "[{size}] idle: RSS {:.1} MiB, CPU {:.2} % of a core, {:.1} requests/min, {:.1} writes/min",
+        "[{size}] idle: RSS {:.1} MiB, CPU {:.2} % of a core, {:.1} requests/min, {:.1} writes/min (+ {:.1} leader Lease renewals/min)",
         r.rss_steady_mib,
         r.idle_cpu_percent_of_core,
         r.idle_requests_per_min,
-        r.idle_writes_per_min
+        r.idle_writes_per_min,
+        r.idle_lease_writes_per_min
     );
 
     // Update wave.
@@ -747,6 +767,7 @@ async fn run_size(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let t_abort = Instant::now();
+            let sent_at = Timestamp::now();
             ro_api(ns)
                 .patch_status(
                     name,
@@ -767,6 +788,8 @@ async fn run_size(
                 tokio::time::sleep(Duration::from_millis(5)).await;
             };
             samples.push(latency.as_secs_f64() * 1000.0);
+            r.reaction_aborted.push(json!({"rollout": k, "sent_at": sent_at.to_string(),
+                                           "ms": latency.as_secs_f64() * 1000.0}));
         }
         sender.await??;
         let still = m - healthy_count(seen, &keys[..m]);
@@ -851,12 +874,12 @@ async fn clean(client: &Client) -> anyhow::Result<()> {
 fn print_table(results: &[SizeResult]) {
     println!();
     println!(
-        "| rollouts | create→Healthy s | RSS steady MiB | RSS peak MiB | idle CPU % core | idle req/min | idle writes/min | wave→Healthy s | wave req/rollout | wave req/step | abort→0 p50/p95/p99 ms (n) |"
+        "| rollouts | create→Healthy s | RSS steady MiB | RSS peak MiB | idle CPU % core | idle req/min | idle writes/min (+Lease) | wave→Healthy s | wave req/rollout | wave req/step | wave CPU s | abort→0 p50/p95/p99 ms (n) | size total s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for r in results {
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} / {:.0} / {:.0} ({} of {} progressing) |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} (+{:.0}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} / {:.0} / {:.0} ({} of {} progressing) | {:.0} |",
             r.rollouts,
             r.create_to_healthy_s,
             r.rss_steady_mib,
@@ -864,14 +887,17 @@ fn print_table(results: &[SizeResult]) {
             r.idle_cpu_percent_of_core,
             r.idle_requests_per_min,
             r.idle_writes_per_min,
+            r.idle_lease_writes_per_min,
             r.wave_to_healthy_s,
             r.wave_requests_per_rollout,
             r.wave_requests_per_step,
+            r.wave_cpu_s,
             r.reaction_ms_p50,
             r.reaction_ms_p95,
             r.reaction_ms_p99,
             r.reaction_aborts,
-            r.reaction_progressing
+            r.reaction_progressing,
+            r.size_total_s
         );
     }
     for r in results.iter().filter(|r| !r.soak.is_empty()) {
@@ -898,11 +924,15 @@ async fn main() -> anyhow::Result<()> {
     spawn_watches(&client, &args, seen.clone());
     let mut results = Vec::new();
     let started = Timestamp::now();
-    for &size in &args.sizes {
+    for (i, &size) in args.sizes.iter().enumerate() {
+        let t_size = Instant::now();
         let res = run_size(&client, &args, &seen, size).await;
         delete_size(&client, &args, size).await;
         match res {
-            Ok(r) => results.push(r),
+            Ok(mut r) => {
+                r.size_total_s = t_size.elapsed().as_secs_f64();
+                results.push(r)
+            }
             Err(e) => {
                 eprintln!("[{size}] FAILED: {e:#}");
                 results.push(SizeResult {
@@ -914,7 +944,11 @@ async fn main() -> anyhow::Result<()> {
                 break;
             }
         }
-        clean(&client).await?;
+        // After the last size the results come first: deleting 10,000 rollouts' namespaces
+        // takes the namespace controller minutes, and a slow cleanup must not lose them.
+        if i + 1 < args.sizes.len() {
+            clean(&client).await?;
+        }
     }
     print_table(&results);
     if let Some(dir) = args.out.parent() {
@@ -930,5 +964,8 @@ async fn main() -> anyhow::Result<()> {
     });
     std::fs::write(&args.out, serde_json::to_string_pretty(&doc)?)?;
     println!("\nresults: {}", args.out.display());
+    if let Err(e) = clean(&client).await {
+        eprintln!("warning: {e:#}");
+    }
     Ok(())
 }

@@ -9,33 +9,39 @@
 //!
 //! Timers are requeue-after from the plan; there is no per-object task and no periodic resync.
 //!
-//! Memory: the Rollout watch is **metadata-only** (`PartialObjectMeta<Rollout>`, managed fields
-//! and last-applied annotations dropped): it only says *which* rollout to look at, and observe
-//! reads the full object fresh anyway. Caching whole Rollouts (spec, pod template, status) is
-//! what makes rival controllers grow with the number of rollouts (docs/benchmarks.md).
+//! Memory: the Rollout cache is **trimmed** (no pod template, conditions, managed fields or
+//! last-applied annotation): it only says *which* rollout to look at and whether an abort
+//! waits, and observe reads the full object fresh anyway. Caching whole Rollouts is what makes
+//! rival controllers grow with the number of rollouts (docs/benchmarks.md).
+//!
+//! Reaction: an abort must not wait behind the reconciles of a thousand progressing rollouts.
+//! Rollouts with an abort not yet acted on, and rollouts whose AnalysisRun just failed, are
+//! also queued on a second, **urgent** lane with slots of its own; [`serial::KeyLocks`] keeps
+//! the two lanes from reconciling the same rollout at once.
 
 pub mod act;
 pub mod analysis;
 pub mod analysis_runs;
 pub mod error;
+pub mod index;
 pub mod labels;
 pub mod observe;
 pub mod report;
+pub mod serial;
 pub mod telemetry;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -54,8 +60,14 @@ pub struct Context {
     pub recorder: Recorder,
     /// Owned ReplicaSets (label-filtered, trimmed).
     pub replica_sets: Store<ReplicaSet>,
+    /// Which cached ReplicaSets each Rollout controls.
+    pub replica_set_owners: index::OwnerIndex,
     /// Owned AnalysisRuns (label-filtered).
     pub analysis_runs: Store<AnalysisRun>,
+    /// Which cached AnalysisRuns each Rollout controls.
+    pub analysis_run_owners: index::OwnerIndex,
+    /// One reconcile per rollout at a time across the main and the urgent lane.
+    serial: serial::KeyLocks,
     /// Consecutive failures per rollout, for backoff; reset on success.
     failures: Mutex<HashMap<String, u32>>,
     /// Metrics, delivery figures and notifications ([`telemetry`]).
@@ -91,11 +103,48 @@ fn trim_replica_set(rs: &mut ReplicaSet) {
     }
 }
 
-/// Drops what the controller never reads from a Rollout's cached metadata.
-fn trim_rollout_meta(ro: &mut PartialObjectMeta<Rollout>) {
+/// Drops what the controller never reads from a cached Rollout: every reconcile reads the
+/// Rollout fresh; the cache only says which one to look at and whether an abort waits.
+fn trim_rollout(ro: &mut Rollout) {
     ro.managed_fields_mut().clear();
     ro.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
+    ro.spec.template = Default::default();
+    if let Some(st) = ro.status.as_mut() {
+        st.conditions.clear();
+    }
+}
+
+/// Slots of the urgent lane: aborts are rare, and each takes a few requests.
+const URGENT_CONCURRENCY: u16 = 4;
+
+/// Whether a change to this Rollout is an abort not yet acted on (acting on it makes the phase
+/// Degraded), which goes on the urgent lane.
+pub fn abort_pending(ro: &Rollout) -> bool {
+    ro.status
+        .as_ref()
+        .is_some_and(|s| s.abort == Some(true) && s.phase != Some(RolloutPhase::Degraded))
+}
+
+/// The Rollout to wake on the urgent lane for this AnalysisRun: its controller owner, when the
+/// run has just failed (Failed or Error) and is not retired — the rollout must abort now.
+fn failed_run_owner(run: &AnalysisRun) -> Option<ObjectRef<Rollout>> {
+    let failed = matches!(
+        run.status.as_ref().map(|s| s.phase),
+        Some(crate::api::AnalysisPhase::Failed | crate::api::AnalysisPhase::Error)
+    );
+    let retired = run
+        .labels()
+        .get(analysis_runs::RETIRED_LABEL)
+        .is_some_and(|v| v == "true");
+    if !failed || retired {
+        return None;
+    }
+    let owner = run
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Rollout")?;
+    Some(ObjectRef::new(&owner.name).within(&run.namespace().unwrap_or_default()))
 }
 
 /// Waits until the Rollout API is served (the CRDs are installed): starting the watch before
@@ -136,10 +185,15 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let (rs_store, rs_writer) = reflector::store();
+    let rs_owners = index::OwnerIndex::default();
     let rs_stream = watcher(rs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
         .default_backoff()
         .modify(trim_replica_set)
         .reflect(rs_writer)
+        .inspect_ok({
+            let idx = rs_owners.clone();
+            move |e| idx.apply(e)
+        })
         .applied_objects();
 
     let runs_api: Api<AnalysisRun> = match settings.namespace.as_deref() {
@@ -147,6 +201,10 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let (runs_store, runs_writer) = reflector::store();
+    let runs_owners = index::OwnerIndex::default();
+    // Triggers of the urgent lane. Bounded and never awaited: when it is full the main lane
+    // still reconciles the rollout, only not ahead of the others.
+    let (urgent_tx, mut urgent_rx) = tokio::sync::mpsc::channel::<ObjectRef<Rollout>>(1024);
     let runs_stream = watcher(
         runs_api.clone(),
         watcher::Config::default().labels(ROLLOUT_LABEL),
@@ -154,7 +212,19 @@ pub async fn run(
     .default_backoff()
     .modify(|r: &mut AnalysisRun| r.managed_fields_mut().clear())
     .reflect(runs_writer)
-    .applied_objects();
+    .inspect_ok({
+        let idx = runs_owners.clone();
+        move |e| idx.apply(e)
+    })
+    .applied_objects()
+    .inspect_ok({
+        let urgent = urgent_tx.clone();
+        move |run| {
+            if let Some(owner) = failed_run_owner(run) {
+                let _ = urgent.try_send(owner);
+            }
+        }
+    });
 
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
@@ -166,7 +236,10 @@ pub async fn run(
         ),
         client: client.clone(),
         replica_sets: rs_store,
+        replica_set_owners: rs_owners,
         analysis_runs: runs_store,
+        analysis_run_owners: runs_owners,
+        serial: serial::KeyLocks::default(),
         failures: Mutex::new(HashMap::new()),
         telemetry: telemetry::Telemetry::new(sinks.clone()),
     });
@@ -176,30 +249,48 @@ pub async fn run(
         metrics: sinks.metrics,
     });
     let (rollout_store, rollout_writer) = reflector::store();
-    // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
-    let rollout_meta: Api<PartialObjectMeta<Rollout>> = match settings.namespace.as_deref() {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let rollout_stream = watcher(rollout_meta, watcher::Config::default())
-        .default_backoff()
-        .modify(trim_rollout_meta)
-        .reflect(rollout_writer)
-        .applied_objects();
+    let rollout_stream = watcher(
+        rollout_api(&client, settings.namespace.as_deref()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(trim_rollout)
+    .reflect(rollout_writer)
+    .applied_objects()
+    .inspect_ok(move |ro| {
+        if abort_pending(ro) {
+            let _ = urgent_tx.try_send(ObjectRef::from_obj(ro));
+        }
+    });
     info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout and AnalysisRun controllers");
-    let controller = Controller::for_stream(rollout_stream, rollout_store);
+    let controller = Controller::for_stream(rollout_stream, rollout_store.clone());
     let forget_deleted = telemetry::forget_deleted(ctx.clone(), controller.store());
     let rollouts_done = controller
         .owns_stream(rs_stream)
         .owns_stream(runs_stream)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile failed");
             }
         });
+    // The urgent lane: the same reconcile over the same cache, fed only by the triggers above.
+    let urgent_triggers = futures::stream::poll_fn(move |cx| urgent_rx.poll_recv(cx));
+    let urgent_done = Controller::for_stream(
+        futures::stream::pending::<Result<Rollout, watcher::Error>>(),
+        rollout_store,
+    )
+    .reconcile_on(urgent_triggers)
+    .with_config(ControllerConfig::default().concurrency(URGENT_CONCURRENCY))
+    .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "urgent reconcile failed");
+        }
+    });
     let runs_done = Controller::new(runs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.cancelled_owned())
@@ -210,7 +301,7 @@ pub async fn run(
             }
         });
     tokio::select! {
-        _ = async { futures::join!(rollouts_done, runs_done) } => {}
+        _ = async { futures::join!(rollouts_done, urgent_done, runs_done) } => {}
         _ = forget_deleted => {}
     }
     info!("controller stopped");
@@ -221,19 +312,23 @@ fn key<K: ResourceExt>(ro: &K) -> String {
     format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any())
 }
 
-async fn reconcile(
-    cached: Arc<PartialObjectMeta<Rollout>>,
-    ctx: Arc<Context>,
-) -> Result<Requeue, Error> {
+async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let span = info_span!("reconcile", rollout = %key(cached.as_ref()));
     async move {
-        let mut timer = ctx.telemetry.sinks.metrics.reconcile_timer();
-        let res = reconcile_inner(&cached, &ctx).await;
-        if let Err(e) = &res {
-            timer.failed(e.kind());
-        }
+        let rollout_key = key(cached.as_ref());
+        let res = ctx
+            .serial
+            .run(&rollout_key, async {
+                let mut timer = ctx.telemetry.sinks.metrics.reconcile_timer();
+                let res = reconcile_inner(&cached, &ctx).await;
+                if let Err(e) = &res {
+                    timer.failed(e.kind());
+                }
+                res
+            })
+            .await;
         if let (true, Ok(mut f)) = (res.is_ok(), ctx.failures.lock()) {
-            f.remove(&key(cached.as_ref()));
+            f.remove(&rollout_key);
         }
         res
     }
@@ -255,10 +350,7 @@ where
     matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
 }
 
-async fn reconcile_inner(
-    cached: &PartialObjectMeta<Rollout>,
-    ctx: &Context,
-) -> Result<Requeue, Error> {
+async fn reconcile_inner(cached: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     // Until the caches hold their first full list, "no ReplicaSet seen" means "not listed yet",
     // not "none exists" — planning on that would redeploy a rollout from scratch. Checked without
     // waiting: kube-runtime 5.0's `wait_until_ready` wakes only the last of several concurrent
@@ -302,11 +394,17 @@ async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result
         canary_hash: None,
     };
 
+    // The Services and the routing objects are independent reads: in parallel, so an abort's
+    // reconcile waits for one round trip here, not three.
+    let (services, current_weight) = tokio::try_join!(
+        observe::observe_services(ctx, ro),
+        observe::observe_weight(ctx, &routers, &target)
+    )?;
     let mut observed = Observed {
         rollout: ro,
         replica_sets: observe::owned_replica_sets(ctx, ro),
-        services: observe::observe_services(ctx, ro).await?,
-        current_weight: observe::observe_weight(ctx, &routers, &target).await?,
+        services,
+        current_weight,
         analysis_runs: observe::owned_analysis_runs(ctx, ro),
         now: Timestamp::now(),
     };
@@ -405,7 +503,7 @@ async fn report_invalid(
     Ok(Requeue::requeue(Duration::from_secs(30)))
 }
 
-fn error_policy(ro: Arc<PartialObjectMeta<Rollout>>, err: &Error, ctx: Arc<Context>) -> Requeue {
+fn error_policy(ro: Arc<Rollout>, err: &Error, ctx: Arc<Context>) -> Requeue {
     let n = ctx
         .failures
         .lock()
@@ -420,4 +518,74 @@ fn error_policy(ro: Arc<PartialObjectMeta<Rollout>>, err: &Error, ctx: Arc<Conte
         Duration::from_millis(100u64.saturating_mul(1u64 << n.min(9))).min(Duration::from_secs(30));
     warn!(rollout = %key(ro.as_ref()), error = %err, kind = err.kind(), retry_in = ?backoff, "reconcile failed");
     Requeue::requeue(backoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rollout(status: serde_json::Value) -> Rollout {
+        serde_json::from_value(json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+                "strategy": {"canary": {"steps": [{"setWeight": 20}]}}
+            },
+            "status": status,
+        }))
+        .expect("rollout")
+    }
+
+    #[test]
+    fn only_an_abort_not_yet_acted_on_is_urgent() {
+        assert!(abort_pending(&rollout(
+            json!({"abort": true, "phase": "Progressing"})
+        )));
+        assert!(abort_pending(&rollout(json!({"abort": true}))));
+        assert!(!abort_pending(&rollout(
+            json!({"abort": true, "phase": "Degraded"})
+        )));
+        assert!(!abort_pending(&rollout(json!({"phase": "Progressing"}))));
+    }
+
+    #[test]
+    fn trimming_keeps_what_the_lanes_read() {
+        let mut ro = rollout(json!({"abort": true, "phase": "Progressing",
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "x", "message": "y",
+                            "lastTransitionTime": "2026-11-24T00:00:00Z", "lastUpdateTime": "2026-11-24T00:00:00Z"}]}));
+        trim_rollout(&mut ro);
+        assert!(abort_pending(&ro));
+        assert!(ro.spec.template.spec.is_none());
+        assert!(ro.status.as_ref().is_some_and(|s| s.conditions.is_empty()));
+    }
+
+    fn run(phase: &str, retired: bool) -> AnalysisRun {
+        let mut labels = json!({});
+        if retired {
+            labels[analysis_runs::RETIRED_LABEL] = json!("true");
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",
+            "metadata": {"name": "web-abc-1", "namespace": "shop", "labels": labels,
+                "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+                    "name": "web", "uid": "u1", "controller": true}]},
+            "spec": {"metrics": []},
+            "status": {"phase": phase},
+        }))
+        .expect("analysis run")
+    }
+
+    #[test]
+    fn a_failed_run_wakes_its_rollout_on_the_urgent_lane() {
+        let want = ObjectRef::<Rollout>::new("web").within("shop");
+        assert_eq!(failed_run_owner(&run("Failed", false)), Some(want.clone()));
+        assert_eq!(failed_run_owner(&run("Error", false)), Some(want));
+        assert_eq!(failed_run_owner(&run("Running", false)), None);
+        assert_eq!(failed_run_owner(&run("Successful", false)), None);
+        assert_eq!(failed_run_owner(&run("Failed", true)), None, "retired");
+    }
 }

@@ -50,21 +50,12 @@ pub fn observe_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
 /// The ReplicaSets the Rollout controls, from the cache.
 pub fn owned_replica_sets(ctx: &Context, ro: &Rollout) -> Vec<ObservedReplicaSet> {
     let uid = ro.meta().uid.clone().unwrap_or_default();
-    let ns = ro.namespace().unwrap_or_default();
-    let mut out: Vec<ObservedReplicaSet> = ctx
-        .replica_sets
-        .state()
+    // Ordered by name by the index.
+    ctx.replica_set_owners
+        .owned(&ctx.replica_sets, &uid)
         .iter()
-        .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|rs| {
-            rs.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
         .filter_map(|rs| observe_replica_set(rs))
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+        .collect()
 }
 
 /// The Services the Rollout's strategy names, each with the spec field that names it.
@@ -108,9 +99,12 @@ pub async fn observe_services(ctx: &Context, ro: &Rollout) -> Result<Vec<Observe
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
+    let refs = service_refs(ro);
+    let found =
+        futures::future::try_join_all(refs.iter().map(|(name, _)| api.get_opt(name))).await?;
     let mut out = vec![];
-    for (name, field) in service_refs(ro) {
-        let svc = api.get_opt(name).await?.ok_or_else(|| {
+    for ((name, field), svc) in refs.into_iter().zip(found) {
+        let svc = svc.ok_or_else(|| {
             Error::InvalidSpec(format!(
                 "Service '{name}' ({field}) not found in namespace '{ns}': create it, or fix {field}"
             ))
@@ -202,14 +196,9 @@ pub async fn observe_weight(
 pub fn owned_analysis_runs(ctx: &Context, ro: &Rollout) -> Vec<crate::plan::ObservedAnalysisRun> {
     let uid = ro.meta().uid.clone().unwrap_or_default();
     let mut runs: Vec<_> = ctx
-        .analysis_runs
-        .state()
+        .analysis_run_owners
+        .owned(&ctx.analysis_runs, &uid)
         .iter()
-        .filter(|r| {
-            r.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
         .map(|r| {
             (
                 r.metadata.creation_timestamp.clone(),

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tracing::info;
@@ -72,11 +71,10 @@ fn canary_weight(st: &RolloutStatus) -> Option<i32> {
 /// When the ReplicaSet of revision `hash` of this Rollout was created (from the cache).
 fn revision_created(ctx: &Context, ro: &Rollout, hash: &str) -> Option<Timestamp> {
     let uid = ro.meta().uid.clone()?;
-    ctx.replica_sets
-        .state()
+    ctx.replica_set_owners
+        .owned(&ctx.replica_sets, &uid)
         .iter()
-        .filter(|rs| rs.labels().get(POD_TEMPLATE_HASH_LABEL).map(String::as_str) == Some(hash))
-        .find(|rs| rs.owner_references().iter().any(|o| o.uid == uid))
+        .find(|rs| rs.labels().get(POD_TEMPLATE_HASH_LABEL).map(String::as_str) == Some(hash))
         .and_then(|rs| rs.creation_timestamp())
         .map(|t| t.0)
 }
@@ -128,7 +126,7 @@ pub fn reported(ctx: &Context, ro: &Rollout, status: &RolloutStatus, events: &[E
 
 /// Drops the series and clocks of Rollouts that no longer exist (deletions don't reconcile),
 /// every minute, once the Rollout cache is ready. Runs as long as the controller.
-pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<PartialObjectMeta<Rollout>>) {
+pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<Rollout>) {
     if rollouts.wait_until_ready().await.is_err() {
         return;
     }
