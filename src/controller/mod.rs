@@ -302,13 +302,21 @@ async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result
         canary_hash: None,
     };
 
+    let now = Timestamp::now();
+    let replica_sets = observe::owned_replica_sets(ctx, ro);
+    // Pods are listed only while a restart is due: no cache of every pod for a rare operation.
+    let pods = match plan::restart::due(ro, now) {
+        plan::restart::Due::Now(_) => Some(observe::rollout_pods(ctx, ro, &replica_sets).await?),
+        _ => None,
+    };
     let mut observed = Observed {
         rollout: ro,
-        replica_sets: observe::owned_replica_sets(ctx, ro),
+        replica_sets,
         services: observe::observe_services(ctx, ro).await?,
         current_weight: observe::observe_weight(ctx, &routers, &target).await?,
         analysis_runs: observe::owned_analysis_runs(ctx, ro),
-        now: Timestamp::now(),
+        pods,
+        now,
     };
     let mut plan = plan::plan(&observed);
     if !plan.actions.is_empty() {
