@@ -818,14 +818,36 @@ async fn run_size(
 async fn delete_size(client: &Client, args: &Args, size: usize) {
     let ns_api: Api<Namespace> = Api::all(client.clone());
     for i in 0..args.namespaces.min(size) {
+        release_rollouts(client, &args.api_version, &ns_name(size, i)).await;
         let _ = ns_api
             .delete(&ns_name(size, i), &DeleteParams::background())
             .await;
     }
 }
 
+/// Removes the finalizers of the Rollouts in `ns`. The controller is stopped before the bench
+/// deletes its namespaces, and Aviary's route-cleanup finalizer would otherwise keep them
+/// Terminating (the routing objects go with the namespace: there is nothing to restore).
+async fn release_rollouts(client: &Client, api_version: &str, ns: &str) {
+    let ar = api_resource(api_version, "Rollout", "rollouts");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return;
+    };
+    let release = json!({"metadata": {"finalizers": null}});
+    for ro in list.items.iter().filter(|ro| !ro.finalizers().is_empty()) {
+        let _ = api
+            .patch(
+                &ro.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&release),
+            )
+            .await;
+    }
+}
+
 /// Deletes bench namespaces left from earlier runs and waits until they are gone.
-async fn clean(client: &Client) -> anyhow::Result<()> {
+async fn clean(client: &Client, api_version: &str) -> anyhow::Result<()> {
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let lp = ListParams::default().labels(BENCH_LABEL);
     let t0 = Instant::now();
@@ -835,6 +857,7 @@ async fn clean(client: &Client) -> anyhow::Result<()> {
             return Ok(());
         }
         for ns in &left {
+            release_rollouts(client, api_version, &ns.name_any()).await;
             if ns.metadata.deletion_timestamp.is_none() {
                 let _ = ns_api
                     .delete(&ns.name_any(), &DeleteParams::background())
@@ -893,7 +916,7 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("client from KUBECONFIG")?;
-    clean(&client).await?;
+    clean(&client, &args.api_version).await?;
     let seen: Shared = Arc::default();
     spawn_watches(&client, &args, seen.clone());
     let mut results = Vec::new();
@@ -914,7 +937,7 @@ async fn main() -> anyhow::Result<()> {
                 break;
             }
         }
-        clean(&client).await?;
+        clean(&client, &args.api_version).await?;
     }
     print_table(&results);
     if let Some(dir) = args.out.parent() {
