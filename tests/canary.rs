@@ -875,3 +875,128 @@ async fn restart_replaces_every_pod_keeping_all_but_one_available() {
     let st = get_rollout(&client, &ns.name).await.status.expect("status");
     assert_eq!(st.phase, Some(RolloutPhase::Healthy), "{:?}", st.message);
 }
+
+/// The canary weight the VirtualService `web` shows now (a fresh read).
+async fn virtual_service_weight(client: &Client, ns: &str) -> Option<i32> {
+    let (gvk, name) = watched_object(Router::Istio);
+    let (ar, _) = kube::discovery::pinned_kind(client, &gvk).await.ok()?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    canary_weight(Router::Istio, &api.get(name).await.ok()?)
+}
+
+/// Given an Istio canary paused at 30 %, when the Rollout is deleted, then the VirtualService
+/// sends all traffic back to stable before the Rollout goes (the route-cleanup finalizer), and
+/// the Rollout is gone.
+#[tokio::test]
+async fn deleting_a_rollout_mid_canary_returns_its_traffic_to_stable() {
+    let steps = json!([{"setWeight": 30}, {"pause": {}}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let (client, ns, ctl) = given_healthy("canary-delete", Router::Istio, &v1).await;
+    let ro = get_rollout(&client, &ns.name).await;
+    assert!(
+        ro.finalizers()
+            .iter()
+            .any(|f| f == "aviary.dev/route-cleanup"),
+        "a routed Rollout carries the finalizer: {:?}",
+        ro.finalizers()
+    );
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let h2 = hash_of(&v2);
+    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "paused at 30 %",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            let w = log.last();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Paused) && w == Some(30)).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let t0 = Instant::now();
+    api.delete("web", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the rollout");
+    poll_until(
+        "VirtualService back to canary weight 0 and the Rollout gone",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let api = api.clone();
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let gone = api.get_opt("web").await.ok()?.is_none();
+                let weight = virtual_service_weight(&client, &ns).await;
+                (gone && weight == Some(0)).then_some(())
+            }
+        },
+    )
+    .await;
+    println!(
+        "delete → weight 0 and Rollout gone within {:?}",
+        t0.elapsed()
+    );
+    watch.abort();
+    let seen = log.weights();
+    assert_eq!(
+        seen.last(),
+        Some(&0),
+        "the last weight the VirtualService showed: {seen:?}\n{}",
+        ctl.log_tail(30)
+    );
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RouteCleanup" && n.contains("from 30 to 0")),
+        "{events:?}"
+    );
+}
+
+/// Given a Rollout whose VirtualService no longer has the canary destination (so its weight
+/// can't be restored), when the Rollout is deleted, then the deletion is not held: a Warning
+/// Event says what was left as it was, and the Rollout is gone.
+#[tokio::test]
+async fn deleting_a_rollout_whose_route_is_broken_is_not_blocked() {
+    let v1 = rollout(Router::Istio, "web:1", standard_steps());
+    let (client, ns, _ctl) = given_healthy("canary-delete-broken", Router::Istio, &v1).await;
+    let broken = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+        "spec": {"hosts": ["web.example.com"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "web-stable"}, "weight": 100}]}]}
+    });
+    apply_value(&client, Some(&ns.name), &broken)
+        .await
+        .expect("VirtualService without the canary destination");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let t0 = Instant::now();
+    api.delete("web", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the rollout");
+    poll_until(
+        "the Rollout gone",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let api = api.clone();
+            async move { api.get_opt("web").await.ok()?.is_none().then_some(()) }
+        },
+    )
+    .await;
+    println!("delete → Rollout gone within {:?}", t0.elapsed());
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RouteCleanupFailed" && n.contains("VirtualService")),
+        "{events:?}"
+    );
+}

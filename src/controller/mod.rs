@@ -17,6 +17,7 @@
 pub mod act;
 pub mod analysis;
 pub mod analysis_runs;
+pub mod cleanup;
 pub mod error;
 pub mod labels;
 pub mod observe;
@@ -35,6 +36,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -44,7 +46,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::api::conditions::{set_condition, types};
 use crate::api::{AnalysisRun, Condition, ConditionStatus, Rollout, RolloutPhase};
 use crate::plan::{self, Event, Observed, ObservedAnalysisRun};
-use crate::traffic::{RouteTarget, routers_for};
+use crate::traffic::{RouteTarget, TrafficRouter, routers_for};
 pub use error::Error;
 use labels::ROLLOUT_LABEL;
 
@@ -273,34 +275,99 @@ async fn reconcile_inner(
     let Some(ro) = api.get_opt(&cached.name_any()).await? else {
         return Ok(Requeue::await_change());
     };
-    if ro.metadata.deletion_timestamp.is_some() {
-        return Ok(Requeue::await_change());
+    let routed = ro
+        .spec
+        .canary()
+        .is_some_and(|c| c.traffic_routing.is_some());
+    let has_finalizer = ro
+        .finalizers()
+        .iter()
+        .any(|f| f == cleanup::ROUTE_CLEANUP_FINALIZER);
+    if !routed && !has_finalizer {
+        // Nothing of the user's to restore on deletion: no finalizer; a Rollout being deleted is
+        // left to the garbage collector.
+        if ro.metadata.deletion_timestamp.is_some() {
+            return Ok(Requeue::await_change());
+        }
+        return reconcile_rollout(ctx, &api, &ro).await;
     }
-    match plan_and_act(ctx, &api, &ro).await {
+    // kube-runtime's helper: adds the finalizer first (one write, once), then reconciles;
+    // on deletion restores the routing objects and only then removes it.
+    finalizer(
+        &api,
+        cleanup::ROUTE_CLEANUP_FINALIZER,
+        Arc::new(ro),
+        |event| async {
+            match event {
+                FinalizerEvent::Apply(ro) => reconcile_rollout(ctx, &api, &ro).await,
+                FinalizerEvent::Cleanup(ro) => clean_up(ctx, &ro).await,
+            }
+        },
+    )
+    .await
+    .map_err(Error::from_finalizer)
+}
+
+/// observe → plan → act → report, with a problem the user must fix reported as such.
+async fn reconcile_rollout(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+) -> Result<Requeue, Error> {
+    match plan_and_act(ctx, api, ro).await {
         Ok(requeue) => Ok(requeue),
-        Err(e) if !e.is_transient() => report_invalid(ctx, &api, &ro, &e.to_string()).await,
+        Err(e) if !e.is_transient() => report_invalid(ctx, api, ro, &e.to_string()).await,
         Err(e) => Err(e),
     }
 }
 
-async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result<Requeue, Error> {
-    let ns = ro.namespace().unwrap_or_default();
+/// The routers of the Rollout's `trafficRouting` (none without it), and what they route for.
+fn routing(ro: &Rollout) -> (Vec<Box<dyn TrafficRouter>>, RouteTarget) {
     let canary = ro.spec.canary();
-    let canary_service = canary.and_then(|c| c.canary_service.as_deref());
-    let stable_service = canary.and_then(|c| c.stable_service.as_deref());
     let routers = canary
         .and_then(|c| c.traffic_routing.as_ref())
         .map(routers_for)
         .unwrap_or_default();
     let target = RouteTarget {
-        namespace: ns.clone(),
+        namespace: ro.namespace().unwrap_or_default(),
         rollout: ro.name_any(),
         rollout_uid: ro.metadata.uid.clone().unwrap_or_default(),
-        stable_service: stable_service.unwrap_or_default().to_string(),
-        canary_service: canary_service.unwrap_or_default().to_string(),
+        stable_service: canary
+            .and_then(|c| c.stable_service.clone())
+            .unwrap_or_default(),
+        canary_service: canary
+            .and_then(|c| c.canary_service.clone())
+            .unwrap_or_default(),
         stable_hash: None,
         canary_hash: None,
     };
+    (routers, target)
+}
+
+/// The Rollout is being deleted: every routing object back to all-stable before the finalizer
+/// goes ([`cleanup`]). An error keeps the finalizer, and the reconcile is retried with backoff.
+async fn clean_up(ctx: &Context, ro: &Rollout) -> Result<Requeue, Error> {
+    let (routers, target) = routing(ro);
+    let deleting_for = ro
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
+        .unwrap_or_default();
+    let (events, retry) =
+        cleanup::restore_stable(&ctx.client, &routers, &target, deleting_for).await;
+    report::publish(&ctx.recorder, ro, &events).await;
+    match retry {
+        Some(e) => Err(e.into()),
+        None => {
+            info!("routing restored to stable; releasing the Rollout for deletion");
+            Ok(Requeue::await_change())
+        }
+    }
+}
+
+async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result<Requeue, Error> {
+    let (routers, target) = routing(ro);
 
     let now = Timestamp::now();
     let replica_sets = observe::owned_replica_sets(ctx, ro);
