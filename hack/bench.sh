@@ -51,9 +51,12 @@ metadata: {name: aviary-bench-controller}
 rules:
   - {apiGroups: [aviary.dev], resources: [rollouts, analysisruns], verbs: [get, list, watch, create, update, patch, delete]}
   - {apiGroups: [aviary.dev], resources: [rollouts/status, analysisruns/status], verbs: [get, update, patch]}
+  - {apiGroups: [aviary.dev], resources: [rollouts/finalizers], verbs: [update]}
   - {apiGroups: [aviary.dev], resources: [analysistemplates, clusteranalysistemplates], verbs: [get, list, watch]}
   - {apiGroups: [apps], resources: [replicasets], verbs: [get, list, watch, create, update, patch, delete]}
   - {apiGroups: [""], resources: [services], verbs: [get, list, watch, patch]}
+  - {apiGroups: [""], resources: [pods], verbs: [list]}
+  - {apiGroups: [""], resources: [pods/eviction], verbs: [create]}
   - {apiGroups: [""], resources: [secrets], verbs: [get]}
   - {apiGroups: [networking.k8s.io], resources: [ingresses], verbs: [get, list, watch, create, patch]}
   - {apiGroups: [networking.istio.io], resources: [virtualservices, destinationrules], verbs: [get, list, watch, patch]}

@@ -24,6 +24,10 @@ say "installing CRDs (Aviary's and Istio's VirtualService)"
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl apply --server-side -f "$AVIARY_SHARED/fixtures/crds/istio-virtualservice.yaml" >/dev/null
 kubectl wait --for=condition=Established crd/rollouts.aviary.dev crd/virtualservices.networking.istio.io >/dev/null
+# A previous demo's Rollouts keep their route-cleanup finalizer once its controller is gone:
+# release them, or the namespace would never finish terminating.
+kubectl -n "$NS" get rollouts.aviary.dev -o name 2>/dev/null |
+  xargs -r -I{} kubectl -n "$NS" patch {} --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
 kubectl delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
 kubectl create namespace "$NS" >/dev/null
 kubectl -n "$NS" apply -f examples/demo/app.yaml -f examples/demo/templates.yaml >/dev/null

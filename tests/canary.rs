@@ -712,3 +712,291 @@ async fn a_missing_virtualservice_is_a_clear_condition_and_event_not_a_crash_loo
         "the InvalidSpec condition is cleared once fixed"
     );
 }
+
+/// The available pods a watch saw on a ReplicaSet: the lowest `availableReplicas` of any
+/// status it showed, and how many statuses it saw.
+#[derive(Clone, Default)]
+struct AvailabilityLog(Arc<Mutex<(Option<i32>, usize)>>);
+
+impl AvailabilityLog {
+    fn lowest(&self) -> Option<i32> {
+        self.0.lock().ok().and_then(|l| l.0)
+    }
+    fn seen(&self) -> usize {
+        self.0.lock().map(|l| l.1).unwrap_or(0)
+    }
+}
+
+/// Watches a ReplicaSet (every change, not polling) and keeps the lowest availableReplicas.
+async fn record_availability(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> (AvailabilityLog, tokio::task::JoinHandle<()>) {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let log = AvailabilityLog::default();
+    let out = log.clone();
+    let handle = tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, cfg).boxed();
+        while let Some(ev) = stream.next().await {
+            let rs = match ev {
+                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => o,
+                _ => continue,
+            };
+            let available = rs.status.and_then(|s| s.available_replicas).unwrap_or(0);
+            if let Ok(mut l) = out.0.lock() {
+                l.0 = Some(l.0.map_or(available, |low: i32| low.min(available)));
+                l.1 += 1;
+            }
+        }
+    });
+    (log, handle)
+}
+
+/// The UIDs of the Rollout's pods that are Ready and not going away.
+async fn ready_pod_uids(client: &Client, ns: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    list.into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.metadata.uid)
+        .collect()
+}
+
+/// Given a Healthy rollout of 3 pods, when `kubectl aviary restart` sets `spec.restartAt`, then
+/// every pod is replaced by a new one — one at a time, the ReplicaSet never showing fewer than 2
+/// available — `status.restartedAt` records the restart and an Event says it is over.
+#[tokio::test]
+async fn restart_replaces_every_pod_keeping_all_but_one_available() {
+    let mut v1 = rollout(Router::Istio, "web:1", standard_steps());
+    v1["spec"]["replicas"] = json!(3);
+    let (client, ns, ctl) = given_healthy("canary-restart", Router::Istio, &v1).await;
+    let before = poll_until(
+        "3 ready pods",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let uids = ready_pod_uids(&client, &ns).await;
+                (uids.len() == 3).then_some(uids)
+            }
+        },
+    )
+    .await;
+    let rs_name = format!("web-{}", hash_of(&v1));
+    let (low, watch) = record_availability(&client, &ns.name, &rs_name).await;
+
+    let t0 = Instant::now();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["-n", &ns.name, "restart", "web"])
+        .output()
+        .await
+        .expect("run kubectl-aviary restart");
+    assert!(
+        out.status.success(),
+        "kubectl aviary restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restart_at = get_rollout(&client, &ns.name)
+        .await
+        .spec
+        .restart_at
+        .expect("restartAt set by the plugin");
+
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "status.restartedAt = spec.restartAt",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            let restart_at = restart_at.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.restarted_at.as_ref() == Some(&restart_at)).then_some(())
+            }
+        },
+    )
+    .await;
+    let recorded = t0.elapsed();
+    let after = poll_until(
+        "3 ready pods, none of them from before the restart",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            let before = before.clone();
+            async move {
+                let uids = ready_pod_uids(&client, &ns).await;
+                (uids.len() == 3 && uids.iter().all(|u| !before.contains(u))).then_some(uids)
+            }
+        },
+    )
+    .await;
+    let all_ready = t0.elapsed();
+    watch.abort();
+    println!(
+        "restart of 3 pods: restartedAt recorded after {recorded:?}, all 3 new pods ready after {all_ready:?} \
+         ({} ReplicaSet statuses seen, lowest availableReplicas {:?}); new pods {after:?}",
+        low.seen(),
+        low.lowest()
+    );
+    assert!(
+        low.seen() >= 3,
+        "the watch saw the restart's status changes"
+    );
+    assert!(
+        low.lowest().is_some_and(|l| l >= 2),
+        "availability dropped to {:?} during the restart\n{}",
+        low.lowest(),
+        ctl.log_tail(40)
+    );
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, _)| reason == "RolloutRestarted"),
+        "{events:?}"
+    );
+    let st = get_rollout(&client, &ns.name).await.status.expect("status");
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy), "{:?}", st.message);
+}
+
+/// The canary weight the VirtualService `web` shows now (a fresh read).
+async fn virtual_service_weight(client: &Client, ns: &str) -> Option<i32> {
+    let (gvk, name) = watched_object(Router::Istio);
+    let (ar, _) = kube::discovery::pinned_kind(client, &gvk).await.ok()?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    canary_weight(Router::Istio, &api.get(name).await.ok()?)
+}
+
+/// Given an Istio canary paused at 30 %, when the Rollout is deleted, then the VirtualService
+/// sends all traffic back to stable before the Rollout goes (the route-cleanup finalizer), and
+/// the Rollout is gone.
+#[tokio::test]
+async fn deleting_a_rollout_mid_canary_returns_its_traffic_to_stable() {
+    let steps = json!([{"setWeight": 30}, {"pause": {}}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let (client, ns, ctl) = given_healthy("canary-delete", Router::Istio, &v1).await;
+    let ro = get_rollout(&client, &ns.name).await;
+    assert!(
+        ro.finalizers()
+            .iter()
+            .any(|f| f == "aviary.dev/route-cleanup"),
+        "a routed Rollout carries the finalizer: {:?}",
+        ro.finalizers()
+    );
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let h2 = hash_of(&v2);
+    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "paused at 30 %",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            let w = log.last();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Paused) && w == Some(30)).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let t0 = Instant::now();
+    api.delete("web", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the rollout");
+    poll_until(
+        "VirtualService back to canary weight 0 and the Rollout gone",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let api = api.clone();
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let gone = api.get_opt("web").await.ok()?.is_none();
+                let weight = virtual_service_weight(&client, &ns).await;
+                (gone && weight == Some(0)).then_some(())
+            }
+        },
+    )
+    .await;
+    println!(
+        "delete → weight 0 and Rollout gone within {:?}",
+        t0.elapsed()
+    );
+    watch.abort();
+    let seen = log.weights();
+    assert_eq!(
+        seen.last(),
+        Some(&0),
+        "the last weight the VirtualService showed: {seen:?}\n{}",
+        ctl.log_tail(30)
+    );
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RouteCleanup" && n.contains("from 30 to 0")),
+        "{events:?}"
+    );
+}
+
+/// Given a Rollout whose VirtualService no longer has the canary destination (so its weight
+/// can't be restored), when the Rollout is deleted, then the deletion is not held: a Warning
+/// Event says what was left as it was, and the Rollout is gone.
+#[tokio::test]
+async fn deleting_a_rollout_whose_route_is_broken_is_not_blocked() {
+    let v1 = rollout(Router::Istio, "web:1", standard_steps());
+    let (client, ns, _ctl) = given_healthy("canary-delete-broken", Router::Istio, &v1).await;
+    let broken = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+        "spec": {"hosts": ["web.example.com"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "web-stable"}, "weight": 100}]}]}
+    });
+    apply_value(&client, Some(&ns.name), &broken)
+        .await
+        .expect("VirtualService without the canary destination");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let t0 = Instant::now();
+    api.delete("web", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the rollout");
+    poll_until(
+        "the Rollout gone",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let api = api.clone();
+            async move { api.get_opt("web").await.ok()?.is_none().then_some(()) }
+        },
+    )
+    .await;
+    println!("delete → Rollout gone within {:?}", t0.elapsed());
+    let events = support::events_for(&client, &ns.name, "web").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RouteCleanupFailed" && n.contains("VirtualService")),
+        "{events:?}"
+    );
+}

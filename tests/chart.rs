@@ -523,6 +523,7 @@ async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
         ("create", "services"),
         ("create", "pods"),
         ("delete", "pods"),
+        ("watch", "pods"),
         ("update", "deployments.apps"),
         ("get", "configmaps"),
         ("delete", "leases.coordination.k8s.io"),

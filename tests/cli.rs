@@ -354,8 +354,13 @@ async fn promote_skips_one_step_pause_resume_restart_and_analysis_runs_in_the_tr
         .spec
         .restart_at
         .expect("restartAt set");
+    // Rounded up to the next whole second, so at most a second ahead.
     let age = k8s_openapi::jiff::Timestamp::now().as_second() - restart_at.0.as_second();
-    assert!((0..60).contains(&age), "restartAt is now: {restart_at:?}");
+    assert!((-1..60).contains(&age), "restartAt is now: {restart_at:?}");
+    wait_for(&client, n, "restart recorded", &ctl, |ro| {
+        ro.status.as_ref().and_then(|s| s.restarted_at.as_ref()) == Some(&restart_at)
+    })
+    .await;
 
     // A new image waits on the analysis step.
     apply_value(&client, Some(n), &rollout("web:2", steps))

@@ -788,7 +788,8 @@ async fn run_size(
                 tokio::time::sleep(Duration::from_millis(5)).await;
             };
             samples.push(latency.as_secs_f64() * 1000.0);
-            r.reaction_aborted.push(json!({"rollout": k, "sent_at": sent_at.to_string(),
+            r.reaction_aborted
+                .push(json!({"rollout": k, "sent_at": sent_at.to_string(),
                                            "ms": latency.as_secs_f64() * 1000.0}));
         }
         sender.await??;
@@ -841,14 +842,41 @@ async fn run_size(
 async fn delete_size(client: &Client, args: &Args, size: usize) {
     let ns_api: Api<Namespace> = Api::all(client.clone());
     for i in 0..args.namespaces.min(size) {
+        release_rollouts(client, &args.api_version, &ns_name(size, i)).await;
         let _ = ns_api
             .delete(&ns_name(size, i), &DeleteParams::background())
             .await;
     }
 }
 
+/// Removes the finalizers of the Rollouts in `ns`. The controller is stopped before the bench
+/// deletes its namespaces, and Aviary's route-cleanup finalizer would otherwise keep them
+/// Terminating (the routing objects go with the namespace: there is nothing to restore).
+async fn release_rollouts(client: &Client, api_version: &str, ns: &str) {
+    let ar = api_resource(api_version, "Rollout", "rollouts");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return;
+    };
+    let release = json!({"metadata": {"finalizers": null}});
+    futures::stream::iter(list.items.iter().filter(|ro| !ro.finalizers().is_empty()))
+        .for_each_concurrent(32, |ro| {
+            let (api, release) = (&api, &release);
+            async move {
+                let _ = api
+                    .patch(
+                        &ro.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(release),
+                    )
+                    .await;
+            }
+        })
+        .await;
+}
+
 /// Deletes bench namespaces left from earlier runs and waits until they are gone.
-async fn clean(client: &Client) -> anyhow::Result<()> {
+async fn clean(client: &Client, api_version: &str) -> anyhow::Result<()> {
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let lp = ListParams::default().labels(BENCH_LABEL);
     let t0 = Instant::now();
@@ -858,6 +886,7 @@ async fn clean(client: &Client) -> anyhow::Result<()> {
             return Ok(());
         }
         for ns in &left {
+            release_rollouts(client, api_version, &ns.name_any()).await;
             if ns.metadata.deletion_timestamp.is_none() {
                 let _ = ns_api
                     .delete(&ns.name_any(), &DeleteParams::background())
@@ -919,7 +948,7 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("client from KUBECONFIG")?;
-    clean(&client).await?;
+    clean(&client, &args.api_version).await?;
     let seen: Shared = Arc::default();
     spawn_watches(&client, &args, seen.clone());
     let mut results = Vec::new();
@@ -947,7 +976,7 @@ async fn main() -> anyhow::Result<()> {
         // After the last size the results come first: deleting 10,000 rollouts' namespaces
         // takes the namespace controller minutes, and a slow cleanup must not lose them.
         if i + 1 < args.sizes.len() {
-            clean(&client).await?;
+            clean(&client, &args.api_version).await?;
         }
     }
     print_table(&results);
@@ -964,7 +993,7 @@ async fn main() -> anyhow::Result<()> {
     });
     std::fs::write(&args.out, serde_json::to_string_pretty(&doc)?)?;
     println!("\nresults: {}", args.out.display());
-    if let Err(e) = clean(&client).await {
+    if let Err(e) = clean(&client, &args.api_version).await {
         eprintln!("warning: {e:#}");
     }
     Ok(())

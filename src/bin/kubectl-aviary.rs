@@ -136,8 +136,9 @@ enum Command {
     Pause { name: String },
     /// Resume a paused rollout (unsets spec.paused).
     Resume { name: String },
-    /// Restart the rollout's pods by setting spec.restartAt. Note: this version of the Aviary
-    /// controller does not act on restartAt yet: no pod is restarted.
+    /// Restart the rollout's pods by setting spec.restartAt: the controller evicts every pod
+    /// created before then, one at a time (up to maxUnavailable), each once the previous
+    /// replacement is available.
     Restart {
         name: String,
         /// Restart this long from now (e.g. 10s).

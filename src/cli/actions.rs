@@ -317,8 +317,14 @@ pub async fn restart(
             .unwrap_or(now),
         None => now,
     };
-    // Whole seconds, as metav1.Time serialises.
-    let at = Timestamp::from_second(at.as_second()).unwrap_or(at);
+    // Whole seconds, as metav1.Time serialises — rounded up: pod creation times are whole
+    // seconds too, so a pod created earlier in this second must still count as created before
+    // restartAt (rounded down it would escape the restart).
+    let at = if at.subsec_nanosecond() == 0 {
+        at
+    } else {
+        Timestamp::from_second(at.as_second().saturating_add(1)).unwrap_or(at)
+    };
     cluster
         .patch_rollout(name, &json!({"spec": {"restartAt": at.to_string()}}))
         .await?;

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Context;
 use super::error::Error;
@@ -191,9 +191,29 @@ pub async fn apply(
             Action::TerminateAnalysisRun { name: run, retire } => {
                 super::analysis_runs::terminate(ctx, &ns, run, *retire).await?;
             }
+            Action::EvictPod { name: pod } => evict_pod(ctx, &ns, &name, pod).await?,
         }
     }
     Ok(events)
+}
+
+/// Evicts a pod for a restart. The Eviction API (not a delete) honours the user's
+/// PodDisruptionBudgets: one that refuses (429) is not an error — the restart tries again at
+/// its next check. A pod already gone is what we wanted.
+async fn evict_pod(ctx: &Context, ns: &str, rollout: &str, pod: &str) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    match api.evict(pod, &EvictParams::default()).await {
+        Ok(_) => {
+            info!(rollout, pod, "evicted pod to restart it");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 429 => {
+            warn!(rollout, pod, reason = %e.message, "eviction refused (PodDisruptionBudget); the restart retries");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Points only `spec.selector[rollouts-pod-template-hash]` of a Service at `hash`, marking the

@@ -1,6 +1,8 @@
 //! Reconcile errors, classified: an invalid spec (or a routing object that can't carry the
 //! split) waits for a change; everything else is retried with backoff.
 
+use kube::runtime::finalizer::Error as FinalizerError;
+
 use crate::traffic::TrafficError;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,10 @@ pub enum Error {
     },
     #[error("serialisation: {0}")]
     Serde(#[from] serde_json::Error),
+    /// Adding or removing the route-cleanup finalizer failed (the reconcile and the cleanup it
+    /// wraps report their own errors, unwrapped).
+    #[error("route-cleanup finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -31,6 +37,13 @@ impl Error {
             Error::Kube(_) => true,
             Error::Traffic(t) => t.is_transient(),
             Error::InvalidSpec(_) | Error::Serde(_) | Error::AnalysisSetup { .. } => false,
+            Error::Finalizer(e) => match e.as_ref() {
+                FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => {
+                    inner.is_transient()
+                }
+                FinalizerError::AddFinalizer(_) | FinalizerError::RemoveFinalizer(_) => true,
+                FinalizerError::UnnamedObject | FinalizerError::InvalidFinalizer => false,
+            },
         }
     }
 
@@ -42,6 +55,21 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Serde(_) => "serde",
             Error::AnalysisSetup { .. } => "analysis_setup",
+            Error::Finalizer(e) => match e.as_ref() {
+                FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => {
+                    inner.kind()
+                }
+                _ => "finalizer",
+            },
+        }
+    }
+
+    /// The error a finalizer-wrapped reconcile gives back: the reconcile's or the cleanup's own
+    /// error as it was (so it is classified as usual), or the finalizer's.
+    pub fn from_finalizer(e: FinalizerError<Error>) -> Self {
+        match e {
+            FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => inner,
+            other => Error::Finalizer(Box::new(other)),
         }
     }
 }

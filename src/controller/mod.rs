@@ -22,6 +22,7 @@
 pub mod act;
 pub mod analysis;
 pub mod analysis_runs;
+pub mod cleanup;
 pub mod error;
 pub mod index;
 pub mod labels;
@@ -41,6 +42,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -50,7 +52,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::api::conditions::{set_condition, types};
 use crate::api::{AnalysisRun, Condition, ConditionStatus, Rollout, RolloutPhase};
 use crate::plan::{self, Event, Observed, ObservedAnalysisRun};
-use crate::traffic::{RouteTarget, routers_for};
+use crate::traffic::{RouteTarget, TrafficRouter, routers_for};
 pub use error::Error;
 use labels::ROLLOUT_LABEL;
 
@@ -316,17 +318,19 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
     let span = info_span!("reconcile", rollout = %key(cached.as_ref()));
     async move {
         let rollout_key = key(cached.as_ref());
+        let outbox = report::Outbox::default();
         let res = ctx
             .serial
             .run(&rollout_key, async {
                 let mut timer = ctx.telemetry.sinks.metrics.reconcile_timer();
-                let res = reconcile_inner(&cached, &ctx).await;
+                let res = reconcile_inner(&cached, &ctx, &outbox).await;
                 if let Err(e) = &res {
                     timer.failed(e.kind());
                 }
                 res
             })
             .await;
+        outbox.flush(&ctx.recorder).await;
         if let (true, Ok(mut f)) = (res.is_ok(), ctx.failures.lock()) {
             f.remove(&rollout_key);
         }
@@ -350,7 +354,11 @@ where
     matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
 }
 
-async fn reconcile_inner(cached: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+async fn reconcile_inner(
+    cached: &Rollout,
+    ctx: &Context,
+    outbox: &report::Outbox,
+) -> Result<Requeue, Error> {
     // Until the caches hold their first full list, "no ReplicaSet seen" means "not listed yet",
     // not "none exists" — planning on that would redeploy a rollout from scratch. Checked without
     // waiting: kube-runtime 5.0's `wait_until_ready` wakes only the last of several concurrent
@@ -365,35 +373,113 @@ async fn reconcile_inner(cached: &Rollout, ctx: &Context) -> Result<Requeue, Err
     let Some(ro) = api.get_opt(&cached.name_any()).await? else {
         return Ok(Requeue::await_change());
     };
-    if ro.metadata.deletion_timestamp.is_some() {
-        return Ok(Requeue::await_change());
+    let routed = ro
+        .spec
+        .canary()
+        .is_some_and(|c| c.traffic_routing.is_some());
+    let has_finalizer = ro
+        .finalizers()
+        .iter()
+        .any(|f| f == cleanup::ROUTE_CLEANUP_FINALIZER);
+    if !routed && !has_finalizer {
+        // Nothing of the user's to restore on deletion: no finalizer; a Rollout being deleted is
+        // left to the garbage collector.
+        if ro.metadata.deletion_timestamp.is_some() {
+            return Ok(Requeue::await_change());
+        }
+        return reconcile_rollout(ctx, &api, &ro, outbox).await;
     }
-    match plan_and_act(ctx, &api, &ro).await {
+    // kube-runtime's helper: adds the finalizer first (one write, once), then reconciles;
+    // on deletion restores the routing objects and only then removes it.
+    finalizer(
+        &api,
+        cleanup::ROUTE_CLEANUP_FINALIZER,
+        Arc::new(ro),
+        |event| async {
+            match event {
+                FinalizerEvent::Apply(ro) => reconcile_rollout(ctx, &api, &ro, outbox).await,
+                FinalizerEvent::Cleanup(ro) => clean_up(ctx, &ro, outbox).await,
+            }
+        },
+    )
+    .await
+    .map_err(Error::from_finalizer)
+}
+
+/// observe → plan → act → report, with a problem the user must fix reported as such.
+async fn reconcile_rollout(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+    outbox: &report::Outbox,
+) -> Result<Requeue, Error> {
+    match plan_and_act(ctx, api, ro, outbox).await {
         Ok(requeue) => Ok(requeue),
-        Err(e) if !e.is_transient() => report_invalid(ctx, &api, &ro, &e.to_string()).await,
+        Err(e) if !e.is_transient() => report_invalid(ctx, api, ro, &e.to_string(), outbox).await,
         Err(e) => Err(e),
     }
 }
 
-async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result<Requeue, Error> {
-    let ns = ro.namespace().unwrap_or_default();
+/// The routers of the Rollout's `trafficRouting` (none without it), and what they route for.
+fn routing(ro: &Rollout) -> (Vec<Box<dyn TrafficRouter>>, RouteTarget) {
     let canary = ro.spec.canary();
-    let canary_service = canary.and_then(|c| c.canary_service.as_deref());
-    let stable_service = canary.and_then(|c| c.stable_service.as_deref());
     let routers = canary
         .and_then(|c| c.traffic_routing.as_ref())
         .map(routers_for)
         .unwrap_or_default();
     let target = RouteTarget {
-        namespace: ns.clone(),
+        namespace: ro.namespace().unwrap_or_default(),
         rollout: ro.name_any(),
         rollout_uid: ro.metadata.uid.clone().unwrap_or_default(),
-        stable_service: stable_service.unwrap_or_default().to_string(),
-        canary_service: canary_service.unwrap_or_default().to_string(),
+        stable_service: canary
+            .and_then(|c| c.stable_service.clone())
+            .unwrap_or_default(),
+        canary_service: canary
+            .and_then(|c| c.canary_service.clone())
+            .unwrap_or_default(),
         stable_hash: None,
         canary_hash: None,
     };
+    (routers, target)
+}
 
+/// The Rollout is being deleted: every routing object back to all-stable before the finalizer
+/// goes ([`cleanup`]). An error keeps the finalizer, and the reconcile is retried with backoff.
+async fn clean_up(ctx: &Context, ro: &Rollout, outbox: &report::Outbox) -> Result<Requeue, Error> {
+    let (routers, target) = routing(ro);
+    let deleting_for = ro
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
+        .unwrap_or_default();
+    let (events, retry) =
+        cleanup::restore_stable(&ctx.client, &routers, &target, deleting_for).await;
+    outbox.add(ro, &events);
+    match retry {
+        Some(e) => Err(e.into()),
+        None => {
+            info!("routing restored to stable; releasing the Rollout for deletion");
+            Ok(Requeue::await_change())
+        }
+    }
+}
+
+async fn plan_and_act(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+    outbox: &report::Outbox,
+) -> Result<Requeue, Error> {
+    let (routers, target) = routing(ro);
+
+    let now = Timestamp::now();
+    let replica_sets = observe::owned_replica_sets(ctx, ro);
+    // Pods are listed only while a restart is due: no cache of every pod for a rare operation.
+    let pods = match plan::restart::due(ro, now) {
+        plan::restart::Due::Now(_) => Some(observe::rollout_pods(ctx, ro, &replica_sets).await?),
+        _ => None,
+    };
     // The Services and the routing objects are independent reads: in parallel, so an abort's
     // reconcile waits for one round trip here, not three.
     let (services, current_weight) = tokio::try_join!(
@@ -402,11 +488,12 @@ async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result
     )?;
     let mut observed = Observed {
         rollout: ro,
-        replica_sets: observe::owned_replica_sets(ctx, ro),
+        replica_sets,
         services,
         current_weight,
         analysis_runs: observe::owned_analysis_runs(ctx, ro),
-        now: Timestamp::now(),
+        pods,
+        now,
     };
     let mut plan = plan::plan(&observed);
     if !plan.actions.is_empty() {
@@ -444,7 +531,7 @@ async fn plan_and_act(ctx: &Context, api: &Api<Rollout>, ro: &Rollout) -> Result
         info!(phase = ?plan.status.phase, step = ?plan.status.current_step_index, "status updated");
     }
     events.extend(plan.events.iter().cloned());
-    report::publish(&ctx.recorder, ro, &events).await;
+    outbox.add(ro, &events);
     telemetry::reported(ctx, ro, &plan.status, &events);
     Ok(match plan.requeue_after {
         Some(d) => Requeue::requeue(d),
@@ -464,6 +551,7 @@ async fn report_invalid(
     api: &Api<Rollout>,
     ro: &Rollout,
     message: &str,
+    outbox: &report::Outbox,
 ) -> Result<Requeue, Error> {
     let mut status = ro.status.clone().unwrap_or_default();
     let known = status
@@ -498,7 +586,7 @@ async fn report_invalid(
     telemetry::reported(ctx, ro, &status, &[]);
     if !known {
         warn!(message, "invalid spec");
-        report::publish(&ctx.recorder, ro, &[Event::warning("InvalidSpec", message)]).await;
+        outbox.add(ro, &[Event::warning("InvalidSpec", message)]);
     }
     Ok(Requeue::requeue(Duration::from_secs(30)))
 }

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
+use kube::core::Selector;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
@@ -16,7 +17,7 @@ use super::labels::{
     SCALED_AT_ANNOTATION,
 };
 use crate::api::Rollout;
-use crate::plan::{ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
+use crate::plan::{ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
 use crate::traffic::{RouteTarget, TrafficRouter};
 
 /// A ReplicaSet as the planner sees it.
@@ -56,6 +57,73 @@ pub fn owned_replica_sets(ctx: &Context, ro: &Rollout) -> Vec<ObservedReplicaSet
         .iter()
         .filter_map(|rs| observe_replica_set(rs))
         .collect()
+}
+
+/// Pods listed per request while looking for a restart's pods: bounds what one response holds.
+const POD_PAGE: u32 = 250;
+
+/// The pods of the Rollout's ReplicaSets, listed by the Rollout's selector, page by page, each
+/// trimmed at once to what a restart needs. Only called while a restart is due: the controller
+/// keeps no pod cache.
+pub async fn rollout_pods(
+    ctx: &Context,
+    ro: &Rollout,
+    replica_sets: &[ObservedReplicaSet],
+) -> Result<Vec<ObservedPod>, Error> {
+    let ns = ro.namespace().unwrap_or_default();
+    let selector = Selector::try_from(ro.spec.selector.clone())
+        .map_err(|e| Error::InvalidSpec(format!("spec.selector can't select pods: {e}")))?;
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut params = ListParams::default().labels_from(&selector).limit(POD_PAGE);
+    let mut out = vec![];
+    loop {
+        let page = api.list(&params).await?;
+        out.extend(
+            page.items
+                .iter()
+                .filter_map(|p| observe_pod(p, replica_sets)),
+        );
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// A pod as a restart sees it, when one of `replica_sets` controls it.
+pub fn observe_pod(pod: &Pod, replica_sets: &[ObservedReplicaSet]) -> Option<ObservedPod> {
+    let owner = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "ReplicaSet" && o.controller == Some(true))?;
+    replica_sets.iter().find(|rs| rs.name == owner.name)?;
+    let ready_since = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+        // Ready without a transition time: ready for as long as we can tell.
+        .map(|c| {
+            c.last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(Timestamp::UNIX_EPOCH)
+        });
+    Some(ObservedPod {
+        name: pod.name_any(),
+        replica_set: owner.name.clone(),
+        // The API server always sets it; without it the pod counts as old, so it is restarted.
+        created: pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or(Timestamp::UNIX_EPOCH),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        ready_since,
+    })
 }
 
 /// The Services the Rollout's strategy names, each with the spec field that names it.

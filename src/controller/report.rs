@@ -1,5 +1,6 @@
 //! Report: write the planned status (only when it changed) and record Events.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::{Resource, ResourceExt};
@@ -77,9 +78,57 @@ pub async fn write_status(
     Ok(true)
 }
 
+/// Events a reconcile produced, published after it lets go of the rollout: posting Events is
+/// a request each, and an abort waiting on the urgent lane should not wait for them
+/// (`super::serial`). They are still published before the reconcile ends, after the status
+/// write, in order.
+#[derive(Default)]
+pub struct Outbox {
+    items: std::sync::Mutex<Vec<(ObjectReference, String, Vec<Event>)>>,
+}
+
+impl Outbox {
+    /// Queues `events` about `ro`.
+    pub fn add(&self, ro: &Rollout, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        items.push((ro.object_ref(&()), ro.name_any(), events.to_vec()));
+    }
+
+    /// Publishes everything queued, in order.
+    pub async fn flush(self, recorder: &Recorder) {
+        let items = self.items.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (reference, name, events) in items {
+            publish_to(recorder, &reference, &name, &events).await;
+        }
+    }
+}
+
+/// The Event's `action`. kube's `Recorder` folds an Event into an earlier one with the same
+/// type, reason and *action* into a series (a count), keeping the first note: with the reason
+/// as the action, "Traffic weight updated from 10 to 50" became a second count of "… from 0
+/// to 10". Deriving the action from the message too keeps distinct messages distinct, while a
+/// repeat of the very same message still becomes a series.
+fn action_of(e: &Event) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    e.message.hash(&mut h);
+    format!("{}-{:08x}", e.reason, h.finish() as u32)
+}
+
 /// Publishes Events about the Rollout. A failure to record an Event is logged, never fatal.
 pub async fn publish(recorder: &Recorder, ro: &Rollout, events: &[Event]) {
-    let reference = ro.object_ref(&());
+    publish_to(recorder, &ro.object_ref(&()), &ro.name_any(), events).await
+}
+
+async fn publish_to(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    name: &str,
+    events: &[Event],
+) {
     for e in events {
         let ev = KubeEvent {
             type_: match e.kind {
@@ -88,11 +137,11 @@ pub async fn publish(recorder: &Recorder, ro: &Rollout, events: &[Event]) {
             },
             reason: e.reason.to_string(),
             note: Some(e.message.chars().take(1000).collect()),
-            action: e.reason.to_string(),
+            action: action_of(e),
             secondary: None,
         };
-        if let Err(err) = recorder.publish(&ev, &reference).await {
-            warn!(rollout = %ro.name_any(), reason = e.reason, error = %err, "could not record event");
+        if let Err(err) = recorder.publish(&ev, reference).await {
+            warn!(rollout = %name, reason = e.reason, error = %err, "could not record event");
         }
     }
 }
@@ -100,6 +149,16 @@ pub async fn publish(recorder: &Recorder, ro: &Rollout, events: &[Event]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_messages_get_distinct_actions_repeats_the_same() {
+        let a = Event::normal("TrafficWeightUpdated", "from 0 to 10");
+        let b = Event::normal("TrafficWeightUpdated", "from 10 to 50");
+        assert_ne!(action_of(&a), action_of(&b));
+        assert_eq!(action_of(&a), action_of(&a.clone()));
+        assert!(action_of(&a).starts_with("TrafficWeightUpdated-"));
+        assert!(action_of(&a).len() <= 128, "the Events API limit");
+    }
 
     #[test]
     fn merge_diff_sets_changes_and_nulls_removals() {

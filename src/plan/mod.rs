@@ -14,6 +14,7 @@ pub mod canary;
 pub mod hash;
 mod moves;
 pub mod replicas;
+pub mod restart;
 pub mod status;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -21,6 +22,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use crate::api::{AnalysisPhase, Rollout, RolloutStatus};
 
 pub use hash::{POD_TEMPLATE_HASH_LABEL, pod_template_hash};
+pub use restart::ObservedPod;
 
 /// What the controller observed of one ReplicaSet the Rollout owns.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -88,6 +90,10 @@ pub struct Observed<'a> {
     pub current_weight: Option<i32>,
     /// The rollout's AnalysisRuns (all kinds, all revisions).
     pub analysis_runs: Vec<ObservedAnalysisRun>,
+    /// The pods of the rollout's ReplicaSets: listed only while a restart is due
+    /// ([`restart::due`]), `None` otherwise (no pod cache: its memory would grow with every pod
+    /// of every rollout, for a rare operation).
+    pub pods: Option<Vec<ObservedPod>>,
     pub now: Timestamp,
 }
 
@@ -145,6 +151,8 @@ pub enum Action {
     /// Stop an AnalysisRun that is no longer needed; `retire` also sets it aside so that a
     /// retried rollout measures afresh instead of re-reading the verdict that aborted it.
     TerminateAnalysisRun { name: String, retire: bool },
+    /// Evict a pod of the rollout for a restart (`spec.restartAt`); its ReplicaSet replaces it.
+    EvictPod { name: String },
 }
 
 /// Normal or Warning, as Kubernetes Events have it.
@@ -205,12 +213,32 @@ impl Plan {
     }
 }
 
-/// Decides what to do for a Rollout, by its strategy.
+/// Decides what to do for a Rollout, by its strategy, then for a restart it asked for.
 pub fn plan(observed: &Observed<'_>) -> Plan {
-    match observed.rollout.spec.blue_green() {
+    // Pods listed for a restart are fresher than the ReplicaSets' status, which still counts a
+    // pod just evicted as available: the strategy must not scale on that.
+    let listed;
+    let observed = match &observed.pods {
+        Some(pods) => {
+            listed = Observed {
+                replica_sets: restart::with_pod_availability(
+                    &observed.replica_sets,
+                    pods,
+                    observed.rollout.spec.min_ready_seconds(),
+                    observed.now,
+                ),
+                ..observed.clone()
+            };
+            &listed
+        }
+        None => observed,
+    };
+    let mut plan = match observed.rollout.spec.blue_green() {
         Some(bg) => bluegreen::plan(observed, bg),
         None => canary::plan(observed),
-    }
+    };
+    restart::plan(observed, &mut plan);
+    plan
 }
 
 /// The timestamp rounded up to a whole second (what a status `Time` can hold).

@@ -123,6 +123,7 @@ impl World {
                 .chain(self.runs.iter())
                 .cloned()
                 .collect(),
+            pods: None,
             now: self.now,
         }
     }
@@ -223,6 +224,7 @@ impl World {
                     r.phase = AnalysisPhase::Successful;
                 }
             }
+            Action::EvictPod { name } => panic!("no restart was asked for, yet {name} evicted"),
         }
     }
 

@@ -120,6 +120,9 @@ impl Drop for TestNamespace {
             return;
         }
         // Drop can't await; kubectl (on PATH from `hack/cluster.sh env`) deletes without waiting.
+        // The test's controller is usually gone by now, so nobody would remove the route-cleanup
+        // finalizer of its Rollouts and the namespace would stay Terminating: release them first.
+        release_rollouts(&self.name);
         let _ = std::process::Command::new("kubectl")
             .args([
                 "delete",
@@ -127,6 +130,33 @@ impl Drop for TestNamespace {
                 &self.name,
                 "--wait=false",
                 "--ignore-not-found",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Removes the finalizers of every Rollout in `ns` (kubectl; errors ignored: the CRD may not be
+/// installed). For test teardown only: it skips the controller's cleanup of routing objects.
+pub fn release_rollouts(ns: &str) {
+    let Ok(out) = std::process::Command::new("kubectl")
+        .args(["get", "rollouts.aviary.dev", "-n", ns, "-o", "name"])
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for name in String::from_utf8_lossy(&out.stdout).lines() {
+        let _ = std::process::Command::new("kubectl")
+            .args([
+                "patch",
+                name,
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
