@@ -18,9 +18,8 @@ use crate::traffic::{RouteTarget, TrafficError, TrafficRouter, WeightChange};
 /// The finalizer on Rollouts with `trafficRouting`.
 pub const ROUTE_CLEANUP_FINALIZER: &str = "aviary.dev/route-cleanup";
 
-/// Event reason when a routing object was set back to all-stable for the deletion. Not
-/// `TrafficWeightUpdated`: kube's event recorder folds an Event into an earlier one of the same
-/// reason (keeping the earlier message), and this one must be seen.
+/// Event reason when a routing object was set back to all-stable for the deletion (its own
+/// reason, so it can be told apart from the weight changes of the rollout itself).
 pub const REASON_CLEANED_UP: &str = "RouteCleanup";
 
 /// Event reason when a routing object could not be restored before the Rollout went.

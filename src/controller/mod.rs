@@ -41,7 +41,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -59,7 +58,7 @@ use labels::ROLLOUT_LABEL;
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: report::EventRecorder,
     /// Owned ReplicaSets (label-filtered, trimmed).
     pub replica_sets: Store<ReplicaSet>,
     /// Which cached ReplicaSets each Rollout controls.
@@ -229,13 +228,7 @@ pub async fn run(
     });
 
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "aviary".into(),
-                instance: None,
-            },
-        ),
+        recorder: report::EventRecorder::new(client.clone(), "aviary"),
         client: client.clone(),
         replica_sets: rs_store,
         replica_set_owners: rs_owners,

@@ -1,8 +1,9 @@
 //! Report: write the planned status (only when it changed) and record Events.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Map, Value, json};
 use tracing::warn;
@@ -98,7 +99,7 @@ impl Outbox {
     }
 
     /// Publishes everything queued, in order.
-    pub async fn flush(self, recorder: &Recorder) {
+    pub async fn flush(self, recorder: &EventRecorder) {
         let items = self.items.into_inner().unwrap_or_else(|p| p.into_inner());
         for (reference, name, events) in items {
             publish_to(recorder, &reference, &name, &events).await;
@@ -106,41 +107,85 @@ impl Outbox {
     }
 }
 
-/// The Event's `action`. kube's `Recorder` folds an Event into an earlier one with the same
-/// type, reason and *action* into a series (a count), keeping the first note: with the reason
-/// as the action, "Traffic weight updated from 10 to 50" became a second count of "… from 0
-/// to 10". Deriving the action from the message too keeps distinct messages distinct, while a
-/// repeat of the very same message still becomes a series.
-fn action_of(e: &Event) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    e.message.hash(&mut h);
-    format!("{}-{:08x}", e.reason, h.finish() as u32)
+/// Records Events (`events.k8s.io/v1`) about Rollouts: one create per Event, nothing cached.
+///
+/// Not kube's `Recorder`: it keeps every Event it wrote for six minutes to fold repeats into a
+/// series, and on *every* publish scans that whole cache under a write lock. At 10,000
+/// rollouts an update wave writes some 90,000 Events: the cache alone would hold ~100 MB and
+/// each publish would walk it. It also folded Events with the same reason into the first one's
+/// message ("from 0 to 10" counted again for "from 10 to 50"). Aviary emits an Event per
+/// user-visible transition, not per reconcile, so there are no repeats worth folding.
+#[derive(Clone)]
+pub struct EventRecorder {
+    client: kube::Client,
+    controller: String,
+}
+
+impl EventRecorder {
+    pub fn new(client: kube::Client, controller: &str) -> Self {
+        EventRecorder {
+            client,
+            controller: controller.to_string(),
+        }
+    }
+}
+
+/// The Event object for `e` about `reference`, written at `now`.
+pub fn build_event(
+    controller: &str,
+    reference: &ObjectReference,
+    e: &Event,
+    now: k8s_openapi::jiff::Timestamp,
+) -> K8sEvent {
+    let regarding = reference.name.as_deref().unwrap_or(controller);
+    K8sEvent {
+        action: Some(e.reason.to_string()),
+        reason: Some(e.reason.to_string()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(reference.clone()),
+        // The Events API limits the note to 1 kB.
+        note: Some(e.message.chars().take(1000).collect()),
+        metadata: ObjectMeta {
+            namespace: reference.namespace.clone(),
+            name: Some(format!("{regarding}.{:x}", now.as_nanosecond())),
+            ..Default::default()
+        },
+        reporting_controller: Some(controller.to_string()),
+        reporting_instance: Some(controller.to_string()),
+        type_: Some(
+            match e.kind {
+                EventKind::Normal => "Normal",
+                EventKind::Warning => "Warning",
+            }
+            .to_string(),
+        ),
+        ..Default::default()
+    }
 }
 
 /// Publishes Events about the Rollout. A failure to record an Event is logged, never fatal.
-pub async fn publish(recorder: &Recorder, ro: &Rollout, events: &[Event]) {
+pub async fn publish(recorder: &EventRecorder, ro: &Rollout, events: &[Event]) {
     publish_to(recorder, &ro.object_ref(&()), &ro.name_any(), events).await
 }
 
 async fn publish_to(
-    recorder: &Recorder,
+    recorder: &EventRecorder,
     reference: &ObjectReference,
     name: &str,
     events: &[Event],
 ) {
+    let api: Api<K8sEvent> = Api::namespaced(
+        recorder.client.clone(),
+        reference.namespace.as_deref().unwrap_or("default"),
+    );
     for e in events {
-        let ev = KubeEvent {
-            type_: match e.kind {
-                EventKind::Normal => EventType::Normal,
-                EventKind::Warning => EventType::Warning,
-            },
-            reason: e.reason.to_string(),
-            note: Some(e.message.chars().take(1000).collect()),
-            action: action_of(e),
-            secondary: None,
-        };
-        if let Err(err) = recorder.publish(&ev, reference).await {
+        let event = build_event(
+            &recorder.controller,
+            reference,
+            e,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        if let Err(err) = api.create(&PostParams::default(), &event).await {
             warn!(rollout = %name, reason = e.reason, error = %err, "could not record event");
         }
     }
@@ -151,13 +196,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn distinct_messages_get_distinct_actions_repeats_the_same() {
-        let a = Event::normal("TrafficWeightUpdated", "from 0 to 10");
-        let b = Event::normal("TrafficWeightUpdated", "from 10 to 50");
-        assert_ne!(action_of(&a), action_of(&b));
-        assert_eq!(action_of(&a), action_of(&a.clone()));
-        assert!(action_of(&a).starts_with("TrafficWeightUpdated-"));
-        assert!(action_of(&a).len() <= 128, "the Events API limit");
+    fn each_event_is_its_own_object_with_its_own_message() {
+        let reference = ObjectReference {
+            api_version: Some("aviary.dev/v1alpha1".into()),
+            kind: Some("Rollout".into()),
+            name: Some("web".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        };
+        let t = k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time");
+        let a = build_event(
+            "aviary",
+            &reference,
+            &Event::normal("TrafficWeightUpdated", "from 0 to 10"),
+            t,
+        );
+        let b = build_event(
+            "aviary",
+            &reference,
+            &Event::warning("RolloutAborted", "x".repeat(2000)),
+            t + std::time::Duration::from_millis(1),
+        );
+        assert_ne!(a.metadata.name, b.metadata.name);
+        assert!(
+            a.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("web."))
+        );
+        assert_eq!(a.metadata.namespace.as_deref(), Some("shop"));
+        assert_eq!(a.note.as_deref(), Some("from 0 to 10"));
+        assert_eq!(a.type_.as_deref(), Some("Normal"));
+        assert_eq!(b.type_.as_deref(), Some("Warning"));
+        assert_eq!(b.note.as_ref().map(|n| n.len()), Some(1000));
+        assert_eq!(a.regarding.as_ref(), Some(&reference));
     }
 
     #[test]
