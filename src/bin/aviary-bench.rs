@@ -87,6 +87,9 @@ struct Args {
     /// Give up waiting for all Healthy after this many seconds per wait.
     #[arg(long, default_value_t = 900)]
     wait_timeout: u64,
+    /// Run the update wave (`--wave false` skips it: creation, idle and reaction only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    wave: bool,
     /// Parallel requests the harness makes while creating and updating.
     #[arg(long, default_value_t = 32)]
     parallel: usize,
@@ -605,6 +608,40 @@ struct SoakWave {
     rss_mib: f64,
 }
 
+/// All N get a new image at once; time until all are Healthy, requests per rollout and step.
+#[allow(clippy::too_many_arguments)]
+async fn update_wave(
+    client: &Client,
+    args: &Args,
+    seen: &Shared,
+    size: usize,
+    targets: &[(String, String)],
+    keys: &[String],
+    ctl: &mut Controller,
+    r: &mut SizeResult,
+) -> anyhow::Result<()> {
+    let (t0, cpu0, w0) = (Timestamp::now(), ctl.cpu_seconds(), Instant::now());
+    set_image(client, args, seen, targets, "app:v2", steps_normal()).await?;
+    eprintln!(
+        "[{size}] wave: {size} image updates sent in {:.1} s",
+        w0.elapsed().as_secs_f64()
+    );
+    wait_all_healthy(args, seen, keys, "update wave", ctl).await?;
+    r.wave_to_healthy_s = w0.elapsed().as_secs_f64();
+    r.wave_cpu_s = ctl.cpu_seconds() - cpu0;
+    r.wave_rss_after_mib = ctl.rss_mib();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    r.wave_requests = audit_requests(args, t0, Timestamp::now());
+    r.wave_requests_per_rollout = r.wave_requests.total as f64 / size as f64;
+    let steps = steps_normal().as_array().map(|a| a.len()).unwrap_or(1) + 1; // + full promotion
+    r.wave_requests_per_step = r.wave_requests_per_rollout / steps as f64;
+    eprintln!(
+        "[{size}] wave: all Healthy in {:.1} s, {:.1} requests per rollout ({} writes in all), CPU {:.1} s",
+        r.wave_to_healthy_s, r.wave_requests_per_rollout, r.wave_requests.writes, r.wave_cpu_s
+    );
+    Ok(())
+}
+
 async fn run_size(
     client: &Client,
     args: &Args,
@@ -703,25 +740,11 @@ async fn run_size(
     );
 
     // Update wave.
-    let (t0, cpu0, w0) = (Timestamp::now(), ctl.cpu_seconds(), Instant::now());
-    set_image(client, args, seen, &targets, "app:v2", steps_normal()).await?;
-    eprintln!(
-        "[{size}] wave: {size} image updates sent in {:.1} s",
-        w0.elapsed().as_secs_f64()
-    );
-    wait_all_healthy(args, seen, &keys, "update wave", &mut ctl).await?;
-    r.wave_to_healthy_s = w0.elapsed().as_secs_f64();
-    r.wave_cpu_s = ctl.cpu_seconds() - cpu0;
-    r.wave_rss_after_mib = ctl.rss_mib();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    r.wave_requests = audit_requests(args, t0, Timestamp::now());
-    r.wave_requests_per_rollout = r.wave_requests.total as f64 / size as f64;
-    let steps = steps_normal().as_array().map(|a| a.len()).unwrap_or(1) + 1; // + full promotion
-    r.wave_requests_per_step = r.wave_requests_per_rollout / steps as f64;
-    eprintln!(
-        "[{size}] wave: all Healthy in {:.1} s, {:.1} requests per rollout ({} writes in all), CPU {:.1} s",
-        r.wave_to_healthy_s, r.wave_requests_per_rollout, r.wave_requests.writes, r.wave_cpu_s
-    );
+    if args.wave {
+        update_wave(client, args, seen, size, &targets, &keys, &mut ctl, &mut r).await?;
+    } else {
+        r.notes.push("update wave skipped (--wave false)".into());
+    }
 
     // Reaction.
     if args.routing == "istio" && args.aborts > 0 {

@@ -173,15 +173,7 @@ pub async fn apply(
                         router.set_weight(&ctx.client, &target, *weight).await?
                     {
                         info!(rollout = %name, router = router.kind(), from = ?from, to, "traffic weight updated");
-                        events.push(Event::normal(
-                            "TrafficWeightUpdated",
-                            format!(
-                                "Traffic weight updated from {} to {to} on {}",
-                                from.map(|f| f.to_string())
-                                    .unwrap_or_else(|| "unknown".into()),
-                                router.describe(&target)
-                            ),
-                        ));
+                        events.push(weight_event(from, to, &router.describe(&target)));
                     }
                 }
             }
@@ -214,6 +206,18 @@ async fn evict_pod(ctx: &Context, ns: &str, rollout: &str, pod: &str) -> Result<
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The Event of a weight change on a routing object.
+pub fn weight_event(from: Option<i32>, to: i32, object: &str) -> Event {
+    Event::normal(
+        "TrafficWeightUpdated",
+        format!(
+            "Traffic weight updated from {} to {to} on {object}",
+            from.map(|f| f.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+    )
 }
 
 /// Points only `spec.selector[rollouts-pod-template-hash]` of a Service at `hash`, marking the

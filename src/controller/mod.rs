@@ -119,13 +119,7 @@ fn trim_rollout(ro: &mut Rollout) {
 /// Slots of the urgent lane: aborts are rare, and each takes a few requests.
 const URGENT_CONCURRENCY: u16 = 4;
 
-/// Whether a change to this Rollout is an abort not yet acted on (acting on it makes the phase
-/// Degraded), which goes on the urgent lane.
-pub fn abort_pending(ro: &Rollout) -> bool {
-    ro.status
-        .as_ref()
-        .is_some_and(|s| s.abort == Some(true) && s.phase != Some(RolloutPhase::Degraded))
-}
+pub use crate::plan::abort_pending;
 
 /// The Rollout to wake on the urgent lane for this AnalysisRun: its controller owner, when the
 /// run has just failed (Failed or Error) and is not retired — the rollout must abort now.
@@ -280,7 +274,7 @@ pub async fn run(
     .reconcile_on(urgent_triggers)
     .with_config(ControllerConfig::default().concurrency(URGENT_CONCURRENCY))
     .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-    .run(reconcile, error_policy, ctx)
+    .run(reconcile_urgent, error_policy, ctx)
     .for_each(|res| async move {
         if let Err(e) = res {
             tracing::debug!(error = %e, "urgent reconcile failed");
@@ -308,7 +302,22 @@ fn key<K: ResourceExt>(ro: &K) -> String {
 }
 
 async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let span = info_span!("reconcile", rollout = %key(cached.as_ref()));
+    reconcile_on_lane(cached, ctx, false).await
+}
+
+/// The urgent lane's reconcile: a pending abort first sends all traffic back to stable from the
+/// Rollout the watch just delivered ([`plan::immediate_abort_weight`]) — two requests per
+/// routing object — then the full reconcile runs as on the main lane.
+async fn reconcile_urgent(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    reconcile_on_lane(cached, ctx, true).await
+}
+
+async fn reconcile_on_lane(
+    cached: Arc<Rollout>,
+    ctx: Arc<Context>,
+    urgent: bool,
+) -> Result<Requeue, Error> {
+    let span = info_span!("reconcile", rollout = %key(cached.as_ref()), urgent);
     async move {
         let rollout_key = key(cached.as_ref());
         let outbox = report::Outbox::default();
@@ -316,6 +325,9 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
             .serial
             .run(&rollout_key, async {
                 let mut timer = ctx.telemetry.sinks.metrics.reconcile_timer();
+                if urgent {
+                    route_to_stable_now(&ctx, &cached, &outbox).await;
+                }
                 let res = reconcile_inner(&cached, &ctx, &outbox).await;
                 if let Err(e) = &res {
                     timer.failed(e.kind());
@@ -331,6 +343,35 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
     }
     .instrument(span)
     .await
+}
+
+/// Sets the canary weight of a pending abort on every routing object at once. A failure is only
+/// logged: the full reconcile that follows plans the same weight and reports what goes wrong.
+async fn route_to_stable_now(ctx: &Context, cached: &Rollout, outbox: &report::Outbox) {
+    let Some(weight) = plan::immediate_abort_weight(cached) else {
+        return;
+    };
+    let (routers, target) = routing(cached);
+    for router in &routers {
+        match router.set_weight(&ctx.client, &target, weight).await {
+            Ok(crate::traffic::WeightChange::Updated { from, to }) => {
+                info!(
+                    router = router.kind(),
+                    ?from,
+                    to,
+                    "abort: traffic back to stable"
+                );
+                outbox.add(
+                    cached,
+                    &[act::weight_event(from, to, &router.describe(&target))],
+                );
+            }
+            Ok(crate::traffic::WeightChange::Unchanged) => {}
+            Err(e) => {
+                warn!(router = router.kind(), error = %e, "abort: could not set the weight yet")
+            }
+        }
+    }
 }
 
 /// Whether both caches hold their first full list (never waits; see `reconcile_inner`).
@@ -391,7 +432,7 @@ async fn reconcile_inner(
         |event| async {
             match event {
                 FinalizerEvent::Apply(ro) => reconcile_rollout(ctx, &api, &ro, outbox).await,
-                FinalizerEvent::Cleanup(ro) => clean_up(ctx, &ro, outbox).await,
+                FinalizerEvent::Cleanup(ro) => clean_up(ctx, &ro).await,
             }
         },
     )
@@ -438,7 +479,7 @@ fn routing(ro: &Rollout) -> (Vec<Box<dyn TrafficRouter>>, RouteTarget) {
 
 /// The Rollout is being deleted: every routing object back to all-stable before the finalizer
 /// goes ([`cleanup`]). An error keeps the finalizer, and the reconcile is retried with backoff.
-async fn clean_up(ctx: &Context, ro: &Rollout, outbox: &report::Outbox) -> Result<Requeue, Error> {
+async fn clean_up(ctx: &Context, ro: &Rollout) -> Result<Requeue, Error> {
     let (routers, target) = routing(ro);
     let deleting_for = ro
         .metadata
@@ -448,7 +489,9 @@ async fn clean_up(ctx: &Context, ro: &Rollout, outbox: &report::Outbox) -> Resul
         .unwrap_or_default();
     let (events, retry) =
         cleanup::restore_stable(&ctx.client, &routers, &target, deleting_for).await;
-    outbox.add(ro, &events);
+    // Published before the finalizer goes (not through the outbox): whoever sees the Rollout
+    // gone can read why its routing was, or was not, restored.
+    report::publish(&ctx.recorder, ro, &events).await;
     match retry {
         Some(e) => Err(e.into()),
         None => {
@@ -642,6 +685,44 @@ mod tests {
         assert!(abort_pending(&ro));
         assert!(ro.spec.template.spec.is_none());
         assert!(ro.status.as_ref().is_some_and(|s| s.conditions.is_empty()));
+    }
+
+    #[test]
+    fn an_abort_sends_traffic_back_at_once_only_when_the_canary_routes_traffic() {
+        let plain = rollout(json!({"abort": true, "phase": "Paused"}));
+        assert_eq!(
+            plan::immediate_abort_weight(&plain),
+            None,
+            "no trafficRouting"
+        );
+        let routed = |status| {
+            let mut ro = rollout(status);
+            let mut v = serde_json::to_value(&ro).expect("json");
+            v["spec"]["strategy"]["canary"]["stableService"] = json!("web-stable");
+            v["spec"]["strategy"]["canary"]["canaryService"] = json!("web-canary");
+            v["spec"]["strategy"]["canary"]["trafficRouting"] =
+                json!({"istio": {"virtualService": {"name": "web"}}});
+            ro = serde_json::from_value(v).expect("routed rollout");
+            ro
+        };
+        let pending = routed(json!({"abort": true, "phase": "Paused"}));
+        assert_eq!(plan::immediate_abort_weight(&pending), Some(0));
+        let mut trimmed = pending.clone();
+        trim_rollout(&mut trimmed);
+        assert_eq!(
+            plan::immediate_abort_weight(&trimmed),
+            Some(0),
+            "decided from the trimmed cache"
+        );
+        assert_eq!(
+            plan::immediate_abort_weight(&routed(json!({"abort": true, "phase": "Degraded"}))),
+            None,
+            "already acted on"
+        );
+        assert_eq!(
+            plan::immediate_abort_weight(&routed(json!({"phase": "Paused"}))),
+            None
+        );
     }
 
     fn run(phase: &str, retired: bool) -> AnalysisRun {

@@ -214,6 +214,27 @@ impl Plan {
 }
 
 /// Decides what to do for a Rollout, by its strategy, then for a restart it asked for.
+/// Whether the Rollout carries an abort not yet acted on (acting on it makes the phase
+/// Degraded).
+pub fn abort_pending(ro: &Rollout) -> bool {
+    ro.status.as_ref().is_some_and(|s| {
+        s.abort == Some(true) && s.phase != Some(crate::api::RolloutPhase::Degraded)
+    })
+}
+
+/// The canary weight to set at once for a pending abort, before the rollout's other objects
+/// are even read: 0 — all traffic back to stable — when the canary routes traffic. Safe without
+/// looking further because the stable ReplicaSet is never scaled down while a canary runs
+/// (`dynamicStableScale` is not supported), so it can always take all the traffic back; the full
+/// plan that follows does the rest (Services, scale-down, status) and finds the weight set.
+pub fn immediate_abort_weight(ro: &Rollout) -> Option<i32> {
+    let routed = ro
+        .spec
+        .canary()
+        .is_some_and(|c| c.traffic_routing.is_some());
+    (routed && abort_pending(ro)).then_some(0)
+}
+
 pub fn plan(observed: &Observed<'_>) -> Plan {
     // Pods listed for a restart are fresher than the ReplicaSets' status, which still counts a
     // pod just evicted as available: the strategy must not scale on that.
