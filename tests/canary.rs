@@ -149,6 +149,38 @@ impl WeightLog {
 }
 
 /// Watches the routing object (every change, not polling) and logs canary weight changes.
+/// Applies `next` (an Istio rollout named `web`) and waits until it is Paused with the
+/// VirtualService giving the new revision `weight`; returns the Rollout API and the new
+/// revision's weight log with its watch task.
+async fn update_to_paused_at(
+    client: &Client,
+    ns: &str,
+    next: &Value,
+    weight: i32,
+) -> (Api<Rollout>, WeightLog, tokio::task::JoinHandle<()>) {
+    let h2 = hash_of(next);
+    let (log, watch) = record_weights(client, ns, Router::Istio, format!("web-{h2}")).await;
+    apply_value(client, Some(ns), next)
+        .await
+        .expect("the update");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), ns);
+    poll_until(
+        &format!("paused at {weight} %"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            let w = log.last();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Paused) && w == Some(weight)).then_some(())
+            }
+        },
+    )
+    .await;
+    (api, log, watch)
+}
+
 async fn record_weights(
     client: &Client,
     ns: &str,
@@ -374,23 +406,7 @@ async fn abort_returns_traffic_at_once_and_retry_completes() {
     let (client, ns, ctl) = given_healthy("canary-abort", Router::Istio, &v1).await;
     let v2 = rollout(Router::Istio, "web:2", steps);
     let h2 = hash_of(&v2);
-    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
-    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
-    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
-    poll_until(
-        "paused at 20 %",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            let api = api.clone();
-            let w = log.last();
-            async move {
-                let st = api.get("web").await.ok()?.status?;
-                (st.phase == Some(RolloutPhase::Paused) && w == Some(20)).then_some(())
-            }
-        },
-    )
-    .await;
+    let (api, log, watch) = update_to_paused_at(&client, &ns.name, &v2, 20).await;
 
     let t0 = Instant::now();
     patch_status(&client, &ns.name, json!({"abort": true})).await;
@@ -901,24 +917,7 @@ async fn deleting_a_rollout_mid_canary_returns_its_traffic_to_stable() {
         ro.finalizers()
     );
     let v2 = rollout(Router::Istio, "web:2", steps);
-    let h2 = hash_of(&v2);
-    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
-    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
-    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
-    poll_until(
-        "paused at 30 %",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            let api = api.clone();
-            let w = log.last();
-            async move {
-                let st = api.get("web").await.ok()?.status?;
-                (st.phase == Some(RolloutPhase::Paused) && w == Some(30)).then_some(())
-            }
-        },
-    )
-    .await;
+    let (api, log, watch) = update_to_paused_at(&client, &ns.name, &v2, 30).await;
 
     let t0 = Instant::now();
     api.delete("web", &kube::api::DeleteParams::default())
