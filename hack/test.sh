@@ -43,5 +43,6 @@ step "bringing up the local cluster"
 bash "$HERE/cluster.sh" up
 eval "$(bash "$HERE/cluster.sh" env)"
 step "integration tests against the local cluster"
-cargo test --locked --tests -- --test-threads="${TEST_THREADS:-2}" ${TEST_FILTER:-}
+# --no-fail-fast: one failing suite must not hide the results of the others.
+cargo test --locked --no-fail-fast --tests -- --test-threads="${TEST_THREADS:-2}" ${TEST_FILTER:-}
 step "done in $((SECONDS - t0)) s"

@@ -881,15 +881,38 @@ async fn restart_replaces_every_pod_keeping_all_but_one_available() {
         low.lowest(),
         ctl.log_tail(40)
     );
-    let events = support::events_for(&client, &ns.name, "web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(reason, _)| reason == "RolloutRestarted"),
-        "{events:?}"
-    );
-    let st = get_rollout(&client, &ns.name).await.status.expect("status");
-    assert_eq!(st.phase, Some(RolloutPhase::Healthy), "{:?}", st.message);
+    // The Event is posted just after the status write, and Healthy follows the new pods'
+    // ReplicaSet status: both are waited for, not read once.
+    poll_until(
+        "Event RolloutRestarted",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let events = support::events_for(&client, &ns, "web").await;
+                events
+                    .iter()
+                    .any(|(reason, _)| reason == "RolloutRestarted")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    poll_until(
+        "Healthy again after the restart",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Healthy)).then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 /// The canary weight the VirtualService `web` shows now (a fresh read).
