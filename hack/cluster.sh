@@ -98,6 +98,11 @@ omitStages: [RequestReceived]
 rules:
   - level: Metadata
     users: ["aviary-operator"]
+  # Everyone's status writes to Rollouts, so a benchmark abort can be lined up with the
+  # controller's reaction (the benchmark counts only the controller's user).
+  - level: Metadata
+    verbs: [patch, update]
+    resources: [{group: aviary.dev, resources: [rollouts/status]}]
   - level: None
 EOF
   for id in admin:admin-token kcm:kcm-token sched:sched-token operator:operator-token; do

@@ -385,6 +385,63 @@ async fn gateway_api_canary_walks_the_declared_weights() {
     canary_walk(Router::Gateway).await;
 }
 
+/// Given a Rollout with `revisionHistoryLimit: 1`, when it is updated three times, then only the
+/// stable ReplicaSet and the newest old one remain: the older revisions are deleted once scaled
+/// to zero, not kept for ever.
+#[tokio::test]
+async fn old_replica_sets_beyond_the_revision_history_limit_are_deleted() {
+    let versioned = |image: &str| {
+        let mut ro = rollout(Router::Istio, image, json!([{"setWeight": 50}]));
+        ro["spec"]["revisionHistoryLimit"] = json!(1);
+        ro
+    };
+    let v1 = versioned("web:1");
+    let (client, ns, ctl) = given_healthy("canary-history", Router::Istio, &v1).await;
+    let mut hashes = vec![hash_of(&v1)];
+    for image in ["web:2", "web:3", "web:4"] {
+        let next = versioned(image);
+        hashes.push(hash_of(&next));
+        apply_value(&client, Some(&ns.name), &next)
+            .await
+            .expect("apply update");
+        wait_healthy(
+            &client,
+            &ns.name,
+            &hash_of(&next),
+            Duration::from_secs(90),
+            &ctl,
+        )
+        .await;
+    }
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    let wanted = vec![format!("web-{}", hashes[2]), format!("web-{}", hashes[3])];
+    poll_until(
+        "only the stable and one old ReplicaSet left",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let rs_api = rs_api.clone();
+            let wanted = wanted.clone();
+            async move {
+                let mut names: Vec<String> = rs_api
+                    .list(&Default::default())
+                    .await
+                    .ok()?
+                    .items
+                    .iter()
+                    .filter(|rs| rs.metadata.deletion_timestamp.is_none())
+                    .map(|rs| rs.name_any())
+                    .collect();
+                names.sort();
+                let mut wanted = wanted;
+                wanted.sort();
+                (names == wanted).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 async fn patch_status(client: &Client, ns: &str, patch: Value) {
     Api::<Rollout>::namespaced(client.clone(), ns)
         .patch_status(

@@ -595,7 +595,8 @@ struct SizeResult {
     reaction_ms_max: f64,
     reaction_samples_ms: Vec<f64>,
     /// Each timed abort: which rollout, when the patch was sent (to line it up with the
-    /// controller's requests in the audit log), and the latency.
+    /// controller's requests in the audit log), the latency, and when the API server answered
+    /// the abort patch (`acked_ms`).
     reaction_aborted: Vec<Value>,
     soak: Vec<SoakWave>,
     notes: Vec<String>,
@@ -798,6 +799,9 @@ async fn run_size(
                     &Patch::Merge(json!({"status": {"abort": true}})),
                 )
                 .await?;
+            // When the API server answered the abort: the part of the figure that is the
+            // server's, not the controller's.
+            let acked = t_abort.elapsed();
             let deadline = Instant::now() + Duration::from_secs(60);
             let latency = loop {
                 if let Some((0, at)) = seen.lock().unwrap().weights.get(&k).copied()
@@ -813,7 +817,8 @@ async fn run_size(
             samples.push(latency.as_secs_f64() * 1000.0);
             r.reaction_aborted
                 .push(json!({"rollout": k, "sent_at": sent_at.to_string(),
-                                           "ms": latency.as_secs_f64() * 1000.0}));
+                             "ms": latency.as_secs_f64() * 1000.0,
+                             "acked_ms": acked.as_secs_f64() * 1000.0}));
         }
         sender.await??;
         let still = m - healthy_count(seen, &keys[..m]);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -184,6 +184,17 @@ pub async fn apply(
                 super::analysis_runs::terminate(ctx, &ns, run, *retire).await?;
             }
             Action::EvictPod { name: pod } => evict_pod(ctx, &ns, &name, pod).await?,
+            Action::DeleteReplicaSet { name: rs_name } => {
+                // Background: its pods are gone already (the planner only deletes a ReplicaSet
+                // at zero); a 404 means an earlier reconcile got there first.
+                match rs_api.delete(rs_name, &DeleteParams::background()).await {
+                    Ok(_) => {
+                        info!(rollout = %name, replica_set = %rs_name, "deleted old ReplicaSet beyond revisionHistoryLimit")
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     }
     Ok(events)

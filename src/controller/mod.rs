@@ -305,9 +305,10 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
     reconcile_on_lane(cached, ctx, false).await
 }
 
-/// The urgent lane's reconcile: a pending abort first sends all traffic back to stable from the
-/// Rollout the watch just delivered ([`plan::immediate_abort_weight`]) — two requests per
-/// routing object — then the full reconcile runs as on the main lane.
+/// The urgent lane's reconcile: the same as the main lane's, on slots of its own. On either
+/// lane a pending abort first sends all traffic back to stable from the Rollout the watch just
+/// delivered ([`plan::immediate_abort_weight`]) — two requests per routing object — then the
+/// full reconcile runs.
 async fn reconcile_urgent(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     reconcile_on_lane(cached, ctx, true).await
 }
@@ -325,9 +326,9 @@ async fn reconcile_on_lane(
             .serial
             .run(&rollout_key, async {
                 let mut timer = ctx.telemetry.sinks.metrics.reconcile_timer();
-                if urgent {
-                    route_to_stable_now(&ctx, &cached, &outbox).await;
-                }
+                // On both lanes: whichever takes the abort first (the main lane does when it is
+                // idle) sends the traffic back before reading anything else.
+                route_to_stable_now(&ctx, &cached, &outbox).await;
                 let res = reconcile_inner(&cached, &ctx, &outbox).await;
                 if let Err(e) = &res {
                     timer.failed(e.kind());

@@ -12,6 +12,7 @@
 pub mod bluegreen;
 pub mod canary;
 pub mod hash;
+pub mod history;
 mod moves;
 pub mod replicas;
 pub mod restart;
@@ -153,6 +154,8 @@ pub enum Action {
     TerminateAnalysisRun { name: String, retire: bool },
     /// Evict a pod of the rollout for a restart (`spec.restartAt`); its ReplicaSet replaces it.
     EvictPod { name: String },
+    /// Delete an old ReplicaSet, scaled to zero, beyond `spec.revisionHistoryLimit`.
+    DeleteReplicaSet { name: String },
 }
 
 /// Normal or Warning, as Kubernetes Events have it.
@@ -213,7 +216,6 @@ impl Plan {
     }
 }
 
-/// Decides what to do for a Rollout, by its strategy, then for a restart it asked for.
 /// Whether the Rollout carries an abort not yet acted on (acting on it makes the phase
 /// Degraded).
 pub fn abort_pending(ro: &Rollout) -> bool {
@@ -235,6 +237,8 @@ pub fn immediate_abort_weight(ro: &Rollout) -> Option<i32> {
     (routed && abort_pending(ro)).then_some(0)
 }
 
+/// Decides what to do for a Rollout, by its strategy, then for a restart it asked for, then
+/// which old ReplicaSets go ([`history`]).
 pub fn plan(observed: &Observed<'_>) -> Plan {
     // Pods listed for a restart are fresher than the ReplicaSets' status, which still counts a
     // pod just evicted as available: the strategy must not scale on that.
@@ -259,6 +263,8 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         None => canary::plan(observed),
     };
     restart::plan(observed, &mut plan);
+    let pruned = history::prune(observed, &plan);
+    plan.actions.extend(pruned);
     plan
 }
 

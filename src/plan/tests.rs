@@ -225,6 +225,19 @@ impl World {
                 }
             }
             Action::EvictPod { name } => panic!("no restart was asked for, yet {name} evicted"),
+            Action::DeleteReplicaSet { name } => {
+                let rs = self
+                    .rs
+                    .values()
+                    .find(|r| &r.name == name)
+                    .expect("deleted RS exists");
+                assert_eq!(
+                    (rs.replicas, rs.current),
+                    (0, 0),
+                    "deleted {name} with pods"
+                );
+                self.rs.retain(|_, r| &r.name != name);
+            }
         }
     }
 
@@ -822,4 +835,69 @@ fn canary_pods_missing_the_progress_deadline_degrade_and_abort_when_asked() {
         "{:?}",
         st.message
     );
+}
+
+#[test]
+fn old_replica_sets_beyond_the_revision_history_limit_are_deleted_oldest_first() {
+    let yaml = ISTIO.replace(
+        "  replicas: 5\n",
+        "  replicas: 5\n  revisionHistoryLimit: 2\n",
+    );
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    for v in 2..=6 {
+        w.update_image(&format!("web:{v}"));
+        w.run_to_end(60);
+        // Old ones wait out their scale-down delay before they may go.
+        w.advance(60);
+        w.run(10);
+        let old = w.rs.len() - 1;
+        assert!(
+            old <= 2,
+            "after web:{v}: {old} old ReplicaSets kept, limit 2"
+        );
+    }
+    let stable = w.status().stable_rs.expect("stable");
+    let mut revisions: Vec<i64> = w.rs.values().filter_map(|r| r.revision).collect();
+    revisions.sort();
+    assert_eq!(revisions, vec![4, 5, 6], "the newest survive");
+    assert!(w.rs.contains_key(&stable));
+}
+
+#[test]
+fn a_limit_of_zero_keeps_only_stable_and_desired_and_never_a_shrinking_one() {
+    let yaml = ISTIO.replace(
+        "  replicas: 5\n",
+        "  replicas: 5\n  revisionHistoryLimit: 0\n",
+    );
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run_to_end(60);
+    // Promoted: the previous stable is still within its scale-down delay, so it stays.
+    let p = w.reconcile();
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteReplicaSet { .. })),
+        "{:?}",
+        p.actions
+    );
+    assert_eq!(w.rs.len(), 2);
+    w.advance(60);
+    w.run(10);
+    assert_eq!(w.rs.len(), 1, "{:?}", w.rs.keys());
+}
+
+#[test]
+fn the_history_is_pruned_only_past_the_default_limit_of_ten() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    for v in 2..=12 {
+        w.update_image(&format!("web:{v}"));
+        w.run_to_end(60);
+        w.advance(60);
+        w.run(10);
+    }
+    assert_eq!(w.rs.len(), 11, "stable + 10 old");
 }
