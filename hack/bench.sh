@@ -81,8 +81,12 @@ if [ -n "${CONTROLLER_PID:-}" ]; then
 else
   CONTROLLER_ARGS=(--controller-cmd "${CONTROLLER_CMD:-$TARGET/release/aviary --kubeconfig $AVIARY_OPERATOR_KUBECONFIG --log-level warn}")
 fi
+# A cluster this script tears down needs no namespace cleanup after the last size (at 10,000
+# rollouts that deletion takes longer than the measurements).
+CLEAN_AFTER=true
+if [ -n "$started_cluster" ] && [ -z "${KEEP_CLUSTER:-}" ]; then CLEAN_AFTER=false; fi
 echo "==> aviary-bench SIZES=$SIZES ROUTING=$ROUTING SOAK_WAVES=$SOAK_WAVES"
 "$TARGET/release/aviary-bench" --sizes "$SIZES" --routing "$ROUTING" --soak-waves "$SOAK_WAVES" \
   --idle-seconds "${IDLE_SECONDS:-60}" --api-version "${API_VERSION:-aviary.dev/v1alpha1}" \
   --controller-log "${OUT_DIR:-target/bench}/controller.log" --out "${OUT_DIR:-target/bench}/results.json" "${CONTROLLER_ARGS[@]}" \
-  ${BENCH_ARGS:-}
+  --clean-after "$CLEAN_AFTER" ${BENCH_ARGS:-}

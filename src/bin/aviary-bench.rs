@@ -90,6 +90,10 @@ struct Args {
     /// Run the update wave (`--wave false` skips it: creation, idle and reaction only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     wave: bool,
+    /// Delete the bench namespaces after the last size (`false` when the cluster is torn down
+    /// anyway: at 10,000 rollouts the deletion takes longer than the measurements).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    clean_after: bool,
     /// Parallel requests the harness makes while creating and updating.
     #[arg(long, default_value_t = 32)]
     parallel: usize,
@@ -1021,7 +1025,9 @@ async fn main() -> anyhow::Result<()> {
     });
     std::fs::write(&args.out, serde_json::to_string_pretty(&doc)?)?;
     println!("\nresults: {}", args.out.display());
-    if let Err(e) = clean(&client, &args.api_version).await {
+    if args.clean_after
+        && let Err(e) = clean(&client, &args.api_version).await
+    {
         eprintln!("warning: {e:#}");
     }
     Ok(())
