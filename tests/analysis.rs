@@ -349,17 +349,12 @@ async fn failing_canary(prefix: &str, template_name: &str, behaviour: Behaviour)
         .expect("Progressing");
     assert_eq!(cond.reason, "RolloutAborted");
     // The Event is recorded just after the status write: poll for it.
-    poll_until(
+    support::wait_for_event(
+        &s.client,
+        &s.ns.name,
+        "web",
         "an Event naming the failed metric",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || async {
-            let events = support::events_for(&s.client, &s.ns.name, "web").await;
-            events
-                .iter()
-                .any(|(r, n)| r == "RolloutAborted" && n.contains(template_name))
-                .then_some(())
-        },
+        |r, n| r == "RolloutAborted" && n.contains(template_name),
     )
     .await;
     run

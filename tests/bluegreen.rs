@@ -507,17 +507,12 @@ async fn a_service_selecting_foreign_pods_is_reported_and_picked_up_once_fixed()
         "{message:?}"
     );
     // The Event is recorded right after the status is written.
-    poll_until(
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        "web",
         "a Warning Event naming the foreign label",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || async {
-            let events = support::events_for(&client, &ns.name, "web").await;
-            events
-                .iter()
-                .any(|(r, n)| r == "InvalidSpec" && n.contains("app=shop"))
-                .then_some(())
-        },
+        |r, n| r == "InvalidSpec" && n.contains("app=shop"),
     )
     .await;
     assert!(

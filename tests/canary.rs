@@ -414,7 +414,8 @@ async fn old_replica_sets_beyond_the_revision_history_limit_are_deleted() {
         .await;
     }
     let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
-    let wanted = vec![format!("web-{}", hashes[2]), format!("web-{}", hashes[3])];
+    let mut wanted = vec![format!("web-{}", hashes[2]), format!("web-{}", hashes[3])];
+    wanted.sort();
     poll_until(
         "only the stable and one old ReplicaSet left",
         Duration::from_secs(60),
@@ -433,8 +434,6 @@ async fn old_replica_sets_beyond_the_revision_history_limit_are_deleted() {
                     .map(|rs| rs.name_any())
                     .collect();
                 names.sort();
-                let mut wanted = wanted;
-                wanted.sort();
                 (names == wanted).then_some(())
             }
         },
@@ -940,21 +939,12 @@ async fn restart_replaces_every_pod_keeping_all_but_one_available() {
     );
     // The Event is posted just after the status write, and Healthy follows the new pods'
     // ReplicaSet status: both are waited for, not read once.
-    poll_until(
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        "web",
         "Event RolloutRestarted",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            let client = client.clone();
-            let ns = ns.name.clone();
-            async move {
-                let events = support::events_for(&client, &ns, "web").await;
-                events
-                    .iter()
-                    .any(|(reason, _)| reason == "RolloutRestarted")
-                    .then_some(())
-            }
-        },
+        |r, _| r == "RolloutRestarted",
     )
     .await;
     poll_until(

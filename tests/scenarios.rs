@@ -129,21 +129,12 @@ async fn run_scenario(example: &str, rollout: &str, app: &str, analysis_type: &s
     }
     sim_task.abort();
     // The Event is recorded just after the status write that made the rollout Healthy.
-    poll_until(
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        rollout,
         "a RolloutCompleted Event",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            let client = client.clone();
-            let ns = ns.name.clone();
-            async move {
-                let events = support::events_for(&client, &ns, rollout).await;
-                events
-                    .iter()
-                    .any(|(r, _)| r == "RolloutCompleted")
-                    .then_some(())
-            }
-        },
+        |r, _| r == "RolloutCompleted",
     )
     .await;
     let _ = &ctl;

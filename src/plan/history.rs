@@ -38,7 +38,7 @@ pub fn prune(observed: &Observed<'_>, plan: &Plan) -> Vec<Action> {
         return Vec::new();
     }
     // Oldest first; a ReplicaSet without a revision annotation counts as the oldest.
-    old.sort_by_key(|rs| (rs.revision.unwrap_or(i64::MIN), rs.name.clone()));
+    old.sort_by_key(|rs| (rs.revision.unwrap_or(i64::MIN), rs.name.as_str()));
     let excess = old.len() - limit;
     old.into_iter()
         .take(excess)

@@ -299,6 +299,14 @@ impl World {
         self.ro.metadata.generation = self.ro.metadata.generation.map(|g| g + 1);
     }
 
+    /// Updates the image, runs the rollout to Healthy, then lets every scale-down delay pass.
+    fn update_and_settle(&mut self, image: &str) {
+        self.update_image(image);
+        self.run_to_end(60);
+        self.advance(60);
+        self.run(10);
+    }
+
     fn deploy_first(&mut self) {
         self.run_to_end(20);
         self.weights.clear();
@@ -846,11 +854,8 @@ fn old_replica_sets_beyond_the_revision_history_limit_are_deleted_oldest_first()
     let mut w = World::new(&yaml);
     w.deploy_first();
     for v in 2..=6 {
-        w.update_image(&format!("web:{v}"));
-        w.run_to_end(60);
         // Old ones wait out their scale-down delay before they may go.
-        w.advance(60);
-        w.run(10);
+        w.update_and_settle(&format!("web:{v}"));
         let old = w.rs.len() - 1;
         assert!(
             old <= 2,
@@ -894,10 +899,7 @@ fn the_history_is_pruned_only_past_the_default_limit_of_ten() {
     let mut w = World::new(ISTIO);
     w.deploy_first();
     for v in 2..=12 {
-        w.update_image(&format!("web:{v}"));
-        w.run_to_end(60);
-        w.advance(60);
-        w.run(10);
+        w.update_and_settle(&format!("web:{v}"));
     }
     assert_eq!(w.rs.len(), 11, "stable + 10 old");
 }

@@ -303,3 +303,28 @@ pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, S
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
+
+/// Waits until an Event about the named object matches `matches(reason, note)`. Events are
+/// posted just after the status write they report, so a test that has seen the status polls
+/// for them (10 s) rather than reading them once.
+pub async fn wait_for_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    matches: impl Fn(&str, &str) -> bool,
+) {
+    poll_until(
+        what,
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            events_for(client, ns, name)
+                .await
+                .iter()
+                .any(|(reason, note)| matches(reason, note))
+                .then_some(())
+        },
+    )
+    .await;
+}
