@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 
 use aviary::api::IstioDestinationRule;
 use aviary::traffic::{
-    FIELD_MANAGER, GatewayRouter, IstioRouter, NginxRouter, ObjectName, RouteTarget, TrafficError,
-    TrafficRouter, WeightChange, apply_guarded_patch, gateway, istio, nginx,
+    FIELD_MANAGER, GatewayRouter, IstioRouter, NginxRouter, ObjectName, PreparedAborts,
+    RouteTarget, TrafficError, TrafficRouter, WeightChange, apply_guarded_patch, gateway, istio,
+    nginx,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -420,6 +421,93 @@ async fn istio_subset_split_and_destination_rule_hashes() {
         weight_paths("/spec/http/0/route", &[(0, 100 - w), (1, w)])
     })
     .await;
+}
+
+/// The abort's prepared write (one request, no read): it takes the weight back to 0 from what
+/// the router last wrote, and when someone changed the object since, the API server refuses it
+/// and the router reads the object and still gets to 0.
+#[tokio::test]
+async fn istio_prepared_abort_write_and_its_fallback() {
+    let client = client().await;
+    install_istio(&client).await;
+    let ns = TestNamespace::new(&client, "traffic-prepared").await;
+    apply_value(
+        &client,
+        Some(&ns.name),
+        &json!({
+            "apiVersion": istio::ISTIO_API_VERSION, "kind": "VirtualService",
+            "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0}
+            ]}]}
+        }),
+    )
+    .await
+    .expect("create VirtualService");
+    let api = virtual_services(&client, &ns.name);
+    let target = target(&ns.name, "unused");
+    let router = IstioRouter::new(ObjectName::parse("web"), vec![], None, true);
+    let prepared = PreparedAborts::default();
+    let weights = |vs: &Value| {
+        (
+            vs["spec"]["http"][0]["route"][0]["weight"].clone(),
+            vs["spec"]["http"][0]["route"][1]["weight"].clone(),
+        )
+    };
+
+    let set = |w: i32| router.set_weight_prepared(&client, &target, w, &prepared);
+    assert_eq!(
+        set(30).await.expect("30"),
+        WeightChange::Updated {
+            from: Some(0),
+            to: 30
+        }
+    );
+    assert_eq!(prepared.len(), 1, "the way back to 0 is prepared");
+    assert_eq!(
+        set(0).await.expect("abort"),
+        WeightChange::Updated {
+            from: Some(30),
+            to: 0
+        }
+    );
+    assert!(prepared.is_empty(), "a prepared write is used once");
+    assert_eq!(
+        weights(&get_json(&api, "web").await),
+        (json!(100), json!(0))
+    );
+
+    // Prepared at 30 again; then someone else gives the canary 40.
+    set(30).await.expect("30 again");
+    let moved = json!([
+        {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 60},
+        {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 40}
+    ]);
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(moved).expect("patch")),
+    )
+    .await
+    .expect("concurrent edit");
+    // The prepared write expects 30 and is refused; the router reads, and reports what it found.
+    assert_eq!(
+        set(0).await.expect("abort after the edit"),
+        WeightChange::Updated {
+            from: Some(40),
+            to: 0
+        }
+    );
+    assert_eq!(
+        weights(&get_json(&api, "web").await),
+        (json!(100), json!(0))
+    );
+    assert_eq!(
+        set(0).await.expect("again"),
+        WeightChange::Unchanged,
+        "nothing prepared at 0, nothing to write"
+    );
 }
 
 #[tokio::test]

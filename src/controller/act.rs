@@ -169,8 +169,9 @@ pub async fn apply(
                     router.set_subset_hashes(&ctx.client, &target).await?;
                 }
                 for router in routers {
-                    if let WeightChange::Updated { from, to } =
-                        router.set_weight(&ctx.client, &target, *weight).await?
+                    if let WeightChange::Updated { from, to } = router
+                        .set_weight_prepared(&ctx.client, &target, *weight, &ctx.prepared_aborts)
+                        .await?
                     {
                         info!(rollout = %name, router = router.kind(), from = ?from, to, "traffic weight updated");
                         events.push(weight_event(from, to, &router.describe(&target)));

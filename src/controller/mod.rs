@@ -51,7 +51,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::api::conditions::{set_condition, types};
 use crate::api::{AnalysisRun, Condition, ConditionStatus, Rollout, RolloutPhase};
 use crate::plan::{self, Event, Observed, ObservedAnalysisRun};
-use crate::traffic::{RouteTarget, TrafficRouter, routers_for};
+use crate::traffic::{PreparedAborts, RouteTarget, TrafficRouter, routers_for};
 pub use error::Error;
 use labels::ROLLOUT_LABEL;
 
@@ -73,6 +73,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Metrics, delivery figures and notifications ([`telemetry`]).
     pub telemetry: telemetry::Telemetry,
+    /// Weight-0 writes prepared when a canary weight was set, so that an abort's first write
+    /// needs no read ([`crate::traffic::prepared`]).
+    pub prepared_aborts: PreparedAborts,
 }
 
 /// Controller settings.
@@ -231,6 +234,7 @@ pub async fn run(
         serial: serial::KeyLocks::default(),
         failures: Mutex::new(HashMap::new()),
         telemetry: telemetry::Telemetry::new(sinks.clone()),
+        prepared_aborts: PreparedAborts::default(),
     });
     let run_ctx = Arc::new(analysis::RunContext {
         client: client.clone(),
@@ -248,6 +252,7 @@ pub async fn run(
     .applied_objects()
     .inspect_ok(move |ro| {
         if abort_pending(ro) {
+            tracing::debug!(target: "aviary::watch", rollout = %key(ro), rv = ?ro.resource_version(), "abort seen on the Rollout watch");
             let _ = urgent_tx.try_send(ObjectRef::from_obj(ro));
         }
     });
@@ -353,8 +358,12 @@ async fn route_to_stable_now(ctx: &Context, cached: &Rollout, outbox: &report::O
         return;
     };
     let (routers, target) = routing(cached);
+    tracing::debug!(target: "aviary::watch", weight, "abort: sending traffic back to stable");
     for router in &routers {
-        match router.set_weight(&ctx.client, &target, weight).await {
+        match router
+            .set_weight_prepared(&ctx.client, &target, weight, &ctx.prepared_aborts)
+            .await
+        {
             Ok(crate::traffic::WeightChange::Updated { from, to }) => {
                 info!(
                     router = router.kind(),

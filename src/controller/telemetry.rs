@@ -145,6 +145,7 @@ pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<Rollout>) {
         if let Ok(mut p) = ctx.telemetry.pending_aborts.lock() {
             p.retain(|k, _| live.contains(k));
         }
+        ctx.prepared_aborts.retain_rollouts(&live);
     }
 }
 

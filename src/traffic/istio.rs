@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use tracing::{debug, info};
 
 use super::{
-    MAX_WEIGHT, ObjectName, RouteTarget, TrafficError, TrafficRouter, WeightChange,
-    apply_guarded_patch, check_weight, dynamic_api, get_json, json_patch_from, set_member_op,
-    test_op,
+    MAX_WEIGHT, ObjectName, PreparedAbort, PreparedAborts, RouteTarget, TrafficError,
+    TrafficRouter, WeightChange, apply_guarded_patch, check_weight, dynamic_api, get_json,
+    json_patch_from, set_member_op, test_op,
 };
 use crate::api::{IstioDestinationRule, POD_TEMPLATE_HASH_LABEL};
 
@@ -348,6 +348,44 @@ pub fn weight_patch(
     json_patch_from(tests).map(Some)
 }
 
+/// The guarded JSON patch that takes the canary back to weight 0 from `vs` as it is: the
+/// [`weight_patch`] to 0, preceded by a `test` of the canary's current weight in every selected
+/// route, so that it applies only while the object still is exactly as seen here (see
+/// [`super::prepared`]). Returns the canary weight it expects with the patch, or None when the
+/// canary has no weight to take away.
+pub fn abort_patch(
+    vs: &Value,
+    vs_name: &str,
+    route_names: &[String],
+    split: &Split,
+) -> Result<Option<PreparedAbort>, TrafficError> {
+    let Some(writes) = weight_patch(vs, vs_name, route_names, split, 0)? else {
+        return Ok(None);
+    };
+    let Some(from) = current_canary_weight(vs, vs_name, route_names, split)? else {
+        return Ok(None);
+    };
+    let mut tests = Vec::new();
+    for http_index in select_http_routes(vs, vs_name, route_names)? {
+        let found = find_destinations(vs, vs_name, http_index, split)?;
+        let path = format!("/spec/http/{http_index}/route/{}/weight", found.canary);
+        match destinations(vs, http_index)
+            .get(found.canary)
+            .and_then(|d| d.get("weight"))
+        {
+            Some(weight) => tests.push(test_op(path, weight)),
+            // No weight to test: leave this case to the read-then-write path.
+            None => return Ok(None),
+        }
+    }
+    let mut ops = json_patch_from(tests)?.0;
+    ops.extend(writes.0);
+    Ok(Some(PreparedAbort {
+        from,
+        patch: json_patch::Patch(ops),
+    }))
+}
+
 /// The guarded JSON patch that sets `labels.rollouts-pod-template-hash` of the stable and
 /// canary subsets to the given hashes (a None hash leaves its subset alone), or None when they
 /// already carry them. Each write is preceded by a `test` of the subset's `name` at that index;
@@ -473,15 +511,29 @@ impl IstioRouter {
         target: &RouteTarget,
         canary_weight: i32,
     ) -> Result<WeightChange, TrafficError> {
+        self.read_and_set_weight(client, target, canary_weight)
+            .await
+            .map(|(change, _)| change)
+    }
+
+    /// Reads the VirtualService and writes the weights that differ. Also returns the object as
+    /// it is afterwards (the API server's answer to the write, or what was read when nothing
+    /// needed writing).
+    async fn read_and_set_weight(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        canary_weight: i32,
+    ) -> Result<(WeightChange, Value), TrafficError> {
         check_weight(canary_weight)?;
         let (api, vs_name, vs) = self.read_virtual_service(client, target).await?;
         let split = self.split(target);
         let from = current_canary_weight(&vs, &vs_name, &self.routes, &split)?;
         let Some(patch) = weight_patch(&vs, &vs_name, &self.routes, &split, canary_weight)? else {
             debug!(virtual_service = %vs_name, weight = canary_weight, "weights already set");
-            return Ok(WeightChange::Unchanged);
+            return Ok((WeightChange::Unchanged, vs));
         };
-        apply_guarded_patch(
+        let written = apply_guarded_patch(
             &api,
             &self.virtual_service.name,
             patch,
@@ -489,10 +541,69 @@ impl IstioRouter {
         )
         .await?;
         info!(virtual_service = %vs_name, ?from, to = canary_weight, "set canary weight");
-        Ok(WeightChange::Updated {
-            from,
-            to: canary_weight,
-        })
+        let after = serde_json::to_value(&written).unwrap_or(Value::Null);
+        Ok((
+            WeightChange::Updated {
+                from,
+                to: canary_weight,
+            },
+            after,
+        ))
+    }
+
+    /// [`TrafficRouter::set_weight_prepared`]: weight 0 goes out as the prepared patch when
+    /// there is one (falling back to read-then-write when the API server refuses it because the
+    /// object changed); any other weight is read-then-write, after which the patch back to 0
+    /// is prepared from the object the API server returned.
+    async fn set_weight_with_prepared(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        canary_weight: i32,
+        prepared: &PreparedAborts,
+    ) -> Result<WeightChange, TrafficError> {
+        check_weight(canary_weight)?;
+        let namespace = self.virtual_service.namespace_or(&target.namespace);
+        let vs_name = format!("{namespace}/{}", self.virtual_service.name);
+        let key = PreparedAborts::key(target, &format!("VirtualService {vs_name}"));
+        if canary_weight == 0
+            && let Some(abort) = prepared.take(&key)
+        {
+            let api = dynamic_api(client, namespace, &virtual_service_gvk(), "virtualservices");
+            match apply_guarded_patch(
+                &api,
+                &self.virtual_service.name,
+                abort.patch,
+                &format!("VirtualService '{vs_name}'"),
+            )
+            .await
+            {
+                Ok(_) => {
+                    info!(virtual_service = %vs_name, from = abort.from, to = 0, "set canary weight (prepared write)");
+                    return Ok(WeightChange::Updated {
+                        from: Some(abort.from),
+                        to: 0,
+                    });
+                }
+                Err(TrafficError::Conflict { .. }) => {
+                    debug!(virtual_service = %vs_name, "the VirtualService changed since the abort write was prepared; reading it");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        prepared.remove(&key);
+        let (change, after) = self
+            .read_and_set_weight(client, target, canary_weight)
+            .await?;
+        if canary_weight > 0 {
+            // Best effort: without a prepared patch the abort reads first, as before.
+            if let Ok(Some(abort)) =
+                abort_patch(&after, &vs_name, &self.routes, &self.split(target))
+            {
+                prepared.put(key, abort);
+            }
+        }
+        Ok(change)
     }
 
     async fn apply_subset_hashes(
@@ -570,6 +681,16 @@ impl TrafficRouter for IstioRouter {
         Box::pin(self.apply_weight(client, target, canary_weight))
     }
 
+    fn set_weight_prepared<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        target: &'a RouteTarget,
+        canary_weight: i32,
+        prepared: &'a PreparedAborts,
+    ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
+        Box::pin(self.set_weight_with_prepared(client, target, canary_weight, prepared))
+    }
+
     fn current_weight<'a>(
         &'a self,
         client: &'a kube::Client,
@@ -643,6 +764,47 @@ mod tests {
                 ]
             }
         })
+    }
+
+    #[test]
+    fn abort_patch_applies_only_to_the_object_it_was_prepared_from() {
+        let split = host_split();
+        let routes = names(&["primary", "secondary"]);
+        let at_0 = two_routes();
+        assert_eq!(
+            abort_patch(&at_0, "web", &routes, &split).expect("valid"),
+            None,
+            "no canary weight to take away"
+        );
+        let set = |vs: &Value, w: i32| {
+            applied(
+                vs,
+                &weight_patch(vs, "web", &routes, &split, w)
+                    .expect("valid")
+                    .expect("a patch"),
+            )
+        };
+        let at_30 = set(&at_0, 30);
+        let abort = abort_patch(&at_30, "web", &routes, &split)
+            .expect("valid")
+            .expect("a patch");
+        assert_eq!(abort.from, 30);
+
+        let back = applied(&at_30, &abort.patch);
+        assert_eq!(
+            back, at_0,
+            "all traffic back to stable, nothing else touched"
+        );
+
+        // Someone moved the weight since: the test of the canary weight refuses the patch.
+        let mut at_40 = set(&at_30, 40);
+        assert!(json_patch::patch(&mut at_40, &abort.patch).is_err());
+        // Someone swapped the destinations: refused too, instead of zeroing the stable one.
+        let mut swapped = at_30.clone();
+        if let Some(route) = swapped["spec"]["http"][0]["route"].as_array_mut() {
+            route.swap(0, 1);
+        }
+        assert!(json_patch::patch(&mut swapped, &abort.patch).is_err());
     }
 
     #[test]

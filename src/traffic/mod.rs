@@ -13,6 +13,10 @@
 //!    `nginx::desired_canary_ingress` — unit-tested in each module;
 //! 3. **write** only when something differs, and only what is ours.
 //!
+//! One exception, for speed: an abort's write to an Istio VirtualService skips the read when the
+//! router prepared it at its last write ([`prepared`]); the patch `test`s all it relies on, so a
+//! changed object refuses it and the usual read-then-write follows.
+//!
 //! What "ours" means decides how we write. VirtualServices, DestinationRules and HTTPRoutes
 //! belong to the user (and often to a GitOps tool), and their `http`/`route`/`rules`/
 //! `backendRefs` lists are atomic for server-side apply, so SSA cannot own a single weight. We
@@ -36,10 +40,12 @@ pub mod fake;
 pub mod gateway;
 pub mod istio;
 pub mod nginx;
+pub mod prepared;
 
 pub use gateway::GatewayRouter;
 pub use istio::IstioRouter;
 pub use nginx::NginxRouter;
+pub use prepared::{PreparedAbort, PreparedAborts};
 
 /// The field manager of every write a router makes (JSON patches and server-side apply alike),
 /// so `managedFields` shows which weights and which canary Ingress fields are Aviary's.
@@ -124,6 +130,20 @@ pub trait TrafficRouter: Send + Sync {
         target: &'a RouteTarget,
         canary_weight: i32,
     ) -> BoxFuture<'a, Result<WeightChange, TrafficError>>;
+
+    /// [`TrafficRouter::set_weight`], for the controller: a router that can also keeps in
+    /// `prepared` the guarded write that takes the canary back to 0 from what this call leaves,
+    /// and sends a weight of 0 as that prepared write, without reading the object first, when
+    /// it has one ([`prepared`]). The others just set the weight.
+    fn set_weight_prepared<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        target: &'a RouteTarget,
+        canary_weight: i32,
+        _prepared: &'a PreparedAborts,
+    ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
+        self.set_weight(client, target, canary_weight)
+    }
 
     /// The canary weight the routing object shows now (None when it can't tell).
     fn current_weight<'a>(
