@@ -242,11 +242,13 @@ async fn switch_service(
     hash: &str,
 ) -> Result<(), Error> {
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let svc = api.get_opt(service).await?.ok_or_else(|| {
-        Error::InvalidSpec(format!(
-            "Service '{service}' not found in namespace '{ns}': create it or fix the Rollout"
-        ))
-    })?;
+    let svc = super::observe::service(ctx, &api, ns, service)
+        .await?
+        .ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "Service '{service}' not found in namespace '{ns}': create it or fix the Rollout"
+            ))
+        })?;
     if let Some(owner) = svc
         .annotations()
         .get(MANAGED_BY_ANNOTATION)
@@ -260,8 +262,11 @@ async fn switch_service(
         "metadata": {"annotations": {MANAGED_BY_ANNOTATION: rollout}},
         "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
     });
-    api.patch(service, &PatchParams::default(), &Patch::Merge(&patch))
+    let mut written = api
+        .patch(service, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
+    super::trim_service(&mut written);
+    ctx.service_writes.record(&svc, written);
     info!(rollout, service, hash, "switched Service selector");
     Ok(())
 }

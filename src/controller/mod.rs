@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -63,6 +64,10 @@ pub struct Context {
     pub replica_sets: Store<ReplicaSet>,
     /// Which cached ReplicaSets each Rollout controls.
     pub replica_set_owners: index::OwnerIndex,
+    /// Services, trimmed to their selector and our annotation ([`trim_service`]).
+    pub services: Store<Service>,
+    /// Our selector writes the Service cache may not show yet.
+    pub service_writes: observe::ServiceWrites,
     /// Owned AnalysisRuns (label-filtered).
     pub analysis_runs: Store<AnalysisRun>,
     /// Which cached AnalysisRuns each Rollout controls.
@@ -105,6 +110,27 @@ fn trim_replica_set(rs: &mut ReplicaSet) {
     if let Some(spec) = rs.spec.as_mut() {
         spec.template = None;
     }
+}
+
+/// Keeps of a cached Service only what observe and act read: its name, our managed-by
+/// annotation and the selector. Services are not labelled by us, so every Service in the
+/// watched namespaces is cached, trimmed to a few hundred bytes.
+pub(crate) fn trim_service(svc: &mut Service) {
+    let managed_by = svc
+        .annotations()
+        .get(labels::MANAGED_BY_ANNOTATION)
+        .cloned();
+    let meta = &mut svc.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.annotations = managed_by.map(|m| [(labels::MANAGED_BY_ANNOTATION.to_string(), m)].into());
+    svc.spec = svc.spec.take().map(|spec| ServiceSpec {
+        selector: spec.selector,
+        ..ServiceSpec::default()
+    });
+    svc.status = None;
 }
 
 /// Drops what the controller never reads from a cached Rollout: every reconcile reads the
@@ -194,6 +220,23 @@ pub async fn run(
         })
         .applied_objects();
 
+    // Services: every reconcile reads the stable/canary (or active/preview) Services; from a
+    // cache that is two requests fewer each time. Nothing is triggered by a Service change.
+    let svc_api: Api<Service> = match settings.namespace.as_deref() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (svc_store, svc_writer) = reflector::store();
+    let svc_stream = watcher(svc_api, watcher::Config::default())
+        .default_backoff()
+        .modify(trim_service)
+        .reflect(svc_writer)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "Service watch error");
+            }
+        });
+
     let runs_api: Api<AnalysisRun> = match settings.namespace.as_deref() {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -229,6 +272,8 @@ pub async fn run(
         client: client.clone(),
         replica_sets: rs_store,
         replica_set_owners: rs_owners,
+        services: svc_store,
+        service_writes: observe::ServiceWrites::default(),
         analysis_runs: runs_store,
         analysis_run_owners: runs_owners,
         serial: serial::KeyLocks::default(),
@@ -296,6 +341,7 @@ pub async fn run(
         });
     tokio::select! {
         _ = async { futures::join!(rollouts_done, urgent_done, runs_done) } => {}
+        _ = svc_stream => {}
         _ = forget_deleted => {}
     }
     info!("controller stopped");
@@ -384,9 +430,9 @@ async fn route_to_stable_now(ctx: &Context, cached: &Rollout, outbox: &report::O
     }
 }
 
-/// Whether both caches hold their first full list (never waits; see `reconcile_inner`).
+/// Whether the caches hold their first full list (never waits; see `reconcile_inner`).
 fn caches_ready(ctx: &Context) -> bool {
-    store_ready(&ctx.replica_sets) && store_ready(&ctx.analysis_runs)
+    store_ready(&ctx.replica_sets) && store_ready(&ctx.analysis_runs) && store_ready(&ctx.services)
 }
 
 fn store_ready<K>(store: &Store<K>) -> bool

@@ -169,7 +169,8 @@ pub async fn observe_services(ctx: &Context, ro: &Rollout) -> Result<Vec<Observe
         .unwrap_or_default();
     let refs = service_refs(ro);
     let found =
-        futures::future::try_join_all(refs.iter().map(|(name, _)| api.get_opt(name))).await?;
+        futures::future::try_join_all(refs.iter().map(|(name, _)| service(ctx, &api, &ns, name)))
+            .await?;
     let mut out = vec![];
     for ((name, field), svc) in refs.into_iter().zip(found) {
         let svc = svc.ok_or_else(|| {
@@ -191,6 +192,64 @@ pub async fn observe_services(ctx: &Context, ro: &Rollout) -> Result<Vec<Observe
         });
     }
     Ok(out)
+}
+
+/// A Service from the trimmed cache ([`super::trim_service`]), or read from the API server when
+/// the cache has none: one created a moment ago may not have reached the cache yet, and only
+/// the API server can say it does not exist. Until the cache shows our own last selector write,
+/// the object that write returned stands in for it ([`ServiceWrites`]), so the planner never
+/// plans the same switch twice.
+pub async fn service(
+    ctx: &Context,
+    api: &Api<Service>,
+    ns: &str,
+    name: &str,
+) -> Result<Option<Service>, kube::Error> {
+    let cached = ctx
+        .services
+        .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns));
+    match cached {
+        Some(svc) => Ok(Some(ctx.service_writes.newest(svc.as_ref()))),
+        None => api.get_opt(name).await,
+    }
+}
+
+/// The Services our selector writes returned, each with the resourceVersion it was written
+/// over, until the cache moves past that version.
+#[derive(Debug, Default)]
+pub struct ServiceWrites {
+    written: std::sync::Mutex<BTreeMap<String, (String, Service)>>,
+}
+
+impl ServiceWrites {
+    fn key(svc: &Service) -> String {
+        format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
+    }
+
+    /// Records that `before` was patched into `after`.
+    pub fn record(&self, before: &Service, after: Service) {
+        if let (Some(rv), Ok(mut w)) = (before.resource_version(), self.written.lock()) {
+            w.insert(Self::key(before), (rv, after));
+        }
+    }
+
+    /// `cached`, or what we wrote over it when the cache still shows the version we wrote over.
+    pub fn newest(&self, cached: &Service) -> Service {
+        let Ok(mut w) = self.written.lock() else {
+            return cached.clone();
+        };
+        let key = Self::key(cached);
+        match w.get(&key) {
+            Some((over, after)) if cached.resource_version().as_ref() == Some(over) => {
+                after.clone()
+            }
+            Some(_) => {
+                w.remove(&key);
+                cached.clone()
+            }
+            None => cached.clone(),
+        }
+    }
 }
 
 /// Why a Service can't be pointed at the Rollout's pods by adding `rollouts-pod-template-hash`
@@ -294,6 +353,68 @@ mod tests {
                 .insert(MANAGED_BY_ANNOTATION.into(), owner.into());
         }
         svc
+    }
+
+    #[test]
+    fn our_last_selector_write_stands_in_until_the_cache_moves_past_it() {
+        let at = |rv: &str, hash: &str| {
+            let mut svc = service(
+                serde_json::json!({"app": "web", POD_TEMPLATE_HASH_LABEL: hash}),
+                None,
+            );
+            svc.metadata.resource_version = Some(rv.into());
+            svc
+        };
+        let hash = |svc: &Service| {
+            svc.spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned())
+        };
+        let writes = ServiceWrites::default();
+        assert_eq!(
+            hash(&writes.newest(&at("1", "old"))).as_deref(),
+            Some("old")
+        );
+
+        writes.record(&at("1", "old"), at("2", "new"));
+        // The cache still shows the version we wrote over: our write stands in.
+        assert_eq!(
+            hash(&writes.newest(&at("1", "old"))).as_deref(),
+            Some("new")
+        );
+        // The cache moved on (our write or a later one): it is the truth again, for good.
+        assert_eq!(
+            hash(&writes.newest(&at("3", "other"))).as_deref(),
+            Some("other")
+        );
+        assert_eq!(
+            hash(&writes.newest(&at("1", "old"))).as_deref(),
+            Some("old")
+        );
+    }
+
+    #[test]
+    fn a_cached_service_keeps_only_selector_and_our_annotation() {
+        let mut svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "app", "resourceVersion": "7",
+                "labels": {"team": "a"},
+                "annotations": {MANAGED_BY_ANNOTATION: "web", "note": "x"},
+                "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}], "clusterIP": "10.0.0.1"},
+            "status": {"loadBalancer": {}}
+        }))
+        .expect("service");
+        crate::controller::trim_service(&mut svc);
+        assert_eq!(
+            serde_json::to_value(&svc).expect("json"),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "app", "resourceVersion": "7",
+                    "annotations": {MANAGED_BY_ANNOTATION: "web"}},
+                "spec": {"selector": {"app": "web"}}
+            })
+        );
     }
 
     #[test]
