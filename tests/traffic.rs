@@ -584,6 +584,57 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
     );
     assert_eq!(now["spec"]["http"][0]["route"][0]["weight"], 50);
     assert_eq!(now["spec"]["http"][0]["route"][1]["weight"], 50);
+
+    // Within a reconcile the write uses the object observe read (no second GET): an edit in
+    // between is caught by the guarded patch, and the retry reads afresh.
+    let router = IstioRouter::new(
+        ObjectName::parse("web"),
+        vec!["primary".to_string()],
+        None,
+        true,
+    );
+    assert_eq!(
+        router
+            .current_weight(&client, &target)
+            .await
+            .expect("observe"),
+        Some(50)
+    );
+    let swap_back = json!([
+        {"op": "replace", "path": "/spec/http/0/route", "value": [
+            {"destination": {"host": "web-stable"}, "weight": 50},
+            {"destination": {"host": "web-canary"}, "weight": 50}
+        ]}
+    ]);
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(swap_back).expect("patch")),
+    )
+    .await
+    .expect("edit between observe and act");
+    let err = router
+        .set_weight(&client, &target, 20)
+        .await
+        .expect_err("the observed copy is stale: the guarded patch refuses");
+    assert!(matches!(err, TrafficError::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        router
+            .set_weight(&client, &target, 20)
+            .await
+            .expect("retry reads afresh"),
+        WeightChange::Updated {
+            from: Some(50),
+            to: 20
+        }
+    );
+    let now = get_json(&api, "web").await;
+    assert_eq!(
+        now["spec"]["http"][0]["route"][1]["destination"]["host"],
+        "web-canary"
+    );
+    assert_eq!(now["spec"]["http"][0]["route"][1]["weight"], 20);
+    assert_eq!(now["spec"]["http"][0]["route"][0]["weight"], 80);
 }
 
 #[tokio::test]

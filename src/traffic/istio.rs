@@ -454,12 +454,28 @@ pub fn subset_hash_patch(
 
 /// Shifts traffic in one VirtualService (and, for the first VirtualService of a Rollout, points
 /// the DestinationRule's subsets at the pod hashes).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct IstioRouter {
     virtual_service: ObjectName,
     routes: Vec<String>,
     destination_rule: Option<IstioDestinationRule>,
     manages_destination_rule: bool,
+    /// The VirtualService as [`TrafficRouter::current_weight`] last read it, for the next weight
+    /// write to use instead of reading again. A router lives for one reconcile, and the write's
+    /// patch `test`s the entries it relies on, so a copy a moment old is as safe as a fresh one.
+    observed: std::sync::Mutex<Option<Value>>,
+}
+
+impl Clone for IstioRouter {
+    /// A clone starts without the observed copy: it belongs to the reconcile that read it.
+    fn clone(&self) -> Self {
+        IstioRouter::new(
+            self.virtual_service.clone(),
+            self.routes.clone(),
+            self.destination_rule.clone(),
+            self.manages_destination_rule,
+        )
+    }
 }
 
 impl IstioRouter {
@@ -477,6 +493,7 @@ impl IstioRouter {
             routes,
             destination_rule,
             manages_destination_rule,
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -526,7 +543,19 @@ impl IstioRouter {
         canary_weight: i32,
     ) -> Result<(WeightChange, Value), TrafficError> {
         check_weight(canary_weight)?;
-        let (api, vs_name, vs) = self.read_virtual_service(client, target).await?;
+        let observed = self.observed.lock().ok().and_then(|mut o| o.take());
+        let (api, vs_name, vs) = match observed {
+            Some(vs) => {
+                let namespace = self.virtual_service.namespace_or(&target.namespace);
+                let api = dynamic_api(client, namespace, &virtual_service_gvk(), "virtualservices");
+                (
+                    api,
+                    format!("{namespace}/{}", self.virtual_service.name),
+                    vs,
+                )
+            }
+            None => self.read_virtual_service(client, target).await?,
+        };
         let split = self.split(target);
         let from = current_canary_weight(&vs, &vs_name, &self.routes, &split)?;
         let Some(patch) = weight_patch(&vs, &vs_name, &self.routes, &split, canary_weight)? else {
@@ -698,7 +727,11 @@ impl TrafficRouter for IstioRouter {
     ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>> {
         Box::pin(async move {
             let (_, vs_name, vs) = self.read_virtual_service(client, target).await?;
-            current_canary_weight(&vs, &vs_name, &self.routes, &self.split(target))
+            let weight = current_canary_weight(&vs, &vs_name, &self.routes, &self.split(target));
+            if let Ok(mut o) = self.observed.lock() {
+                *o = Some(vs);
+            }
+            weight
         })
     }
 
