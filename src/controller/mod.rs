@@ -2,7 +2,8 @@
 //!
 //! - **observe** ([`observe`]): the Rollout fresh from the API server (never a cached copy: a
 //!   stale step index must not drive weights), its ReplicaSets from a label-filtered cache
-//!   trimmed of pod templates and managed fields, its Services and current routing weight;
+//!   trimmed of pod templates and managed fields, its Services from a cache trimmed to their
+//!   selectors, and the current routing weight from the routing objects;
 //! - **plan** ([`crate::plan`]): pure, decides actions and the new status;
 //! - **act** ([`act`]): applies the actions in order, idempotently;
 //! - **report** ([`report`]): writes the status only when it changed, records Events.
@@ -404,7 +405,7 @@ async fn route_to_stable_now(ctx: &Context, cached: &Rollout, outbox: &report::O
         return;
     };
     let (routers, target) = routing(cached);
-    tracing::debug!(target: "aviary::watch", weight, "abort: sending traffic back to stable");
+    tracing::debug!(target: "aviary::watch", rollout = %key(cached), weight, "abort: sending traffic back to stable");
     for router in &routers {
         match router
             .set_weight_prepared(&ctx.client, &target, weight, &ctx.prepared_aborts)

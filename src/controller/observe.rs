@@ -1,5 +1,6 @@
 //! Observe: read what the planner needs — the Rollout fresh from the API server, its
-//! ReplicaSets from the label-filtered cache, its Services and the current routing weight.
+//! ReplicaSets from the label-filtered cache, its Services from the trimmed Service cache (read
+//! from the API server on a miss), and the current routing weight from the routing objects.
 
 use std::collections::BTreeMap;
 
