@@ -106,6 +106,14 @@ async fn get_json(api: &Api<DynamicObject>, name: &str) -> Value {
     serde_json::to_value(obj).expect("object as JSON")
 }
 
+/// Someone else's JSON patch of a routing object (`ops`: the RFC 6902 operations).
+async fn edit(api: &Api<DynamicObject>, name: &str, ops: Value, what: &str) {
+    let patch: json_patch::Patch = serde_json::from_value(ops).expect("patch");
+    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
 fn resource_version(obj: &Value) -> String {
     obj["metadata"]["resourceVersion"]
         .as_str()
@@ -484,13 +492,7 @@ async fn istio_prepared_abort_write_and_its_fallback() {
         {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 60},
         {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 40}
     ]);
-    api.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Json::<()>(serde_json::from_value(moved).expect("patch")),
-    )
-    .await
-    .expect("concurrent edit");
+    edit(&api, "web", moved, "concurrent edit").await;
     // The prepared write expects 30 and is refused; the router reads, and reports what it found.
     assert_eq!(
         set(0).await.expect("abort after the edit"),
@@ -546,13 +548,7 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
             {"destination": {"host": "web-stable"}, "weight": 90}
         ]}
     ]);
-    api.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Json::<()>(serde_json::from_value(reordered).expect("patch")),
-    )
-    .await
-    .expect("concurrent edit");
+    edit(&api, "web", reordered, "concurrent edit").await;
     let edited = get_json(&api, "web").await;
 
     let err = apply_guarded_patch(&api, "web", patch, "VirtualService 'web'")
@@ -606,13 +602,7 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
             {"destination": {"host": "web-canary"}, "weight": 50}
         ]}
     ]);
-    api.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Json::<()>(serde_json::from_value(swap_back).expect("patch")),
-    )
-    .await
-    .expect("edit between observe and act");
+    edit(&api, "web", swap_back, "edit between observe and act").await;
     let err = router
         .set_weight(&client, &target, 20)
         .await
@@ -1141,13 +1131,7 @@ async fn gateway_concurrent_reorder_and_missing_routes() {
         {"name": "web-canary", "port": 80, "weight": 10},
         {"name": "web-stable", "port": 80, "weight": 90}
     ]}]);
-    api.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Json::<()>(serde_json::from_value(swapped).expect("patch")),
-    )
-    .await
-    .expect("concurrent edit");
+    edit(&api, "web", swapped, "concurrent edit").await;
     let edited = get_json(&api, "web").await;
     let err = apply_guarded_patch(&api, "web", patch, "HTTPRoute 'web'")
         .await
