@@ -95,7 +95,12 @@ pub struct Settings {
     pub prometheus_address: Option<String>,
 }
 
-fn rollout_api(client: &Client, ns: Option<&str>) -> Api<Rollout> {
+/// The API of a namespaced kind in the watched namespace, or in all of them.
+fn scoped_api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
     match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -179,7 +184,7 @@ pub async fn wait_for_crds(
     namespace: Option<&str>,
     shutdown: &CancellationToken,
 ) -> bool {
-    let rollouts = rollout_api(client, namespace);
+    let rollouts: Api<Rollout> = scoped_api(client, namespace);
     let mut delay = Duration::from_millis(200);
     while let Err(e) = rollouts
         .list(&kube::api::ListParams::default().limit(1))
@@ -205,10 +210,7 @@ pub async fn run(
     if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
         return Ok(());
     }
-    let rs_api: Api<ReplicaSet> = match settings.namespace.as_deref() {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let rs_api: Api<ReplicaSet> = scoped_api(&client, settings.namespace.as_deref());
     let (rs_store, rs_writer) = reflector::store();
     let rs_owners = index::OwnerIndex::default();
     let rs_stream = watcher(rs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
@@ -223,10 +225,7 @@ pub async fn run(
 
     // Services: every reconcile reads the stable/canary (or active/preview) Services; from a
     // cache that is two requests fewer each time. Nothing is triggered by a Service change.
-    let svc_api: Api<Service> = match settings.namespace.as_deref() {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let svc_api: Api<Service> = scoped_api(&client, settings.namespace.as_deref());
     let (svc_store, svc_writer) = reflector::store();
     let svc_stream = watcher(svc_api, watcher::Config::default())
         .default_backoff()
@@ -238,10 +237,7 @@ pub async fn run(
             }
         });
 
-    let runs_api: Api<AnalysisRun> = match settings.namespace.as_deref() {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let runs_api: Api<AnalysisRun> = scoped_api(&client, settings.namespace.as_deref());
     let (runs_store, runs_writer) = reflector::store();
     let runs_owners = index::OwnerIndex::default();
     // Triggers of the urgent lane. Bounded and never awaited: when it is full the main lane
@@ -289,7 +285,7 @@ pub async fn run(
     });
     let (rollout_store, rollout_writer) = reflector::store();
     let rollout_stream = watcher(
-        rollout_api(&client, settings.namespace.as_deref()),
+        scoped_api::<Rollout>(&client, settings.namespace.as_deref()),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -359,8 +355,8 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
 
 /// The urgent lane's reconcile: the same as the main lane's, on slots of its own. On either
 /// lane a pending abort first sends all traffic back to stable from the Rollout the watch just
-/// delivered ([`plan::immediate_abort_weight`]) — two requests per routing object — then the
-/// full reconcile runs.
+/// delivered ([`plan::immediate_abort_weight`]) — one request per VirtualService with a prepared
+/// write, a read and a write otherwise — then the full reconcile runs.
 async fn reconcile_urgent(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     reconcile_on_lane(cached, ctx, true).await
 }

@@ -223,14 +223,10 @@ pub struct ServiceWrites {
 }
 
 impl ServiceWrites {
-    fn key(svc: &Service) -> String {
-        format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
-    }
-
     /// Records that `before` was patched into `after`.
     pub fn record(&self, before: &Service, after: Service) {
         if let (Some(rv), Ok(mut w)) = (before.resource_version(), self.written.lock()) {
-            w.insert(Self::key(before), (rv, after));
+            w.insert(super::key(before), (rv, after));
         }
     }
 
@@ -239,7 +235,7 @@ impl ServiceWrites {
         let Ok(mut w) = self.written.lock() else {
             return cached.clone();
         };
-        let key = Self::key(cached);
+        let key = super::key(cached);
         match w.get(&key) {
             Some((over, after)) if cached.resource_version().as_ref() == Some(over) => {
                 after.clone()

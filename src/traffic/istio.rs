@@ -501,6 +501,17 @@ impl IstioRouter {
         Split::new(target, self.destination_rule.as_ref())
     }
 
+    /// The VirtualService's API and its `ns/name`.
+    fn virtual_service_api(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+    ) -> (Api<DynamicObject>, String) {
+        let namespace = self.virtual_service.namespace_or(&target.namespace);
+        let api = dynamic_api(client, namespace, &virtual_service_gvk(), "virtualservices");
+        (api, format!("{namespace}/{}", self.virtual_service.name))
+    }
+
     /// The VirtualService's API, its `ns/name` and its JSON.
     async fn read_virtual_service(
         &self,
@@ -509,7 +520,7 @@ impl IstioRouter {
     ) -> Result<(Api<DynamicObject>, String, Value), TrafficError> {
         let namespace = self.virtual_service.namespace_or(&target.namespace);
         let name = &self.virtual_service.name;
-        let api = dynamic_api(client, namespace, &virtual_service_gvk(), "virtualservices");
+        let (api, vs_name) = self.virtual_service_api(client, target);
         let vs = get_json(
             &api,
             "VirtualService",
@@ -519,7 +530,7 @@ impl IstioRouter {
              the Rollout",
         )
         .await?;
-        Ok((api, format!("{namespace}/{name}"), vs))
+        Ok((api, vs_name, vs))
     }
 
     async fn apply_weight(
@@ -546,13 +557,8 @@ impl IstioRouter {
         let observed = self.observed.lock().ok().and_then(|mut o| o.take());
         let (api, vs_name, vs) = match observed {
             Some(vs) => {
-                let namespace = self.virtual_service.namespace_or(&target.namespace);
-                let api = dynamic_api(client, namespace, &virtual_service_gvk(), "virtualservices");
-                (
-                    api,
-                    format!("{namespace}/{}", self.virtual_service.name),
-                    vs,
-                )
+                let (api, vs_name) = self.virtual_service_api(client, target);
+                (api, vs_name, vs)
             }
             None => self.read_virtual_service(client, target).await?,
         };
@@ -592,13 +598,11 @@ impl IstioRouter {
         prepared: &PreparedAborts,
     ) -> Result<WeightChange, TrafficError> {
         check_weight(canary_weight)?;
-        let namespace = self.virtual_service.namespace_or(&target.namespace);
-        let vs_name = format!("{namespace}/{}", self.virtual_service.name);
+        let (api, vs_name) = self.virtual_service_api(client, target);
         let key = PreparedAborts::key(target, &format!("VirtualService {vs_name}"));
         if canary_weight == 0
             && let Some(abort) = prepared.take(&key)
         {
-            let api = dynamic_api(client, namespace, &virtual_service_gvk(), "virtualservices");
             match apply_guarded_patch(
                 &api,
                 &self.virtual_service.name,

@@ -131,7 +131,7 @@ pub trait TrafficRouter: Send + Sync {
         canary_weight: i32,
     ) -> BoxFuture<'a, Result<WeightChange, TrafficError>>;
 
-    /// [`TrafficRouter::set_weight`], for the controller: a router that can also keeps in
+    /// [`TrafficRouter::set_weight`], for the controller: a router that can also keep in
     /// `prepared` the guarded write that takes the canary back to 0 from what this call leaves,
     /// and sends a weight of 0 as that prepared write, without reading the object first, when
     /// it has one ([`prepared`]). The others just set the weight.
