@@ -328,17 +328,20 @@ async fn manual_promotion_previews_then_switches_and_scales_the_old_down_after_t
         Some("api")
     );
 
-    let events = support::events_for(&client, &ns.name, "web").await;
     for reason in [
         "RolloutPaused",
         "RolloutPromoted",
         "SwitchService",
         "RolloutCompleted",
     ] {
-        assert!(
-            events.iter().any(|(r, _)| r == reason),
-            "no {reason} Event: {events:?}"
-        );
+        support::wait_for_event(
+            &client,
+            &ns.name,
+            "web",
+            &format!("{reason} Event"),
+            |r, _| r == reason,
+        )
+        .await;
     }
 }
 
@@ -454,11 +457,10 @@ async fn abort_keeps_the_old_pods_active_and_removes_the_preview_after_the_delay
     )
     .await;
     wait_endpoints(&client, &ns.name, "web-active", &h1, Duration::from_secs(5)).await;
-    let events = support::events_for(&client, &ns.name, "web").await;
-    assert!(
-        events.iter().any(|(r, _)| r == "RolloutAborted"),
-        "{events:?}"
-    );
+    support::wait_for_event(&client, &ns.name, "web", "Event RolloutAborted", |r, _| {
+        r == "RolloutAborted"
+    })
+    .await;
 }
 
 /// Given an active Service whose own selector does not match the Rollout's pods, then the

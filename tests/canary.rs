@@ -496,11 +496,14 @@ async fn abort_returns_traffic_at_once_and_retry_completes() {
     let progressing = st.condition("Progressing").expect("Progressing condition");
     assert_eq!(progressing.reason, "RolloutAborted");
     assert_eq!(format!("{:?}", progressing.status), "False");
-    let events = support::events_for(&client, &ns.name, "web").await;
-    assert!(
-        events.iter().any(|(reason, _)| reason == "RolloutAborted"),
-        "events: {events:?}"
-    );
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        "web",
+        "Event RolloutAborted",
+        |reason, _| reason == "RolloutAborted",
+    )
+    .await;
 
     // retry, then promote through both pauses
     patch_status(&client, &ns.name, json!({"abort": false})).await;
@@ -719,13 +722,10 @@ async fn canary_pods_that_never_become_ready_hit_the_progress_deadline_and_abort
         Some(hash_of(&v1).as_str()),
         "the broken revision never became stable"
     );
-    let events = support::events_for(&client, &ns.name, "web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "RolloutAborted" && n.contains("timed out")),
-        "{events:?}"
-    );
+    support::wait_for_event(&client, &ns.name, "web", "Event RolloutAborted", |r, n| {
+        r == "RolloutAborted" && n.contains("timed out")
+    })
+    .await;
 }
 
 /// Given a Rollout whose VirtualService does not exist, when it updates, then it says so in a
@@ -760,13 +760,10 @@ async fn a_missing_virtualservice_is_a_clear_condition_and_event_not_a_crash_loo
     .await;
     println!("condition: {}", st.1.message);
     assert_eq!(st.0.phase, Some(RolloutPhase::Degraded));
-    let events = support::events_for(&client, &ns.name, "web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "InvalidSpec" && n.contains("VirtualService")),
-        "{events:?}"
-    );
+    support::wait_for_event(&client, &ns.name, "web", "Event InvalidSpec", |r, n| {
+        r == "InvalidSpec" && n.contains("VirtualService")
+    })
+    .await;
     apply_value(&client, Some(&ns.name), &routing_object(Router::Istio))
         .await
         .expect("VirtualService");
@@ -1021,13 +1018,10 @@ async fn deleting_a_rollout_mid_canary_returns_its_traffic_to_stable() {
         "the last weight the VirtualService showed: {seen:?}\n{}",
         ctl.log_tail(30)
     );
-    let events = support::events_for(&client, &ns.name, "web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "RouteCleanup" && n.contains("from 30 to 0")),
-        "{events:?}"
-    );
+    support::wait_for_event(&client, &ns.name, "web", "Event RouteCleanup", |r, n| {
+        r == "RouteCleanup" && n.contains("from 30 to 0")
+    })
+    .await;
 }
 
 /// Given a Rollout whose VirtualService no longer has the canary destination (so its weight
@@ -1061,11 +1055,12 @@ async fn deleting_a_rollout_whose_route_is_broken_is_not_blocked() {
     )
     .await;
     println!("delete → Rollout gone within {:?}", t0.elapsed());
-    let events = support::events_for(&client, &ns.name, "web").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "RouteCleanupFailed" && n.contains("VirtualService")),
-        "{events:?}"
-    );
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        "web",
+        "Event RouteCleanupFailed",
+        |r, n| r == "RouteCleanupFailed" && n.contains("VirtualService"),
+    )
+    .await;
 }
