@@ -512,6 +512,83 @@ async fn istio_prepared_abort_write_and_its_fallback() {
     );
 }
 
+/// The abort's write goes out from the watch, without waiting for a reconcile of the rollout
+/// in flight: a weight that reconcile planned from its earlier read must then be refused by the
+/// API server, not give the canary its traffic back.
+#[tokio::test]
+async fn istio_a_weight_planned_before_the_abort_write_is_refused() {
+    let client = client().await;
+    install_istio(&client).await;
+    let ns = TestNamespace::new(&client, "traffic-overtaken").await;
+    apply_value(
+        &client,
+        Some(&ns.name),
+        &json!({
+            "apiVersion": istio::ISTIO_API_VERSION, "kind": "VirtualService",
+            "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web-stable", "port": {"number": 80}}, "weight": 100},
+                {"destination": {"host": "web-canary", "port": {"number": 80}}, "weight": 0}
+            ]}]}
+        }),
+    )
+    .await
+    .expect("create VirtualService");
+    let api = virtual_services(&client, &ns.name);
+    let target = target(&ns.name, "unused");
+    let routes = vec!["primary".to_string()];
+    let router = IstioRouter::new(ObjectName::parse("web"), routes.clone(), None, true);
+    let prepared = PreparedAborts::default();
+    assert_eq!(
+        router
+            .send_prepared_abort(&client, &target, &prepared)
+            .await
+            .expect("nothing prepared"),
+        None,
+        "no prepared write, no request"
+    );
+    router
+        .set_weight_prepared(&client, &target, 20, &prepared)
+        .await
+        .expect("20");
+
+    // A reconcile read the object at 20 and planned 50 …
+    let read = get_json(&api, "web").await;
+    let split = istio::Split::new(&target, None);
+    let planned = istio::weight_patch(&read, "web", &routes, &split, 50)
+        .expect("valid")
+        .expect("a patch");
+    // … when the abort's prepared write went out from the watch.
+    assert_eq!(
+        router
+            .send_prepared_abort(&client, &target, &prepared)
+            .await
+            .expect("abort"),
+        Some(WeightChange::Updated {
+            from: Some(20),
+            to: 0
+        })
+    );
+    let err = apply_guarded_patch(&api, "web", planned, "VirtualService 'web'")
+        .await
+        .expect_err("the stale weight must not apply");
+    assert!(matches!(err, TrafficError::Conflict { .. }), "{err:?}");
+    let now = get_json(&api, "web").await;
+    assert_eq!(
+        now["spec"]["http"][0]["route"][1]["weight"],
+        json!(0),
+        "the canary stays at 0"
+    );
+    assert_eq!(
+        router
+            .send_prepared_abort(&client, &target, &prepared)
+            .await
+            .expect("again"),
+        None,
+        "a prepared write is sent once"
+    );
+}
+
 #[tokio::test]
 async fn istio_concurrent_reorder_fails_the_guarded_patch() {
     let client = client().await;

@@ -48,7 +48,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::conditions::{set_condition, types};
 use crate::api::{AnalysisRun, Condition, ConditionStatus, Rollout, RolloutPhase};
@@ -82,6 +82,8 @@ pub struct Context {
     /// Weight-0 writes prepared when a canary weight was set, so that an abort's first write
     /// needs no read ([`crate::traffic::prepared`]).
     pub prepared_aborts: PreparedAborts,
+    /// The watched Rollouts (trimmed): what the watch has delivered, ahead of a reconcile's read.
+    pub rollouts: Store<Rollout>,
 }
 
 /// Controller settings.
@@ -91,6 +93,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Rollouts reconciled at once.
     pub concurrency: u16,
+    /// The main lane's trailing-edge debounce (zero: none); the urgent lane has none.
+    pub debounce: Duration,
     /// Prometheus for metrics that name no address.
     pub prometheus_address: Option<String>,
 }
@@ -264,6 +268,7 @@ pub async fn run(
         }
     });
 
+    let (rollout_store, rollout_writer) = reflector::store();
     let ctx = Arc::new(Context {
         recorder: report::EventRecorder::new(client.clone(), "aviary"),
         client: client.clone(),
@@ -277,13 +282,13 @@ pub async fn run(
         failures: Mutex::new(HashMap::new()),
         telemetry: telemetry::Telemetry::new(sinks.clone()),
         prepared_aborts: PreparedAborts::default(),
+        rollouts: rollout_store.clone(),
     });
     let run_ctx = Arc::new(analysis::RunContext {
         client: client.clone(),
         default_prometheus: settings.prometheus_address.clone(),
         metrics: sinks.metrics,
     });
-    let (rollout_store, rollout_writer) = reflector::store();
     let rollout_stream = watcher(
         scoped_api::<Rollout>(&client, settings.namespace.as_deref()),
         watcher::Config::default(),
@@ -292,10 +297,16 @@ pub async fn run(
     .modify(trim_rollout)
     .reflect(rollout_writer)
     .applied_objects()
-    .inspect_ok(move |ro| {
-        if abort_pending(ro) {
-            tracing::debug!(target: "aviary::watch", rollout = %key(ro), rv = ?ro.resource_version(), "abort seen on the Rollout watch");
-            let _ = urgent_tx.try_send(ObjectRef::from_obj(ro));
+    .inspect_ok({
+        let ctx = ctx.clone();
+        move |ro| {
+            if abort_pending(ro) {
+                tracing::debug!(target: "aviary::watch", rollout = %key(ro), rv = ?ro.resource_version(), "abort seen on the Rollout watch");
+                // The store already holds this Rollout (`reflect` comes first), which is what
+                // keeps a reconcile in flight from undoing this write (`abort_overtook_read`).
+                tokio::spawn(send_prepared_aborts(ctx.clone(), ro.clone()));
+                let _ = urgent_tx.try_send(ObjectRef::from_obj(ro));
+            }
         }
     });
     info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout and AnalysisRun controllers");
@@ -304,7 +315,11 @@ pub async fn run(
     let rollouts_done = controller
         .owns_stream(rs_stream)
         .owns_stream(runs_stream)
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(settings.concurrency)
+                .debounce(settings.debounce),
+        )
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {
@@ -425,6 +440,44 @@ async fn route_to_stable_now(ctx: &Context, cached: &Rollout, outbox: &report::O
             }
         }
     }
+}
+
+/// Sends a just-watched abort's prepared weight-0 writes ([`crate::traffic::prepared`]) straight
+/// from the watch: not behind the reconcile queue, and not behind a reconcile of this rollout
+/// in flight, which may take several requests under load. What that reconcile does next is
+/// safe: a weight it writes tests the canary weight it read, so it fails if this write came
+/// first, and a reconcile that read the routing object after this write sees the abort in the
+/// store before it acts ([`abort_overtook_read`]). Without a prepared write (none held, or the
+/// object changed since) this does nothing, and the urgent lane's reconcile reads and writes.
+async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
+    let Some(0) = plan::immediate_abort_weight(&ro) else {
+        return;
+    };
+    let (routers, target) = routing(&ro);
+    for router in &routers {
+        match router
+            .send_prepared_abort(&ctx.client, &target, &ctx.prepared_aborts)
+            .await
+        {
+            Ok(Some(crate::traffic::WeightChange::Updated { from, to })) => {
+                info!(rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
+                let event = act::weight_event(from, to, &router.describe(&target));
+                report::publish(&ctx.recorder, &ro, &[event]).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                debug!(rollout = %key(&ro), router = router.kind(), error = %e, "abort: the prepared write failed; the reconcile retries")
+            }
+        }
+    }
+}
+
+/// Whether the watch has delivered an abort that `read` — the Rollout this reconcile read and
+/// planned from — does not show. Such a plan is stale, and acting on it could route traffic
+/// back to the canary after [`send_prepared_aborts`] took it away: the reconcile stops before
+/// acting and the next one plans the abort.
+fn abort_overtook_read(read: &Rollout, watched: Option<&Rollout>) -> bool {
+    !abort_pending(read) && watched.is_some_and(abort_pending)
 }
 
 /// Whether the caches hold their first full list (never waits; see `reconcile_inner`).
@@ -588,6 +641,11 @@ async fn plan_and_act(
     if !plan.actions.is_empty() {
         info!(actions = ?plan.actions, "applying plan");
     }
+    let watched = ctx.rollouts.get(&ObjectRef::from_obj(ro));
+    if abort_overtook_read(ro, watched.as_deref()) {
+        info!("an abort arrived after this reconcile read the Rollout; planning again");
+        return Ok(Requeue::requeue(Duration::from_millis(100)));
+    }
     let mut events = match act::apply(ctx, ro, &plan.actions, &routers, &target).await {
         // An analysis that can't even start (a missing template) is an analysis in Error: plan
         // again with that verdict, which aborts the rollout with the reason.
@@ -715,6 +773,20 @@ mod tests {
             "status": status,
         }))
         .expect("rollout")
+    }
+
+    #[test]
+    fn a_plan_read_before_a_watched_abort_is_not_acted_on() {
+        let progressing = rollout(json!({"phase": "Progressing"}));
+        let aborting = rollout(json!({"abort": true, "phase": "Progressing"}));
+        let aborted = rollout(json!({"abort": true, "phase": "Degraded"}));
+        assert!(abort_overtook_read(&progressing, Some(&aborting)));
+        // A plan that already sees the abort is the abort's own plan.
+        assert!(!abort_overtook_read(&aborting, Some(&aborting)));
+        assert!(!abort_overtook_read(&progressing, Some(&progressing)));
+        assert!(!abort_overtook_read(&progressing, None));
+        // An abort already acted on (Degraded) is nothing new to wait for.
+        assert!(!abort_overtook_read(&progressing, Some(&aborted)));
     }
 
     #[test]

@@ -310,15 +310,15 @@ pub fn weight_patch(
         if let Some(name) = http_routes(vs).get(http_index).and_then(|r| r.get("name")) {
             tests.push(test_op(format!("{base}/name"), name));
         }
+        // The canary's whole entry, weight included: a write planned from a read that an
+        // abort's weight-0 write overtook must fail, not give the canary its traffic back
+        // (the abort's write does not wait for a reconcile in flight; `controller`).
+        tests.push(test_op(format!("{base}/route/{}", found.canary), canary));
         let field = split.field();
-        for k in [found.canary, found.stable] {
-            if let Some(d) = route.get(k) {
-                tests.push(test_op(
-                    format!("{base}/route/{k}/destination/{field}"),
-                    &d["destination"][field],
-                ));
-            }
-        }
+        tests.push(test_op(
+            format!("{base}/route/{}/destination/{field}", found.stable),
+            &stable["destination"][field],
+        ));
         for &k in &found.others {
             if let Some(d) = route.get(k) {
                 tests.push(test_op(format!("{base}/route/{k}"), d));
@@ -590,6 +590,42 @@ impl IstioRouter {
     /// there is one (falling back to read-then-write when the API server refuses it because the
     /// object changed); any other weight is read-then-write, after which the patch back to 0
     /// is prepared from the object the API server returned.
+    /// [`TrafficRouter::send_prepared_abort`]: the prepared guarded patch to weight 0, if one is
+    /// held; `None` also when the API server refused it (the VirtualService changed since).
+    async fn send_prepared(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+        prepared: &PreparedAborts,
+    ) -> Result<Option<WeightChange>, TrafficError> {
+        let (api, vs_name) = self.virtual_service_api(client, target);
+        let key = PreparedAborts::key(target, &format!("VirtualService {vs_name}"));
+        let Some(abort) = prepared.take(&key) else {
+            return Ok(None);
+        };
+        match apply_guarded_patch(
+            &api,
+            &self.virtual_service.name,
+            abort.patch,
+            &format!("VirtualService '{vs_name}'"),
+        )
+        .await
+        {
+            Ok(_) => {
+                info!(virtual_service = %vs_name, from = abort.from, to = 0, "set canary weight (prepared write)");
+                Ok(Some(WeightChange::Updated {
+                    from: Some(abort.from),
+                    to: 0,
+                }))
+            }
+            Err(TrafficError::Conflict { .. }) => {
+                debug!(virtual_service = %vs_name, "the VirtualService changed since the abort write was prepared");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn set_weight_with_prepared(
         &self,
         client: &kube::Client,
@@ -598,32 +634,13 @@ impl IstioRouter {
         prepared: &PreparedAborts,
     ) -> Result<WeightChange, TrafficError> {
         check_weight(canary_weight)?;
-        let (api, vs_name) = self.virtual_service_api(client, target);
-        let key = PreparedAborts::key(target, &format!("VirtualService {vs_name}"));
         if canary_weight == 0
-            && let Some(abort) = prepared.take(&key)
+            && let Some(change) = self.send_prepared(client, target, prepared).await?
         {
-            match apply_guarded_patch(
-                &api,
-                &self.virtual_service.name,
-                abort.patch,
-                &format!("VirtualService '{vs_name}'"),
-            )
-            .await
-            {
-                Ok(_) => {
-                    info!(virtual_service = %vs_name, from = abort.from, to = 0, "set canary weight (prepared write)");
-                    return Ok(WeightChange::Updated {
-                        from: Some(abort.from),
-                        to: 0,
-                    });
-                }
-                Err(TrafficError::Conflict { .. }) => {
-                    debug!(virtual_service = %vs_name, "the VirtualService changed since the abort write was prepared; reading it");
-                }
-                Err(e) => return Err(e),
-            }
+            return Ok(change);
         }
+        let (_, vs_name) = self.virtual_service_api(client, target);
+        let key = PreparedAborts::key(target, &format!("VirtualService {vs_name}"));
         prepared.remove(&key);
         let (change, after) = self
             .read_and_set_weight(client, target, canary_weight)
@@ -722,6 +739,15 @@ impl TrafficRouter for IstioRouter {
         prepared: &'a PreparedAborts,
     ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
         Box::pin(self.set_weight_with_prepared(client, target, canary_weight, prepared))
+    }
+
+    fn send_prepared_abort<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        target: &'a RouteTarget,
+        prepared: &'a PreparedAborts,
+    ) -> BoxFuture<'a, Result<Option<WeightChange>, TrafficError>> {
+        Box::pin(self.send_prepared(client, target, prepared))
     }
 
     fn current_weight<'a>(
@@ -842,6 +868,39 @@ mod tests {
             route.swap(0, 1);
         }
         assert!(json_patch::patch(&mut swapped, &abort.patch).is_err());
+    }
+
+    #[test]
+    fn a_weight_planned_before_an_abort_wrote_0_is_refused() {
+        // The abort's write goes out from the watch while a reconcile may be between its read
+        // of the VirtualService and its write: that write must not undo the abort.
+        let split = host_split();
+        let routes = names(&["primary", "secondary"]);
+        let set = |vs: &Value, w| {
+            let patch = weight_patch(vs, "web", &routes, &split, w)
+                .expect("valid")
+                .expect("a patch");
+            applied(vs, &patch)
+        };
+        let at_20 = set(&two_routes(), 20);
+        let to_50 = weight_patch(&at_20, "web", &routes, &split, 50)
+            .expect("valid")
+            .expect("a patch");
+        let abort = abort_patch(&at_20, "web", &routes, &split)
+            .expect("valid")
+            .expect("a patch");
+        let mut aborted = applied(&at_20, &abort.patch);
+        assert!(
+            json_patch::patch(&mut aborted, &to_50).is_err(),
+            "the stale write tests the canary weight it read"
+        );
+        assert_eq!(
+            current_canary_weight(&aborted, "web", &routes, &split).expect("valid"),
+            Some(0)
+        );
+        // The other way round, the abort's own test refuses it and the abort reads again.
+        let mut at_50 = applied(&at_20, &to_50);
+        assert!(json_patch::patch(&mut at_50, &abort.patch).is_err());
     }
 
     #[test]
@@ -990,7 +1049,7 @@ mod tests {
             patch_json(patch.clone()),
             json!([
                 {"op": "test", "path": "/spec/http/0/name", "value": "primary"},
-                {"op": "test", "path": "/spec/http/0/route/1/destination/host", "value": "web-canary.app.svc.cluster.local"},
+                {"op": "test", "path": "/spec/http/0/route/1", "value": {"destination": {"host": "web-canary.app.svc.cluster.local", "port": {"number": 80}}, "weight": 0}},
                 {"op": "test", "path": "/spec/http/0/route/0/destination/host", "value": "web-stable"},
                 {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 10},
                 {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 90}
@@ -1048,7 +1107,7 @@ mod tests {
         assert_eq!(
             patch_json(patch),
             json!([
-                {"op": "test", "path": "/spec/http/0/route/1/destination/host", "value": "web-canary"},
+                {"op": "test", "path": "/spec/http/0/route/1", "value": {"destination": {"host": "web-canary"}}},
                 {"op": "test", "path": "/spec/http/0/route/0/destination/host", "value": "web-stable"},
                 {"op": "add", "path": "/spec/http/0/route/1/weight", "value": 0},
                 {"op": "add", "path": "/spec/http/0/route/0/weight", "value": 100}
@@ -1069,7 +1128,7 @@ mod tests {
         assert_eq!(
             patch_json(patch),
             json!([
-                {"op": "test", "path": "/spec/http/0/route/1/destination/host", "value": "web-canary"},
+                {"op": "test", "path": "/spec/http/0/route/1", "value": {"destination": {"host": "web-canary"}, "weight": 20}},
                 {"op": "test", "path": "/spec/http/0/route/0/destination/host", "value": "web-stable"},
                 {"op": "test", "path": "/spec/http/0/route/2", "value": {"destination": {"host": "mirror"}, "weight": 30}},
                 {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 30},
@@ -1112,7 +1171,7 @@ mod tests {
             patch_json(patch),
             json!([
                 {"op": "test", "path": "/spec/http/0/name", "value": "main"},
-                {"op": "test", "path": "/spec/http/0/route/1/destination/subset", "value": "canary"},
+                {"op": "test", "path": "/spec/http/0/route/1", "value": {"destination": {"host": "web", "subset": "canary"}, "weight": 0}},
                 {"op": "test", "path": "/spec/http/0/route/0/destination/subset", "value": "stable"},
                 {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 50},
                 {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 50}

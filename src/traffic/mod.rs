@@ -145,6 +145,20 @@ pub trait TrafficRouter: Send + Sync {
         self.set_weight(client, target, canary_weight)
     }
 
+    /// Sends the weight-0 write held in `prepared` for this router's object, and nothing else:
+    /// no read, no fallback. `Ok(None)` when there is no prepared write or the API server
+    /// refused it because the object changed since it was prepared (the caller's full abort
+    /// then reads and writes under the rollout's lock). Only routers that prepare writes do
+    /// anything.
+    fn send_prepared_abort<'a>(
+        &'a self,
+        _client: &'a kube::Client,
+        _target: &'a RouteTarget,
+        _prepared: &'a PreparedAborts,
+    ) -> BoxFuture<'a, Result<Option<WeightChange>, TrafficError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// The canary weight the routing object shows now (None when it can't tell).
     fn current_weight<'a>(
         &'a self,
