@@ -36,6 +36,12 @@ struct Args {
     /// Rollouts reconciled at once.
     #[arg(long, env = "AVIARY_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// How long the main lane waits after a Rollout's last trigger before reconciling it, so
+    /// that a burst of changes (a ReplicaSet's counters moving one by one, the controller's own
+    /// status write) is one reconcile, not one each. Aborts are not delayed: they take the
+    /// urgent lane. 0s reconciles at once.
+    #[arg(long, env = "AVIARY_DEBOUNCE", default_value = "0s")]
+    debounce: Duration,
     /// Prometheus for analysis metrics that name no `address`.
     #[arg(long, env = "AVIARY_PROMETHEUS_ADDRESS")]
     prometheus_address: Option<String>,
@@ -219,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = aviary::controller::Settings {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
+        debounce: args.debounce.as_std(),
         prometheus_address: args.prometheus_address.clone(),
     };
     if !aviary::controller::wait_for_crds(&client, args.namespace.as_deref(), &shutdown).await {
