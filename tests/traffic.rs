@@ -242,6 +242,21 @@ fn web_virtual_service() -> Value {
     })
 }
 
+/// Creates VirtualService `web` (host `web`) with these `http` routes.
+async fn create_web_virtual_service(client: &Client, ns: &str, http: Value) {
+    apply_value(
+        client,
+        Some(ns),
+        &json!({
+            "apiVersion": istio::ISTIO_API_VERSION, "kind": "VirtualService",
+            "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": http}
+        }),
+    )
+    .await
+    .expect("create VirtualService");
+}
+
 #[tokio::test]
 async fn istio_host_split_moves_only_the_weights() {
     let client = client().await;
@@ -339,20 +354,15 @@ async fn istio_subset_split_and_destination_rule_hashes() {
     )
     .await
     .expect("create DestinationRule");
-    apply_value(
+    create_web_virtual_service(
         &client,
-        Some(&ns.name),
-        &json!({
-            "apiVersion": istio::ISTIO_API_VERSION, "kind": "VirtualService",
-            "metadata": {"name": "web"},
-            "spec": {"hosts": ["web"], "http": [{"name": "main", "route": [
-                {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
-                {"destination": {"host": "web", "subset": "canary"}, "weight": 0}
-            ]}]}
-        }),
+        &ns.name,
+        json!([{"name": "main", "route": [
+            {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+            {"destination": {"host": "web", "subset": "canary"}, "weight": 0}
+        ]}]),
     )
-    .await
-    .expect("create VirtualService");
+    .await;
 
     let destination_rule = IstioDestinationRule {
         name: "web".into(),
@@ -439,20 +449,15 @@ async fn istio_prepared_abort_write_and_its_fallback() {
     let client = client().await;
     install_istio(&client).await;
     let ns = TestNamespace::new(&client, "traffic-prepared").await;
-    apply_value(
+    create_web_virtual_service(
         &client,
-        Some(&ns.name),
-        &json!({
-            "apiVersion": istio::ISTIO_API_VERSION, "kind": "VirtualService",
-            "metadata": {"name": "web"},
-            "spec": {"hosts": ["web"], "http": [{"route": [
-                {"destination": {"host": "web-stable"}, "weight": 100},
-                {"destination": {"host": "web-canary"}, "weight": 0}
-            ]}]}
-        }),
+        &ns.name,
+        json!([{"route": [
+            {"destination": {"host": "web-stable"}, "weight": 100},
+            {"destination": {"host": "web-canary"}, "weight": 0}
+        ]}]),
     )
-    .await
-    .expect("create VirtualService");
+    .await;
     let api = virtual_services(&client, &ns.name);
     let target = target(&ns.name, "unused");
     let router = IstioRouter::new(ObjectName::parse("web"), vec![], None, true);
@@ -520,20 +525,15 @@ async fn istio_a_weight_planned_before_the_abort_write_is_refused() {
     let client = client().await;
     install_istio(&client).await;
     let ns = TestNamespace::new(&client, "traffic-overtaken").await;
-    apply_value(
+    create_web_virtual_service(
         &client,
-        Some(&ns.name),
-        &json!({
-            "apiVersion": istio::ISTIO_API_VERSION, "kind": "VirtualService",
-            "metadata": {"name": "web"},
-            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
-                {"destination": {"host": "web-stable", "port": {"number": 80}}, "weight": 100},
-                {"destination": {"host": "web-canary", "port": {"number": 80}}, "weight": 0}
-            ]}]}
-        }),
+        &ns.name,
+        json!([{"name": "primary", "route": [
+            {"destination": {"host": "web-stable", "port": {"number": 80}}, "weight": 100},
+            {"destination": {"host": "web-canary", "port": {"number": 80}}, "weight": 0}
+        ]}]),
     )
-    .await
-    .expect("create VirtualService");
+    .await;
     let api = virtual_services(&client, &ns.name);
     let target = target(&ns.name, "unused");
     let routes = vec!["primary".to_string()];
@@ -594,20 +594,15 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
     let client = client().await;
     install_istio(&client).await;
     let ns = TestNamespace::new(&client, "traffic-race").await;
-    apply_value(
+    create_web_virtual_service(
         &client,
-        Some(&ns.name),
-        &json!({
-            "apiVersion": istio::ISTIO_API_VERSION, "kind": "VirtualService",
-            "metadata": {"name": "web"},
-            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
-                {"destination": {"host": "web-stable"}, "weight": 90},
-                {"destination": {"host": "web-canary"}, "weight": 10}
-            ]}]}
-        }),
+        &ns.name,
+        json!([{"name": "primary", "route": [
+            {"destination": {"host": "web-stable"}, "weight": 90},
+            {"destination": {"host": "web-canary"}, "weight": 10}
+        ]}]),
     )
-    .await
-    .expect("create VirtualService");
+    .await;
     let api = virtual_services(&client, &ns.name);
     let target = target(&ns.name, "unused");
     let split = istio::Split::new(&target, None);
