@@ -415,11 +415,16 @@ impl Drop for Release {
 async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
     let client = client().await;
     support::controller::install_aviary_crds(&client).await;
+    // Every kind the controller is granted must be served, or `kubectl auth can-i` answers no
+    // (this suite must not rely on another having installed the routing CRDs first).
     support::install_crds(
         &client,
-        &[&support::upstream_crd(
-            "prometheus-operator-servicemonitors.yaml",
-        )],
+        &[
+            &support::upstream_crd("prometheus-operator-servicemonitors.yaml"),
+            &support::upstream_crd("istio-virtualservice.yaml"),
+            &support::upstream_crd("istio-destinationrule.yaml"),
+            &support::upstream_crd("gateway-api-httproutes.yaml"),
+        ],
     )
     .await;
     let ns = TestNamespace::new(&client, "chart").await;
