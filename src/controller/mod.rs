@@ -460,7 +460,7 @@ async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
             .await
         {
             Ok(Some(crate::traffic::WeightChange::Updated { from, to })) => {
-                info!(rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
+                info!(target: "aviary::watch", rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
                 let event = act::weight_event(from, to, &router.describe(&target));
                 report::publish(&ctx.recorder, &ro, &[event]).await;
             }
