@@ -477,6 +477,25 @@ async fn abort_returns_traffic_at_once_and_retry_completes() {
     )
     .await;
     println!("abort → canary weight 0 observed after {:?}", t0.elapsed());
+    // One request, no read: the write prepared when the weight went to 20, sent from the watch
+    // (or, should a lane take the abort first, from that lane). The line follows the write.
+    let log_text = poll_until(
+        "the prepared write in the controller's log",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let text = ctl.log_tail(400);
+            async move {
+                text.contains("set canary weight (prepared write)")
+                    .then_some(text)
+            }
+        },
+    )
+    .await;
+    println!(
+        "sent from the watch: {}",
+        log_text.contains("(from the watch)")
+    );
 
     let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
     poll_until(
