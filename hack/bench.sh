@@ -5,7 +5,8 @@
 # `aviary-operator` user whose every request the API server's audit log records, and runs
 # `aviary-bench`. Results: a table on stdout and target/bench/results.json.
 #
-#   SIZES=100,1000        rollout counts (default 100,1000: about 10 minutes here)
+#   SIZES=100,1000        rollout counts (default 100,1000: about 10 minutes here; 10000 alone takes
+#                         about 1 h 50 min and 5 GB of RAM for the API server)
 #   ROUTING=istio|basic   canary with an Istio VirtualService per rollout (default), or basic
 #   SOAK=1                repeated update waves after the measurements (SOAK_WAVES, default 5)
 #   IDLE_SECONDS=60       idle window

@@ -84,9 +84,11 @@ struct Args {
     /// Extra update waves after the measurements (0: no soak).
     #[arg(long, default_value_t = 0)]
     soak_waves: usize,
-    /// Give up waiting for all Healthy after this many seconds per wait.
-    #[arg(long, default_value_t = 900)]
-    wait_timeout: u64,
+    /// Give up waiting for all Healthy after this many seconds per wait (default: 900, or half
+    /// a second per rollout when that is more — an update wave at 10,000 takes about an hour
+    /// on 2 cores).
+    #[arg(long)]
+    wait_timeout: Option<u64>,
     /// Run the update wave (`--wave false` skips it: creation, idle and reaction only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     wave: bool,
@@ -493,6 +495,11 @@ fn healthy_count(seen: &Shared, keys: &[String]) -> usize {
         .count()
 }
 
+/// How long to wait for `n` rollouts: `--wait-timeout`, else 900 s or 0.5 s per rollout.
+fn wait_limit(args: &Args, n: usize) -> Duration {
+    Duration::from_secs(args.wait_timeout.unwrap_or_else(|| (n as u64 / 2).max(900)))
+}
+
 async fn wait_all_healthy(
     args: &Args,
     seen: &Shared,
@@ -510,11 +517,12 @@ async fn wait_all_healthy(
         if !ctl.alive() {
             bail!("the controller exited while waiting for {what}");
         }
-        if t0.elapsed() > Duration::from_secs(args.wait_timeout) {
+        let limit = wait_limit(args, keys.len());
+        if t0.elapsed() > limit {
             bail!(
                 "{what}: only {n}/{} Healthy after {} s",
                 keys.len(),
-                args.wait_timeout
+                limit.as_secs()
             );
         }
         if last_print.elapsed() > Duration::from_secs(10) {
@@ -783,7 +791,7 @@ async fn run_size(
         let stride = (m / args.aborts.max(1)).max(1);
         for (ns, name) in progressing.iter().step_by(stride).take(args.aborts) {
             let k = format!("{ns}/{name}");
-            let deadline = Instant::now() + Duration::from_secs(args.wait_timeout);
+            let deadline = Instant::now() + wait_limit(args, m);
             loop {
                 let w = seen.lock().unwrap().weights.get(&k).map(|(w, _)| *w);
                 if w.is_some_and(|w| w > 0) {
