@@ -508,6 +508,7 @@ async fn wait_all_healthy(
     ctl: &mut Controller,
 ) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
+    let limit = wait_limit(args, keys.len());
     let mut last_print = Instant::now();
     loop {
         let n = healthy_count(seen, keys);
@@ -517,7 +518,6 @@ async fn wait_all_healthy(
         if !ctl.alive() {
             bail!("the controller exited while waiting for {what}");
         }
-        let limit = wait_limit(args, keys.len());
         if t0.elapsed() > limit {
             bail!(
                 "{what}: only {n}/{} Healthy after {} s",

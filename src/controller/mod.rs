@@ -638,13 +638,13 @@ async fn plan_and_act(
         now,
     };
     let mut plan = plan::plan(&observed);
-    if !plan.actions.is_empty() {
-        info!(actions = ?plan.actions, "applying plan");
-    }
     let watched = ctx.rollouts.get(&ObjectRef::from_obj(ro));
     if abort_overtook_read(ro, watched.as_deref()) {
         info!("an abort arrived after this reconcile read the Rollout; planning again");
         return Ok(Requeue::requeue(Duration::from_millis(100)));
+    }
+    if !plan.actions.is_empty() {
+        info!(actions = ?plan.actions, "applying plan");
     }
     let mut events = match act::apply(ctx, ro, &plan.actions, &routers, &target).await {
         // An analysis that can't even start (a missing template) is an analysis in Error: plan

@@ -586,10 +586,11 @@ impl IstioRouter {
         ))
     }
 
-    /// [`TrafficRouter::set_weight_prepared`]: weight 0 goes out as the prepared patch when
-    /// there is one (falling back to read-then-write when the API server refuses it because the
-    /// object changed); any other weight is read-then-write, after which the patch back to 0
-    /// is prepared from the object the API server returned.
+    /// The key of this router's VirtualService in [`PreparedAborts`].
+    fn prepared_key(target: &RouteTarget, vs_name: &str) -> String {
+        PreparedAborts::key(target, &format!("VirtualService {vs_name}"))
+    }
+
     /// [`TrafficRouter::send_prepared_abort`]: the prepared guarded patch to weight 0, if one is
     /// held; `None` also when the API server refused it (the VirtualService changed since).
     async fn send_prepared(
@@ -599,8 +600,7 @@ impl IstioRouter {
         prepared: &PreparedAborts,
     ) -> Result<Option<WeightChange>, TrafficError> {
         let (api, vs_name) = self.virtual_service_api(client, target);
-        let key = PreparedAborts::key(target, &format!("VirtualService {vs_name}"));
-        let Some(abort) = prepared.take(&key) else {
+        let Some(abort) = prepared.take(&Self::prepared_key(target, &vs_name)) else {
             return Ok(None);
         };
         match apply_guarded_patch(
@@ -626,6 +626,10 @@ impl IstioRouter {
         }
     }
 
+    /// [`TrafficRouter::set_weight_prepared`]: weight 0 goes out as the prepared patch when
+    /// there is one (falling back to read-then-write when the API server refuses it because the
+    /// object changed); any other weight is read-then-write, after which the patch back to 0
+    /// is prepared from the object the API server returned.
     async fn set_weight_with_prepared(
         &self,
         client: &kube::Client,
@@ -640,7 +644,7 @@ impl IstioRouter {
             return Ok(change);
         }
         let (_, vs_name) = self.virtual_service_api(client, target);
-        let key = PreparedAborts::key(target, &format!("VirtualService {vs_name}"));
+        let key = Self::prepared_key(target, &vs_name);
         prepared.remove(&key);
         let (change, after) = self
             .read_and_set_weight(client, target, canary_weight)
