@@ -158,6 +158,7 @@ pub struct Metrics {
     analysis_runs: Family<PhaseLabel, Counter>,
     measurements: Family<PhaseLabel, Counter>,
     api_requests: Family<ApiLabels, Counter>,
+    api_pace_wait: Counter<f64, AtomicU64>,
     notifications: Family<NotifyLabels, Counter>,
     leader: Gauge,
     leader_acquisitions: Counter,
@@ -258,6 +259,14 @@ impl Metrics {
             "Requests to the Kubernetes API server, by verb, resource and result",
             api_requests.clone(),
         );
+        let api_pace_wait = Counter::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "aviary_kube_api_pace_wait",
+            "Time the main lane's requests were held back by --kube-api-qps (rising steadily: \
+             the pace, not the API server, sets the speed of a wave)",
+            Unit::Seconds,
+            api_pace_wait.clone(),
+        );
         let notifications = Family::<NotifyLabels, Counter>::default();
         registry.register(
             "aviary_notifications",
@@ -297,6 +306,7 @@ impl Metrics {
             analysis_runs,
             measurements,
             api_requests,
+            api_pace_wait,
             notifications,
             leader,
             leader_acquisitions,
@@ -548,6 +558,11 @@ impl Metrics {
 
     /// Leadership changed. A process that is not the leader exports no per-rollout gauges, so
     /// summing over replicas never counts a rollout twice.
+    /// Adds time the paced client waited for its pace ([`crate::controller::pacing`]).
+    pub fn api_pace_waited(&self, waited: std::time::Duration) {
+        self.api_pace_wait.inc_by(waited.as_secs_f64());
+    }
+
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
         if leading {

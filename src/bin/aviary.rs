@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use aviary::api::Duration;
+use aviary::controller::pacing::{Clients, Pace};
 use aviary::controller::telemetry::TelemetrySinks;
 use aviary::leader::{Elector, LeaseSettings};
 use aviary::metrics::{ApiRequestsLayer, Endpoints, Health, Metrics};
 use aviary::notify::{Format, Notifier, Sink, SinkSource, parse_triggers};
 use clap::{ArgAction, Parser};
-use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -42,6 +42,13 @@ struct Args {
     /// urgent lane. 0s reconciles at once.
     #[arg(long, env = "AVIARY_DEBOUNCE", default_value = "0s")]
     debounce: Duration,
+    /// Average requests per second of the main lane, the one that moves rollouts forward (0:
+    /// unpaced). Watches, aborts, analysis and leader election are never paced.
+    #[arg(long, env = "AVIARY_KUBE_API_QPS", default_value_t = 0.0)]
+    kube_api_qps: f64,
+    /// Requests the main lane may send at once before the pace applies.
+    #[arg(long, env = "AVIARY_KUBE_API_BURST", default_value_t = 100)]
+    kube_api_burst: u32,
     /// Prometheus for analysis metrics that name no `address`.
     #[arg(long, env = "AVIARY_PROMETHEUS_ADDRESS")]
     prometheus_address: Option<String>,
@@ -112,7 +119,7 @@ struct Args {
     notify_config: Option<PathBuf>,
 }
 
-async fn client(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Client> {
+async fn clients(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Clients> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)?;
@@ -120,9 +127,27 @@ async fn client(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Client> {
         }
         None => kube::Config::infer().await?,
     };
-    Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&ApiRequestsLayer { metrics })
-        .build())
+    let pace = Pace::new(args.kube_api_qps, args.kube_api_burst).map_err(anyhow::Error::msg)?;
+    let unpaced = kube::client::ClientBuilder::try_from(config.clone())?
+        .with_layer(&ApiRequestsLayer {
+            metrics: metrics.clone(),
+        })
+        .build();
+    let Some(pace) = pace else {
+        return Ok(Clients::unpaced_only(unpaced));
+    };
+    info!(
+        qps = pace.qps,
+        burst = pace.burst,
+        "main lane requests paced"
+    );
+    let paced = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&ApiRequestsLayer {
+            metrics: metrics.clone(),
+        })
+        .with_layer(&pace.layer(metrics))
+        .build();
+    Ok(Clients::new(paced, unpaced))
 }
 
 fn notifier(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
@@ -217,7 +242,8 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     on_signals(shutdown.clone());
-    let client = client(&args, metrics.clone()).await?;
+    let clients = clients(&args, metrics.clone()).await?;
+    let client = clients.unpaced().clone();
     let sinks = TelemetrySinks {
         notifier: notifier(&args, metrics.clone())?,
         metrics: metrics.clone(),
@@ -236,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
     if !args.leader_elect {
         warn!("leader election is off: run exactly one replica");
         metrics.set_leader(true);
-        return aviary::controller::run(client, settings, sinks, shutdown).await;
+        return aviary::controller::run(clients, settings, sinks, shutdown).await;
     }
     let lease = LeaseSettings {
         name: args.leader_elect_lease_name.clone(),
@@ -260,7 +286,7 @@ async fn main() -> anyhow::Result<()> {
     lease.validate().map_err(anyhow::Error::msg)?;
     let elector = Elector::new(client.clone(), lease);
     aviary::leader::run_elected(elector, health, metrics, shutdown, move |stop| {
-        aviary::controller::run(client.clone(), settings.clone(), sinks.clone(), stop)
+        aviary::controller::run(clients.clone(), settings.clone(), sinks.clone(), stop)
     })
     .await
 }

@@ -82,7 +82,7 @@ pub async fn apply(
 ) -> Result<Vec<Event>, Error> {
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
-    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);
     let mut events = Vec::new();
     for action in actions {
         match action {
@@ -166,11 +166,11 @@ pub async fn apply(
                     ..target.clone()
                 };
                 for router in routers {
-                    router.set_subset_hashes(&ctx.client, &target).await?;
+                    router.set_subset_hashes(ctx.client(), &target).await?;
                 }
                 for router in routers {
                     if let WeightChange::Updated { from, to } = router
-                        .set_weight_prepared(&ctx.client, &target, *weight, &ctx.prepared_aborts)
+                        .set_weight_prepared(ctx.client(), &target, *weight, &ctx.prepared_aborts)
                         .await?
                     {
                         info!(rollout = %name, router = router.kind(), from = ?from, to, "traffic weight updated");
@@ -205,7 +205,7 @@ pub async fn apply(
 /// PodDisruptionBudgets: one that refuses (429) is not an error — the restart tries again at
 /// its next check. A pod already gone is what we wanted.
 async fn evict_pod(ctx: &Context, ns: &str, rollout: &str, pod: &str) -> Result<(), Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<Pod> = Api::namespaced(ctx.client().clone(), ns);
     match api.evict(pod, &EvictParams::default()).await {
         Ok(_) => {
             info!(rollout, pod, "evicted pod to restart it");
@@ -241,7 +241,7 @@ async fn switch_service(
     service: &str,
     hash: &str,
 ) -> Result<(), Error> {
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<Service> = Api::namespaced(ctx.client().clone(), ns);
     let svc = super::observe::service(ctx, &api, ns, service)
         .await?
         .ok_or_else(|| {

@@ -132,7 +132,7 @@ async fn template_spec(
     cluster: bool,
 ) -> Result<AnalysisTemplateSpec, String> {
     if cluster {
-        let api: Api<ClusterAnalysisTemplate> = Api::all(ctx.client.clone());
+        let api: Api<ClusterAnalysisTemplate> = Api::all(ctx.client().clone());
         match api.get_opt(name).await {
             Ok(Some(t)) => Ok(AnalysisTemplateSpec::from(t.spec)),
             Ok(None) => Err(format!(
@@ -141,7 +141,7 @@ async fn template_spec(
             Err(e) => Err(format!("cannot read ClusterAnalysisTemplate '{name}': {e}")),
         }
     } else {
-        let api: Api<AnalysisTemplate> = Api::namespaced(ctx.client.clone(), ns);
+        let api: Api<AnalysisTemplate> = Api::namespaced(ctx.client().clone(), ns);
         match api.get_opt(name).await {
             Ok(Some(t)) => Ok(t.spec),
             Ok(None) => Err(format!(
@@ -246,7 +246,7 @@ pub async fn create(
     if let AnalysisKind::Step(i) = kind {
         labels.insert(STEP_LABEL.into(), i.to_string());
     }
-    let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.client().clone(), &ns);
     // A retried rollout gets fresh runs beside the retired ones: `.1`, `.2`, … as Argo names them.
     for attempt in 0..20 {
         let name = if attempt == 0 {
@@ -301,7 +301,7 @@ pub async fn create(
 
 /// Terminates a run (`spec.terminate`), and retires it when asked.
 pub async fn terminate(ctx: &Context, ns: &str, name: &str, retire: bool) -> Result<(), Error> {
-    let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.client().clone(), ns);
     let mut patch = json!({"spec": {"terminate": true}});
     if retire {
         patch["metadata"] = json!({"labels": {RETIRED_LABEL: "true"}});

@@ -28,6 +28,7 @@ pub mod error;
 pub mod index;
 pub mod labels;
 pub mod observe;
+pub mod pacing;
 pub mod report;
 pub mod serial;
 pub mod telemetry;
@@ -59,7 +60,8 @@ use labels::ROLLOUT_LABEL;
 
 /// What every reconcile shares.
 pub struct Context {
-    pub client: Client,
+    /// Paced for the main lane, unpaced for aborts ([`pacing`]): take [`Context::client`].
+    pub clients: pacing::Clients,
     pub recorder: report::EventRecorder,
     /// Owned ReplicaSets (label-filtered, trimmed).
     pub replica_sets: Store<ReplicaSet>,
@@ -84,6 +86,14 @@ pub struct Context {
     pub prepared_aborts: PreparedAborts,
     /// The watched Rollouts (trimmed): what the watch has delivered, ahead of a reconcile's read.
     pub rollouts: Store<Rollout>,
+}
+
+impl Context {
+    /// The client for this reconcile's requests: paced on the main lane, unpaced on the urgent
+    /// one ([`pacing`]).
+    pub fn client(&self) -> &Client {
+        self.clients.current()
+    }
 }
 
 /// Controller settings.
@@ -206,11 +216,13 @@ pub async fn wait_for_crds(
 
 /// Runs the controller until `shutdown` is cancelled, then lets in-flight reconciles finish.
 pub async fn run(
-    client: Client,
+    clients: pacing::Clients,
     settings: Settings,
     sinks: telemetry::TelemetrySinks,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Watches are never paced: they deliver the aborts.
+    let client = clients.unpaced().clone();
     if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
         return Ok(());
     }
@@ -270,8 +282,8 @@ pub async fn run(
 
     let (rollout_store, rollout_writer) = reflector::store();
     let ctx = Arc::new(Context {
-        recorder: report::EventRecorder::new(client.clone(), "aviary"),
-        client: client.clone(),
+        recorder: report::EventRecorder::new(clients.clone(), "aviary"),
+        clients,
         replica_sets: rs_store,
         replica_set_owners: rs_owners,
         services: svc_store,
@@ -304,7 +316,7 @@ pub async fn run(
                 tracing::debug!(target: "aviary::watch", rollout = %key(ro), rv = ?ro.resource_version(), "abort seen on the Rollout watch");
                 // The store already holds this Rollout (`reflect` comes first), which is what
                 // keeps a reconcile in flight from undoing this write (`abort_overtook_read`).
-                tokio::spawn(send_prepared_aborts(ctx.clone(), ro.clone()));
+                tokio::spawn(pacing::unpaced(send_prepared_aborts(ctx.clone(), ro.clone())));
                 let _ = urgent_tx.try_send(ObjectRef::from_obj(ro));
             }
         }
@@ -368,12 +380,13 @@ async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, E
     reconcile_on_lane(cached, ctx, false).await
 }
 
-/// The urgent lane's reconcile: the same as the main lane's, on slots of its own. On either
+/// The urgent lane's reconcile: the same as the main lane's, on slots of its own and unpaced
+/// ([`pacing`]). On either
 /// lane a pending abort first sends all traffic back to stable from the Rollout the watch just
 /// delivered ([`plan::immediate_abort_weight`]) — one request per VirtualService with a prepared
 /// write, a read and a write otherwise — then the full reconcile runs.
 async fn reconcile_urgent(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    reconcile_on_lane(cached, ctx, true).await
+    pacing::unpaced(reconcile_on_lane(cached, ctx, true)).await
 }
 
 async fn reconcile_on_lane(
@@ -419,7 +432,7 @@ async fn route_to_stable_now(ctx: &Context, cached: &Rollout, outbox: &report::O
     tracing::debug!(target: "aviary::watch", rollout = %key(cached), weight, "abort: sending traffic back to stable");
     for router in &routers {
         match router
-            .set_weight_prepared(&ctx.client, &target, weight, &ctx.prepared_aborts)
+            .set_weight_prepared(ctx.clients.unpaced(), &target, weight, &ctx.prepared_aborts)
             .await
         {
             Ok(crate::traffic::WeightChange::Updated { from, to }) => {
@@ -456,7 +469,7 @@ async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
     let (routers, target) = routing(&ro);
     for router in &routers {
         match router
-            .send_prepared_abort(&ctx.client, &target, &ctx.prepared_aborts)
+            .send_prepared_abort(ctx.clients.unpaced(), &target, &ctx.prepared_aborts)
             .await
         {
             Ok(Some(crate::traffic::WeightChange::Updated { from, to })) => {
@@ -509,7 +522,7 @@ async fn reconcile_inner(
         return Ok(Requeue::requeue(Duration::from_millis(500)));
     }
     let ns = cached.namespace().unwrap_or_default();
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Rollout> = Api::namespaced(ctx.client().clone(), &ns);
     let Some(ro) = api.get_opt(&cached.name_any()).await? else {
         return Ok(Requeue::await_change());
     };
@@ -594,7 +607,7 @@ async fn clean_up(ctx: &Context, ro: &Rollout) -> Result<Requeue, Error> {
         .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
         .unwrap_or_default();
     let (events, retry) =
-        cleanup::restore_stable(&ctx.client, &routers, &target, deleting_for).await;
+        cleanup::restore_stable(ctx.client(), &routers, &target, deleting_for).await;
     // Published before the finalizer goes (not through the outbox): whoever sees the Rollout
     // gone can read why its routing was, or was not, restored.
     report::publish(&ctx.recorder, ro, &events).await;

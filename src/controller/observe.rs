@@ -74,7 +74,7 @@ pub async fn rollout_pods(
     let ns = ro.namespace().unwrap_or_default();
     let selector = Selector::try_from(ro.spec.selector.clone())
         .map_err(|e| Error::InvalidSpec(format!("spec.selector can't select pods: {e}")))?;
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Pod> = Api::namespaced(ctx.client().clone(), &ns);
     let mut params = ListParams::default().labels_from(&selector).limit(POD_PAGE);
     let mut out = vec![];
     loop {
@@ -160,7 +160,7 @@ pub fn service_refs(ro: &Rollout) -> Vec<(&str, &'static str)> {
 /// missing or can't be pointed at the Rollout's pods.
 pub async fn observe_services(ctx: &Context, ro: &Rollout) -> Result<Vec<ObservedService>, Error> {
     let ns = ro.namespace().unwrap_or_default();
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Service> = Api::namespaced(ctx.client().clone(), &ns);
     let labels = ro
         .spec
         .template
@@ -305,7 +305,7 @@ pub async fn observe_weight(
 ) -> Result<Option<i32>, Error> {
     let mut seen: Option<i32> = None;
     for (i, router) in routers.iter().enumerate() {
-        let w = router.current_weight(&ctx.client, target).await?;
+        let w = router.current_weight(ctx.client(), target).await?;
         match (i, w) {
             (_, None) => return Ok(None),
             (0, w) => seen = w,

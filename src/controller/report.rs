@@ -117,14 +117,14 @@ impl Outbox {
 /// user-visible transition, not per reconcile, so there are no repeats worth folding.
 #[derive(Clone)]
 pub struct EventRecorder {
-    client: kube::Client,
+    clients: super::pacing::Clients,
     controller: String,
 }
 
 impl EventRecorder {
-    pub fn new(client: kube::Client, controller: &str) -> Self {
+    pub fn new(clients: super::pacing::Clients, controller: &str) -> Self {
         EventRecorder {
-            client,
+            clients,
             controller: controller.to_string(),
         }
     }
@@ -175,7 +175,7 @@ async fn publish_to(
     events: &[Event],
 ) {
     let api: Api<K8sEvent> = Api::namespaced(
-        recorder.client.clone(),
+        recorder.clients.current().clone(),
         reference.namespace.as_deref().unwrap_or("default"),
     );
     for e in events {
