@@ -547,6 +547,57 @@ async fn abort_returns_traffic_at_once_and_retry_completes() {
     watch.abort();
 }
 
+/// Given a canary paused at 20 % and a controller restarted with a main-lane pace of one request
+/// a minute, whose first reconcile of the rollout is held mid-way by the pace (holding the
+/// rollout's lock), when the rollout is aborted, then the canary weight is 0 long before that
+/// minute is up: the urgent lane's guarded weight write is neither paced nor behind the lock.
+/// (After the restart there is no prepared write: this is the read-and-write path.)
+#[tokio::test]
+async fn an_abort_is_not_held_behind_a_paced_reconcile() {
+    let steps = json!([{"setWeight": 20}, {"pause": {}}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let (client, ns, mut ctl) = given_healthy("canary-paced", Router::Istio, &v1).await;
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let (_api, log, watch) = update_to_paused_at(&client, &ns.name, &v2, 20).await;
+
+    ctl.terminate(Duration::from_secs(10));
+    let paced = ControllerProcess::start_with(
+        &ns.name,
+        &["--kube-api-qps", "0.0166", "--kube-api-burst", "1"],
+    );
+    poll_until(
+        "the restarted controller's main lane held back by its pace",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let text = paced.log_tail(200);
+            async move {
+                text.contains("holding the main lane's requests for the pace")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    patch_status(&client, &ns.name, json!({"abort": true})).await;
+    // Well under the 60 s the held reconcile waits for its next request.
+    poll_until(
+        "canary weight 0 while the main lane is held",
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        || {
+            let w = log.last();
+            async move { (w == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+    let text = paced.log_tail(400);
+    assert!(
+        text.contains("main lane requests paced"),
+        "the controller ran paced:\n{text}"
+    );
+    watch.abort();
+}
+
 /// Given a canary in progress, when the controller is SIGKILLed and restarted at random points
 /// 20 times, then it resumes from the same step: the weights are exactly the declared sequence,
 /// none repeated, none skipped, and the rollout ends Healthy.

@@ -398,13 +398,20 @@ async fn reconcile_on_lane(
     async move {
         let rollout_key = key(cached.as_ref());
         let outbox = report::Outbox::default();
+        // The urgent lane does not wait for the rollout's lock to write a guarded weight: a
+        // main-lane reconcile holding it may be several requests (or, paced, seconds) long,
+        // and it cannot undo this write (the same two rules as [`send_prepared_aborts`]).
+        if urgent {
+            route_to_stable_now(&ctx, &cached, &outbox, Guarded::Only).await;
+        }
         let res = ctx
             .serial
             .run(&rollout_key, async {
                 let mut timer = ctx.telemetry.sinks.metrics.reconcile_timer();
                 // On both lanes: whichever takes the abort first (the main lane does when it is
                 // idle) sends the traffic back before reading anything else.
-                route_to_stable_now(&ctx, &cached, &outbox).await;
+                let routers = if urgent { Guarded::Not } else { Guarded::Any };
+                route_to_stable_now(&ctx, &cached, &outbox, routers).await;
                 let res = reconcile_inner(&cached, &ctx, &outbox).await;
                 if let Err(e) = &res {
                     timer.failed(e.kind());
@@ -422,14 +429,45 @@ async fn reconcile_on_lane(
     .await
 }
 
-/// Sets the canary weight of a pending abort on every routing object at once. A failure is only
-/// logged: the full reconcile that follows plans the same weight and reports what goes wrong.
-async fn route_to_stable_now(ctx: &Context, cached: &Rollout, outbox: &report::Outbox) {
+/// Which routers [`route_to_stable_now`] writes, by [`TrafficRouter::weight_writes_are_guarded`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Guarded {
+    Only,
+    Not,
+    Any,
+}
+
+impl Guarded {
+    fn selects(self, router: &dyn TrafficRouter) -> bool {
+        match self {
+            Guarded::Only => router.weight_writes_are_guarded(),
+            Guarded::Not => !router.weight_writes_are_guarded(),
+            Guarded::Any => true,
+        }
+    }
+}
+
+/// Sets the canary weight of a pending abort on the `which` routing objects at once, unpaced. A
+/// failure is only logged: the full reconcile that follows plans the same weight and reports
+/// what goes wrong.
+async fn route_to_stable_now(
+    ctx: &Context,
+    cached: &Rollout,
+    outbox: &report::Outbox,
+    which: Guarded,
+) {
     let Some(weight) = plan::immediate_abort_weight(cached) else {
         return;
     };
     let (routers, target) = routing(cached);
-    tracing::debug!(target: "aviary::watch", rollout = %key(cached), weight, "abort: sending traffic back to stable");
+    let routers: Vec<_> = routers
+        .into_iter()
+        .filter(|r| which.selects(r.as_ref()))
+        .collect();
+    if routers.is_empty() {
+        return;
+    }
+    tracing::debug!(target: "aviary::watch", rollout = %key(cached), weight, ?which, "abort: sending traffic back to stable");
     for router in &routers {
         match router
             .set_weight_prepared(ctx.clients.unpaced(), &target, weight, &ctx.prepared_aborts)

@@ -151,7 +151,10 @@ where
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         let ready = self.inner.poll_ready(cx);
         match (&ready, self.held_since) {
-            (Poll::Pending, None) => self.held_since = Some(Instant::now()),
+            (Poll::Pending, None) => {
+                tracing::debug!(target: "aviary::pacing", "holding the main lane's requests for the pace");
+                self.held_since = Some(Instant::now());
+            }
             (Poll::Ready(_), Some(since)) => {
                 self.metrics.api_pace_waited(since.elapsed());
                 self.held_since = None;

@@ -66,6 +66,7 @@ pub async fn write_status(
     }
     let diff = merge_diff(&serde_json::to_value(&old)?, &serde_json::to_value(new)?);
     let Some(diff) = diff else { return Ok(false) };
+    tracing::debug!(target: "aviary::status", rollout = %ro.name_any(), patch = %diff, "status patch");
     let patch = json!({
         "metadata": {"resourceVersion": ro.resource_version()},
         "status": diff,

@@ -718,6 +718,11 @@ impl TrafficRouter for IstioRouter {
         "Istio"
     }
 
+    // `weight_patch` tests the whole canary destination it read, weight included.
+    fn weight_writes_are_guarded(&self) -> bool {
+        true
+    }
+
     fn describe(&self, target: &RouteTarget) -> String {
         format!(
             "VirtualService '{}/{}'",

@@ -159,6 +159,13 @@ pub trait TrafficRouter: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether every weight write of this router `test`s the canary weight it read, so that the
+    /// API server refuses a write planned from an older state. Such a router's abort write may
+    /// go out without the rollout's lock: a reconcile in flight cannot overwrite it unseen.
+    fn weight_writes_are_guarded(&self) -> bool {
+        false
+    }
+
     /// The canary weight the routing object shows now (None when it can't tell).
     fn current_weight<'a>(
         &'a self,
