@@ -262,8 +262,8 @@ impl Metrics {
         let api_pace_wait = Counter::<f64, AtomicU64>::default();
         registry.register_with_unit(
             "aviary_kube_api_pace_wait",
-            "Time the main lane's requests were held back by --kube-api-qps (rising steadily: \
-             the pace, not the API server, sets the speed of a wave)",
+            "Time the first of the main lane's queued requests was held back by --kube-api-qps \
+             (rising about a second per second: the pace, not the API server, sets the speed)",
             Unit::Seconds,
             api_pace_wait.clone(),
         );
@@ -556,13 +556,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Leadership changed. A process that is not the leader exports no per-rollout gauges, so
-    /// summing over replicas never counts a rollout twice.
     /// Adds time the paced client waited for its pace ([`crate::controller::pacing`]).
     pub fn api_pace_waited(&self, waited: std::time::Duration) {
         self.api_pace_wait.inc_by(waited.as_secs_f64());
     }
 
+    /// Leadership changed. A process that is not the leader exports no per-rollout gauges, so
+    /// summing over replicas never counts a rollout twice.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
         if leading {

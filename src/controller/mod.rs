@@ -377,7 +377,25 @@ fn key<K: ResourceExt>(ro: &K) -> String {
 }
 
 async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    reconcile_on_lane(cached, ctx, false).await
+    // An abort is never paced, whichever lane takes it first.
+    if aborting(&ctx, &cached) {
+        pacing::unpaced(reconcile_on_lane(cached, ctx, false)).await
+    } else {
+        reconcile_on_lane(cached, ctx, false).await
+    }
+}
+
+/// Whether the rollout has an abort to act on: one asked for, or an AnalysisRun of its that has
+/// just failed ([`failed_run_owner`]).
+fn aborting(ctx: &Context, ro: &Rollout) -> bool {
+    if abort_pending(ro) {
+        return true;
+    }
+    let uid = ro.uid().unwrap_or_default();
+    ctx.analysis_run_owners
+        .owned(&ctx.analysis_runs, &uid)
+        .iter()
+        .any(|run| failed_run_owner(run).is_some())
 }
 
 /// The urgent lane's reconcile: the same as the main lane's, on slots of its own and unpaced
@@ -486,6 +504,10 @@ async fn route_to_stable_now(
                 );
             }
             Ok(crate::traffic::WeightChange::Unchanged) => {}
+            // Another of the abort's writers (the watch, the other lane) came first.
+            Err(e @ crate::traffic::TrafficError::Conflict { .. }) => {
+                debug!(router = router.kind(), error = %e, "abort: the weight changed under this write; the reconcile re-reads")
+            }
             Err(e) => {
                 warn!(router = router.kind(), error = %e, "abort: could not set the weight yet")
             }

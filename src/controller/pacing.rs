@@ -3,9 +3,9 @@
 //! A wave over thousands of rollouts lets the main lane send requests as fast as the API server
 //! answers them, and on a small control plane that keeps its cores busy: an abort arriving then
 //! waits for the server like everything else (the benchmark's reaction time at 1,000 rollouts
-//! was mostly the API server's answer). So the main lane's requests can be paced (tower's rate
-//! limit: `--kube-api-burst` requests per window of burst ÷ `--kube-api-qps` seconds; off by
-//! default), and what must not wait is not: the watches (they deliver the aborts), the urgent
+//! was mostly the API server's answer). So the main lane's requests can be paced (a token
+//! bucket: `--kube-api-burst` tokens refilled at `--kube-api-qps` a second; off by default),
+//! and what must not wait is not: the watches (they deliver the aborts), the urgent
 //! lane's whole reconcile, the abort writes sent from the watch, the analysis controller (it
 //! detects a bad canary) and leader election.
 //!
@@ -13,6 +13,7 @@
 //! from [`Clients::current`]; everything else the paced one.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -72,23 +73,29 @@ pub fn is_unpaced() -> bool {
     UNPACED.try_with(|_| ()).is_ok()
 }
 
-/// The pace: at most `burst` requests at once, `qps` per second on average.
+/// The pace: a token bucket of `burst` tokens refilled at `qps` a second, a request taking one
+/// (client-go's `--kube-api-qps` / `--kube-api-burst`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pace {
     pub qps: f64,
     pub burst: u32,
 }
 
+/// Slower than one request in ~17 minutes is a stuck controller, not a pace.
+const MIN_QPS: f64 = 0.001;
+const MAX_QPS: f64 = 1_000_000.0;
+
 impl Pace {
     /// `None` when `qps` is zero (pacing off).
     pub fn new(qps: f64, burst: u32) -> Result<Option<Pace>, String> {
-        if !qps.is_finite() || qps < 0.0 {
-            return Err(format!(
-                "--kube-api-qps must be a number of requests per second, 0 or more (got {qps})"
-            ));
-        }
         if qps == 0.0 {
             return Ok(None);
+        }
+        if !(MIN_QPS..=MAX_QPS).contains(&qps) {
+            return Err(format!(
+                "--kube-api-qps must be 0 (unpaced) or between {MIN_QPS} and {MAX_QPS} requests \
+                 per second (got {qps})"
+            ));
         }
         if burst == 0 {
             return Err("--kube-api-burst must be at least 1 when --kube-api-qps is set".into());
@@ -104,8 +111,9 @@ impl Pace {
         }
     }
 
-    fn window(&self) -> Duration {
-        Duration::from_secs_f64(f64::from(self.burst) / self.qps)
+    /// The longest a request waits for its token once it is first in line.
+    fn token_interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.qps)
     }
 }
 
@@ -119,25 +127,38 @@ pub struct PaceLayer {
 impl<S> tower::Layer<S> for PaceLayer {
     type Service = Paced<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        // tower's rate limit counts `burst` requests per window, so the window is the time
-        // `qps` takes to send `burst`.
-        let limit =
-            tower::limit::RateLimitLayer::new(u64::from(self.pace.burst), self.pace.window());
         Paced {
-            inner: tower::Layer::layer(&limit, inner),
+            inner,
+            pace: self.pace,
+            tokens: f64::from(self.pace.burst),
+            refilled_at: Instant::now(),
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             held_since: None,
             metrics: self.metrics.clone(),
         }
     }
 }
 
-/// A rate-limited service that counts how long it held requests back
-/// (`aviary_kube_api_pace_wait_seconds_total`). The client's buffer asks one request at a time
-/// whether it may go, so that time is how long the main lane waited for its pace.
+/// A token-bucket-paced service that counts how long it held requests back
+/// (`aviary_kube_api_pace_wait_seconds_total`). kube's client puts one buffer in front of it
+/// whose worker asks for one request at a time whether it may go, so the count is the time the
+/// first request in line waited: how long the main lane was stopped by its pace.
 pub struct Paced<S> {
-    inner: tower::limit::RateLimit<S>,
+    inner: S,
+    pace: Pace,
+    tokens: f64,
+    refilled_at: Instant,
+    sleep: Pin<Box<tokio::time::Sleep>>,
     held_since: Option<Instant>,
     metrics: Arc<Metrics>,
+}
+
+impl<S> Paced<S> {
+    fn refill(&mut self, now: Instant) {
+        let earned = now.duration_since(self.refilled_at).as_secs_f64() * self.pace.qps;
+        self.tokens = (self.tokens + earned).min(f64::from(self.pace.burst));
+        self.refilled_at = now;
+    }
 }
 
 impl<S, R> tower::Service<R> for Paced<S>
@@ -149,22 +170,33 @@ where
     type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        let ready = self.inner.poll_ready(cx);
-        match (&ready, self.held_since) {
-            (Poll::Pending, None) => {
+        loop {
+            let now = Instant::now();
+            self.refill(now);
+            if self.tokens >= 1.0 {
+                break;
+            }
+            if self.held_since.is_none() {
                 tracing::debug!(target: "aviary::pacing", "holding the main lane's requests for the pace");
-                self.held_since = Some(Instant::now());
+                self.held_since = Some(now);
             }
-            (Poll::Ready(_), Some(since)) => {
-                self.metrics.api_pace_waited(since.elapsed());
-                self.held_since = None;
+            let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.pace.qps);
+            self.sleep.as_mut().reset(now + wait);
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
-            _ => {}
         }
-        ready
+        if let Some(since) = self.held_since.take() {
+            // A request cancelled while held leaves no one to end the hold; one token's wait is
+            // the most a hold can really last.
+            self.metrics
+                .api_pace_waited(since.elapsed().min(self.pace.token_interval()));
+        }
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: R) -> Self::Future {
+        self.tokens -= 1.0;
         self.inner.call(req)
     }
 }
@@ -179,16 +211,12 @@ mod tests {
     #[test]
     fn zero_qps_is_no_pacing_and_bad_values_name_the_flag() {
         assert_eq!(Pace::new(0.0, 0), Ok(None));
-        let err = Pace::new(-1.0, 10).unwrap_err();
-        assert!(err.contains("--kube-api-qps"), "{err}");
+        for qps in [-1.0, 1e-9, 1e10, f64::NAN, f64::INFINITY] {
+            let err = Pace::new(qps, 10).unwrap_err();
+            assert!(err.contains("--kube-api-qps"), "{qps}: {err}");
+        }
         let err = Pace::new(50.0, 0).unwrap_err();
         assert!(err.contains("--kube-api-burst"), "{err}");
-    }
-
-    #[test]
-    fn the_window_sends_the_burst_at_the_average_rate() {
-        let pace = Pace::new(100.0, 50).unwrap().unwrap();
-        assert_eq!(pace.window(), Duration::from_millis(500));
     }
 
     /// A client whose every request only counts itself.
@@ -231,31 +259,45 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_paced_client_sends_a_burst_then_waits_for_the_next_window() {
+    async fn the_paced_client_sends_its_burst_then_one_request_per_token() {
         let pace = Pace::new(10.0, 5).unwrap().unwrap();
         let metrics = Arc::new(Metrics::new());
         let (client, sent) = counting_client(Some(pace.layer(metrics.clone())));
         let start = tokio::time::Instant::now();
-        let requests = (0..6).map(|_| client.request_text(get()));
+        let requests = (0..7).map(|_| client.request_text(get()));
         let mut all = futures::future::join_all(requests);
-        // The burst goes out at once; the sixth waits for the next window (0.5 s at 10/s).
-        let early = tokio::time::timeout(Duration::from_millis(400), &mut all).await;
-        assert!(early.is_err(), "all six were sent within 0.4 s");
-        assert_eq!(sent.load(Ordering::SeqCst), 5);
+        // The burst goes out at once; the sixth and seventh wait 0.1 s each for a token.
+        let early = tokio::time::timeout(Duration::from_millis(150), &mut all).await;
+        assert!(early.is_err(), "all seven were sent within 0.15 s");
+        assert_eq!(sent.load(Ordering::SeqCst), 6);
         for r in all.await {
             r.unwrap();
         }
-        assert_eq!(sent.load(Ordering::SeqCst), 6);
-        assert!(start.elapsed() >= Duration::from_millis(500));
-        let waited = metrics
-            .encode()
-            .lines()
-            .find_map(|l| l.strip_prefix("aviary_kube_api_pace_wait_seconds_total "))
-            .and_then(|v| v.parse::<f64>().ok());
+        assert_eq!(sent.load(Ordering::SeqCst), 7);
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        let waited = || {
+            metrics
+                .encode()
+                .lines()
+                .find_map(|l| l.strip_prefix("aviary_kube_api_pace_wait_seconds_total "))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
         assert!(
-            waited.is_some_and(|w| w >= 0.1),
-            "pace wait not counted: {waited:?}"
+            waited().is_some_and(|w| (0.15..=0.25).contains(&w)),
+            "pace wait counted: {:?}",
+            waited()
         );
+
+        // Idle refills the bucket, never beyond the burst.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let mut again = futures::future::join_all((0..6).map(|_| client.request_text(get())));
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut again).await;
+        assert!(
+            early.is_err(),
+            "more than the burst went out at once after idling"
+        );
+        assert_eq!(sent.load(Ordering::SeqCst), 12);
+        again.await;
     }
 
     #[tokio::test]
