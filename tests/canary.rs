@@ -146,6 +146,14 @@ impl WeightLog {
     fn last(&self) -> Option<i32> {
         self.weights().last().copied()
     }
+    /// Polls (every `every`, up to `timeout`) until the last weight seen is `weight`.
+    async fn wait_for(&self, what: &str, weight: i32, timeout: Duration, every: Duration) {
+        poll_until(what, timeout, every, || {
+            let w = self.last();
+            async move { (w == Some(weight)).then_some(()) }
+        })
+        .await;
+    }
 }
 
 /// Watches the routing object (every change, not polling) and logs canary weight changes.
@@ -325,14 +333,11 @@ async fn canary_walk(router: Router) {
         .await
         .expect("apply rollout v2");
     wait_healthy(&client, &ns.name, &h2, Duration::from_secs(90), &ctl).await;
-    poll_until(
+    log.wait_for(
         "weight back to 0 after promotion",
+        0,
         Duration::from_secs(10),
         Duration::from_millis(50),
-        || {
-            let l = log.last();
-            async move { (l == Some(0)).then_some(()) }
-        },
     )
     .await;
     watch.abort();
@@ -466,14 +471,11 @@ async fn abort_returns_traffic_at_once_and_retry_completes() {
 
     let t0 = Instant::now();
     patch_status(&client, &ns.name, json!({"abort": true})).await;
-    poll_until(
+    log.wait_for(
         "canary weight 0 after abort",
+        0,
         Duration::from_secs(10),
         Duration::from_millis(5),
-        || {
-            let w = log.last();
-            async move { (w == Some(0)).then_some(()) }
-        },
     )
     .await;
     println!("abort → canary weight 0 observed after {:?}", t0.elapsed());
@@ -580,14 +582,11 @@ async fn an_abort_is_not_held_behind_a_paced_reconcile() {
     .await;
     patch_status(&client, &ns.name, json!({"abort": true})).await;
     // Well under the 60 s the held reconcile waits for its next request.
-    poll_until(
+    log.wait_for(
         "canary weight 0 while the main lane is held",
+        0,
         Duration::from_secs(15),
         Duration::from_millis(20),
-        || {
-            let w = log.last();
-            async move { (w == Some(0)).then_some(()) }
-        },
     )
     .await;
     let text = paced.log_tail(400);
@@ -645,14 +644,11 @@ async fn controller_killed_and_restarted_20_times_neither_repeats_nor_skips_a_st
         "the rollout finished before the controller was killed 20 times"
     );
     wait_healthy(&client, &ns.name, &h2, Duration::from_secs(120), &ctl).await;
-    poll_until(
+    log.wait_for(
         "weight 0 after promotion",
+        0,
         Duration::from_secs(10),
         Duration::from_millis(50),
-        || {
-            let l = log.last();
-            async move { (l == Some(0)).then_some(()) }
-        },
     )
     .await;
     watch.abort();
@@ -684,14 +680,11 @@ async fn undo_returns_at_once_and_an_idle_rollout_makes_no_writes() {
     let h2 = hash_of(&v2);
     let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
     apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
-    poll_until(
+    log.wait_for(
         "canary at 20 %",
+        20,
         Duration::from_secs(60),
         Duration::from_millis(100),
-        || {
-            let w = log.last();
-            async move { (w == Some(20)).then_some(()) }
-        },
     )
     .await;
 

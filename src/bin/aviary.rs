@@ -128,11 +128,15 @@ async fn clients(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Clients> 
         None => kube::Config::infer().await?,
     };
     let pace = Pace::new(args.kube_api_qps, args.kube_api_burst).map_err(anyhow::Error::msg)?;
-    let unpaced = kube::client::ClientBuilder::try_from(config.clone())?
-        .with_layer(&ApiRequestsLayer {
-            metrics: metrics.clone(),
+    // Both clients count their requests in the same metric.
+    let counted = || {
+        kube::client::ClientBuilder::try_from(config.clone()).map(|b| {
+            b.with_layer(&ApiRequestsLayer {
+                metrics: metrics.clone(),
+            })
         })
-        .build();
+    };
+    let unpaced = counted()?.build();
     let Some(pace) = pace else {
         return Ok(Clients::unpaced_only(unpaced));
     };
@@ -141,12 +145,7 @@ async fn clients(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Clients> 
         burst = pace.burst,
         "main lane requests paced"
     );
-    let paced = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&ApiRequestsLayer {
-            metrics: metrics.clone(),
-        })
-        .with_layer(&pace.layer(metrics))
-        .build();
+    let paced = counted()?.with_layer(&pace.layer(metrics.clone())).build();
     Ok(Clients::new(paced, unpaced))
 }
 
