@@ -8,6 +8,10 @@
 #   hack/cluster.sh down   stop the processes this script started (by pid file) and remove state
 #   hack/cluster.sh env    print the exports tests and tools need (eval "$(hack/cluster.sh env)")
 #   hack/cluster.sh status which components run
+#
+# Diagnosis (docs/benchmarks.md): AVIARY_APISERVER_PROFILING=true serves the API server's
+# /debug/pprof (as admin); AVIARY_AUDIT_REST=Metadata audits every user's requests, not only
+# the controller's and Rollout status writes.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -103,7 +107,7 @@ rules:
   - level: Metadata
     verbs: [patch, update]
     resources: [{group: aviary.dev, resources: [rollouts/status]}]
-  - level: None
+  - level: ${AVIARY_AUDIT_REST:-None}
 EOF
   for id in admin:admin-token kcm:kcm-token sched:sched-token operator:operator-token; do
     kubeconfig "${id#*:}" >"$STATE/${id%%:*}.kubeconfig"
@@ -190,7 +194,7 @@ cmd_up() {
     --enable-priority-and-fairness=false --max-requests-inflight=0 --max-mutating-requests-inflight=0 \
     --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$STATE/audit.log" --audit-log-format=json \
     --audit-log-maxsize=200 --audit-log-maxbackup=10 \
-    --profiling=false
+    --profiling="${AVIARY_APISERVER_PROFILING:-false}"
   wait_for kube-apiserver 120 curl -skf "https://127.0.0.1:$API_PORT/readyz"
   log "kube-apiserver ready on 127.0.0.1:$API_PORT"
 

@@ -19,13 +19,8 @@ use super::labels::{
     SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION,
 };
 use crate::api::Rollout;
-use crate::plan::{Action, Event, POD_TEMPLATE_HASH_LABEL};
+use crate::plan::{Action, Event, POD_TEMPLATE_HASH_LABEL, replica_set_name};
 use crate::traffic::{RouteTarget, TrafficRouter, WeightChange};
-
-/// The name of a revision's ReplicaSet.
-pub fn replica_set_name(rollout: &str, hash: &str) -> String {
-    format!("{rollout}-{hash}")
-}
 
 fn owner_reference(ro: &Rollout) -> Option<OwnerReference> {
     ro.controller_owner_ref(&())

@@ -86,6 +86,8 @@ pub struct Context {
     pub prepared_aborts: PreparedAborts,
     /// The watched Rollouts (trimmed): what the watch has delivered, ahead of a reconcile's read.
     pub rollouts: Store<Rollout>,
+    /// When each rollout's status was last written ([`report::COUNTERS_EVERY`]).
+    pub status_writes: report::StatusWrites,
 }
 
 impl Context {
@@ -295,6 +297,7 @@ pub async fn run(
         telemetry: telemetry::Telemetry::new(sinks.clone()),
         prepared_aborts: PreparedAborts::default(),
         rollouts: rollout_store.clone(),
+        status_writes: report::StatusWrites::default(),
     });
     let run_ctx = Arc::new(analysis::RunContext {
         client: client.clone(),
@@ -746,14 +749,24 @@ async fn plan_and_act(
         }
         other => other?,
     };
-    let written = report::write_status(api, ro, &plan.status).await?;
-    if written {
+    let now = tokio::time::Instant::now();
+    let held = report::only_counters_changed(&ro.status.clone().unwrap_or_default(), &plan.status)
+        .then(|| ctx.status_writes.hold_counters(&key(ro), now))
+        .flatten();
+    if let Some(d) = held {
+        debug!(target: "aviary::status", rollout = %key(ro), wait = ?d, "replica counters held back");
+    } else if report::write_status(api, ro, &plan.status).await? {
+        ctx.status_writes.record(&key(ro), now);
         info!(phase = ?plan.status.phase, step = ?plan.status.current_step_index, "status updated");
     }
     events.extend(plan.events.iter().cloned());
     outbox.add(ro, &events);
     telemetry::reported(ctx, ro, &plan.status, &events);
-    Ok(match plan.requeue_after {
+    let requeue_after = match (plan.requeue_after, held) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(match requeue_after {
         Some(d) => Requeue::requeue(d),
         // Progressing rollouts are woken by their ReplicaSets' changes; this is only a safety net.
         None if plan.status.phase == Some(RolloutPhase::Progressing) => {

@@ -146,6 +146,7 @@ pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<Rollout>) {
             p.retain(|k, _| live.contains(k));
         }
         ctx.prepared_aborts.retain_rollouts(&live);
+        ctx.status_writes.retain_rollouts(&live);
     }
 }
 

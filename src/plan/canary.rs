@@ -78,7 +78,9 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         deadline_exceeded: None,
     };
     p.run(&old);
+    let name = ro.metadata.name.clone().unwrap_or_default();
     let summary = Summary {
+        rollout: &name,
         hash: &p.hash,
         replicas: p.replicas,
         replica_sets: &obs.replica_sets,

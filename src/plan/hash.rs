@@ -46,6 +46,11 @@ pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32
     safe_encode(&fnv32a(&bytes).to_string())
 }
 
+/// The name of a revision's ReplicaSet.
+pub fn replica_set_name(rollout: &str, hash: &str) -> String {
+    format!("{rollout}-{hash}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{AnalysisPhase, Rollout, RolloutStatus};
 
-pub use hash::{POD_TEMPLATE_HASH_LABEL, pod_template_hash};
+pub use hash::{POD_TEMPLATE_HASH_LABEL, pod_template_hash, replica_set_name};
 pub use restart::ObservedPod;
 
 /// What the controller observed of one ReplicaSet the Rollout owns.

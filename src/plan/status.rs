@@ -11,6 +11,8 @@ use crate::api::{Condition, ConditionStatus, PauseReason, RolloutPhase, RolloutS
 
 /// What the summary needs besides the status itself.
 pub struct Summary<'a> {
+    /// The Rollout's name: its ReplicaSets are named after it.
+    pub rollout: &'a str,
     pub hash: &'a str,
     pub replicas: i32,
     pub replica_sets: &'a [ObservedReplicaSet],
@@ -48,9 +50,11 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
     let stable = st.stable_rs.clone();
     let updating = stable.as_deref() != Some(s.hash);
     let current = rs_of(s.hash);
+    // Named as it will be before it exists, so the condition does not change (one more status
+    // write per revision) when the ReplicaSet appears.
     let current_name = current
         .map(|r| r.name.clone())
-        .unwrap_or_else(|| s.hash.to_string());
+        .unwrap_or_else(|| super::replica_set_name(s.rollout, s.hash));
     let current_available = current.map(|r| r.available).unwrap_or(0);
 
     let (phase, message) = if st.abort == Some(true) {

@@ -903,3 +903,42 @@ fn the_history_is_pruned_only_past_the_default_limit_of_ten() {
     }
     assert_eq!(w.rs.len(), 11, "stable + 10 old");
 }
+
+/// The Progressing condition names the new ReplicaSet the same way before and after it exists:
+/// a message that changed when the ReplicaSet appeared cost one status write per revision.
+#[test]
+fn progressing_names_the_new_replica_set_before_it_exists() {
+    use crate::api::conditions::types;
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    let hash = w.canary_hash();
+    w.frozen.push(hash.clone());
+    let creating = w.reconcile();
+    assert!(
+        creating
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateReplicaSet { .. })),
+        "{:?}",
+        creating.actions
+    );
+    let progressing = |st: &crate::api::RolloutStatus| {
+        st.condition(types::PROGRESSING)
+            .map(|c| c.message.clone())
+            .expect("Progressing condition")
+    };
+    assert_eq!(
+        progressing(&creating.status),
+        format!("ReplicaSet \"web-{hash}\" is progressing.")
+    );
+    // The ReplicaSet now exists, its pods not yet available: nothing in the status moves.
+    let next = w.reconcile();
+    assert_eq!(progressing(&next.status), progressing(&creating.status));
+    assert!(
+        !crate::controller::report::status_changed(&creating.status, &next.status),
+        "{:?}\n{:?}",
+        creating.status,
+        next.status
+    );
+}
