@@ -587,7 +587,21 @@ impl Planner<'_, '_> {
                 format!("Rollout step {}/{} completed ({label})", idx + 1, n),
             ));
             // The next step's actions wait until this index is persisted (see the module doc).
-            self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
+            // A pause asks for no action, so one that comes next starts now, in the same status
+            // write: a write to a Rollout is costly for the API server, and this saves one per
+            // pause step.
+            let next = self.steps.get((idx + 1) as usize).and_then(|s| s.action());
+            self.plan.requeue_after = None;
+            let waits = match next {
+                Some(StepAction::Pause(p)) => !self.pause_for(
+                    PauseReason::CanaryPauseStep,
+                    p.duration.as_ref().map(|d| d.as_secs() as i64),
+                ),
+                _ => false,
+            };
+            if !waits {
+                self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
+            }
         }
     }
 

@@ -942,3 +942,31 @@ fn progressing_names_the_new_replica_set_before_it_exists() {
         next.status
     );
 }
+
+/// Finishing a `setWeight` step that a pause follows starts the pause in the same plan: one
+/// status write, not two; and the pause still lasts its full duration.
+#[test]
+fn a_pause_after_a_weight_starts_with_the_step_that_reached_it() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    for _ in 0..10 {
+        let before = w.status();
+        let p = w.reconcile();
+        if p.status.current_step_index == Some(1) {
+            assert_eq!(before.current_step_index, Some(0));
+            assert_eq!(w.weight, Some(10));
+            assert_eq!(p.status.pause_conditions.len(), 1, "{:?}", p.status);
+            assert_eq!(p.status.phase, Some(RolloutPhase::Paused));
+            let wait = p.requeue_after.expect("woken when the pause ends");
+            assert!(wait.as_millis() >= 2000, "{wait:?}");
+            // Within the pause nothing moves; past it, the next step.
+            w.advance(1);
+            assert_eq!(w.reconcile().status.current_step_index, Some(1));
+            w.advance(2);
+            assert_eq!(w.reconcile().status.current_step_index, Some(2));
+            return;
+        }
+    }
+    panic!("step 0 never completed: {:?}", w.status());
+}
