@@ -298,22 +298,38 @@ pub fn service_problem(
 
 /// The canary weight the routing objects show: `None` when there are none, when one can't tell,
 /// or when they disagree (one was edited by hand) — the planner then writes them all.
+///
+/// Every router is read, even once the answer is known to be `None`: a router's write in this
+/// reconcile `test`s what its own read saw, so a router left unread would read at write time —
+/// possibly after an abort landed — and a weight planned before the abort would pass.
 pub async fn observe_weight(
     ctx: &Context,
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<Option<i32>, Error> {
-    let mut seen: Option<i32> = None;
-    for (i, router) in routers.iter().enumerate() {
-        let w = router.current_weight(ctx.client(), target).await?;
-        match (i, w) {
-            (_, None) => return Ok(None),
-            (0, w) => seen = w,
-            (_, w) if w != seen => return Ok(None),
-            _ => {}
-        }
+    read_weights(ctx.client(), routers, target).await
+}
+
+async fn read_weights(
+    client: &kube::Client,
+    routers: &[Box<dyn TrafficRouter>],
+    target: &RouteTarget,
+) -> Result<Option<i32>, Error> {
+    let mut weights = Vec::with_capacity(routers.len());
+    for router in routers {
+        weights.push(router.current_weight(client, target).await?);
     }
-    Ok(seen)
+    Ok(agreed_weight(&weights))
+}
+
+/// The one weight all routers show; `None` if any can't tell or two disagree (or none exist).
+fn agreed_weight(weights: &[Option<i32>]) -> Option<i32> {
+    let first = *weights.first()?;
+    weights
+        .iter()
+        .all(|w| *w == first)
+        .then_some(first)
+        .flatten()
 }
 
 /// The Rollout's AnalysisRuns that still count (retired ones are left out), oldest first.
@@ -338,6 +354,34 @@ pub fn owned_analysis_runs(ctx: &Context, ro: &Rollout) -> Vec<crate::plan::Obse
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routers_agree_on_a_weight_or_say_nothing() {
+        assert_eq!(agreed_weight(&[]), None);
+        assert_eq!(agreed_weight(&[Some(20)]), Some(20));
+        assert_eq!(agreed_weight(&[Some(20), Some(20)]), Some(20));
+        assert_eq!(agreed_weight(&[Some(20), Some(30)]), None);
+        assert_eq!(agreed_weight(&[None, Some(20)]), None);
+        assert_eq!(agreed_weight(&[Some(20), None]), None);
+    }
+
+    #[tokio::test]
+    async fn every_router_is_read_even_after_one_cannot_tell() {
+        use crate::traffic::fake::{FakeFailure, FakeRouter, offline_client};
+        let unknown = FakeRouter::new("Istio");
+        let second = FakeRouter::new("Istio").with_weight(20);
+        // The fake returns a queued failure from its next call: the error coming back shows the
+        // second router was read although the first could not tell its weight.
+        second.fail_next(FakeFailure::Conflict);
+        let routers: Vec<Box<dyn TrafficRouter>> =
+            vec![Box::new(unknown), Box::new(second.clone())];
+        let read = read_weights(&offline_client(), &routers, &RouteTarget::default()).await;
+        assert!(read.is_err(), "{read:?}");
+        assert!(second.snapshot().failures.is_empty());
+        // Read again, both answer: no weight agreed.
+        let read = read_weights(&offline_client(), &routers, &RouteTarget::default()).await;
+        assert_eq!(read.ok().flatten(), None);
+    }
 
     fn service(selector: serde_json::Value, managed_by: Option<&str>) -> Service {
         let mut svc: Service = serde_json::from_value(serde_json::json!({
