@@ -402,10 +402,10 @@ fn aborting(ctx: &Context, ro: &Rollout) -> bool {
 }
 
 /// The urgent lane's reconcile: the same as the main lane's, on slots of its own and unpaced
-/// ([`pacing`]). On either
-/// lane a pending abort first sends all traffic back to stable from the Rollout the watch just
-/// delivered ([`plan::immediate_abort_weight`]) — one request per VirtualService with a prepared
-/// write, a read and a write otherwise — then the full reconcile runs.
+/// ([`pacing`]). On either lane a pending abort first sends all traffic back to stable from the
+/// Rollout the watch just delivered ([`plan::immediate_abort_weight`]) — one request per
+/// VirtualService with a prepared write, a read and a write otherwise — then the full reconcile
+/// runs.
 async fn reconcile_urgent(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     pacing::unpaced(reconcile_on_lane(cached, ctx, true)).await
 }
@@ -762,11 +762,7 @@ async fn plan_and_act(
     events.extend(plan.events.iter().cloned());
     outbox.add(ro, &events);
     telemetry::reported(ctx, ro, &plan.status, &events);
-    let requeue_after = match (plan.requeue_after, held) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    Ok(match requeue_after {
+    Ok(match plan.requeue_after.into_iter().chain(held).min() {
         Some(d) => Requeue::requeue(d),
         // Progressing rollouts are woken by their ReplicaSets' changes; this is only a safety net.
         None if plan.status.phase == Some(RolloutPhase::Progressing) => {

@@ -84,9 +84,8 @@ pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
     p.run(&old);
     let progress = p.progress_message();
     let active = p.active_after_plan();
-    let name = ro.metadata.name.clone().unwrap_or_default();
     let summary = Summary {
-        rollout: &name,
+        rollout: ro.metadata.name.as_deref().unwrap_or_default(),
         hash: &p.hash,
         replicas: p.replicas,
         replica_sets: &obs.replica_sets,

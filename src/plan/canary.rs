@@ -78,9 +78,8 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         deadline_exceeded: None,
     };
     p.run(&old);
-    let name = ro.metadata.name.clone().unwrap_or_default();
     let summary = Summary {
-        rollout: &name,
+        rollout: ro.metadata.name.as_deref().unwrap_or_default(),
         hash: &p.hash,
         replicas: p.replicas,
         replica_sets: &obs.replica_sets,
@@ -590,8 +589,9 @@ impl Planner<'_, '_> {
             // A pause asks for no action, so one that comes next starts now, in the same status
             // write: a write to a Rollout is costly for the API server, and this saves one per
             // pause step.
+            // `pause_for` keeps the earliest wake-up, so one planned earlier in this reconcile
+            // (say, a scale-down deadline) still stands.
             let next = self.steps.get((idx + 1) as usize).and_then(|s| s.action());
-            self.plan.requeue_after = None;
             let waits = match next {
                 Some(StepAction::Pause(p)) => !self.pause_for(
                     PauseReason::CanaryPauseStep,

@@ -970,3 +970,28 @@ fn a_pause_after_a_weight_starts_with_the_step_that_reached_it() {
     }
     panic!("step 0 never completed: {:?}", w.status());
 }
+
+/// A pause started with the step before it keeps any earlier wake-up the same plan asked for:
+/// here an old ReplicaSet's scale-down deadline, due long before the pause ends.
+#[test]
+fn a_pause_started_with_its_step_keeps_an_earlier_wake_up() {
+    let mut w = World::new(&ISTIO.replacen("pause: {duration: 2s}", "pause: {duration: 600s}", 1));
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run_to_end(60);
+    // web:1 now waits out its scale-down delay; web:3 starts before it is over.
+    w.update_image("web:3");
+    for _ in 0..10 {
+        let p = w.reconcile();
+        if p.status.current_step_index == Some(1) {
+            assert_eq!(p.status.phase, Some(RolloutPhase::Paused));
+            let wait = p.requeue_after.expect("a wake-up");
+            assert!(
+                wait.as_secs() < 600,
+                "the scale-down deadline was dropped: {wait:?}"
+            );
+            return;
+        }
+    }
+    panic!("step 0 never completed: {:?}", w.status());
+}
