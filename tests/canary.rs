@@ -550,8 +550,9 @@ async fn abort_returns_traffic_at_once_and_retry_completes() {
 }
 
 /// Given a canary paused at 20 % and a controller restarted with a main-lane pace of one request
-/// a minute, whose first reconcile of the rollout is held mid-way by the pace (holding the
-/// rollout's lock), when the rollout is aborted, then the canary weight is 0 long before that
+/// a minute, whose reconcile of the rollout is held mid-way by the pace (holding the rollout's
+/// lock: the restart's first reconcile spends the burst's one request, and an annotation changed
+/// on the Rollout brings another), when the rollout is aborted, then the canary weight is 0 long before that
 /// minute is up: the urgent lane's guarded weight write is neither paced nor behind the lock.
 /// (After the restart there is no prepared write: this is the read-and-write path.)
 #[tokio::test]
@@ -567,15 +568,25 @@ async fn an_abort_is_not_held_behind_a_paced_reconcile() {
         &ns.name,
         &["--kube-api-qps", "0.0166", "--kube-api-burst", "1"],
     );
+    let pokes = std::sync::atomic::AtomicU32::new(0);
     poll_until(
         "the restarted controller's main lane held back by its pace",
         Duration::from_secs(30),
-        Duration::from_millis(50),
+        Duration::from_secs(1),
         || {
             let text = paced.log_tail(200);
+            let n = pokes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let api = Api::<Rollout>::namespaced(client.clone(), &ns.name);
             async move {
-                text.contains("holding the main lane's requests for the pace")
-                    .then_some(())
+                if text.contains("holding the main lane's requests for the pace") {
+                    return Some(());
+                }
+                let poke =
+                    json!({"metadata": {"annotations": {"test.aviary.dev/poke": n.to_string()}}});
+                let _ = api
+                    .patch("web", &PatchParams::default(), &Patch::Merge(&poke))
+                    .await;
+                None
             }
         },
     )

@@ -19,7 +19,9 @@ use super::labels::{
     SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION,
 };
 use crate::api::Rollout;
-use crate::plan::{Action, Event, POD_TEMPLATE_HASH_LABEL, replica_set_name};
+use crate::plan::{
+    Action, Event, POD_TEMPLATE_HASH_LABEL, replica_set_name, rollout_template_hash,
+};
 use crate::traffic::{RouteTarget, TrafficRouter, WeightChange};
 
 fn owner_reference(ro: &Rollout) -> Option<OwnerReference> {
@@ -66,6 +68,30 @@ pub fn build_replica_set(ro: &Rollout, hash: &str, replicas: i32, revision: i64)
     rs
 }
 
+/// The Rollout to build a revision's ReplicaSet from: `ro` itself, or, when it was planned from
+/// the cache (which keeps no pod spec: [`super::trim_rollout`]), the Rollout read fresh — as
+/// long as its template is still the one planned for.
+async fn with_template<'r>(
+    ctx: &Context,
+    ro: &'r Rollout,
+    hash: &str,
+) -> Result<std::borrow::Cow<'r, Rollout>, Error> {
+    if ro.spec.template.spec.is_some() {
+        return Ok(std::borrow::Cow::Borrowed(ro));
+    }
+    let api: Api<Rollout> =
+        Api::namespaced(ctx.client().clone(), &ro.namespace().unwrap_or_default());
+    let fresh = api.get(&ro.name_any()).await?;
+    let now = rollout_template_hash(&fresh);
+    if now != hash {
+        return Err(Error::Replan(format!(
+            "the pod template changed while ReplicaSet {} was planned (its hash is now {now})",
+            replica_set_name(&ro.name_any(), hash)
+        )));
+    }
+    Ok(std::borrow::Cow::Owned(fresh))
+}
+
 /// Applies the actions in order and returns the Events they produced. Stops at the first error:
 /// the next reconcile re-plans from what is then observed.
 pub async fn apply(
@@ -86,7 +112,8 @@ pub async fn apply(
                 replicas,
                 revision,
             } => {
-                let rs = build_replica_set(ro, hash, *replicas, *revision);
+                let full = with_template(ctx, ro, hash).await?;
+                let rs = build_replica_set(&full, hash, *replicas, *revision);
                 match rs_api
                     .create(
                         &PostParams {

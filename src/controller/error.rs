@@ -24,6 +24,10 @@ pub enum Error {
     },
     #[error("serialisation: {0}")]
     Serde(#[from] serde_json::Error),
+    /// What the plan was made from changed before an action that needed more of it; the next
+    /// reconcile plans again.
+    #[error("re-planning: {0}")]
+    Replan(String),
     /// Adding or removing the route-cleanup finalizer failed (the reconcile and the cleanup it
     /// wraps report their own errors, unwrapped).
     #[error("route-cleanup finalizer: {0}")]
@@ -34,7 +38,7 @@ impl Error {
     /// Whether retrying without any change can help.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Kube(_) => true,
+            Error::Kube(_) | Error::Replan(_) => true,
             Error::Traffic(t) => t.is_transient(),
             Error::InvalidSpec(_) | Error::Serde(_) | Error::AnalysisSetup { .. } => false,
             Error::Finalizer(e) => match e.as_ref() {
@@ -54,6 +58,7 @@ impl Error {
             Error::Traffic(_) => "traffic",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Serde(_) => "serde",
+            Error::Replan(_) => "replan",
             Error::AnalysisSetup { .. } => "analysis_setup",
             Error::Finalizer(e) => match e.as_ref() {
                 FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => {

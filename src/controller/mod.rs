@@ -1,19 +1,20 @@
 //! The Rollout controller: *observe → plan → act → report*.
 //!
-//! - **observe** ([`observe`]): the Rollout fresh from the API server (never a cached copy: a
-//!   stale step index must not drive weights), its ReplicaSets from a label-filtered cache
-//!   trimmed of pod templates and managed fields, its Services from a cache trimmed to their
-//!   selectors, and the current routing weight from the routing objects;
+//! - **observe** ([`observe`]): the Rollout from the watch cache once it shows this process's
+//!   last write, fresh from the API server until then ([`freshness`]: a stale step index must
+//!   not drive weights), its ReplicaSets from a label-filtered cache trimmed of pod templates
+//!   and managed fields, its Services from a cache trimmed to their selectors, and the current
+//!   routing weight from the routing objects;
 //! - **plan** ([`crate::plan`]): pure, decides actions and the new status;
 //! - **act** ([`act`]): applies the actions in order, idempotently;
 //! - **report** ([`report`]): writes the status only when it changed, records Events.
 //!
 //! Timers are requeue-after from the plan; there is no per-object task and no periodic resync.
 //!
-//! Memory: the Rollout cache is **trimmed** (no pod template, conditions, managed fields or
-//! last-applied annotation): it only says *which* rollout to look at and whether an abort
-//! waits, and observe reads the full object fresh anyway. Caching whole Rollouts is what makes
-//! rival controllers grow with the number of rollouts (docs/benchmarks.md).
+//! Memory: the Rollout cache is **trimmed** (no pod spec — its hash is kept instead — no managed
+//! fields or last-applied annotation). Creating a ReplicaSet, the one action that needs the
+//! whole template, reads the Rollout fresh. Caching whole Rollouts is what makes rival
+//! controllers grow with the number of rollouts (docs/benchmarks.md).
 //!
 //! Reaction: an abort must not wait behind the reconciles of a thousand progressing rollouts.
 //! Rollouts with an abort not yet acted on, and rollouts whose AnalysisRun just failed, are
@@ -25,6 +26,7 @@ pub mod analysis;
 pub mod analysis_runs;
 pub mod cleanup;
 pub mod error;
+pub mod freshness;
 pub mod index;
 pub mod labels;
 pub mod observe;
@@ -88,6 +90,8 @@ pub struct Context {
     pub rollouts: Store<Rollout>,
     /// When each rollout's status was last written ([`report::COUNTERS_EVERY`]).
     pub status_writes: report::StatusWrites,
+    /// Our writes the Rollout cache may not show yet ([`freshness`]).
+    pub rollout_reads: freshness::RolloutReads,
 }
 
 impl Context {
@@ -155,16 +159,29 @@ pub(crate) fn trim_service(svc: &mut Service) {
     svc.status = None;
 }
 
-/// Drops what the controller never reads from a cached Rollout: every reconcile reads the
-/// Rollout fresh; the cache only says which one to look at and whether an abort waits.
+/// Drops what the controller never reads from a cached Rollout: managed fields, the
+/// last-applied annotation, and the pod template but for its labels (the Services' selectors are
+/// checked against them). The template's hash is kept instead ([`plan::TRIMMED_TEMPLATE_HASH`]),
+/// so a reconcile can plan from the cache ([`freshness`]); creating a ReplicaSet, the one
+/// action that needs the whole template, reads the Rollout fresh ([`act`]).
 fn trim_rollout(ro: &mut Rollout) {
     ro.managed_fields_mut().clear();
     ro.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
-    ro.spec.template = Default::default();
-    if let Some(st) = ro.status.as_mut() {
-        st.conditions.clear();
+    if ro.spec.template.spec.is_none() {
+        return;
     }
+    let hash = plan::rollout_template_hash(ro);
+    ro.annotations_mut()
+        .insert(plan::TRIMMED_TEMPLATE_HASH.to_string(), hash);
+    let labels = ro.spec.template.metadata.take().and_then(|m| m.labels);
+    ro.spec.template = k8s_openapi::api::core::v1::PodTemplateSpec {
+        metadata: Some(kube::api::ObjectMeta {
+            labels,
+            ..Default::default()
+        }),
+        spec: None,
+    };
 }
 
 /// Slots of the urgent lane: aborts are rare, and each takes a few requests.
@@ -298,6 +315,7 @@ pub async fn run(
         prepared_aborts: PreparedAborts::default(),
         rollouts: rollout_store.clone(),
         status_writes: report::StatusWrites::default(),
+        rollout_reads: freshness::RolloutReads::default(),
     });
     let run_ctx = Arc::new(analysis::RunContext {
         client: client.clone(),
@@ -586,13 +604,33 @@ async fn reconcile_inner(
     }
     let ns = cached.namespace().unwrap_or_default();
     let api: Api<Rollout> = Api::namespaced(ctx.client().clone(), &ns);
-    let Some(ro) = api.get_opt(&cached.name_any()).await? else {
-        return Ok(Requeue::await_change());
-    };
-    let routed = ro
+    // The store's latest: a reconcile that waited for the rollout's lock may hold an older copy.
+    let latest = ctx.rollouts.get(&ObjectRef::from_obj(cached));
+    let cached = latest.as_deref().unwrap_or(cached);
+    let routed = cached
         .spec
         .canary()
         .is_some_and(|c| c.traffic_routing.is_some());
+    let rollout_key = key(cached);
+    let cached_rv = cached.resource_version();
+    let behind = ctx
+        .rollout_reads
+        .cache_behind(&rollout_key, cached_rv.as_deref());
+    let ro = match freshness::fresh_read_needed(cached, behind, routed) {
+        None => cached.clone(),
+        Some(why) => {
+            debug!(target: "aviary::reads", rollout = %rollout_key, ?why, "reading the Rollout fresh");
+            let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
+                return Ok(Requeue::await_change());
+            };
+            ctx.rollout_reads.read_fresh(
+                &rollout_key,
+                cached_rv.as_deref(),
+                fresh.resource_version(),
+            );
+            fresh
+        }
+    };
     let has_finalizer = ro
         .finalizers()
         .iter()
@@ -755,7 +793,7 @@ async fn plan_and_act(
         .flatten();
     if let Some(d) = held {
         debug!(target: "aviary::status", rollout = %key(ro), wait = ?d, "replica counters held back");
-    } else if report::write_status(api, ro, &plan.status).await? {
+    } else if write_status(ctx, api, ro, &plan.status).await? {
         ctx.status_writes.record(&key(ro), now);
         info!(phase = ?plan.status.phase, step = ?plan.status.current_step_index, "status updated");
     }
@@ -770,6 +808,28 @@ async fn plan_and_act(
         }
         None => Requeue::await_change(),
     })
+}
+
+/// [`report::write_status`], noting what the write returned for [`freshness`]: until the cache
+/// shows it, reconciles read the Rollout fresh. A failed write may still have landed (a lost
+/// answer), so it is read fresh too until a read and the cache agree.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+    status: &crate::api::RolloutStatus,
+) -> Result<bool, Error> {
+    match report::write_status(api, ro, status).await {
+        Ok(Some(written)) => {
+            ctx.rollout_reads.saw(&key(ro), written.resource_version());
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(e) => {
+            ctx.rollout_reads.distrust(&key(ro));
+            Err(e)
+        }
+    }
 }
 
 /// Records a problem the user must fix: condition `InvalidSpec`, phase Degraded, a Warning Event
@@ -811,7 +871,7 @@ async fn report_invalid(
     status.phase = Some(RolloutPhase::Degraded);
     status.message = Some(message.to_string());
     status.observed_generation = ro.metadata.generation;
-    report::write_status(api, ro, &status).await?;
+    write_status(ctx, api, ro, &status).await?;
     telemetry::reported(ctx, ro, &status, &[]);
     if !known {
         warn!(message, "invalid spec");
@@ -884,14 +944,109 @@ mod tests {
     }
 
     #[test]
-    fn trimming_keeps_what_the_lanes_read() {
-        let mut ro = rollout(json!({"abort": true, "phase": "Progressing",
+    fn trimming_keeps_what_the_lanes_and_the_planner_read() {
+        let mut ro = rollout(
+            json!({"abort": true, "phase": "Progressing", "collisionCount": 2,
             "conditions": [{"type": "Progressing", "status": "True", "reason": "x", "message": "y",
-                            "lastTransitionTime": "2026-11-24T00:00:00Z", "lastUpdateTime": "2026-11-24T00:00:00Z"}]}));
+                            "lastTransitionTime": "2026-11-24T00:00:00Z", "lastUpdateTime": "2026-11-24T00:00:00Z"}]}),
+        );
+        let full = ro.clone();
         trim_rollout(&mut ro);
         assert!(abort_pending(&ro));
         assert!(ro.spec.template.spec.is_none());
-        assert!(ro.status.as_ref().is_some_and(|s| s.conditions.is_empty()));
+        assert_eq!(
+            ro.spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone()),
+            Some([("app".to_string(), "web".to_string())].into())
+        );
+        assert_eq!(ro.status, full.status, "conditions are planned from");
+        assert_eq!(
+            plan::rollout_template_hash(&ro),
+            plan::pod_template_hash(&full.spec.template, Some(2))
+        );
+        // Trimming what is already trimmed changes nothing.
+        let again = {
+            let mut t = ro.clone();
+            trim_rollout(&mut t);
+            t
+        };
+        assert_eq!(again, ro);
+    }
+
+    #[test]
+    fn a_hash_annotation_on_a_whole_rollout_is_not_trusted() {
+        let mut ro = rollout(json!({}));
+        ro.annotations_mut()
+            .insert(plan::TRIMMED_TEMPLATE_HASH.into(), "forged".into());
+        assert_eq!(
+            plan::rollout_template_hash(&ro),
+            plan::pod_template_hash(&ro.spec.template, None)
+        );
+        trim_rollout(&mut ro);
+        assert_ne!(plan::rollout_template_hash(&ro), "forged");
+    }
+
+    /// The planner gives the same answer from the trimmed cache as from the whole Rollout, at
+    /// each point of a rollout it may be asked about.
+    #[test]
+    fn the_trimmed_rollout_plans_like_the_whole_one() {
+        let now = Timestamp::now();
+        // The states are planned a minute earlier, so a condition planned again from a
+        // Rollout that lost its conditions would show a later transition time.
+        let then = now - k8s_openapi::jiff::SignedDuration::from_secs(60);
+        let whole = rollout(json!({}));
+        let hash = plan::rollout_template_hash(&whole);
+        let rs = |name: &str, hash: &str, replicas: i32| plan::ObservedReplicaSet {
+            name: name.into(),
+            hash: hash.into(),
+            replicas,
+            available: replicas,
+            ready: replicas,
+            current: replicas,
+            revision: Some(1),
+            ..Default::default()
+        };
+        let mut cases = vec![(whole.clone(), vec![])];
+        // Each later state is what the previous plan wrote, with its ReplicaSets in place.
+        let mut ro = whole.clone();
+        let mut sets = vec![];
+        for _ in 0..4 {
+            let observed = Observed {
+                rollout: &ro,
+                replica_sets: sets.clone(),
+                services: vec![],
+                current_weight: None,
+                analysis_runs: vec![],
+                pods: None,
+                now: then,
+            };
+            let p = plan::plan(&observed);
+            ro.status = Some(p.status);
+            sets = vec![rs(&format!("web-{hash}"), &hash, 1)];
+            cases.push((ro.clone(), sets.clone()));
+        }
+        for (whole, sets) in cases {
+            let mut trimmed = whole.clone();
+            trim_rollout(&mut trimmed);
+            let observe = |ro| Observed {
+                rollout: ro,
+                replica_sets: sets.clone(),
+                services: vec![],
+                current_weight: None,
+                analysis_runs: vec![],
+                pods: None,
+                now,
+            };
+            assert_eq!(
+                plan::plan(&observe(&trimmed)),
+                plan::plan(&observe(&whole)),
+                "status {:?}",
+                whole.status
+            );
+        }
     }
 
     #[test]

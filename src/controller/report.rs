@@ -105,32 +105,34 @@ impl StatusWrites {
     }
 }
 
-/// Writes `new` as the Rollout's status when it differs from what the Rollout had. The patch
-/// carries the resourceVersion it was planned from, so a concurrent write (a user's abort or
-/// promote) makes it fail with a conflict and the next reconcile re-plans with it.
+/// Writes `new` as the Rollout's status when it differs from what the Rollout had, and gives
+/// back the Rollout the API server returned (`None`: nothing to write). The patch carries the
+/// resourceVersion it was planned from, so a concurrent write (a user's abort or promote) makes
+/// it fail with a conflict and the next reconcile re-plans with it.
 pub async fn write_status(
     api: &Api<Rollout>,
     ro: &Rollout,
     new: &RolloutStatus,
-) -> Result<bool, Error> {
+) -> Result<Option<Rollout>, Error> {
     let old = ro.status.clone().unwrap_or_default();
     if !status_changed(&old, new) {
-        return Ok(false);
+        return Ok(None);
     }
     let diff = merge_diff(&serde_json::to_value(&old)?, &serde_json::to_value(new)?);
-    let Some(diff) = diff else { return Ok(false) };
+    let Some(diff) = diff else { return Ok(None) };
     tracing::debug!(target: "aviary::status", rollout = %ro.name_any(), patch = %diff, "status patch");
     let patch = json!({
         "metadata": {"resourceVersion": ro.resource_version()},
         "status": diff,
     });
-    api.patch_status(
-        &ro.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(true)
+    let written = api
+        .patch_status(
+            &ro.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(Some(written))
 }
 
 /// Events a reconcile produced, published after it lets go of the rollout: posting Events is

@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::moves::Moves;
 use super::status::{Summary, summarize};
 use super::{
-    Action, AnalysisKind, Event, Observed, ObservedAnalysisRun, Plan, after, pod_template_hash,
+    Action, AnalysisKind, Event, Observed, ObservedAnalysisRun, Plan, after, rollout_template_hash,
 };
 use crate::api::{
     AnalysisPhase, BlueGreenStatus, BlueGreenStrategy, PauseReason, RolloutAnalysisRunStatus,
@@ -67,7 +67,7 @@ impl Moves for Planner<'_> {
 pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
     let ro = obs.rollout;
     let old = ro.status.clone().unwrap_or_default();
-    let hash = pod_template_hash(&ro.spec.template, old.collision_count);
+    let hash = rollout_template_hash(ro);
     let mut p = Planner {
         obs,
         bg,

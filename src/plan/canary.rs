@@ -18,7 +18,7 @@ use super::replicas::{basic_split, routed_canary_replicas};
 use super::status::{Summary, summarize};
 use super::{
     Action, AnalysisKind, Event, Observed, ObservedReplicaSet, Plan, hash::hash_of,
-    pod_template_hash,
+    rollout_template_hash,
 };
 use crate::api::{
     AnalysisPhase, CanaryStatus, CanaryStep, PauseReason, RolloutAnalysisRunStatus, RolloutStatus,
@@ -59,7 +59,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
     let ro = obs.rollout;
     let old = ro.status.clone().unwrap_or_default();
     let canary = ro.spec.canary();
-    let hash = pod_template_hash(&ro.spec.template, old.collision_count);
+    let hash = rollout_template_hash(ro);
     let mut p = Planner {
         obs,
         now: obs.now,

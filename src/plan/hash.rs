@@ -4,6 +4,9 @@
 //! always maps to the same ReplicaSet, across restarts and controller replicas.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::ResourceExt;
+
+use crate::api::Rollout;
 
 /// The label every ReplicaSet, pod and Service selector of a rollout carries.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
@@ -44,6 +47,23 @@ pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32
         bytes.extend_from_slice(c.to_string().as_bytes());
     }
     safe_encode(&fnv32a(&bytes).to_string())
+}
+
+/// Where a cached Rollout trimmed of its pod spec keeps its template's hash (in the
+/// controller's memory only; never written).
+pub const TRIMMED_TEMPLATE_HASH: &str = "aviary.dev/trimmed-template-hash";
+
+/// The hash of the Rollout's pod template with its `status.collisionCount`: computed from the
+/// template, or, for a cached Rollout whose pod spec was trimmed away (the API server never
+/// serves a template without one), the hash computed before trimming.
+pub fn rollout_template_hash(ro: &Rollout) -> String {
+    if ro.spec.template.spec.is_none()
+        && let Some(hash) = ro.annotations().get(TRIMMED_TEMPLATE_HASH)
+    {
+        return hash.clone();
+    }
+    let collision_count = ro.status.as_ref().and_then(|s| s.collision_count);
+    pod_template_hash(&ro.spec.template, collision_count)
 }
 
 /// The name of a revision's ReplicaSet.

@@ -22,7 +22,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{AnalysisPhase, Rollout, RolloutStatus};
 
-pub use hash::{POD_TEMPLATE_HASH_LABEL, pod_template_hash, replica_set_name};
+pub use hash::{
+    POD_TEMPLATE_HASH_LABEL, TRIMMED_TEMPLATE_HASH, pod_template_hash, replica_set_name,
+    rollout_template_hash,
+};
 pub use restart::ObservedPod;
 
 /// What the controller observed of one ReplicaSet the Rollout owns.
