@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, EvictParams, Patch, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -164,7 +164,11 @@ pub async fn apply(
                     patch["metadata"]["annotations"][SCALE_DOWN_DEADLINE_ANNOTATION] = value;
                 }
                 rs_api
-                    .patch(rs_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(
+                        rs_name,
+                        &super::labels::patch_params(),
+                        &Patch::Merge(&patch),
+                    )
                     .await?;
                 info!(rollout = %name, replica_set = %rs_name, replicas, "scaled ReplicaSet");
                 if scale_down_at.is_none() || matches!(scale_down_at, Some(None)) {
@@ -285,7 +289,11 @@ async fn switch_service(
         "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
     });
     let mut written = api
-        .patch(service, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            service,
+            &super::labels::patch_params(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     super::trim_service(&mut written);
     ctx.service_writes.record(&svc, written);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::runtime::controller::Action as Requeue;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -145,7 +145,7 @@ async fn write_status(
     let patch = json!({"metadata": {"resourceVersion": run.resource_version()}, "status": diff});
     api.patch_status(
         &run.name_any(),
-        &PatchParams::default(),
+        &super::labels::patch_params(),
         &Patch::Merge(&patch),
     )
     .await?;

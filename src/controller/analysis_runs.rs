@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
@@ -307,7 +307,7 @@ pub async fn terminate(ctx: &Context, ns: &str, name: &str, retire: bool) -> Res
         patch["metadata"] = json!({"labels": {RETIRED_LABEL: "true"}});
     }
     match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(name, &super::labels::patch_params(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => Ok(()),

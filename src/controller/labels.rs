@@ -14,3 +14,13 @@ pub const SCALED_AT_ANNOTATION: &str = "aviary.dev/scaled-at";
 pub const MANAGED_BY_ANNOTATION: &str = "aviary.dev/managed-by-rollouts";
 /// The field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "aviary";
+
+/// Parameters for the controller's patches: each names Aviary as the field manager, so
+/// `managedFields` says which fields it wrote (without one the API server files them under
+/// the client's user agent).
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -128,7 +128,7 @@ pub async fn write_status(
     let written = api
         .patch_status(
             &ro.name_any(),
-            &PatchParams::default(),
+            &super::labels::patch_params(),
             &Patch::Merge(&patch),
         )
         .await?;
