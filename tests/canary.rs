@@ -360,6 +360,18 @@ async fn canary_walk(router: Router) {
             "{router:?}: weight {w} was visible while the canary had {available} available pods (< {needed})"
         );
     }
+    // The status and the ReplicaSets' scaling are filed under Aviary's field manager.
+    let ro = Api::<Rollout>::namespaced(client.clone(), &ns.name)
+        .get("web")
+        .await
+        .expect("rollout");
+    let status_managers: Vec<_> = ro
+        .managed_fields()
+        .iter()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(status_managers, vec!["aviary".to_string()], "{router:?}");
     let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
     let old = format!("web-{}", hash_of(&v1));
     poll_until(
@@ -551,8 +563,8 @@ async fn abort_returns_traffic_at_once_and_retry_completes() {
 
 /// Given a canary paused at 20 % and a controller restarted with a main-lane pace of one request
 /// a minute, whose reconcile of the rollout is held mid-way by the pace (holding the rollout's
-/// lock: the restart's first reconcile spends the burst's one request, and an annotation changed
-/// on the Rollout brings another), when the rollout is aborted, then the canary weight is 0 long before that
+/// lock: the status message, changed by hand, makes each reconcile write the status back, so
+/// the second such write waits for the pace), when the rollout is aborted, then the canary weight is 0 long before that
 /// minute is up: the urgent lane's guarded weight write is neither paced nor behind the lock.
 /// (After the restart there is no prepared write: this is the read-and-write path.)
 #[tokio::test]
@@ -581,10 +593,9 @@ async fn an_abort_is_not_held_behind_a_paced_reconcile() {
                 if text.contains("holding the main lane's requests for the pace") {
                     return Some(());
                 }
-                let poke =
-                    json!({"metadata": {"annotations": {"test.aviary.dev/poke": n.to_string()}}});
+                let poke = json!({"status": {"message": format!("poke {n}")}});
                 let _ = api
-                    .patch("web", &PatchParams::default(), &Patch::Merge(&poke))
+                    .patch_status("web", &PatchParams::default(), &Patch::Merge(&poke))
                     .await;
                 None
             }

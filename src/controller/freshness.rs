@@ -36,7 +36,7 @@ pub enum FreshRead {
     Deleting,
 }
 
-/// Whether `cached` can be planned from; `cache_behind` from [`RolloutReads::cache_behind`].
+/// Whether `cached` can be planned from; `cache_behind` from [`NewestVersions::cache_behind`].
 pub fn fresh_read_needed(
     cached: &Rollout,
     cache_behind: bool,
@@ -56,14 +56,15 @@ pub fn fresh_read_needed(
     cache_behind.then_some(FreshRead::CacheBehind)
 }
 
-/// The newest resourceVersion known per rollout, while the cache does not show it yet.
+/// The newest resourceVersion known per object (a Rollout, or a routing object:
+/// [`super::routing_cache`]), while the cache does not show it yet.
 #[derive(Debug, Default)]
-pub struct RolloutReads {
+pub struct NewestVersions {
     /// `None`: a write of ours whose result we did not see, which no cached version matches.
     newest: Mutex<HashMap<String, Option<String>>>,
 }
 
-impl RolloutReads {
+impl NewestVersions {
     /// Whether the cache, at `cached_rv`, does not show the newest version known for `key`;
     /// once it does, that version is forgotten.
     pub fn cache_behind(&self, key: &str, cached_rv: Option<&str>) -> bool {
@@ -105,7 +106,7 @@ impl RolloutReads {
         self.saw(key, None);
     }
 
-    /// Forgets rollouts no longer in `live`.
+    /// Forgets objects no longer in `live`.
     pub fn retain_rollouts(&self, live: &HashSet<String>) {
         if let Ok(mut newest) = self.newest.lock() {
             newest.retain(|k, _| live.contains(k));
@@ -139,14 +140,14 @@ mod tests {
         .expect("rollout")
     }
 
-    fn decide(reads: &RolloutReads, cached: &Rollout) -> Option<FreshRead> {
+    fn decide(reads: &NewestVersions, cached: &Rollout) -> Option<FreshRead> {
         let behind = reads.cache_behind("shop/web", cached.resource_version().as_deref());
         fresh_read_needed(cached, behind, false)
     }
 
     #[test]
     fn the_cache_is_planned_from_once_it_shows_our_last_write() {
-        let reads = RolloutReads::default();
+        let reads = NewestVersions::default();
         // Nothing written yet: the cache is as good as a read.
         assert_eq!(decide(&reads, &rollout("10", false, false)), None);
         // Our status write returned 12; the cache still shows 10, then 11 (someone else's).
@@ -165,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_cache_past_our_write_costs_one_read_then_agrees() {
-        let reads = RolloutReads::default();
+        let reads = NewestVersions::default();
         let key = "shop/web";
         reads.saw(key, Some("12".into()));
         // A relist jumped from 11 to 14 without ever showing 12.
@@ -180,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_write_with_no_answer_is_read_fresh_until_a_read_agrees() {
-        let reads = RolloutReads::default();
+        let reads = NewestVersions::default();
         let key = "shop/web";
         reads.distrust(key);
         for rv in [Some("10"), Some("11"), Some(""), None] {
@@ -208,7 +209,7 @@ mod tests {
 
     #[test]
     fn forgotten_rollouts_leave_nothing_behind() {
-        let reads = RolloutReads::default();
+        let reads = NewestVersions::default();
         reads.saw("shop/web", Some("3".into()));
         reads.saw("shop/gone", Some("4".into()));
         reads.retain_rollouts(&HashSet::from(["shop/web".to_string()]));

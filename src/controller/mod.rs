@@ -32,6 +32,7 @@ pub mod labels;
 pub mod observe;
 pub mod pacing;
 pub mod report;
+pub mod routing_cache;
 pub mod serial;
 pub mod telemetry;
 
@@ -91,7 +92,9 @@ pub struct Context {
     /// When each rollout's status was last written ([`report::COUNTERS_EVERY`]).
     pub status_writes: report::StatusWrites,
     /// Our writes the Rollout cache may not show yet ([`freshness`]).
-    pub rollout_reads: freshness::RolloutReads,
+    pub rollout_reads: freshness::NewestVersions,
+    /// VirtualServices, and our reads and writes the cache may not show yet ([`routing_cache`]).
+    pub routing: routing_cache::RoutingCache,
 }
 
 impl Context {
@@ -299,6 +302,9 @@ pub async fn run(
         }
     });
 
+    let (routing, vs_stream) =
+        routing_cache::RoutingCache::watch(&client, settings.namespace.as_deref()).await;
+
     let (rollout_store, rollout_writer) = reflector::store();
     let ctx = Arc::new(Context {
         recorder: report::EventRecorder::new(clients.clone(), "aviary"),
@@ -315,7 +321,8 @@ pub async fn run(
         prepared_aborts: PreparedAborts::default(),
         rollouts: rollout_store.clone(),
         status_writes: report::StatusWrites::default(),
-        rollout_reads: freshness::RolloutReads::default(),
+        rollout_reads: freshness::NewestVersions::default(),
+        routing,
     });
     let run_ctx = Arc::new(analysis::RunContext {
         client: client.clone(),
@@ -387,6 +394,7 @@ pub async fn run(
     tokio::select! {
         _ = async { futures::join!(rollouts_done, urgent_done, runs_done) } => {}
         _ = svc_stream => {}
+        _ = vs_stream => {}
         _ = forget_deleted => {}
     }
     info!("controller stopped");
@@ -534,6 +542,7 @@ async fn route_to_stable_now(
             }
         }
     }
+    ctx.routing.note_seen(&routers, &target);
 }
 
 /// Sends a just-watched abort's prepared weight-0 writes ([`crate::traffic::prepared`]) straight
@@ -564,6 +573,7 @@ async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
             }
         }
     }
+    ctx.routing.note_seen(&routers, &target);
 }
 
 /// Whether the watch has delivered an abort that `read` — the Rollout this reconcile read and
@@ -579,7 +589,7 @@ fn caches_ready(ctx: &Context) -> bool {
     store_ready(&ctx.replica_sets) && store_ready(&ctx.analysis_runs) && store_ready(&ctx.services)
 }
 
-fn store_ready<K>(store: &Store<K>) -> bool
+pub(crate) fn store_ready<K>(store: &Store<K>) -> bool
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: std::hash::Hash + Eq + Clone,
@@ -760,7 +770,9 @@ async fn plan_and_act(
     if !plan.actions.is_empty() {
         info!(actions = ?plan.actions, "applying plan");
     }
-    let mut events = match act::apply(ctx, ro, &plan.actions, &routers, &target).await {
+    let applied = act::apply(ctx, ro, &plan.actions, &routers, &target).await;
+    ctx.routing.note_seen(&routers, &target);
+    let mut events = match applied {
         // An analysis that can't even start (a missing template) is an analysis in Error: plan
         // again with that verdict, which aborts the rollout with the reason.
         Err(Error::AnalysisSetup {
@@ -783,7 +795,9 @@ async fn plan_and_act(
                 .filter(|a| !matches!(a, plan::Action::CreateAnalysisRun { .. }))
                 .cloned()
                 .collect();
-            act::apply(ctx, ro, &actions, &routers, &target).await?
+            let applied = act::apply(ctx, ro, &actions, &routers, &target).await;
+            ctx.routing.note_seen(&routers, &target);
+            applied?
         }
         other => other?,
     };

@@ -307,7 +307,10 @@ pub async fn observe_weight(
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<Option<i32>, Error> {
-    read_weights(ctx.client(), routers, target).await
+    ctx.routing.hand_copies(routers, target);
+    let read = read_weights(ctx.client(), routers, target).await;
+    ctx.routing.note_seen(routers, target);
+    read
 }
 
 async fn read_weights(

@@ -32,6 +32,44 @@ fn virtual_service_gvk() -> GroupVersionKind {
     GroupVersionKind::gvk(ISTIO_GROUP, ISTIO_VERSION, "VirtualService")
 }
 
+/// The VirtualService API (for the controller's watch cache of them).
+pub fn virtual_service_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk_with_plural(&virtual_service_gvk(), "virtualservices")
+}
+
+/// Keeps of a VirtualService what the router reads: its name, namespace and resourceVersion,
+/// and of each HTTP route (all of them, so indices hold) its `name` and `route` — the
+/// destinations and weights the weight patch reads and `test`s. For the controller's watch
+/// cache, whose memory then grows with the routes, not with the rest of users' objects.
+pub fn trim_virtual_service(vs: &mut DynamicObject) {
+    let meta = &mut vs.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    let http: Vec<Value> = vs
+        .data
+        .pointer("/spec/http")
+        .and_then(Value::as_array)
+        .map(|routes| {
+            routes
+                .iter()
+                .map(|r| {
+                    let mut kept = serde_json::Map::new();
+                    for field in ["name", "route"] {
+                        if let Some(v) = r.get(field) {
+                            kept.insert(field.to_string(), v.clone());
+                        }
+                    }
+                    Value::Object(kept)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    vs.data = json!({"spec": {"http": http}});
+}
+
 fn destination_rule_gvk() -> GroupVersionKind {
     GroupVersionKind::gvk(ISTIO_GROUP, ISTIO_VERSION, "DestinationRule")
 }
@@ -464,6 +502,8 @@ pub struct IstioRouter {
     /// write to use instead of reading again. A router lives for one reconcile, and the write's
     /// patch `test`s the entries it relies on, so a copy a moment old is as safe as a fresh one.
     observed: std::sync::Mutex<Option<Value>>,
+    /// What [`TrafficRouter::seen_version`] reports.
+    seen: std::sync::Mutex<Option<Option<String>>>,
 }
 
 impl Clone for IstioRouter {
@@ -494,6 +534,20 @@ impl IstioRouter {
             destination_rule,
             manages_destination_rule,
             observed: std::sync::Mutex::new(None),
+            seen: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Notes the VirtualService's version as read or written (`None`: a write failed, so it is
+    /// unknown).
+    fn saw(&self, object: Option<&Value>) {
+        let rv = object.map(|o| {
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string)
+        });
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(rv.flatten());
         }
     }
 
@@ -560,7 +614,11 @@ impl IstioRouter {
                 let (api, vs_name) = self.virtual_service_api(client, target);
                 (api, vs_name, vs)
             }
-            None => self.read_virtual_service(client, target).await?,
+            None => {
+                let read = self.read_virtual_service(client, target).await?;
+                self.saw(Some(&read.2));
+                read
+            }
         };
         let split = self.split(target);
         let from = current_canary_weight(&vs, &vs_name, &self.routes, &split)?;
@@ -574,9 +632,11 @@ impl IstioRouter {
             patch,
             &format!("VirtualService '{vs_name}'"),
         )
-        .await?;
+        .await
+        .inspect_err(|_| self.saw(None))?;
         info!(virtual_service = %vs_name, ?from, to = canary_weight, "set canary weight");
         let after = serde_json::to_value(&written).unwrap_or(Value::Null);
+        self.saw(Some(&after));
         Ok((
             WeightChange::Updated {
                 from,
@@ -603,14 +663,18 @@ impl IstioRouter {
         let Some(abort) = prepared.take(&Self::prepared_key(target, &vs_name)) else {
             return Ok(None);
         };
-        match apply_guarded_patch(
+        let sent = apply_guarded_patch(
             &api,
             &self.virtual_service.name,
             abort.patch,
             &format!("VirtualService '{vs_name}'"),
         )
-        .await
-        {
+        .await;
+        match &sent {
+            Ok(written) => self.saw(serde_json::to_value(written).ok().as_ref()),
+            Err(_) => self.saw(None),
+        }
+        match sent {
             Ok(_) => {
                 info!(virtual_service = %vs_name, from = abort.from, to = 0, "set canary weight (prepared write)");
                 Ok(Some(WeightChange::Updated {
@@ -765,13 +829,40 @@ impl TrafficRouter for IstioRouter {
         target: &'a RouteTarget,
     ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>> {
         Box::pin(async move {
-            let (_, vs_name, vs) = self.read_virtual_service(client, target).await?;
+            let copy = self.observed.lock().ok().and_then(|o| o.clone());
+            let (vs_name, vs) = match copy {
+                Some(vs) => (self.virtual_service_api(client, target).1, vs),
+                None => {
+                    let (_, vs_name, vs) = self.read_virtual_service(client, target).await?;
+                    self.saw(Some(&vs));
+                    (vs_name, vs)
+                }
+            };
             let weight = current_canary_weight(&vs, &vs_name, &self.routes, &self.split(target));
             if let Ok(mut o) = self.observed.lock() {
                 *o = Some(vs);
             }
             weight
         })
+    }
+
+    fn cached_virtual_service(&self, target: &RouteTarget) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.virtual_service.namespace_or(&target.namespace),
+            self.virtual_service.name
+        ))
+    }
+
+    fn use_copy(&self, object: Value) {
+        self.saw(Some(&object));
+        if let Ok(mut o) = self.observed.lock() {
+            *o = Some(object);
+        }
+    }
+
+    fn seen_version(&self) -> Option<Option<String>> {
+        self.seen.lock().ok().and_then(|s| s.clone())
     }
 
     fn set_subset_hashes<'a>(
@@ -836,6 +927,72 @@ mod tests {
                 ]
             }
         })
+    }
+
+    /// The trimmed copy the controller caches gives the same weight, patch and prepared abort
+    /// as the whole object.
+    #[test]
+    fn a_trimmed_virtual_service_patches_like_the_whole_one() {
+        let mut whole = two_routes();
+        whole["metadata"]["resourceVersion"] = json!("7");
+        whole["metadata"]["labels"] = json!({"team": "web"});
+        whole["spec"]["http"][0]["match"] = json!([{"uri": {"prefix": "/"}}]);
+        whole["spec"]["gateways"] = json!(["mesh"]);
+        let mut object: DynamicObject =
+            serde_json::from_value(whole.clone()).expect("dynamic object");
+        trim_virtual_service(&mut object);
+        let trimmed = serde_json::to_value(&object).expect("serializes");
+        assert!(trimmed["spec"].get("hosts").is_none());
+        assert!(trimmed["spec"]["http"][0].get("retries").is_none());
+        assert_eq!(trimmed["metadata"]["resourceVersion"], "7");
+        let routes = names(&["primary", "secondary"]);
+        for weight in [0, 30, 100] {
+            assert_eq!(
+                serde_json::to_value(
+                    weight_patch(&trimmed, "app/web", &routes, &host_split(), weight).ok()
+                )
+                .ok(),
+                serde_json::to_value(
+                    weight_patch(&whole, "app/web", &routes, &host_split(), weight).ok()
+                )
+                .ok(),
+                "weight {weight}"
+            );
+        }
+        assert_eq!(
+            current_canary_weight(&trimmed, "app/web", &routes, &host_split()).ok(),
+            current_canary_weight(&whole, "app/web", &routes, &host_split()).ok()
+        );
+    }
+
+    /// A router handed a cached copy reads the weight from it, with no request (the client
+    /// here reaches no server), reports the copy's version, and a failed write reports none.
+    #[tokio::test]
+    async fn a_router_handed_a_copy_reads_no_further() {
+        let router = IstioRouter::new(ObjectName::parse("web"), vec!["primary".into()], None, true);
+        let target = RouteTarget {
+            namespace: "app".into(),
+            stable_service: "web-stable".into(),
+            canary_service: "web-canary".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            router.cached_virtual_service(&target).as_deref(),
+            Some("app/web")
+        );
+        assert_eq!(router.seen_version(), None);
+        let mut vs = two_routes();
+        vs["metadata"]["resourceVersion"] = json!("41");
+        vs["spec"]["http"][0]["route"][0]["weight"] = json!(70);
+        vs["spec"]["http"][0]["route"][1]["weight"] = json!(30);
+        router.use_copy(vs);
+        let client = crate::traffic::fake::offline_client();
+        let weight = router.current_weight(&client, &target).await;
+        assert_eq!(weight.ok(), Some(Some(30)));
+        assert_eq!(router.seen_version(), Some(Some("41".into())));
+        // The write uses the copy too, and reaches no server: its outcome is unknown.
+        assert!(router.set_weight(&client, &target, 50).await.is_err());
+        assert_eq!(router.seen_version(), Some(None));
     }
 
     #[test]

@@ -166,6 +166,25 @@ pub trait TrafficRouter: Send + Sync {
         false
     }
 
+    /// `ns/name` of the VirtualService this router reads, when it is one: the controller keeps
+    /// a watch cache of VirtualServices and may hand the router its copy ([`TrafficRouter::use_copy`]).
+    fn cached_virtual_service(&self, _target: &RouteTarget) -> Option<String> {
+        None
+    }
+
+    /// Takes `object` (a cached copy of the object [`TrafficRouter::cached_virtual_service`]
+    /// names) as what this reconcile reads: the next [`TrafficRouter::current_weight`] and
+    /// weight write use it instead of a GET. Guarded writes `test` what they read, so a copy
+    /// that turns out stale makes the write fail, not land on a state it didn't see.
+    fn use_copy(&self, _object: Value) {}
+
+    /// The resourceVersion this router last saw of its object — read or returned by its write —
+    /// so the controller knows whether its cache shows it yet: `None` nothing read or written,
+    /// `Some(None)` a write whose outcome is unknown (it failed).
+    fn seen_version(&self) -> Option<Option<String>> {
+        None
+    }
+
     /// The canary weight the routing object shows now (None when it can't tell).
     fn current_weight<'a>(
         &'a self,

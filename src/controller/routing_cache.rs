@@ -1,0 +1,259 @@
+//! A watch cache of VirtualServices, so that a reconcile reads its routing object without a GET.
+//!
+//! Reading the VirtualService was the one request every reconcile made (ten per rollout in an
+//! update wave: docs/benchmarks.md). Routers that read a VirtualService are handed the cached copy
+//! instead ([`TrafficRouter::use_copy`]), under the same rule as the Rollout
+//! ([`super::freshness`]): once a router has written the object, or read it fresh, its copy is
+//! used only when the cache shows that version. A copy stale for any other reason (someone
+//! else's write not delivered yet) is as good as a read made a moment earlier: every Istio
+//! weight write `test`s the destinations and the weight it read, so it fails rather than
+//! land on a state it did not see, and the retry reads fresh.
+//!
+//! Watched only when the VirtualService API is served at start-up; without it (no Istio, or
+//! its CRDs installed later) routers read as before.
+
+use std::sync::Arc;
+
+use futures::{Future, StreamExt};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tracing::{debug, info};
+
+use super::freshness::NewestVersions;
+use crate::traffic::{RouteTarget, TrafficRouter};
+
+/// The cached VirtualServices and the versions our own reads and writes saw of them.
+pub struct RoutingCache {
+    virtual_services: Option<(Store<DynamicObject>, ApiResource)>,
+    seen: NewestVersions,
+}
+
+impl RoutingCache {
+    /// No cache: every router reads (tests, and clusters without Istio).
+    pub fn none() -> Self {
+        RoutingCache {
+            virtual_services: None,
+            seen: NewestVersions::default(),
+        }
+    }
+
+    /// Watches VirtualServices (in `namespace`, or all) when their API is served; the future
+    /// drives the watch and must be polled for as long as the cache is used.
+    pub async fn watch(
+        client: &Client,
+        namespace: Option<&str>,
+    ) -> (Self, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) {
+        let resource = crate::traffic::istio::virtual_service_resource();
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
+            info!(error = %e, "VirtualServices are not served; routers read them on each reconcile");
+            return (Self::none(), Box::pin(futures::future::pending()));
+        }
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = writer.as_reader();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(crate::traffic::istio::trim_virtual_service)
+            .reflect(writer)
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    debug!(error = %e, "VirtualService watch error");
+                }
+            });
+        let cache = RoutingCache {
+            virtual_services: Some((store, resource)),
+            seen: NewestVersions::default(),
+        };
+        (cache, Box::pin(stream))
+    }
+
+    fn cached(&self, key: &str) -> Option<Arc<DynamicObject>> {
+        let (store, resource) = self.virtual_services.as_ref()?;
+        if !super::store_ready(store) {
+            return None;
+        }
+        let (ns, name) = key.split_once('/')?;
+        store.get(&ObjectRef::new_with(name, resource.clone()).within(ns))
+    }
+
+    /// Hands each router whose object is cached, and whose last seen version the cache shows,
+    /// the cached copy.
+    pub fn hand_copies(&self, routers: &[Box<dyn TrafficRouter>], target: &RouteTarget) {
+        for router in routers {
+            let Some(key) = router.cached_virtual_service(target) else {
+                continue;
+            };
+            let Some(cached) = self.cached(&key) else {
+                continue;
+            };
+            if self
+                .seen
+                .cache_behind(&key, cached.resource_version().as_deref())
+            {
+                debug!(target: "aviary::reads", virtual_service = %key, "reading the VirtualService fresh: the cache is behind");
+                continue;
+            }
+            if let Ok(copy) = serde_json::to_value(cached.as_ref()) {
+                router.use_copy(copy);
+            }
+        }
+    }
+
+    /// Records what each router last read or wrote, for [`RoutingCache::hand_copies`].
+    pub fn note_seen(&self, routers: &[Box<dyn TrafficRouter>], target: &RouteTarget) {
+        if self.virtual_services.is_none() {
+            return;
+        }
+        for router in routers {
+            let (Some(key), Some(seen)) =
+                (router.cached_virtual_service(target), router.seen_version())
+            else {
+                continue;
+            };
+            match seen {
+                Some(rv) => {
+                    let cached_rv = self.cached(&key).and_then(|c| c.resource_version());
+                    self.seen.read_fresh(&key, cached_rv.as_deref(), Some(rv));
+                }
+                None => self.seen.distrust(&key),
+            }
+        }
+    }
+
+    /// Forgets versions of VirtualServices no longer cached.
+    pub fn retain_cached(&self) {
+        if let Some((store, _)) = &self.virtual_services {
+            let live = store
+                .state()
+                .iter()
+                .map(|vs| format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any()))
+                .collect();
+            self.seen.retain_rollouts(&live);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::traffic::{TrafficError, WeightChange};
+
+    /// Records the copies it is handed; reports whatever version it is told it saw.
+    #[derive(Default)]
+    struct Reader {
+        copies: Arc<Mutex<Vec<Value>>>,
+        seen: Mutex<Option<Option<String>>>,
+    }
+
+    impl TrafficRouter for Reader {
+        fn kind(&self) -> &'static str {
+            "Istio"
+        }
+        fn describe(&self, _: &RouteTarget) -> String {
+            "VirtualService 'app/web'".into()
+        }
+        fn set_weight<'a>(
+            &'a self,
+            _: &'a Client,
+            _: &'a RouteTarget,
+            _: i32,
+        ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
+            Box::pin(async { Ok(WeightChange::Unchanged) })
+        }
+        fn current_weight<'a>(
+            &'a self,
+            _: &'a Client,
+            _: &'a RouteTarget,
+        ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn cached_virtual_service(&self, _: &RouteTarget) -> Option<String> {
+            Some("app/web".into())
+        }
+        fn use_copy(&self, object: Value) {
+            self.copies.lock().expect("lock").push(object);
+        }
+        fn seen_version(&self) -> Option<Option<String>> {
+            self.seen.lock().expect("lock").clone()
+        }
+    }
+
+    fn virtual_service(rv: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": "app", "resourceVersion": rv},
+            "spec": {"http": []}
+        }))
+        .expect("virtual service")
+    }
+
+    fn cache_at(rv: &str) -> (RoutingCache, reflector::store::Writer<DynamicObject>) {
+        let resource = crate::traffic::istio::virtual_service_resource();
+        let mut writer = reflector::store::Writer::new(resource.clone());
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(virtual_service(rv)));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let cache = RoutingCache {
+            virtual_services: Some((writer.as_reader(), resource)),
+            seen: NewestVersions::default(),
+        };
+        (cache, writer)
+    }
+
+    /// Whether a new router of the object is handed the cached copy.
+    fn handed(cache: &RoutingCache) -> bool {
+        let copies = Arc::new(Mutex::new(vec![]));
+        let routers: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
+            copies: copies.clone(),
+            ..Default::default()
+        })];
+        cache.hand_copies(&routers, &RouteTarget::default());
+        !copies.lock().expect("lock").is_empty()
+    }
+
+    #[test]
+    fn a_copy_is_handed_only_while_the_cache_shows_what_we_last_saw() {
+        let (cache, mut writer) = cache_at("5");
+        let target = RouteTarget::default();
+        assert!(handed(&cache), "nothing written yet: the cache is used");
+
+        // Our write returned 6; the cache still shows 5.
+        let wrote: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
+            seen: Mutex::new(Some(Some("6".into()))),
+            ..Default::default()
+        })];
+        cache.note_seen(&wrote, &target);
+        assert!(!handed(&cache), "the cache is behind our write");
+        writer.apply_watcher_event(&watcher::Event::Apply(virtual_service("6")));
+        assert!(handed(&cache), "the cache shows our write");
+
+        // A write that failed: unknown until a fresh read agrees with the cache.
+        let failed: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
+            seen: Mutex::new(Some(None)),
+            ..Default::default()
+        })];
+        cache.note_seen(&failed, &target);
+        assert!(!handed(&cache));
+        let read: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
+            seen: Mutex::new(Some(Some("6".into()))),
+            ..Default::default()
+        })];
+        cache.note_seen(&read, &target);
+        assert!(handed(&cache));
+    }
+
+    #[test]
+    fn without_a_cache_routers_read() {
+        assert!(!handed(&RoutingCache::none()));
+    }
+}
