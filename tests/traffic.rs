@@ -515,6 +515,27 @@ async fn istio_prepared_abort_write_and_its_fallback() {
         WeightChange::Unchanged,
         "nothing prepared at 0, nothing to write"
     );
+
+    // One reconcile whose plan sets the weight twice (a new template mid-canary: back to 0 for
+    // the old canary, then 0 on the new hashes): the first goes out as the prepared write, and
+    // the second starts from what that write left, not from the read before it (which it
+    // would `test`, and fail as a conflict).
+    set(30).await.expect("30, prepared");
+    assert_eq!(
+        router.current_weight(&client, &target).await.expect("read"),
+        Some(30)
+    );
+    assert_eq!(
+        set(0).await.expect("the prepared write"),
+        WeightChange::Updated {
+            from: Some(30),
+            to: 0
+        }
+    );
+    assert_eq!(
+        set(0).await.expect("a second write in the same reconcile"),
+        WeightChange::Unchanged
+    );
 }
 
 /// The abort's write goes out from the watch, without waiting for a reconcile of the rollout

@@ -19,6 +19,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use serde_json::Value;
 use tracing::{debug, info};
 
 use super::freshness::NewestVersions;
@@ -58,7 +59,10 @@ impl RoutingCache {
         let store = writer.as_reader();
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(crate::traffic::istio::trim_virtual_service)
+            .modify(|vs| {
+                crate::traffic::istio::trim_virtual_service(vs);
+                compact(vs);
+            })
             .reflect(writer)
             .for_each(|res| async move {
                 if let Err(e) = res {
@@ -98,7 +102,7 @@ impl RoutingCache {
                 debug!(target: "aviary::reads", virtual_service = %key, "reading the VirtualService fresh: the cache is behind");
                 continue;
             }
-            if let Ok(copy) = serde_json::to_value(cached.as_ref()) {
+            if let Some(copy) = expand(&cached) {
                 router.use_copy(copy);
             }
         }
@@ -138,12 +142,38 @@ impl RoutingCache {
     }
 }
 
+/// Holds the trimmed object's body as one JSON string: a `serde_json::Value` tree costs ~6 KiB
+/// for even a small VirtualService (a map per level), the string a few hundred bytes. Parsed
+/// back only when a router is handed the copy ([`expand`]).
+fn compact(vs: &mut DynamicObject) {
+    let body = std::mem::take(&mut vs.data);
+    vs.data = Value::String(body.to_string());
+}
+
+/// The whole object a router reads, from a cached one (compacted or not).
+fn expand(vs: &DynamicObject) -> Option<Value> {
+    let mut copy = match &vs.data {
+        Value::String(body) => serde_json::from_str(body).ok()?,
+        other => other.clone(),
+    };
+    let fields = copy.as_object_mut()?;
+    fields.insert("metadata".into(), serde_json::to_value(&vs.metadata).ok()?);
+    if let Some(types) = &vs.types {
+        fields.insert(
+            "apiVersion".into(),
+            Value::String(types.api_version.clone()),
+        );
+        fields.insert("kind".into(), Value::String(types.kind.clone()));
+    }
+    Some(copy)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
     use futures::future::BoxFuture;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::*;
     use crate::traffic::{TrafficError, WeightChange};
@@ -250,6 +280,25 @@ mod tests {
         })];
         cache.note_seen(&read, &target);
         assert!(handed(&cache));
+    }
+
+    #[test]
+    fn a_compacted_copy_reads_as_the_trimmed_object() {
+        let mut vs = virtual_service("9");
+        vs.data = json!({"spec": {"hosts": ["web"], "http": [{"name": "primary", "retries": {},
+            "route": [{"destination": {"host": "web-stable"}, "weight": 100}]}]}});
+        crate::traffic::istio::trim_virtual_service(&mut vs);
+        let trimmed = expand(&vs).expect("expands");
+        compact(&mut vs);
+        assert!(vs.data.is_string());
+        assert_eq!(expand(&vs), Some(trimmed.clone()));
+        assert_eq!(trimmed["metadata"]["resourceVersion"], "9");
+        assert_eq!(trimmed["kind"], "VirtualService");
+        assert_eq!(
+            trimmed["spec"],
+            json!({"http": [{"name": "primary",
+                "route": [{"destination": {"host": "web-stable"}, "weight": 100}]}]})
+        );
     }
 
     #[test]

@@ -538,16 +538,32 @@ impl IstioRouter {
         }
     }
 
-    /// Notes the VirtualService's version as read or written (`None`: a write failed, so it is
-    /// unknown).
+    /// Notes the VirtualService's version as read or written. `None`: a write failed, so the
+    /// version is unknown and the copy this router holds is not to be written from again.
     fn saw(&self, object: Option<&Value>) {
         let rv = object.map(|o| {
             o["metadata"]["resourceVersion"]
                 .as_str()
                 .map(str::to_string)
         });
+        if object.is_none()
+            && let Ok(mut o) = self.observed.lock()
+        {
+            *o = None;
+        }
         if let Ok(mut seen) = self.seen.lock() {
             *seen = Some(rv.flatten());
+        }
+    }
+
+    /// The VirtualService as it is now (just written, or read and left as it was): what a
+    /// later weight write in the same reconcile starts from. Without it a second write (two
+    /// `SetWeight` actions in one plan, the first sent as the prepared weight-0 patch) `test`ed
+    /// the copy from before the first and failed as a conflict.
+    fn now_is(&self, vs: &Value) {
+        self.saw(Some(vs));
+        if let Ok(mut o) = self.observed.lock() {
+            *o = Some(vs.clone());
         }
     }
 
@@ -624,6 +640,7 @@ impl IstioRouter {
         let from = current_canary_weight(&vs, &vs_name, &self.routes, &split)?;
         let Some(patch) = weight_patch(&vs, &vs_name, &self.routes, &split, canary_weight)? else {
             debug!(virtual_service = %vs_name, weight = canary_weight, "weights already set");
+            self.now_is(&vs);
             return Ok((WeightChange::Unchanged, vs));
         };
         let written = apply_guarded_patch(
@@ -636,7 +653,7 @@ impl IstioRouter {
         .inspect_err(|_| self.saw(None))?;
         info!(virtual_service = %vs_name, ?from, to = canary_weight, "set canary weight");
         let after = serde_json::to_value(&written).unwrap_or(Value::Null);
-        self.saw(Some(&after));
+        self.now_is(&after);
         Ok((
             WeightChange::Updated {
                 from,
@@ -670,9 +687,13 @@ impl IstioRouter {
             &format!("VirtualService '{vs_name}'"),
         )
         .await;
-        match &sent {
-            Ok(written) => self.saw(serde_json::to_value(written).ok().as_ref()),
-            Err(_) => self.saw(None),
+        match sent
+            .as_ref()
+            .ok()
+            .and_then(|w| serde_json::to_value(w).ok())
+        {
+            Some(written) => self.now_is(&written),
+            None => self.saw(None),
         }
         match sent {
             Ok(_) => {
