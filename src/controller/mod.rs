@@ -24,6 +24,7 @@
 pub mod act;
 pub mod analysis;
 pub mod analysis_runs;
+pub mod cached_replica_set;
 pub mod cleanup;
 pub mod error;
 pub mod freshness;
@@ -41,7 +42,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -66,8 +66,8 @@ pub struct Context {
     /// Paced for the main lane, unpaced for aborts ([`pacing`]): take [`Context::client`].
     pub clients: pacing::Clients,
     pub recorder: report::EventRecorder,
-    /// Owned ReplicaSets (label-filtered, trimmed).
-    pub replica_sets: Store<ReplicaSet>,
+    /// Owned ReplicaSets (label-filtered, decoded without their pod templates).
+    pub replica_sets: Store<cached_replica_set::CachedReplicaSet>,
     /// Which cached ReplicaSets each Rollout controls.
     pub replica_set_owners: index::OwnerIndex,
     /// Services, trimmed to their selector and our annotation ([`trim_service`]).
@@ -127,17 +127,6 @@ where
     match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    }
-}
-
-/// Drops what the controller never reads from a cached ReplicaSet: the pod template (the hash
-/// label says which template it is) and managed fields — most of each object's bytes.
-fn trim_replica_set(rs: &mut ReplicaSet) {
-    rs.managed_fields_mut().clear();
-    rs.annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
-    if let Some(spec) = rs.spec.as_mut() {
-        spec.template = None;
     }
 }
 
@@ -248,12 +237,13 @@ pub async fn run(
     if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
         return Ok(());
     }
-    let rs_api: Api<ReplicaSet> = scoped_api(&client, settings.namespace.as_deref());
+    let rs_api: Api<cached_replica_set::CachedReplicaSet> =
+        scoped_api(&client, settings.namespace.as_deref());
     let (rs_store, rs_writer) = reflector::store();
     let rs_owners = index::OwnerIndex::default();
     let rs_stream = watcher(rs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
         .default_backoff()
-        .modify(trim_replica_set)
+        .modify(cached_replica_set::trim)
         .reflect(rs_writer)
         .inspect_ok({
             let idx = rs_owners.clone();

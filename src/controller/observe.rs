@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -12,6 +11,7 @@ use kube::core::Selector;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
+use super::cached_replica_set::CachedReplicaSet;
 use super::error::Error;
 use super::labels::{
     MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
@@ -22,7 +22,7 @@ use crate::plan::{ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE
 use crate::traffic::{RouteTarget, TrafficRouter};
 
 /// A ReplicaSet as the planner sees it.
-pub fn observe_replica_set(rs: &ReplicaSet) -> Option<ObservedReplicaSet> {
+pub fn observe_replica_set(rs: &CachedReplicaSet) -> Option<ObservedReplicaSet> {
     let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
     let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = rs.status.as_ref();
