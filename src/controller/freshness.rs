@@ -107,7 +107,7 @@ impl NewestVersions {
     }
 
     /// Forgets objects no longer in `live`.
-    pub fn retain_rollouts(&self, live: &HashSet<String>) {
+    pub fn retain(&self, live: &HashSet<String>) {
         if let Ok(mut newest) = self.newest.lock() {
             newest.retain(|k, _| live.contains(k));
         }
@@ -212,7 +212,7 @@ mod tests {
         let reads = NewestVersions::default();
         reads.saw("shop/web", Some("3".into()));
         reads.saw("shop/gone", Some("4".into()));
-        reads.retain_rollouts(&HashSet::from(["shop/web".to_string()]));
+        reads.retain(&HashSet::from(["shop/web".to_string()]));
         assert!(!reads.cache_behind("shop/gone", Some("1")));
         assert!(reads.cache_behind("shop/web", Some("1")));
     }

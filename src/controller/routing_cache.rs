@@ -137,7 +137,7 @@ impl RoutingCache {
                 .iter()
                 .map(|vs| format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any()))
                 .collect();
-            self.seen.retain_rollouts(&live);
+            self.seen.retain(&live);
         }
     }
 }

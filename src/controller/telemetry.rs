@@ -147,7 +147,7 @@ pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<Rollout>) {
         }
         ctx.prepared_aborts.retain_rollouts(&live);
         ctx.status_writes.retain_rollouts(&live);
-        ctx.rollout_reads.retain_rollouts(&live);
+        ctx.rollout_reads.retain(&live);
         ctx.routing.retain_cached();
     }
 }

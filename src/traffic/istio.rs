@@ -556,7 +556,7 @@ impl IstioRouter {
         }
     }
 
-    /// The VirtualService as it is now (just written, or read and left as it was): what a
+    /// The VirtualService as it is now (just read, handed as a copy, or written): what a
     /// later weight write in the same reconcile starts from. Without it a second write (two
     /// `SetWeight` actions in one plan, the first sent as the prepared weight-0 patch) `test`ed
     /// the copy from before the first and failed as a conflict.
@@ -855,15 +855,11 @@ impl TrafficRouter for IstioRouter {
                 Some(vs) => (self.virtual_service_api(client, target).1, vs),
                 None => {
                     let (_, vs_name, vs) = self.read_virtual_service(client, target).await?;
-                    self.saw(Some(&vs));
+                    self.now_is(&vs);
                     (vs_name, vs)
                 }
             };
-            let weight = current_canary_weight(&vs, &vs_name, &self.routes, &self.split(target));
-            if let Ok(mut o) = self.observed.lock() {
-                *o = Some(vs);
-            }
-            weight
+            current_canary_weight(&vs, &vs_name, &self.routes, &self.split(target))
         })
     }
 
@@ -876,10 +872,7 @@ impl TrafficRouter for IstioRouter {
     }
 
     fn use_copy(&self, object: Value) {
-        self.saw(Some(&object));
-        if let Ok(mut o) = self.observed.lock() {
-            *o = Some(object);
-        }
+        self.now_is(&object);
     }
 
     fn seen_version(&self) -> Option<Option<String>> {
