@@ -2,8 +2,8 @@
 //!
 //! - **observe** ([`observe`]): the Rollout from the watch cache once it shows this process's
 //!   last write, fresh from the API server until then ([`freshness`]: a stale step index must
-//!   not drive weights), its ReplicaSets from a label-filtered cache trimmed of pod templates
-//!   and managed fields, its Services from a cache trimmed to their selectors, and the current
+//!   not drive weights), its ReplicaSets from a label-filtered cache that keeps only what the
+//!   planner reads of each, grouped by owner ([`replica_set_cache`]), its Services from a cache trimmed to their selectors, and the current
 //!   routing weight from the routing objects;
 //! - **plan** ([`crate::plan`]): pure, decides actions and the new status;
 //! - **act** ([`act`]): applies the actions in order, idempotently;
@@ -24,7 +24,6 @@
 pub mod act;
 pub mod analysis;
 pub mod analysis_runs;
-pub mod cached_replica_set;
 pub mod cleanup;
 pub mod error;
 pub mod freshness;
@@ -32,6 +31,7 @@ pub mod index;
 pub mod labels;
 pub mod observe;
 pub mod pacing;
+pub mod replica_set_cache;
 pub mod report;
 pub mod routing_cache;
 pub mod serial;
@@ -66,10 +66,8 @@ pub struct Context {
     /// Paced for the main lane, unpaced for aborts ([`pacing`]): take [`Context::client`].
     pub clients: pacing::Clients,
     pub recorder: report::EventRecorder,
-    /// Owned ReplicaSets (label-filtered, decoded without their pod templates).
-    pub replica_sets: Store<cached_replica_set::CachedReplicaSet>,
-    /// Which cached ReplicaSets each Rollout controls.
-    pub replica_set_owners: index::OwnerIndex,
+    /// Owned ReplicaSets (label-filtered), by controlling Rollout, as the planner sees them.
+    pub replica_sets: replica_set_cache::ReplicaSetCache,
     /// Services, trimmed to their selector and our annotation ([`trim_service`]).
     pub services: Store<Service>,
     /// Our selector writes the Service cache may not show yet.
@@ -237,17 +235,14 @@ pub async fn run(
     if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
         return Ok(());
     }
-    let rs_api: Api<cached_replica_set::CachedReplicaSet> =
+    let rs_api: Api<replica_set_cache::WatchedReplicaSet> =
         scoped_api(&client, settings.namespace.as_deref());
-    let (rs_store, rs_writer) = reflector::store();
-    let rs_owners = index::OwnerIndex::default();
+    let rs_cache = replica_set_cache::ReplicaSetCache::default();
     let rs_stream = watcher(rs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
         .default_backoff()
-        .modify(cached_replica_set::trim)
-        .reflect(rs_writer)
         .inspect_ok({
-            let idx = rs_owners.clone();
-            move |e| idx.apply(e)
+            let cache = rs_cache.clone();
+            move |e| cache.apply(e)
         })
         .applied_objects();
 
@@ -299,8 +294,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: report::EventRecorder::new(clients.clone(), "aviary"),
         clients,
-        replica_sets: rs_store,
-        replica_set_owners: rs_owners,
+        replica_sets: rs_cache,
         services: svc_store,
         service_writes: observe::ServiceWrites::default(),
         analysis_runs: runs_store,
@@ -576,7 +570,7 @@ fn abort_overtook_read(read: &Rollout, watched: Option<&Rollout>) -> bool {
 
 /// Whether the caches hold their first full list (never waits; see `reconcile_inner`).
 fn caches_ready(ctx: &Context) -> bool {
-    store_ready(&ctx.replica_sets) && store_ready(&ctx.analysis_runs) && store_ready(&ctx.services)
+    ctx.replica_sets.is_ready() && store_ready(&ctx.analysis_runs) && store_ready(&ctx.services)
 }
 
 pub(crate) fn store_ready<K>(store: &Store<K>) -> bool

@@ -11,52 +11,20 @@ use kube::core::Selector;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
-use super::cached_replica_set::CachedReplicaSet;
 use super::error::Error;
-use super::labels::{
-    MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
-    SCALED_AT_ANNOTATION,
-};
+use super::labels::MANAGED_BY_ANNOTATION;
 use crate::api::Rollout;
 use crate::plan::{ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
 use crate::traffic::{RouteTarget, TrafficRouter};
 
-/// A ReplicaSet as the planner sees it.
-pub fn observe_replica_set(rs: &CachedReplicaSet) -> Option<ObservedReplicaSet> {
-    let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
-    let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let status = rs.status.as_ref();
-    let annotations = rs.annotations();
-    Some(ObservedReplicaSet {
-        name: rs.name_any(),
-        hash,
-        replicas,
-        available: status
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0)
-            .min(replicas),
-        ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
-        current: status.map(|s| s.replicas).unwrap_or(0),
-        revision: annotations
-            .get(REVISION_ANNOTATION)
-            .and_then(|r| r.parse().ok()),
-        scale_down_at: annotations
-            .get(SCALE_DOWN_DEADLINE_ANNOTATION)
-            .and_then(|t| t.parse::<Timestamp>().ok()),
-        scaled_at: annotations
-            .get(SCALED_AT_ANNOTATION)
-            .and_then(|t| t.parse::<Timestamp>().ok()),
-    })
-}
-
 /// The ReplicaSets the Rollout controls, from the cache.
 pub fn owned_replica_sets(ctx: &Context, ro: &Rollout) -> Vec<ObservedReplicaSet> {
     let uid = ro.meta().uid.clone().unwrap_or_default();
-    // Ordered by name by the index.
-    ctx.replica_set_owners
-        .owned(&ctx.replica_sets, &uid)
-        .iter()
-        .filter_map(|rs| observe_replica_set(rs))
+    // Ordered by name by the cache.
+    ctx.replica_sets
+        .owned(&uid)
+        .into_iter()
+        .map(|c| c.observed)
         .collect()
 }
 

@@ -17,7 +17,7 @@ use crate::api::{Rollout, RolloutStatus};
 use crate::delivery::{self, Change};
 use crate::metrics::Metrics;
 use crate::notify::{Notification, Notifier};
-use crate::plan::{Event, POD_TEMPLATE_HASH_LABEL};
+use crate::plan::Event;
 
 /// What the process shares across leadership terms: the metrics registry and the notifier.
 #[derive(Clone)]
@@ -71,12 +71,11 @@ fn canary_weight(st: &RolloutStatus) -> Option<i32> {
 /// When the ReplicaSet of revision `hash` of this Rollout was created (from the cache).
 fn revision_created(ctx: &Context, ro: &Rollout, hash: &str) -> Option<Timestamp> {
     let uid = ro.meta().uid.clone()?;
-    ctx.replica_set_owners
-        .owned(&ctx.replica_sets, &uid)
-        .iter()
-        .find(|rs| rs.labels().get(POD_TEMPLATE_HASH_LABEL).map(String::as_str) == Some(hash))
-        .and_then(|rs| rs.creation_timestamp())
-        .map(|t| t.0)
+    ctx.replica_sets
+        .owned(&uid)
+        .into_iter()
+        .find(|rs| rs.observed.hash == hash)
+        .and_then(|rs| rs.created)
 }
 
 /// After a reconcile reported `status` (written, or unchanged) with `events`.

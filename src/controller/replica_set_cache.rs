@@ -1,0 +1,404 @@
+//! The ReplicaSet cache: for each Rollout, its ReplicaSets as the planner sees them.
+//!
+//! A rollout keeps up to `revisionHistoryLimit` + 1 ReplicaSets (11 by default), so once
+//! revision histories fill, cached ReplicaSets outnumber rollouts ten to one and were most of
+//! the controller's memory (docs/benchmarks.md, items 17 and 18). A kube-runtime `Store` holds
+//! whole objects — `ObjectMeta` with two label and annotation maps (a B-tree node of ~540 bytes
+//! each, however few entries), owner references, status — plus an `ObjectRef` key, ~3.5 KiB per
+//! ReplicaSet. The planner reads eight numbers and two strings of it. So the watch decodes each
+//! event into [`WatchedReplicaSet`] (no pod template: never decoded), turns it at once into an
+//! [`ObservedReplicaSet`], and this cache keeps only that, grouped by the controlling owner's
+//! UID — the owner index is the cache itself, so no second map of keys is needed either.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::ReplicaSetStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::watcher::Event;
+use serde::{Deserialize, Serialize};
+
+use super::labels::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION};
+use crate::plan::{ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL};
+
+/// A ReplicaSet as the watch decodes it: without its pod template and selector. It lives only
+/// until the event has updated the cache and triggered the owner's reconcile.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct WatchedReplicaSet {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<WatchedReplicaSetSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ReplicaSetStatus>,
+}
+
+/// Of a ReplicaSet's spec, the replica count.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct WatchedReplicaSetSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+}
+
+impl kube::Resource for WatchedReplicaSet {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "ReplicaSet".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "apps".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn api_version(_: &()) -> Cow<'_, str> {
+        "apps/v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "replicasets".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A ReplicaSet as the planner sees it; `None` without a `rollouts-pod-template-hash` label
+/// (not one of ours to plan with).
+pub fn observe_replica_set(rs: &WatchedReplicaSet) -> Option<ObservedReplicaSet> {
+    let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
+    let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = rs.status.as_ref();
+    let annotations = rs.annotations();
+    Some(ObservedReplicaSet {
+        name: rs.name_any(),
+        hash,
+        replicas,
+        available: status
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0)
+            .min(replicas),
+        ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        current: status.map(|s| s.replicas).unwrap_or(0),
+        revision: annotations
+            .get(REVISION_ANNOTATION)
+            .and_then(|r| r.parse().ok()),
+        scale_down_at: annotations
+            .get(SCALE_DOWN_DEADLINE_ANNOTATION)
+            .and_then(|t| t.parse::<Timestamp>().ok()),
+        scaled_at: annotations
+            .get(SCALED_AT_ANNOTATION)
+            .and_then(|t| t.parse::<Timestamp>().ok()),
+    })
+}
+
+/// One cached ReplicaSet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedReplicaSet {
+    pub observed: ObservedReplicaSet,
+    /// `metadata.creationTimestamp` (the revision's age, for the rollout-duration metric).
+    pub created: Option<Timestamp>,
+}
+
+/// `(namespace, name)` of a cached ReplicaSet.
+type Key = (Box<str>, Box<str>);
+
+#[derive(Default)]
+struct Entries {
+    /// Controller owner UID → the ReplicaSets it controls, ordered by name.
+    by_owner: HashMap<Arc<str>, Vec<CachedReplicaSet>>,
+    /// ReplicaSet → its controller owner UID (to move or drop it when it changes or goes).
+    owner_of: HashMap<Key, Arc<str>>,
+}
+
+impl Entries {
+    fn insert(&mut self, rs: &WatchedReplicaSet) {
+        let key = key_of(rs);
+        self.remove(&key);
+        let Some(owner) = controller_uid(rs) else {
+            return;
+        };
+        let Some(observed) = observe_replica_set(rs) else {
+            return;
+        };
+        let entry = CachedReplicaSet {
+            observed,
+            created: rs.creation_timestamp().map(|t| t.0),
+        };
+        // One allocation per owner UID, shared by the map key and every `owner_of` value.
+        let uid = match self.by_owner.get_key_value(owner) {
+            Some((uid, _)) => uid.clone(),
+            None => Arc::from(owner),
+        };
+        let list = self.by_owner.entry(uid.clone()).or_default();
+        let at = list.partition_point(|c| c.observed.name < entry.observed.name);
+        list.insert(at, entry);
+        self.owner_of.insert(key, uid);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        let Some(uid) = self.owner_of.remove(key) else {
+            return;
+        };
+        if let Some(list) = self.by_owner.get_mut(&uid) {
+            list.retain(|c| *c.observed.name != *key.1);
+            if list.is_empty() {
+                self.by_owner.remove(&uid);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    live: Entries,
+    /// Built during a relist (`Init` … `InitDone`), swapped in at `InitDone` as a store does.
+    relist: Option<Entries>,
+    /// Whether a first full list has been swapped in.
+    ready: bool,
+}
+
+/// The ReplicaSet cache. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct ReplicaSetCache {
+    state: Arc<RwLock<State>>,
+}
+
+fn key_of(rs: &WatchedReplicaSet) -> Key {
+    (
+        rs.namespace().unwrap_or_default().into_boxed_str(),
+        rs.name_any().into_boxed_str(),
+    )
+}
+
+fn controller_uid(rs: &WatchedReplicaSet) -> Option<&str> {
+    rs.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+impl ReplicaSetCache {
+    /// Applies one watch event (call it for every event, before the event triggers a reconcile).
+    pub fn apply(&self, event: &Event<WatchedReplicaSet>) {
+        let Ok(mut st) = self.state.write() else {
+            return;
+        };
+        match event {
+            Event::Apply(rs) => st.live.insert(rs),
+            Event::Delete(rs) => st.live.remove(&key_of(rs)),
+            Event::Init => st.relist = Some(Entries::default()),
+            Event::InitApply(rs) => st.relist.get_or_insert_with(Entries::default).insert(rs),
+            Event::InitDone => {
+                if let Some(entries) = st.relist.take() {
+                    st.live = entries;
+                }
+                st.ready = true;
+            }
+        }
+    }
+
+    /// The ReplicaSets controlled by the owner with this UID, ordered by name.
+    pub fn owned(&self, owner_uid: &str) -> Vec<CachedReplicaSet> {
+        self.state
+            .read()
+            .ok()
+            .and_then(|st| st.live.by_owner.get(owner_uid).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Whether the cache holds a first full list: until then "no ReplicaSet" means "not listed
+    /// yet", not "none exists".
+    pub fn is_ready(&self) -> bool {
+        self.state.read().map(|st| st.ready).unwrap_or(false)
+    }
+
+    /// How many ReplicaSets and owners the cache holds (for tests and the benchmark's log).
+    pub fn counts(&self) -> (usize, usize) {
+        self.state
+            .read()
+            .map(|st| (st.live.owner_of.len(), st.live.by_owner.len()))
+            .unwrap_or((0, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use serde_json::json;
+
+    fn rs(name: &str, owner: Option<&str>, hash: Option<&str>) -> WatchedReplicaSet {
+        let owner_refs = owner.map(|uid| {
+            json!([{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "name": "web",
+                    "uid": uid, "controller": true}])
+        });
+        let labels = hash.map(|h| json!({ "rollouts-pod-template-hash": h }));
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "ownerReferences": owner_refs,
+                         "labels": labels},
+            "spec": {"replicas": 1}
+        }))
+        .expect("decodes")
+    }
+
+    fn names(v: Vec<CachedReplicaSet>) -> Vec<String> {
+        v.into_iter().map(|c| c.observed.name).collect()
+    }
+
+    fn feed(cache: &ReplicaSetCache, events: Vec<Event<WatchedReplicaSet>>) {
+        for e in events {
+            cache.apply(&e);
+        }
+    }
+
+    #[test]
+    fn decodes_what_the_planner_reads_and_nothing_of_the_template() {
+        let whole = json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web-abc", "namespace": "shop", "resourceVersion": "7",
+                         "creationTimestamp": "2026-11-25T10:00:00Z",
+                         "labels": {"rollouts-pod-template-hash": "abc"},
+                         "annotations": {"aviary.dev/revision": "3",
+                                         "aviary.dev/scaled-at": "2026-11-25T10:00:05Z"},
+                         "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1",
+                             "kind": "Rollout", "name": "web", "uid": "u1", "controller": true}],
+                         "managedFields": [{"manager": "aviary", "operation": "Update"}]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": "web:2"}]}}},
+            "status": {"replicas": 2, "readyReplicas": 1, "availableReplicas": 3}
+        });
+        let watched: WatchedReplicaSet = serde_json::from_value(whole.clone()).expect("decodes");
+        let full: ReplicaSet = serde_json::from_value(whole).expect("decodes");
+        assert_eq!(watched.metadata, full.metadata);
+        assert_eq!(watched.status, full.status);
+        assert!(
+            std::mem::size_of::<WatchedReplicaSet>() * 3 < std::mem::size_of::<ReplicaSet>(),
+            "the decoded form is a fraction of the whole"
+        );
+
+        let cache = ReplicaSetCache::default();
+        feed(
+            &cache,
+            vec![Event::Init, Event::InitApply(watched), Event::InitDone],
+        );
+        let owned = cache.owned("u1");
+        let [c] = owned.as_slice() else {
+            panic!("one ReplicaSet cached: {owned:?}");
+        };
+        let ts = |s: &str| s.parse::<Timestamp>().ok();
+        assert_eq!(
+            c.observed,
+            ObservedReplicaSet {
+                name: "web-abc".into(),
+                hash: "abc".into(),
+                replicas: 2,
+                // Never above spec.replicas.
+                available: 2,
+                ready: 1,
+                current: 2,
+                revision: Some(3),
+                scale_down_at: None,
+                scaled_at: ts("2026-11-25T10:00:05Z"),
+            }
+        );
+        assert_eq!(c.created, ts("2026-11-25T10:00:00Z"));
+    }
+
+    #[test]
+    fn groups_by_controller_and_orders_by_name() {
+        let cache = ReplicaSetCache::default();
+        assert!(!cache.is_ready(), "not ready before a full list");
+        feed(
+            &cache,
+            vec![
+                Event::Init,
+                Event::InitApply(rs("web-b", Some("u1"), Some("b"))),
+                Event::InitApply(rs("web-a", Some("u1"), Some("a"))),
+                Event::InitApply(rs("api-a", Some("u2"), Some("a"))),
+                Event::InitApply(rs("orphan", None, Some("o"))),
+                Event::InitApply(rs("unhashed", Some("u1"), None)),
+            ],
+        );
+        assert!(!cache.is_ready(), "not ready before InitDone");
+        feed(&cache, vec![Event::InitDone]);
+        assert!(cache.is_ready());
+        assert_eq!(names(cache.owned("u1")), ["web-a", "web-b"]);
+        assert_eq!(names(cache.owned("u2")), ["api-a"]);
+        assert!(cache.owned("u3").is_empty());
+        assert_eq!(cache.counts(), (3, 2));
+    }
+
+    #[test]
+    fn follows_updates_owner_changes_and_deletes() {
+        let cache = ReplicaSetCache::default();
+        feed(
+            &cache,
+            vec![
+                Event::Init,
+                Event::InitDone,
+                Event::Apply(rs("web-b", Some("u1"), Some("b"))),
+                Event::Apply(rs("web-a", Some("u1"), Some("a"))),
+            ],
+        );
+        // An update replaces the entry, in place.
+        let mut scaled = rs("web-a", Some("u1"), Some("a"));
+        scaled.spec = Some(WatchedReplicaSetSpec { replicas: Some(0) });
+        feed(&cache, vec![Event::Apply(scaled)]);
+        let owned = cache.owned("u1");
+        assert_eq!(names(owned.clone()), ["web-a", "web-b"]);
+        assert_eq!(owned[0].observed.replicas, 0);
+        // Orphaned (owner reference removed), then adopted by another owner.
+        feed(&cache, vec![Event::Apply(rs("web-a", None, Some("a")))]);
+        assert_eq!(names(cache.owned("u1")), ["web-b"]);
+        feed(
+            &cache,
+            vec![Event::Apply(rs("web-a", Some("u2"), Some("a")))],
+        );
+        assert_eq!(names(cache.owned("u2")), ["web-a"]);
+        feed(
+            &cache,
+            vec![Event::Delete(rs("web-b", Some("u1"), Some("b")))],
+        );
+        assert!(cache.owned("u1").is_empty());
+        assert_eq!(cache.counts(), (1, 1));
+    }
+
+    #[test]
+    fn a_relist_replaces_the_cache_only_when_done() {
+        let cache = ReplicaSetCache::default();
+        feed(
+            &cache,
+            vec![
+                Event::Init,
+                Event::InitApply(rs("web-a", Some("u1"), Some("a"))),
+                Event::InitDone,
+            ],
+        );
+        // A relist that no longer has web-a (deleted while the watch was down) but has web-b.
+        feed(
+            &cache,
+            vec![
+                Event::Init,
+                Event::InitApply(rs("web-b", Some("u1"), Some("b"))),
+            ],
+        );
+        assert_eq!(
+            names(cache.owned("u1")),
+            ["web-a"],
+            "still the old view until InitDone"
+        );
+        feed(&cache, vec![Event::InitDone]);
+        assert_eq!(names(cache.owned("u1")), ["web-b"]);
+        assert!(cache.is_ready());
+    }
+}
