@@ -15,6 +15,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
 
+use super::relisting::{Relisting, WatchedMap};
+
 /// `(namespace, name)` of an indexed object.
 type Key = (String, String);
 
@@ -26,8 +28,8 @@ struct Maps {
     owner_of: HashMap<Key, String>,
 }
 
-impl Maps {
-    fn insert<K: Resource>(&mut self, obj: &K) {
+impl<K: Resource> WatchedMap<K> for Maps {
+    fn upsert(&mut self, obj: &K) {
         let key = key_of(obj);
         self.remove_key(&key);
         if let Some(uid) = controller_uid(obj) {
@@ -39,6 +41,12 @@ impl Maps {
         }
     }
 
+    fn forget(&mut self, obj: &K) {
+        self.remove_key(&key_of(obj));
+    }
+}
+
+impl Maps {
     fn remove_key(&mut self, key: &Key) {
         if let Some(uid) = self.owner_of.remove(key)
             && let Some(set) = self.by_owner.get_mut(&uid)
@@ -51,17 +59,10 @@ impl Maps {
     }
 }
 
-#[derive(Default)]
-struct State {
-    live: Maps,
-    /// Built during a relist (`Init` … `InitDone`), swapped in at `InitDone` like the store does.
-    relist: Option<Maps>,
-}
-
 /// The owner index of one kind of object. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct OwnerIndex {
-    state: Arc<RwLock<State>>,
+    state: Arc<RwLock<Relisting<Maps>>>,
 }
 
 fn key_of<K: Resource>(obj: &K) -> Key {
@@ -78,19 +79,8 @@ fn controller_uid<K: Resource>(obj: &K) -> Option<String> {
 impl OwnerIndex {
     /// Applies one watch event (call it for every event the store's writer gets).
     pub fn apply<K: Resource>(&self, event: &Event<K>) {
-        let Ok(mut st) = self.state.write() else {
-            return;
-        };
-        match event {
-            Event::Apply(obj) => st.live.insert(obj),
-            Event::Delete(obj) => st.live.remove_key(&key_of(obj)),
-            Event::Init => st.relist = Some(Maps::default()),
-            Event::InitApply(obj) => st.relist.get_or_insert_with(Maps::default).insert(obj),
-            Event::InitDone => {
-                if let Some(maps) = st.relist.take() {
-                    st.live = maps;
-                }
-            }
+        if let Ok(mut st) = self.state.write() {
+            st.apply(event);
         }
     }
 

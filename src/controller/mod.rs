@@ -31,6 +31,7 @@ pub mod index;
 pub mod labels;
 pub mod observe;
 pub mod pacing;
+pub mod relisting;
 pub mod replica_set_cache;
 pub mod report;
 pub mod routing_cache;

@@ -23,6 +23,7 @@ use kube::runtime::watcher::Event;
 use serde::{Deserialize, Serialize};
 
 use super::labels::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION};
+use super::relisting::{Relisting, WatchedMap};
 use crate::plan::{ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL};
 
 /// A ReplicaSet as the watch decodes it: without its pod template and selector. It lives only
@@ -119,8 +120,8 @@ struct Entries {
     owner_of: HashMap<Key, Arc<str>>,
 }
 
-impl Entries {
-    fn insert(&mut self, rs: &WatchedReplicaSet) {
+impl WatchedMap<WatchedReplicaSet> for Entries {
+    fn upsert(&mut self, rs: &WatchedReplicaSet) {
         let key = key_of(rs);
         self.remove(&key);
         let Some(owner) = controller_uid(rs) else {
@@ -144,6 +145,12 @@ impl Entries {
         self.owner_of.insert(key, uid);
     }
 
+    fn forget(&mut self, rs: &WatchedReplicaSet) {
+        self.remove(&key_of(rs));
+    }
+}
+
+impl Entries {
     fn remove(&mut self, key: &Key) {
         let Some(uid) = self.owner_of.remove(key) else {
             return;
@@ -157,19 +164,10 @@ impl Entries {
     }
 }
 
-#[derive(Default)]
-struct State {
-    live: Entries,
-    /// Built during a relist (`Init` … `InitDone`), swapped in at `InitDone` as a store does.
-    relist: Option<Entries>,
-    /// Whether a first full list has been swapped in.
-    ready: bool,
-}
-
 /// The ReplicaSet cache. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct ReplicaSetCache {
-    state: Arc<RwLock<State>>,
+    state: Arc<RwLock<Relisting<Entries>>>,
 }
 
 fn key_of(rs: &WatchedReplicaSet) -> Key {
@@ -189,20 +187,8 @@ fn controller_uid(rs: &WatchedReplicaSet) -> Option<&str> {
 impl ReplicaSetCache {
     /// Applies one watch event (call it for every event, before the event triggers a reconcile).
     pub fn apply(&self, event: &Event<WatchedReplicaSet>) {
-        let Ok(mut st) = self.state.write() else {
-            return;
-        };
-        match event {
-            Event::Apply(rs) => st.live.insert(rs),
-            Event::Delete(rs) => st.live.remove(&key_of(rs)),
-            Event::Init => st.relist = Some(Entries::default()),
-            Event::InitApply(rs) => st.relist.get_or_insert_with(Entries::default).insert(rs),
-            Event::InitDone => {
-                if let Some(entries) = st.relist.take() {
-                    st.live = entries;
-                }
-                st.ready = true;
-            }
+        if let Ok(mut st) = self.state.write() {
+            st.apply(event);
         }
     }
 
@@ -218,7 +204,7 @@ impl ReplicaSetCache {
     /// Whether the cache holds a first full list: until then "no ReplicaSet" means "not listed
     /// yet", not "none exists".
     pub fn is_ready(&self) -> bool {
-        self.state.read().map(|st| st.ready).unwrap_or(false)
+        self.state.read().map(|st| st.is_ready()).unwrap_or(false)
     }
 
     /// How many ReplicaSets and owners the cache holds (for tests and the benchmark's log).
