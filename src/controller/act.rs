@@ -101,6 +101,20 @@ pub async fn apply(
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<Vec<Event>, Error> {
+    let applied = apply_actions(ctx, ro, actions, routers, target).await;
+    // What the routers wrote (or failed to), so the next reconcile takes the routing cache's
+    // copy only once it shows that version; recorded whether or not the actions all succeeded.
+    ctx.routing.note_seen(routers, target);
+    applied
+}
+
+async fn apply_actions(
+    ctx: &Context,
+    ro: &Rollout,
+    actions: &[Action],
+    routers: &[Box<dyn TrafficRouter>],
+    target: &RouteTarget,
+) -> Result<Vec<Event>, Error> {
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);

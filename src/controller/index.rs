@@ -32,7 +32,7 @@ impl<K: Resource> WatchedMap<K> for Maps {
     fn upsert(&mut self, obj: &K) {
         let key = key_of(obj);
         self.remove_key(&key);
-        if let Some(uid) = controller_uid(obj) {
+        if let Some(uid) = controller_uid(obj).map(str::to_string) {
             self.by_owner
                 .entry(uid.clone())
                 .or_default()
@@ -69,11 +69,12 @@ fn key_of<K: Resource>(obj: &K) -> Key {
     (obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-fn controller_uid<K: Resource>(obj: &K) -> Option<String> {
+/// The UID of the object's controlling owner, if it has one.
+pub(super) fn controller_uid<K: Resource>(obj: &K) -> Option<&str> {
     obj.owner_references()
         .iter()
         .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.clone())
+        .map(|o| o.uid.as_str())
 }
 
 impl OwnerIndex {
@@ -102,7 +103,7 @@ impl OwnerIndex {
             .filter_map(|(ns, name)| store.get(&ObjectRef::new(&name).within(&ns)))
             // The store and the index are updated one after the other: an object the index
             // still names may have just been replaced by one another owner controls.
-            .filter(|obj| controller_uid(obj.as_ref()).as_deref() == Some(owner_uid))
+            .filter(|obj| controller_uid(obj.as_ref()) == Some(owner_uid))
             .collect()
     }
 

@@ -3,8 +3,9 @@
 //! - **observe** ([`observe`]): the Rollout from the watch cache once it shows this process's
 //!   last write, fresh from the API server until then ([`freshness`]: a stale step index must
 //!   not drive weights), its ReplicaSets from a label-filtered cache that keeps only what the
-//!   planner reads of each, grouped by owner ([`replica_set_cache`]), its Services from a cache trimmed to their selectors, and the current
-//!   routing weight from the routing objects;
+//!   planner reads of each, grouped by owner ([`replica_set_cache`]), its Services from a cache
+//!   trimmed to their selectors, and the current routing weight from the routing objects (a
+//!   VirtualService from its watch cache, [`routing_cache`]);
 //! - **plan** ([`crate::plan`]): pure, decides actions and the new status;
 //! - **act** ([`act`]): applies the actions in order, idempotently;
 //! - **report** ([`report`]): writes the status only when it changed, records Events.
@@ -755,9 +756,7 @@ async fn plan_and_act(
     if !plan.actions.is_empty() {
         info!(actions = ?plan.actions, "applying plan");
     }
-    let applied = act::apply(ctx, ro, &plan.actions, &routers, &target).await;
-    ctx.routing.note_seen(&routers, &target);
-    let mut events = match applied {
+    let mut events = match act::apply(ctx, ro, &plan.actions, &routers, &target).await {
         // An analysis that can't even start (a missing template) is an analysis in Error: plan
         // again with that verdict, which aborts the rollout with the reason.
         Err(Error::AnalysisSetup {
@@ -780,9 +779,7 @@ async fn plan_and_act(
                 .filter(|a| !matches!(a, plan::Action::CreateAnalysisRun { .. }))
                 .cloned()
                 .collect();
-            let applied = act::apply(ctx, ro, &actions, &routers, &target).await;
-            ctx.routing.note_seen(&routers, &target);
-            applied?
+            act::apply(ctx, ro, &actions, &routers, &target).await?
         }
         other => other?,
     };

@@ -22,6 +22,7 @@ use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 use serde::{Deserialize, Serialize};
 
+use super::index::controller_uid;
 use super::labels::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION};
 use super::relisting::{Relisting, WatchedMap};
 use crate::plan::{ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL};
@@ -177,13 +178,6 @@ fn key_of(rs: &WatchedReplicaSet) -> Key {
     )
 }
 
-fn controller_uid(rs: &WatchedReplicaSet) -> Option<&str> {
-    rs.owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.as_str())
-}
-
 impl ReplicaSetCache {
     /// Applies one watch event (call it for every event, before the event triggers a reconcile).
     pub fn apply(&self, event: &Event<WatchedReplicaSet>) {
@@ -207,7 +201,7 @@ impl ReplicaSetCache {
         self.state.read().map(|st| st.is_ready()).unwrap_or(false)
     }
 
-    /// How many ReplicaSets and owners the cache holds (for tests and the benchmark's log).
+    /// How many ReplicaSets and owners the cache holds (for tests).
     pub fn counts(&self) -> (usize, usize) {
         self.state
             .read()

@@ -135,7 +135,7 @@ impl RoutingCache {
             let live = store
                 .state()
                 .iter()
-                .map(|vs| format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any()))
+                .map(|vs| super::key(vs.as_ref()))
                 .collect();
             self.seen.retain(&live);
         }

@@ -579,7 +579,16 @@ impl IstioRouter {
     ) -> (Api<DynamicObject>, String) {
         let namespace = self.virtual_service.namespace_or(&target.namespace);
         let api = dynamic_api(client, namespace, &virtual_service_gvk(), "virtualservices");
-        (api, format!("{namespace}/{}", self.virtual_service.name))
+        (api, self.virtual_service_key(target))
+    }
+
+    /// The VirtualService's `ns/name`.
+    fn virtual_service_key(&self, target: &RouteTarget) -> String {
+        format!(
+            "{}/{}",
+            self.virtual_service.namespace_or(&target.namespace),
+            self.virtual_service.name
+        )
     }
 
     /// The VirtualService's API, its `ns/name` and its JSON.
@@ -852,7 +861,7 @@ impl TrafficRouter for IstioRouter {
         Box::pin(async move {
             let copy = self.observed.lock().ok().and_then(|o| o.clone());
             let (vs_name, vs) = match copy {
-                Some(vs) => (self.virtual_service_api(client, target).1, vs),
+                Some(vs) => (self.virtual_service_key(target), vs),
                 None => {
                     let (_, vs_name, vs) = self.read_virtual_service(client, target).await?;
                     self.now_is(&vs);
@@ -864,11 +873,7 @@ impl TrafficRouter for IstioRouter {
     }
 
     fn cached_virtual_service(&self, target: &RouteTarget) -> Option<String> {
-        Some(format!(
-            "{}/{}",
-            self.virtual_service.namespace_or(&target.namespace),
-            self.virtual_service.name
-        ))
+        Some(self.virtual_service_key(target))
     }
 
     fn use_copy(&self, object: Value) {
