@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, EvictParams, Patch, PostParams};
 use kube::{Resource, ResourceExt};
@@ -18,6 +18,7 @@ use super::labels::{
     FIELD_MANAGER, MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLLOUT_LABEL,
     SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION,
 };
+use super::service_cache::{CachedService, WatchedService};
 use crate::api::Rollout;
 use crate::plan::{
     Action, Event, POD_TEMPLATE_HASH_LABEL, replica_set_name, rollout_template_hash,
@@ -281,7 +282,7 @@ async fn switch_service(
     service: &str,
     hash: &str,
 ) -> Result<(), Error> {
-    let api: Api<Service> = Api::namespaced(ctx.client().clone(), ns);
+    let api: Api<WatchedService> = Api::namespaced(ctx.client().clone(), ns);
     let svc = super::observe::service(ctx, &api, ns, service)
         .await?
         .ok_or_else(|| {
@@ -289,11 +290,7 @@ async fn switch_service(
                 "Service '{service}' not found in namespace '{ns}': create it or fix the Rollout"
             ))
         })?;
-    if let Some(owner) = svc
-        .annotations()
-        .get(MANAGED_BY_ANNOTATION)
-        .filter(|o| o.as_str() != rollout)
-    {
+    if let Some(owner) = svc.managed_by.as_deref().filter(|o| *o != rollout) {
         return Err(Error::InvalidSpec(format!(
             "Service '{service}' is managed by Rollout '{owner}': each Rollout needs its own Services"
         )));
@@ -302,15 +299,15 @@ async fn switch_service(
         "metadata": {"annotations": {MANAGED_BY_ANNOTATION: rollout}},
         "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
     });
-    let mut written = api
+    let written = api
         .patch(
             service,
             &super::labels::patch_params(),
             &Patch::Merge(&patch),
         )
         .await?;
-    super::trim_service(&mut written);
-    ctx.service_writes.record(&svc, written);
+    ctx.service_writes
+        .record(ns, service, &svc, CachedService::from(&written));
     info!(rollout, service, hash, "switched Service selector");
     Ok(())
 }

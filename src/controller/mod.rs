@@ -37,6 +37,7 @@ pub mod replica_set_cache;
 pub mod report;
 pub mod routing_cache;
 pub mod serial;
+pub mod service_cache;
 pub mod telemetry;
 
 use std::collections::HashMap;
@@ -44,7 +45,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -70,8 +70,8 @@ pub struct Context {
     pub recorder: report::EventRecorder,
     /// Owned ReplicaSets (label-filtered), by controlling Rollout, as the planner sees them.
     pub replica_sets: replica_set_cache::ReplicaSetCache,
-    /// Services, trimmed to their selector and our annotation ([`trim_service`]).
-    pub services: Store<Service>,
+    /// Every Service in the watched namespaces, as observe and act read it ([`service_cache`]).
+    pub services: service_cache::ServiceCache,
     /// Our selector writes the Service cache may not show yet.
     pub service_writes: observe::ServiceWrites,
     /// Owned AnalysisRuns (label-filtered).
@@ -128,27 +128,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-/// Keeps of a cached Service only what observe and act read: its name, our managed-by
-/// annotation and the selector. Services are not labelled by us, so every Service in the
-/// watched namespaces is cached, trimmed to a few hundred bytes.
-pub(crate) fn trim_service(svc: &mut Service) {
-    let managed_by = svc
-        .annotations()
-        .get(labels::MANAGED_BY_ANNOTATION)
-        .cloned();
-    let meta = &mut svc.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    meta.annotations = managed_by.map(|m| [(labels::MANAGED_BY_ANNOTATION.to_string(), m)].into());
-    svc.spec = svc.spec.take().map(|spec| ServiceSpec {
-        selector: spec.selector,
-        ..ServiceSpec::default()
-    });
-    svc.status = None;
 }
 
 /// Drops what the controller never reads from a cached Rollout: managed fields, the
@@ -250,12 +229,15 @@ pub async fn run(
 
     // Services: every reconcile reads the stable/canary (or active/preview) Services; from a
     // cache that is two requests fewer each time. Nothing is triggered by a Service change.
-    let svc_api: Api<Service> = scoped_api(&client, settings.namespace.as_deref());
-    let (svc_store, svc_writer) = reflector::store();
+    let svc_api: Api<service_cache::WatchedService> =
+        scoped_api(&client, settings.namespace.as_deref());
+    let svc_cache = service_cache::ServiceCache::default();
     let svc_stream = watcher(svc_api, watcher::Config::default())
         .default_backoff()
-        .modify(trim_service)
-        .reflect(svc_writer)
+        .inspect_ok({
+            let cache = svc_cache.clone();
+            move |e| cache.apply(e)
+        })
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "Service watch error");
@@ -297,7 +279,7 @@ pub async fn run(
         recorder: report::EventRecorder::new(clients.clone(), "aviary"),
         clients,
         replica_sets: rs_cache,
-        services: svc_store,
+        services: svc_cache,
         service_writes: observe::ServiceWrites::default(),
         analysis_runs: runs_store,
         analysis_run_owners: runs_owners,
@@ -572,7 +554,7 @@ fn abort_overtook_read(read: &Rollout, watched: Option<&Rollout>) -> bool {
 
 /// Whether the caches hold their first full list (never waits; see `reconcile_inner`).
 fn caches_ready(ctx: &Context) -> bool {
-    ctx.replica_sets.is_ready() && store_ready(&ctx.analysis_runs) && store_ready(&ctx.services)
+    ctx.replica_sets.is_ready() && store_ready(&ctx.analysis_runs) && ctx.services.is_ready()
 }
 
 pub(crate) fn store_ready<K>(store: &Store<K>) -> bool

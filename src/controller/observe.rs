@@ -1,10 +1,10 @@
 //! Observe: read what the planner needs — the Rollout fresh from the API server, its
-//! ReplicaSets from the label-filtered cache, its Services from the trimmed Service cache (read
-//! from the API server on a miss), and the current routing weight from the routing objects.
+//! ReplicaSets from the label-filtered cache, its Services from the Service cache (read from the
+//! API server on a miss), and the current routing weight from the routing objects.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::core::Selector;
@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
-use super::labels::MANAGED_BY_ANNOTATION;
+use super::service_cache::{CachedService, WatchedService};
 use crate::api::Rollout;
 use crate::plan::{ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
 use crate::traffic::{RouteTarget, TrafficRouter};
@@ -128,7 +128,7 @@ pub fn service_refs(ro: &Rollout) -> Vec<(&str, &'static str)> {
 /// missing or can't be pointed at the Rollout's pods.
 pub async fn observe_services(ctx: &Context, ro: &Rollout) -> Result<Vec<ObservedService>, Error> {
     let ns = ro.namespace().unwrap_or_default();
-    let api: Api<Service> = Api::namespaced(ctx.client().clone(), &ns);
+    let api: Api<WatchedService> = Api::namespaced(ctx.client().clone(), &ns);
     let labels = ro
         .spec
         .template
@@ -147,39 +147,31 @@ pub async fn observe_services(ctx: &Context, ro: &Rollout) -> Result<Vec<Observe
                 "Service '{name}' ({field}) not found in namespace '{ns}': create it, or fix {field}"
             ))
         })?;
-        if let Some(problem) = service_problem(&svc, &ro.name_any(), &labels, field) {
+        if let Some(problem) = service_problem(name, &svc, &ro.name_any(), &labels, field) {
             return Err(Error::InvalidSpec(problem));
         }
-        let hash = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned());
         out.push(ObservedService {
             name: name.to_string(),
-            hash,
+            hash: svc.selects(POD_TEMPLATE_HASH_LABEL).map(str::to_string),
         });
     }
     Ok(out)
 }
 
-/// A Service from the trimmed cache ([`super::trim_service`]), or read from the API server when
-/// the cache has none: one created a moment ago may not have reached the cache yet, and only
-/// the API server can say it does not exist. Until the cache shows our own last selector write,
-/// the object that write returned stands in for it ([`ServiceWrites`]), so the planner never
-/// plans the same switch twice.
+/// A Service from the cache ([`super::service_cache`]), or read from the API server when the
+/// cache has none: one created a moment ago may not have reached the cache yet, and only the
+/// API server can say it does not exist. Until the cache shows our own last selector write, what
+/// that write returned stands in for it ([`ServiceWrites`]), so the planner never plans the same
+/// switch twice.
 pub async fn service(
     ctx: &Context,
-    api: &Api<Service>,
+    api: &Api<WatchedService>,
     ns: &str,
     name: &str,
-) -> Result<Option<Service>, kube::Error> {
-    let cached = ctx
-        .services
-        .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns));
-    match cached {
-        Some(svc) => Ok(Some(ctx.service_writes.newest(svc.as_ref()))),
-        None => api.get_opt(name).await,
+) -> Result<Option<CachedService>, kube::Error> {
+    match ctx.services.get(ns, name) {
+        Some(svc) => Ok(Some(ctx.service_writes.newest(ns, name, svc))),
+        None => Ok(api.get_opt(name).await?.as_ref().map(CachedService::from)),
     }
 }
 
@@ -187,32 +179,31 @@ pub async fn service(
 /// over, until the cache moves past that version.
 #[derive(Debug, Default)]
 pub struct ServiceWrites {
-    written: std::sync::Mutex<BTreeMap<String, (String, Service)>>,
+    written: std::sync::Mutex<BTreeMap<String, (Box<str>, CachedService)>>,
 }
 
 impl ServiceWrites {
-    /// Records that `before` was patched into `after`.
-    pub fn record(&self, before: &Service, after: Service) {
-        if let (Some(rv), Ok(mut w)) = (before.resource_version(), self.written.lock()) {
-            w.insert(super::key(before), (rv, after));
+    /// Records that `before`, the Service `ns/name`, was patched into `after`.
+    pub fn record(&self, ns: &str, name: &str, before: &CachedService, after: CachedService) {
+        if let (Some(rv), Ok(mut w)) = (before.resource_version.clone(), self.written.lock()) {
+            w.insert(format!("{ns}/{name}"), (rv, after));
         }
     }
 
-    /// `cached`, or what we wrote over it when the cache still shows the version we wrote over.
-    pub fn newest(&self, cached: &Service) -> Service {
+    /// `cached` (the Service `ns/name`), or what we wrote over it when the cache still shows the
+    /// version we wrote over.
+    pub fn newest(&self, ns: &str, name: &str, cached: CachedService) -> CachedService {
         let Ok(mut w) = self.written.lock() else {
-            return cached.clone();
+            return cached;
         };
-        let key = super::key(cached);
+        let key = format!("{ns}/{name}");
         match w.get(&key) {
-            Some((over, after)) if cached.resource_version().as_ref() == Some(over) => {
-                after.clone()
-            }
+            Some((over, after)) if cached.resource_version.as_ref() == Some(over) => after.clone(),
             Some(_) => {
                 w.remove(&key);
-                cached.clone()
+                cached
             }
-            None => cached.clone(),
+            None => cached,
         }
     }
 }
@@ -222,29 +213,22 @@ impl ServiceWrites {
 /// other selector labels are not all on the pod template (it would select foreign pods, or
 /// none), or another Rollout manages it.
 pub fn service_problem(
-    svc: &Service,
+    name: &str,
+    svc: &CachedService,
     rollout: &str,
     template_labels: &BTreeMap<String, String>,
     field: &str,
 ) -> Option<String> {
-    let name = svc.name_any();
-    if let Some(owner) = svc
-        .annotations()
-        .get(MANAGED_BY_ANNOTATION)
-        .filter(|o| o.as_str() != rollout)
-    {
+    if let Some(owner) = svc.managed_by.as_deref().filter(|o| *o != rollout) {
         return Some(format!(
             "Service '{name}' ({field}) is managed by Rollout '{owner}': each Rollout needs its own Services"
         ));
     }
-    let selector = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default();
-    let own: BTreeMap<&String, &String> = selector
+    let own: Vec<(&str, &str)> = svc
+        .selector
         .iter()
-        .filter(|(k, _)| k.as_str() != POD_TEMPLATE_HASH_LABEL)
+        .map(|(k, v)| (&**k, &**v))
+        .filter(|(k, _)| *k != POD_TEMPLATE_HASH_LABEL)
         .collect();
     if own.is_empty() {
         return Some(format!(
@@ -253,7 +237,7 @@ pub fn service_problem(
     }
     let foreign: Vec<String> = own
         .iter()
-        .filter(|(k, v)| template_labels.get(k.as_str()) != Some(v))
+        .filter(|(k, v)| template_labels.get(*k).map(String::as_str) != Some(*v))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     (!foreign.is_empty()).then(|| {
@@ -325,6 +309,7 @@ pub fn owned_analysis_runs(ctx: &Context, ro: &Rollout) -> Vec<crate::plan::Obse
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::labels::MANAGED_BY_ANNOTATION;
 
     #[test]
     fn routers_agree_on_a_weight_or_say_nothing() {
@@ -354,8 +339,8 @@ mod tests {
         assert_eq!(read.ok().flatten(), None);
     }
 
-    fn service(selector: serde_json::Value, managed_by: Option<&str>) -> Service {
-        let mut svc: Service = serde_json::from_value(serde_json::json!({
+    fn service(selector: serde_json::Value, managed_by: Option<&str>) -> CachedService {
+        let mut svc: WatchedService = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-active"},
             "spec": {"selector": selector},
         }))
@@ -364,7 +349,7 @@ mod tests {
             svc.annotations_mut()
                 .insert(MANAGED_BY_ANNOTATION.into(), owner.into());
         }
-        svc
+        CachedService::from(&svc)
     }
 
     #[test]
@@ -374,59 +359,25 @@ mod tests {
                 serde_json::json!({"app": "web", POD_TEMPLATE_HASH_LABEL: hash}),
                 None,
             );
-            svc.metadata.resource_version = Some(rv.into());
+            svc.resource_version = Some(rv.into());
             svc
         };
-        let hash = |svc: &Service| {
-            svc.spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned())
-        };
+        let hash = |svc: CachedService| svc.selects(POD_TEMPLATE_HASH_LABEL).map(str::to_string);
+        let newest = |w: &ServiceWrites, svc| hash(w.newest("app", "web-active", svc));
         let writes = ServiceWrites::default();
+        assert_eq!(newest(&writes, at("1", "old")).as_deref(), Some("old"));
+
+        writes.record("app", "web-active", &at("1", "old"), at("2", "new"));
+        // Another Service of that name, elsewhere, is not stood in for.
         assert_eq!(
-            hash(&writes.newest(&at("1", "old"))).as_deref(),
+            hash(writes.newest("other", "web-active", at("1", "old"))).as_deref(),
             Some("old")
         );
-
-        writes.record(&at("1", "old"), at("2", "new"));
         // The cache still shows the version we wrote over: our write stands in.
-        assert_eq!(
-            hash(&writes.newest(&at("1", "old"))).as_deref(),
-            Some("new")
-        );
+        assert_eq!(newest(&writes, at("1", "old")).as_deref(), Some("new"));
         // The cache moved on (our write or a later one): it is the truth again, for good.
-        assert_eq!(
-            hash(&writes.newest(&at("3", "other"))).as_deref(),
-            Some("other")
-        );
-        assert_eq!(
-            hash(&writes.newest(&at("1", "old"))).as_deref(),
-            Some("old")
-        );
-    }
-
-    #[test]
-    fn a_cached_service_keeps_only_selector_and_our_annotation() {
-        let mut svc: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "namespace": "app", "resourceVersion": "7",
-                "labels": {"team": "a"},
-                "annotations": {MANAGED_BY_ANNOTATION: "web", "note": "x"},
-                "managedFields": [{"manager": "kubectl"}]},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}], "clusterIP": "10.0.0.1"},
-            "status": {"loadBalancer": {}}
-        }))
-        .expect("service");
-        crate::controller::trim_service(&mut svc);
-        assert_eq!(
-            serde_json::to_value(&svc).expect("json"),
-            serde_json::json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": "app", "resourceVersion": "7",
-                    "annotations": {MANAGED_BY_ANNOTATION: "web"}},
-                "spec": {"selector": {"app": "web"}}
-            })
-        );
+        assert_eq!(newest(&writes, at("3", "other")).as_deref(), Some("other"));
+        assert_eq!(newest(&writes, at("1", "old")).as_deref(), Some("old"));
     }
 
     #[test]
@@ -436,7 +387,7 @@ mod tests {
             ("tier".to_string(), "api".to_string()),
         ]);
         let field = "strategy.blueGreen.activeService";
-        let ok = |sel| service_problem(&service(sel, None), "web", &labels, field);
+        let ok = |sel| service_problem("web-active", &service(sel, None), "web", &labels, field);
         assert_eq!(ok(serde_json::json!({"app": "web"})), None);
         assert_eq!(
             ok(serde_json::json!({"app": "web", POD_TEMPLATE_HASH_LABEL: "abc"})),
@@ -450,6 +401,7 @@ mod tests {
         let none = ok(serde_json::json!({})).expect("no selector");
         assert!(none.contains("no selector"), "{none}");
         let theirs = service_problem(
+            "web-active",
             &service(serde_json::json!({"app": "web"}), Some("other")),
             "web",
             &labels,
@@ -459,6 +411,7 @@ mod tests {
         assert!(theirs.contains("managed by Rollout 'other'"), "{theirs}");
         assert_eq!(
             service_problem(
+                "web-active",
                 &service(serde_json::json!({"app": "web"}), Some("web")),
                 "web",
                 &labels,

@@ -1,0 +1,276 @@
+//! The Service cache: of every Service in the watched namespaces, what observe and act read.
+//!
+//! Services are the users' and not labelled by us, so the watch cannot filter them: every
+//! Service in the watched namespaces is cached, two or more per rollout. A kube-runtime `Store`
+//! of `Service`s, even trimmed to the selector and one annotation, kept per Service an
+//! `ObjectMeta` and a `ServiceSpec` of mostly empty fields, a B-tree node of ~540 bytes for each
+//! of the two maps however few entries they hold, and an `ObjectRef` key (docs/benchmarks.md,
+//! item 19). What is read is the selector, our managed-by annotation, and the resourceVersion
+//! our own writes are checked against ([`super::observe::ServiceWrites`]). So the watch decodes
+//! each event into [`WatchedService`] (no ports, IPs or status: never decoded) and the cache keeps
+//! a [`CachedService`] by namespace and name.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+use kube::runtime::watcher::Event;
+use serde::{Deserialize, Serialize};
+
+use super::labels::MANAGED_BY_ANNOTATION;
+use super::relisting::{Relisting, WatchedMap};
+
+/// A Service as the watch (and a read on a cache miss, and our selector patch's answer) decodes
+/// it: its metadata and selector. It lives only until it has become a [`CachedService`].
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct WatchedService {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<WatchedServiceSpec>,
+}
+
+/// Of a Service's spec, the selector.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct WatchedServiceSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<BTreeMap<String, String>>,
+}
+
+impl kube::Resource for WatchedService {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Service".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn api_version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "services".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// One cached Service: what observe and act read of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CachedService {
+    /// `metadata.resourceVersion`: our selector writes are matched against it.
+    pub resource_version: Option<Box<str>>,
+    /// The Rollout our managed-by annotation names, if any.
+    pub managed_by: Option<Box<str>>,
+    /// `spec.selector`, ordered by key; empty when the Service has none. A boxed slice, not a
+    /// map: a selector holds a few labels, and a B-tree node is ~540 bytes however few.
+    pub selector: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl CachedService {
+    /// The selector's value for `label`.
+    pub fn selects(&self, label: &str) -> Option<&str> {
+        self.selector
+            .iter()
+            .find(|(k, _)| &**k == label)
+            .map(|(_, v)| &**v)
+    }
+}
+
+impl From<&WatchedService> for CachedService {
+    fn from(svc: &WatchedService) -> Self {
+        CachedService {
+            resource_version: svc.metadata.resource_version.as_deref().map(Box::from),
+            managed_by: svc
+                .annotations()
+                .get(MANAGED_BY_ANNOTATION)
+                .map(|m| Box::from(m.as_str())),
+            selector: svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .map(|sel| {
+                    sel.iter()
+                        .map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `(namespace, name)` of a cached Service.
+type Key = (Box<str>, Box<str>);
+
+fn key_of(svc: &WatchedService) -> Key {
+    (
+        svc.namespace().unwrap_or_default().into_boxed_str(),
+        svc.name_any().into_boxed_str(),
+    )
+}
+
+#[derive(Default)]
+struct Entries(HashMap<Key, CachedService>);
+
+impl WatchedMap<WatchedService> for Entries {
+    fn upsert(&mut self, svc: &WatchedService) {
+        self.0.insert(key_of(svc), CachedService::from(svc));
+    }
+
+    fn forget(&mut self, svc: &WatchedService) {
+        self.0.remove(&key_of(svc));
+    }
+}
+
+/// The Service cache. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct ServiceCache {
+    state: Arc<RwLock<Relisting<Entries>>>,
+}
+
+impl ServiceCache {
+    /// Applies one watch event.
+    pub fn apply(&self, event: &Event<WatchedService>) {
+        if let Ok(mut st) = self.state.write() {
+            st.apply(event);
+        }
+    }
+
+    /// The cached Service `namespace/name`, if the cache holds it.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<CachedService> {
+        let st = self.state.read().ok()?;
+        // The map is keyed by owned boxes; a lookup by borrowed parts would need a second key
+        // type, and two short allocations per lookup cost less than that code.
+        st.live
+            .0
+            .get(&(Box::from(namespace), Box::from(name)))
+            .cloned()
+    }
+
+    /// Whether the cache holds a first full list: until then "not cached" means "not listed
+    /// yet", not "none exists" (a miss is read from the API server either way).
+    pub fn is_ready(&self) -> bool {
+        self.state.read().map(|st| st.is_ready()).unwrap_or(false)
+    }
+
+    /// How many Services the cache holds (for tests).
+    pub fn count(&self) -> usize {
+        self.state.read().map(|st| st.live.0.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(ns: &str, name: &str, rv: &str, selector: serde_json::Value) -> WatchedService {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns, "resourceVersion": rv},
+            "spec": {"selector": selector},
+        }))
+        .expect("service")
+    }
+
+    #[test]
+    fn decodes_selector_annotation_and_version_and_nothing_else() {
+        let full = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "app", "resourceVersion": "7",
+                "labels": {"team": "a"},
+                "annotations": {MANAGED_BY_ANNOTATION: "web", "note": "x"},
+                "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"selector": {"tier": "api", "app": "web"}, "ports": [{"port": 80}],
+                "clusterIP": "10.0.0.1", "type": "ClusterIP"},
+            "status": {"loadBalancer": {}}
+        });
+        let watched: WatchedService = serde_json::from_value(full).expect("decode");
+        // Ports, IPs and status are never decoded.
+        assert_eq!(
+            serde_json::to_value(&watched.spec).expect("json"),
+            json!({"selector": {"app": "web", "tier": "api"}})
+        );
+        let cached = CachedService::from(&watched);
+        assert_eq!(
+            cached,
+            CachedService {
+                resource_version: Some("7".into()),
+                managed_by: Some("web".into()),
+                selector: vec![("app".into(), "web".into()), ("tier".into(), "api".into())]
+                    .into_boxed_slice(),
+            }
+        );
+        assert_eq!(cached.selects("tier"), Some("api"));
+        assert_eq!(cached.selects("other"), None);
+
+        let bare: WatchedService =
+            serde_json::from_value(json!({"metadata": {"name": "ext", "namespace": "app"},
+                "spec": {"type": "ExternalName", "externalName": "example.com"}}))
+            .expect("decode");
+        let bare = CachedService::from(&bare);
+        assert!(bare.selector.is_empty() && bare.managed_by.is_none());
+    }
+
+    #[test]
+    fn follows_updates_and_deletes_by_namespace_and_name() {
+        let cache = ServiceCache::default();
+        let a1 = svc("ns1", "web", "1", json!({"app": "web"}));
+        let b1 = svc("ns2", "web", "2", json!({"app": "other"}));
+        cache.apply(&Event::Apply(a1.clone()));
+        cache.apply(&Event::Apply(b1));
+        assert_eq!(cache.count(), 2);
+        assert_eq!(
+            cache
+                .get("ns1", "web")
+                .and_then(|c| c.selects("app").map(str::to_string)),
+            Some("web".to_string())
+        );
+        assert_eq!(
+            cache
+                .get("ns2", "web")
+                .and_then(|c| c.selects("app").map(str::to_string)),
+            Some("other".to_string())
+        );
+        let a2 = svc("ns1", "web", "3", json!({"app": "web", "h": "abc"}));
+        cache.apply(&Event::Apply(a2));
+        let got = cache.get("ns1", "web").expect("cached");
+        assert_eq!(got.resource_version.as_deref(), Some("3"));
+        assert_eq!(got.selects("h"), Some("abc"));
+        cache.apply(&Event::Delete(a1));
+        assert_eq!(cache.get("ns1", "web"), None);
+        assert_eq!(cache.count(), 1);
+    }
+
+    #[test]
+    fn a_relist_replaces_the_cache_only_when_done() {
+        let cache = ServiceCache::default();
+        assert!(!cache.is_ready());
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitApply(svc("ns", "gone", "1", json!({"a": "b"}))));
+        cache.apply(&Event::InitDone);
+        assert!(cache.is_ready());
+        assert!(cache.get("ns", "gone").is_some());
+        // A relist after the watch was down: the old contents stay readable until it is done,
+        // then what was deleted meanwhile is gone.
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitApply(svc("ns", "kept", "2", json!({"a": "b"}))));
+        assert!(cache.get("ns", "gone").is_some());
+        assert!(cache.get("ns", "kept").is_none());
+        cache.apply(&Event::InitDone);
+        assert!(cache.get("ns", "gone").is_none());
+        assert!(cache.get("ns", "kept").is_some());
+        assert!(cache.is_ready());
+    }
+}
