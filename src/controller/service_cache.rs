@@ -111,26 +111,28 @@ impl From<&WatchedService> for CachedService {
     }
 }
 
-/// `(namespace, name)` of a cached Service.
-type Key = (Box<str>, Box<str>);
-
-fn key_of(svc: &WatchedService) -> Key {
-    (
-        svc.namespace().unwrap_or_default().into_boxed_str(),
-        svc.name_any().into_boxed_str(),
-    )
-}
-
+/// Namespace → name → Service: looked up by borrowed names, without building a key.
 #[derive(Default)]
-struct Entries(HashMap<Key, CachedService>);
+struct Entries(HashMap<Box<str>, HashMap<Box<str>, CachedService>>);
 
 impl WatchedMap<WatchedService> for Entries {
     fn upsert(&mut self, svc: &WatchedService) {
-        self.0.insert(key_of(svc), CachedService::from(svc));
+        let ns = svc.namespace().unwrap_or_default();
+        let names = match self.0.get_mut(ns.as_str()) {
+            Some(names) => names,
+            None => self.0.entry(ns.into_boxed_str()).or_default(),
+        };
+        names.insert(svc.name_any().into_boxed_str(), CachedService::from(svc));
     }
 
     fn forget(&mut self, svc: &WatchedService) {
-        self.0.remove(&key_of(svc));
+        let ns = svc.namespace().unwrap_or_default();
+        if let Some(names) = self.0.get_mut(ns.as_str()) {
+            names.remove(svc.name_any().as_str());
+            if names.is_empty() {
+                self.0.remove(ns.as_str());
+            }
+        }
     }
 }
 
@@ -151,12 +153,7 @@ impl ServiceCache {
     /// The cached Service `namespace/name`, if the cache holds it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<CachedService> {
         let st = self.state.read().ok()?;
-        // The map is keyed by owned boxes; a lookup by borrowed parts would need a second key
-        // type, and two short allocations per lookup cost less than that code.
-        st.live
-            .0
-            .get(&(Box::from(namespace), Box::from(name)))
-            .cloned()
+        st.live.0.get(namespace)?.get(name).cloned()
     }
 
     /// Whether the cache holds a first full list: until then "not cached" means "not listed
@@ -167,7 +164,10 @@ impl ServiceCache {
 
     /// How many Services the cache holds (for tests).
     pub fn count(&self) -> usize {
-        self.state.read().map(|st| st.live.0.len()).unwrap_or(0)
+        self.state
+            .read()
+            .map(|st| st.live.0.values().map(HashMap::len).sum())
+            .unwrap_or(0)
     }
 }
 
@@ -250,6 +250,10 @@ mod tests {
         assert_eq!(got.selects("h"), Some("abc"));
         cache.apply(&Event::Delete(a1));
         assert_eq!(cache.get("ns1", "web"), None);
+        assert_eq!(cache.count(), 1);
+        assert!(cache.get("ns2", "web").is_some());
+        // Deleting what is not cached changes nothing.
+        cache.apply(&Event::Delete(svc("ns3", "web", "9", json!({}))));
         assert_eq!(cache.count(), 1);
     }
 
