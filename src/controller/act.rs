@@ -290,7 +290,7 @@ async fn switch_service(
                 "Service '{service}' not found in namespace '{ns}': create it or fix the Rollout"
             ))
         })?;
-    if let Some(owner) = svc.managed_by.as_deref().filter(|o| *o != rollout) {
+    if let Some(owner) = svc.managed_by_other(rollout) {
         return Err(Error::InvalidSpec(format!(
             "Service '{service}' is managed by Rollout '{owner}': each Rollout needs its own Services"
         )));

@@ -8,7 +8,7 @@
 //! the same watch events the store sees; lookups then fetch the objects from the store.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use kube::Resource;
 use kube::ResourceExt;
@@ -62,7 +62,7 @@ impl Maps {
 /// The owner index of one kind of object. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct OwnerIndex {
-    state: Arc<RwLock<Relisting<Maps>>>,
+    maps: Relisting<Maps>,
 }
 
 fn key_of<K: Resource>(obj: &K) -> Key {
@@ -80,9 +80,7 @@ pub(super) fn controller_uid<K: Resource>(obj: &K) -> Option<&str> {
 impl OwnerIndex {
     /// Applies one watch event (call it for every event the store's writer gets).
     pub fn apply<K: Resource>(&self, event: &Event<K>) {
-        if let Ok(mut st) = self.state.write() {
-            st.apply(event);
-        }
+        self.maps.apply(event);
     }
 
     /// The objects controlled by the owner with this UID, from `store`, ordered by name.
@@ -90,15 +88,15 @@ impl OwnerIndex {
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
-        let keys: Vec<Key> = match self.state.read() {
-            Ok(st) => st
-                .live
-                .by_owner
-                .get(owner_uid)
-                .map(|set| set.iter().cloned().collect())
-                .unwrap_or_default(),
-            Err(_) => return vec![],
-        };
+        let keys: Vec<Key> = self
+            .maps
+            .read(|m| {
+                m.by_owner
+                    .get(owner_uid)
+                    .map(|set| set.iter().cloned().collect())
+            })
+            .flatten()
+            .unwrap_or_default();
         keys.into_iter()
             .filter_map(|(ns, name)| store.get(&ObjectRef::new(&name).within(&ns)))
             // The store and the index are updated one after the other: an object the index
@@ -109,10 +107,7 @@ impl OwnerIndex {
 
     /// How many owners the index holds (for tests and metrics).
     pub fn owners(&self) -> usize {
-        self.state
-            .read()
-            .map(|s| s.live.by_owner.len())
-            .unwrap_or(0)
+        self.maps.read(|m| m.by_owner.len()).unwrap_or(0)
     }
 }
 

@@ -4,7 +4,7 @@
 //!   last write, fresh from the API server until then ([`freshness`]: a stale step index must
 //!   not drive weights), its ReplicaSets from a label-filtered cache that keeps only what the
 //!   planner reads of each, grouped by owner ([`replica_set_cache`]), its Services from a cache
-//!   trimmed to their selectors, and the current routing weight from the routing objects (a
+//!   of their selectors and our annotation ([`service_cache`]), and the current routing weight from the routing objects (a
 //!   VirtualService from its watch cache, [`routing_cache`]);
 //! - **plan** ([`crate::plan`]): pure, decides actions and the new status;
 //! - **act** ([`act`]): applies the actions in order, idempotently;

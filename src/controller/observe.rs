@@ -219,7 +219,7 @@ pub fn service_problem(
     template_labels: &BTreeMap<String, String>,
     field: &str,
 ) -> Option<String> {
-    if let Some(owner) = svc.managed_by.as_deref().filter(|o| *o != rollout) {
+    if let Some(owner) = svc.managed_by_other(rollout) {
         return Some(format!(
             "Service '{name}' ({field}) is managed by Rollout '{owner}': each Rollout needs its own Services"
         ));

@@ -1,5 +1,7 @@
 //! Maps kept up to date from a watch, with a reflector store's relist semantics.
 
+use std::sync::{Arc, RwLock};
+
 use kube::runtime::watcher::Event;
 
 /// What a watch keeps up to date: insert or replace an object, forget one.
@@ -8,40 +10,69 @@ pub trait WatchedMap<K>: Default {
     fn forget(&mut self, obj: &K);
 }
 
-/// A [`WatchedMap`] and its relist. A relist (`Init` … `InitDone`, after start-up or a watch
-/// that could not resume) is built aside and swapped in whole at `InitDone`, as kube-runtime's
-/// store does: readers never see a half-listed map, and what was deleted while the watch was
-/// down is gone afterwards.
-#[derive(Default)]
+/// A [`WatchedMap`] and its relist, shared between the watch that writes it and the reconciles
+/// that read it. A relist (`Init` … `InitDone`, after start-up or a watch that could not resume)
+/// is built aside and swapped in whole at `InitDone`, as kube-runtime's store does: readers never
+/// see a half-listed map, and what was deleted while the watch was down is gone afterwards.
 pub struct Relisting<M> {
-    pub live: M,
+    state: Arc<RwLock<State<M>>>,
+}
+
+#[derive(Default)]
+struct State<M> {
+    live: M,
     relist: Option<M>,
     ready: bool,
 }
 
+// Not derived: cloning shares the map, so `M` need not be `Clone`.
+impl<M> Clone for Relisting<M> {
+    fn clone(&self) -> Self {
+        Relisting {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<M: Default> Default for Relisting<M> {
+    fn default() -> Self {
+        Relisting {
+            state: Arc::new(RwLock::new(State::default())),
+        }
+    }
+}
+
 impl<M> Relisting<M> {
     /// Applies one watch event.
-    pub fn apply<K>(&mut self, event: &Event<K>)
+    pub fn apply<K>(&self, event: &Event<K>)
     where
         M: WatchedMap<K>,
     {
+        let Ok(mut st) = self.state.write() else {
+            return;
+        };
         match event {
-            Event::Apply(obj) => self.live.upsert(obj),
-            Event::Delete(obj) => self.live.forget(obj),
-            Event::Init => self.relist = Some(M::default()),
-            Event::InitApply(obj) => self.relist.get_or_insert_with(M::default).upsert(obj),
+            Event::Apply(obj) => st.live.upsert(obj),
+            Event::Delete(obj) => st.live.forget(obj),
+            Event::Init => st.relist = Some(M::default()),
+            Event::InitApply(obj) => st.relist.get_or_insert_with(M::default).upsert(obj),
             Event::InitDone => {
-                if let Some(listed) = self.relist.take() {
-                    self.live = listed;
+                if let Some(listed) = st.relist.take() {
+                    st.live = listed;
                 }
-                self.ready = true;
+                st.ready = true;
             }
         }
+    }
+
+    /// `f` of the live map; `None` only if a writer panicked while holding it.
+    pub fn read<R>(&self, f: impl FnOnce(&M) -> R) -> Option<R> {
+        self.state.read().ok().map(|st| f(&st.live))
     }
 
     /// Whether a first full list has been swapped in: until then an absent object may just not
     /// be listed yet.
     pub fn is_ready(&self) -> bool {
-        self.ready
+        self.state.read().map(|st| st.ready).unwrap_or(false)
     }
 }

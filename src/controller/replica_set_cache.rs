@@ -10,12 +10,10 @@
 //! [`ObservedReplicaSet`], and this cache keeps only that, grouped by the controlling owner's
 //! UID — the owner index is the cache itself, so no second map of keys is needed either.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::ReplicaSetStatus;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -29,7 +27,8 @@ use crate::plan::{ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL};
 
 /// A ReplicaSet as the watch decodes it: without its pod template and selector. It lives only
 /// until the event has updated the cache and triggered the owner's reconcile.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, kube::Resource)]
+#[resource(inherit = ReplicaSet)]
 pub struct WatchedReplicaSet {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -44,33 +43,6 @@ pub struct WatchedReplicaSet {
 pub struct WatchedReplicaSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
-}
-
-impl kube::Resource for WatchedReplicaSet {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "ReplicaSet".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "apps".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn api_version(_: &()) -> Cow<'_, str> {
-        "apps/v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "replicasets".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
 }
 
 /// A ReplicaSet as the planner sees it; `None` without a `rollouts-pod-template-hash` label
@@ -168,7 +140,7 @@ impl Entries {
 /// The ReplicaSet cache. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct ReplicaSetCache {
-    state: Arc<RwLock<Relisting<Entries>>>,
+    entries: Relisting<Entries>,
 }
 
 fn key_of(rs: &WatchedReplicaSet) -> Key {
@@ -181,31 +153,27 @@ fn key_of(rs: &WatchedReplicaSet) -> Key {
 impl ReplicaSetCache {
     /// Applies one watch event (call it for every event, before the event triggers a reconcile).
     pub fn apply(&self, event: &Event<WatchedReplicaSet>) {
-        if let Ok(mut st) = self.state.write() {
-            st.apply(event);
-        }
+        self.entries.apply(event);
     }
 
     /// The ReplicaSets controlled by the owner with this UID, ordered by name.
     pub fn owned(&self, owner_uid: &str) -> Vec<CachedReplicaSet> {
-        self.state
-            .read()
-            .ok()
-            .and_then(|st| st.live.by_owner.get(owner_uid).cloned())
+        self.entries
+            .read(|e| e.by_owner.get(owner_uid).cloned())
+            .flatten()
             .unwrap_or_default()
     }
 
     /// Whether the cache holds a first full list: until then "no ReplicaSet" means "not listed
     /// yet", not "none exists".
     pub fn is_ready(&self) -> bool {
-        self.state.read().map(|st| st.is_ready()).unwrap_or(false)
+        self.entries.is_ready()
     }
 
     /// How many ReplicaSets and owners the cache holds (for tests).
     pub fn counts(&self) -> (usize, usize) {
-        self.state
-            .read()
-            .map(|st| (st.live.owner_of.len(), st.live.by_owner.len()))
+        self.entries
+            .read(|e| (e.owner_of.len(), e.by_owner.len()))
             .unwrap_or((0, 0))
     }
 }
@@ -242,6 +210,11 @@ mod tests {
 
     #[test]
     fn decodes_what_the_planner_reads_and_nothing_of_the_template() {
+        // Served at the built-in kind's path (the Resource impl is inherited from it).
+        assert_eq!(
+            <WatchedReplicaSet as kube::Resource>::url_path(&(), Some("app")),
+            "/apis/apps/v1/namespaces/app/replicasets"
+        );
         let whole = json!({
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
             "metadata": {"name": "web-abc", "namespace": "shop", "resourceVersion": "7",

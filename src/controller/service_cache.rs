@@ -10,11 +10,9 @@
 //! each event into [`WatchedService`] (no ports, IPs or status: never decoded) and the cache keeps
 //! a [`CachedService`] by namespace and name.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
 
-use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
@@ -25,7 +23,8 @@ use super::relisting::{Relisting, WatchedMap};
 
 /// A Service as the watch (and a read on a cache miss, and our selector patch's answer) decodes
 /// it: its metadata and selector. It lives only until it has become a [`CachedService`].
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, kube::Resource)]
+#[resource(inherit = Service)]
 pub struct WatchedService {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -38,33 +37,6 @@ pub struct WatchedService {
 pub struct WatchedServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<BTreeMap<String, String>>,
-}
-
-impl kube::Resource for WatchedService {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Service".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn api_version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "services".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
 }
 
 /// One cached Service: what observe and act read of it.
@@ -80,6 +52,11 @@ pub struct CachedService {
 }
 
 impl CachedService {
+    /// The other Rollout that manages this Service, if one does: each Rollout needs its own.
+    pub fn managed_by_other(&self, rollout: &str) -> Option<&str> {
+        self.managed_by.as_deref().filter(|o| *o != rollout)
+    }
+
     /// The selector's value for `label`.
     pub fn selects(&self, label: &str) -> Option<&str> {
         self.selector
@@ -139,34 +116,32 @@ impl WatchedMap<WatchedService> for Entries {
 /// The Service cache. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct ServiceCache {
-    state: Arc<RwLock<Relisting<Entries>>>,
+    entries: Relisting<Entries>,
 }
 
 impl ServiceCache {
     /// Applies one watch event.
     pub fn apply(&self, event: &Event<WatchedService>) {
-        if let Ok(mut st) = self.state.write() {
-            st.apply(event);
-        }
+        self.entries.apply(event);
     }
 
     /// The cached Service `namespace/name`, if the cache holds it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<CachedService> {
-        let st = self.state.read().ok()?;
-        st.live.0.get(namespace)?.get(name).cloned()
+        self.entries
+            .read(|e| e.0.get(namespace)?.get(name).cloned())
+            .flatten()
     }
 
     /// Whether the cache holds a first full list: until then "not cached" means "not listed
     /// yet", not "none exists" (a miss is read from the API server either way).
     pub fn is_ready(&self) -> bool {
-        self.state.read().map(|st| st.is_ready()).unwrap_or(false)
+        self.entries.is_ready()
     }
 
     /// How many Services the cache holds (for tests).
     pub fn count(&self) -> usize {
-        self.state
-            .read()
-            .map(|st| st.live.0.values().map(HashMap::len).sum())
+        self.entries
+            .read(|e| e.0.values().map(HashMap::len).sum())
             .unwrap_or(0)
     }
 }
@@ -186,6 +161,11 @@ mod tests {
 
     #[test]
     fn decodes_selector_annotation_and_version_and_nothing_else() {
+        // Served at the built-in kind's path (the Resource impl is inherited from it).
+        assert_eq!(
+            <WatchedService as kube::Resource>::url_path(&(), Some("app")),
+            "/api/v1/namespaces/app/services"
+        );
         let full = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "namespace": "app", "resourceVersion": "7",
