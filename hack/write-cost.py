@@ -103,22 +103,22 @@ def install_rollout_crd(kind):
         schema["properties"]["spec"]["properties"]["template"] = {
             "type": "object", "x-kubernetes-preserve-unknown-fields": True}
     kubectl_apply(json.dumps(crd))
+    path = f"/apis/{group}/v1alpha1/namespaces/{NS}/rollouts"
+    wait_served(path)
+    return path, f"{group}/v1alpha1"
+
+
+def wait_served(path):
+    """Polls a new CRD's collection until the API server serves it (Established comes first)."""
     deadline = time.time() + 60
-    while subprocess.run(["kubectl", "wait", "--for=condition=Established", f"crd/rollouts.{group}"],
-                         capture_output=True).returncode != 0:
-        if time.time() > deadline:
-            sys.exit(f"crd/rollouts.{group} not Established")
-        time.sleep(0.2)
-    # Established is not yet served everywhere: poll the collection until it answers.
     while True:
         try:
-            request("GET", f"/apis/{group}/v1alpha1/namespaces/{NS}/rollouts")
-            break
+            request("GET", path)
+            return
         except RuntimeError:
             if time.time() > deadline:
                 raise
             time.sleep(0.2)
-    return f"/apis/{group}/v1alpha1/namespaces/{NS}/rollouts", f"{group}/v1alpha1"
 
 
 def rollout(api_version, name):
@@ -156,9 +156,8 @@ def plan(kind):
                 lambda n, k: ("", merge, {"data": {"a": str(k)}}))
     if kind == "virtualservice":
         kubectl_apply(open(os.path.join(SHARED, "fixtures", "crds", "istio-virtualservice.yaml")).read())
-        subprocess.run(["kubectl", "wait", "--for=condition=Established", "crd/virtualservices.networking.istio.io"],
-                       check=True, capture_output=True)
-        time.sleep(2)
+        path = f"/apis/networking.istio.io/v1/namespaces/{NS}/virtualservices"
+        wait_served(path)
 
         def vs(n):
             route = [{"destination": {"host": f"{n}-stable"}, "weight": 100},
@@ -172,7 +171,7 @@ def plan(kind):
                 {"op": "test", "path": "/spec/http/0/route/0/destination/host", "value": f"{n}-stable"},
                 {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 100 - w},
                 {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": w}])
-        return f"/apis/networking.istio.io/v1/namespaces/{NS}/virtualservices", vs, weight
+        return path, vs, weight
     if kind not in ("rollout", "rollout-small", "rollout-meta", "nocel", "nocel-notpl", "bare", "bare-small"):
         sys.exit(f"unknown kind {kind}: see the header of {sys.argv[0]}")
     path, api_version = install_rollout_crd(kind)
