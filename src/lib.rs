@@ -17,4 +17,6 @@ pub mod notify;
 pub mod plan;
 pub mod provider;
 pub mod sim;
+#[cfg(test)]
+mod simulation;
 pub mod traffic;

@@ -44,6 +44,8 @@ pub mod reasons {
     pub const ROLLOUT_RETRY: &str = "RolloutRetry";
     pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    /// The stable ReplicaSet was deleted while an update ran: its pod template is gone.
+    pub const STABLE_REPLICA_SET_LOST: &str = "StableReplicaSetLost";
     pub const REPLICA_SET_CREATE_ERROR: &str = "ReplicaSetCreateError";
     pub const ROLLOUT_COMPLETED: &str = "RolloutCompleted";
     pub const ROLLOUT_HEALTHY: &str = "RolloutHealthy";

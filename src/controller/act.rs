@@ -18,6 +18,7 @@ use super::labels::{
     FIELD_MANAGER, MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLLOUT_LABEL,
     SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION,
 };
+use super::replica_set_cache::WatchedReplicaSet;
 use super::service_cache::{CachedService, WatchedService};
 use crate::api::Rollout;
 use crate::plan::{
@@ -119,6 +120,7 @@ async fn apply_actions(
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);
+    let scale_api: Api<WatchedReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);
     let mut events = Vec::new();
     for action in actions {
         match action {
@@ -178,13 +180,18 @@ async fn apply_actions(
                         .unwrap_or(serde_json::Value::Null);
                     patch["metadata"]["annotations"][SCALE_DOWN_DEADLINE_ANNOTATION] = value;
                 }
-                rs_api
+                // Decoded as the watch decodes it (no pod template), and recorded so that the
+                // next reconcile plans from this write even before the watch delivers it.
+                let written = scale_api
                     .patch(
                         rs_name,
                         &super::labels::patch_params(),
                         &Patch::Merge(&patch),
                     )
                     .await?;
+                if let Some(uid) = ro.meta().uid.as_deref() {
+                    ctx.replica_sets.record_write(uid, rs_name, &written);
+                }
                 info!(rollout = %name, replica_set = %rs_name, replicas, "scaled ReplicaSet");
                 if scale_down_at.is_none() || matches!(scale_down_at, Some(None)) {
                     events.push(Event::normal(

@@ -716,7 +716,7 @@ async fn plan_and_act(
     };
     // The Services and the routing objects are independent reads: in parallel, so an abort's
     // reconcile waits for one round trip here, not three.
-    let (services, current_weight) = tokio::try_join!(
+    let (services, (current_weight, subset_hashes)) = tokio::try_join!(
         observe::observe_services(ctx, ro),
         observe::observe_weight(ctx, &routers, &target)
     )?;
@@ -725,6 +725,7 @@ async fn plan_and_act(
         replica_sets,
         services,
         current_weight,
+        subset_hashes,
         analysis_runs: observe::owned_analysis_runs(ctx, ro),
         pods,
         now,
@@ -997,6 +998,7 @@ mod tests {
                 replica_sets: sets.clone(),
                 services: vec![],
                 current_weight: None,
+                subset_hashes: None,
                 analysis_runs: vec![],
                 pods: None,
                 now: then,
@@ -1014,6 +1016,7 @@ mod tests {
                 replica_sets: sets.clone(),
                 services: vec![],
                 current_weight: None,
+                subset_hashes: None,
                 analysis_runs: vec![],
                 pods: None,
                 now,

@@ -254,15 +254,29 @@ pub fn service_problem(
 /// Every router is read, even once the answer is known to be `None`: a router's write in this
 /// reconcile `test`s what its own read saw, so a router left unread would read at write time —
 /// possibly after an abort landed — and a weight planned before the abort would pass.
+///
+/// The DestinationRule subsets' hashes are read too (subset mode): the planner converges them on
+/// every reconcile, not only with a weight change.
 pub async fn observe_weight(
     ctx: &Context,
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
-) -> Result<Option<i32>, Error> {
+) -> Result<(Option<i32>, Option<crate::plan::SubsetHashes>), Error> {
     ctx.routing.hand_copies(routers, target);
     let read = read_weights(ctx.client(), routers, target).await;
     ctx.routing.note_seen(routers, target);
-    read
+    let weight = read?;
+    let mut subsets = None;
+    for router in routers {
+        if let Some(s) = router.current_subset_hashes(ctx.client(), target).await? {
+            subsets = Some(crate::plan::SubsetHashes {
+                canary: s.canary,
+                stable: s.stable,
+            });
+            break;
+        }
+    }
+    Ok((weight, subsets))
 }
 
 async fn read_weights(

@@ -80,6 +80,8 @@ pub struct CachedReplicaSet {
     pub observed: ObservedReplicaSet,
     /// `metadata.creationTimestamp` (the revision's age, for the rollout-duration metric).
     pub created: Option<Timestamp>,
+    /// `metadata.resourceVersion`: tells whether the cache shows our own last write yet.
+    pub resource_version: Option<Box<str>>,
 }
 
 /// `(namespace, name)` of a cached ReplicaSet.
@@ -106,6 +108,7 @@ impl WatchedMap<WatchedReplicaSet> for Entries {
         let entry = CachedReplicaSet {
             observed,
             created: rs.creation_timestamp().map(|t| t.0),
+            resource_version: rs.resource_version().map(String::into_boxed_str),
         };
         // One allocation per owner UID, shared by the map key and every `owner_of` value.
         let uid = match self.by_owner.get_key_value(owner) {
@@ -137,10 +140,20 @@ impl Entries {
     }
 }
 
+/// A ReplicaSet as our own write left it: the resourceVersion the write replaced, and the
+/// ReplicaSet as the API server returned it.
+type OurWrite = (Box<str>, ObservedReplicaSet);
+
 /// The ReplicaSet cache. Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct ReplicaSetCache {
     entries: Relisting<Entries>,
+    /// Our own writes the watch may not have delivered yet: ReplicaSet → (the resourceVersion
+    /// written over, the ReplicaSet as our write returned it). Read-your-writes: a reconcile
+    /// that follows a scale-down must not plan from the pods the ReplicaSet had before it (a
+    /// Service moved onto pods that are going, a delay skipped).
+    /// Keyed by the controlling owner's UID and the ReplicaSet's name.
+    written: Arc<std::sync::Mutex<HashMap<Key, OurWrite>>>,
 }
 
 fn key_of(rs: &WatchedReplicaSet) -> Key {
@@ -156,12 +169,60 @@ impl ReplicaSetCache {
         self.entries.apply(event);
     }
 
-    /// The ReplicaSets controlled by the owner with this UID, ordered by name.
+    /// The ReplicaSets controlled by the owner with this UID, ordered by name; each as our own
+    /// last write left it while the cache still shows the version that write replaced.
     pub fn owned(&self, owner_uid: &str) -> Vec<CachedReplicaSet> {
-        self.entries
+        let mut owned = self
+            .entries
             .read(|e| e.by_owner.get(owner_uid).cloned())
             .flatten()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(mut written) = self.written.lock()
+            && !written.is_empty()
+        {
+            for cached in &mut owned {
+                let key: Key = (owner_uid.into(), cached.observed.name.as_str().into());
+                match written.get(&key) {
+                    Some((over, after)) if cached.resource_version.as_ref() == Some(over) => {
+                        cached.observed = after.clone();
+                    }
+                    Some(_) => {
+                        written.remove(&key);
+                    }
+                    None => {}
+                }
+            }
+        }
+        owned
+    }
+
+    /// Records that our write turned the ReplicaSet `name` controlled by `owner_uid`, as the
+    /// cache shows it now, into `after` (what the API server returned).
+    pub fn record_write(&self, owner_uid: &str, name: &str, after: &WatchedReplicaSet) {
+        let Some(observed) = observe_replica_set(after) else {
+            return;
+        };
+        let before = self
+            .entries
+            .read(|e| {
+                e.by_owner
+                    .get(owner_uid)?
+                    .iter()
+                    .find(|c| c.observed.name == name)
+                    .and_then(|c| c.resource_version.clone())
+            })
+            .flatten();
+        if let (Some(rv), Ok(mut written)) = (before, self.written.lock()) {
+            written.insert((owner_uid.into(), name.into()), (rv, observed));
+        }
+    }
+
+    /// Keeps what is recorded of our writes only for the owners with these UIDs (the Rollouts
+    /// that still exist).
+    pub fn retain_writes(&self, live_owners: &std::collections::HashSet<String>) {
+        if let Ok(mut written) = self.written.lock() {
+            written.retain(|(uid, _), _| live_owners.contains(&**uid));
+        }
     }
 
     /// Whether the cache holds a first full list: until then "no ReplicaSet" means "not listed
@@ -206,6 +267,51 @@ mod tests {
         for e in events {
             cache.apply(&e);
         }
+    }
+
+    fn scaled(rv: &str, replicas: i32, available: i32) -> WatchedReplicaSet {
+        let mut r = rs("web-a", Some("u1"), Some("a"));
+        r.metadata.resource_version = Some(rv.into());
+        r.spec = Some(WatchedReplicaSetSpec {
+            replicas: Some(replicas),
+        });
+        r.status = Some(ReplicaSetStatus {
+            replicas: available,
+            available_replicas: Some(available),
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn our_scale_write_stands_in_until_the_watch_shows_a_newer_version() {
+        let cache = ReplicaSetCache::default();
+        feed(
+            &cache,
+            vec![
+                Event::Init,
+                Event::InitApply(scaled("1", 5, 5)),
+                Event::InitDone,
+            ],
+        );
+        let counts = |c: &ReplicaSetCache| {
+            let o = &c.owned("u1")[0].observed;
+            (o.replicas, o.available)
+        };
+        assert_eq!(counts(&cache), (5, 5));
+        // Scaled to 0: the watch has not delivered it, yet the next plan must see it.
+        cache.record_write("u1", "web-a", &scaled("2", 0, 5));
+        assert_eq!(counts(&cache), (0, 0), "our write, not the stale cache");
+        // An older event of another ReplicaSet changes nothing; the watch catching up (or
+        // passing) our version ends the stand-in.
+        feed(&cache, vec![Event::Apply(scaled("2", 0, 3))]);
+        assert_eq!(counts(&cache), (0, 0));
+        feed(&cache, vec![Event::Apply(scaled("3", 4, 0))]);
+        assert_eq!(counts(&cache), (4, 0), "a newer version than ours wins");
+        // Forgotten with its Rollout.
+        cache.record_write("u1", "web-a", &scaled("4", 1, 0));
+        cache.retain_writes(&std::collections::HashSet::new());
+        assert_eq!(counts(&cache), (4, 0));
     }
 
     #[test]

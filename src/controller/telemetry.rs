@@ -148,6 +148,12 @@ pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<Rollout>) {
         ctx.status_writes.retain_rollouts(&live);
         ctx.rollout_reads.retain(&live);
         ctx.routing.retain_cached();
+        let live_uids: std::collections::HashSet<String> = rollouts
+            .state()
+            .iter()
+            .filter_map(|r| r.metadata.uid.clone())
+            .collect();
+        ctx.replica_sets.retain_writes(&live_uids);
     }
 }
 

@@ -96,6 +96,7 @@ pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
         active: active.as_deref(),
         now: Time(obs.now),
         deadline_exceeded: p.deadline_exceeded.as_deref(),
+        stuck: None,
     };
     summarize(&mut p.plan.status, &summary);
     p.plan
@@ -189,7 +190,7 @@ impl<'p> Planner<'p> {
             }
         }
         let aborted = old.abort == Some(true) && self.plan.status.abort == Some(true);
-        self.tidy_analysis_runs(&hash, aborted);
+        self.tidy_analysis_runs(&hash, aborted, false);
     }
 
     // ---- attempts -------------------------------------------------------------------------

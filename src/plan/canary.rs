@@ -14,16 +14,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::moves::Moves;
-use super::replicas::{basic_split, routed_canary_replicas};
+use super::replicas::{PacedSet, basic_split, pace, routed_canary_replicas, surge_and_unavailable};
 use super::status::{Summary, summarize};
 use super::{
     Action, AnalysisKind, Event, Observed, ObservedReplicaSet, Plan, hash::hash_of,
-    rollout_template_hash,
+    rollout_template_hash, secs,
 };
+use crate::api::conditions::reasons;
 use crate::api::{
     AnalysisPhase, CanaryStatus, CanaryStep, PauseReason, RolloutAnalysisRunStatus, RolloutStatus,
     StepAction, TrafficWeights, WeightDestination,
 };
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Condition reason and Event reason used when a rollout is aborted.
 pub const REASON_ABORTED: &str = "RolloutAborted";
@@ -38,8 +40,19 @@ struct Planner<'o, 'a> {
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
     plan: Plan,
+    /// The routing objects' canary weight and subset hashes as this plan leaves them: observed,
+    /// then updated by each routing write the plan makes.
+    route_weight: Option<i32>,
+    route_subsets: Option<super::SubsetHashes>,
     /// Set when the canary's pods missed `progressDeadlineSeconds`.
     deadline_exceeded: Option<String>,
+    /// Set when the rollout cannot go on without a human: condition reason and message.
+    stuck: Option<(&'static str, String)>,
+    /// Set when this plan promoted the new revision (the switch follows in the next).
+    promoted: bool,
+    /// Set when the steps changed: this plan retires the revision's runs, so it reads none of
+    /// their verdicts and creates none (the next plan creates them afresh).
+    runs_retiring: bool,
 }
 
 impl Moves for Planner<'_, '_> {
@@ -51,6 +64,47 @@ impl Moves for Planner<'_, '_> {
     }
     fn plan_mut(&mut self) -> &mut Plan {
         &mut self.plan
+    }
+    /// With a router: the share of the destinations that select `hash` (the canary's weight,
+    /// the stable's rest), in pods. Without one traffic follows pods ([`Planner::pace_basic`]).
+    fn serving_needs(&self, hash: &str) -> i32 {
+        if !self.routed {
+            return 0;
+        }
+        let weight = self.route_weight.unwrap_or(0).clamp(0, 100);
+        let subsets = self.route_subsets.as_ref();
+        let (canary, stable) = match subsets {
+            Some(s) => (s.canary.clone(), s.stable.clone()),
+            None => (
+                self.service_hash(self.canary_service),
+                self.service_hash(self.stable_service),
+            ),
+        };
+        let mut share = 0;
+        if canary.as_deref() == Some(hash) {
+            share += weight;
+        }
+        let mut floor = 0;
+        if stable.as_deref() == Some(hash) {
+            share += 100 - weight;
+            // What the stable destination selects stays at replicas − maxUnavailable.
+            let (_, unavailable) = self.surge_and_unavailable();
+            floor = (self.replicas - unavailable).max(0);
+        }
+        routed_canary_replicas(self.replicas, share.min(100)).max(floor)
+    }
+
+    /// The revision the stable Service (or stable subset) selects, and the canary's while it
+    /// carries weight.
+    fn serving(&self) -> Vec<String> {
+        let mut serving: Vec<String> = self.service_hash(self.stable_service).into_iter().collect();
+        let subsets = self.route_subsets.as_ref();
+        serving.extend(subsets.and_then(|s| s.stable.clone()));
+        if self.routed && self.route_weight.unwrap_or(0) > 0 {
+            serving.extend(self.service_hash(self.canary_service));
+            serving.extend(subsets.and_then(|s| s.canary.clone()));
+        }
+        serving
     }
 }
 
@@ -76,8 +130,21 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
             requeue_after: None,
         },
         deadline_exceeded: None,
+        stuck: None,
+        runs_retiring: false,
+        promoted: false,
+        route_weight: obs.current_weight,
+        route_subsets: obs.subset_hashes.clone(),
     };
     p.run(&old);
+    // Traffic still moving to the stable revision (right after a promotion, say) is not done:
+    // Progressing until the Services, subsets and weight hold.
+    let converging = p.plan.status.stable_rs.as_deref() == Some(p.hash.as_str())
+        && (p.promoted
+            || p.plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::SwitchService { .. } | Action::SetWeight { .. })));
     let summary = Summary {
         rollout: ro.metadata.name.as_deref().unwrap_or_default(),
         hash: &p.hash,
@@ -86,10 +153,11 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         paused: ro.spec.is_paused(),
         generation: ro.metadata.generation,
         steps: p.steps.len() as i32,
-        progress: None,
+        progress: converging.then(|| "switching traffic to the new stable revision".to_string()),
         active: None,
         now: Time(p.now),
         deadline_exceeded: p.deadline_exceeded.as_deref(),
+        stuck: p.stuck.as_ref().map(|(r, m)| (*r, m.as_str())),
     };
     summarize(&mut p.plan.status, &summary);
     p.plan
@@ -112,6 +180,7 @@ impl Planner<'_, '_> {
             !first_look && old.current_pod_hash.as_deref() != Some(hash.as_str());
         let steps_changed =
             !first_look && old.current_step_hash.as_deref() != Some(steps_hash.as_str());
+        let abort_pending = super::abort_pending(self.obs.rollout);
         if template_changed || steps_changed {
             // A new revision (or new steps) starts the steps over; a new revision also
             // supersedes an abort — the user moved on from the aborted version.
@@ -120,7 +189,9 @@ impl Planner<'_, '_> {
             st.pause_conditions.clear();
             st.controller_pause = None;
             st.promote_full = None;
-            if template_changed {
+            // An abort not yet acted on is a user's abort of what runs now (our status write
+            // may never have recorded the new template): it stays.
+            if template_changed && !abort_pending {
                 st.abort = None;
                 st.aborted_at = None;
                 if let Some(c) = st.canary.as_mut() {
@@ -130,11 +201,26 @@ impl Planner<'_, '_> {
         }
         self.st().current_pod_hash = Some(hash.clone());
         self.st().current_step_hash = Some(steps_hash);
+        if steps_changed {
+            self.runs_retiring = true;
+            self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
+        }
+        if self.plan.status.abort != Some(true) {
+            // Retried (or never aborted): the next abort is a new one, with its own Event.
+            self.st().aborted_at = None;
+        }
 
-        let stable = old
-            .stable_rs
-            .clone()
-            .filter(|s| self.rs(s).is_some() || *s == hash);
+        let stable = old.stable_rs.clone();
+        let lost = stable
+            .as_deref()
+            .filter(|s| *s != hash && self.rs(s).is_none())
+            .map(str::to_string);
+        if let Some(s) = lost {
+            // The stable ReplicaSet was deleted mid-update. Its pod template is gone, so it
+            // cannot be recreated; promoting the new revision unverified is not ours to decide.
+            self.stable_lost(&s);
+            return;
+        }
         if let Some(s) = stable.as_deref().filter(|s| *s != hash) {
             // A failed analysis aborts before anything else is applied for the step.
             self.check_step_analysis(s);
@@ -164,7 +250,37 @@ impl Planner<'_, '_> {
         self.tidy_analysis_runs(
             &hash,
             old.abort == Some(true) && self.plan.status.abort == Some(true),
+            steps_changed,
         );
+    }
+
+    /// The stable ReplicaSet is gone mid-update: hold everything as it is and say so, until a
+    /// human promotes the new revision (`promote --full`), rolls back (a new template or undo),
+    /// or aborts (which has nothing to return to either, and says so the same way).
+    fn stable_lost(&mut self, stable: &str) {
+        if self.plan.status.promote_full == Some(true) && self.plan.status.abort != Some(true) {
+            // A human chose the new revision: it goes out at full size, as a first deploy.
+            self.first_deploy();
+            return;
+        }
+        let msg = format!(
+            "stable ReplicaSet '{}' was deleted while revision {} was rolling out: its pod template is gone, so Aviary cannot restore it; run 'kubectl aviary promote --full {}' to complete the update, or 'kubectl aviary undo {}' to roll back",
+            super::replica_set_name(&self.rollout_name(), stable),
+            self.hash,
+            self.rollout_name(),
+            self.rollout_name()
+        );
+        if self.plan.status.message.as_deref() != Some(msg.as_str()) {
+            self.plan.events.push(Event::warning(
+                reasons::STABLE_REPLICA_SET_LOST,
+                msg.clone(),
+            ));
+        }
+        self.stuck = Some((reasons::STABLE_REPLICA_SET_LOST, msg));
+    }
+
+    fn rollout_name(&self) -> String {
+        self.obs.rollout.metadata.name.clone().unwrap_or_default()
     }
 
     /// `progressDeadlineSeconds`: counted from when the canary ReplicaSet was last created or
@@ -179,6 +295,9 @@ impl Planner<'_, '_> {
     /// `strategy.canary.analysis`: from `startingStep` on, a background run measures the
     /// revision until it is promoted; a failed run aborts, an inconclusive one pauses.
     fn check_background_analysis(&mut self) {
+        if self.runs_retiring {
+            return;
+        }
         let Some(bg) = self
             .obs
             .rollout
@@ -247,18 +366,65 @@ impl Planner<'_, '_> {
         })
     }
 
-    fn set_weight(&mut self, weight: i32, canary_hash: &str, stable_hash: &str) {
+    /// Routes `weight` % to the canary destination (selecting `canary_hash` in subset mode),
+    /// the rest to the stable one. Returns false when it must wait: traffic never moves back
+    /// onto a stable destination without an available pod (its ReplicaSet deleted or its pods
+    /// dead) — the canary, which has pods, keeps it until then.
+    fn set_weight(&mut self, weight: i32, canary_hash: &str, stable_hash: &str) -> bool {
         if !self.routed {
-            return;
+            return true;
         }
-        if self.obs.current_weight != Some(weight) {
+        // The stable subset moves to a revision only once it can carry the stable's share (or
+        // at least what the subset selects now carries): like the stable Service.
+        let kept_stable;
+        let stable_hash = match self.route_subsets.as_ref().and_then(|s| s.stable.clone()) {
+            Some(current) if current != stable_hash => {
+                let available = |h: &str| self.rs(h).map(|r| r.available).unwrap_or(0);
+                let need = routed_canary_replicas(self.replicas, 100 - weight.clamp(0, 100)).max(1);
+                if available(stable_hash) < need.min(available(&current).max(1)) {
+                    let now = self.now;
+                    self.plan.requeue_at(now, super::after(now, 1));
+                    kept_stable = current;
+                    kept_stable.as_str()
+                } else {
+                    stable_hash
+                }
+            }
+            _ => stable_hash,
+        };
+        if self.route_weight.is_some_and(|w| weight < w) {
+            let dest = match self.route_subsets {
+                Some(_) => Some(stable_hash.to_string()),
+                None => self.service_hash(self.stable_service),
+            };
+            let starved = dest
+                .as_deref()
+                .is_some_and(|h| self.rs(h).map(|r| r.available).unwrap_or(0) == 0);
+            if starved {
+                let now = self.now;
+                self.plan.requeue_at(now, super::after(now, 1));
+                return false;
+            }
+        }
+        // Level-triggered: the weight *and* the subsets' hashes are converged whenever either
+        // differs from what the routing objects show, not only when the weight changes.
+        let subsets_differ = self.route_subsets.as_ref().is_some_and(|s| {
+            s.canary.as_deref() != Some(canary_hash) || s.stable.as_deref() != Some(stable_hash)
+        });
+        if self.route_weight != Some(weight) || subsets_differ {
             self.plan.actions.push(Action::SetWeight {
                 weight,
                 canary_hash: canary_hash.into(),
                 stable_hash: stable_hash.into(),
             });
+            self.route_weight = Some(weight);
+            if let Some(s) = self.route_subsets.as_mut() {
+                s.canary = Some(canary_hash.into());
+                s.stable = Some(stable_hash.into());
+            }
         }
         self.record_weights(weight, canary_hash, stable_hash);
+        true
     }
 
     fn record_weights(&mut self, weight: i32, canary_hash: &str, stable_hash: &str) {
@@ -307,17 +473,20 @@ impl Planner<'_, '_> {
         } else {
             None
         };
+        let for_weight = routed_canary_replicas(self.replicas, w);
+        // setCanaryScale may add pods beyond what the weight needs, never fewer: a weight is
+        // only given to pods that can carry it, so fewer would hold the rollout forever.
         match scale {
             Some(s) if s.match_traffic_weight != Some(true) => {
                 if let Some(r) = s.replicas {
-                    r.max(0)
+                    r.max(0).max(for_weight)
                 } else if let Some(pw) = s.weight {
-                    routed_canary_replicas(self.replicas, pw)
+                    routed_canary_replicas(self.replicas, pw).max(for_weight)
                 } else {
-                    routed_canary_replicas(self.replicas, w)
+                    for_weight
                 }
             }
-            _ => routed_canary_replicas(self.replicas, w),
+            _ => for_weight,
         }
     }
 
@@ -335,6 +504,116 @@ impl Planner<'_, '_> {
         }
     }
 
+    /// `maxSurge` and `maxUnavailable` in pods.
+    fn surge_and_unavailable(&self) -> (i32, i32) {
+        let canary = self.obs.rollout.spec.canary();
+        let default = || IntOrString::String("25%".into());
+        surge_and_unavailable(
+            self.replicas,
+            &canary.map(|c| c.max_surge()).unwrap_or_else(default),
+            &canary.map(|c| c.max_unavailable()).unwrap_or_else(default),
+        )
+    }
+
+    /// Pods a revision that a Service selects keeps until the Service moves: one — unless
+    /// `maxSurge` is 0 (the kept pod would take the only room the move has and deadlock it) or
+    /// `maxUnavailable` allows every pod to be unavailable. Without a router and without surge,
+    /// a Service that selects one revision may then briefly have no pod: docs/canary.md.
+    fn serving_keep(&self) -> i32 {
+        let (surge, unavailable) = self.surge_and_unavailable();
+        if surge == 0 {
+            return 0;
+        }
+        (self.replicas - unavailable).clamp(0, 1)
+    }
+
+    /// Points the stable Service back at the stable revision — once that revision has the
+    /// pods to serve (for the stable's share with a router; `replicas − maxUnavailable`
+    /// available without), or at least as many as what the Service selects now (and one). Until then the Service stays where it is, and its pods
+    /// with it (the revision a Service selects keeps a pod).
+    fn return_stable_service(&mut self, stable: &str) {
+        let available = |h: &str| self.rs(h).map(|r| r.available).unwrap_or(0);
+        let Some(current) = self.service_hash(self.stable_service) else {
+            // Adopting a Service (from a Deployment, say): only once the revision is fully
+            // available — its pods take all of what the Service's old pods served.
+            if available(stable) >= self.replicas {
+                self.switch_service(self.stable_service, stable);
+            }
+            return;
+        };
+        if current == stable {
+            return;
+        }
+        // Enough: replicas − maxUnavailable, and with a router the pods the stable's share
+        // needs.
+        let (_, unavailable) = self.surge_and_unavailable();
+        let floor = (self.replicas - unavailable).max(1).min(self.replicas);
+        let enough = if self.routed {
+            let share = 100 - self.route_weight.unwrap_or(0).clamp(0, 100);
+            routed_canary_replicas(self.replicas, share).max(floor)
+        } else {
+            floor
+        };
+        if available(stable) >= enough.min(available(&current).max(1)) {
+            self.switch_service(self.stable_service, stable);
+        }
+    }
+
+    /// Without a router traffic follows pods: every ReplicaSet moves toward its target in
+    /// `targets` (the others toward 0), no faster than `maxSurge` and `maxUnavailable` allow —
+    /// in both directions, so an abort, an undo or a lower step never drops the pods serving
+    /// traffic before their replacements are available. Scale-ups go in the order of
+    /// `targets`; scale-downs take older revisions first, then `targets` from the last.
+    fn pace_basic(&mut self, targets: &[(&str, i32)]) {
+        let (surge, unavailable) = self.surge_and_unavailable();
+        let mut sets: Vec<(String, PacedSet)> = targets
+            .iter()
+            .map(|(hash, target)| {
+                let rs = self.rs(hash);
+                (
+                    hash.to_string(),
+                    PacedSet {
+                        replicas: rs.map(|r| r.replicas).unwrap_or(0),
+                        available: rs.map(|r| r.available).unwrap_or(0),
+                        target: *target,
+                    },
+                )
+            })
+            .collect();
+        sets.extend(
+            self.obs
+                .replica_sets
+                .iter()
+                .filter(|r| !targets.iter().any(|(h, _)| *h == r.hash) && r.replicas > 0)
+                .map(|r| {
+                    (
+                        r.hash.clone(),
+                        PacedSet {
+                            replicas: r.replicas,
+                            available: r.available,
+                            target: 0,
+                        },
+                    )
+                }),
+        );
+        // A revision a Service still selects keeps a pod until the Service has moved.
+        let serving = self.serving();
+        let keep = self.serving_keep();
+        for (hash, set) in &mut sets {
+            if serving.contains(hash) {
+                set.target = set.target.max(keep.min(set.replicas));
+            }
+        }
+        let counts: Vec<PacedSet> = sets.iter().map(|(_, s)| *s).collect();
+        let paced = pace(self.replicas, surge, unavailable, &counts);
+        for ((hash, set), next) in sets.iter().zip(paced) {
+            if self.rs(hash).is_none() || next != set.replicas || next > 0 {
+                // `ensure_rs` writes only a change (or clears a scale-down deadline).
+                self.ensure_rs(hash, next);
+            }
+        }
+    }
+
     fn step_label(&self, idx: i32) -> String {
         self.steps
             .get(idx as usize)
@@ -347,8 +626,14 @@ impl Planner<'_, '_> {
     /// No stable revision yet: the first template goes out at full size, no steps.
     fn first_deploy(&mut self) {
         let hash = self.hash.clone();
-        self.ensure_rs(&hash, self.replicas);
-        self.scale_down_others(&[&hash]);
+        if self.routed {
+            self.ensure_rs(&hash, self.replicas);
+            self.scale_down_others(&[&hash]);
+        } else {
+            // Nothing else exists on a real first deploy; after a lost stable, what still
+            // serves goes only as the new pods become available.
+            self.pace_basic(&[(&hash, self.replicas)]);
+        }
         let available = self.rs(&hash).map(|r| r.available).unwrap_or(0);
         if available >= self.replicas {
             // Adopting a Service waits until the ReplicaSet it will select is fully available.
@@ -368,17 +653,75 @@ impl Planner<'_, '_> {
     /// also how an undo (or a GitOps revert) returns at once, with no steps.
     fn steady(&mut self, stable: &str) {
         let stable = stable.to_string();
-        self.ensure_rs(&stable, self.replicas);
-        // Canary traffic first, then the canary Service, then the pods.
+        let available = self.rs(&stable).map(|r| r.available).unwrap_or(0);
+        // The stable Service moves to the revision first: whatever it selected before may have
+        // no pods left (a deleted ReplicaSet), and the weight below sends it everything. It
+        // moves once the revision can serve (see `return_stable_service`; adopting a Service
+        // from a Deployment waits for full availability).
+        self.return_stable_service(&stable);
+        // Then canary traffic, then the canary Service, then the pods.
         if self.routed {
+            self.ensure_rs(&stable, self.replicas);
+            // The subsets move to the stable revision as it can carry their shares, and the
+            // weight goes to 0 once the stable destination has pods (`set_weight` waits for
+            // both): a Service or subset still on a deleted revision moves first.
             self.set_weight(0, &stable, &stable);
         }
-        let available = self.rs(&stable).map(|r| r.available).unwrap_or(0);
         if available > 0 {
             self.switch_service(self.canary_service, &stable);
-            self.switch_service(self.stable_service, &stable);
         }
-        self.scale_down_others(&[&stable]);
+        if self.routed {
+            // Revisions that carried traffic (the old stable after a promotion) wait out
+            // `scaleDownDelaySeconds` before they go: proxies may still send to them.
+            let delay = self
+                .obs
+                .rollout
+                .spec
+                .canary()
+                .map(|c| c.scale_down_delay_seconds())
+                .unwrap_or(30);
+            // The old stable: what the stable Service or subset selected when this plan began.
+            let was_stable: Vec<String> = self
+                .obs
+                .service(self.stable_service.unwrap_or_default())
+                .and_then(|s| s.hash.clone())
+                .into_iter()
+                .chain(
+                    self.obs
+                        .subset_hashes
+                        .as_ref()
+                        .and_then(|s| s.stable.clone()),
+                )
+                .collect();
+            let old: Vec<ObservedReplicaSet> = self
+                .obs
+                .replica_sets
+                .iter()
+                .filter(|r| {
+                    r.hash != stable
+                        && r.replicas > 0
+                        && r.scale_down_at.is_none()
+                        && was_stable.contains(&r.hash)
+                })
+                .cloned()
+                .collect();
+            let serving = self.serving();
+            for rs in &old {
+                if delay > 0 && !serving.contains(&rs.hash) {
+                    self.scale_down_after(rs, i64::from(delay));
+                }
+            }
+            if delay > 0 {
+                let delayed: Vec<&str> = old.iter().map(|r| r.hash.as_str()).collect();
+                let mut keep = vec![stable.as_str()];
+                keep.extend(delayed);
+                self.scale_down_others(&keep);
+            } else {
+                self.scale_down_others(&[&stable]);
+            }
+        } else {
+            self.pace_basic(&[(&stable, self.replicas)]);
+        }
         let n = self.n_steps();
         let st = self.st();
         st.current_step_index = Some(n);
@@ -396,27 +739,38 @@ impl Planner<'_, '_> {
         let stable = stable.to_string();
         let hash = self.hash.clone();
         let canary = self.obs.rollout.spec.canary();
-        self.ensure_rs(&stable, self.replicas);
         if self.routed {
-            self.set_weight(0, &hash, &stable);
+            self.ensure_rs(&stable, self.replicas);
+        } else {
+            // Without a router traffic follows pods: back to stable as fast as its pods become
+            // available, never faster.
+            self.pace_basic(&[(&stable, self.replicas), (&hash, 0)]);
         }
-        self.switch_service(self.canary_service, &stable);
+        // Should the stable Service have moved off the stable revision (a promotion that lost
+        // its race with this abort, in older versions), it returns first — once that revision
+        // has pods to serve with; its ReplicaSet is kept (ensured above) until then.
+        self.return_stable_service(&stable);
+        // Then all traffic back to stable, then the canary Service — only once the weight is
+        // 0, which waits while the stable has no pod at all.
+        let zeroed = !self.routed || self.set_weight(0, &hash, &stable);
+        if zeroed {
+            self.switch_service(self.canary_service, &stable);
+        }
         let stable_available = self.rs(&stable).map(|r| r.available).unwrap_or(0);
-        if let Some(rs) = self.rs(&hash).cloned() {
-            if !self.routed {
-                // Without a router traffic follows pods: move back at once.
-                self.ensure_rs(&hash, 0);
-            } else {
-                let delay = canary
-                    .map(|c| c.abort_scale_down_delay_seconds())
-                    .unwrap_or(30);
-                // 0 keeps the canary up for inspection, as Argo Rollouts does.
-                if delay > 0 && stable_available >= self.replicas {
-                    self.scale_down_after(&rs, i64::from(delay));
-                }
+        if let Some(rs) = self.rs(&hash).cloned()
+            && self.routed
+        {
+            let delay = canary
+                .map(|c| c.abort_scale_down_delay_seconds())
+                .unwrap_or(30);
+            // 0 keeps the canary up for inspection, as Argo Rollouts does.
+            if delay > 0 && stable_available >= self.replicas {
+                self.scale_down_after(&rs, i64::from(delay));
             }
         }
-        self.scale_down_others(&[&stable, &hash]);
+        if self.routed {
+            self.scale_down_others(&[&stable, &hash]);
+        }
         let now = Time(self.now);
         let first = self.plan.status.aborted_at.is_none();
         let st = self.st();
@@ -457,20 +811,23 @@ impl Planner<'_, '_> {
             self.ensure_rs(&hash, canary_target);
             self.ensure_rs(&stable, self.replicas);
         } else {
-            let (_, stable_target) = basic_split(
-                self.replicas,
-                self.weight_at(target_idx),
-                self.surge_allowed(),
-            );
-            self.ensure_rs(&hash, canary_target);
-            // Stable shrinks only once the canary pods that replace it are available.
-            let stable_now = stable_rs.as_ref().map(|r| r.replicas).unwrap_or(0);
-            let stable_desired = if canary_available >= canary_target {
-                stable_target
-            } else {
-                stable_target.max(stable_now)
-            };
-            self.ensure_rs(&stable, stable_desired);
+            let weight = self.weight_at(target_idx);
+            let (_, mut stable_target) = basic_split(self.replicas, weight, self.surge_allowed());
+            // At 100 % the stable Service moves to the canary once it carries replicas −
+            // maxUnavailable, before the stable's last pod goes: a Service never selects a
+            // revision without pods, and the move needs no surge beyond one pod.
+            let (_, unavailable) = self.surge_and_unavailable();
+            let floor = (self.replicas - unavailable).max(1).min(self.replicas);
+            if weight >= 100 && canary_available >= floor {
+                self.switch_service(self.stable_service, &hash);
+            }
+            if self.stable_service.is_some()
+                && self.service_hash(self.stable_service).as_deref() == Some(stable.as_str())
+            {
+                stable_target = stable_target.max(self.serving_keep());
+            }
+            // Older canaries and the stable shrink only as the pods replacing them are available.
+            self.pace_basic(&[(&hash, canary_target), (&stable, stable_target)]);
         }
         // Older canaries go; their traffic is handled by the weight ordering below.
         let canary_svc_hash = self.service_hash(self.canary_service);
@@ -479,18 +836,26 @@ impl Planner<'_, '_> {
             .filter(|h| *h != hash && *h != stable)
             .map(str::to_string);
         match &keep_old_canary {
-            Some(old) if self.routed && current_weight > 0 => {
-                self.scale_down_others(&[&stable, &hash, old])
-            }
+            _ if !self.routed => {}
+            Some(old) if current_weight > 0 => self.scale_down_others(&[&stable, &hash, old]),
             _ => self.scale_down_others(&[&stable, &hash]),
         }
 
+        // An inconclusive analysis holds the rollout until a human promotes (which clears the
+        // condition) or aborts: neither a step nor the final promotion passes it.
+        let waiting_on_inconclusive = self
+            .plan
+            .status
+            .pause_conditions
+            .iter()
+            .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
         // -- promotion, when the steps are done (or skipped) and the canary is full size
         let ready_to_promote = (full || idx >= n)
             && canary_available >= self.replicas
+            && !waiting_on_inconclusive
             && !self.obs.rollout.spec.is_paused();
         if ready_to_promote {
-            self.promote(&stable, stable_rs.as_ref());
+            self.promote(&stable);
             return;
         }
 
@@ -503,34 +868,45 @@ impl Planner<'_, '_> {
                 stable_available,
                 current_weight,
             );
-            if canary_svc_hash.as_deref() != Some(hash.as_str()) {
+            // The canary destination: its subset in subset mode, else the canary Service.
+            let canary_subset = self.route_subsets.as_ref().map(|s| s.canary.clone());
+            let moving = canary_svc_hash.as_deref() != Some(hash.as_str())
+                || canary_subset
+                    .as_ref()
+                    .is_some_and(|c| c.as_deref() != Some(hash.as_str()));
+            if moving {
                 let can_carry = canary_available > 0
                     && canary_available >= routed_canary_replicas(self.replicas, current_weight);
-                if !can_carry && current_weight > 0 {
-                    // Reset before the selector moves: the new pods can't take what the old had.
-                    self.set_weight(0, &hash, &stable);
+                let zeroed = if !can_carry && current_weight > 0 {
+                    // Traffic away before the selector moves: the new pods can't take what the
+                    // old had. The canary subset stays where it is for this write.
+                    let keep = canary_subset.flatten().unwrap_or_else(|| hash.clone());
+                    self.set_weight(0, &keep, &stable)
+                } else {
+                    true
+                };
+                if !zeroed {
+                    // The stable can't take the traffic back yet: nothing moves.
+                    return;
                 }
                 self.switch_service(self.canary_service, &hash);
             }
-            self.switch_service(self.stable_service, &stable);
+            self.return_stable_service(&stable);
             self.set_weight(desired, &hash, &stable);
         } else {
             if canary_available > 0 {
                 self.switch_service(self.canary_service, &hash);
             }
-            self.switch_service(self.stable_service, &stable);
+            // At 100 % the stable Service has moved (or moves) to the canary, above.
+            if self.weight_at(target_idx) < 100 {
+                self.return_stable_service(&stable);
+            }
         }
 
         // -- step completion
         if full || idx >= n || self.obs.rollout.spec.is_paused() {
             return;
         }
-        let waiting_on_inconclusive = self
-            .plan
-            .status
-            .pause_conditions
-            .iter()
-            .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
         let step_is_analysis = matches!(
             self.steps[idx as usize].action(),
             Some(StepAction::Analysis(_))
@@ -567,7 +943,7 @@ impl Planner<'_, '_> {
             Some(StepAction::SetCanaryScale(_)) => canary_available >= canary_target,
             Some(StepAction::Pause(p)) => self.pause_for(
                 PauseReason::CanaryPauseStep,
-                p.duration.as_ref().map(|d| d.as_secs() as i64),
+                p.duration.as_ref().map(|d| secs(d.as_secs())),
             ),
             Some(StepAction::Analysis(_)) => self.analysis_step(idx),
             None => true,
@@ -595,7 +971,7 @@ impl Planner<'_, '_> {
             let waits = match next {
                 Some(StepAction::Pause(p)) => !self.pause_for(
                     PauseReason::CanaryPauseStep,
-                    p.duration.as_ref().map(|d| d.as_secs() as i64),
+                    p.duration.as_ref().map(|d| secs(d.as_secs())),
                 ),
                 _ => false,
             };
@@ -626,7 +1002,9 @@ impl Planner<'_, '_> {
             if fits(step_weight) {
                 step_weight
             } else {
-                let upto = idx.min(self.n_steps() - 1).max(0) as usize;
+                // The weights declared before the current step, or past the last step (the
+                // final scale-up) every declared weight: the last of them the canary carries.
+                let upto = idx.clamp(0, self.n_steps()) as usize;
                 self.steps[..upto.min(self.steps.len())]
                     .iter()
                     .rev()
@@ -647,7 +1025,10 @@ impl Planner<'_, '_> {
     /// When the current step is an analysis whose run failed or errored, marks the rollout
     /// aborted, with the run's verdict as the reason.
     fn check_step_analysis(&mut self, _stable: &str) {
-        if self.plan.status.abort == Some(true) || self.plan.status.promote_full == Some(true) {
+        if self.runs_retiring
+            || self.plan.status.abort == Some(true)
+            || self.plan.status.promote_full == Some(true)
+        {
             return;
         }
         let idx = self.plan.status.current_step_index.unwrap_or(0);
@@ -684,6 +1065,9 @@ impl Planner<'_, '_> {
     /// (a failed one was turned into an abort before the step's actions, by
     /// `check_step_analysis`).
     fn analysis_step(&mut self, idx: i32) -> bool {
+        if self.runs_retiring {
+            return false;
+        }
         let Some(run) = self
             .obs
             .analysis_run(AnalysisKind::Step(idx), &self.hash)
@@ -709,28 +1093,12 @@ impl Planner<'_, '_> {
         }
     }
 
-    /// Full promotion: stable Service to the new pods, then the weight back to 0 (both Services
-    /// now select the new pods), the new ReplicaSet becomes stable and the old one waits out its
-    /// scale-down delay.
-    fn promote(&mut self, old_stable: &str, old_rs: Option<&ObservedReplicaSet>) {
+    /// Full promotion, in two phases: this plan only records the decision (the new revision is
+    /// stable); the next reconcile, planning from the persisted decision, moves the Services,
+    /// subsets and weight ([`Planner::steady`]). A decision that fails to persist (an abort
+    /// raced it) has therefore moved nothing.
+    fn promote(&mut self, old_stable: &str) {
         let hash = self.hash.clone();
-        self.switch_service(self.stable_service, &hash);
-        self.switch_service(self.canary_service, &hash);
-        if self.routed {
-            self.set_weight(0, &hash, &hash);
-            if let Some(rs) = old_rs {
-                let delay = self
-                    .obs
-                    .rollout
-                    .spec
-                    .canary()
-                    .map(|c| c.scale_down_delay_seconds())
-                    .unwrap_or(30);
-                self.scale_down_after(rs, i64::from(delay));
-            }
-        } else if let Some(rs) = old_rs {
-            self.ensure_rs(&rs.hash.clone(), 0);
-        }
         let n = self.n_steps();
         let st = self.st();
         st.stable_rs = Some(hash.clone());
@@ -747,5 +1115,8 @@ impl Planner<'_, '_> {
                 "Rollout completed update to revision {hash} (was {old_stable}): fully promoted"
             ),
         ));
+        // The switch follows as soon as the decision is persisted.
+        self.promoted = true;
+        self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
     }
 }

@@ -59,6 +59,14 @@ pub struct ObservedService {
     pub hash: Option<String>,
 }
 
+/// The hash labels of the two DestinationRule subsets a VirtualService splits between (Istio
+/// subset mode); `None` where a subset has no hash label yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubsetHashes {
+    pub canary: Option<String>,
+    pub stable: Option<String>,
+}
+
 /// Which part of a rollout an AnalysisRun measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AnalysisKind {
@@ -92,6 +100,9 @@ pub struct Observed<'a> {
     pub services: Vec<ObservedService>,
     /// The canary weight the routing objects show now (`None`: no routing, or unknown).
     pub current_weight: Option<i32>,
+    /// The pod-template hashes the DestinationRule's canary and stable subsets select now, in
+    /// Istio subset mode (`None`: no subsets are routed).
+    pub subset_hashes: Option<SubsetHashes>,
     /// The rollout's AnalysisRuns (all kinds, all revisions).
     pub analysis_runs: Vec<ObservedAnalysisRun>,
     /// The pods of the rollout's ReplicaSets: listed only while a restart is due
@@ -203,14 +214,20 @@ pub struct Plan {
     pub requeue_after: Option<std::time::Duration>,
 }
 
+/// The longest a plan asks the controller to wait before looking again: a day.
+const MAX_REQUEUE_MS: u64 = 24 * 3600 * 1000;
+
 impl Plan {
     fn requeue_at(&mut self, now: Timestamp, at: Timestamp) {
         let wait = at.duration_since(now);
         let wait = if wait <= SignedDuration::ZERO {
             std::time::Duration::from_millis(100)
         } else {
-            // Round up: waking a hair early would only requeue again.
-            std::time::Duration::from_millis(wait.as_millis().unsigned_abs() as u64 + 10)
+            // Round up: waking a hair early would only requeue again. A deadline further than
+            // a day away (a pause of years) is looked at again daily: timers that far out
+            // overflow the runtime's queue, and nothing is lost by looking early.
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            std::time::Duration::from_millis(ms.saturating_add(10).min(MAX_REQUEUE_MS))
         };
         self.requeue_after = Some(match self.requeue_after {
             Some(existing) => existing.min(wait),
@@ -279,9 +296,21 @@ pub(crate) fn ceil_second(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second().saturating_add(1)).unwrap_or(t)
 }
 
-/// Adds seconds to a timestamp, saturating (a user-set delay can't overflow the clock).
+/// Adds seconds to a timestamp, saturating at the end of time (a user-set delay can't overflow
+/// the clock, and a huge one must last, not end at once).
 pub(crate) fn after(t: Timestamp, secs: i64) -> Timestamp {
-    t.checked_add(SignedDuration::from_secs(secs)).unwrap_or(t)
+    t.checked_add(SignedDuration::from_secs(secs))
+        .unwrap_or(if secs < 0 {
+            Timestamp::MIN
+        } else {
+            Timestamp::MAX
+        })
+}
+
+/// Seconds of a user-set duration as a signed count, saturating (`as i64` would wrap a huge one
+/// to a negative and end the pause at once).
+pub(crate) fn secs(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

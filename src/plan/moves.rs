@@ -55,6 +55,16 @@ pub(super) trait Moves {
                 });
             }
             Some(rs) => {
+                let now = self.now();
+                let floor = self.serving_needs(&rs.hash).min(rs.replicas);
+                let replicas = if replicas < floor {
+                    // Traffic still reaches it: it keeps the pods that traffic needs until the
+                    // selector or weight moves away.
+                    self.plan_mut().requeue_at(now, after(now, 1));
+                    floor
+                } else {
+                    replicas
+                };
                 if rs.replicas != replicas || (replicas > 0 && rs.scale_down_at.is_some()) {
                     let clear = rs.scale_down_at.is_some().then_some(None);
                     self.plan_mut().actions.push(Action::ScaleReplicaSet {
@@ -67,9 +77,22 @@ pub(super) trait Moves {
         }
     }
 
+    /// The revisions that carry traffic once the actions planned so far are applied: never
+    /// scaled to zero until the selector or weight that sends them traffic has moved away.
+    fn serving(&self) -> Vec<String> {
+        vec![]
+    }
+
+    /// The pods revision `hash` needs for the traffic it carries once the actions planned so
+    /// far are applied: [`Moves::ensure_rs`] never scales it below that.
+    fn serving_needs(&self, _hash: &str) -> i32 {
+        0
+    }
+
     /// Scales every ReplicaSet not in `keep` to zero, honouring running scale-down delays.
     fn scale_down_others(&mut self, keep: &[&str]) {
         let now = self.now();
+        let serving = self.serving();
         let others: Vec<ObservedReplicaSet> = self
             .observed()
             .replica_sets
@@ -78,6 +101,11 @@ pub(super) trait Moves {
             .cloned()
             .collect();
         for rs in others {
+            if serving.contains(&rs.hash) {
+                // Traffic still reaches it: look again once the selector has moved.
+                self.plan_mut().requeue_at(now, after(now, 1));
+                continue;
+            }
             match rs.scale_down_at {
                 Some(at) if at > now => self.plan_mut().requeue_at(now, at),
                 at => self.plan_mut().actions.push(Action::ScaleReplicaSet {
@@ -107,6 +135,9 @@ pub(super) trait Moves {
                 plan.requeue_at(now, at);
             }
             Some(at) if at > now => self.plan_mut().requeue_at(now, at),
+            Some(_) if self.serving().contains(&rs.hash) => {
+                self.plan_mut().requeue_at(now, after(now, 1))
+            }
             Some(_) => self.plan_mut().actions.push(Action::ScaleReplicaSet {
                 name: rs.name.clone(),
                 replicas: 0,
@@ -119,11 +150,14 @@ pub(super) trait Moves {
         self.observed().service(name)
     }
 
-    /// The hash a Service's selector points at now.
+    /// The hash a Service's selector points at once the actions planned so far are applied.
     fn service_hash(&self, service: Option<&str>) -> Option<String> {
-        service
-            .and_then(|n| self.observed_service(n))
-            .and_then(|s| s.hash.clone())
+        let name = service?;
+        let planned = self.plan().actions.iter().rev().find_map(|a| match a {
+            Action::SwitchService { service, hash } if service == name => Some(hash.clone()),
+            _ => None,
+        });
+        planned.or_else(|| self.observed_service(name).and_then(|s| s.hash.clone()))
     }
 
     /// Points `service` at `hash` unless it already selects it.
@@ -187,15 +221,19 @@ pub(super) trait Moves {
     }
 
     /// Runs of superseded revisions, and a background run once revision `hash` is stable, are
-    /// terminated. While an abort is persisted (`aborted`), the runs of `hash` are retired too,
-    /// so a retry measures afresh rather than re-reading the verdict that aborted it.
-    fn tidy_analysis_runs(&mut self, hash: &str, aborted: bool) {
+    /// terminated. Verdicts are bound to one attempt at a revision: the runs of a superseded
+    /// revision are retired (set aside, no longer observed), so that returning to it later
+    /// measures afresh instead of reading a verdict from before — a terminated run reads
+    /// "Successful". So are the runs of `hash` while an abort is persisted (`aborted`), so a
+    /// retry measures afresh rather than re-reading the verdict that aborted it, and when its
+    /// steps changed (`restarted`).
+    fn tidy_analysis_runs(&mut self, hash: &str, aborted: bool, restarted: bool) {
         let steady = self.plan().status.stable_rs.as_deref() == Some(hash);
         let mut actions = vec![];
         for run in &self.observed().analysis_runs {
             let running = !run.phase.is_completed();
-            let retire = aborted && run.hash == hash;
             let superseded = run.hash != hash;
+            let retire = superseded || ((aborted || restarted) && run.hash == hash);
             let done_background = steady && run.kind == AnalysisKind::Background;
             if retire || (running && (superseded || done_background)) {
                 actions.push(Action::TerminateAnalysisRun {
@@ -212,7 +250,13 @@ pub(super) trait Moves {
     /// rollout aborted when `progressDeadlineAbort` says so); otherwise wakes up at the deadline.
     /// Pauses, analysis and scale-down delays never count: only pods that should be there.
     fn progress_deadline(&mut self, hash: &str) -> Option<String> {
-        if self.plan().status.abort == Some(true) {
+        let status = &self.plan().status;
+        // A paused rollout is waiting on purpose, not failing to progress (as Argo Rollouts:
+        // the deadline never runs out during a pause).
+        if status.abort == Some(true)
+            || !status.pause_conditions.is_empty()
+            || self.observed().rollout.spec.is_paused()
+        {
             return None;
         }
         let rs = self.rs(hash).cloned()?;

@@ -574,6 +574,7 @@ spec:
             replica_sets: vec![rs(&hash, 3, 1)],
             services: vec![],
             current_weight: None,
+            subset_hashes: None,
             analysis_runs: vec![],
             pods,
             now: t(now),

@@ -28,6 +28,9 @@ pub struct Summary<'a> {
     pub now: Time,
     /// The progress-deadline message, when the canary missed it.
     pub deadline_exceeded: Option<&'a str>,
+    /// Why the rollout cannot go on without a human, other than a deadline: the condition's
+    /// reason and message (Degraded).
+    pub stuck: Option<(&'static str, &'a str)>,
 }
 
 fn pause_reason_str(r: PauseReason) -> &'static str {
@@ -57,7 +60,10 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         .unwrap_or_else(|| super::replica_set_name(s.rollout, s.hash));
     let current_available = current.map(|r| r.available).unwrap_or(0);
 
-    let (phase, message) = if st.abort == Some(true) {
+    let (phase, message) = if let Some((_, m)) = s.stuck {
+        // Said first, even over an abort: it is what a human must act on.
+        (RolloutPhase::Degraded, m.to_string())
+    } else if st.abort == Some(true) {
         let msg = st
             .message
             .clone()
@@ -84,7 +90,8 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
             RolloutPhase::Paused,
             pause_reason_str(pc.reason).to_string(),
         )
-    } else if let (true, Some(progress)) = (updating, &s.progress) {
+    } else if let Some(progress) = &s.progress {
+        // Blue-green words its update; a canary words a switch still under way.
         (RolloutPhase::Progressing, progress.clone())
     } else if updating {
         let step = st.current_step_index.unwrap_or(0);
@@ -130,7 +137,9 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         RolloutPhase::Degraded => set(
             types::PROGRESSING,
             ConditionStatus::False,
-            if st.abort != Some(true) && s.deadline_exceeded.is_some() {
+            if let Some((reason, _)) = s.stuck {
+                reason
+            } else if st.abort != Some(true) && s.deadline_exceeded.is_some() {
                 reasons::PROGRESS_DEADLINE_EXCEEDED
             } else {
                 REASON_ABORTED

@@ -117,6 +117,7 @@ impl World {
                 })
                 .collect(),
             current_weight: self.weight,
+            subset_hashes: None,
             analysis_runs: self
                 .analysis
                 .iter()

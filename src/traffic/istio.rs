@@ -424,6 +424,28 @@ pub fn abort_patch(
     }))
 }
 
+/// The hash labels of a DestinationRule's canary and stable subsets (`None` for a subset that is
+/// missing or has no hash label: the weight write that follows reports a missing subset).
+pub fn subset_hashes(dr: &Value, destination_rule: &IstioDestinationRule) -> super::SubsetHashes {
+    let subsets = dr
+        .pointer("/spec/subsets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let hash_of = |subset_name: &str| {
+        subsets
+            .iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(subset_name))
+            .and_then(|s| s.pointer(&format!("/labels/{POD_TEMPLATE_HASH_LABEL}")))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    super::SubsetHashes {
+        canary: hash_of(&destination_rule.canary_subset_name),
+        stable: hash_of(&destination_rule.stable_subset_name),
+    }
+}
+
 /// The guarded JSON patch that sets `labels.rollouts-pod-template-hash` of the stable and
 /// canary subsets to the given hashes (a None hash leaves its subset alone), or None when they
 /// already carry them. Each write is preceded by a `test` of the subset's `name` at that index;
@@ -754,6 +776,38 @@ impl IstioRouter {
         Ok(change)
     }
 
+    async fn read_subset_hashes(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+    ) -> Result<Option<super::SubsetHashes>, TrafficError> {
+        let Some(destination_rule) = self
+            .destination_rule
+            .as_ref()
+            .filter(|_| self.manages_destination_rule)
+        else {
+            return Ok(None);
+        };
+        let namespace = &target.namespace;
+        let name = &destination_rule.name;
+        let api = dynamic_api(
+            client,
+            namespace,
+            &destination_rule_gvk(),
+            "destinationrules",
+        );
+        let dr = get_json(
+            &api,
+            "DestinationRule",
+            name,
+            namespace,
+            "create it, or correct strategy.canary.trafficRouting.istio.destinationRule in the \
+             Rollout",
+        )
+        .await?;
+        Ok(Some(subset_hashes(&dr, destination_rule)))
+    }
+
     async fn apply_subset_hashes(
         &self,
         client: &kube::Client,
@@ -882,6 +936,14 @@ impl TrafficRouter for IstioRouter {
 
     fn seen_version(&self) -> Option<Option<String>> {
         self.seen.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn current_subset_hashes<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        target: &'a RouteTarget,
+    ) -> BoxFuture<'a, Result<Option<super::SubsetHashes>, TrafficError>> {
+        Box::pin(self.read_subset_hashes(client, target))
     }
 
     fn set_subset_hashes<'a>(

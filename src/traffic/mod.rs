@@ -73,6 +73,13 @@ pub struct RouteTarget {
     pub canary_hash: Option<String>,
 }
 
+/// The hash labels a DestinationRule's canary and stable subsets carry (`None`: no label).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubsetHashes {
+    pub canary: Option<String>,
+    pub stable: Option<String>,
+}
+
 /// The outcome of [`TrafficRouter::set_weight`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightChange {
@@ -191,6 +198,18 @@ pub trait TrafficRouter: Send + Sync {
         client: &'a kube::Client,
         target: &'a RouteTarget,
     ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>>;
+
+    /// The pod-template hashes the DestinationRule's canary and stable subsets select now
+    /// (`Ok(None)`: this router routes no subsets). Read every reconcile, so that the planner
+    /// converges the subsets whatever the weight (level-triggered, as Argo Rollouts re-applies
+    /// them on every reconcile).
+    fn current_subset_hashes<'a>(
+        &'a self,
+        _client: &'a kube::Client,
+        _target: &'a RouteTarget,
+    ) -> BoxFuture<'a, Result<Option<SubsetHashes>, TrafficError>> {
+        Box::pin(async { Ok(None) })
+    }
 
     /// Points the DestinationRule's canary and stable subsets at `target.canary_hash` /
     /// `target.stable_hash` (a hash that is None is left as it is). Returns whether anything was

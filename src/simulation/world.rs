@@ -1,0 +1,542 @@
+//! The simulated cluster the planner is driven against: ReplicaSets whose pods become available
+//! after delays the scenario chooses and die when it says so, Services, the routing object's
+//! weight and (in subset mode) its DestinationRule subsets, AnalysisRuns with the verdicts the
+//! scenario gives them, and the Rollout as persisted. It applies the planner's actions the way
+//! the controller's act stage does (in order, stopping at a failed write), then writes the
+//! status with the controller's resourceVersion guard, and after every single write asks the
+//! invariant checker whether that write broke something.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::api::{AnalysisPhase, Rollout, RolloutStatus};
+use crate::plan::{
+    Action, Observed, ObservedAnalysisRun, ObservedReplicaSet, ObservedService, Plan, plan,
+    rollout_template_hash,
+};
+
+/// How traffic reaches the canary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// No router: traffic follows pod counts (the basic canary).
+    None,
+    /// Istio host mode: the VirtualService splits between the canary and stable Services.
+    Host,
+    /// Istio subset mode: the VirtualService splits between two DestinationRule subsets whose
+    /// hash labels the controller moves.
+    Subset,
+}
+
+#[derive(Clone, Debug)]
+pub struct Pod {
+    /// When it becomes available.
+    pub ready_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimReplicaSet {
+    pub name: String,
+    pub hash: String,
+    pub replicas: i32,
+    pub pods: Vec<Pod>,
+    pub revision: Option<i64>,
+    pub scale_down_at: Option<Timestamp>,
+    pub scaled_at: Option<Timestamp>,
+}
+
+impl SimReplicaSet {
+    /// Available pods, never above `spec.replicas` (as the observer counts them).
+    pub fn available(&self, now: Timestamp) -> i32 {
+        let ready = self.pods.iter().filter(|p| p.ready_at <= now).count() as i32;
+        ready.min(self.replicas)
+    }
+}
+
+/// One AnalysisRun, with what the simulation knows of how it ended.
+#[derive(Clone, Debug)]
+pub struct SimRun {
+    pub run: ObservedAnalysisRun,
+    /// Set when the controller terminated it: its phase then says Successful ("Run Terminated")
+    /// as a real AnalysisRun does, but no measurement passed.
+    pub terminated: bool,
+    /// Set aside by the controller (`retire`): no longer observed.
+    pub retired: bool,
+    /// The reconcile that created it (see [`World::attempt_from`]).
+    pub created_in: u64,
+}
+
+/// A destination of traffic: which revision it selects and what share it carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Destination {
+    pub role: &'static str,
+    pub hash: Option<String>,
+    pub weight: i32,
+}
+
+/// What the invariant checker is told about one write.
+#[derive(Clone, Debug)]
+pub struct Write<'a> {
+    /// The write: an action, or `None` for the status write that ends a reconcile.
+    pub action: Option<&'a Action>,
+}
+
+pub const CANARY_SVC: &str = "web-canary";
+pub const STABLE_SVC: &str = "web-stable";
+
+#[derive(Clone, Debug)]
+pub struct World {
+    pub ro: Rollout,
+    pub routing: Routing,
+    pub rs: BTreeMap<String, SimReplicaSet>,
+    pub services: BTreeMap<String, Option<String>>,
+    /// The VirtualService's canary weight.
+    pub weight: i32,
+    /// DestinationRule subsets' hash labels (subset mode).
+    pub canary_subset: Option<String>,
+    pub stable_subset: Option<String>,
+    pub runs: Vec<SimRun>,
+    pub now: Timestamp,
+    /// Pod readiness delays in seconds, taken in turn.
+    pub delays: Vec<u8>,
+    pub next_delay: usize,
+    /// Bumped on every template change, steps change and retry: verdicts count only within one.
+    /// Reconciles so far.
+    pub reconciles: u64,
+    /// The current attempt at the current revision began with this reconcile: the one whose
+    /// status write first recorded a new template or new steps, or the one after a retry of an
+    /// abort the controller had acted on. Verdicts count only from runs created since.
+    pub attempt_from: u64,
+    /// A new template or steps planned for but not recorded yet, and the first reconcile that
+    /// planned for it.
+    #[allow(clippy::type_complexity)]
+    pub pending_attempt: Option<((Option<String>, Option<String>), u64)>,
+    /// Whether a human promoted (or unpaused) during the current attempt.
+    pub human_promoted: bool,
+    /// The next reconcile's write at this index fails (a conflict); later ones are not sent.
+    pub fail_at: Option<usize>,
+    /// The next reconcile's status write is refused (someone wrote the Rollout meanwhile).
+    pub status_conflict: bool,
+    /// Every weight ever written, in order.
+    pub weights_written: Vec<i32>,
+    /// The ReplicaSets as observed at the previous reconcile: a lagging watch cache.
+    pub stale_rs: Option<Vec<ObservedReplicaSet>>,
+    /// ReplicaSets the last reconcile scaled (their write's answer is read back).
+    pub scaled_last: Vec<String>,
+    /// Events the planner emitted, by reason.
+    pub event_reasons: Vec<&'static str>,
+    pub first_deploy_done: bool,
+}
+
+impl World {
+    pub fn new(ro: Rollout, routing: Routing, delays: Vec<u8>) -> Self {
+        let services = [CANARY_SVC, STABLE_SVC]
+            .into_iter()
+            .map(|s| (s.to_string(), None))
+            .collect();
+        World {
+            ro,
+            routing,
+            rs: BTreeMap::new(),
+            services,
+            weight: 0,
+            canary_subset: None,
+            stable_subset: None,
+            runs: vec![],
+            now: Timestamp::from_second(1_700_000_000).unwrap_or(Timestamp::UNIX_EPOCH),
+            delays: if delays.is_empty() { vec![0] } else { delays },
+            next_delay: 0,
+            reconciles: 0,
+            attempt_from: 0,
+            pending_attempt: None,
+            human_promoted: false,
+            fail_at: None,
+            status_conflict: false,
+            weights_written: vec![],
+            stale_rs: None,
+            scaled_last: vec![],
+            event_reasons: vec![],
+            first_deploy_done: false,
+        }
+    }
+
+    pub fn status(&self) -> RolloutStatus {
+        self.ro.status.clone().unwrap_or_default()
+    }
+
+    pub fn replicas(&self) -> i32 {
+        self.ro.spec.replicas().max(0)
+    }
+
+    pub fn current_hash(&self) -> String {
+        rollout_template_hash(&self.ro)
+    }
+
+    pub fn advance(&mut self, secs: i64) {
+        self.now = self
+            .now
+            .checked_add(SignedDuration::from_secs(secs))
+            .unwrap_or(self.now);
+    }
+
+    fn delay(&mut self) -> i64 {
+        let d = self.delays[self.next_delay % self.delays.len()];
+        self.next_delay += 1;
+        i64::from(d)
+    }
+
+    fn new_pod(&mut self) -> Pod {
+        let d = self.delay();
+        Pod {
+            ready_at: self
+                .now
+                .checked_add(SignedDuration::from_secs(d))
+                .unwrap_or(self.now),
+        }
+    }
+
+    pub fn available(&self, hash: &str) -> i32 {
+        self.rs
+            .get(hash)
+            .map(|r| r.available(self.now))
+            .unwrap_or(0)
+    }
+
+    fn observed_rs(&self) -> Vec<ObservedReplicaSet> {
+        self.rs
+            .values()
+            .map(|r| {
+                let available = r.available(self.now);
+                ObservedReplicaSet {
+                    name: r.name.clone(),
+                    hash: r.hash.clone(),
+                    replicas: r.replicas,
+                    available,
+                    ready: available,
+                    current: r.pods.len() as i32,
+                    revision: r.revision,
+                    scale_down_at: r.scale_down_at,
+                    scaled_at: r.scaled_at,
+                }
+            })
+            .collect()
+    }
+
+    pub fn observed(&self) -> Observed<'_> {
+        let replica_sets = match &self.stale_rs {
+            // A lagging watch, except for what our own scale writes returned (the controller's
+            // ReplicaSet cache overlays them until the watch catches up).
+            Some(stale) => {
+                let now = self.observed_rs();
+                stale
+                    .iter()
+                    .map(|old| {
+                        now.iter()
+                            .find(|n| n.name == old.name && self.scaled_last.contains(&n.name))
+                            .cloned()
+                            .unwrap_or_else(|| old.clone())
+                    })
+                    .collect()
+            }
+            None => self.observed_rs(),
+        };
+        Observed {
+            rollout: &self.ro,
+            replica_sets,
+            services: self
+                .services
+                .iter()
+                .map(|(name, hash)| ObservedService {
+                    name: name.clone(),
+                    hash: hash.clone(),
+                })
+                .collect(),
+            current_weight: (self.routing != Routing::None).then_some(self.weight),
+            subset_hashes: (self.routing == Routing::Subset).then(|| crate::plan::SubsetHashes {
+                canary: self.canary_subset.clone(),
+                stable: self.stable_subset.clone(),
+            }),
+            analysis_runs: self
+                .runs
+                .iter()
+                .filter(|r| !r.retired)
+                .map(|r| r.run.clone())
+                .collect(),
+            pods: None,
+            now: self.now,
+        }
+    }
+
+    /// Where traffic goes now: the canary and stable destinations with their shares. Without a
+    /// router, none (traffic follows pods; I6 covers that case).
+    pub fn destinations(&self) -> Vec<Destination> {
+        let (canary, stable) = match self.routing {
+            Routing::None => return vec![],
+            Routing::Host => (
+                self.services.get(CANARY_SVC).cloned().flatten(),
+                self.services.get(STABLE_SVC).cloned().flatten(),
+            ),
+            Routing::Subset => (self.canary_subset.clone(), self.stable_subset.clone()),
+        };
+        vec![
+            Destination {
+                role: "canary",
+                hash: canary,
+                weight: self.weight,
+            },
+            Destination {
+                role: "stable",
+                hash: stable,
+                weight: 100 - self.weight,
+            },
+        ]
+    }
+
+    /// One reconcile as the controller runs it: plan from what is observed, apply the actions
+    /// in order (stopping at an injected failure), then write the status under the
+    /// resourceVersion guard. `check` is called after every write with the world before it.
+    pub fn reconcile(
+        &mut self,
+        check: &mut dyn FnMut(&World, &World, &Write<'_>) -> Result<(), String>,
+    ) -> Result<Plan, String> {
+        self.reconciles += 1;
+        let persisted = self.status();
+        let planned = plan(&self.observed());
+        let key = |s: &RolloutStatus| (s.current_pod_hash.clone(), s.current_step_hash.clone());
+        // The first reconcile that planned for a new template or steps starts the attempt,
+        // once a status write records it (runs it created count from there).
+        if key(&planned.status) != key(&persisted)
+            && self.pending_attempt.as_ref().map(|p| &p.0) != Some(&key(&planned.status))
+        {
+            self.pending_attempt = Some((key(&planned.status), self.reconciles));
+        }
+        let fail_at = self.fail_at.take();
+        let stale = self.stale_rs.take().is_some();
+        self.scaled_last.clear();
+        let mut all_applied = true;
+        for (i, action) in planned.actions.iter().enumerate() {
+            if fail_at == Some(i) {
+                all_applied = false;
+                break;
+            }
+            if let (true, Action::CreateReplicaSet { hash, .. }) = (stale, action)
+                && self.rs.contains_key(hash)
+            {
+                // act meets a 409 for a ReplicaSet the cache had not shown yet: it exists and
+                // is ours, which is what was wanted.
+                continue;
+            }
+            let before = self.clone();
+            self.apply(action)?;
+            check(
+                &before,
+                self,
+                &Write {
+                    action: Some(action),
+                },
+            )?;
+        }
+        if all_applied && !std::mem::take(&mut self.status_conflict) {
+            let before = self.clone();
+            if key(&planned.status) != key(&persisted) {
+                self.attempt_from = match self.pending_attempt.take() {
+                    Some((k, first)) if k == key(&planned.status) => first,
+                    _ => self.reconciles,
+                };
+                self.human_promoted = false;
+            }
+            self.ro.status = Some(planned.status.clone());
+            self.event_reasons
+                .extend(planned.events.iter().map(|e| e.reason));
+            if planned.status.phase == Some(crate::api::RolloutPhase::Healthy) {
+                self.first_deploy_done = true;
+            }
+            check(&before, self, &Write { action: None })?;
+        }
+        Ok(planned)
+    }
+
+    fn apply(&mut self, a: &Action) -> Result<(), String> {
+        match a {
+            Action::CreateReplicaSet {
+                hash,
+                replicas,
+                revision,
+            } => {
+                if self.rs.contains_key(hash) {
+                    return Err(format!("created ReplicaSet {hash}, which exists"));
+                }
+                let pods = (0..*replicas).map(|_| self.new_pod()).collect();
+                self.rs.insert(
+                    hash.clone(),
+                    SimReplicaSet {
+                        name: format!("web-{hash}"),
+                        hash: hash.clone(),
+                        replicas: *replicas,
+                        pods,
+                        revision: Some(*revision),
+                        scale_down_at: None,
+                        scaled_at: Some(self.now),
+                    },
+                );
+            }
+            Action::ScaleReplicaSet {
+                name,
+                replicas,
+                scale_down_at,
+            } => {
+                let Some(hash) = self
+                    .rs
+                    .values()
+                    .find(|r| &r.name == name)
+                    .map(|r| r.hash.clone())
+                else {
+                    // A patch of a ReplicaSet that is gone: 404, the reconcile stops.
+                    return Ok(());
+                };
+                let mut extra = vec![];
+                let have = self.rs.get(&hash).map(|r| r.pods.len()).unwrap_or(0) as i32;
+                for _ in have..*replicas {
+                    extra.push(self.new_pod());
+                }
+                let now = self.now;
+                self.scaled_last.push(name.clone());
+                if let Some(rs) = self.rs.get_mut(&hash) {
+                    rs.replicas = *replicas;
+                    rs.scaled_at = Some(now);
+                    rs.pods.extend(extra);
+                    // The ReplicaSet controller removes pods that are not ready first.
+                    rs.pods.sort_by_key(|p| p.ready_at);
+                    rs.pods.truncate(rs.replicas.max(0) as usize);
+                    if let Some(at) = scale_down_at {
+                        rs.scale_down_at = *at;
+                    }
+                }
+            }
+            Action::SwitchService { service, hash } => {
+                self.services.insert(service.clone(), Some(hash.clone()));
+            }
+            Action::SetWeight {
+                weight,
+                canary_hash,
+                stable_hash,
+            } => {
+                if self.routing == Routing::Subset {
+                    // act writes the subset hashes first, then the weight.
+                    self.canary_subset = Some(canary_hash.clone());
+                    self.stable_subset = Some(stable_hash.clone());
+                }
+                if self.weight != *weight {
+                    self.weight = *weight;
+                    self.weights_written.push(*weight);
+                }
+            }
+            Action::CreateAnalysisRun { kind, hash } => {
+                let n = self.runs.len() + 1;
+                self.runs.push(SimRun {
+                    run: ObservedAnalysisRun {
+                        name: format!("web-{hash}-{n}"),
+                        kind: *kind,
+                        hash: hash.clone(),
+                        phase: AnalysisPhase::Running,
+                        message: None,
+                    },
+                    terminated: false,
+                    retired: false,
+                    created_in: self.reconciles,
+                });
+            }
+            Action::TerminateAnalysisRun { name, retire } => {
+                if let Some(r) = self.runs.iter_mut().find(|r| &r.run.name == name) {
+                    if !r.run.phase.is_completed() {
+                        // A real AnalysisRun ends "Successful (Run Terminated)".
+                        r.run.phase = AnalysisPhase::Successful;
+                        r.run.message = Some("Run Terminated".into());
+                        r.terminated = true;
+                    }
+                    if *retire {
+                        r.retired = true;
+                    }
+                }
+            }
+            Action::EvictPod { .. } => return Err("no restart was asked for".into()),
+            Action::DeleteReplicaSet { name } => {
+                if let Some(rs) = self.rs.values().find(|r| &r.name == name)
+                    && (rs.replicas != 0 || !rs.pods.is_empty())
+                {
+                    return Err(format!("deleted ReplicaSet {name} with pods"));
+                }
+                self.rs.retain(|_, r| &r.name != name);
+            }
+        }
+        Ok(())
+    }
+
+    /// A one-line picture of the world, for failure messages.
+    pub fn describe(&self) -> String {
+        let rs: Vec<String> = self
+            .rs
+            .values()
+            .map(|r| format!("{}={}/{}", r.hash, r.available(self.now), r.replicas))
+            .collect();
+        format!(
+            "template {}, ReplicaSets (available/replicas) [{}], Services {:?}, weight {}, subsets {:?}/{:?}",
+            self.current_hash(),
+            rs.join(", "),
+            self.services,
+            self.weight,
+            self.canary_subset,
+            self.stable_subset
+        )
+    }
+
+    // ---- what happens to the cluster besides the controller --------------------------------
+
+    /// A pod of the `i`-th ReplicaSet (in hash order) dies; its ReplicaSet replaces it.
+    pub fn kill_pod(&mut self, i: usize, j: usize) {
+        let Some(hash) = self.rs.keys().nth(i % self.rs.len().max(1)).cloned() else {
+            return;
+        };
+        let replacement = self.new_pod();
+        if let Some(rs) = self.rs.get_mut(&hash)
+            && !rs.pods.is_empty()
+        {
+            let k = j % rs.pods.len();
+            rs.pods[k] = replacement;
+        }
+    }
+
+    /// Someone deletes the `i`-th ReplicaSet (its pods go with it).
+    pub fn delete_rs(&mut self, i: usize) {
+        if let Some(hash) = self.rs.keys().nth(i % self.rs.len().max(1)).cloned() {
+            self.rs.remove(&hash);
+        }
+    }
+
+    /// The analysis controller gives the `i`-th running run of this attempt a verdict.
+    pub fn verdict(&mut self, i: usize, phase: AnalysisPhase) {
+        let running: Vec<usize> = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.retired && !r.run.phase.is_completed())
+            .map(|(k, _)| k)
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        let k = running[i % running.len()];
+        self.runs[k].run.phase = phase;
+        self.runs[k].run.message = Some(format!("verdict {}", phase.as_str()));
+    }
+
+    /// Every pod becomes available now.
+    pub fn all_ready(&mut self) {
+        let now = self.now;
+        for rs in self.rs.values_mut() {
+            for p in &mut rs.pods {
+                p.ready_at = p.ready_at.min(now);
+            }
+        }
+    }
+}
