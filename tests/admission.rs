@@ -1075,3 +1075,32 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
         failures.join("\n")
     );
 }
+
+/// F14 (issue 21): a Rollout named with 64+ characters was admitted, then every ReplicaSet
+/// create failed (the name is a label value, at most 63) and was retried forever, with no
+/// status and no Event. It is refused at admission, naming the field and the limit; 63 is fine.
+#[tokio::test]
+async fn a_rollout_name_longer_than_a_label_value_is_refused() {
+    let client = client().await;
+    install(&client).await;
+    let ns = TestNamespace::new(&client, "admission-long-name").await;
+    let mut doc = yaml(ROLLOUT);
+    doc["metadata"]["name"] = Value::from("a".repeat(64));
+    match apply(&client, &ns.name, &doc, true).await {
+        Ok(_) => panic!("a 64-character Rollout name was accepted"),
+        Err(kube::Error::Api(status)) => {
+            assert!(
+                status
+                    .message
+                    .contains("metadata.name must be at most 63 characters"),
+                "{}",
+                status.message
+            );
+        }
+        Err(e) => panic!("request failed: {e}"),
+    }
+    doc["metadata"]["name"] = Value::from("a".repeat(63));
+    apply(&client, &ns.name, &doc, true)
+        .await
+        .unwrap_or_else(|e| panic!("a 63-character name was refused: {e}"));
+}

@@ -1149,3 +1149,131 @@ async fn deleting_a_rollout_whose_route_is_broken_is_not_blocked() {
     )
     .await;
 }
+
+/// F6 (issue 21): a deleted stable ReplicaSet of a Healthy rollout stayed gone (the watch
+/// dropped deletions and an idle rollout is never resynced sooner than its safety resync), with
+/// the status still "Healthy". Given a Healthy rollout, when its ReplicaSet is deleted, then
+/// the delete wakes the rollout, the ReplicaSet is recreated and its pods come back.
+#[tokio::test]
+async fn a_deleted_replica_set_is_recreated() {
+    let v1 = rollout(Router::Istio, "web:1", standard_steps());
+    let h1 = hash_of(&v1);
+    let (client, ns, ctl) = given_healthy("canary-rs-deleted", Router::Istio, &v1).await;
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    let name = format!("web-{h1}");
+    let old_uid = rs_api
+        .get(&name)
+        .await
+        .expect("stable ReplicaSet")
+        .metadata
+        .uid;
+    rs_api
+        .delete(&name, &kube::api::DeleteParams::background())
+        .await
+        .expect("delete the stable ReplicaSet");
+    poll_until(
+        "a new stable ReplicaSet with every pod available",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let rs_api = rs_api.clone();
+            let name = name.clone();
+            let old_uid = old_uid.clone();
+            async move {
+                let rs = rs_api.get(&name).await.ok()?;
+                let available = rs.status.as_ref()?.available_replicas.unwrap_or(0);
+                (rs.metadata.uid != old_uid && available == REPLICAS).then_some(())
+            }
+        },
+    )
+    .await;
+    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(30), &ctl).await;
+}
+
+/// F1 (issue 21): in Istio subset mode, a promotion whose weight needed no write left the
+/// DestinationRule's stable subset on the old hash; the old pods were then scaled away under
+/// 100 % of the traffic. Given `steps: [{setWeight: 50}]` in subset mode, when v2 completes,
+/// then both subsets select v2, the canary subset carries 0 and the old revision is scaled to
+/// 0 only after nothing routes to it.
+#[tokio::test]
+async fn subset_mode_promotion_moves_both_subsets() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-subsets").await;
+    let vs = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+        "spec": {"hosts": ["web.example.com"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "web-stable", "subset": "stable"}, "weight": 100},
+            {"destination": {"host": "web-stable", "subset": "canary"}, "weight": 0}]}]}
+    });
+    let dr = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "web"},
+        "spec": {"host": "web-stable", "subsets": [{"name": "stable"}, {"name": "canary"}]}
+    });
+    for obj in [service("web-stable"), service("web-canary"), vs, dr] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let with_subsets = |image: &str| {
+        let mut ro = rollout(Router::Istio, image, json!([{"setWeight": 50}]));
+        ro["spec"]["strategy"]["canary"]["trafficRouting"] = json!({"istio": {
+            "virtualService": {"name": "web", "routes": ["primary"]},
+            "destinationRule": {"name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable"},
+        }});
+        ro
+    };
+    let (v1, v2) = (with_subsets("web:1"), with_subsets("web:2"));
+    let (h1, h2) = (hash_of(&v1), hash_of(&v2));
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(60), &ctl).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    wait_healthy(&client, &ns.name, &h2, Duration::from_secs(90), &ctl).await;
+
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "DestinationRule");
+    let (ar, _) = kube::discovery::pinned_kind(&client, &gvk)
+        .await
+        .expect("discover DestinationRule");
+    let dr_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
+    let vs_gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    let (vs_ar, _) = kube::discovery::pinned_kind(&client, &vs_gvk)
+        .await
+        .expect("discover VirtualService");
+    let vs_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &vs_ar);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "both subsets on v2, the canary subset at 0, v1 scaled to 0",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let (dr_api, vs_api, rs_api) = (dr_api.clone(), vs_api.clone(), rs_api.clone());
+            let (h1, h2) = (h1.clone(), h2.clone());
+            async move {
+                let dr = dr_api.get("web").await.ok()?;
+                let subsets = dr.data["spec"]["subsets"].as_array()?.clone();
+                let hash = |name: &str| {
+                    subsets
+                        .iter()
+                        .find(|s| s["name"] == name)
+                        .and_then(|s| s["labels"]["rollouts-pod-template-hash"].as_str())
+                        .map(str::to_string)
+                };
+                let vs = vs_api.get("web").await.ok()?;
+                let canary_weight = vs.data["spec"]["http"][0]["route"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["destination"]["subset"] == "canary")?["weight"]
+                    .as_i64()
+                    .unwrap_or(0);
+                let old = rs_api.get(&format!("web-{h1}")).await.ok()?;
+                let done = hash("stable").as_deref() == Some(h2.as_str())
+                    && hash("canary").as_deref() == Some(h2.as_str())
+                    && canary_weight == 0
+                    && old.spec?.replicas == Some(0);
+                done.then_some(())
+            }
+        },
+    )
+    .await;
+}

@@ -60,6 +60,7 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
     doc = "A workload like a Deployment whose updates go out by a canary or blue-green strategy, with traffic shifting, analysis and automatic rollback.",
     derive = "PartialEq",
     derive = "Default",
+    validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name must be at most 63 characters: Aviary labels the Rollout's ReplicaSets, pods and AnalysisRuns with its name, and a label value holds 63"),
     scale(
         spec_replicas_path = ".spec.replicas",
         status_replicas_path = ".status.replicas",

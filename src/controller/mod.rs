@@ -10,7 +10,8 @@
 //! - **act** ([`act`]): applies the actions in order, idempotently;
 //! - **report** ([`report`]): writes the status only when it changed, records Events.
 //!
-//! Timers are requeue-after from the plan; there is no per-object task and no periodic resync.
+//! Timers are requeue-after from the plan; there is no per-object task. A Rollout at rest is
+//! converged again every 15 minutes ([`SAFETY_RESYNC`]), writing nothing when nothing changed.
 //!
 //! Memory: the Rollout cache is **trimmed** (no pod spec — its hash is kept instead — no managed
 //! fields or last-applied annotation). Creating a ReplicaSet, the one action that needs the
@@ -225,7 +226,8 @@ pub async fn run(
             let cache = rs_cache.clone();
             move |e| cache.apply(e)
         })
-        .applied_objects();
+        // Deletions too: a deleted ReplicaSet wakes its Rollout, which recreates it.
+        .touched_objects();
 
     // Services: every reconcile reads the stable/canary (or active/preview) Services; from a
     // cache that is two requests fewer each time. Nothing is triggered by a Service change.
@@ -261,7 +263,8 @@ pub async fn run(
         let idx = runs_owners.clone();
         move |e| idx.apply(e)
     })
-    .applied_objects()
+    // Deletions too: a deleted AnalysisRun wakes its Rollout.
+    .touched_objects()
     .inspect_ok({
         let urgent = urgent_tx.clone();
         move |run| {
@@ -785,9 +788,15 @@ async fn plan_and_act(
         None if plan.status.phase == Some(RolloutPhase::Progressing) => {
             Requeue::requeue(Duration::from_secs(30))
         }
-        None => Requeue::await_change(),
+        // A slow safety resync (as Argo Rollouts' 15 minutes): whatever changed without an
+        // event we see (a routing object or Service edited by someone else) is converged back.
+        // At rest it plans from the caches and writes nothing.
+        None => Requeue::requeue(SAFETY_RESYNC),
     })
 }
+
+/// How often a Rollout at rest is converged again without any event.
+const SAFETY_RESYNC: Duration = Duration::from_secs(15 * 60);
 
 /// [`report::write_status`], noting what the write returned for [`freshness`]: until the cache
 /// shows it, reconciles read the Rollout fresh. A failed write may still have landed (a lost

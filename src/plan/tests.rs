@@ -10,6 +10,7 @@ use super::*;
 use crate::api::{PauseReason, Rollout, RolloutPhase};
 
 mod bluegreen;
+mod safety;
 
 fn rollout(yaml: &str) -> Rollout {
     serde_yaml::from_str(yaml).expect("rollout yaml")
@@ -59,6 +60,10 @@ struct World {
     retired: Vec<ObservedAnalysisRun>,
     /// Every Service switch, in order: service, hash, and that ReplicaSet's available pods then.
     switches: Vec<(String, String, i32)>,
+    /// DestinationRule subsets (Istio subset mode), when the test routes by subset.
+    subsets: Option<SubsetHashes>,
+    /// Every routing write, in order: weight, canary subset, and that subset's available pods.
+    routes: Vec<(i32, Option<String>, i32)>,
 }
 
 impl World {
@@ -97,6 +102,8 @@ impl World {
             runs: vec![],
             retired: vec![],
             switches: vec![],
+            subsets: None,
+            routes: vec![],
         }
     }
 
@@ -117,7 +124,7 @@ impl World {
                 })
                 .collect(),
             current_weight: self.weight,
-            subset_hashes: None,
+            subset_hashes: self.subsets.clone(),
             analysis_runs: self
                 .analysis
                 .iter()
@@ -193,11 +200,23 @@ impl World {
             Action::SetWeight {
                 weight,
                 canary_hash,
-                ..
+                stable_hash,
             } => {
+                if let Some(s) = self.subsets.as_mut() {
+                    // act moves the subsets first, then the weight.
+                    s.canary = Some(canary_hash.clone());
+                    s.stable = Some(stable_hash.clone());
+                }
                 let available = self.rs.get(canary_hash).map(|r| r.available).unwrap_or(0);
+                self.routes.push((
+                    *weight,
+                    self.subsets.as_ref().and_then(|s| s.canary.clone()),
+                    available,
+                ));
+                if self.weight != Some(*weight) {
+                    self.weights.push((*weight, available));
+                }
                 self.weight = Some(*weight);
-                self.weights.push((*weight, available));
             }
             Action::CreateAnalysisRun { kind, hash } => {
                 if self.run_analysis {

@@ -9,6 +9,7 @@
 //! minimal sequence, and each one found is kept below as a named regression case.
 
 mod invariants;
+mod regressions;
 mod world;
 
 use proptest::prelude::*;

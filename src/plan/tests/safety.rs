@@ -1,0 +1,319 @@
+//! One regression test per finding of the safety review (issue 21): each failed before its fix.
+//! The simulation (`crate::simulation`) checks the same invariants under random sequences; these
+//! name the sequences that broke them.
+
+use super::*;
+use crate::api::conditions::reasons;
+
+/// Istio in subset mode: the VirtualService splits between two DestinationRule subsets.
+fn subset_mode(steps: &str) -> World {
+    let yaml = ISTIO
+        .replace(
+            "trafficRouting: {istio: {virtualService: {name: web, routes: [primary]}}}",
+            "trafficRouting: {istio: {virtualService: {name: web, routes: [primary]}, destinationRule: {name: web, canarySubsetName: canary, stableSubsetName: stable}}}",
+        )
+        .replace(
+            "      - setWeight: 10\n      - pause: {duration: 2s}\n      - setWeight: 50\n      - pause: {duration: 2s}\n      - setWeight: 100\n",
+            steps,
+        );
+    let mut w = World::new(&yaml);
+    w.subsets = Some(SubsetHashes::default());
+    w
+}
+
+fn available(w: &World, hash: &str) -> i32 {
+    w.rs.get(hash).map(|r| r.available).unwrap_or(0)
+}
+
+/// F1: with one `setWeight: 50` step the weight fell to 0 before promotion (F10), so the
+/// promotion wrote no DestinationRule: the stable subset kept the old hash, whose pods were then
+/// scaled away under 100 % of the traffic.
+#[test]
+fn f1_promotion_moves_the_stable_subset_even_when_the_weight_needs_no_write() {
+    let mut w = subset_mode("      - setWeight: 50\n");
+    w.deploy_first();
+    let old = w.canary_hash();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.run_to_end(60);
+    w.advance(60);
+    w.run(10);
+    let subsets = w.subsets.clone().unwrap_or_default();
+    assert_eq!(subsets.stable.as_deref(), Some(new.as_str()), "{subsets:?}");
+    assert_eq!(subsets.canary.as_deref(), Some(new.as_str()), "{subsets:?}");
+    assert_eq!(w.weight, Some(0));
+    assert_eq!(
+        w.rs[&old].replicas, 0,
+        "the old pods go only once nothing routes to them"
+    );
+}
+
+/// F2: a new template mid-canary moved the canary subset to the new, pod-less ReplicaSet before
+/// the weight went to 0.
+#[test]
+fn f2_the_canary_subset_moves_only_once_its_traffic_is_gone() {
+    let mut w = subset_mode("      - setWeight: 50\n      - pause: {}\n");
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run(20);
+    assert_eq!(w.weight, Some(50));
+    w.update_image("web:3");
+    let newest = w.canary_hash();
+    w.frozen.push(newest.clone());
+    w.routes.clear();
+    w.run(5);
+    for (weight, canary, avail) in &w.routes {
+        if canary.as_deref() == Some(newest.as_str()) {
+            assert!(
+                *weight == 0 || *avail > 0,
+                "weight {weight} routed to subset {newest} with no pod: {:?}",
+                w.routes
+            );
+        }
+    }
+    assert_eq!(w.weight, Some(0));
+}
+
+/// F3: the promotion switched the stable Service before its status write; an abort that won
+/// the race left the Service on the aborted revision. Promotion is now two-phase: the plan that
+/// decides it moves nothing.
+#[test]
+fn f3_a_promotion_that_fails_to_persist_has_moved_nothing() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    let old = w.canary_hash();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    for _ in 0..60 {
+        let p = plan(&w.observed());
+        if p.status.stable_rs.as_deref() == Some(new.as_str()) {
+            // The deciding plan: no Service or weight moves with it.
+            assert!(
+                !p.actions
+                    .iter()
+                    .any(|a| matches!(a, Action::SwitchService { .. } | Action::SetWeight { .. })),
+                "{:?}",
+                p.actions
+            );
+            for a in &p.actions {
+                w.apply(a);
+            }
+            // Its status write loses to the user's abort.
+            let mut st = w.status();
+            st.abort = Some(true);
+            w.ro.status = Some(st);
+            w.run(10);
+            assert_eq!(w.services["web-stable"].as_deref(), Some(old.as_str()));
+            assert_eq!(w.weight, Some(0));
+            assert_eq!(w.rs[&old].replicas, 5);
+            assert_eq!(w.status().phase, Some(RolloutPhase::Degraded));
+            return;
+        }
+        w.reconcile();
+        if let Some(d) = w.status().pause_conditions.first().map(|_| 3) {
+            w.advance(d);
+        }
+    }
+    panic!("never promoted: {:?}", w.status());
+}
+
+const BASIC_80: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 10
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      maxSurge: 25%
+      maxUnavailable: 25%
+      steps:
+      - setWeight: 80
+      - pause: {}
+"#;
+
+/// F4: a basic canary paused at 80 % scaled the canary to 0 at once on abort, while the stable
+/// had 2 pods; and the canary had been created with all 8 at once (maxSurge unread).
+#[test]
+fn f4_a_basic_canary_moves_within_max_surge_and_max_unavailable_both_ways() {
+    let mut w = World::new(BASIC_80);
+    w.deploy_first();
+    let stable = w.canary_hash();
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    w.reconcile();
+    assert!(
+        w.rs[&canary].replicas <= 3,
+        "created within maxSurge (25 % of 10 = 3): {}",
+        w.rs[&canary].replicas
+    );
+    w.run(40);
+    assert_eq!((w.rs[&canary].replicas, w.rs[&stable].replicas), (8, 2));
+    // Abort with the stable's new pods slow to become available.
+    let mut st = w.status();
+    st.abort = Some(true);
+    w.ro.status = Some(st);
+    w.frozen.push(stable.clone());
+    w.reconcile();
+    let total_available = available(&w, &canary) + available(&w, &stable);
+    assert!(
+        total_available >= 8,
+        "abort dropped to {total_available} available pods (floor 10 − 2)"
+    );
+    assert!(w.rs[&canary].replicas + w.rs[&stable].replicas <= 13);
+    w.frozen.clear();
+    w.run(20);
+    assert_eq!((w.rs[&canary].replicas, w.rs[&stable].replicas), (0, 10));
+}
+
+/// F5: adopting a Service (migrating from a Deployment) moved its selector to the Rollout's pods
+/// at the first available pod.
+#[test]
+fn f5_the_stable_service_is_adopted_only_at_full_availability() {
+    let mut w = World::new(ISTIO);
+    let hash = w.canary_hash();
+    w.frozen.push(hash.clone());
+    w.reconcile();
+    if let Some(rs) = w.rs.get_mut(&hash) {
+        rs.available = 1;
+    }
+    w.run(3);
+    assert_eq!(
+        w.services["web-stable"], None,
+        "1 of 5 available: not adopted"
+    );
+    w.frozen.clear();
+    w.settle();
+    w.run(3);
+    assert_eq!(w.services["web-stable"].as_deref(), Some(hash.as_str()));
+}
+
+/// F9: one canary pod lost during a long pause made the rollout Degraded at once (the progress
+/// deadline counted from the last scale, pause included).
+#[test]
+fn f9_no_progress_deadline_during_a_pause() {
+    let mut w = World::new(INDEFINITE);
+    w.ro.spec.progress_deadline_seconds = Some(10);
+    w.ro.spec.progress_deadline_abort = Some(true);
+    w.deploy_first();
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    w.run(10);
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+    w.frozen.push(canary.clone());
+    if let Some(rs) = w.rs.get_mut(&canary) {
+        rs.available = 0;
+    }
+    w.advance(600);
+    w.run(3);
+    let st = w.status();
+    assert_eq!(st.phase, Some(RolloutPhase::Paused), "{:?}", st.message);
+    assert_eq!(st.abort, None);
+}
+
+/// F10: during the final scale-up the weight fell back to the previous `setWeight` (or 0).
+#[test]
+fn f10_the_final_scale_up_keeps_the_last_weight() {
+    let yaml = ISTIO.replace("replicas: 5", "replicas: 10").replace(
+        "      - setWeight: 10\n      - pause: {duration: 2s}\n      - setWeight: 50\n      - pause: {duration: 2s}\n      - setWeight: 100\n",
+        "      - setWeight: 20\n      - pause: {duration: 1s}\n      - setWeight: 50\n",
+    );
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    for _ in 0..40 {
+        w.reconcile();
+        w.advance(1);
+        if w.weight == Some(50) {
+            break;
+        }
+    }
+    assert_eq!(w.weight, Some(50));
+    // Past the last step the canary scales to full size, slowly.
+    w.frozen.push(canary);
+    w.run(5);
+    assert_eq!(w.weight, Some(50), "weights: {:?}", w.weights);
+}
+
+/// F17: a retry kept `abortedAt`, so a second abort emitted no Event (nor notification, nor
+/// metric).
+#[test]
+fn f17_a_second_abort_after_a_retry_is_announced_again() {
+    let mut w = World::new(INDEFINITE);
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run(10);
+    let abort = |w: &mut World, on: bool| {
+        let mut st = w.status();
+        st.abort = on.then_some(true);
+        w.ro.status = Some(st);
+        w.run(5);
+    };
+    abort(&mut w, true);
+    abort(&mut w, false);
+    assert_eq!(w.status().aborted_at, None, "retry clears abortedAt");
+    abort(&mut w, true);
+    let aborts = reasons(&w.events)
+        .into_iter()
+        .filter(|r| *r == "RolloutAborted")
+        .count();
+    assert_eq!(aborts, 2);
+}
+
+/// F19: `pause: {duration: 100000000h}` ended after about a second (the deadline overflowed).
+#[test]
+fn f19_a_huge_pause_lasts() {
+    let yaml = INDEFINITE.replacen("pause: {}", "pause: {duration: 100000000h}", 1);
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    w.update_image("web:2");
+    let p = w.run(10);
+    assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
+    let wait = p.requeue_after.expect("a wake-up");
+    assert!(wait.as_secs() <= 24 * 3600, "{wait:?}");
+    w.advance(7 * 24 * 3600);
+    w.run(3);
+    assert_eq!(
+        w.status().current_step_index,
+        Some(1),
+        "still paused a week later"
+    );
+}
+
+/// A stable ReplicaSet deleted mid-update promoted the canary at once, skipping every step and
+/// analysis (found by the simulation): it now holds and says why.
+#[test]
+fn a_stable_replica_set_deleted_mid_update_holds_instead_of_promoting() {
+    let mut w = World::new(INDEFINITE);
+    w.deploy_first();
+    let stable = w.canary_hash();
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    w.run(10);
+    w.rs.remove(&stable);
+    w.run(5);
+    let st = w.status();
+    assert_eq!(
+        st.stable_rs.as_deref(),
+        Some(stable.as_str()),
+        "not promoted"
+    );
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    let c = st.condition("Progressing").expect("Progressing");
+    assert_eq!(c.reason, reasons::STABLE_REPLICA_SET_LOST);
+    assert!(c.message.contains("promote --full"), "{}", c.message);
+    assert!(reasons(&w.events).contains(&reasons::STABLE_REPLICA_SET_LOST));
+    assert_eq!(w.weight, Some(20), "traffic stays where pods are");
+    // A human decides: promote --full.
+    let mut st = w.status();
+    st.promote_full = Some(true);
+    w.ro.status = Some(st);
+    w.run(10);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(canary.as_str()));
+    assert_eq!(w.status().phase, Some(RolloutPhase::Healthy));
+}

@@ -1,0 +1,270 @@
+//! Counterexamples the simulation found, shrunk, each kept as a case that replays it with every
+//! invariant checked. Each broke an invariant before the fix named with it.
+
+use serde_json::json;
+
+use super::{Ev, SpecChoice, StepChoice, UserAct, run};
+use crate::api::AnalysisPhase;
+use crate::simulation::world::Routing;
+
+use Ev::{DeleteRs, Fail, Kill, Reconcile, StaleRs, Tick, User, UserMidReconcile, Verdict};
+use StepChoice::{Analysis, CanaryScale, Pause, Weight};
+
+fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
+    SpecChoice {
+        routing,
+        replicas,
+        steps,
+        other_steps: vec![Weight(0)],
+        surge: json!(1),
+        unavailable: json!(0),
+        background: None,
+        scale_down_delay: 0,
+        abort_scale_down_delay: 0,
+        deadline_abort: false,
+    }
+}
+
+fn replay(spec: SpecChoice, delays: Vec<u8>, events: Vec<Ev>) {
+    if let Err(e) = run(&spec, delays, &events) {
+        panic!("{e}");
+    }
+}
+
+/// I3: the stable ReplicaSet deleted mid-update made the canary stable at once, its analysis
+/// skipped. Fix: hold with `StableReplicaSetLost` until a human decides.
+#[test]
+fn deleted_stable_replica_set_does_not_promote_the_canary() {
+    replay(
+        spec(Routing::None, 1, vec![Pause(None), Analysis]),
+        vec![0],
+        vec![DeleteRs(0), Reconcile],
+    );
+}
+
+/// I2: without a router, the stable Service kept selecting the old revision while it shrank to
+/// 0 at 100 %. Fix: the Service moves to the canary once it carries replicas − maxUnavailable.
+#[test]
+fn basic_canary_at_full_weight_never_leaves_the_stable_service_without_pods() {
+    replay(spec(Routing::None, 1, vec![Weight(0)]), vec![0], vec![]);
+    let mut s = spec(Routing::None, 4, vec![Weight(0)]);
+    s.surge = json!(0);
+    s.unavailable = json!(1);
+    replay(s, vec![0], vec![]);
+}
+
+/// I7 (F11): `setCanaryScale` below what a later `setWeight` needs waited forever. Fix: a
+/// weight always brings the pods it needs.
+#[test]
+fn canary_scale_below_a_later_weight_does_not_hold_forever() {
+    replay(
+        spec(Routing::Host, 1, vec![CanaryScale(0), Weight(10)]),
+        vec![0],
+        vec![
+            User(UserAct::NewTemplate),
+            Verdict(0, AnalysisPhase::Successful),
+        ],
+    );
+}
+
+/// I5: a user's abort, written before the controller recorded the new template it was for, was
+/// dropped as "superseded by a new template". Fix: an abort not yet acted on stays.
+#[test]
+fn an_abort_not_yet_acted_on_survives_an_unrecorded_template_change() {
+    let mut s = spec(Routing::Host, 3, vec![Weight(0)]);
+    s.other_steps = vec![Weight(10)];
+    replay(
+        s,
+        vec![0],
+        vec![
+            User(UserAct::EditSteps),
+            UserMidReconcile(UserAct::Abort),
+            Verdict(0, AnalysisPhase::Successful),
+            Reconcile,
+        ],
+    );
+}
+
+/// I2: a reconcile planned from a ReplicaSet cache that had not seen our own scale-down moved
+/// the stable Service onto the pods it had just removed. Fix: our writes stand in.
+#[test]
+fn a_lagging_replica_set_cache_does_not_hide_our_own_scale_down() {
+    replay(
+        spec(Routing::None, 1, vec![Weight(10), Analysis, Weight(0)]),
+        vec![1],
+        vec![
+            Reconcile,
+            User(UserAct::Promote),
+            Reconcile,
+            Verdict(0, AnalysisPhase::Successful),
+            Tick(1),
+            Reconcile,
+            StaleRs,
+        ],
+    );
+}
+
+/// I1 (F3 in subset mode): a promotion whose status write failed had moved the subsets; the
+/// next template then sent the stable share to a revision with no pods. Fix: two-phase
+/// promotion, and subsets move only to revisions that carry their share.
+#[test]
+fn a_promotion_that_failed_to_persist_leaves_routing_alone() {
+    replay(
+        spec(Routing::Subset, 4, vec![CanaryScale(1)]),
+        vec![1],
+        vec![
+            Reconcile,
+            Verdict(0, AnalysisPhase::Successful),
+            Reconcile,
+            UserMidReconcile(UserAct::Promote),
+            Reconcile,
+            Ev::StatusConflict,
+            Tick(1),
+            Reconcile,
+            UserMidReconcile(UserAct::NewTemplate),
+        ],
+    );
+}
+
+/// I2: undo right after a promotion was decided (the Services not moved yet) scaled the old
+/// revision, which the stable Service still selected, below what it carried. Fix: a revision
+/// keeps the pods its traffic needs until the selector moves.
+#[test]
+fn undo_right_after_a_promotion_keeps_the_serving_pods() {
+    replay(
+        spec(Routing::Host, 4, vec![Weight(25)]),
+        vec![0],
+        vec![
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            User(UserAct::Undo),
+            Reconcile,
+        ],
+    );
+}
+
+/// I3 (F7): editing the steps reused the verdict of a run from before the edit. Fix: the
+/// plan that sees new steps retires the revision's runs and reads none of them.
+#[test]
+fn edited_steps_measure_afresh() {
+    let mut s = spec(Routing::None, 1, vec![Analysis]);
+    s.other_steps = vec![Analysis, Weight(0)];
+    replay(s, vec![0], vec![Reconcile, User(UserAct::EditSteps)]);
+}
+
+/// I3 (F7): undo during a step analysis, then back to the revision: the old run, terminated,
+/// read "Successful" and the step passed with no new measurement. Fix: runs of a superseded
+/// revision are retired.
+#[test]
+fn returning_to_a_revision_measures_afresh() {
+    replay(
+        spec(Routing::Host, 2, vec![Analysis]),
+        vec![0],
+        vec![
+            Reconcile,
+            User(UserAct::Undo),
+            Reconcile,
+            Reconcile,
+            User(UserAct::Undo),
+            Reconcile,
+        ],
+    );
+}
+
+/// I3 (F8): an inconclusive background run paused the rollout, which then promoted itself when
+/// the canary finished scaling. Fix: an inconclusive analysis holds the final promotion too.
+#[test]
+fn an_inconclusive_background_analysis_holds_the_promotion() {
+    let mut s = spec(Routing::Host, 2, vec![Weight(50)]);
+    s.background = Some(0);
+    replay(
+        s,
+        vec![0],
+        vec![
+            Reconcile,
+            Reconcile,
+            Verdict(0, AnalysisPhase::Inconclusive),
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            Reconcile,
+        ],
+    );
+}
+
+/// I1: a weight went back to a stable whose only pod had just died (and, in an abort, the
+/// canary Service then moved under its remaining share). Fix: traffic returns only to a stable
+/// destination with pods, and the canary selector moves only once its weight is 0.
+#[test]
+fn traffic_returns_only_to_a_stable_with_pods() {
+    replay(
+        spec(Routing::Host, 1, vec![Weight(100), Weight(0)]),
+        vec![1],
+        vec![Reconcile, Tick(1), Kill(32, 0), Reconcile, StaleRs],
+    );
+    replay(
+        spec(Routing::Host, 1, vec![Weight(10)]),
+        vec![1],
+        vec![
+            StaleRs,
+            Tick(1),
+            Reconcile,
+            User(UserAct::Abort),
+            Kill(126, 0),
+            Reconcile,
+        ],
+    );
+}
+
+/// I1: after `promote --full` over a deleted stable, the weight went to a stable Service still
+/// selecting the deleted revision. Fix: the stable Service moves first, then the weight.
+#[test]
+fn a_service_on_a_deleted_revision_moves_before_traffic_returns() {
+    replay(
+        spec(Routing::Host, 1, vec![Weight(100)]),
+        vec![1],
+        vec![
+            UserMidReconcile(UserAct::NewTemplate),
+            Reconcile,
+            Tick(1),
+            Reconcile,
+            DeleteRs(234),
+            StaleRs,
+            User(UserAct::NewTemplate),
+            Reconcile,
+            User(UserAct::PromoteFull),
+            Reconcile,
+        ],
+    );
+}
+
+/// I6 (F4): after a lost stable, `promote --full` created the new revision at full size beside
+/// the pods still serving. Fix: without a router even that is paced.
+#[test]
+fn promote_full_over_a_lost_stable_is_paced() {
+    let mut s = spec(Routing::None, 2, vec![Weight(80)]);
+    s.surge = json!(1);
+    replay(
+        s,
+        vec![0],
+        vec![
+            User(UserAct::NewTemplate),
+            Reconcile,
+            User(UserAct::NewTemplate),
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            DeleteRs(88),
+            User(UserAct::NewTemplate),
+            Reconcile,
+            User(UserAct::PromoteFull),
+            Reconcile,
+            Fail(0),
+            Reconcile,
+        ],
+    );
+}
