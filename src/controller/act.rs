@@ -141,7 +141,13 @@ async fn apply_actions(
                     )
                     .await
                 {
-                    Ok(_) => {
+                    Ok(created) => {
+                        // Seen by the next reconcile even before the watch delivers it.
+                        if let Ok(watched) = serde_json::to_value(&created)
+                            .and_then(serde_json::from_value::<WatchedReplicaSet>)
+                        {
+                            ctx.replica_sets.record_create(&watched);
+                        }
                         info!(rollout = %name, replica_set = %rs.name_any(), replicas, "created ReplicaSet");
                         events.push(Event::normal(
                             "NewReplicaSetCreated",

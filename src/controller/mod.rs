@@ -477,6 +477,10 @@ async fn route_to_stable_now(
     let Some(weight) = plan::immediate_abort_weight(cached) else {
         return;
     };
+    if !stable_has_pods(ctx, cached) {
+        // Nothing to send the traffic back to: the full plan says so and keeps it on the canary.
+        return;
+    }
     let (routers, target) = routing(cached);
     let routers: Vec<_> = routers
         .into_iter()
@@ -527,6 +531,9 @@ async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
     let Some(0) = plan::immediate_abort_weight(&ro) else {
         return;
     };
+    if !stable_has_pods(&ctx, &ro) {
+        return;
+    }
     let (routers, target) = routing(&ro);
     for router in &routers {
         match router
@@ -545,6 +552,20 @@ async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
         }
     }
     ctx.routing.note_seen(&routers, &target);
+}
+
+/// Whether the stable revision has an available pod in the ReplicaSet cache: the abort's fast
+/// writes send all traffic there before anything else is read, so they go only if it can take
+/// it (a deleted stable ReplicaSet, or one whose pods all died, cannot).
+fn stable_has_pods(ctx: &Context, ro: &Rollout) -> bool {
+    let Some(stable) = ro.status.as_ref().and_then(|s| s.stable_rs.as_deref()) else {
+        return false;
+    };
+    let uid = ro.uid().unwrap_or_default();
+    ctx.replica_sets
+        .owned(&uid)
+        .iter()
+        .any(|c| c.observed.hash == stable && c.observed.available > 0)
 }
 
 /// Whether the watch has delivered an abort that `read` — the Rollout this reconcile read and
@@ -909,7 +930,9 @@ mod tests {
     fn a_plan_read_before_a_watched_abort_is_not_acted_on() {
         let progressing = rollout(json!({"phase": "Progressing"}));
         let aborting = rollout(json!({"abort": true, "phase": "Progressing"}));
-        let aborted = rollout(json!({"abort": true, "phase": "Degraded"}));
+        let aborted = rollout(
+            json!({"abort": true, "phase": "Degraded", "abortedAt": "2026-12-01T00:00:00Z"}),
+        );
         assert!(abort_overtook_read(&progressing, Some(&aborting)));
         // A plan that already sees the abort is the abort's own plan.
         assert!(!abort_overtook_read(&aborting, Some(&aborting)));
@@ -926,6 +949,10 @@ mod tests {
         )));
         assert!(abort_pending(&rollout(json!({"abort": true}))));
         assert!(!abort_pending(&rollout(
+            json!({"abort": true, "phase": "Degraded", "abortedAt": "2026-12-01T00:00:00Z"})
+        )));
+        // Degraded for another reason (an invalid spec, a deadline): the abort is still to do.
+        assert!(abort_pending(&rollout(
             json!({"abort": true, "phase": "Degraded"})
         )));
         assert!(!abort_pending(&rollout(json!({"phase": "Progressing"}))));
@@ -1067,7 +1094,9 @@ mod tests {
             "decided from the trimmed cache"
         );
         assert_eq!(
-            plan::immediate_abort_weight(&routed(json!({"abort": true, "phase": "Degraded"}))),
+            plan::immediate_abort_weight(&routed(
+                json!({"abort": true, "phase": "Degraded", "abortedAt": "2026-12-01T00:00:00Z"})
+            )),
             None,
             "already acted on"
         );

@@ -140,9 +140,9 @@ impl Entries {
     }
 }
 
-/// A ReplicaSet as our own write left it: the resourceVersion the write replaced, and the
+/// A ReplicaSet as our own write left it: the resourceVersion the write produced, and the
 /// ReplicaSet as the API server returned it.
-type OurWrite = (Box<str>, ObservedReplicaSet);
+type OurWrite = (u64, ObservedReplicaSet);
 
 /// The ReplicaSet cache. Cheap to clone (shared).
 #[derive(Clone, Default)]
@@ -182,39 +182,47 @@ impl ReplicaSetCache {
         {
             for cached in &mut owned {
                 let key: Key = (owner_uid.into(), cached.observed.name.as_str().into());
-                match written.get(&key) {
-                    Some((over, after)) if cached.resource_version.as_ref() == Some(over) => {
-                        cached.observed = after.clone();
-                    }
-                    Some(_) => {
-                        written.remove(&key);
-                    }
-                    None => {}
+                let Some((ours, after)) = written.get(&key) else {
+                    continue;
+                };
+                // resourceVersions are etcd revisions: an older one than our write's is a cache
+                // that has not caught up; the same or newer shows our write or what followed.
+                let behind = cached
+                    .resource_version
+                    .as_deref()
+                    .and_then(|rv| rv.parse::<u64>().ok())
+                    .is_some_and(|rv| rv < *ours);
+                if behind {
+                    cached.observed = after.clone();
+                } else {
+                    written.remove(&key);
                 }
             }
         }
         owned
     }
 
-    /// Records that our write turned the ReplicaSet `name` controlled by `owner_uid`, as the
-    /// cache shows it now, into `after` (what the API server returned).
+    /// Records what our write to the ReplicaSet `name` controlled by `owner_uid` returned, so
+    /// that the cache shows it until its watch delivers that version (or a newer one).
     pub fn record_write(&self, owner_uid: &str, name: &str, after: &WatchedReplicaSet) {
         let Some(observed) = observe_replica_set(after) else {
             return;
         };
-        let before = self
-            .entries
-            .read(|e| {
-                e.by_owner
-                    .get(owner_uid)?
-                    .iter()
-                    .find(|c| c.observed.name == name)
-                    .and_then(|c| c.resource_version.clone())
-            })
-            .flatten();
-        if let (Some(rv), Ok(mut written)) = (before, self.written.lock()) {
+        let Some(rv) = after
+            .resource_version()
+            .and_then(|rv| rv.parse::<u64>().ok())
+        else {
+            return;
+        };
+        if let Ok(mut written) = self.written.lock() {
             written.insert((owner_uid.into(), name.into()), (rv, observed));
         }
+    }
+
+    /// Puts a ReplicaSet we just created into the cache, as the API server returned it: the
+    /// next reconcile must not plan as if it did not exist (the watch may deliver it later).
+    pub fn record_create(&self, created: &WatchedReplicaSet) {
+        self.entries.apply(&Event::Apply(created.clone()));
     }
 
     /// Keeps what is recorded of our writes only for the owners with these UIDs (the Rollouts
@@ -299,19 +307,27 @@ mod tests {
             (o.replicas, o.available)
         };
         assert_eq!(counts(&cache), (5, 5));
-        // Scaled to 0: the watch has not delivered it, yet the next plan must see it.
-        cache.record_write("u1", "web-a", &scaled("2", 0, 5));
+        // Scaled to 0 (our write is version 3; the server had a version 2 the watch has not
+        // delivered either): the next plan must see our write.
+        cache.record_write("u1", "web-a", &scaled("3", 0, 5));
         assert_eq!(counts(&cache), (0, 0), "our write, not the stale cache");
-        // An older event of another ReplicaSet changes nothing; the watch catching up (or
-        // passing) our version ends the stand-in.
-        feed(&cache, vec![Event::Apply(scaled("2", 0, 3))]);
+        // The watch delivering the version in between changes nothing.
+        feed(&cache, vec![Event::Apply(scaled("2", 5, 5))]);
+        assert_eq!(counts(&cache), (0, 0), "still behind our write");
+        // Catching up with our version, or passing it, ends the stand-in.
+        feed(&cache, vec![Event::Apply(scaled("3", 0, 3))]);
         assert_eq!(counts(&cache), (0, 0));
-        feed(&cache, vec![Event::Apply(scaled("3", 4, 0))]);
+        feed(&cache, vec![Event::Apply(scaled("4", 4, 0))]);
         assert_eq!(counts(&cache), (4, 0), "a newer version than ours wins");
         // Forgotten with its Rollout.
-        cache.record_write("u1", "web-a", &scaled("4", 1, 0));
+        cache.record_write("u1", "web-a", &scaled("9", 1, 0));
         cache.retain_writes(&std::collections::HashSet::new());
         assert_eq!(counts(&cache), (4, 0));
+        // A ReplicaSet we created shows at once.
+        let mut created = scaled("10", 2, 0);
+        created.metadata.name = Some("web-b".into());
+        cache.record_create(&created);
+        assert_eq!(cache.owned("u1").len(), 2);
     }
 
     #[test]

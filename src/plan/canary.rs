@@ -27,6 +27,10 @@ use crate::api::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+/// How long a plan that waits for pods (a selector or weight held until a revision has them)
+/// sleeps before looking again: ReplicaSet changes wake it sooner.
+const WAIT_FOR_PODS_SECS: i64 = 5;
+
 /// Condition reason and Event reason used when a rollout is aborted.
 pub const REASON_ABORTED: &str = "RolloutAborted";
 
@@ -84,12 +88,17 @@ impl Moves for Planner<'_, '_> {
         if canary.as_deref() == Some(hash) {
             share += weight;
         }
-        let mut floor = 0;
         if stable.as_deref() == Some(hash) {
             share += 100 - weight;
-            // What the stable destination selects stays at replicas − maxUnavailable.
+        }
+        // What the stable destination or the stable Service (in-cluster traffic, subset mode
+        // included) selects keeps replicas − maxUnavailable, and a pod.
+        let mut floor = 0;
+        if stable.as_deref() == Some(hash)
+            || self.service_hash(self.stable_service).as_deref() == Some(hash)
+        {
             let (_, unavailable) = self.surge_and_unavailable();
-            floor = (self.replicas - unavailable).max(0);
+            floor = (self.replicas - unavailable).max(1).min(self.replicas);
         }
         routed_canary_replicas(self.replicas, share.min(100)).max(floor)
     }
@@ -254,9 +263,9 @@ impl Planner<'_, '_> {
         );
     }
 
-    /// The stable ReplicaSet is gone mid-update: hold everything as it is and say so, until a
-    /// human promotes the new revision (`promote --full`), rolls back (a new template or undo),
-    /// or aborts (which has nothing to return to either, and says so the same way).
+    /// The stable ReplicaSet is gone mid-update: say so and wait for a human to promote the new
+    /// revision (`promote --full`) or apply another template; meanwhile traffic goes to the
+    /// pods that exist, the new revision's (an abort has nothing to return to either).
     fn stable_lost(&mut self, stable: &str) {
         if self.plan.status.promote_full == Some(true) && self.plan.status.abort != Some(true) {
             // A human chose the new revision: it goes out at full size, as a first deploy.
@@ -264,7 +273,7 @@ impl Planner<'_, '_> {
             return;
         }
         let msg = format!(
-            "stable ReplicaSet '{}' was deleted while revision {} was rolling out: its pod template is gone, so Aviary cannot restore it; run 'kubectl aviary promote --full {}' to complete the update, or 'kubectl aviary undo {}' to roll back",
+            "stable ReplicaSet '{}' was deleted while revision {} was rolling out: its pod template is gone, so Aviary cannot restore it, and traffic goes to the new revision's pods; run 'kubectl aviary promote --full {}' to make it stable ('kubectl aviary retry {}' first if the rollout is aborted), or apply an earlier template",
             super::replica_set_name(&self.rollout_name(), stable),
             self.hash,
             self.rollout_name(),
@@ -275,6 +284,52 @@ impl Planner<'_, '_> {
                 reasons::STABLE_REPLICA_SET_LOST,
                 msg.clone(),
             ));
+        }
+        if self.plan.status.abort == Some(true) && self.plan.status.aborted_at.is_none() {
+            // Acted on, as far as it can be: there is no stable to return to. Like any abort it
+            // ends this attempt, a `promote --full` included.
+            let now = Time(self.now);
+            let st = self.st();
+            st.aborted_at = Some(now);
+            st.promote_full = None;
+        }
+        if self.routed {
+            // The stable destination has no pods: the traffic goes where pods are, up to all of
+            // it — never less than it has (only declared weights, or 100).
+            let hash = self.hash.clone();
+            self.ensure_rs(&hash, self.replicas);
+            let available = self.rs(&hash).map(|r| r.available).unwrap_or(0);
+            let fits = |w: i32| w > 0 && routed_canary_replicas(self.replicas, w) <= available;
+            let want = std::iter::once(100)
+                .chain(self.steps.iter().filter_map(|s| s.set_weight))
+                .filter(|w| fits(*w))
+                .max()
+                .unwrap_or(0);
+            let current = self.route_weight.unwrap_or(0);
+            // The canary destination moves to the new revision if it is elsewhere (an older
+            // canary, perhaps gone too) once the new one can carry its weight, or has pods
+            // where the old has none.
+            let dest = match &self.route_subsets {
+                Some(s) => s.canary.clone(),
+                None => self.service_hash(self.canary_service),
+            };
+            let dest_available = dest
+                .as_deref()
+                .and_then(|h| self.rs(h))
+                .map(|r| r.available)
+                .unwrap_or(0);
+            let movable = dest.as_deref() == Some(hash.as_str())
+                || available >= routed_canary_replicas(self.replicas, current).max(1)
+                || (dest_available == 0 && available > 0);
+            if movable && (want > current || dest.as_deref() != Some(hash.as_str())) {
+                self.switch_service(self.canary_service, &hash);
+                let stable_subset = self
+                    .route_subsets
+                    .as_ref()
+                    .and_then(|s| s.stable.clone())
+                    .unwrap_or_else(|| stable.to_string());
+                self.set_weight(want.max(current), &hash, &stable_subset);
+            }
         }
         self.stuck = Some((reasons::STABLE_REPLICA_SET_LOST, msg));
     }
@@ -378,12 +433,18 @@ impl Planner<'_, '_> {
         // at least what the subset selects now carries): like the stable Service.
         let kept_stable;
         let stable_hash = match self.route_subsets.as_ref().and_then(|s| s.stable.clone()) {
-            Some(current) if current != stable_hash => {
+            Some(current) if current != stable_hash && self.replicas > 0 => {
                 let available = |h: &str| self.rs(h).map(|r| r.available).unwrap_or(0);
-                let need = routed_canary_replicas(self.replicas, 100 - weight.clamp(0, 100)).max(1);
+                // It moves first, at the weight routed now: it must carry the larger of the
+                // stable's shares, before and after.
+                let lowest = weight
+                    .min(self.route_weight.unwrap_or(weight))
+                    .clamp(0, 100);
+                let need = routed_canary_replicas(self.replicas, 100 - lowest).max(1);
                 if available(stable_hash) < need.min(available(&current).max(1)) {
                     let now = self.now;
-                    self.plan.requeue_at(now, super::after(now, 1));
+                    self.plan
+                        .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
                     kept_stable = current;
                     kept_stable.as_str()
                 } else {
@@ -392,7 +453,8 @@ impl Planner<'_, '_> {
             }
             _ => stable_hash,
         };
-        if self.route_weight.is_some_and(|w| weight < w) {
+        // (With no replicas at all there are no pods anywhere: nothing to wait for.)
+        if self.replicas > 0 && self.route_weight.is_some_and(|w| weight < w) {
             let dest = match self.route_subsets {
                 Some(_) => Some(stable_hash.to_string()),
                 None => self.service_hash(self.stable_service),
@@ -402,7 +464,8 @@ impl Planner<'_, '_> {
                 .is_some_and(|h| self.rs(h).map(|r| r.available).unwrap_or(0) == 0);
             if starved {
                 let now = self.now;
-                self.plan.requeue_at(now, super::after(now, 1));
+                self.plan
+                    .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
                 return false;
             }
         }
@@ -412,11 +475,50 @@ impl Planner<'_, '_> {
             s.canary.as_deref() != Some(canary_hash) || s.stable.as_deref() != Some(stable_hash)
         });
         if self.route_weight != Some(weight) || subsets_differ {
-            self.plan.actions.push(Action::SetWeight {
-                weight,
-                canary_hash: canary_hash.into(),
-                stable_hash: stable_hash.into(),
-            });
+            match self.route_subsets.clone() {
+                // Subset mode: act writes a write's subsets before its weight, so the moves are
+                // taken one at a time in the safe order — the stable subset first (it carries
+                // what the canary doesn't), the weight down before the canary subset moves, up
+                // only after.
+                Some(now) => {
+                    let mut w = self.route_weight.unwrap_or(weight);
+                    let mut c = now.canary.unwrap_or_else(|| canary_hash.to_string());
+                    let mut st = now.stable.unwrap_or_else(|| stable_hash.to_string());
+                    let mut steps = vec![];
+                    if st != stable_hash {
+                        st = stable_hash.to_string();
+                        steps.push((w, c.clone(), st.clone()));
+                    }
+                    if weight < w {
+                        w = weight;
+                        steps.push((w, c.clone(), st.clone()));
+                    }
+                    if c != canary_hash {
+                        c = canary_hash.to_string();
+                        steps.push((w, c.clone(), st.clone()));
+                    }
+                    if weight != w {
+                        w = weight;
+                        steps.push((w, c.clone(), st.clone()));
+                    }
+                    if steps.is_empty() {
+                        // The subsets carried no hash label yet: one write sets everything.
+                        steps.push((weight, c, st));
+                    }
+                    for (weight, canary_hash, stable_hash) in steps {
+                        self.plan.actions.push(Action::SetWeight {
+                            weight,
+                            canary_hash,
+                            stable_hash,
+                        });
+                    }
+                }
+                None => self.plan.actions.push(Action::SetWeight {
+                    weight,
+                    canary_hash: canary_hash.into(),
+                    stable_hash: stable_hash.into(),
+                }),
+            }
             self.route_weight = Some(weight);
             if let Some(s) = self.route_subsets.as_mut() {
                 s.canary = Some(canary_hash.into());
@@ -667,7 +769,7 @@ impl Planner<'_, '_> {
             // both): a Service or subset still on a deleted revision moves first.
             self.set_weight(0, &stable, &stable);
         }
-        if available > 0 {
+        if available > 0 || self.replicas == 0 {
             self.switch_service(self.canary_service, &stable);
         }
         if self.routed {
@@ -722,6 +824,24 @@ impl Planner<'_, '_> {
         } else {
             self.pace_basic(&[(&stable, self.replicas)]);
         }
+        if super::abort_pending(self.obs.rollout)
+            && self
+                .obs
+                .rollout
+                .status
+                .as_ref()
+                .and_then(|s| s.current_pod_hash.as_deref())
+                == Some(stable.as_str())
+        {
+            // An abort that came after the promotion was decided: nothing is rolling out.
+            self.plan.events.push(Event::warning(
+                "RolloutAbortIgnored",
+                format!(
+                    "Abort ignored: revision {stable} is already stable; run 'kubectl aviary undo {}' to go back",
+                    self.rollout_name()
+                ),
+            ));
+        }
         let n = self.n_steps();
         let st = self.st();
         st.current_step_index = Some(n);
@@ -752,7 +872,15 @@ impl Planner<'_, '_> {
         self.return_stable_service(&stable);
         // Then all traffic back to stable, then the canary Service — only once the weight is
         // 0, which waits while the stable has no pod at all.
-        let zeroed = !self.routed || self.set_weight(0, &hash, &stable);
+        // The canary subset stays where it is for this write: act moves subsets before the
+        // weight, and a subset moved onto pods that can't carry the weight it still has would
+        // get it for that moment.
+        let keep = self
+            .route_subsets
+            .as_ref()
+            .and_then(|s| s.canary.clone())
+            .unwrap_or_else(|| hash.clone());
+        let zeroed = !self.routed || self.set_weight(0, &keep, &stable);
         if zeroed {
             self.switch_service(self.canary_service, &stable);
         }
@@ -825,6 +953,19 @@ impl Planner<'_, '_> {
                 && self.service_hash(self.stable_service).as_deref() == Some(stable.as_str())
             {
                 stable_target = stable_target.max(self.serving_keep());
+            }
+            // A stable Service left on an older canary (it took the Service at 100 %) keeps a
+            // pod of it, which can leave the stable no room to grow back: while the stable has
+            // no pod, the Service goes to the current canary if that serves at least as well.
+            if let Some(current) = self.service_hash(self.stable_service)
+                && current != stable
+                && current != hash
+                && self.rs(&stable).map(|r| r.available).unwrap_or(0) == 0
+            {
+                let available = |h: &str| self.rs(h).map(|r| r.available).unwrap_or(0);
+                if available(&hash) >= available(&current).max(1) {
+                    self.switch_service(self.stable_service, &hash);
+                }
             }
             // Older canaries and the stable shrink only as the pods replacing them are available.
             self.pace_basic(&[(&hash, canary_target), (&stable, stable_target)]);
@@ -926,7 +1067,9 @@ impl Planner<'_, '_> {
             Some(StepAction::SetWeight(w)) => {
                 let pods_ready = canary_available >= canary_target;
                 if self.routed {
-                    pods_ready && recorded_weight == Some(w)
+                    // With no replicas at all there are no pods to route to: the step is done
+                    // at weight 0 (F12: it waited forever).
+                    pods_ready && (recorded_weight == Some(w) || self.replicas == 0)
                 } else {
                     let (_, stable_target) = basic_split(self.replicas, w, self.surge_allowed());
                     let stable_ok = stable_rs
@@ -1013,13 +1156,10 @@ impl Planner<'_, '_> {
                     .unwrap_or(0)
             }
         };
-        // Traffic leaves the stable only when it keeps enough pods for what stays on it.
-        let stable_needed = routed_canary_replicas(self.replicas, 100 - want);
-        if want > current && stable_available < stable_needed {
-            current
-        } else {
-            want
-        }
+        // Moving traffic onto a canary that can carry it takes load off the stable: it waits
+        // for nothing else (a stable short of a pod used to hold the rollout silently, F13).
+        let _ = (stable_available, current);
+        want
     }
 
     /// When the current step is an analysis whose run failed or errored, marks the rollout

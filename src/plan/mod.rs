@@ -236,12 +236,13 @@ impl Plan {
     }
 }
 
-/// Whether the Rollout carries an abort not yet acted on (acting on it makes the phase
-/// Degraded).
+/// Whether the Rollout carries an abort not yet acted on: acting on it records `abortedAt`.
+/// (Not the phase: a rollout Degraded for another reason — an invalid spec, a progress
+/// deadline — still has the abort to act on, urgently.)
 pub fn abort_pending(ro: &Rollout) -> bool {
-    ro.status.as_ref().is_some_and(|s| {
-        s.abort == Some(true) && s.phase != Some(crate::api::RolloutPhase::Degraded)
-    })
+    ro.status
+        .as_ref()
+        .is_some_and(|s| s.abort == Some(true) && s.aborted_at.is_none())
 }
 
 /// The canary weight to set at once for a pending abort, before the rollout's other objects
@@ -254,7 +255,13 @@ pub fn immediate_abort_weight(ro: &Rollout) -> Option<i32> {
         .spec
         .canary()
         .is_some_and(|c| c.traffic_routing.is_some());
-    (routed && abort_pending(ro)).then_some(0)
+    // Nothing to abort once the revision is stable (a promotion already decided): the weight
+    // must not bounce to the old pods and back.
+    let promoted = ro
+        .status
+        .as_ref()
+        .is_some_and(|s| s.stable_rs.is_some() && s.stable_rs == s.current_pod_hash);
+    (routed && !promoted && abort_pending(ro)).then_some(0)
 }
 
 /// Decides what to do for a Rollout, by its strategy, then for a restart it asked for, then

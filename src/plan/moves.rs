@@ -60,7 +60,7 @@ pub(super) trait Moves {
                 let replicas = if replicas < floor {
                     // Traffic still reaches it: it keeps the pods that traffic needs until the
                     // selector or weight moves away.
-                    self.plan_mut().requeue_at(now, after(now, 1));
+                    self.plan_mut().requeue_at(now, after(now, 5));
                     floor
                 } else {
                     replicas
@@ -92,7 +92,6 @@ pub(super) trait Moves {
     /// Scales every ReplicaSet not in `keep` to zero, honouring running scale-down delays.
     fn scale_down_others(&mut self, keep: &[&str]) {
         let now = self.now();
-        let serving = self.serving();
         let others: Vec<ObservedReplicaSet> = self
             .observed()
             .replica_sets
@@ -101,9 +100,9 @@ pub(super) trait Moves {
             .cloned()
             .collect();
         for rs in others {
-            if serving.contains(&rs.hash) {
+            if self.serving_needs(&rs.hash) > 0 {
                 // Traffic still reaches it: look again once the selector has moved.
-                self.plan_mut().requeue_at(now, after(now, 1));
+                self.plan_mut().requeue_at(now, after(now, 5));
                 continue;
             }
             match rs.scale_down_at {
@@ -135,8 +134,8 @@ pub(super) trait Moves {
                 plan.requeue_at(now, at);
             }
             Some(at) if at > now => self.plan_mut().requeue_at(now, at),
-            Some(_) if self.serving().contains(&rs.hash) => {
-                self.plan_mut().requeue_at(now, after(now, 1))
+            Some(_) if self.serving_needs(&rs.hash) > 0 => {
+                self.plan_mut().requeue_at(now, after(now, 5))
             }
             Some(_) => self.plan_mut().actions.push(Action::ScaleReplicaSet {
                 name: rs.name.clone(),

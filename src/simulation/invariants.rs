@@ -55,6 +55,8 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         ))
     };
     let r = after.replicas();
+    // Scaled to zero on purpose: there is no capacity to keep (I1, I2, I6 do not apply).
+    let capacity = r > 0;
 
     // I4: every weight written is declared, 0, or 100.
     if let Some(Action::SetWeight { weight, .. }) = write.action
@@ -74,7 +76,12 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
     let shortfall = |w: &World, weight: i32, hash: &str| {
         (routed_canary_replicas(r, weight) - w.available(hash)).max(0)
     };
-    for (b, a) in before.destinations().iter().zip(after.destinations()) {
+    for (b, a) in before
+        .destinations()
+        .iter()
+        .zip(after.destinations())
+        .filter(|_| capacity)
+    {
         let Some(hash) = a.hash.as_deref() else {
             continue;
         };
@@ -116,7 +123,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
     let (surge, unavailable) = surge_and_unavailable(after);
     // I2: once the first deploy completed, the stable Service selects a revision with at least
     // replicas − maxUnavailable available pods; no write may take it below that.
-    if before.first_deploy_done {
+    if before.first_deploy_done && capacity {
         let svc = |w: &World| w.services.get(STABLE_SVC).cloned().flatten();
         if let Some(hash) = svc(after) {
             // Without a router the stable shrinks by design while traffic follows pods: its
@@ -147,7 +154,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
     }
 
     // I6: without a router, replica counts respect maxSurge and maxUnavailable both ways.
-    if after.routing == Routing::None && before.first_deploy_done {
+    if after.routing == Routing::None && before.first_deploy_done && capacity {
         let total = |w: &World| w.rs.values().map(|x| x.replicas).sum::<i32>();
         let avail = |w: &World| w.rs.values().map(|x| x.available(w.now)).sum::<i32>();
         let (tb, ta) = (total(before), total(after));

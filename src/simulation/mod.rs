@@ -337,7 +337,18 @@ impl Driver {
                     None => {
                         quiet += 1;
                         if quiet >= 2 {
-                            return self.check_rest();
+                            self.check_rest()?;
+                            // The safety resync, much later: at rest it changes nothing.
+                            self.w.advance(900);
+                            let before = self.w.status();
+                            let again = self.reconcile()?;
+                            if !again.actions.is_empty() || again.status != before {
+                                return Err(format!(
+                                    "I7: a resync at rest wrote {:?}",
+                                    again.actions
+                                ));
+                            }
+                            return Ok(());
                         }
                     }
                 }
@@ -358,6 +369,18 @@ impl Driver {
         let stable = st.stable_rs.clone().unwrap_or_default();
         let r = self.w.replicas();
         let svc = |n: &str| self.w.services.get(n).cloned().flatten();
+        if r > 0 {
+            for d in self.w.destinations() {
+                if let (true, Some(h)) = (d.weight > 0, d.hash.as_deref())
+                    && self.w.available(h) == 0
+                {
+                    return Err(format!(
+                        "I1: at rest ({:?}), the {} destination carries {} % on revision {h} with no pod",
+                        st.phase, d.role, d.weight
+                    ));
+                }
+            }
+        }
         match st.phase {
             Some(RolloutPhase::Healthy) => {
                 if stable != hash {
@@ -549,7 +572,7 @@ fn user_act() -> impl Strategy<Value = UserAct> {
         2 => Just(UserAct::NewTemplate),
         1 => Just(UserAct::Undo),
         1 => Just(UserAct::EditSteps),
-        1 => (1i32..7).prop_map(UserAct::Scale),
+        1 => (0i32..7).prop_map(UserAct::Scale),
     ]
 }
 
@@ -579,7 +602,7 @@ fn cases() -> u32 {
     std::env::var("AVIARY_SIM_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1500)
+        .unwrap_or(3000)
 }
 
 /// A fixed seed by default, so that `make test` is repeatable; `AVIARY_SIM_SEED=random` (or a

@@ -268,3 +268,72 @@ fn promote_full_over_a_lost_stable_is_paced() {
         ],
     );
 }
+
+/// I1: in subset mode the stable subset moves before the weight changes, at the weight routed
+/// then; it was checked against the share it would have after, and took 100 % onto a revision
+/// one pod short. Fix: the move needs the larger of the two shares.
+#[test]
+fn the_stable_subset_moves_only_onto_pods_for_its_share_before_and_after() {
+    replay(
+        spec(Routing::Subset, 6, vec![Weight(20)]),
+        vec![0, 0, 10, 0, 1],
+        vec![
+            Reconcile,
+            Tick(10),
+            StaleRs,
+            Ev::StatusConflict,
+            Tick(1),
+            Reconcile,
+            Reconcile,
+            Kill(11, 0),
+            Reconcile,
+            User(UserAct::Undo),
+            Reconcile,
+        ],
+    );
+}
+
+/// I2: scaling a rollout to zero mid-canary, then the stable Service left on a revision going
+/// to zero; and (I7) a plan waiting every second for pods that will never come. Fix: zero
+/// replicas carry no traffic to wait for; a revision the stable Service selects keeps a pod.
+#[test]
+fn scaling_to_zero_mid_canary_comes_to_rest() {
+    replay(
+        spec(Routing::Host, 2, vec![Weight(50), Pause(None)]),
+        vec![0],
+        vec![Reconcile, Reconcile, Reconcile, User(UserAct::Scale(0))],
+    );
+    replay(
+        spec(Routing::Subset, 1, vec![Weight(0)]),
+        vec![0],
+        vec![
+            User(UserAct::Scale(0)),
+            Verdict(0, AnalysisPhase::Successful),
+        ],
+    );
+}
+
+/// I7: without a router, a stable Service left on an older canary kept a pod of it, which took
+/// the only surge room the stable (at no pods) needed to grow back: a deadlock. Fix: the
+/// Service goes to the current canary meanwhile.
+#[test]
+fn a_stable_service_on_an_old_canary_does_not_deadlock_the_basic_canary() {
+    let mut s = spec(Routing::None, 6, vec![Weight(80), Weight(100)]);
+    s.unavailable = json!(1);
+    replay(
+        s,
+        vec![0, 0, 0, 0, 3],
+        vec![
+            Ev::StatusConflict,
+            Ev::StatusConflict,
+            User(UserAct::Scale(3)),
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            UserMidReconcile(UserAct::Promote),
+            Reconcile,
+            User(UserAct::NewTemplate),
+        ],
+    );
+}

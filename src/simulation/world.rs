@@ -326,6 +326,34 @@ impl World {
                 // is ours, which is what was wanted.
                 continue;
             }
+            if let (
+                Routing::Subset,
+                Action::SetWeight {
+                    weight,
+                    canary_hash,
+                    stable_hash,
+                },
+            ) = (self.routing, action)
+            {
+                // act writes the DestinationRule's subsets, then the VirtualService's weight:
+                // two writes, each checked.
+                let before = self.clone();
+                self.canary_subset = Some(canary_hash.clone());
+                self.stable_subset = Some(stable_hash.clone());
+                let subsets_only = Action::SetWeight {
+                    weight: before.weight,
+                    canary_hash: canary_hash.clone(),
+                    stable_hash: stable_hash.clone(),
+                };
+                check(
+                    &before,
+                    self,
+                    &Write {
+                        action: Some(&subsets_only),
+                    },
+                )?;
+                let _ = weight;
+            }
             let before = self.clone();
             self.apply(action)?;
             check(

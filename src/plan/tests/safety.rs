@@ -286,7 +286,8 @@ fn f19_a_huge_pause_lasts() {
 }
 
 /// A stable ReplicaSet deleted mid-update promoted the canary at once, skipping every step and
-/// analysis (found by the simulation): it now holds and says why.
+/// analysis (found by the simulation): it now says why and waits for a human, its traffic on
+/// the only pods there are.
 #[test]
 fn a_stable_replica_set_deleted_mid_update_holds_instead_of_promoting() {
     let mut w = World::new(INDEFINITE);
@@ -308,7 +309,9 @@ fn a_stable_replica_set_deleted_mid_update_holds_instead_of_promoting() {
     assert_eq!(c.reason, reasons::STABLE_REPLICA_SET_LOST);
     assert!(c.message.contains("promote --full"), "{}", c.message);
     assert!(reasons(&w.events).contains(&reasons::STABLE_REPLICA_SET_LOST));
-    assert_eq!(w.weight, Some(20), "traffic stays where pods are");
+    // The stable has no pods: traffic goes to the new revision's, scaled to full size.
+    assert_eq!(w.rs[&canary].replicas, 4);
+    assert_eq!(w.weight, Some(100), "traffic goes where pods are");
     // A human decides: promote --full.
     let mut st = w.status();
     st.promote_full = Some(true);
