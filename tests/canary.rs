@@ -1277,3 +1277,57 @@ async fn subset_mode_promotion_moves_both_subsets() {
     )
     .await;
 }
+
+/// F18 (issue 21): once Degraded by an invalid spec (the canary Service deleted mid-canary), an
+/// abort did nothing: the VirtualService stayed at the canary's weight for minutes. Given a
+/// canary paused at 20 % whose canary Service is then deleted (InvalidSpec), when it is
+/// aborted, then the weight goes to 0.
+#[tokio::test]
+async fn an_abort_still_acts_on_a_rollout_degraded_by_an_invalid_spec() {
+    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let (client, ns, ctl) = given_healthy("canary-abort-invalid", Router::Istio, &v1).await;
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let (api, _log, watch) = update_to_paused_at(&client, &ns.name, &v2, 20).await;
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &ns.name)
+        .delete("web-canary", &Default::default())
+        .await
+        .expect("delete the canary Service");
+    // Something wakes the rollout (the resync would, later): a poke of its annotations.
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"test/poke": "1"}}})),
+    )
+    .await
+    .expect("poke");
+    poll_until(
+        "Degraded by the missing canary Service",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Degraded) && st.condition("InvalidSpec").is_some())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(virtual_service_weight(&client, &ns.name).await, Some(20));
+    patch_status(&client, &ns.name, json!({"abort": true})).await;
+    poll_until(
+        "the weight back to 0 after the abort",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move { (virtual_service_weight(&client, &ns).await == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+    watch.abort();
+    drop(ctl);
+}

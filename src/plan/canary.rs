@@ -261,6 +261,32 @@ impl Planner<'_, '_> {
             old.abort == Some(true) && self.plan.status.abort == Some(true),
             steps_changed,
         );
+        // A step run that `promote` skipped past stops measuring (F22).
+        let idx = self.plan.status.current_step_index.unwrap_or(0);
+        let skipped: Vec<String> = self
+            .obs
+            .analysis_runs
+            .iter()
+            .filter(|r| {
+                r.hash == hash
+                    && !r.phase.is_completed()
+                    && matches!(r.kind, AnalysisKind::Step(i) if i < idx)
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        for name in skipped {
+            if !self
+                .plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::TerminateAnalysisRun { name: n, .. } if *n == name))
+            {
+                self.plan.actions.push(Action::TerminateAnalysisRun {
+                    name,
+                    retire: false,
+                });
+            }
+        }
     }
 
     /// The stable ReplicaSet is gone mid-update: say so and wait for a human to promote the new
@@ -374,6 +400,11 @@ impl Planner<'_, '_> {
             .analysis_run(AnalysisKind::Background, &self.hash)
             .cloned()
         else {
+            if self.rs(&self.hash).is_none() {
+                // Not before its ReplicaSet: the run is named and labelled with the revision
+                // the ReplicaSet carries (F20: it was created as revision 0).
+                return;
+            }
             self.plan.actions.push(Action::CreateAnalysisRun {
                 kind: AnalysisKind::Background,
                 hash: self.hash.clone(),

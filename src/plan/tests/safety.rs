@@ -320,3 +320,86 @@ fn a_stable_replica_set_deleted_mid_update_holds_instead_of_promoting() {
     assert_eq!(w.status().stable_rs.as_deref(), Some(canary.as_str()));
     assert_eq!(w.status().phase, Some(RolloutPhase::Healthy));
 }
+
+const STEP_ANALYSIS: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      trafficRouting: {istio: {virtualService: {name: web}}}
+      analysis: {templates: [{templateName: background}], startingStep: 0}
+      steps:
+      - setWeight: 50
+      - analysis: {templates: [{templateName: error-rate}]}
+      - pause: {}
+"#;
+
+/// F20: the background run was created before its ReplicaSet, named as revision 0.
+#[test]
+fn f20_the_background_run_waits_for_its_replica_set() {
+    let mut w = World::new(STEP_ANALYSIS);
+    w.run_analysis = true;
+    w.deploy_first();
+    w.update_image("web:2");
+    let first = w.reconcile();
+    assert!(
+        first
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateReplicaSet { .. })),
+        "{:?}",
+        first.actions
+    );
+    assert!(
+        !first
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateAnalysisRun { .. })),
+        "no run before its ReplicaSet: {:?}",
+        first.actions
+    );
+    w.run(5);
+    assert!(
+        w.runs
+            .iter()
+            .any(|r| r.kind == AnalysisKind::Background && r.hash == w.canary_hash()),
+        "created once the ReplicaSet exists"
+    );
+}
+
+/// F22: a step analysis skipped by `promote` kept running (and measuring).
+#[test]
+fn f22_a_step_run_skipped_by_promote_stops() {
+    let mut w = World::new(STEP_ANALYSIS);
+    w.run_analysis = true;
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run(10);
+    assert_eq!(w.status().current_step_index, Some(1));
+    let step_run = |w: &World| {
+        w.runs
+            .iter()
+            .find(|r| r.kind == AnalysisKind::Step(1))
+            .map(|r| r.phase)
+    };
+    assert_eq!(step_run(&w), Some(AnalysisPhase::Running));
+    // `kubectl aviary promote` on an analysis step: the next step.
+    let mut st = w.status();
+    st.current_step_index = Some(2);
+    w.ro.status = Some(st);
+    w.run(3);
+    assert_eq!(
+        step_run(&w),
+        Some(AnalysisPhase::Successful),
+        "terminated (a terminated run reads Successful)"
+    );
+}
