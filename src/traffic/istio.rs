@@ -776,11 +776,13 @@ impl IstioRouter {
         Ok(change)
     }
 
-    async fn read_subset_hashes(
+    /// The DestinationRule this router manages (named without a namespace: it lives with the
+    /// Rollout), its API and its JSON, or `None` when it manages none.
+    async fn read_destination_rule(
         &self,
         client: &kube::Client,
         target: &RouteTarget,
-    ) -> Result<Option<super::SubsetHashes>, TrafficError> {
+    ) -> Result<Option<(&IstioDestinationRule, Api<DynamicObject>, Value)>, TrafficError> {
         let Some(destination_rule) = self
             .destination_rule
             .as_ref()
@@ -788,24 +790,33 @@ impl IstioRouter {
         else {
             return Ok(None);
         };
-        let namespace = &target.namespace;
-        let name = &destination_rule.name;
         let api = dynamic_api(
             client,
-            namespace,
+            &target.namespace,
             &destination_rule_gvk(),
             "destinationrules",
         );
         let dr = get_json(
             &api,
             "DestinationRule",
-            name,
-            namespace,
+            &destination_rule.name,
+            &target.namespace,
             "create it, or correct strategy.canary.trafficRouting.istio.destinationRule in the \
              Rollout",
         )
         .await?;
-        Ok(Some(subset_hashes(&dr, destination_rule)))
+        Ok(Some((destination_rule, api, dr)))
+    }
+
+    async fn read_subset_hashes(
+        &self,
+        client: &kube::Client,
+        target: &RouteTarget,
+    ) -> Result<Option<super::SubsetHashes>, TrafficError> {
+        Ok(self
+            .read_destination_rule(client, target)
+            .await?
+            .map(|(destination_rule, _, dr)| subset_hashes(&dr, destination_rule)))
     }
 
     async fn apply_subset_hashes(
@@ -813,31 +824,11 @@ impl IstioRouter {
         client: &kube::Client,
         target: &RouteTarget,
     ) -> Result<bool, TrafficError> {
-        let Some(destination_rule) = self
-            .destination_rule
-            .as_ref()
-            .filter(|_| self.manages_destination_rule)
+        let Some((destination_rule, api, dr)) = self.read_destination_rule(client, target).await?
         else {
             return Ok(false);
         };
-        // The DestinationRule is named without a namespace: it lives with the Rollout.
-        let namespace = &target.namespace;
-        let name = &destination_rule.name;
-        let api = dynamic_api(
-            client,
-            namespace,
-            &destination_rule_gvk(),
-            "destinationrules",
-        );
-        let dr = get_json(
-            &api,
-            "DestinationRule",
-            name,
-            namespace,
-            "create it, or correct strategy.canary.trafficRouting.istio.destinationRule in the \
-             Rollout",
-        )
-        .await?;
+        let (namespace, name) = (&target.namespace, &destination_rule.name);
         let dr_name = format!("{namespace}/{name}");
         let Some(patch) = subset_hash_patch(
             &dr,
