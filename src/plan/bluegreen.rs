@@ -143,10 +143,6 @@ impl<'p> Planner<'p> {
             .unwrap_or(self.replicas)
     }
 
-    fn available(&self, hash: &str) -> i32 {
-        self.rs(hash).map(|r| r.available).unwrap_or(0)
-    }
-
     fn promote_full(&self) -> bool {
         self.plan.status.promote_full == Some(true)
     }
@@ -190,7 +186,7 @@ impl<'p> Planner<'p> {
             }
         }
         let aborted = old.abort == Some(true) && self.plan.status.abort == Some(true);
-        self.tidy_analysis_runs(&hash, aborted, false);
+        self.tidy_analysis_runs(&hash, aborted, false, None);
     }
 
     // ---- attempts -------------------------------------------------------------------------

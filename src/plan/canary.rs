@@ -13,7 +13,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use super::moves::Moves;
+use super::moves::{Moves, WAIT_FOR_PODS_SECS};
 use super::replicas::{PacedSet, basic_split, pace, routed_canary_replicas, surge_and_unavailable};
 use super::status::{Summary, summarize};
 use super::{
@@ -26,10 +26,6 @@ use crate::api::{
     StepAction, TrafficWeights, WeightDestination,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
-/// How long a plan that waits for pods (a selector or weight held until a revision has them)
-/// sleeps before looking again: ReplicaSet changes wake it sooner.
-const WAIT_FOR_PODS_SECS: i64 = 5;
 
 /// Condition reason and Event reason used when a rollout is aborted.
 pub const REASON_ABORTED: &str = "RolloutAborted";
@@ -76,14 +72,7 @@ impl Moves for Planner<'_, '_> {
             return 0;
         }
         let weight = self.route_weight.unwrap_or(0).clamp(0, 100);
-        let subsets = self.route_subsets.as_ref();
-        let (canary, stable) = match subsets {
-            Some(s) => (s.canary.clone(), s.stable.clone()),
-            None => (
-                self.service_hash(self.canary_service),
-                self.service_hash(self.stable_service),
-            ),
-        };
+        let (canary, stable) = self.destinations();
         let mut share = 0;
         if canary.as_deref() == Some(hash) {
             share += weight;
@@ -93,27 +82,14 @@ impl Moves for Planner<'_, '_> {
         }
         // What the stable destination or the stable Service (in-cluster traffic, subset mode
         // included) selects keeps replicas − maxUnavailable, and a pod.
-        let mut floor = 0;
-        if stable.as_deref() == Some(hash)
+        let floor = if stable.as_deref() == Some(hash)
             || self.service_hash(self.stable_service).as_deref() == Some(hash)
         {
-            let (_, unavailable) = self.surge_and_unavailable();
-            floor = (self.replicas - unavailable).max(1).min(self.replicas);
-        }
+            self.stable_floor()
+        } else {
+            0
+        };
         routed_canary_replicas(self.replicas, share.min(100)).max(floor)
-    }
-
-    /// The revision the stable Service (or stable subset) selects, and the canary's while it
-    /// carries weight.
-    fn serving(&self) -> Vec<String> {
-        let mut serving: Vec<String> = self.service_hash(self.stable_service).into_iter().collect();
-        let subsets = self.route_subsets.as_ref();
-        serving.extend(subsets.and_then(|s| s.stable.clone()));
-        if self.routed && self.route_weight.unwrap_or(0) > 0 {
-            serving.extend(self.service_hash(self.canary_service));
-            serving.extend(subsets.and_then(|s| s.canary.clone()));
-        }
-        serving
     }
 }
 
@@ -260,33 +236,9 @@ impl Planner<'_, '_> {
             &hash,
             old.abort == Some(true) && self.plan.status.abort == Some(true),
             steps_changed,
+            // A step run that `promote` skipped past stops measuring (F22).
+            self.plan.status.current_step_index,
         );
-        // A step run that `promote` skipped past stops measuring (F22).
-        let idx = self.plan.status.current_step_index.unwrap_or(0);
-        let skipped: Vec<String> = self
-            .obs
-            .analysis_runs
-            .iter()
-            .filter(|r| {
-                r.hash == hash
-                    && !r.phase.is_completed()
-                    && matches!(r.kind, AnalysisKind::Step(i) if i < idx)
-            })
-            .map(|r| r.name.clone())
-            .collect();
-        for name in skipped {
-            if !self
-                .plan
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::TerminateAnalysisRun { name: n, .. } if *n == name))
-            {
-                self.plan.actions.push(Action::TerminateAnalysisRun {
-                    name,
-                    retire: false,
-                });
-            }
-        }
     }
 
     /// The stable ReplicaSet is gone mid-update: say so and wait for a human to promote the new
@@ -324,7 +276,7 @@ impl Planner<'_, '_> {
             // it — never less than it has (only declared weights, or 100).
             let hash = self.hash.clone();
             self.ensure_rs(&hash, self.replicas);
-            let available = self.rs(&hash).map(|r| r.available).unwrap_or(0);
+            let available = self.available(&hash);
             let fits = |w: i32| w > 0 && routed_canary_replicas(self.replicas, w) <= available;
             let want = std::iter::once(100)
                 .chain(self.steps.iter().filter_map(|s| s.set_weight))
@@ -335,10 +287,7 @@ impl Planner<'_, '_> {
             // The canary destination moves to the new revision if it is elsewhere (an older
             // canary, perhaps gone too) once the new one can carry its weight, or has pods
             // where the old has none.
-            let dest = match &self.route_subsets {
-                Some(s) => s.canary.clone(),
-                None => self.service_hash(self.canary_service),
-            };
+            let dest = self.destinations().0;
             let dest_available = dest
                 .as_deref()
                 .and_then(|h| self.rs(h))
@@ -465,14 +414,13 @@ impl Planner<'_, '_> {
         let kept_stable;
         let stable_hash = match self.route_subsets.as_ref().and_then(|s| s.stable.clone()) {
             Some(current) if current != stable_hash && self.replicas > 0 => {
-                let available = |h: &str| self.rs(h).map(|r| r.available).unwrap_or(0);
                 // It moves first, at the weight routed now: it must carry the larger of the
                 // stable's shares, before and after.
                 let lowest = weight
                     .min(self.route_weight.unwrap_or(weight))
                     .clamp(0, 100);
                 let need = routed_canary_replicas(self.replicas, 100 - lowest).max(1);
-                if available(stable_hash) < need.min(available(&current).max(1)) {
+                if self.available(stable_hash) < need.min(self.available(&current).max(1)) {
                     let now = self.now;
                     self.plan
                         .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
@@ -488,11 +436,9 @@ impl Planner<'_, '_> {
         if self.replicas > 0 && self.route_weight.is_some_and(|w| weight < w) {
             let dest = match self.route_subsets {
                 Some(_) => Some(stable_hash.to_string()),
-                None => self.service_hash(self.stable_service),
+                None => self.destinations().1,
             };
-            let starved = dest
-                .as_deref()
-                .is_some_and(|h| self.rs(h).map(|r| r.available).unwrap_or(0) == 0);
+            let starved = dest.as_deref().is_some_and(|h| self.available(h) == 0);
             if starved {
                 let now = self.now;
                 self.plan
@@ -623,18 +569,40 @@ impl Planner<'_, '_> {
         }
     }
 
+    /// Whether `maxSurge` allows any pod above `replicas`.
     fn surge_allowed(&self) -> bool {
-        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-        match self.obs.rollout.spec.canary().map(|c| c.max_surge()) {
-            Some(IntOrString::Int(i)) => i > 0,
-            Some(IntOrString::String(s)) => s
-                .trim_end_matches('%')
-                .trim()
-                .parse::<i32>()
-                .map(|p| p > 0)
-                .unwrap_or(true),
-            None => true,
+        self.surge_and_unavailable().0 > 0
+    }
+
+    /// The revision the stable Service (or stable subset) selects, and the canary's while it
+    /// carries weight.
+    fn serving(&self) -> Vec<String> {
+        let mut serving: Vec<String> = self.service_hash(self.stable_service).into_iter().collect();
+        let subsets = self.route_subsets.as_ref();
+        serving.extend(subsets.and_then(|s| s.stable.clone()));
+        if self.routed && self.route_weight.unwrap_or(0) > 0 {
+            serving.extend(self.service_hash(self.canary_service));
+            serving.extend(subsets.and_then(|s| s.canary.clone()));
         }
+        serving
+    }
+
+    /// What the canary and the stable destination select once the actions planned so far are
+    /// applied: the DestinationRule subsets in subset mode, else the two Services.
+    fn destinations(&self) -> (Option<String>, Option<String>) {
+        match &self.route_subsets {
+            Some(s) => (s.canary.clone(), s.stable.clone()),
+            None => (
+                self.service_hash(self.canary_service),
+                self.service_hash(self.stable_service),
+            ),
+        }
+    }
+
+    /// The available pods the stable Service must keep: `replicas − maxUnavailable`, and one.
+    fn stable_floor(&self) -> i32 {
+        let (_, unavailable) = self.surge_and_unavailable();
+        (self.replicas - unavailable).max(1).min(self.replicas)
     }
 
     /// `maxSurge` and `maxUnavailable` in pods.
@@ -665,11 +633,10 @@ impl Planner<'_, '_> {
     /// available without), or at least as many as what the Service selects now (and one). Until then the Service stays where it is, and its pods
     /// with it (the revision a Service selects keeps a pod).
     fn return_stable_service(&mut self, stable: &str) {
-        let available = |h: &str| self.rs(h).map(|r| r.available).unwrap_or(0);
         let Some(current) = self.service_hash(self.stable_service) else {
             // Adopting a Service (from a Deployment, say): only once the revision is fully
             // available — its pods take all of what the Service's old pods served.
-            if available(stable) >= self.replicas {
+            if self.available(stable) >= self.replicas {
                 self.switch_service(self.stable_service, stable);
             }
             return;
@@ -679,15 +646,14 @@ impl Planner<'_, '_> {
         }
         // Enough: replicas − maxUnavailable, and with a router the pods the stable's share
         // needs.
-        let (_, unavailable) = self.surge_and_unavailable();
-        let floor = (self.replicas - unavailable).max(1).min(self.replicas);
+        let floor = self.stable_floor();
         let enough = if self.routed {
             let share = 100 - self.route_weight.unwrap_or(0).clamp(0, 100);
             routed_canary_replicas(self.replicas, share).max(floor)
         } else {
             floor
         };
-        if available(stable) >= enough.min(available(&current).max(1)) {
+        if self.available(stable) >= enough.min(self.available(&current).max(1)) {
             self.switch_service(self.stable_service, stable);
         }
     }
@@ -767,7 +733,7 @@ impl Planner<'_, '_> {
             // serves goes only as the new pods become available.
             self.pace_basic(&[(&hash, self.replicas)]);
         }
-        let available = self.rs(&hash).map(|r| r.available).unwrap_or(0);
+        let available = self.available(&hash);
         if available >= self.replicas {
             // Adopting a Service waits until the ReplicaSet it will select is fully available.
             self.switch_service(self.stable_service, &hash);
@@ -786,7 +752,7 @@ impl Planner<'_, '_> {
     /// also how an undo (or a GitOps revert) returns at once, with no steps.
     fn steady(&mut self, stable: &str) {
         let stable = stable.to_string();
-        let available = self.rs(&stable).map(|r| r.available).unwrap_or(0);
+        let available = self.available(&stable);
         // The stable Service moves to the revision first: whatever it selected before may have
         // no pods left (a deleted ReplicaSet), and the weight below sends it everything. It
         // moves once the revision can serve (see `return_stable_service`; adopting a Service
@@ -915,7 +881,7 @@ impl Planner<'_, '_> {
         if zeroed {
             self.switch_service(self.canary_service, &stable);
         }
-        let stable_available = self.rs(&stable).map(|r| r.available).unwrap_or(0);
+        let stable_available = self.available(&stable);
         if let Some(rs) = self.rs(&hash).cloned()
             && self.routed
         {
@@ -958,7 +924,6 @@ impl Planner<'_, '_> {
         let canary_rs = self.rs(&hash).cloned();
         let stable_rs = self.rs(&stable).cloned();
         let canary_available = canary_rs.as_ref().map(|r| r.available).unwrap_or(0);
-        let stable_available = stable_rs.as_ref().map(|r| r.available).unwrap_or(0);
         let current_weight = self.current_weight();
 
         // -- replica counts
@@ -975,9 +940,7 @@ impl Planner<'_, '_> {
             // At 100 % the stable Service moves to the canary once it carries replicas −
             // maxUnavailable, before the stable's last pod goes: a Service never selects a
             // revision without pods, and the move needs no surge beyond one pod.
-            let (_, unavailable) = self.surge_and_unavailable();
-            let floor = (self.replicas - unavailable).max(1).min(self.replicas);
-            if weight >= 100 && canary_available >= floor {
+            if weight >= 100 && canary_available >= self.stable_floor() {
                 self.switch_service(self.stable_service, &hash);
             }
             if self.stable_service.is_some()
@@ -991,12 +954,10 @@ impl Planner<'_, '_> {
             if let Some(current) = self.service_hash(self.stable_service)
                 && current != stable
                 && current != hash
-                && self.rs(&stable).map(|r| r.available).unwrap_or(0) == 0
+                && self.available(&stable) == 0
+                && self.available(&hash) >= self.available(&current).max(1)
             {
-                let available = |h: &str| self.rs(h).map(|r| r.available).unwrap_or(0);
-                if available(&hash) >= available(&current).max(1) {
-                    self.switch_service(self.stable_service, &hash);
-                }
+                self.switch_service(self.stable_service, &hash);
             }
             // Older canaries and the stable shrink only as the pods replacing them are available.
             self.pace_basic(&[(&hash, canary_target), (&stable, stable_target)]);
@@ -1033,13 +994,7 @@ impl Planner<'_, '_> {
 
         // -- services and weight
         if self.routed {
-            let desired = self.desired_weight(
-                target_idx,
-                full,
-                canary_available,
-                stable_available,
-                current_weight,
-            );
+            let desired = self.desired_weight(target_idx, full, canary_available, current_weight);
             // The canary destination: its subset in subset mode, else the canary Service.
             let canary_subset = self.route_subsets.as_ref().map(|s| s.canary.clone());
             let moving = canary_svc_hash.as_deref() != Some(hash.as_str())
@@ -1157,14 +1112,7 @@ impl Planner<'_, '_> {
 
     /// The weight to route now: the step's weight once the canary can carry it; otherwise the
     /// last earlier weight it can carry; 0 while it has no available pod.
-    fn desired_weight(
-        &self,
-        idx: i32,
-        full: bool,
-        canary_available: i32,
-        stable_available: i32,
-        current: i32,
-    ) -> i32 {
+    fn desired_weight(&self, idx: i32, full: bool, canary_available: i32, current: i32) -> i32 {
         if canary_available == 0 {
             return 0;
         }
@@ -1189,7 +1137,6 @@ impl Planner<'_, '_> {
         };
         // Moving traffic onto a canary that can carry it takes load off the stable: it waits
         // for nothing else (a stable short of a pod used to hold the rollout silently, F13).
-        let _ = (stable_available, current);
         want
     }
 

@@ -13,6 +13,11 @@ use super::{
 };
 use crate::api::{PauseCondition, PauseReason};
 
+/// How long a plan that waits for pods (a selector, weight or scale-down held until a revision
+/// has them, or until traffic has left it) sleeps before looking again: ReplicaSet changes wake
+/// it sooner.
+pub(super) const WAIT_FOR_PODS_SECS: i64 = 5;
+
 pub(super) trait Moves {
     /// What the controller observed.
     fn observed(&self) -> &Observed<'_>;
@@ -22,6 +27,11 @@ pub(super) trait Moves {
 
     fn now(&self) -> Timestamp {
         self.observed().now
+    }
+
+    /// Available pods of a revision's ReplicaSet (0 when there is none).
+    fn available(&self, hash: &str) -> i32 {
+        self.rs(hash).map(|r| r.available).unwrap_or(0)
     }
 
     /// The observed ReplicaSet of a revision.
@@ -60,7 +70,8 @@ pub(super) trait Moves {
                 let replicas = if replicas < floor {
                     // Traffic still reaches it: it keeps the pods that traffic needs until the
                     // selector or weight moves away.
-                    self.plan_mut().requeue_at(now, after(now, 5));
+                    self.plan_mut()
+                        .requeue_at(now, after(now, WAIT_FOR_PODS_SECS));
                     floor
                 } else {
                     replicas
@@ -75,12 +86,6 @@ pub(super) trait Moves {
                 }
             }
         }
-    }
-
-    /// The revisions that carry traffic once the actions planned so far are applied: never
-    /// scaled to zero until the selector or weight that sends them traffic has moved away.
-    fn serving(&self) -> Vec<String> {
-        vec![]
     }
 
     /// The pods revision `hash` needs for the traffic it carries once the actions planned so
@@ -102,7 +107,8 @@ pub(super) trait Moves {
         for rs in others {
             if self.serving_needs(&rs.hash) > 0 {
                 // Traffic still reaches it: look again once the selector has moved.
-                self.plan_mut().requeue_at(now, after(now, 5));
+                self.plan_mut()
+                    .requeue_at(now, after(now, WAIT_FOR_PODS_SECS));
                 continue;
             }
             match rs.scale_down_at {
@@ -134,9 +140,9 @@ pub(super) trait Moves {
                 plan.requeue_at(now, at);
             }
             Some(at) if at > now => self.plan_mut().requeue_at(now, at),
-            Some(_) if self.serving_needs(&rs.hash) > 0 => {
-                self.plan_mut().requeue_at(now, after(now, 5))
-            }
+            Some(_) if self.serving_needs(&rs.hash) > 0 => self
+                .plan_mut()
+                .requeue_at(now, after(now, WAIT_FOR_PODS_SECS)),
             Some(_) => self.plan_mut().actions.push(Action::ScaleReplicaSet {
                 name: rs.name.clone(),
                 replicas: 0,
@@ -225,8 +231,15 @@ pub(super) trait Moves {
     /// measures afresh instead of reading a verdict from before — a terminated run reads
     /// "Successful". So are the runs of `hash` while an abort is persisted (`aborted`), so a
     /// retry measures afresh rather than re-reading the verdict that aborted it, and when its
-    /// steps changed (`restarted`).
-    fn tidy_analysis_runs(&mut self, hash: &str, aborted: bool, restarted: bool) {
+    /// steps changed (`restarted`). A step run of `hash` before `current_step` (one `promote`
+    /// skipped past) stops measuring.
+    fn tidy_analysis_runs(
+        &mut self,
+        hash: &str,
+        aborted: bool,
+        restarted: bool,
+        current_step: Option<i32>,
+    ) {
         let steady = self.plan().status.stable_rs.as_deref() == Some(hash);
         let mut actions = vec![];
         for run in &self.observed().analysis_runs {
@@ -234,7 +247,9 @@ pub(super) trait Moves {
             let superseded = run.hash != hash;
             let retire = superseded || ((aborted || restarted) && run.hash == hash);
             let done_background = steady && run.kind == AnalysisKind::Background;
-            if retire || (running && (superseded || done_background)) {
+            let skipped =
+                matches!((run.kind, current_step), (AnalysisKind::Step(i), Some(c)) if i < c);
+            if retire || (running && (superseded || done_background || skipped)) {
                 actions.push(Action::TerminateAnalysisRun {
                     name: run.name.clone(),
                     retire,
