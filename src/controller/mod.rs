@@ -39,7 +39,9 @@ pub mod report;
 pub mod routing_cache;
 pub mod serial;
 pub mod service_cache;
+pub mod service_release;
 pub mod telemetry;
+pub mod wakers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -230,20 +232,16 @@ pub async fn run(
         .touched_objects();
 
     // Services: every reconcile reads the stable/canary (or active/preview) Services; from a
-    // cache that is two requests fewer each time. Nothing is triggered by a Service change.
+    // cache that is two requests fewer each time. A change by someone else wakes the Rollouts
+    // that name the Service ([`wakers`]).
     let svc_api: Api<service_cache::WatchedService> =
         scoped_api(&client, settings.namespace.as_deref());
     let svc_cache = service_cache::ServiceCache::default();
-    let svc_stream = watcher(svc_api, watcher::Config::default())
+    let svc_events = watcher(svc_api, watcher::Config::default())
         .default_backoff()
         .inspect_ok({
             let cache = svc_cache.clone();
             move |e| cache.apply(e)
-        })
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "Service watch error");
-            }
         });
 
     let runs_api: Api<AnalysisRun> = scoped_api(&client, settings.namespace.as_deref());
@@ -274,10 +272,12 @@ pub async fn run(
         }
     });
 
-    let (routing, vs_stream) =
+    let (routing, vs_changes) =
         routing_cache::RoutingCache::watch(&client, settings.namespace.as_deref()).await;
 
     let (rollout_store, rollout_writer) = reflector::store();
+    // Rollout deletions, for the sweep that forgets them and releases their Services.
+    let deleted = Arc::new(tokio::sync::Notify::new());
     let ctx = Arc::new(Context {
         recorder: report::EventRecorder::new(clients.clone(), "aviary"),
         clients,
@@ -307,6 +307,14 @@ pub async fn run(
     .default_backoff()
     .modify(trim_rollout)
     .reflect(rollout_writer)
+    .inspect_ok({
+        let deleted = deleted.clone();
+        move |e| {
+            if matches!(e, watcher::Event::Delete(_)) {
+                deleted.notify_one();
+            }
+        }
+    })
     .applied_objects()
     .inspect_ok({
         let ctx = ctx.clone();
@@ -320,12 +328,34 @@ pub async fn run(
             }
         }
     });
+    let woken = futures::stream::select(
+        svc_events.flat_map({
+            let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
+            move |event| futures::stream::iter(service_wakes(&ctx, &rollouts, event))
+        }),
+        vs_changes.flat_map({
+            let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
+            move |change| {
+                let woken = if ctx.routing.is_own_version(&change) {
+                    vec![]
+                } else {
+                    wakers::rollouts_naming_virtual_service(
+                        &rollouts,
+                        &change.namespace,
+                        &change.name,
+                    )
+                };
+                futures::stream::iter(woken)
+            }
+        }),
+    );
     info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout and AnalysisRun controllers");
     let controller = Controller::for_stream(rollout_stream, rollout_store.clone());
-    let forget_deleted = telemetry::forget_deleted(ctx.clone(), controller.store());
+    let forget_deleted = telemetry::forget_deleted(ctx.clone(), controller.store(), deleted);
     let rollouts_done = controller
         .owns_stream(rs_stream)
         .owns_stream(runs_stream)
+        .reconcile_on(woken)
         .with_config(
             ControllerConfig::default()
                 .concurrency(settings.concurrency)
@@ -364,12 +394,35 @@ pub async fn run(
         });
     tokio::select! {
         _ = async { futures::join!(rollouts_done, urgent_done, runs_done) } => {}
-        _ = svc_stream => {}
-        _ = vs_stream => {}
         _ = forget_deleted => {}
     }
     info!("controller stopped");
     Ok(())
+}
+
+/// The Rollouts a Service watch event wakes: those naming the Service, when the change is not
+/// one of our own selector writes. Relists wake nobody (every Rollout is relisted too).
+fn service_wakes(
+    ctx: &Context,
+    rollouts: &Store<Rollout>,
+    event: Result<watcher::Event<service_cache::WatchedService>, watcher::Error>,
+) -> Vec<ObjectRef<Rollout>> {
+    let svc = match event {
+        Ok(watcher::Event::Apply(svc) | watcher::Event::Delete(svc)) => svc,
+        Ok(_) => return vec![],
+        Err(e) => {
+            tracing::debug!(error = %e, "Service watch error");
+            return vec![];
+        }
+    };
+    let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+    if ctx
+        .service_writes
+        .is_own(&ns, &name, svc.metadata.resource_version.as_deref())
+    {
+        return vec![];
+    }
+    wakers::rollouts_naming_service(rollouts, &ns, &name)
 }
 
 fn key<K: ResourceExt>(ro: &K) -> String {

@@ -190,6 +190,17 @@ impl ServiceWrites {
         }
     }
 
+    /// Whether `rv`, a version of the Service `ns/name`, is the one our last selector write
+    /// returned: a watch event of it is our own change, not news.
+    pub fn is_own(&self, ns: &str, name: &str, rv: Option<&str>) -> bool {
+        let Ok(w) = self.written.lock() else {
+            return false;
+        };
+        rv.is_some()
+            && w.get(&format!("{ns}/{name}"))
+                .is_some_and(|(_, after)| after.resource_version.as_deref() == rv)
+    }
+
     /// `cached` (the Service `ns/name`), or what we wrote over it when the cache still shows the
     /// version we wrote over.
     pub fn newest(&self, ns: &str, name: &str, cached: CachedService) -> CachedService {
@@ -387,6 +398,11 @@ mod tests {
             hash(writes.newest("other", "web-active", at("1", "old"))).as_deref(),
             Some("old")
         );
+        // The watch event of our write is recognised as ours; another version is not.
+        assert!(writes.is_own("app", "web-active", Some("2")));
+        assert!(!writes.is_own("app", "web-active", Some("3")));
+        assert!(!writes.is_own("app", "web-active", None));
+        assert!(!writes.is_own("other", "web-active", Some("2")));
         // The cache still shows the version we wrote over: our write stands in.
         assert_eq!(newest(&writes, at("1", "old")).as_deref(), Some("new"));
         // The cache moved on (our write or a later one): it is the truth again, for good.

@@ -14,7 +14,8 @@
 
 use std::sync::Arc;
 
-use futures::{Future, StreamExt};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -24,6 +25,14 @@ use tracing::{debug, info};
 
 use super::freshness::NewestVersions;
 use crate::traffic::{RouteTarget, TrafficRouter};
+
+/// A VirtualService changed (or was deleted), as a watch event told.
+#[derive(Clone, Debug)]
+pub struct RoutingChange {
+    pub namespace: String,
+    pub name: String,
+    pub resource_version: Option<String>,
+}
 
 /// The cached VirtualServices and the versions our own reads and writes saw of them.
 pub struct RoutingCache {
@@ -40,12 +49,13 @@ impl RoutingCache {
         }
     }
 
-    /// Watches VirtualServices (in `namespace`, or all) when their API is served; the future
-    /// drives the watch and must be polled for as long as the cache is used.
+    /// Watches VirtualServices (in `namespace`, or all) when their API is served. The stream
+    /// drives the watch and must be polled for as long as the cache is used; it yields each
+    /// change delivered as a watch event (not a relist), for [`super::wakers`].
     pub async fn watch(
         client: &Client,
         namespace: Option<&str>,
-    ) -> (Self, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) {
+    ) -> (Self, BoxStream<'static, RoutingChange>) {
         let resource = crate::traffic::istio::virtual_service_resource();
         let api: Api<DynamicObject> = match namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
@@ -53,7 +63,7 @@ impl RoutingCache {
         };
         if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
             info!(error = %e, "VirtualServices are not served; routers read them on each reconcile");
-            return (Self::none(), Box::pin(futures::future::pending()));
+            return (Self::none(), futures::stream::pending().boxed());
         }
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
@@ -64,16 +74,35 @@ impl RoutingCache {
                 compact(vs);
             })
             .reflect(writer)
-            .for_each(|res| async move {
-                if let Err(e) = res {
-                    debug!(error = %e, "VirtualService watch error");
-                }
-            });
+            .filter_map(|res| {
+                let change = match res {
+                    Ok(watcher::Event::Apply(vs) | watcher::Event::Delete(vs)) => {
+                        Some(RoutingChange {
+                            namespace: vs.namespace().unwrap_or_default(),
+                            name: vs.name_any(),
+                            resource_version: vs.resource_version(),
+                        })
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        debug!(error = %e, "VirtualService watch error");
+                        None
+                    }
+                };
+                futures::future::ready(change)
+            })
+            .boxed();
         let cache = RoutingCache {
             virtual_services: Some((store, resource)),
             seen: NewestVersions::default(),
         };
         (cache, Box::pin(stream))
+    }
+
+    /// Whether `change` is to the version our own last write (or fresh read) saw: not news.
+    pub fn is_own_version(&self, change: &RoutingChange) -> bool {
+        let key = format!("{}/{}", change.namespace, change.name);
+        self.seen.knows(&key, change.resource_version.as_deref())
     }
 
     fn cached(&self, key: &str) -> Option<Arc<DynamicObject>> {

@@ -138,6 +138,22 @@ impl ServiceCache {
         self.entries.is_ready()
     }
 
+    /// Every cached Service that names a managing Rollout: namespace, name and the Service.
+    pub fn managed(&self) -> Vec<(String, String, CachedService)> {
+        self.entries
+            .read(|e| {
+                e.0.iter()
+                    .flat_map(|(ns, names)| {
+                        names
+                            .iter()
+                            .filter(|(_, svc)| svc.managed_by.is_some())
+                            .map(|(name, svc)| (ns.to_string(), name.to_string(), svc.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// How many Services the cache holds (for tests).
     pub fn count(&self) -> usize {
         self.entries

@@ -123,14 +123,23 @@ pub fn reported(ctx: &Context, ro: &Rollout, status: &RolloutStatus, events: &[E
     }
 }
 
-/// Drops the series and clocks of Rollouts that no longer exist (deletions don't reconcile),
-/// every minute, once the Rollout cache is ready. Runs as long as the controller.
-pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<Rollout>) {
+/// Drops the series and clocks of Rollouts that no longer exist (deletions don't reconcile) and
+/// releases their Services ([`super::service_release`]): every minute once the Rollout cache
+/// is ready, and soon after the Rollout watch delivers a deletion (`deleted`). Runs as long as
+/// the controller.
+pub async fn forget_deleted(
+    ctx: Arc<Context>,
+    rollouts: Store<Rollout>,
+    deleted: Arc<tokio::sync::Notify>,
+) {
     if rollouts.wait_until_ready().await.is_err() {
         return;
     }
     loop {
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = deleted.notified() => {}
+        }
         let live: std::collections::HashSet<String> = rollouts
             .state()
             .iter()
@@ -148,6 +157,7 @@ pub async fn forget_deleted(ctx: Arc<Context>, rollouts: Store<Rollout>) {
         ctx.status_writes.retain_rollouts(&live);
         ctx.rollout_reads.retain(&live);
         ctx.routing.retain_cached();
+        super::service_release::release_orphans(&ctx, &live).await;
         let live_uids: std::collections::HashSet<String> = rollouts
             .state()
             .iter()

@@ -1,0 +1,157 @@
+//! Services whose Rollout is gone are released (F15 of the safety issue).
+//!
+//! A Rollout points its Services at its pods by adding `rollouts-pod-template-hash` to their
+//! selectors, and marks them with the managed-by annotation so no second Rollout takes them.
+//! Once the Rollout is deleted both would stay: the selector names pods that are being
+//! garbage-collected, and a new Rollout on the same Services (a re-created one, a migration)
+//! is refused as "managed by Rollout …". So, as Argo Rollouts does, a Service whose managing
+//! Rollout no longer exists gets its selector back as the user wrote it and loses the mark.
+//!
+//! The sweep runs with the periodic forgetting of deleted rollouts ([`super::telemetry`]), only
+//! once the Rollout and Service caches are both complete, and each release is a JSON patch that
+//! first tests the resourceVersion it decided on: a Rollout re-created meanwhile that writes the
+//! Service first wins, and the release is decided again on the next sweep.
+
+use std::collections::HashSet;
+
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::labels::MANAGED_BY_ANNOTATION;
+use super::service_cache::{CachedService, WatchedService};
+use crate::api::POD_TEMPLATE_HASH_LABEL;
+
+/// A Service to release: its namespace, name, and the JSON patch that does it.
+#[derive(Debug, PartialEq)]
+pub struct Release {
+    pub namespace: String,
+    pub name: String,
+    pub owner: String,
+    pub patch: Value,
+}
+
+/// The releases due for `managed` Services (namespace, name, Service) whose managing Rollout is
+/// not in `live` (`namespace/name` keys).
+pub fn releases(
+    managed: Vec<(String, String, CachedService)>,
+    live: &HashSet<String>,
+) -> Vec<Release> {
+    managed
+        .into_iter()
+        .filter_map(|(namespace, name, svc)| {
+            let owner = svc.managed_by.as_deref()?.to_string();
+            if live.contains(&format!("{namespace}/{owner}")) {
+                return None;
+            }
+            let rv = svc.resource_version.as_deref()?;
+            let mut ops = vec![
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}),
+                json!({"op": "remove", "path": format!("/metadata/annotations/{}", escape(MANAGED_BY_ANNOTATION))}),
+            ];
+            if svc.selects(POD_TEMPLATE_HASH_LABEL).is_some() {
+                ops.push(json!({"op": "remove", "path": format!("/spec/selector/{}", escape(POD_TEMPLATE_HASH_LABEL))}));
+            }
+            Some(Release {
+                namespace,
+                name,
+                owner,
+                patch: Value::Array(ops),
+            })
+        })
+        .collect()
+}
+
+/// A JSON pointer segment (RFC 6901).
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Releases every Service whose managing Rollout is not in `live`. Failures are logged and left
+/// for the next sweep.
+pub async fn release_orphans(ctx: &super::Context, live: &HashSet<String>) {
+    if !ctx.services.is_ready() {
+        return;
+    }
+    for release in releases(ctx.services.managed(), live) {
+        let api: Api<WatchedService> = Api::namespaced(ctx.client().clone(), &release.namespace);
+        let patch = match serde_json::from_value::<json_patch::Patch>(release.patch) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "release patch did not build");
+                continue;
+            }
+        };
+        let (ns, name, owner) = (&release.namespace, &release.name, &release.owner);
+        match api
+            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => info!(
+                namespace = %ns, service = %name, rollout = %owner,
+                "released the Service of a deleted Rollout: its selector no longer names a pod-template hash"
+            ),
+            Err(e) => info!(
+                namespace = %ns, service = %name, rollout = %owner, error = %e,
+                "could not release the Service of a deleted Rollout yet; trying again at the next sweep"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(rv: &str, owner: Option<&str>, hash: Option<&str>) -> CachedService {
+        let mut selector = vec![("app".into(), "web".into())];
+        if let Some(h) = hash {
+            selector.push((POD_TEMPLATE_HASH_LABEL.into(), h.into()));
+        }
+        CachedService {
+            resource_version: Some(rv.into()),
+            managed_by: owner.map(Into::into),
+            selector: selector.into_boxed_slice(),
+        }
+    }
+
+    #[test]
+    fn only_services_of_gone_rollouts_are_released_under_their_version() {
+        let live = HashSet::from(["app/web".to_string()]);
+        let managed = vec![
+            (
+                "app".into(),
+                "web-stable".into(),
+                svc("5", Some("web"), Some("abc")),
+            ),
+            (
+                "app".into(),
+                "old-stable".into(),
+                svc("7", Some("old"), Some("def")),
+            ),
+            // A Rollout of the same name in another namespace does not keep it.
+            (
+                "other".into(),
+                "web-stable".into(),
+                svc("9", Some("web"), None),
+            ),
+        ];
+        let got = releases(managed, &live);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            (got[0].name.as_str(), got[0].owner.as_str()),
+            ("old-stable", "old")
+        );
+        assert_eq!(
+            got[0].patch,
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+                {"op": "remove", "path": "/metadata/annotations/aviary.dev~1managed-by-rollouts"},
+                {"op": "remove", "path": "/spec/selector/rollouts-pod-template-hash"},
+            ])
+        );
+        // No hash in the selector: only the mark goes.
+        assert_eq!(got[1].namespace, "other");
+        assert_eq!(got[1].patch.as_array().map(Vec::len), Some(2));
+    }
+}

@@ -1,0 +1,172 @@
+//! Which Rollouts a change to a Service or VirtualService wakes.
+//!
+//! A Rollout steers objects it does not own: its Services' selectors and its VirtualServices'
+//! weights. When someone else changes one (a GitOps sync that resets a weight, a hand edit of a
+//! selector, a Service deleted and re-created), the Rollout must converge it again now, not at
+//! the next safety resync. So the Service and VirtualService watches (which exist anyway, as
+//! caches) wake every Rollout that names the changed object.
+//!
+//! Our own writes are not news: the Rollout that made one already planned past it. A change
+//! whose resourceVersion is the one our write returned wakes nobody, so a rollout at rest and
+//! an update wave cost no extra reconciles. Only changes delivered as watch events wake:
+//! a relist after a broken watch does not (every Rollout is then woken by its own relist).
+
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::api::Rollout;
+use crate::traffic::ObjectName;
+
+/// The Services `ro` points at pods (stable and canary, or active and preview).
+pub fn services_named(ro: &Rollout) -> impl Iterator<Item = &str> {
+    let canary = ro.spec.strategy.canary.as_ref();
+    let blue_green = ro.spec.strategy.blue_green.as_ref();
+    canary
+        .and_then(|c| c.stable_service.as_deref())
+        .into_iter()
+        .chain(canary.and_then(|c| c.canary_service.as_deref()))
+        .chain(blue_green.map(|b| b.active_service.as_str()))
+        .chain(blue_green.and_then(|b| b.preview_service.as_deref()))
+}
+
+/// Whether `ro` weights the VirtualService `namespace/name` (named plainly, in the Rollout's
+/// namespace, or as `namespace/name`).
+pub fn names_virtual_service(ro: &Rollout, namespace: &str, name: &str) -> bool {
+    let own_ns = ro.namespace().unwrap_or_default();
+    ro.spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.traffic_routing.as_ref())
+        .and_then(|t| t.istio.as_ref())
+        .is_some_and(|istio| {
+            istio.virtual_services().into_iter().any(|vs| {
+                let vs = ObjectName::parse(&vs.name);
+                vs.name == name && vs.namespace_or(&own_ns) == namespace
+            })
+        })
+}
+
+/// The Rollouts of `store` that `names` says name the object.
+fn rollouts_where(
+    store: &Store<Rollout>,
+    names: impl Fn(&Rollout) -> bool,
+) -> Vec<ObjectRef<Rollout>> {
+    store
+        .state()
+        .iter()
+        .filter(|ro| names(ro))
+        .map(|ro| ObjectRef::from_obj(ro.as_ref()))
+        .collect()
+}
+
+/// The Rollouts in `namespace` that point the Service `name` at their pods.
+pub fn rollouts_naming_service(
+    store: &Store<Rollout>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Rollout>> {
+    rollouts_where(store, |ro| {
+        ro.namespace().as_deref() == Some(namespace) && services_named(ro).any(|s| s == name)
+    })
+}
+
+/// The Rollouts (in any namespace) that weight the VirtualService `namespace/name`.
+pub fn rollouts_naming_virtual_service(
+    store: &Store<Rollout>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Rollout>> {
+    rollouts_where(store, |ro| names_virtual_service(ro, namespace, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    fn rollout(ns: &str, name: &str, strategy: serde_json::Value) -> Rollout {
+        serde_json::from_value(json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}},
+                "strategy": strategy},
+        }))
+        .expect("rollout")
+    }
+
+    fn names(refs: Vec<ObjectRef<Rollout>>) -> Vec<String> {
+        let mut v: Vec<String> = refs
+            .into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_change_wakes_the_rollouts_that_name_the_object_and_no_other() {
+        let (store, mut writer) = reflector::store::<Rollout>();
+        writer.apply_watcher_event(&Event::Init);
+        for ro in [
+            rollout(
+                "a",
+                "web",
+                json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+                "trafficRouting": {"istio": {"virtualService": {"name": "web"}}}}}),
+            ),
+            rollout(
+                "b",
+                "web",
+                json!({"canary": {"stableService": "web-stable",
+                "trafficRouting": {"istio": {"virtualServices": [{"name": "mesh/shared"}, {"name": "local"}]}}}}),
+            ),
+            rollout(
+                "a",
+                "bg",
+                json!({"blueGreen": {"activeService": "bg-active", "previewService": "web-canary"}}),
+            ),
+        ] {
+            writer.apply_watcher_event(&Event::InitApply(ro));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+
+        assert_eq!(
+            names(rollouts_naming_service(&store, "a", "web-stable")),
+            ["a/web"]
+        );
+        assert_eq!(
+            names(rollouts_naming_service(&store, "b", "web-stable")),
+            ["b/web"]
+        );
+        // Two Rollouts naming one Service both wake (the second is refused, and says so).
+        assert_eq!(
+            names(rollouts_naming_service(&store, "a", "web-canary")),
+            ["a/bg", "a/web"]
+        );
+        assert_eq!(
+            names(rollouts_naming_service(&store, "a", "bg-active")),
+            ["a/bg"]
+        );
+        assert!(rollouts_naming_service(&store, "a", "unrelated").is_empty());
+
+        assert_eq!(
+            names(rollouts_naming_virtual_service(&store, "a", "web")),
+            ["a/web"]
+        );
+        assert!(rollouts_naming_virtual_service(&store, "b", "web").is_empty());
+        // Named with its namespace, from another namespace.
+        assert_eq!(
+            names(rollouts_naming_virtual_service(&store, "mesh", "shared")),
+            ["b/web"]
+        );
+        assert!(rollouts_naming_virtual_service(&store, "b", "shared").is_empty());
+        assert_eq!(
+            names(rollouts_naming_virtual_service(&store, "b", "local")),
+            ["b/web"]
+        );
+    }
+}
