@@ -37,10 +37,10 @@ fn kind_label(kind: AnalysisKind) -> &'static str {
 
 /// Reads what a run measures back from its labels.
 pub fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
-    let labels = run.labels();
-    if labels.get(RETIRED_LABEL).is_some_and(|v| v == "true") {
+    if is_retired(run) {
         return None;
     }
+    let labels = run.labels();
     let kind = match labels.get(TYPE_LABEL)?.as_str() {
         "Step" => AnalysisKind::Step(labels.get(STEP_LABEL)?.parse().ok()?),
         "Background" => AnalysisKind::Background,
@@ -299,6 +299,51 @@ pub async fn create(
     })
 }
 
+/// Runs we retired that the AnalysisRun cache may not show retired yet, by uid: they are left
+/// out as if it did. Otherwise the reconcile right after steps were edited, reading a cache
+/// that lags our retire patch, would take the old attempt's verdict for the new steps.
+#[derive(Debug, Default)]
+pub struct RetiredRuns {
+    uids: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl RetiredRuns {
+    /// Our retire patch of the run `uid` succeeded.
+    pub fn record(&self, uid: String) {
+        if let Ok(mut u) = self.uids.lock() {
+            u.insert(uid);
+        }
+    }
+
+    /// Whether `run`, as cached, is one we retired; forgets it once the cache shows it so.
+    pub fn retired(&self, run: &AnalysisRun) -> bool {
+        let Some(uid) = run.uid() else {
+            return false;
+        };
+        let Ok(mut u) = self.uids.lock() else {
+            return false;
+        };
+        if !u.contains(&uid) {
+            return false;
+        }
+        if is_retired(run) {
+            u.remove(&uid);
+        }
+        true
+    }
+
+    /// Forgets runs no longer cached (deleted before the cache showed them retired).
+    pub fn retain(&self, live: &std::collections::HashSet<String>) {
+        if let Ok(mut u) = self.uids.lock() {
+            u.retain(|uid| live.contains(uid));
+        }
+    }
+}
+
+fn is_retired(run: &AnalysisRun) -> bool {
+    run.labels().get(RETIRED_LABEL).is_some_and(|v| v == "true")
+}
+
 /// Terminates a run (`spec.terminate`), and retires it when asked.
 pub async fn terminate(ctx: &Context, ns: &str, name: &str, retire: bool) -> Result<(), Error> {
     let api: Api<AnalysisRun> = Api::namespaced(ctx.client().clone(), ns);
@@ -310,8 +355,49 @@ pub async fn terminate(ctx: &Context, ns: &str, name: &str, retire: bool) -> Res
         .patch(name, &super::labels::patch_params(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(written) => {
+            if let (true, Some(uid)) = (retire, written.uid()) {
+                ctx.retired_runs.record(uid);
+            }
+            Ok(())
+        }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod retired_tests {
+    use super::*;
+
+    fn run(uid: &str, retired: bool) -> AnalysisRun {
+        let mut labels = json!({});
+        if retired {
+            labels[RETIRED_LABEL] = json!("true");
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",
+            "metadata": {"name": "web-abc-1-0", "namespace": "app", "uid": uid, "labels": labels},
+            "spec": {"metrics": []},
+        }))
+        .expect("run")
+    }
+
+    #[test]
+    fn a_run_we_retired_stays_retired_until_the_cache_shows_it() {
+        let retired = RetiredRuns::default();
+        assert!(!retired.retired(&run("u1", false)));
+        retired.record("u1".into());
+        // The cache lags our patch: the run still counts as retired.
+        assert!(retired.retired(&run("u1", false)));
+        assert!(retired.retired(&run("u1", false)));
+        assert!(!retired.retired(&run("u2", false)), "another run");
+        // The cache caught up: the label says it from now on, and the entry is gone.
+        assert!(retired.retired(&run("u1", true)));
+        assert!(!retired.retired(&run("u1", false)));
+        // A run deleted before the cache showed it is forgotten.
+        retired.record("u3".into());
+        retired.retain(&std::collections::HashSet::new());
+        assert!(!retired.retired(&run("u3", false)));
     }
 }

@@ -81,6 +81,8 @@ pub struct Context {
     pub analysis_runs: Store<AnalysisRun>,
     /// Which cached AnalysisRuns each Rollout controls.
     pub analysis_run_owners: index::OwnerIndex,
+    /// Runs we retired that the cache may not show retired yet.
+    pub retired_runs: analysis_runs::RetiredRuns,
     /// One reconcile per rollout at a time across the main and the urgent lane.
     serial: serial::KeyLocks,
     /// Consecutive failures per rollout, for backoff; reset on success.
@@ -286,6 +288,7 @@ pub async fn run(
         service_writes: observe::ServiceWrites::default(),
         analysis_runs: runs_store,
         analysis_run_owners: runs_owners,
+        retired_runs: analysis_runs::RetiredRuns::default(),
         serial: serial::KeyLocks::default(),
         failures: Mutex::new(HashMap::new()),
         telemetry: telemetry::Telemetry::new(sinks.clone()),

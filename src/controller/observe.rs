@@ -319,6 +319,7 @@ pub fn owned_analysis_runs(ctx: &Context, ro: &Rollout) -> Vec<crate::plan::Obse
         .analysis_run_owners
         .owned(&ctx.analysis_runs, &uid)
         .iter()
+        .filter(|r| !ctx.retired_runs.retired(r))
         .map(|r| {
             (
                 r.metadata.creation_timestamp.clone(),

@@ -164,6 +164,13 @@ pub async fn forget_deleted(
             .filter_map(|r| r.metadata.uid.clone())
             .collect();
         ctx.replica_sets.retain_writes(&live_uids);
+        let live_runs = ctx
+            .analysis_runs
+            .state()
+            .iter()
+            .filter_map(|r| r.metadata.uid.clone())
+            .collect();
+        ctx.retired_runs.retain(&live_runs);
     }
 }
 
