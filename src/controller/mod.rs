@@ -321,12 +321,16 @@ pub async fn run(
     .applied_objects()
     .inspect_ok({
         let ctx = ctx.clone();
+        let mut abort_tasks = tokio::task::JoinSet::new();
         move |ro| {
             if abort_pending(ro) {
                 tracing::debug!(target: "aviary::watch", rollout = %key(ro), rv = ?ro.resource_version(), "abort seen on the Rollout watch");
                 // The store already holds this Rollout (`reflect` comes first), which is what
                 // keeps a reconcile in flight from undoing this write (`abort_overtook_read`).
-                tokio::spawn(pacing::unpaced(send_prepared_aborts(ctx.clone(), ro.clone())));
+                // Spawned so the watch is not held up, but owned by this term's future: a
+                // leader that loses its Lease drops that future, and with it these writes.
+                while abort_tasks.try_join_next().is_some() {}
+                abort_tasks.spawn(pacing::unpaced(send_prepared_aborts(ctx.clone(), ro.clone())));
                 let _ = urgent_tx.try_send(ObjectRef::from_obj(ro));
             }
         }
