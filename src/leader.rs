@@ -29,6 +29,7 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::fence::Fence;
 use crate::metrics::{Health, Metrics};
 
 /// Lease settings (flags `--leader-elect-*`).
@@ -152,6 +153,8 @@ pub struct Elector {
     observed: Option<(String, Instant)>,
     /// The holder last reported in the logs.
     last_holder: Option<String>,
+    /// Opened by each successful renewal for the renew deadline ([`crate::fence`]).
+    fence: Fence,
 }
 
 fn now_micro() -> MicroTime {
@@ -163,13 +166,31 @@ fn is_conflict(e: &kube::Error) -> bool {
 }
 
 impl Elector {
-    pub fn new(client: Client, settings: LeaseSettings) -> Self {
+    /// `client` must not pass `fence` (the Lease's own writes open it); the controller's
+    /// clients should.
+    pub fn new(client: Client, settings: LeaseSettings, fence: Fence) -> Self {
+        fence.close();
         Elector {
             api: Api::namespaced(client, &settings.namespace),
             settings,
             observed: None,
             last_holder: None,
+            fence,
         }
+    }
+
+    /// One attempt, and the fence set by its outcome: open for the renew deadline from when
+    /// the attempt began when we hold the Lease, closed when another process does. An error
+    /// leaves it as it was (it closes by itself once the last renewal is too old).
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+        let began = Instant::now();
+        let held = self.attempt().await;
+        match held {
+            Ok(true) => self.fence.hold_until(began + self.settings.renew_deadline),
+            Ok(false) => self.fence.close(),
+            Err(_) => {}
+        }
+        held
     }
 
     pub fn settings(&self) -> &LeaseSettings {
@@ -181,7 +202,7 @@ impl Elector {
     }
 
     /// One attempt (client-go's `tryAcquireOrRenew`): whether we hold the Lease afterwards.
-    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+    async fn attempt(&mut self) -> Result<bool, kube::Error> {
         let me = self.settings.identity.clone();
         let name = self.settings.name.clone();
         let Some(mut lease) = self.api.get_opt(&name).await? else {
@@ -254,6 +275,7 @@ impl Elector {
     /// Gives the Lease up if we hold it: clears the holder so a standby takes over at its next
     /// retry rather than after the lease duration.
     pub async fn release(&mut self) -> Result<(), kube::Error> {
+        self.fence.close();
         let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
             return Ok(());
         };
@@ -381,6 +403,7 @@ where
                 drop(controller);
                 metrics.set_leader(false);
                 let (e, outcome) = joined?;
+                e.fence.close();
                 elector = e;
                 error!(reason = %outcome.err().unwrap_or_default(), "leadership lost: stopped reconciling; standing by");
             }

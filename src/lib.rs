@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod delivery;
+pub mod fence;
 pub mod leader;
 pub mod metrics;
 pub mod notify;

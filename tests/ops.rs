@@ -818,3 +818,91 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
         "deployments {d}: one completed deployment, extrapolated by increase()"
     );
 }
+
+/// Fencing (issue 21): a leader frozen mid-update — a paused VM, a stopped container — resumes
+/// with timers due and reconciles in flight, after another process took the Lease. Given a
+/// leader walking a canary with 1 s pauses, when it is frozen (SIGSTOP), the Lease is taken
+/// from it, and it resumes (SIGCONT) past its renew deadline, then it sends no write at all:
+/// every write waits for a renewal younger than the renew deadline, and that renewal finds the
+/// other holder.
+#[tokio::test]
+async fn a_frozen_leader_that_resumes_after_losing_the_lease_writes_nothing() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "ops-frozen").await;
+    fixtures(&client, &ns.name).await;
+    let timed = json!([{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 40}, {"pause": {"duration": "1s"}},
+                       {"setWeight": 60}, {"pause": {"duration": "1s"}}, {"setWeight": 80}, {"pause": {"duration": "1s"}},
+                       {"setWeight": 100}]);
+    let v1 = rollout("web:1", timed.clone());
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let a = ControllerProcess::start_named(&ns.name, "a", &LEASE_ARGS);
+    wait_holder(
+        &client,
+        &ns.name,
+        Some(&a.identity()),
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_healthy_on(&client, &ns.name, &hash_of(&v1), Duration::from_secs(60)).await;
+    let a_metrics = a.metrics_addr().await;
+
+    let v2 = rollout("web:2", timed);
+    let h2 = hash_of(&v2);
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    wait_phase(
+        &client,
+        &ns.name,
+        "v2 under way",
+        Duration::from_secs(30),
+        |st| st.current_step_index.unwrap_or(0) >= 1,
+    )
+    .await;
+    a.signal("STOP");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
+    let mut lease = leases.get(LEASE).await.expect("lease");
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = Some("intruder".into());
+        spec.lease_duration_seconds = Some(30);
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            Timestamp::now(),
+        ));
+    }
+    leases
+        .replace(LEASE, &PostParams::default(), &lease)
+        .await
+        .expect("steal the lease");
+    // The freeze itself is what is tested: it lasts past the renew deadline (3 s) and the
+    // lease duration (4 s), with pause timers falling due meanwhile.
+    tokio::time::sleep(LEASE_DURATION + Duration::from_secs(1)).await;
+    let resumed = Timestamp::now();
+    a.signal("CONT");
+    poll_until(
+        "a notices the loss",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || async move {
+            let s = scrape(a_metrics).await?;
+            (sum(&s, "aviary_leader", &[]) == 0.0).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the observation window itself
+    let during = controller_writes_between(&ns.name, resumed, Timestamp::now());
+    assert!(
+        during.is_empty(),
+        "writes by a resumed leader that had lost the lease: {during:#?}\n{}",
+        a.log_tail(30)
+    );
+
+    // When the intruder lets go, it leads again and the update finishes.
+    let mut lease = leases.get(LEASE).await.expect("lease");
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = None;
+    }
+    leases
+        .replace(LEASE, &PostParams::default(), &lease)
+        .await
+        .expect("release");
+    wait_healthy_on(&client, &ns.name, &h2, Duration::from_secs(60)).await;
+}

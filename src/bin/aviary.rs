@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use aviary::api::Duration;
 use aviary::controller::pacing::{Clients, Pace};
 use aviary::controller::telemetry::TelemetrySinks;
+use aviary::fence::Fence;
 use aviary::leader::{Elector, LeaseSettings};
 use aviary::metrics::{ApiRequestsLayer, Endpoints, Health, Metrics};
 use aviary::notify::{Format, Notifier, Sink, SinkSource, parse_triggers};
@@ -119,7 +120,13 @@ struct Args {
     notify_config: Option<PathBuf>,
 }
 
-async fn clients(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Clients> {
+/// The controller's clients, every write of theirs through `fence`, and a client for the Lease
+/// (which opens the fence, so must not pass it).
+async fn clients(
+    args: &Args,
+    metrics: Arc<Metrics>,
+    fence: &Fence,
+) -> anyhow::Result<(Clients, kube::Client)> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)?;
@@ -136,17 +143,21 @@ async fn clients(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Clients> 
             })
         })
     };
-    let unpaced = counted()?.build();
+    let lease = counted()?.build();
+    let unpaced = counted()?.with_layer(&fence.layer()).build();
     let Some(pace) = pace else {
-        return Ok(Clients::unpaced_only(unpaced));
+        return Ok((Clients::unpaced_only(unpaced), lease));
     };
     info!(
         qps = pace.qps,
         burst = pace.burst,
         "main lane requests paced"
     );
-    let paced = counted()?.with_layer(&pace.layer(metrics.clone())).build();
-    Ok(Clients::new(paced, unpaced))
+    let paced = counted()?
+        .with_layer(&pace.layer(metrics.clone()))
+        .with_layer(&fence.layer())
+        .build();
+    Ok((Clients::new(paced, unpaced), lease))
 }
 
 fn notifier(args: &Args, metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
@@ -241,7 +252,13 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     on_signals(shutdown.clone());
-    let clients = clients(&args, metrics.clone()).await?;
+    // Without leader election this process is the only writer: its fence is always open.
+    let fence = if args.leader_elect {
+        Fence::closed()
+    } else {
+        Fence::open()
+    };
+    let (clients, lease_client) = clients(&args, metrics.clone(), &fence).await?;
     let client = clients.unpaced().clone();
     let sinks = TelemetrySinks {
         notifier: notifier(&args, metrics.clone())?,
@@ -283,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
         retry_period: args.leader_elect_retry_period.as_std(),
     };
     lease.validate().map_err(anyhow::Error::msg)?;
-    let elector = Elector::new(client.clone(), lease);
+    let elector = Elector::new(lease_client, lease, fence);
     aviary::leader::run_elected(elector, health, metrics, shutdown, move |stop| {
         aviary::controller::run(clients.clone(), settings.clone(), sinks.clone(), stop)
     })

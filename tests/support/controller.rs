@@ -132,6 +132,20 @@ impl ControllerProcess {
         self.starts += 1;
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process, as `kill -SIGNAL` does.
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("a running controller");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGKILL: no graceful shutdown, as in a node crash or OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
