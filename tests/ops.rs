@@ -156,6 +156,92 @@ async fn patch_status(client: &Client, ns: &str, patch: Value) {
         .expect("patch rollout status");
 }
 
+/// Given a namespace with the fixtures, the Rollout on `web:1` with [`timed_steps`], and the
+/// controller "a" holding the Lease.
+async fn given_a_leader(prefix: &str) -> (Client, TestNamespace, ControllerProcess) {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    fixtures(&client, &ns.name).await;
+    let v1 = rollout("web:1", timed_steps());
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let a = ControllerProcess::start_named(&ns.name, "a", &LEASE_ARGS);
+    wait_holder(
+        &client,
+        &ns.name,
+        Some(&a.identity()),
+        Duration::from_secs(30),
+    )
+    .await;
+    (client, ns, a)
+}
+
+/// Applies the Rollout on `image` with [`timed_steps`] and waits until its first step is done;
+/// returns the new revision's hash.
+async fn update_under_way(client: &Client, ns: &str, image: &str) -> String {
+    let next = rollout(image, timed_steps());
+    apply_value(client, Some(ns), &next).await.expect("update");
+    wait_phase(
+        client,
+        ns,
+        "update under way",
+        Duration::from_secs(30),
+        |st| st.current_step_index.unwrap_or(0) >= 1,
+    )
+    .await;
+    hash_of(&next)
+}
+
+/// Waits until the controller serving metrics at `addr` says it does not lead.
+async fn wait_not_leader(addr: SocketAddr, timeout: Duration) {
+    poll_until(
+        "the controller notices the loss",
+        timeout,
+        Duration::from_millis(20),
+        || async move {
+            let s = scrape(addr).await?;
+            (sum(&s, "aviary_leader", &[]) == 0.0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A canary of five weights with 1 s pauses between them.
+fn timed_steps() -> Value {
+    json!([{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 40}, {"pause": {"duration": "1s"}},
+           {"setWeight": 60}, {"pause": {"duration": "1s"}}, {"setWeight": 80}, {"pause": {"duration": "1s"}},
+           {"setWeight": 100}])
+}
+
+/// Gives the Lease to "intruder", renewed now and valid for 30 s: longer than any observation
+/// window, so nobody may take it over before the test releases it.
+async fn steal_lease(leases: &Api<Lease>) {
+    let mut lease = leases.get(LEASE).await.expect("lease");
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = Some("intruder".into());
+        spec.lease_duration_seconds = Some(30);
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            Timestamp::now(),
+        ));
+    }
+    leases
+        .replace(LEASE, &PostParams::default(), &lease)
+        .await
+        .expect("steal the lease");
+}
+
+/// The intruder lets go of the Lease (no holder).
+async fn give_lease_back(leases: &Api<Lease>) {
+    let mut lease = leases.get(LEASE).await.expect("lease");
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = None;
+    }
+    leases
+        .replace(LEASE, &PostParams::default(), &lease)
+        .await
+        .expect("release");
+}
+
 async fn holder(client: &Client, ns: &str) -> Option<String> {
     Api::<Lease>::namespaced(client.clone(), ns)
         .get_opt(LEASE)
@@ -209,25 +295,9 @@ fn writes(samples: &[Sample]) -> f64 {
 #[tokio::test]
 async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_and_sigterm_releases()
  {
-    let client = client().await;
-    setup(&client).await;
-    let ns = TestNamespace::new(&client, "ops-leader").await;
-    fixtures(&client, &ns.name).await;
-    let timed = json!([{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 40}, {"pause": {"duration": "1s"}},
-                       {"setWeight": 60}, {"pause": {"duration": "1s"}}, {"setWeight": 80}, {"pause": {"duration": "1s"}},
-                       {"setWeight": 100}]);
-    let v1 = rollout("web:1", timed.clone());
-    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
-
     // Given two controllers.
-    let a = ControllerProcess::start_named(&ns.name, "a", &LEASE_ARGS);
-    wait_holder(
-        &client,
-        &ns.name,
-        Some(&a.identity()),
-        Duration::from_secs(30),
-    )
-    .await;
+    let (client, ns, a) = given_a_leader("ops-leader").await;
+    let v1 = rollout("web:1", timed_steps());
     let b = ControllerProcess::start_named(&ns.name, "b", &LEASE_ARGS);
     wait_healthy_on(&client, &ns.name, &hash_of(&v1), Duration::from_secs(60)).await;
 
@@ -272,42 +342,11 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
     );
 
     // When the lease is taken from the leader in the middle of an update…
-    let v2 = rollout("web:2", timed.clone());
-    let h2 = hash_of(&v2);
-    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
-    wait_phase(
-        &client,
-        &ns.name,
-        "v2 under way",
-        Duration::from_secs(30),
-        |st| st.current_step_index.unwrap_or(0) >= 1,
-    )
-    .await;
+    let h2 = update_under_way(&client, &ns.name, "web:2").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
-    let mut lease = leases.get(LEASE).await.expect("lease");
-    if let Some(spec) = lease.spec.as_mut() {
-        spec.holder_identity = Some("intruder".into());
-        // Longer than the observation window: nobody may take it over before the test releases it.
-        spec.lease_duration_seconds = Some(30);
-        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-            Timestamp::now(),
-        ));
-    }
-    leases
-        .replace(LEASE, &PostParams::default(), &lease)
-        .await
-        .expect("steal the lease");
+    steal_lease(&leases).await;
     let stolen = Instant::now();
-    poll_until(
-        "a notices the loss",
-        Duration::from_secs(3),
-        Duration::from_millis(20),
-        || async move {
-            let s = scrape(a_metrics).await?;
-            (sum(&s, "aviary_leader", &[]) == 0.0).then_some(())
-        },
-    )
-    .await;
+    wait_not_leader(a_metrics, Duration::from_secs(3)).await;
     println!("leadership loss noticed after {:?}", stolen.elapsed());
     // …then nobody writes while the intruder's lease is valid.
     let quiet_from = Timestamp::now();
@@ -326,14 +365,7 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
     );
 
     // When the intruder releases it, a controller takes over and the update finishes.
-    let mut lease = leases.get(LEASE).await.expect("lease");
-    if let Some(spec) = lease.spec.as_mut() {
-        spec.holder_identity = None;
-    }
-    leases
-        .replace(LEASE, &PostParams::default(), &lease)
-        .await
-        .expect("release");
+    give_lease_back(&leases).await;
     wait_healthy_on(&client, &ns.name, &h2, Duration::from_secs(60)).await;
     let (ida, idb) = (a.identity(), b.identity());
     let leader_id = poll_until(
@@ -360,17 +392,7 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
     let standby_metrics = standby.metrics_addr().await;
 
     // When the leader is killed, the standby takes over within the lease duration.
-    let v3 = rollout("web:3", timed);
-    let h3 = hash_of(&v3);
-    apply_value(&client, Some(&ns.name), &v3).await.expect("v3");
-    wait_phase(
-        &client,
-        &ns.name,
-        "v3 under way",
-        Duration::from_secs(30),
-        |st| st.current_step_index.unwrap_or(0) >= 1,
-    )
-    .await;
+    let h3 = update_under_way(&client, &ns.name, "web:3").await;
     leader.kill();
     let handover = wait_holder(
         &client,
@@ -827,66 +849,21 @@ async fn delivery_figures_metrics_and_webhooks_follow_real_rollouts() {
 /// other holder.
 #[tokio::test]
 async fn a_frozen_leader_that_resumes_after_losing_the_lease_writes_nothing() {
-    let client = client().await;
-    setup(&client).await;
-    let ns = TestNamespace::new(&client, "ops-frozen").await;
-    fixtures(&client, &ns.name).await;
-    let timed = json!([{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 40}, {"pause": {"duration": "1s"}},
-                       {"setWeight": 60}, {"pause": {"duration": "1s"}}, {"setWeight": 80}, {"pause": {"duration": "1s"}},
-                       {"setWeight": 100}]);
-    let v1 = rollout("web:1", timed.clone());
-    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
-    let a = ControllerProcess::start_named(&ns.name, "a", &LEASE_ARGS);
-    wait_holder(
-        &client,
-        &ns.name,
-        Some(&a.identity()),
-        Duration::from_secs(30),
-    )
-    .await;
+    let (client, ns, a) = given_a_leader("ops-frozen").await;
+    let v1 = rollout("web:1", timed_steps());
     wait_healthy_on(&client, &ns.name, &hash_of(&v1), Duration::from_secs(60)).await;
     let a_metrics = a.metrics_addr().await;
 
-    let v2 = rollout("web:2", timed);
-    let h2 = hash_of(&v2);
-    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
-    wait_phase(
-        &client,
-        &ns.name,
-        "v2 under way",
-        Duration::from_secs(30),
-        |st| st.current_step_index.unwrap_or(0) >= 1,
-    )
-    .await;
+    let h2 = update_under_way(&client, &ns.name, "web:2").await;
     a.signal("STOP");
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
-    let mut lease = leases.get(LEASE).await.expect("lease");
-    if let Some(spec) = lease.spec.as_mut() {
-        spec.holder_identity = Some("intruder".into());
-        spec.lease_duration_seconds = Some(30);
-        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-            Timestamp::now(),
-        ));
-    }
-    leases
-        .replace(LEASE, &PostParams::default(), &lease)
-        .await
-        .expect("steal the lease");
+    steal_lease(&leases).await;
     // The freeze itself is what is tested: it lasts past the renew deadline (3 s) and the
     // lease duration (4 s), with pause timers falling due meanwhile.
     tokio::time::sleep(LEASE_DURATION + Duration::from_secs(1)).await;
     let resumed = Timestamp::now();
     a.signal("CONT");
-    poll_until(
-        "a notices the loss",
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        || async move {
-            let s = scrape(a_metrics).await?;
-            (sum(&s, "aviary_leader", &[]) == 0.0).then_some(())
-        },
-    )
-    .await;
+    wait_not_leader(a_metrics, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await; // the observation window itself
     let during = controller_writes_between(&ns.name, resumed, Timestamp::now());
     assert!(
@@ -896,13 +873,6 @@ async fn a_frozen_leader_that_resumes_after_losing_the_lease_writes_nothing() {
     );
 
     // When the intruder lets go, it leads again and the update finishes.
-    let mut lease = leases.get(LEASE).await.expect("lease");
-    if let Some(spec) = lease.spec.as_mut() {
-        spec.holder_identity = None;
-    }
-    leases
-        .replace(LEASE, &PostParams::default(), &lease)
-        .await
-        .expect("release");
+    give_lease_back(&leases).await;
     wait_healthy_on(&client, &ns.name, &h2, Duration::from_secs(60)).await;
 }
