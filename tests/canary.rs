@@ -1332,143 +1332,305 @@ async fn an_abort_still_acts_on_a_rollout_degraded_by_an_invalid_spec() {
     drop(ctl);
 }
 
-/// The hash selector and managed-by mark of the Service `name` (a fresh read).
-async fn service_marks(client: &Client, ns: &str, name: &str) -> (Option<String>, Option<String>) {
-    let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .expect("get Service");
-    let hash = svc
-        .spec
-        .and_then(|s| s.selector)
-        .and_then(|s| s.get("rollouts-pod-template-hash").cloned());
-    let owner = svc
-        .metadata
-        .annotations
-        .and_then(|a| a.get("aviary.dev/managed-by-rollouts").cloned());
-    (hash, owner)
+/// Pods only on nodes that carry a label of the test's own: its Rollout's pods select
+/// `{KEY: "yes"}` and every KWOK node gets the label. Taking the label away works as a cordon
+/// for this test's pods (new ones stay Pending, unschedulable; running ones stay) without
+/// cordoning the nodes that tests running beside it schedule onto. Dropped: label removed.
+struct NodePool {
+    key: String,
 }
 
-/// Issue 21, item 2: a change someone else makes to an object the Rollout steers wakes it.
-/// Given an Istio canary paused at 20 %, when a GitOps-style edit resets the VirtualService to
-/// all-stable, and then someone points the canary Service at the stable pods, then each is put
-/// right within seconds (before this, only the 15-minute resync would have).
-#[tokio::test]
-async fn drift_on_a_virtual_service_or_a_service_is_put_right_at_once() {
-    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
-    let v1 = rollout(Router::Istio, "web:1", steps.clone());
-    let h1 = hash_of(&v1);
-    let (client, ns, ctl) = given_healthy("canary-drift", Router::Istio, &v1).await;
-    let v2 = rollout(Router::Istio, "web:2", steps);
-    let h2 = hash_of(&v2);
-    let (_api, _log, watch) = update_to_paused_at(&client, &ns.name, &v2, 20).await;
-    watch.abort();
-
-    // The VirtualService as its owner declared it: all traffic to stable.
-    apply_value(&client, Some(&ns.name), &routing_object(Router::Istio))
-        .await
-        .expect("reset the VirtualService");
-    assert_eq!(virtual_service_weight(&client, &ns.name).await, Some(0));
-    poll_until(
-        "the VirtualService back at the canary's 20 %",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || {
-            let (client, ns) = (client.clone(), ns.name.clone());
-            async move { (virtual_service_weight(&client, &ns).await == Some(20)).then_some(()) }
-        },
-    )
-    .await;
-
-    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &ns.name)
-        .patch(
-            "web-canary",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"selector": {"rollouts-pod-template-hash": h1}}})),
-        )
-        .await
-        .expect("point the canary Service at the stable pods");
-    poll_until(
-        "the canary Service back on the canary's pods",
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        || {
-            let (client, ns, h2) = (client.clone(), ns.name.clone(), h2.clone());
-            async move {
-                let (hash, _) = service_marks(&client, &ns, "web-canary").await;
-                (hash.as_deref() == Some(h2.as_str())).then_some(())
-            }
-        },
-    )
-    .await;
-    assert_eq!(
-        virtual_service_weight(&client, &ns.name).await,
-        Some(20),
-        "{}",
-        ctl.log_tail(30)
-    );
-}
-
-/// F15 (issue 21): a deleted Rollout left its Services selecting a pod-template hash and marked
-/// as managed by it, so a new Rollout on the same Services was refused. Given a Healthy
-/// Rollout, when it is deleted, then both Services get their selectors back as written and lose
-/// the mark, and a Rollout of another name adopts them and becomes Healthy.
-#[tokio::test]
-async fn a_deleted_rollouts_services_are_released_for_the_next_rollout() {
-    let v1 = rollout(Router::Istio, "web:1", standard_steps());
-    let h1 = hash_of(&v1);
-    let (client, ns, ctl) = given_healthy("canary-release", Router::Istio, &v1).await;
-    for name in ["web-stable", "web-canary"] {
-        let (hash, owner) = service_marks(&client, &ns.name, name).await;
-        assert_eq!(
-            (hash.as_deref(), owner.as_deref()),
-            (Some(h1.as_str()), Some("web")),
-            "{name}"
-        );
+impl NodePool {
+    fn new(ns: &str) -> Self {
+        let pool = NodePool {
+            key: format!("e2e.aviary.dev/{ns}"),
+        };
+        pool.uncordon();
+        pool
     }
-    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
-    api.delete("web", &kube::api::DeleteParams::default())
-        .await
-        .expect("delete the rollout");
-    poll_until(
-        "both Services released",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || {
-            let (client, ns) = (client.clone(), ns.name.clone());
-            async move {
-                for name in ["web-stable", "web-canary"] {
-                    if service_marks(&client, &ns, name).await != (None, None) {
-                        return None;
-                    }
-                }
-                Some(())
-            }
-        },
-    )
-    .await;
 
-    let mut next = v1.clone();
-    next["metadata"]["name"] = json!("next");
-    apply_value(&client, Some(&ns.name), &next)
-        .await
-        .expect("apply the next Rollout");
+    fn node_selector(&self) -> Value {
+        json!({ self.key.clone(): "yes" })
+    }
+
+    fn label(&self, arg: &str) {
+        let status = std::process::Command::new("kubectl")
+            .args(["label", "nodes", "-l", "type=kwok", arg, "--overwrite"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run kubectl label nodes");
+        assert!(status.success(), "kubectl label nodes {arg}");
+    }
+
+    /// No new pod of the test's can be scheduled.
+    fn cordon(&self) {
+        self.label(&format!("{}-", self.key));
+    }
+
+    fn uncordon(&self) {
+        self.label(&format!("{}=yes", self.key));
+    }
+}
+
+impl Drop for NodePool {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kubectl")
+            .args([
+                "label",
+                "nodes",
+                "-l",
+                "type=kwok",
+                &format!("{}-", self.key),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// What a watch of every ReplicaSet of the namespace saw (one watch: its events come in the
+/// order the API server wrote them, so sums over ReplicaSets are sums at one moment):
+/// per ReplicaSet `(spec.replicas, status.replicas, availableReplicas)`; once armed, the lowest
+/// available pods of all ReplicaSets together, and every moment the `canary` was scaled to 0
+/// while the `stable` had fewer than `floor` available pods.
+#[derive(Default)]
+struct Capacity {
+    sets: std::collections::BTreeMap<String, (i32, i32, i32)>,
+    events: usize,
+    armed: bool,
+    lowest: Option<i32>,
+    violations: Vec<String>,
+}
+
+#[derive(Clone)]
+struct CapacityLog {
+    inner: Arc<Mutex<Capacity>>,
+    stable: String,
+    canary: String,
+    floor: i32,
+}
+
+impl CapacityLog {
+    fn with<T>(&self, f: impl FnOnce(&mut Capacity) -> T) -> T {
+        f(&mut self.inner.lock().expect("capacity log"))
+    }
+    fn set(&self, name: &str) -> Option<(i32, i32, i32)> {
+        self.with(|c| c.sets.get(name).copied())
+    }
+    fn observe(&self, rs: ReplicaSet) {
+        let name = rs.name_any();
+        let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let st = rs.status.unwrap_or_default();
+        let (replicas, available) = (st.replicas, st.available_replicas.unwrap_or(0));
+        self.with(|c| {
+            c.sets.insert(name, (spec, replicas, available));
+            c.events += 1;
+            if !c.armed {
+                return;
+            }
+            let total: i32 = c.sets.values().map(|(_, _, a)| *a).sum();
+            c.lowest = Some(c.lowest.map_or(total, |l| l.min(total)));
+            let canary = c.sets.get(&self.canary).copied().unwrap_or_default();
+            let stable = c.sets.get(&self.stable).copied().unwrap_or_default();
+            if canary.0 == 0 && stable.2 < self.floor {
+                c.violations.push(format!(
+                    "canary scaled to 0 while the stable had {} available (spec, replicas, available: canary {canary:?}, stable {stable:?})",
+                    stable.2
+                ));
+            }
+        });
+    }
+}
+
+async fn record_capacity(
+    client: &Client,
+    ns: &str,
+    stable: String,
+    canary: String,
+    floor: i32,
+) -> (CapacityLog, tokio::task::JoinHandle<()>) {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let log = CapacityLog {
+        inner: Arc::default(),
+        stable,
+        canary,
+        floor,
+    };
+    let out = log.clone();
+    let handle = tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+        while let Some(ev) = stream.next().await {
+            if let Ok(watcher::Event::Apply(rs)) | Ok(watcher::Event::InitApply(rs)) = ev {
+                out.observe(rs);
+            }
+        }
+    });
+    (log, handle)
+}
+
+/// Writes `status.message` by hand and waits until a reconcile wrote it back: proof that the
+/// controller planned the rollout again (from what it sees now) after the call began.
+async fn await_a_reconcile(client: &Client, ns: &str, n: usize, ctl: &ControllerProcess) {
+    let api: Api<Rollout> = Api::namespaced(client.clone(), ns);
+    let poke = format!("e2e poke {n}");
+    patch_status(client, ns, json!({"message": poke})).await;
+    let t0 = Instant::now();
+    loop {
+        let st = api.get("web").await.ok().and_then(|r| r.status);
+        if st.is_some_and(|s| s.message.as_deref() != Some(poke.as_str())) {
+            return;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            panic!(
+                "no reconcile rewrote the poked status message\n{}",
+                ctl.log_tail(40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// F4 (issue 21): a basic canary (no router) paused at 80 % scaled the canary to 0 at once on
+/// abort, while the stable had 2 pods. Given 10 replicas, `maxUnavailable: 1`, paused at 80 %
+/// (8 canary, 2 stable pods, all available), when no new pod can become ready (the nodes
+/// cordoned for the test's pods) and the rollout is aborted, then the stable is scaled up (its
+/// new pods Pending) and, reconcile after reconcile, the canary keeps the pods that hold
+/// `replicas − maxUnavailable` = 9 available; once the nodes take pods again, the abort
+/// completes (canary 0, stable 10 available, Degraded/RolloutAborted), never below 9 available.
+#[tokio::test]
+async fn a_basic_canary_abort_keeps_capacity_while_the_stable_cannot_scale_up() {
+    const R: i32 = 10;
+    const FLOOR: i32 = R - 1;
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-basic-abort").await;
+    let pool = NodePool::new(&ns.name);
+    let basic = |image: &str| {
+        json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+            "spec": {
+                "replicas": R,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"nodeSelector": pool.node_selector(),
+                                      "containers": [{"name": "web", "image": image}]}},
+                "strategy": {"canary": {
+                    "maxUnavailable": 1,
+                    "steps": [{"setWeight": 80}, {"pause": {}}],
+                }}
+            }
+        })
+    };
+    let (v1, v2) = (basic("web:1"), basic("web:2"));
+    let (h1, h2) = (hash_of(&v1), hash_of(&v2));
+    let (stable, canary) = (format!("web-{h1}"), format!("web-{h2}"));
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(60), &ctl).await;
+    let (cap, watch) =
+        record_capacity(&client, &ns.name, stable.clone(), canary.clone(), FLOOR).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
     poll_until(
-        "the next Rollout Healthy on the adopted Services",
+        "paused at 80 %: 8 canary and 2 stable pods, all available",
         Duration::from_secs(60),
-        Duration::from_millis(200),
+        Duration::from_millis(100),
         || {
-            let (api, client, ns, h1) = (api.clone(), client.clone(), ns.name.clone(), h1.clone());
+            let api = api.clone();
+            let cap = cap.clone();
+            let (stable, canary) = (stable.clone(), canary.clone());
             async move {
-                let st = api.get("next").await.ok()?.status?;
-                let (hash, owner) = service_marks(&client, &ns, "web-stable").await;
-                (st.phase == Some(RolloutPhase::Healthy)
-                    && hash.as_deref() == Some(h1.as_str())
-                    && owner.as_deref() == Some("next"))
+                let st = api.get("web").await.ok()?.status?;
+                let paused = st.phase == Some(RolloutPhase::Paused);
+                (paused
+                    && cap.set(&canary) == Some((8, 8, 8))
+                    && cap.set(&stable) == Some((2, 2, 2)))
                 .then_some(())
             }
         },
     )
     .await;
-    drop(ctl);
+
+    // When: nothing new can become ready, and the rollout is aborted.
+    cap.with(|c| c.armed = true);
+    pool.cordon();
+    patch_status(&client, &ns.name, json!({"abort": true})).await;
+    poll_until(
+        "the stable scaled up (within maxSurge), its new pods Pending",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let s = cap.set(&stable);
+            async move {
+                let (spec, replicas, available) = s?;
+                (spec >= 5 && replicas == spec && available == 2).then_some(())
+            }
+        },
+    )
+    .await;
+    // Then: reconcile after reconcile, the canary keeps its pods.
+    for n in 0..5 {
+        await_a_reconcile(&client, &ns.name, n, &ctl).await;
+    }
+    let (canary_now, stable_now) = (cap.set(&canary), cap.set(&stable));
+    println!(
+        "while the stable could not scale up: canary {canary_now:?}, stable {stable_now:?} (spec, replicas, available); lowest available {:?}",
+        cap.with(|c| c.lowest)
+    );
+    let (canary_spec, _, canary_available) = canary_now.expect("canary ReplicaSet");
+    let (stable_spec, _, stable_available) = stable_now.expect("stable ReplicaSet");
+    assert_eq!(stable_available, 2, "no new stable pod became available");
+    assert!(
+        canary_available + stable_available >= FLOOR && canary_spec >= FLOOR - 2,
+        "the abort took the canary's pods before the stable had replacements: canary {canary_now:?}, stable {stable_now:?}\n{}",
+        ctl.log_tail(40)
+    );
+    assert!(
+        canary_spec + stable_spec <= R + 3,
+        "more pods than replicas + maxSurge (25 % of 10 = 3): canary {canary_spec}, stable {stable_spec}"
+    );
+
+    // When the nodes take pods again, then the abort completes.
+    pool.uncordon();
+    poll_until(
+        "the canary at 0 and the stable at 10 available",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let (c, s) = (cap.set(&canary), cap.set(&stable));
+            async move {
+                let (c, s) = (c?, s?);
+                (c.0 == 0 && c.1 == 0 && s.0 == R && s.2 == R).then_some(())
+            }
+        },
+    )
+    .await;
+    let st = poll_until(
+        "Degraded by the abort",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.phase == Some(RolloutPhase::Degraded)).then_some(st)
+            }
+        },
+    )
+    .await;
+    watch.abort();
+    assert_eq!(st.abort, Some(true));
+    assert_eq!(st.stable_rs.as_deref(), Some(h1.as_str()));
+    assert_eq!(
+        st.condition("Progressing").map(|c| c.reason.as_str()),
+        Some("RolloutAborted")
+    );
+    let (lowest, events, violations) = cap.with(|c| (c.lowest, c.events, c.violations.clone()));
+    println!("ReplicaSet statuses seen: {events}; lowest available during the abort: {lowest:?}");
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(
+        lowest.is_some_and(|l| l >= FLOOR),
+        "available pods dropped to {lowest:?} during the abort (floor {FLOOR})\n{}",
+        ctl.log_tail(40)
+    );
 }
