@@ -1634,3 +1634,387 @@ async fn a_basic_canary_abort_keeps_capacity_while_the_stable_cannot_scale_up() 
         ctl.log_tail(40)
     );
 }
+
+/// Where a Service's `rollouts-pod-template-hash` selector points.
+fn selected_hash(svc: &k8s_openapi::api::core::v1::Service) -> Option<String> {
+    svc.spec
+        .as_ref()?
+        .selector
+        .as_ref()?
+        .get(aviary::plan::POD_TEMPLATE_HASH_LABEL)
+        .cloned()
+}
+
+/// One look at an Istio rollout's serving: the canary weight, where the stable and canary
+/// Services point, and each ReplicaSet's `(spec.replicas, availableReplicas)` by hash.
+#[derive(Debug)]
+struct Serving {
+    weight: Option<i32>,
+    stable: Option<String>,
+    canary: Option<String>,
+    sets: std::collections::BTreeMap<String, (i32, i32)>,
+}
+
+impl Serving {
+    fn available(&self, hash: Option<&str>) -> i32 {
+        hash.and_then(|h| self.sets.get(h)).map_or(0, |s| s.1)
+    }
+    fn replicas(&self, hash: &str) -> i32 {
+        self.sets.get(hash).map_or(0, |s| s.0)
+    }
+}
+
+struct ServingApis {
+    vs: Api<DynamicObject>,
+    svc: Api<k8s_openapi::api::core::v1::Service>,
+    rs: Api<ReplicaSet>,
+}
+
+impl ServingApis {
+    async fn new(client: &Client, ns: &str) -> Self {
+        let (gvk, _) = watched_object(Router::Istio);
+        let (ar, _) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .expect("discover VirtualService");
+        ServingApis {
+            vs: Api::namespaced_with(client.clone(), ns, &ar),
+            svc: Api::namespaced(client.clone(), ns),
+            rs: Api::namespaced(client.clone(), ns),
+        }
+    }
+
+    async fn look(&self) -> Option<Serving> {
+        let vs = self.vs.get("web").await.ok()?;
+        let stable = selected_hash(&self.svc.get("web-stable").await.ok()?);
+        let canary = selected_hash(&self.svc.get("web-canary").await.ok()?);
+        let sets = self
+            .rs
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter_map(|rs| {
+                let hash = rs
+                    .labels()
+                    .get(aviary::plan::POD_TEMPLATE_HASH_LABEL)?
+                    .clone();
+                let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let available = rs.status.and_then(|s| s.available_replicas).unwrap_or(0);
+                Some((hash, (spec, available)))
+            })
+            .collect();
+        Some(Serving {
+            weight: canary_weight(Router::Istio, &vs),
+            stable,
+            canary,
+            sets,
+        })
+    }
+}
+
+/// Samples the serving of an Istio rollout of `replicas` pods back to back (weight, Services,
+/// ReplicaSets, in that order) and records every sample in which the stable Service selects a
+/// revision with fewer than `floor` available pods, or the canary's weight goes to a Service
+/// whose pods can't carry it. A sample whose reads took over 500 ms is not judged (the old
+/// revision is scaled down only 2 s after the Service left it).
+#[derive(Default)]
+struct ServingLog {
+    samples: usize,
+    violations: Vec<String>,
+}
+
+fn sample_serving(
+    apis: ServingApis,
+    replicas: i32,
+    floor: i32,
+) -> (Arc<Mutex<ServingLog>>, tokio::task::JoinHandle<()>) {
+    let log: Arc<Mutex<ServingLog>> = Arc::default();
+    let out = log.clone();
+    let handle = tokio::spawn(async move {
+        loop {
+            let t0 = Instant::now();
+            let look = apis.look().await;
+            if let Some(s) = look.filter(|_| t0.elapsed() < Duration::from_millis(500)) {
+                let mut bad = vec![];
+                let stable_available = s.available(s.stable.as_deref());
+                if stable_available < floor {
+                    bad.push(format!(
+                        "the stable Service selects {:?} with {stable_available} available pods",
+                        s.stable
+                    ));
+                }
+                let w = s.weight.unwrap_or(0);
+                let canary_available = s.available(s.canary.as_deref());
+                if w > 0 && canary_available < (replicas * w + 99) / 100 {
+                    bad.push(format!(
+                        "weight {w} on the canary Service, selecting {:?} with {canary_available} available pods",
+                        s.canary
+                    ));
+                }
+                if let Ok(mut l) = out.lock() {
+                    l.samples += 1;
+                    for b in bad {
+                        l.violations.push(format!("{b}: {s:?}"));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    (log, handle)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RaceOutcome {
+    Promoted,
+    Aborted,
+}
+
+/// When the abort of a race is sent.
+#[derive(Clone, Copy, Debug)]
+enum AbortAt {
+    /// This many milliseconds after the promote is sent (before it, if negative).
+    Ms(i64),
+    /// As soon as the test's watch sees the canary ReplicaSet fully available: the event on
+    /// which the controller decides the promotion.
+    CanaryFull,
+    /// As soon as the test's watch sees the promotion decided (`stableRS` the new revision),
+    /// before or while the Services and the weight move.
+    Decided,
+}
+
+/// Watches `name` and sends `abort` the moment an object matching `fire` is seen; returns
+/// once the watch is established (its initial list done), with the task that waits.
+async fn abort_when<K>(
+    api: Api<K>,
+    rollouts: Api<Rollout>,
+    name: &str,
+    fire: impl Fn(&K) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let task = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        let mut stream = watcher::watcher(api, cfg).boxed();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(watcher::Event::Apply(o)) if ready.is_none() && fire(&o) => {
+                    rollouts
+                        .patch_status(
+                            "web",
+                            &PatchParams::default(),
+                            &Patch::Merge(&json!({"status": {"abort": true}})),
+                        )
+                        .await
+                        .expect("abort");
+                    return;
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .expect("watch established")
+        .expect("watch task alive");
+    task
+}
+
+/// Sends `promote` (the patch `kubectl aviary promote` makes) and an abort (`at`), and waits for
+/// the rollout to come to rest in one of the two consistent states: promoted (Healthy on `new`,
+/// both Services on it, weight 0, no abort pending, `old` scaled to 0) or aborted (Degraded,
+/// abort set, both Services on `old`, weight 0, `old` fully available, `new` scaled to 0).
+async fn race_promote_and_abort(
+    client: &Client,
+    ns: &str,
+    apis: &ServingApis,
+    at: AbortAt,
+    old: &str,
+    new: &str,
+    ctl: &ControllerProcess,
+) -> RaceOutcome {
+    let api: Api<Rollout> = Api::namespaced(client.clone(), ns);
+    let ro = api.get("web").await.expect("rollout");
+    let plan = aviary::cli::actions::promote_plan(&ro, false).expect("promote plan");
+    let promote = plan.status.expect("promote patches the status");
+    let abort = json!({"status": {"abort": true}});
+    let send = |patch: Value| {
+        let api = api.clone();
+        async move {
+            api.patch_status("web", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("status patch")
+        }
+    };
+    match at {
+        AbortAt::Ms(ms) if ms < 0 => {
+            send(abort).await;
+            tokio::time::sleep(Duration::from_millis(ms.unsigned_abs())).await;
+            send(promote).await;
+        }
+        AbortAt::Ms(ms) => {
+            tokio::join!(send(promote), async {
+                tokio::time::sleep(Duration::from_millis(ms.unsigned_abs())).await;
+                send(abort).await;
+            });
+        }
+        AbortAt::CanaryFull => {
+            let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+            let waiter = abort_when(rs, api.clone(), &format!("web-{new}"), |rs| {
+                rs.status.as_ref().and_then(|s| s.available_replicas) == Some(REPLICAS)
+            })
+            .await;
+            send(promote).await;
+            tokio::time::timeout(Duration::from_secs(20), waiter)
+                .await
+                .expect("the canary fully available")
+                .expect("abort sent");
+        }
+        AbortAt::Decided => {
+            let new_stable = new.to_string();
+            let waiter = abort_when(api.clone(), api.clone(), "web", move |ro: &Rollout| {
+                ro.status
+                    .as_ref()
+                    .is_some_and(|s| s.stable_rs.as_deref() == Some(new_stable.as_str()))
+            })
+            .await;
+            send(promote).await;
+            tokio::time::timeout(Duration::from_secs(20), waiter)
+                .await
+                .expect("the promotion decided")
+                .expect("abort sent");
+        }
+    }
+    let t0 = Instant::now();
+    loop {
+        let st = api.get("web").await.ok().and_then(|r| r.status);
+        if let (Some(st), Some(s)) = (st, apis.look().await) {
+            let all_on = |h: &str| {
+                s.stable.as_deref() == Some(h)
+                    && s.canary.as_deref() == Some(h)
+                    && s.weight == Some(0)
+            };
+            let promoted = st.phase == Some(RolloutPhase::Healthy)
+                && st.stable_rs.as_deref() == Some(new)
+                && st.abort != Some(true)
+                && all_on(new)
+                && s.available(Some(new)) == REPLICAS
+                && s.replicas(old) == 0;
+            let aborted = st.phase == Some(RolloutPhase::Degraded)
+                && st.abort == Some(true)
+                && st.stable_rs.as_deref() == Some(old)
+                && all_on(old)
+                && s.available(Some(old)) == REPLICAS
+                && s.replicas(new) == 0;
+            if promoted {
+                return RaceOutcome::Promoted;
+            }
+            if aborted {
+                return RaceOutcome::Aborted;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "abort {at:?}: no consistent end state within 30 s: phase {:?}, abort {:?}, stableRS {:?}, message {:?}; {s:?}\n{}",
+                    st.phase,
+                    st.abort,
+                    st.stable_rs,
+                    st.message,
+                    ctl.log_tail(60)
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// F3 (issue 21): the promotion switched the stable Service before its status write, so an
+/// abort that won the race left the Service on the aborted revision, whose pods then went.
+/// Given an Istio canary paused at 50 %, when `promote` and an abort land together or in quick
+/// succession — 16 updates in a row, the abort sent from 20 ms before to 1 s after the promote,
+/// or the moment the test sees the canary fully available (the event the promotion is decided
+/// on) or the decision persisted; the last three against a controller paced to 5 requests a
+/// second — then, sampled throughout, the stable Service always selects a revision with
+/// `replicas − maxUnavailable` available pods and the weight never goes to pods that can't
+/// carry it; and every race ends consistent: promoted (Healthy, Services and traffic on the new
+/// revision, the old one scaled to 0) or aborted (Services and all traffic on the old revision,
+/// which kept its pods, the aborted one scaled to 0). Both outcomes occur. With the old
+/// one-phase promotion (the stable Service moved by the deciding reconcile) and without the
+/// abort's return of the stable Service, a race ends with the stable Service on the aborted
+/// revision and the test fails.
+#[tokio::test]
+async fn an_abort_racing_a_promotion_leaves_the_services_on_pods_either_way() {
+    let steps = json!([{"setWeight": 50}, {"pause": {}}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let (client, ns, ctl) = given_healthy("canary-race", Router::Istio, &v1).await;
+    let (log, sampler) = sample_serving(ServingApis::new(&client, &ns.name).await, REPLICAS, 4);
+    let apis = ServingApis::new(&client, &ns.name).await;
+    let mut races: Vec<(AbortAt, &str)> = [-20, 0, 0, 5, 20, 60, 100, 130, 160, 1000]
+        .into_iter()
+        .map(|ms| (AbortAt::Ms(ms), "unpaced"))
+        .collect();
+    for at in [AbortAt::CanaryFull, AbortAt::CanaryFull, AbortAt::Decided] {
+        races.push((at, "unpaced"));
+    }
+    // A controller whose main lane makes 5 requests a second widens every window between the
+    // decision, its status write and the moves that follow (aborts are never paced).
+    for at in [AbortAt::CanaryFull, AbortAt::CanaryFull, AbortAt::Decided] {
+        races.push((at, "paced"));
+    }
+    let mut ctl = ctl;
+    let mut stable = hash_of(&v1);
+    let mut outcomes = vec![];
+    let t0 = Instant::now();
+    for (i, (at, pace)) in races.iter().copied().enumerate() {
+        if pace == "paced" && (i == 0 || races[i - 1].1 != "paced") {
+            ctl.terminate(Duration::from_secs(10));
+            ctl = ControllerProcess::start_named(
+                &ns.name,
+                "paced",
+                &["--kube-api-qps", "5", "--kube-api-burst", "1"],
+            );
+        }
+        let next = rollout(Router::Istio, &format!("web:{}", i + 2), steps.clone());
+        let h = hash_of(&next);
+        let (_api, _weights, watch) = update_to_paused_at(&client, &ns.name, &next, 50).await;
+        watch.abort();
+        let outcome = race_promote_and_abort(&client, &ns.name, &apis, at, &stable, &h, &ctl).await;
+        println!("{pace} controller, abort at {at:?}: {outcome:?}");
+        outcomes.push((at, outcome));
+        if outcome == RaceOutcome::Promoted {
+            stable = h;
+        }
+    }
+    sampler.abort();
+    let (samples, violations) = log
+        .lock()
+        .map(|l| (l.samples, l.violations.clone()))
+        .expect("serving log");
+    println!(
+        "{} races in {:?}, {samples} samples of the Services and weight",
+        races.len(),
+        t0.elapsed()
+    );
+    assert!(
+        violations.is_empty(),
+        "{} unsafe samples, first ones: {:#?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+    assert!(samples >= 100, "too few samples: {samples}");
+    for want in [RaceOutcome::Promoted, RaceOutcome::Aborted] {
+        assert!(
+            outcomes.iter().any(|(_, o)| *o == want),
+            "no race ended {want:?}: {outcomes:?}"
+        );
+    }
+}
