@@ -2018,3 +2018,314 @@ async fn an_abort_racing_a_promotion_leaves_the_services_on_pods_either_way() {
         );
     }
 }
+
+/// The controller kills of a crash test, by what the rollout was doing when they landed.
+#[derive(Debug, Default)]
+struct Kills {
+    walking: u32,
+    analysis: u32,
+    promotion: u32,
+    abort: u32,
+}
+
+/// A small deterministic generator (seeded from the clock and printed) for kill times.
+struct KillClock(u64);
+
+impl KillClock {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(42);
+        println!("kill schedule seed: {seed}");
+        KillClock(seed)
+    }
+    /// A duration in `[lo, hi)` milliseconds.
+    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Duration::from_millis(lo + (self.0 >> 33) % (hi - lo))
+    }
+}
+
+/// The AnalysisRuns of revision `hash`: (name, phase, retired).
+async fn runs_of(client: &Client, ns: &str, hash: &str) -> Vec<(String, String, bool)> {
+    let api: Api<aviary::api::AnalysisRun> = Api::namespaced(client.clone(), ns);
+    let lp = kube::api::ListParams::default()
+        .labels(&format!("{}={hash}", aviary::plan::POD_TEMPLATE_HASH_LABEL));
+    api.list(&lp)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let retired = r
+                .labels()
+                .get("aviary.dev/retired")
+                .is_some_and(|v| v == "true");
+            let phase = r
+                .status
+                .as_ref()
+                .map(|s| format!("{:?}", s.phase))
+                .unwrap_or_default();
+            (r.name_any(), phase, retired)
+        })
+        .collect()
+}
+
+/// Given an Istio canary whose steps include a step analysis (a web metric that succeeds),
+/// when the controller is SIGKILLed and restarted at random points — while it walks the steps,
+/// while the analysis runs, between the last step and the rollout being Healthy (the promotion
+/// decided and the Services and weight moved), and, on the next update, right after an abort —
+/// then: the weights are exactly the declared ones in order, each carried by available pods;
+/// the analysis step ran once (one AnalysisRun, Successful); the promotion completes; the
+/// abort completes by itself (weight 0, both Services on stable, the canary scaled to 0,
+/// Degraded/RolloutAborted, the aborted revision's run retired); nothing waits for a human.
+#[tokio::test]
+async fn controller_killed_during_analysis_promotion_and_abort_neither_repeats_nor_skips() {
+    let receiver = support::webhook::WebhookReceiver::start().await;
+    receiver.serve_document(json!({"ok": 1}));
+    let template = json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "ok"},
+        "spec": {"metrics": [{"name": "ok", "interval": "1s", "count": 3, "successCondition": "result >= 1",
+                 "provider": {"web": {"url": receiver.url("/metric"), "jsonPath": "{$.ok}"}}}]}});
+    let steps = json!([
+        {"setWeight": 10}, {"pause": {"duration": 1}}, {"setWeight": 30},
+        {"analysis": {"templates": [{"templateName": "ok"}]}},
+        {"setWeight": 60}, {"pause": {"duration": 1}}, {"setWeight": 80}, {"pause": {}}
+    ]);
+    const ANALYSIS_STEP: i32 = 3;
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let (client, ns, mut ctl) = given_healthy("canary-crash-more", Router::Istio, &v1).await;
+    apply_value(&client, Some(&ns.name), &template)
+        .await
+        .expect("analysis template");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let apis = ServingApis::new(&client, &ns.name).await;
+    let mut clock = KillClock::new();
+    let mut kills = Kills::default();
+    let t0 = Instant::now();
+
+    // v2: walked and analysed under kills, then promoted by hand at its last pause, under kills.
+    let v2 = rollout(Router::Istio, "web:2", steps.clone());
+    let h2 = hash_of(&v2);
+    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h2}")).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    loop {
+        let st = api
+            .get("web")
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .unwrap_or_default();
+        let ours = st.current_pod_hash.as_deref() == Some(h2.as_str());
+        if ours && st.phase == Some(RolloutPhase::Paused) && log.last() == Some(80) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "v2 not at its last pause within 90 s: {st:?}\n{}",
+            ctl.log_tail(40)
+        );
+        let idx = st.current_step_index.unwrap_or(0);
+        let (wait, count, cap) = if ours && idx == ANALYSIS_STEP {
+            (clock.ms(100, 600), &mut kills.analysis, 4)
+        } else {
+            (clock.ms(150, 700), &mut kills.walking, 8)
+        };
+        if *count < cap {
+            *count += 1;
+            ctl.restart();
+        }
+        tokio::time::sleep(wait).await;
+    }
+    // The promotion by a controller paced to 5 requests a second: the decision's status write
+    // and the moves that carry it out are then at least 200 ms apart.
+    ctl.terminate(Duration::from_secs(10));
+    ctl = ControllerProcess::start_named(
+        &ns.name,
+        "paced",
+        &["--kube-api-qps", "5", "--kube-api-burst", "1"],
+    );
+    let ro = api.get("web").await.expect("rollout");
+    let promote = aviary::cli::actions::promote_plan(&ro, false)
+        .expect("promote plan")
+        .status
+        .expect("promote patches the status");
+    api.patch_status("web", &PatchParams::default(), &Patch::Merge(&promote))
+        .await
+        .expect("promote");
+    // Killed once while the canary scales to full size, then each time the decision is seen
+    // persisted with the Services and weight not yet moved (polled every 5 ms).
+    let mut next_kill = Instant::now() + clock.ms(0, 60);
+    let mut decided_kills = 0;
+    loop {
+        let st = api
+            .get("web")
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .unwrap_or_default();
+        let decided = st.stable_rs.as_deref() == Some(h2.as_str());
+        let s = apis.look().await;
+        let moved = s.as_ref().is_some_and(|s| {
+            s.weight == Some(0)
+                && s.stable.as_deref() == Some(h2.as_str())
+                && s.canary.as_deref() == Some(h2.as_str())
+        });
+        if decided && moved && st.phase == Some(RolloutPhase::Healthy) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "v2 not promoted within 120 s: {st:?}, {s:?}\n{}",
+            ctl.log_tail(40)
+        );
+        let now = Instant::now();
+        if decided && !moved && decided_kills < 3 && now >= next_kill {
+            decided_kills += 1;
+            kills.promotion += 1;
+            ctl.restart();
+            next_kill = now + clock.ms(0, 300);
+        } else if !decided && kills.promotion == 0 && now >= next_kill {
+            kills.promotion += 1;
+            ctl.restart();
+            next_kill = now;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("kills with the promotion decided and not yet carried out: {decided_kills}");
+    assert!(
+        decided_kills >= 1,
+        "no kill landed between the decision and the switch"
+    );
+    log.wait_for(
+        "weight 0 after the promotion",
+        0,
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+    )
+    .await;
+    watch.abort();
+    println!(
+        "v2 promoted after {:?}; kills so far {kills:?}",
+        t0.elapsed()
+    );
+    let mut seen = log.weights();
+    if seen.first() == Some(&0) {
+        seen.remove(0);
+    }
+    assert_eq!(
+        seen,
+        vec![10, 30, 60, 80, 0],
+        "v2's weights across {kills:?}"
+    );
+    for (w, available) in log.entries() {
+        let needed = (REPLICAS * w + 99) / 100;
+        assert!(
+            available >= needed,
+            "weight {w} visible with {available} available canary pods"
+        );
+    }
+    let runs = runs_of(&client, &ns.name, &h2).await;
+    assert!(
+        runs.len() == 1 && runs[0].1 == "Successful",
+        "the analysis step ran once and succeeded: {runs:?}"
+    );
+
+    // v3: aborted during its analysis, the controller (unpaced again) killed while the abort is
+    // carried out.
+    ctl.terminate(Duration::from_secs(10));
+    ctl = ControllerProcess::start_named(&ns.name, "unpaced", &[]);
+    let v3 = rollout(Router::Istio, "web:3", steps);
+    let h3 = hash_of(&v3);
+    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h3}")).await;
+    apply_value(&client, Some(&ns.name), &v3).await.expect("v3");
+    poll_until(
+        "v3 in its analysis step",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let api = api.clone();
+            let h3 = h3.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (st.current_pod_hash.as_deref() == Some(h3.as_str())
+                    && st.current_step_index == Some(ANALYSIS_STEP))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    patch_status(&client, &ns.name, json!({"abort": true})).await;
+    let t1 = Instant::now();
+    loop {
+        tokio::time::sleep(clock.ms(0, 300)).await;
+        let st = api
+            .get("web")
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .unwrap_or_default();
+        let s = apis.look().await;
+        let done = st.phase == Some(RolloutPhase::Degraded)
+            && st.abort == Some(true)
+            && s.as_ref().is_some_and(|s| {
+                s.weight == Some(0)
+                    && s.stable.as_deref() == Some(h2.as_str())
+                    && s.canary.as_deref() == Some(h2.as_str())
+                    && s.replicas(&h3) == 0
+                    && s.available(Some(&h2)) == REPLICAS
+            });
+        if done {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(60),
+            "the abort did not complete within 60 s: {st:?}, {s:?}\n{}",
+            ctl.log_tail(40)
+        );
+        if kills.abort < 5 {
+            kills.abort += 1;
+            ctl.restart();
+        }
+    }
+    println!(
+        "v3's abort complete {:?} after it was sent; kills {kills:?}, {:?} in all",
+        t1.elapsed(),
+        t0.elapsed()
+    );
+    watch.abort();
+    let mut seen = log.weights();
+    if seen.first() == Some(&0) {
+        seen.remove(0);
+    }
+    assert_eq!(seen, vec![10, 30, 0], "v3's weights across {kills:?}");
+    let st = get_rollout(&client, &ns.name).await.status.expect("status");
+    assert_eq!(st.stable_rs.as_deref(), Some(h2.as_str()));
+    assert_eq!(
+        st.condition("Progressing").map(|c| c.reason.as_str()),
+        Some("RolloutAborted")
+    );
+    assert!(st.pause_conditions.is_empty(), "{:?}", st.pause_conditions);
+    let runs = poll_until(
+        "v3's run retired",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let client = client.clone();
+            let (ns, h3) = (ns.name.clone(), h3.clone());
+            async move {
+                let runs = runs_of(&client, &ns, &h3).await;
+                runs.iter().all(|r| r.2).then_some(runs)
+            }
+        },
+    )
+    .await;
+    assert!(runs.len() <= 1, "v3's analysis step ran once: {runs:?}");
+    assert!(
+        kills.analysis >= 1 && kills.promotion >= 1 && kills.abort >= 1,
+        "kills landed in every phase: {kills:?}"
+    );
+}
