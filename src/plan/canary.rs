@@ -779,7 +779,18 @@ impl Planner<'_, '_> {
                 .canary()
                 .map(|c| c.scale_down_delay_seconds())
                 .unwrap_or(30);
-            // The old stable: what the stable Service or subset selected when this plan began.
+            // The old stable: what the stable Service or subset selected when this plan began,
+            // and the stable destination the status last recorded — which still names the old
+            // revision when the reconcile that moved the Service died before its deadline and
+            // status writes (its successor sees the Service moved already).
+            let recorded_stable = self
+                .obs
+                .rollout
+                .status
+                .as_ref()
+                .and_then(|s| s.canary.as_ref())
+                .and_then(|c| c.weights.as_ref())
+                .and_then(|w| w.stable.pod_template_hash.clone());
             let was_stable: Vec<String> = self
                 .obs
                 .service(self.stable_service.unwrap_or_default())
@@ -791,6 +802,7 @@ impl Planner<'_, '_> {
                         .as_ref()
                         .and_then(|s| s.stable.clone()),
                 )
+                .chain(recorded_stable)
                 .collect();
             let old: Vec<ObservedReplicaSet> = self
                 .obs
