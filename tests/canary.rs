@@ -2329,3 +2329,128 @@ async fn controller_killed_during_analysis_promotion_and_abort_neither_repeats_n
         "kills landed in every phase: {kills:?}"
     );
 }
+
+/// What a watch of one ReplicaSet saw: `(spec.replicas, has a scale-down deadline)` per change.
+async fn record_scale_down(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> (Arc<Mutex<Vec<(i32, bool)>>>, tokio::task::JoinHandle<()>) {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let log: Arc<Mutex<Vec<(i32, bool)>>> = Arc::default();
+    let out = log.clone();
+    let handle = tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, cfg).boxed();
+        while let Some(ev) = stream.next().await {
+            if let Ok(watcher::Event::Apply(rs)) | Ok(watcher::Event::InitApply(rs)) = ev {
+                let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let deadline = rs
+                    .annotations()
+                    .contains_key("aviary.dev/scale-down-deadline");
+                if let Ok(mut l) = out.lock()
+                    && l.last() != Some(&(spec, deadline))
+                {
+                    l.push((spec, deadline));
+                }
+            }
+        }
+    });
+    (log, handle)
+}
+
+/// Found by this test: the reconcile that carries out a promotion moves the stable Service,
+/// then the weight, then writes the old revision's scale-down deadline; a controller killed in
+/// between left no deadline, and its successor (the Service already moved) scaled the old
+/// revision to 0 at once. Given an Istio canary paused at 50 %, promoted by a controller paced
+/// to 5 requests a second (its writes 200 ms apart), when the controller is SIGKILLed the
+/// moment the stable Service moves to the new revision and another one takes over, then the
+/// old revision still waits out `scaleDownDelaySeconds` (it gets its deadline before it is
+/// scaled to 0): proxies may still send to it.
+#[tokio::test]
+async fn a_crash_right_after_the_stable_service_moves_keeps_the_scale_down_delay() {
+    let steps = json!([{"setWeight": 50}, {"pause": {}}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let h1 = hash_of(&v1);
+    let (client, ns, mut ctl) = given_healthy("canary-crash-switch", Router::Istio, &v1).await;
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let h2 = hash_of(&v2);
+    let (api, _log, watch) = update_to_paused_at(&client, &ns.name, &v2, 50).await;
+    watch.abort();
+    let (old, old_watch) = record_scale_down(&client, &ns.name, &format!("web-{h1}")).await;
+    ctl.terminate(Duration::from_secs(10));
+    ctl = ControllerProcess::start_named(
+        &ns.name,
+        "paced",
+        &["--kube-api-qps", "5", "--kube-api-burst", "1"],
+    );
+    let svc: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &ns.name);
+    let (moved_tx, moved_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let want = h2.clone();
+    let svc_watch = tokio::spawn(async move {
+        let cfg = watcher::Config::default().fields("metadata.name=web-stable");
+        let mut stream = watcher::watcher(svc, cfg).boxed();
+        let (mut ready, mut moved) = (Some(ready_tx), Some(moved_tx));
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(watcher::Event::Apply(s)) if selected_hash(&s).as_deref() == Some(&want) => {
+                    if let Some(tx) = moved.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    ready_rx.await.expect("Service watch established");
+    let ro = api.get("web").await.expect("rollout");
+    let promote = aviary::cli::actions::promote_plan(&ro, false)
+        .expect("promote plan")
+        .status
+        .expect("promote patches the status");
+    api.patch_status("web", &PatchParams::default(), &Patch::Merge(&promote))
+        .await
+        .expect("promote");
+    tokio::time::timeout(Duration::from_secs(60), moved_rx)
+        .await
+        .expect("the stable Service moved to the new revision")
+        .expect("Service watch alive");
+    ctl.kill();
+    svc_watch.abort();
+    let before_restart = old.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(
+        !before_restart.iter().any(|(_, d)| *d),
+        "the kill came after the deadline was written: {before_restart:?}"
+    );
+    let ctl = ControllerProcess::start_named(&ns.name, "after-crash", &[]);
+    wait_healthy(&client, &ns.name, &h2, Duration::from_secs(60), &ctl).await;
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "the old revision scaled to 0",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let rs_api = rs_api.clone();
+            let name = format!("web-{h1}");
+            async move { (rs_api.get(&name).await.ok()?.spec?.replicas == Some(0)).then_some(()) }
+        },
+    )
+    .await;
+    old_watch.abort();
+    let seen = old.lock().map(|l| l.clone()).unwrap_or_default();
+    println!(
+        "old ReplicaSet (replicas, deadline) before the kill {before_restart:?}, in all {seen:?}"
+    );
+    let first_zero = seen.iter().position(|(r, _)| *r == 0).expect("scaled to 0");
+    assert!(
+        seen[..first_zero].iter().any(|(_, d)| *d),
+        "the old revision was scaled to 0 without a scale-down deadline (scaleDownDelaySeconds skipped): {seen:?}\n{}",
+        ctl.log_tail(40)
+    );
+}
