@@ -958,3 +958,32 @@ fn preview_pods_missing_the_progress_deadline_degrade_and_abort_when_asked() {
     );
     assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
 }
+
+/// As for the canary (safety.rs): a controller killed between moving the active Service and
+/// writing the old active's scale-down deadline must not make its successor scale the old
+/// active to 0 at once.
+#[test]
+fn a_crash_after_the_active_service_moved_keeps_the_scale_down_delay() {
+    let (mut w, v1, v2) = updated(BLUE_GREEN, |_| {});
+    w.run(10);
+    promote(&mut w);
+    for _ in 0..20 {
+        let p = plan(&w.observed());
+        let moves = p.actions.iter().position(|a| {
+            matches!(a, Action::SwitchService { service, hash } if service == ACTIVE && *hash == v2)
+        });
+        if let Some(i) = moves {
+            for a in &p.actions[..=i] {
+                w.apply(a);
+            }
+            w.settle();
+            w.run(5);
+            assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+            assert_eq!(w.rs[&v1].replicas, 3, "old active kept: {:?}", w.rs[&v1]);
+            assert!(w.rs[&v1].scale_down_at.is_some(), "{:?}", w.rs[&v1]);
+            return;
+        }
+        w.reconcile();
+    }
+    panic!("the active Service never moved: {:?}", w.status());
+}
