@@ -2454,3 +2454,144 @@ async fn a_crash_right_after_the_stable_service_moves_keeps_the_scale_down_delay
         ctl.log_tail(40)
     );
 }
+
+/// The hash selector and managed-by mark of the Service `name` (a fresh read).
+async fn service_marks(client: &Client, ns: &str, name: &str) -> (Option<String>, Option<String>) {
+    let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("get Service");
+    let hash = svc
+        .spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get("rollouts-pod-template-hash").cloned());
+    let owner = svc
+        .metadata
+        .annotations
+        .and_then(|a| a.get("aviary.dev/managed-by-rollouts").cloned());
+    (hash, owner)
+}
+
+/// Issue 21, item 2: a change someone else makes to an object the Rollout steers wakes it.
+/// Given an Istio canary paused at 20 %, when a GitOps-style edit resets the VirtualService to
+/// all-stable, and then someone points the canary Service at the stable pods, then each is put
+/// right within seconds (before this, only the 15-minute resync would have).
+#[tokio::test]
+async fn drift_on_a_virtual_service_or_a_service_is_put_right_at_once() {
+    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let h1 = hash_of(&v1);
+    let (client, ns, ctl) = given_healthy("canary-drift", Router::Istio, &v1).await;
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let h2 = hash_of(&v2);
+    let (_api, _log, watch) = update_to_paused_at(&client, &ns.name, &v2, 20).await;
+    watch.abort();
+
+    // The VirtualService as its owner declared it: all traffic to stable.
+    apply_value(&client, Some(&ns.name), &routing_object(Router::Istio))
+        .await
+        .expect("reset the VirtualService");
+    assert_eq!(virtual_service_weight(&client, &ns.name).await, Some(0));
+    poll_until(
+        "the VirtualService back at the canary's 20 %",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let (client, ns) = (client.clone(), ns.name.clone());
+            async move { (virtual_service_weight(&client, &ns).await == Some(20)).then_some(()) }
+        },
+    )
+    .await;
+
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), &ns.name)
+        .patch(
+            "web-canary",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"selector": {"rollouts-pod-template-hash": h1}}})),
+        )
+        .await
+        .expect("point the canary Service at the stable pods");
+    poll_until(
+        "the canary Service back on the canary's pods",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let (client, ns, h2) = (client.clone(), ns.name.clone(), h2.clone());
+            async move {
+                let (hash, _) = service_marks(&client, &ns, "web-canary").await;
+                (hash.as_deref() == Some(h2.as_str())).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        virtual_service_weight(&client, &ns.name).await,
+        Some(20),
+        "{}",
+        ctl.log_tail(30)
+    );
+}
+
+/// F15 (issue 21): a deleted Rollout left its Services selecting a pod-template hash and marked
+/// as managed by it, so a new Rollout on the same Services was refused. Given a Healthy
+/// Rollout, when it is deleted, then both Services get their selectors back as written and lose
+/// the mark, and a Rollout of another name adopts them and becomes Healthy.
+#[tokio::test]
+async fn a_deleted_rollouts_services_are_released_for_the_next_rollout() {
+    let v1 = rollout(Router::Istio, "web:1", standard_steps());
+    let h1 = hash_of(&v1);
+    let (client, ns, ctl) = given_healthy("canary-release", Router::Istio, &v1).await;
+    for name in ["web-stable", "web-canary"] {
+        let (hash, owner) = service_marks(&client, &ns.name, name).await;
+        assert_eq!(
+            (hash.as_deref(), owner.as_deref()),
+            (Some(h1.as_str()), Some("web")),
+            "{name}"
+        );
+    }
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    api.delete("web", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the rollout");
+    poll_until(
+        "both Services released",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let (client, ns) = (client.clone(), ns.name.clone());
+            async move {
+                for name in ["web-stable", "web-canary"] {
+                    if service_marks(&client, &ns, name).await != (None, None) {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+
+    let mut next = v1.clone();
+    next["metadata"]["name"] = json!("next");
+    apply_value(&client, Some(&ns.name), &next)
+        .await
+        .expect("apply the next Rollout");
+    poll_until(
+        "the next Rollout Healthy on the adopted Services",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let (api, client, ns, h1) = (api.clone(), client.clone(), ns.name.clone(), h1.clone());
+            async move {
+                let st = api.get("next").await.ok()?.status?;
+                let (hash, owner) = service_marks(&client, &ns, "web-stable").await;
+                (st.phase == Some(RolloutPhase::Healthy)
+                    && hash.as_deref() == Some(h1.as_str())
+                    && owner.as_deref() == Some("next"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    drop(ctl);
+}

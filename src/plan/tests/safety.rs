@@ -446,3 +446,61 @@ fn a_crash_after_the_stable_service_moved_keeps_the_scale_down_delay() {
     }
     panic!("the stable Service never moved: {:?}", w.status());
 }
+
+/// F23: the basic canary's promotion scaled the stable to 0 before the stable Service switched,
+/// leaving the Service that carries production traffic on a revision with no pods. Given a basic
+/// canary with both Services whose new pods become available slowly, when it walks to promotion,
+/// then after every reconcile the stable Service selects a revision with available pods, the two
+/// revisions together keep `replicas − maxUnavailable`, and the Service switches only to a
+/// revision with available pods.
+#[test]
+fn f23_a_basic_promotion_keeps_the_stable_service_on_pods() {
+    let yaml = BASIC_80
+        .replace(
+            "    canary:\n",
+            "    canary:\n      stableService: web-stable\n      canaryService: web-canary\n",
+        )
+        .replace("      - pause: {}\n", "      - pause: {duration: 5s}\n");
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    let old = w.canary_hash();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    let floor = 10 - 2; // maxUnavailable 25 % of 10, rounded down as Kubernetes does
+    let mut promoted = false;
+    for i in 0..120 {
+        // The new revision's pods come up one at a time, one reconcile apart.
+        w.frozen = vec![new.clone()];
+        let plan = w.reconcile();
+        if let Some(rs) = w.rs.get_mut(&new) {
+            rs.available = (rs.available + 1).min(rs.replicas);
+        }
+        let selected = w.services["web-stable"].clone().unwrap_or_default();
+        let total = available(&w, &old) + available(&w, &new);
+        assert!(
+            available(&w, &selected) >= 1 && total >= floor,
+            "reconcile {i}: the stable Service selects {selected} with {} available, {total} in all (floor {floor}); actions {:?}",
+            available(&w, &selected),
+            plan.actions
+        );
+        if plan.actions.is_empty() && plan.requeue_after.is_some() {
+            w.advance(5);
+        }
+        promoted |= w.status().stable_rs.as_deref() == Some(new.as_str());
+        if promoted && w.rs[&old].replicas == 0 {
+            break;
+        }
+    }
+    assert!(promoted, "promoted: {:?}", w.status());
+    assert_eq!(
+        w.rs[&old].replicas, 0,
+        "the old revision scaled away in the end"
+    );
+    for (service, hash, available) in &w.switches {
+        assert!(
+            *available >= 1,
+            "{service} switched to {hash} at {available}"
+        );
+    }
+    assert_eq!(w.services["web-stable"].as_deref(), Some(new.as_str()));
+}
