@@ -179,12 +179,33 @@ impl Elector {
         }
     }
 
-    /// One attempt, and the fence set by its outcome: open for the renew deadline from when
-    /// the attempt began when we hold the Lease, closed when another process does. An error
-    /// leaves it as it was (it closes by itself once the last renewal is too old).
+    /// A candidate's attempt: takes the Lease when it is free or expired (or renews it when it
+    /// is already ours). Sets the fence by its outcome ([`Elector::fenced`]).
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
         let began = Instant::now();
-        let held = self.attempt().await;
+        let held = self.attempt(false).await;
+        self.fenced(began, held)
+    }
+
+    /// The leader's attempt: renews the Lease only if it is still ours. A Lease we would have
+    /// to take again (released or expired while this process was frozen or cut off, perhaps
+    /// after another leader came and went) is lost, not taken: the reconciles of this term
+    /// planned from a world that has moved on, so the term must end and a new one start with
+    /// fresh caches.
+    pub async fn renew(&mut self) -> Result<bool, kube::Error> {
+        let began = Instant::now();
+        let held = self.attempt(true).await;
+        self.fenced(began, held)
+    }
+
+    /// Sets the fence by an attempt's outcome: open for the renew deadline from when the
+    /// attempt began when we hold the Lease, closed when we don't. An error leaves it as it was
+    /// (it closes by itself once the last renewal is too old).
+    fn fenced(
+        &mut self,
+        began: Instant,
+        held: Result<bool, kube::Error>,
+    ) -> Result<bool, kube::Error> {
         match held {
             Ok(true) => self.fence.hold_until(began + self.settings.renew_deadline),
             Ok(false) => self.fence.close(),
@@ -202,10 +223,15 @@ impl Elector {
     }
 
     /// One attempt (client-go's `tryAcquireOrRenew`): whether we hold the Lease afterwards.
-    async fn attempt(&mut self) -> Result<bool, kube::Error> {
+    /// `renewing`: only renew; never create or take over.
+    async fn attempt(&mut self, renewing: bool) -> Result<bool, kube::Error> {
         let me = self.settings.identity.clone();
         let name = self.settings.name.clone();
         let Some(mut lease) = self.api.get_opt(&name).await? else {
+            if renewing {
+                warn!(lease = %name, "the lease is gone: leadership lost");
+                return Ok(false);
+            }
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(name.clone()),
@@ -247,6 +273,10 @@ impl Elector {
             Decision::Renew => {
                 spec.renew_time = Some(now_micro());
                 spec.lease_duration_seconds = Some(self.duration_secs());
+            }
+            Decision::TakeOver | Decision::Create if renewing => {
+                warn!(lease = %name, holder = ?view.holder, "the lease is no longer ours to renew: leadership lost");
+                return Ok(false);
             }
             Decision::TakeOver | Decision::Create => {
                 info!(lease = %name, previous = ?view.holder, "taking over the lease");
@@ -301,20 +331,27 @@ async fn keep_renewing(
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let s = elector.settings().clone();
+    // Timed from when each successful attempt began, as the fence is; attempts start every
+    // retry period from the previous start, so a slow answer does not push the next one back.
     let mut last_renew = Instant::now();
+    let mut next = last_renew + s.retry_period;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(s.retry_period) => {}
+            _ = tokio::time::sleep_until(next.into()) => {}
         }
+        let began = Instant::now();
+        next = began + s.retry_period;
         health.beat(s.stall_allowance());
         let remaining = s.renew_deadline.saturating_sub(last_renew.elapsed());
-        match tokio::time::timeout(remaining, elector.try_acquire_or_renew()).await {
+        match tokio::time::timeout(remaining, elector.renew()).await {
             Ok(Ok(true)) => {
-                last_renew = Instant::now();
+                last_renew = began;
                 debug!(lease = %s.name, "renewed the lease");
             }
-            Ok(Ok(false)) => return Err("another process holds the lease".into()),
+            Ok(Ok(false)) => {
+                return Err("the lease is held by another process, or was lost meanwhile".into());
+            }
             Ok(Err(e)) => {
                 warn!(lease = %s.name, error = %e, "could not renew the lease");
                 if last_renew.elapsed() >= s.renew_deadline {
