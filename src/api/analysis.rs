@@ -557,7 +557,7 @@ pub struct WebMetric {
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = unsupported("ttlStrategy", "ttlStrategy", "the Rollout garbage-collects its runs"))]
+#[x_kube(validation = unsupported("ttlStrategy", "ttlStrategy", "a Rollout keeps its finished runs up to spec.analysis.successfulRunHistoryLimit and unsuccessfulRunHistoryLimit (5 each by default) and deletes older ones; delete a run you created yourself when done with it"))]
 pub struct AnalysisRunSpec {
     /// The metrics to measure (from the templates, merged).
     #[schemars(length(min = 1, max = 100))]

@@ -220,7 +220,8 @@ impl Rollout {
     }
 }
 
-/// How many finished AnalysisRuns of a Rollout to keep.
+/// How many finished AnalysisRuns of a Rollout to keep; older ones are deleted (never one still
+/// running, one the status names, or one of the revision rolling out).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisRunHistory {

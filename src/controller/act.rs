@@ -238,6 +238,9 @@ async fn apply_actions(
             Action::TerminateAnalysisRun { name: run, retire } => {
                 super::analysis_runs::terminate(ctx, &ns, run, *retire).await?;
             }
+            Action::DeleteAnalysisRun { name: run } => {
+                super::analysis_runs::delete(ctx, &ns, run).await?;
+            }
             Action::EvictPod { name: pod } => evict_pod(ctx, &ns, &name, pod).await?,
             Action::DeleteReplicaSet { name: rs_name } => {
                 // Background: its pods are gone already (the planner only deletes a ReplicaSet

@@ -1,11 +1,11 @@
 //! AnalysisRuns of a Rollout: created from its AnalysisTemplates / ClusterAnalysisTemplates with
 //! the Rollout's args resolved, owned by the Rollout, labelled with what they measure; and
-//! terminated or retired when the planner says so.
+//! terminated, retired or deleted (beyond the run history limits) when the planner says so.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
@@ -17,7 +17,9 @@ use crate::api::{
     AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument,
     ClusterAnalysisTemplate, PodTemplateHashValue, Rollout, RolloutAnalysis, RolloutArgument,
 };
-use crate::plan::{AnalysisKind, Event, ObservedAnalysisRun, POD_TEMPLATE_HASH_LABEL};
+use crate::plan::{
+    AnalysisKind, AnalysisRunRecord, Event, ObservedAnalysisRun, POD_TEMPLATE_HASH_LABEL,
+};
 
 /// `Step`, `Background`, `PrePromotion` or `PostPromotion`.
 pub const TYPE_LABEL: &str = "aviary.dev/analysis-type";
@@ -56,6 +58,17 @@ pub fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
         phase: status.phase,
         message: status.message,
     })
+}
+
+/// A run as the rollout's run history limits count it: retired or not.
+pub fn record_of(run: &AnalysisRun) -> AnalysisRunRecord {
+    let labels = run.labels();
+    AnalysisRunRecord {
+        name: run.name_any(),
+        hash: labels.get(POD_TEMPLATE_HASH_LABEL).cloned(),
+        phase: run.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+        retired: labels.get(RETIRED_LABEL).is_some_and(|v| v == "true"),
+    }
 }
 
 /// The analysis block the rollout declares for `kind`.
@@ -359,6 +372,19 @@ pub async fn terminate(ctx: &Context, ns: &str, name: &str, retire: bool) -> Res
             if let (true, Some(uid)) = (retire, written.uid()) {
                 ctx.retired_runs.record(uid);
             }
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes a finished run beyond the rollout's run history limits (one already gone is done).
+pub async fn delete(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.client().clone(), ns);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {
+            info!(run = %name, "deleted AnalysisRun beyond the run history limits");
             Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

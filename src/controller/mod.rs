@@ -804,13 +804,15 @@ async fn plan_and_act(
         observe::observe_services(ctx, ro),
         observe::observe_weight(ctx, &routers, &target)
     )?;
+    let (analysis_runs, analysis_run_history) = observe::owned_analysis_runs(ctx, ro);
     let mut observed = Observed {
         rollout: ro,
         replica_sets,
         services,
         current_weight,
         subset_hashes,
-        analysis_runs: observe::owned_analysis_runs(ctx, ro),
+        analysis_runs,
+        analysis_run_history,
         pods,
         now,
     };
@@ -1096,6 +1098,7 @@ mod tests {
                 current_weight: None,
                 subset_hashes: None,
                 analysis_runs: vec![],
+                analysis_run_history: vec![],
                 pods: None,
                 now: then,
             };
@@ -1114,6 +1117,7 @@ mod tests {
                 current_weight: None,
                 subset_hashes: None,
                 analysis_runs: vec![],
+                analysis_run_history: vec![],
                 pods: None,
                 now,
             };

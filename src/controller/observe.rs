@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use super::Context;
 use super::error::Error;
 use super::service_cache::{CachedService, WatchedService};
-use crate::api::Rollout;
+use crate::api::{AnalysisRun, Rollout};
 use crate::plan::{ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
 use crate::traffic::{RouteTarget, TrafficRouter};
 
@@ -312,24 +312,36 @@ fn agreed_weight(weights: &[Option<i32>]) -> Option<i32> {
         .flatten()
 }
 
-/// The Rollout's AnalysisRuns that still count (retired ones are left out), oldest first.
-pub fn owned_analysis_runs(ctx: &Context, ro: &Rollout) -> Vec<crate::plan::ObservedAnalysisRun> {
+/// The Rollout's AnalysisRuns, oldest first: those that still count (retired ones are left out),
+/// and every one as the run history limits count it.
+pub fn owned_analysis_runs(
+    ctx: &Context,
+    ro: &Rollout,
+) -> (
+    Vec<crate::plan::ObservedAnalysisRun>,
+    Vec<crate::plan::AnalysisRunRecord>,
+) {
     let uid = ro.meta().uid.clone().unwrap_or_default();
-    let mut runs: Vec<_> = ctx
-        .analysis_run_owners
-        .owned(&ctx.analysis_runs, &uid)
+    let mut runs = ctx.analysis_run_owners.owned(&ctx.analysis_runs, &uid);
+    runs.sort_by(|a, b| {
+        let key = |r: &AnalysisRun| {
+            (
+                r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                r.name_any(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let counted = runs
         .iter()
         .filter(|r| !ctx.retired_runs.retired(r))
-        .map(|r| {
-            (
-                r.metadata.creation_timestamp.clone(),
-                r.name_any(),
-                super::analysis_runs::observe_run(r),
-            )
-        })
+        .filter_map(|r| super::analysis_runs::observe_run(r))
         .collect();
-    runs.sort_by(|a, b| (a.0.as_ref().map(|t| t.0), &a.1).cmp(&(b.0.as_ref().map(|t| t.0), &b.1)));
-    runs.into_iter().filter_map(|(_, _, r)| r).collect()
+    let history = runs
+        .iter()
+        .map(|r| super::analysis_runs::record_of(r))
+        .collect();
+    (counted, history)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod history;
 mod moves;
 pub mod replicas;
 pub mod restart;
+pub mod run_history;
 pub mod status;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -91,6 +92,18 @@ pub struct ObservedAnalysisRun {
     pub message: Option<String>,
 }
 
+/// One AnalysisRun of the rollout as its history limits count it ([`run_history`]): retired
+/// runs included, which are no verdict of anything.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysisRunRecord {
+    pub name: String,
+    /// The pod-template hash of the revision it measured (`None`: its label is missing).
+    pub hash: Option<String>,
+    pub phase: AnalysisPhase,
+    /// Set aside by an abort, a retry or a new revision: it no longer counts for the rollout.
+    pub retired: bool,
+}
+
 /// Everything the planner may look at.
 #[derive(Clone, Debug)]
 pub struct Observed<'a> {
@@ -103,8 +116,12 @@ pub struct Observed<'a> {
     /// The pod-template hashes the DestinationRule's canary and stable subsets select now, in
     /// Istio subset mode (`None`: no subsets are routed).
     pub subset_hashes: Option<SubsetHashes>,
-    /// The rollout's AnalysisRuns (all kinds, all revisions).
+    /// The rollout's AnalysisRuns that still count (all kinds, all revisions; retired ones are
+    /// left out), oldest first: what verdicts are read from.
     pub analysis_runs: Vec<ObservedAnalysisRun>,
+    /// Every AnalysisRun of the rollout, retired ones included, oldest first: what
+    /// `spec.analysis`'s history limits count ([`run_history`]). Never read for a verdict.
+    pub analysis_run_history: Vec<AnalysisRunRecord>,
     /// The pods of the rollout's ReplicaSets: listed only while a restart is due
     /// ([`restart::due`]), `None` otherwise (no pod cache: its memory would grow with every pod
     /// of every rollout, for a rare operation).
@@ -170,6 +187,8 @@ pub enum Action {
     EvictPod { name: String },
     /// Delete an old ReplicaSet, scaled to zero, beyond `spec.revisionHistoryLimit`.
     DeleteReplicaSet { name: String },
+    /// Delete a finished AnalysisRun beyond `spec.analysis`'s run history limits.
+    DeleteAnalysisRun { name: String },
 }
 
 /// Normal or Warning, as Kubernetes Events have it.
@@ -265,7 +284,7 @@ pub fn immediate_abort_weight(ro: &Rollout) -> Option<i32> {
 }
 
 /// Decides what to do for a Rollout, by its strategy, then for a restart it asked for, then
-/// which old ReplicaSets go ([`history`]).
+/// which old ReplicaSets go ([`history`]) and which finished AnalysisRuns ([`run_history`]).
 pub fn plan(observed: &Observed<'_>) -> Plan {
     // Pods listed for a restart are fresher than the ReplicaSets' status, which still counts a
     // pod just evicted as available: the strategy must not scale on that.
@@ -292,6 +311,8 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
     restart::plan(observed, &mut plan);
     let pruned = history::prune(observed, &plan);
     plan.actions.extend(pruned);
+    let runs = run_history::prune(observed, &plan);
+    plan.actions.extend(runs);
     plan
 }
 

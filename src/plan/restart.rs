@@ -576,6 +576,7 @@ spec:
             current_weight: None,
             subset_hashes: None,
             analysis_runs: vec![],
+            analysis_run_history: vec![],
             pods,
             now: t(now),
         }

@@ -10,6 +10,7 @@ use super::*;
 use crate::api::{PauseReason, Rollout, RolloutPhase};
 
 mod bluegreen;
+mod run_history;
 mod safety;
 
 fn rollout(yaml: &str) -> Rollout {
@@ -64,6 +65,8 @@ struct World {
     subsets: Option<SubsetHashes>,
     /// Every routing write, in order: weight, canary subset, and that subset's available pods.
     routes: Vec<(i32, Option<String>, i32)>,
+    /// Every AnalysisRun deleted, in order.
+    deleted_runs: Vec<String>,
 }
 
 impl World {
@@ -104,6 +107,7 @@ impl World {
             switches: vec![],
             subsets: None,
             routes: vec![],
+            deleted_runs: vec![],
         }
     }
 
@@ -131,9 +135,30 @@ impl World {
                 .chain(self.runs.iter())
                 .cloned()
                 .collect(),
+            analysis_run_history: self.history(),
             pods: None,
             now: self.now,
         }
+    }
+
+    /// Every run, retired or not, oldest first (named in creation order), as the controller
+    /// observes them for the run history limits.
+    fn history(&self) -> Vec<AnalysisRunRecord> {
+        let mut all: Vec<AnalysisRunRecord> = self
+            .analysis
+            .iter()
+            .chain(self.runs.iter())
+            .map(|r| (r, false))
+            .chain(self.retired.iter().map(|r| (r, true)))
+            .map(|(r, retired)| AnalysisRunRecord {
+                name: r.name.clone(),
+                hash: Some(r.hash.clone()),
+                phase: r.phase,
+                retired,
+            })
+            .collect();
+        all.sort_by_key(|r| run_number(&r.name));
+        all
     }
 
     fn canary_hash(&self) -> String {
@@ -221,7 +246,10 @@ impl World {
             Action::CreateAnalysisRun { kind, hash } => {
                 if self.run_analysis {
                     self.runs.push(ObservedAnalysisRun {
-                        name: format!("web-{hash}-{}", self.runs.len() + self.retired.len() + 1),
+                        name: format!(
+                            "web-{hash}-{}",
+                            self.runs.len() + self.retired.len() + self.deleted_runs.len() + 1
+                        ),
                         kind: *kind,
                         hash: hash.clone(),
                         phase: AnalysisPhase::Running,
@@ -243,6 +271,18 @@ impl World {
                 {
                     r.phase = AnalysisPhase::Successful;
                 }
+            }
+            Action::DeleteAnalysisRun { name } => {
+                let run = self
+                    .runs
+                    .iter()
+                    .chain(self.retired.iter())
+                    .find(|r| &r.name == name)
+                    .expect("deleted run exists");
+                assert!(run.phase.is_completed(), "deleted {name} while it runs");
+                self.runs.retain(|r| &r.name != name);
+                self.retired.retain(|r| &r.name != name);
+                self.deleted_runs.push(name.clone());
             }
             Action::EvictPod { name } => panic!("no restart was asked for, yet {name} evicted"),
             Action::DeleteReplicaSet { name } => {
@@ -332,6 +372,14 @@ impl World {
         self.weights.clear();
         self.events.clear();
     }
+}
+
+/// The creation number a run of the test world carries at the end of its name.
+fn run_number(name: &str) -> u64 {
+    name.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn reasons(events: &[Event]) -> Vec<&'static str> {

@@ -262,6 +262,16 @@ impl World {
                 .filter(|r| !r.retired)
                 .map(|r| r.run.clone())
                 .collect(),
+            analysis_run_history: self
+                .runs
+                .iter()
+                .map(|r| crate::plan::AnalysisRunRecord {
+                    name: r.run.name.clone(),
+                    hash: Some(r.run.hash.clone()),
+                    phase: r.run.phase,
+                    retired: r.retired,
+                })
+                .collect(),
             pods: None,
             now: self.now,
         }
@@ -460,7 +470,14 @@ impl World {
                 }
             }
             Action::CreateAnalysisRun { kind, hash } => {
-                let n = self.runs.len() + 1;
+                // Numbered past every run left: deleted runs (history limits) free no number.
+                let n = self
+                    .runs
+                    .iter()
+                    .filter_map(|r| r.run.name.rsplit('-').next()?.parse::<usize>().ok())
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
                 self.runs.push(SimRun {
                     run: ObservedAnalysisRun {
                         name: format!("web-{hash}-{n}"),
@@ -486,6 +503,16 @@ impl World {
                         r.retired = true;
                     }
                 }
+            }
+            Action::DeleteAnalysisRun { name } => {
+                if self
+                    .runs
+                    .iter()
+                    .any(|r| &r.run.name == name && !r.run.phase.is_completed())
+                {
+                    return Err(format!("deleted AnalysisRun {name} while it runs"));
+                }
+                self.runs.retain(|r| &r.run.name != name);
             }
             Action::EvictPod { .. } => return Err("no restart was asked for".into()),
             Action::DeleteReplicaSet { name } => {
