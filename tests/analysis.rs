@@ -596,3 +596,94 @@ async fn broken_analyses_end_with_their_cause_and_the_rollout_says_why() {
         );
     }
 }
+
+/// A metric that needs no traffic: Prometheus answers `vector(1)` at once.
+fn always_one(name: &str) -> Value {
+    json!({"name": name, "count": 2, "interval": "1s", "successCondition": "result[0] == 1",
+           "provider": {"prometheus": {"query": "vector(1)"}}})
+}
+
+/// F16: `spec.analysis.successfulRunHistoryLimit` was never read: every update left its run
+/// behind (four of four kept with a limit of 1). Now the older finished runs are deleted.
+#[tokio::test]
+async fn finished_runs_beyond_the_history_limit_are_deleted() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-history").await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let template = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "ok"},
+        "spec": {"metrics": [always_one("one")]},
+    });
+    apply_value(&client, Some(&ns.name), &template)
+        .await
+        .expect("template");
+    let manifest = |image: &str| {
+        json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "analysis": {"successfulRunHistoryLimit": 1, "unsuccessfulRunHistoryLimit": 1},
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}},
+                "strategy": {"canary": {"steps": [
+                    {"setWeight": 50},
+                    {"analysis": {"templates": [{"templateName": "ok"}]}}
+                ]}}
+            }
+        })
+    };
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+    for image in ["web:1", "web:2", "web:3", "web:4", "web:5"] {
+        let m = manifest(image);
+        apply_value(&client, Some(&ns.name), &m)
+            .await
+            .expect("rollout");
+        let hash = hash_of(&m);
+        poll_until(
+            &format!("{image} Healthy and stable"),
+            Duration::from_secs(90),
+            Duration::from_millis(100),
+            || {
+                let api = rollouts.clone();
+                let hash = hash.clone();
+                async move {
+                    let ro = api.get("web").await.ok()?;
+                    let st = ro.status?;
+                    (st.phase == Some(RolloutPhase::Healthy)
+                        && st.stable_rs.as_deref() == Some(hash.as_str())
+                        && st.observed_generation == ro.metadata.generation)
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    // Four updates each passed an analysis; one run is left: the newest.
+    let newest = hash_of(&manifest("web:5"));
+    let left = poll_until(
+        "the older runs to be deleted",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let runs = runs.clone();
+            async move {
+                let items = runs.list(&ListParams::default()).await.ok()?.items;
+                (items.len() == 1).then_some(items)
+            }
+        },
+    )
+    .await;
+    let labels = left[0].labels();
+    assert_eq!(
+        labels.get("rollouts-pod-template-hash"),
+        Some(&newest),
+        "{labels:?}\n{}",
+        ctl.log_tail(20)
+    );
+    assert_eq!(
+        left[0].status.as_ref().map(|s| s.phase),
+        Some(AnalysisPhase::Successful)
+    );
+}
