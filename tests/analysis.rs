@@ -603,6 +603,43 @@ fn always_one(name: &str) -> Value {
            "provider": {"prometheus": {"query": "vector(1)"}}})
 }
 
+/// F24: an AnalysisRun created by hand (no Rollout, no `aviary.dev/rollout` label) stayed
+/// Pending for ever: the run controller only watched labelled runs. Argo runs it.
+#[tokio::test]
+async fn an_analysis_run_created_by_hand_runs_to_completion() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-standalone").await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let run = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "by-hand"},
+        "spec": {"metrics": [always_one("one")]},
+    });
+    apply_value(&client, Some(&ns.name), &run)
+        .await
+        .expect("AnalysisRun");
+    let api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+    let status = poll_until(
+        "the hand-made AnalysisRun to complete",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("by-hand").await.ok()?.status?;
+                st.phase.is_completed().then_some(st)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        status.phase,
+        AnalysisPhase::Successful,
+        "{status:?}\n{}",
+        ctl.log_tail(20)
+    );
+}
+
 /// F16: `spec.analysis.successfulRunHistoryLimit` was never read: every update left its run
 /// behind (four of four kept with a limit of 1). Now the older finished runs are deleted.
 #[tokio::test]

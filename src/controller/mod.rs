@@ -160,6 +160,14 @@ fn trim_rollout(ro: &mut Rollout) {
     };
 }
 
+/// Drops what no reader of a cached AnalysisRun needs: managed fields and the last-applied
+/// annotation (a copy of the whole spec on a run applied by hand).
+fn trim_run(run: &mut AnalysisRun) {
+    run.managed_fields_mut().clear();
+    run.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
 /// Slots of the urgent lane: aborts are rare, and each takes a few requests.
 const URGENT_CONCURRENCY: u16 = 4;
 
@@ -257,7 +265,7 @@ pub async fn run(
         watcher::Config::default().labels(ROLLOUT_LABEL),
     )
     .default_backoff()
-    .modify(|r: &mut AnalysisRun| r.managed_fields_mut().clear())
+    .modify(trim_run)
     .reflect(runs_writer)
     .inspect_ok({
         let idx = runs_owners.clone();
@@ -390,7 +398,16 @@ pub async fn run(
             tracing::debug!(error = %e, "urgent reconcile failed");
         }
     });
-    let runs_done = Controller::new(runs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
+    // The run controller runs every AnalysisRun, a Rollout's or one created by hand (as Argo
+    // Rollouts): all of the kind are ours. Its own store holds them all, trimmed as the
+    // Rollout side's is; a reconcile reads the run it measures fresh.
+    let (all_runs_store, all_runs_writer) = reflector::store();
+    let all_runs = watcher(runs_api, watcher::Config::default())
+        .default_backoff()
+        .modify(trim_run)
+        .reflect(all_runs_writer)
+        .applied_objects();
+    let runs_done = Controller::for_stream(all_runs, all_runs_store)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(analysis::reconcile, analysis::error_policy, run_ctx)
