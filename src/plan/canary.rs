@@ -1123,14 +1123,27 @@ impl Planner<'_, '_> {
     }
 
     /// The weight to route now: the step's weight once the canary can carry it; otherwise the
-    /// last earlier weight it can carry; 0 while it has no available pod.
+    /// last earlier weight it can carry; 0 while it has no available pod. Under `promote
+    /// --full`, the weight it has, or the largest lower declared one its pods carry.
     fn desired_weight(&self, idx: i32, full: bool, canary_available: i32, current: i32) -> i32 {
         if canary_available == 0 {
             return 0;
         }
         let fits = |w: i32| routed_canary_replicas(self.replicas, w) <= canary_available;
         let want = if full {
-            current
+            // `promote --full` holds the weight until the canary is full size and promoted —
+            // only what its available pods carry (F21: it held the weight of pods since lost):
+            // else the largest declared weight below that they carry.
+            if fits(current) {
+                current
+            } else {
+                self.steps
+                    .iter()
+                    .filter_map(|s| s.set_weight)
+                    .filter(|w| *w < current && fits(*w))
+                    .max()
+                    .unwrap_or(0)
+            }
         } else {
             let step_weight = self.weight_at(idx);
             if fits(step_weight) {

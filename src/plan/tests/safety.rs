@@ -503,4 +503,93 @@ fn f23_a_basic_promotion_keeps_the_stable_service_on_pods() {
         );
     }
     assert_eq!(w.services["web-stable"].as_deref(), Some(new.as_str()));
+
+/// `kubectl aviary promote --full`, as the CLI writes it.
+fn promote_full(w: &mut World) {
+    let mut st = w.status();
+    st.promote_full = Some(true);
+    st.pause_conditions.clear();
+    w.ro.status = Some(st);
+}
+
+/// The revision the canary Service selects, its weight and its available pods, when they can't
+/// carry that weight: the shortfall I1 forbids.
+fn overloaded(w: &World) -> Option<(String, i32, i32)> {
+    let weight = w.weight.unwrap_or(0);
+    let hash = w.services.get("web-canary").cloned().flatten()?;
+    let available = available(w, &hash);
+    (weight > 0 && routed_canary_replicas_for_test(5, weight) > available)
+        .then_some((hash, weight, available))
+}
+
+/// F21: after `promote --full` the weight was held as it was (`desired_weight` returned the
+/// current weight unchecked): a canary losing pods kept a share they could not carry, where a
+/// canary on its steps falls back to the last declared weight it carries.
+#[test]
+fn f21_promote_full_gives_a_canary_losing_pods_only_the_weight_it_carries() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.run(10);
+    w.advance(3);
+    w.run(10);
+    assert_eq!(w.weight, Some(50));
+    assert_eq!(w.status().current_step_index, Some(3));
+    promote_full(&mut w);
+    // Its new pods hang, and two of the three serving die.
+    w.frozen.push(new.clone());
+    if let Some(rs) = w.rs.get_mut(&new) {
+        rs.available = 1;
+    }
+    w.run(10);
+    assert_eq!(w.rs[&new].replicas, 5, "still scaling up for the promotion");
+    assert_eq!(overloaded(&w), None, "weight {:?}", w.weight);
+    assert_eq!(w.weight, Some(10), "the declared weight its pod carries");
+    // The pods come: promoted, then all traffic through the stable destination.
+    w.frozen.clear();
+    w.settle();
+    w.run(10);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(new.as_str()));
+    assert_eq!(w.status().phase, Some(RolloutPhase::Healthy));
+    assert_eq!(w.weight, Some(0));
+}
+
+/// F21: `promote --full`, then an abort or a new template while the canary carries weight: the
+/// canary keeps the pods its weight needs until the weight has left it.
+#[test]
+fn f21_after_promote_full_a_canary_shrinks_only_once_its_weight_is_gone() {
+    for then in ["abort", "new template"] {
+        let mut w = World::new(ISTIO);
+        w.deploy_first();
+        w.update_image("web:2");
+        let canary = w.canary_hash();
+        w.run(10);
+        w.advance(3);
+        w.run(10);
+        assert_eq!(w.weight, Some(50), "{then}");
+        promote_full(&mut w);
+        // The canary is scaling up for the promotion (its new pods not yet available).
+        w.frozen.push(canary.clone());
+        w.reconcile();
+        assert_eq!(w.rs[&canary].replicas, 5, "{then}");
+        match then {
+            "abort" => {
+                let mut st = w.status();
+                st.abort = Some(true);
+                w.ro.status = Some(st);
+            }
+            _ => w.update_image("web:3"),
+        }
+        for _ in 0..30 {
+            w.reconcile();
+            assert_eq!(overloaded(&w), None, "{then}: weight {:?}", w.weight);
+            w.advance(5);
+        }
+        assert_eq!(w.weight, Some(0), "{then}");
+        w.frozen.clear();
+        w.settle();
+        w.run(20);
+        assert_eq!(overloaded(&w), None, "{then}");
+    }
 }
