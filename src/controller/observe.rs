@@ -337,8 +337,10 @@ pub fn owned_analysis_runs(
         .filter(|r| !ctx.retired_runs.retired(r))
         .filter_map(|r| super::analysis_runs::observe_run(r))
         .collect();
+    // One already being deleted is on its way out: neither counted nor deleted again.
     let history = runs
         .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
         .map(|r| super::analysis_runs::record_of(r))
         .collect();
     (counted, history)
