@@ -472,9 +472,7 @@ fn f23_a_basic_promotion_keeps_the_stable_service_on_pods() {
         // The new revision's pods come up one at a time, one reconcile apart.
         w.frozen = vec![new.clone()];
         let plan = w.reconcile();
-        if let Some(rs) = w.rs.get_mut(&new) {
-            rs.available = (rs.available + 1).min(rs.replicas);
-        }
+        // Checked before the next pod comes up: as the plan left the cluster.
         let selected = w.services["web-stable"].clone().unwrap_or_default();
         let total = available(&w, &old) + available(&w, &new);
         assert!(
@@ -483,6 +481,9 @@ fn f23_a_basic_promotion_keeps_the_stable_service_on_pods() {
             available(&w, &selected),
             plan.actions
         );
+        if let Some(rs) = w.rs.get_mut(&new) {
+            rs.available = (rs.available + 1).min(rs.replicas);
+        }
         if plan.actions.is_empty() && plan.requeue_after.is_some() {
             w.advance(5);
         }
@@ -503,6 +504,7 @@ fn f23_a_basic_promotion_keeps_the_stable_service_on_pods() {
         );
     }
     assert_eq!(w.services["web-stable"].as_deref(), Some(new.as_str()));
+}
 
 /// `kubectl aviary promote --full`, as the CLI writes it.
 fn promote_full(w: &mut World) {
