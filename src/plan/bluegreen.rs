@@ -49,6 +49,9 @@ struct Planner<'p> {
     plan: Plan,
     /// Set when the new revision's pods missed `progressDeadlineSeconds`.
     deadline_exceeded: Option<String>,
+    /// Why the rollout cannot go on by itself (a lost stable ReplicaSet), with the condition
+    /// reason.
+    stuck: Option<(&'static str, String)>,
 }
 
 impl Moves for Planner<'_> {
@@ -80,6 +83,7 @@ pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
             requeue_after: None,
         },
         deadline_exceeded: None,
+        stuck: None,
     };
     p.run(&old);
     let progress = p.progress_message();
@@ -96,7 +100,7 @@ pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
         active: active.as_deref(),
         now: Time(obs.now),
         deadline_exceeded: p.deadline_exceeded.as_deref(),
-        stuck: None,
+        stuck: p.stuck.as_ref().map(|(r, m)| (*r, m.as_str())),
     };
     summarize(&mut p.plan.status, &summary);
     p.plan
@@ -158,7 +162,14 @@ impl<'p> Planner<'p> {
             self.new_template(stable.as_deref());
         }
         self.st().current_pod_hash = Some(hash.clone());
+        let lost = old.stable_rs.clone().filter(|_| stable.is_none());
         match stable {
+            // The stable ReplicaSet was deleted mid-update: not a first deploy.
+            None if lost.is_some() => {
+                if let Some(s) = lost {
+                    self.stable_lost(&s, &old);
+                }
+            }
             // First deploy: full size at once, stable at once, no preview, pause or analysis.
             None => self.steady(&hash),
             Some(s) if s == hash => {
@@ -187,6 +198,60 @@ impl<'p> Planner<'p> {
         }
         let aborted = old.abort == Some(true) && self.plan.status.abort == Some(true);
         self.tidy_analysis_runs(&hash, aborted, false, None);
+    }
+
+    /// The stable ReplicaSet is gone mid-update (its pod template with it, so it cannot be
+    /// recreated): say so and wait for a human to promote the new revision (`promote --full`)
+    /// or apply another template. Meanwhile production traffic goes to the pods that exist: the
+    /// new revision is scaled to full size and the active Service moves to it once all its pods
+    /// are available. It never becomes stable by itself (an abort has nothing to return to).
+    fn stable_lost(&mut self, stable: &str, old: &RolloutStatus) {
+        if self.promote_full() && self.plan.status.abort != Some(true) {
+            // A human chose the new revision: it goes out at full size, as a first deploy.
+            let hash = self.hash.clone();
+            self.steady(&hash);
+            return;
+        }
+        let hash = self.hash.clone();
+        let name = self.obs.rollout.metadata.name.clone().unwrap_or_default();
+        let msg = format!(
+            "stable ReplicaSet '{}' was deleted while revision {hash} was rolling out: its pod template is gone, so Aviary cannot restore it, and the active Service goes to the new revision's pods; run 'kubectl aviary promote --full {name}' to make it stable ('kubectl aviary retry {name}' first if the rollout is aborted), or apply an earlier template",
+            super::replica_set_name(&name, stable),
+        );
+        if old.message.as_deref() != Some(msg.as_str()) {
+            self.plan.events.push(Event::warning(
+                crate::api::conditions::reasons::STABLE_REPLICA_SET_LOST,
+                msg.clone(),
+            ));
+        }
+        let now = Time(self.obs.now);
+        let st = self.st();
+        st.pause_conditions.clear();
+        st.controller_pause = None;
+        if st.abort == Some(true) {
+            // Acted on, as far as it can be: there is no stable to return to.
+            st.aborted_at.get_or_insert(now);
+            st.promote_full = None;
+        } else {
+            st.aborted_at = None;
+        }
+        st.message = Some(msg.clone());
+        self.ensure_rs(&hash, self.replicas);
+        self.switch_service(self.preview_service(), &hash);
+        let (on_new, lingering) = self.move_active(&hash, stable);
+        let mut keep = vec![hash.as_str()];
+        keep.extend(lingering.as_deref());
+        self.scale_down_others(&keep);
+        let bgs = self.bgs();
+        bgs.scale_up_preview_check_point = None;
+        bgs.preview_selector = Some(hash.clone());
+        if on_new {
+            bgs.active_selector = Some(hash.clone());
+        }
+        self.stuck = Some((
+            crate::api::conditions::reasons::STABLE_REPLICA_SET_LOST,
+            msg,
+        ));
     }
 
     // ---- attempts -------------------------------------------------------------------------
@@ -387,13 +452,21 @@ impl<'p> Planner<'p> {
         if self.available(to) < self.replicas {
             return (false, from.filter(ours));
         }
+        let left = from.filter(ours).and_then(|h| self.rs(&h).cloned());
+        if let Some(rs) = left.as_ref().filter(|r| r.replicas > 0) {
+            // The deadline is written before the switch, and afresh with every attempt at it:
+            // a switch whose deadline write failed (or a deadline left from before) would let
+            // the next reconcile scale the pods away at the moment traffic leaves them.
+            let at = after(self.obs.now, i64::from(self.bg.scale_down_delay_seconds()));
+            self.plan.actions.push(Action::ScaleReplicaSet {
+                name: rs.name.clone(),
+                replicas: rs.replicas,
+                scale_down_at: Some(Some(at)),
+            });
+            self.plan.requeue_at(self.obs.now, at);
+        }
         self.switch_service(self.active_service(), to);
-        let Some(rs) = from.filter(ours).and_then(|h| self.rs(&h).cloned()) else {
-            return (true, None);
-        };
-        let delay = i64::from(self.bg.scale_down_delay_seconds());
-        self.scale_down_after(&rs, delay);
-        (true, Some(rs.hash))
+        (true, left.map(|r| r.hash))
     }
 
     /// The template is the stable revision: it is active and previewed at full size, and

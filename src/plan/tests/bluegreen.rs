@@ -987,3 +987,63 @@ fn a_crash_after_the_active_service_moved_keeps_the_scale_down_delay() {
     }
     panic!("the active Service never moved: {:?}", w.status());
 }
+
+#[test]
+fn the_old_active_replica_set_gets_its_scale_down_deadline_before_the_service_leaves_it() {
+    // Found by the simulation: the deadline was written after the switch, so a failed write of
+    // it let the next reconcile scale the pods away the moment traffic left them.
+    let (mut w, _v1, v2) = updated(WITH_ANALYSIS, |_| {});
+    w.run(10);
+    finish_run(
+        &mut w,
+        AnalysisKind::PrePromotion,
+        AnalysisPhase::Successful,
+        "",
+    );
+    w.run(10);
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    w.update_image("web:3");
+    let p = w.reconcile();
+    let stamp = p.actions.iter().position(|a| {
+        matches!(a, Action::ScaleReplicaSet { name, replicas: 3, scale_down_at: Some(Some(_)) }
+            if name.ends_with(v2.as_str()))
+    });
+    let switch = p
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::SwitchService { service, .. } if service == ACTIVE));
+    assert!(
+        matches!((stamp, switch), (Some(s), Some(t)) if s < t),
+        "the deadline on {v2} comes before the switch: {:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn a_deleted_stable_replica_set_holds_the_update_instead_of_promoting_it() {
+    // Found by the simulation: with the stable ReplicaSet deleted mid-update, the new revision
+    // was made stable at once, unpromoted and unanalysed.
+    let (mut w, v1, v2) = updated(BLUE_GREEN, |_| {});
+    w.run(10);
+    assert!(pause_reasons(&w).contains(&PauseReason::BlueGreenPause));
+    w.rs.remove(&v1);
+    w.run(10);
+    let st = w.status();
+    assert_eq!(st.stable_rs.as_deref(), Some(v1.as_str()), "not promoted");
+    assert_eq!(st.phase, Some(crate::api::RolloutPhase::Degraded));
+    assert!(reasons(&w.events).contains(&"StableReplicaSetLost"));
+    assert_eq!(w.rs[&v2].replicas, 3, "the new revision at full size");
+    assert_eq!(
+        active(&w).as_deref(),
+        Some(v2.as_str()),
+        "traffic goes to the pods that exist"
+    );
+    assert_active_only_moved_to_saturated(&w, 3);
+    // A human decides: promote --full makes it stable.
+    let mut st = w.status();
+    st.promote_full = Some(true);
+    w.ro.status = Some(st);
+    w.run(10);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(v2.as_str()));
+    assert_eq!(w.status().phase, Some(crate::api::RolloutPhase::Healthy));
+}
