@@ -37,6 +37,9 @@ fn declared_weights(w: &World) -> Vec<i32> {
 
 /// Checks one write: `before` and `after` are the world around it.
 pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(), String> {
+    if after.ro.spec.blue_green().is_some() {
+        return super::bluegreen_invariants::check_write(before, after, write);
+    }
     let fail = |inv: &str, what: String| {
         let st = before.status();
         Err(format!(

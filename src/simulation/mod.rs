@@ -8,6 +8,8 @@
 //! `make test` runs `AVIARY_SIM_CASES` scenarios (default 1,500); proptest shrinks a failure to a
 //! minimal sequence, and each one found is kept below as a named regression case.
 
+mod bluegreen;
+mod bluegreen_invariants;
 mod invariants;
 mod regressions;
 mod world;
@@ -40,6 +42,8 @@ struct SpecChoice {
     scale_down_delay: i32,
     abort_scale_down_delay: i32,
     deadline_abort: bool,
+    /// A blue-green Rollout instead (the canary-only fields above are then unused).
+    blue_green: Option<bluegreen::BlueGreenChoice>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +115,10 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
     if let Some(start) = spec.background {
         canary["analysis"] = json!({"templates": [{"templateName": "bg"}], "startingStep": start});
     }
+    let strategy = match &spec.blue_green {
+        Some(bg) => json!({"blueGreen": bluegreen::strategy_json(spec, bg)}),
+        None => json!({"canary": canary}),
+    };
     let value = json!({
         "apiVersion": "aviary.dev/v1alpha1",
         "kind": "Rollout",
@@ -124,7 +132,7 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
                 "metadata": {"labels": {"app": "web"}},
                 "spec": {"containers": [{"name": "web", "image": image}]},
             },
-            "strategy": {"canary": canary},
+            "strategy": strategy,
         },
     });
     serde_json::from_value(value).unwrap_or_else(|e| panic!("simulated Rollout: {e}"))
@@ -167,6 +175,17 @@ impl Driver {
         }
     }
 
+    fn blue_green(&self) -> bool {
+        self.spec.blue_green.is_some()
+    }
+
+    /// Whether a `promote` patch lets the rollout past a gate: for a canary any patch (an
+    /// unpause resumes its steps); for blue-green only one that clears pause conditions or
+    /// promotes fully (an unpause alone passes no pause, analysis or promotion).
+    fn promotes(&self, p: &crate::cli::actions::PromotePlan) -> bool {
+        p.status.is_some() || (p.spec.is_some() && !self.blue_green())
+    }
+
     fn bump(&mut self) {
         self.w.ro.metadata.generation = self.w.ro.metadata.generation.map(|g| g + 1);
     }
@@ -184,13 +203,15 @@ impl Driver {
                     if acted {
                         self.w.attempt_from = self.w.reconciles + 1;
                         self.w.human_promoted = false;
+                        self.w.fast_track = false;
+                        self.w.bg_pause_start = None;
                     }
                 }
             }
             UserAct::Promote | UserAct::PromoteFull => {
                 let full = matches!(act, UserAct::PromoteFull);
                 if let Ok(p) = crate::cli::actions::promote_plan(ro, full) {
-                    if p.spec.is_some() || p.status.is_some() {
+                    if self.promotes(&p) {
                         self.w.human_promoted = true;
                     }
                     for patch in [p.spec, p.status].into_iter().flatten() {
@@ -204,7 +225,7 @@ impl Driver {
                     .filter_map(|_| crate::cli::actions::promote_plan(&seen, false).ok())
                     .collect();
                 for (i, p) in plans.into_iter().enumerate() {
-                    if p.spec.is_some() || p.status.is_some() {
+                    if self.promotes(&p) {
                         self.w.human_promoted = true;
                     }
                     if let Some(spec) = &p.spec {
@@ -222,7 +243,7 @@ impl Driver {
             }
             UserAct::Pause => merge(ro, &json!({"spec": {"paused": true}})),
             UserAct::Resume => {
-                if ro.spec.is_paused() {
+                if ro.spec.is_paused() && self.spec.blue_green.is_none() {
                     self.w.human_promoted = true;
                 }
                 merge(ro, &json!({"spec": {"paused": false}}))
@@ -245,6 +266,7 @@ impl Driver {
                     self.set_template(prev);
                 }
             }
+            UserAct::EditSteps if self.spec.blue_green.is_some() => {}
             UserAct::EditSteps => {
                 self.edited = !self.edited;
                 let steps: Vec<Value> = self.steps().iter().map(step_json).collect();
@@ -276,10 +298,11 @@ impl Driver {
                     && st.current_pod_hash.as_deref() == Some(self.w.current_hash().as_str())));
         let failing = self.w.fail_at.is_some() || self.w.status_conflict;
         let stale = self.w.stale_rs.is_some();
-        let snapshot = self.w.observed().replica_sets;
+        let start = self.blue_green().then(|| self.w.clone());
         let plan = self.w.reconcile(&mut invariants::check_write)?;
-        // The next reconcile may read what this one saw (a lagging watch).
-        let _ = snapshot;
+        if let Some(start) = start {
+            bluegreen::check_converge(&start, &self.w, failing || stale)?;
+        }
         // I5: an abort persisted when the reconcile began reaches weight 0 in that converge.
         if aborting && !failing && !stale && self.w.routing != Routing::None && self.w.weight != 0 {
             return Err(format!(
@@ -364,6 +387,9 @@ impl Driver {
     }
 
     fn check_rest(&self) -> Result<(), String> {
+        if self.blue_green() {
+            return bluegreen::check_rest(&self.w);
+        }
         let st = self.w.status();
         let hash = self.w.current_hash();
         let stable = st.stable_rs.clone().unwrap_or_default();
@@ -554,6 +580,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         scale_down_delay: sd,
                         abort_scale_down_delay: asd,
                         deadline_abort: dab,
+                        blue_green: None,
                     }
                 },
             )
@@ -577,6 +604,11 @@ fn user_act() -> impl Strategy<Value = UserAct> {
 }
 
 fn event() -> impl Strategy<Value = Ev> {
+    event_with(user_act().boxed())
+}
+
+/// The adversarial events, with the users' acts drawn from `acts`.
+fn event_with(acts: BoxedStrategy<UserAct>) -> impl Strategy<Value = Ev> {
     let verdict = prop::sample::select(vec![
         AnalysisPhase::Successful,
         AnalysisPhase::Successful,
@@ -593,8 +625,8 @@ fn event() -> impl Strategy<Value = Ev> {
         1 => (0u8..4).prop_map(Ev::Fail),
         1 => Just(Ev::StatusConflict),
         1 => Just(Ev::StaleRs),
-        4 => user_act().prop_map(Ev::User),
-        1 => user_act().prop_map(Ev::UserMidReconcile),
+        4 => acts.clone().prop_map(Ev::User),
+        1 => acts.prop_map(Ev::UserMidReconcile),
     ]
 }
 

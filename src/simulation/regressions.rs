@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::bluegreen::BlueGreenChoice;
 use super::{Ev, SpecChoice, StepChoice, UserAct, run};
 use crate::api::AnalysisPhase;
 use crate::simulation::world::Routing;
@@ -22,6 +23,7 @@ fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
         scale_down_delay: 0,
         abort_scale_down_delay: 0,
         deadline_abort: false,
+        blue_green: None,
     }
 }
 
@@ -336,4 +338,60 @@ fn a_stable_service_on_an_old_canary_does_not_deadlock_the_basic_canary() {
             User(UserAct::NewTemplate),
         ],
     );
+}
+
+// ---- blue-green ------------------------------------------------------------------------------
+
+fn bg_spec(replicas: i32, tweak: impl FnOnce(&mut BlueGreenChoice)) -> SpecChoice {
+    let mut choice = BlueGreenChoice {
+        preview: true,
+        auto_promotion: true,
+        auto_seconds: 0,
+        preview_replicas: None,
+        pre: false,
+        post: false,
+    };
+    tweak(&mut choice);
+    SpecChoice {
+        blue_green: Some(choice),
+        ..spec(Routing::None, replicas, vec![])
+    }
+}
+
+/// I3: the stable ReplicaSet deleted mid-update made the new revision stable at once, though
+/// nobody promoted it. Fix: hold with `StableReplicaSetLost` (the active Service goes to the
+/// pods that exist) until a human runs `promote --full` or applies another template.
+#[test]
+fn blue_green_deleted_stable_replica_set_does_not_promote_the_preview() {
+    replay(
+        bg_spec(1, |c| c.auto_promotion = false),
+        vec![0],
+        vec![DeleteRs(0), Reconcile],
+    );
+}
+
+/// I6: the active Service left a revision (a new template mid-promotion) and the write of that
+/// revision's scale-down deadline, after the switch, failed: the next reconcile scaled it to 0
+/// at once. Fix: the deadline is written before the switch.
+#[test]
+fn blue_green_old_active_keeps_its_pods_when_the_deadline_write_fails() {
+    for k in 0..8 {
+        let mut s = bg_spec(1, |c| c.post = true);
+        s.scale_down_delay = 30;
+        replay(
+            s,
+            vec![0],
+            vec![
+                Reconcile,
+                Reconcile,
+                Reconcile,
+                Reconcile,
+                Reconcile,
+                User(UserAct::NewTemplate),
+                Fail(k),
+                Reconcile,
+                Reconcile,
+            ],
+        );
+    }
 }

@@ -83,6 +83,8 @@ pub struct Write<'a> {
 
 pub const CANARY_SVC: &str = "web-canary";
 pub const STABLE_SVC: &str = "web-stable";
+pub const ACTIVE_SVC: &str = "web-active";
+pub const PREVIEW_SVC: &str = "web-preview";
 
 #[derive(Clone, Debug)]
 pub struct World {
@@ -126,14 +128,32 @@ pub struct World {
     /// Events the planner emitted, by reason.
     pub event_reasons: Vec<&'static str>,
     pub first_deploy_done: bool,
+    /// Blue-green: when the active Service last moved away from each revision, and whether
+    /// that was an abort moving it off the aborted revision.
+    pub active_left_at: BTreeMap<String, (Timestamp, bool)>,
+    /// When a reconcile first planned the current abort (cleared once a status write persists
+    /// no abort).
+    pub abort_from: Option<Timestamp>,
+    /// Blue-green: the current attempt is a fast track (its ReplicaSet was up in its scale-down
+    /// delay when the controller first saw the template), and what the first reconcile that
+    /// planned for a pending attempt saw of that.
+    pub fast_track: bool,
+    pub pending_fast_track: bool,
+    /// Blue-green: when the `BlueGreenPause` of the current attempt began, as persisted.
+    pub bg_pause_start: Option<Timestamp>,
 }
 
 impl World {
     pub fn new(ro: Rollout, routing: Routing, delays: Vec<u8>) -> Self {
-        let services = [CANARY_SVC, STABLE_SVC]
-            .into_iter()
-            .map(|s| (s.to_string(), None))
-            .collect();
+        let names = match ro.spec.blue_green() {
+            Some(bg) => {
+                let mut n = vec![bg.active_service.clone()];
+                n.extend(bg.preview_service.clone());
+                n
+            }
+            None => vec![CANARY_SVC.to_string(), STABLE_SVC.to_string()],
+        };
+        let services = names.into_iter().map(|s| (s, None)).collect();
         World {
             ro,
             routing,
@@ -157,6 +177,11 @@ impl World {
             scaled_last: vec![],
             event_reasons: vec![],
             first_deploy_done: false,
+            active_left_at: BTreeMap::new(),
+            abort_from: None,
+            fast_track: false,
+            pending_fast_track: false,
+            bg_pause_start: None,
         }
     }
 
@@ -319,6 +344,17 @@ impl World {
             && self.pending_attempt.as_ref().map(|p| &p.0) != Some(&key(&planned.status))
         {
             self.pending_attempt = Some((key(&planned.status), self.reconciles));
+            let hash = self.current_hash();
+            let stable = persisted.stable_rs.clone();
+            self.pending_fast_track = stable.is_some_and(|s| s != hash)
+                && self
+                    .observed()
+                    .replica_sets
+                    .iter()
+                    .any(|r| r.hash == hash && r.replicas > 0 && r.scale_down_at.is_some());
+        }
+        if planned.status.abort == Some(true) && self.abort_from.is_none() {
+            self.abort_from = Some(self.now);
         }
         let fail_at = self.fail_at.take();
         let stale = self.stale_rs.take().is_some();
@@ -382,8 +418,21 @@ impl World {
                     _ => self.reconciles,
                 };
                 self.human_promoted = false;
+                self.fast_track = std::mem::take(&mut self.pending_fast_track);
+                self.bg_pause_start = None;
             }
             self.ro.status = Some(planned.status.clone());
+            if planned.status.abort != Some(true) {
+                self.abort_from = None;
+            }
+            if self.bg_pause_start.is_none() {
+                self.bg_pause_start = planned
+                    .status
+                    .pause_conditions
+                    .iter()
+                    .find(|c| c.reason == crate::api::PauseReason::BlueGreenPause)
+                    .map(|c| c.start_time.0);
+            }
             self.event_reasons
                 .extend(planned.events.iter().map(|e| e.reason));
             if planned.status.phase == Some(crate::api::RolloutPhase::Healthy) {
@@ -405,6 +454,7 @@ impl World {
                     return Err(format!("created ReplicaSet {hash}, which exists"));
                 }
                 let pods = (0..*replicas).map(|_| self.new_pod()).collect();
+                self.active_left_at.remove(hash);
                 self.rs.insert(
                     hash.clone(),
                     SimReplicaSet {
@@ -452,7 +502,17 @@ impl World {
                 }
             }
             Action::SwitchService { service, hash } => {
-                self.services.insert(service.clone(), Some(hash.clone()));
+                let old = self.services.insert(service.clone(), Some(hash.clone()));
+                let active = self.ro.spec.blue_green().map(|b| b.active_service.as_str());
+                if let (Some(Some(old)), Some(active)) = (old, active)
+                    && active == service
+                    && old != *hash
+                    && self.rs.contains_key(&old)
+                {
+                    // An abort planned (persisted or not) moving traffic off the aborted one.
+                    let aborted = self.abort_from.is_some() && old == self.current_hash();
+                    self.active_left_at.insert(old, (self.now, aborted));
+                }
             }
             Action::SetWeight {
                 weight,
@@ -565,6 +625,7 @@ impl World {
     pub fn delete_rs(&mut self, i: usize) {
         if let Some(hash) = self.rs.keys().nth(i % self.rs.len().max(1)).cloned() {
             self.rs.remove(&hash);
+            self.active_left_at.remove(&hash);
         }
     }
 
