@@ -167,7 +167,7 @@ impl<'p> Planner<'p> {
             // The stable ReplicaSet was deleted mid-update: not a first deploy.
             None if lost.is_some() => {
                 if let Some(s) = lost {
-                    self.stable_lost(&s, &old);
+                    self.stable_lost(&s, old);
                 }
             }
             // First deploy: full size at once, stable at once, no preview, pause or analysis.

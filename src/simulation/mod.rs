@@ -2,11 +2,17 @@
 //! pure planner against a simulated cluster ([`world`]) — pods that become ready after random
 //! delays and die at random, ReplicaSets deleted, analysis verdicts of every kind, the plugin's
 //! writes as the patches it really makes (two people promoting at once included), failed writes,
-//! refused status writes and a lagging ReplicaSet cache — and check the invariants of
-//! `docs/canary.md` after every single write ([`invariants`]), then that the rollout settles.
+//! refused status writes and a lagging ReplicaSet cache — and check the invariants after every
+//! single write, then that the rollout settles. Both strategies are covered: the canary (no
+//! router, Istio host, Istio subset; invariants of `docs/canary.md` in [`invariants`]) and
+//! blue-green (with and without a preview Service, pre- and post-promotion analysis, manual,
+//! immediate and timed promotion, scale-down delays; [`bluegreen`], invariants of
+//! `docs/bluegreen.md` in [`bluegreen_invariants`]).
 //!
-//! `make test` runs `AVIARY_SIM_CASES` scenarios (default 1,500); proptest shrinks a failure to a
-//! minimal sequence, and each one found is kept below as a named regression case.
+//! `cargo test --lib simulation` runs `AVIARY_SIM_CASES` canary scenarios (default 3,000) and
+//! half as many blue-green ones, from a fixed seed (`AVIARY_SIM_SEED=random` or a number explores
+//! further; `AVIARY_SIM_TRACE=1` prints every event). proptest shrinks a failure to a minimal
+//! sequence, and each one found is kept as a named regression case ([`regressions`]).
 
 mod bluegreen;
 mod bluegreen_invariants;
