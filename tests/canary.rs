@@ -2595,3 +2595,78 @@ async fn a_deleted_rollouts_services_are_released_for_the_next_rollout() {
     .await;
     drop(ctl);
 }
+
+/// F15's release, with `--cascade=orphan` (a migration back to a Deployment, say): the Rollout
+/// goes, its ReplicaSets stay. Given an Istio canary paused at 20 %, when the Rollout is deleted
+/// with orphaned dependents, then its Services stay on their revisions (widening the stable
+/// Service's selector would send production traffic to the unpromoted canary) for as long as
+/// both revisions have pods; once the canary's ReplicaSet is scaled to 0, both are released.
+#[tokio::test]
+async fn an_orphaning_deletion_keeps_the_services_on_their_revisions_until_one_is_gone() {
+    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let h1 = hash_of(&v1);
+    let (client, ns, ctl) = given_healthy("canary-orphan", Router::Istio, &v1).await;
+    let v2 = rollout(Router::Istio, "web:2", steps);
+    let h2 = hash_of(&v2);
+    let (api, _log, watch) = update_to_paused_at(&client, &ns.name, &v2, 20).await;
+    watch.abort();
+    let orphan = kube::api::DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+        ..Default::default()
+    };
+    api.delete("web", &orphan).await.expect("delete, orphaning");
+    poll_until(
+        "the Rollout gone and its Services kept",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let (api, ctl) = (api.clone(), &ctl);
+            async move {
+                let gone = api.get_opt("web").await.ok()?.is_none();
+                (gone
+                    && ctl
+                        .log_tail(400)
+                        .contains("Service of a deleted Rollout kept for now"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        service_marks(&client, &ns.name, "web-stable").await,
+        (Some(h1.clone()), Some("web".to_string())),
+        "the stable Service stays on the stable pods"
+    );
+    assert_eq!(
+        service_marks(&client, &ns.name, "web-canary").await,
+        (Some(h2.clone()), Some("web".to_string()))
+    );
+
+    Api::<ReplicaSet>::namespaced(client.clone(), &ns.name)
+        .patch(
+            &format!("web-{h2}"),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("scale the orphaned canary to 0");
+    // The next sweep (every minute) releases both.
+    poll_until(
+        "both Services released",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || {
+            let (client, ns) = (client.clone(), ns.name.clone());
+            async move {
+                for name in ["web-stable", "web-canary"] {
+                    if service_marks(&client, &ns, name).await != (None, None) {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+}

@@ -81,15 +81,6 @@ impl NewestVersions {
         }
     }
 
-    /// Whether `rv` is the newest version of `key` a write of ours returned or a fresh read
-    /// found (and the cache has not caught up with yet).
-    pub fn knows(&self, key: &str, rv: Option<&str>) -> bool {
-        let Ok(newest) = self.newest.lock() else {
-            return false;
-        };
-        rv.is_some() && newest.get(key).is_some_and(|known| known.as_deref() == rv)
-    }
-
     /// A write of ours returned `rv`, or a fresh read found it.
     pub fn saw(&self, key: &str, rv: Option<String>) {
         if let Ok(mut newest) = self.newest.lock() {

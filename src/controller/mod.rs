@@ -249,9 +249,12 @@ pub async fn run(
     let svc_cache = service_cache::ServiceCache::default();
     let svc_events = watcher(svc_api, watcher::Config::default())
         .default_backoff()
-        .inspect_ok({
+        .map_ok({
             let cache = svc_cache.clone();
-            move |e| cache.apply(e)
+            move |e| {
+                let relisted = cache.apply(&e);
+                (e, relisted)
+            }
         });
 
     let runs_api: Api<AnalysisRun> = scoped_api(&client, settings.namespace.as_deref());
@@ -348,19 +351,18 @@ pub async fn run(
             let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
             move |event| futures::stream::iter(service_wakes(&ctx, &rollouts, event))
         }),
+        // Every VirtualService change wakes, our own weight writes too: what our reads and
+        // writes saw is tracked per object, not per Rollout, so it can't tell another Rollout's
+        // news from ours. The wake of our own write mostly joins the one our status write
+        // makes anyway, and finds nothing to write.
         vs_changes.flat_map({
-            let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
+            let rollouts = rollout_store.clone();
             move |change| {
-                let woken = if ctx.routing.is_own_version(&change) {
-                    vec![]
-                } else {
-                    wakers::rollouts_naming_virtual_service(
-                        &rollouts,
-                        &change.namespace,
-                        &change.name,
-                    )
-                };
-                futures::stream::iter(woken)
+                futures::stream::iter(wakers::rollouts_naming_virtual_service(
+                    &rollouts,
+                    &change.namespace,
+                    &change.name,
+                ))
             }
         }),
     );
@@ -424,16 +426,28 @@ pub async fn run(
     Ok(())
 }
 
+/// A Service watch event, and what the relist it ends found changed or gone.
+type ServiceEvent = (
+    watcher::Event<service_cache::WatchedService>,
+    Vec<(String, String)>,
+);
+
 /// The Rollouts a Service watch event wakes: those naming the Service, when the change is not
-/// one of our own selector writes. Relists wake nobody (every Rollout is relisted too).
+/// one of our own selector writes; at the end of a relist after a broken watch, those naming a
+/// Service the relist found changed or gone (`relisted`).
 fn service_wakes(
     ctx: &Context,
     rollouts: &Store<Rollout>,
-    event: Result<watcher::Event<service_cache::WatchedService>, watcher::Error>,
+    event: Result<ServiceEvent, watcher::Error>,
 ) -> Vec<ObjectRef<Rollout>> {
     let svc = match event {
-        Ok(watcher::Event::Apply(svc) | watcher::Event::Delete(svc)) => svc,
-        Ok(_) => return vec![],
+        Ok((watcher::Event::Apply(svc) | watcher::Event::Delete(svc), _)) => svc,
+        Ok((_, relisted)) => {
+            return relisted
+                .iter()
+                .flat_map(|(ns, name)| wakers::rollouts_naming_service(rollouts, ns, name))
+                .collect();
+        }
         Err(e) => {
             tracing::debug!(error = %e, "Service watch error");
             return vec![];

@@ -8,6 +8,10 @@ use kube::runtime::watcher::Event;
 pub trait WatchedMap<K>: Default {
     fn upsert(&mut self, obj: &K);
     fn forget(&mut self, obj: &K);
+    /// The objects (namespace, name) a relist found changed or gone against the map before it.
+    fn changed_since(&self, _before: &Self) -> Vec<(String, String)> {
+        vec![]
+    }
 }
 
 /// A [`WatchedMap`] and its relist, shared between the watch that writes it and the reconciles
@@ -43,13 +47,14 @@ impl<M: Default> Default for Relisting<M> {
 }
 
 impl<M> Relisting<M> {
-    /// Applies one watch event.
-    pub fn apply<K>(&self, event: &Event<K>)
+    /// Applies one watch event. At the end of a relist that replaced an earlier list, returns
+    /// what the relist found changed or gone (what a broken watch may have missed).
+    pub fn apply<K>(&self, event: &Event<K>) -> Vec<(String, String)>
     where
         M: WatchedMap<K>,
     {
         let Ok(mut st) = self.state.write() else {
-            return;
+            return vec![];
         };
         match event {
             Event::Apply(obj) => st.live.upsert(obj),
@@ -57,12 +62,18 @@ impl<M> Relisting<M> {
             Event::Init => st.relist = Some(M::default()),
             Event::InitApply(obj) => st.relist.get_or_insert_with(M::default).upsert(obj),
             Event::InitDone => {
+                let mut changed = vec![];
                 if let Some(listed) = st.relist.take() {
+                    if st.ready {
+                        changed = listed.changed_since(&st.live);
+                    }
                     st.live = listed;
                 }
                 st.ready = true;
+                return changed;
             }
         }
+        vec![]
     }
 
     /// `f` of the live map; `None` only if a writer panicked while holding it.

@@ -31,7 +31,6 @@ use crate::traffic::{RouteTarget, TrafficRouter};
 pub struct RoutingChange {
     pub namespace: String,
     pub name: String,
-    pub resource_version: Option<String>,
 }
 
 /// The cached VirtualServices and the versions our own reads and writes saw of them.
@@ -80,7 +79,6 @@ impl RoutingCache {
                         Some(RoutingChange {
                             namespace: vs.namespace().unwrap_or_default(),
                             name: vs.name_any(),
-                            resource_version: vs.resource_version(),
                         })
                     }
                     Ok(_) => None,
@@ -97,12 +95,6 @@ impl RoutingCache {
             seen: NewestVersions::default(),
         };
         (cache, Box::pin(stream))
-    }
-
-    /// Whether `change` is to the version our own last write (or fresh read) saw: not news.
-    pub fn is_own_version(&self, change: &RoutingChange) -> bool {
-        let key = format!("{}/{}", change.namespace, change.name);
-        self.seen.knows(&key, change.resource_version.as_deref())
     }
 
     fn cached(&self, key: &str) -> Option<Arc<DynamicObject>> {

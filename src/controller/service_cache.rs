@@ -102,6 +102,32 @@ impl WatchedMap<WatchedService> for Entries {
         names.insert(svc.name_any().into_boxed_str(), CachedService::from(svc));
     }
 
+    fn changed_since(&self, before: &Self) -> Vec<(String, String)> {
+        let version = |e: &Self, ns: &str, name: &str| {
+            e.0.get(ns)
+                .and_then(|names| names.get(name))
+                .map(|s| s.resource_version.clone())
+        };
+        let mut changed: Vec<(String, String)> = self
+            .0
+            .iter()
+            .flat_map(|(ns, names)| names.iter().map(move |(name, svc)| (ns, name, svc)))
+            .filter(|(ns, name, svc)| {
+                version(before, ns, name) != Some(svc.resource_version.clone())
+            })
+            .map(|(ns, name, _)| (ns.to_string(), name.to_string()))
+            .collect();
+        changed.extend(
+            before
+                .0
+                .iter()
+                .flat_map(|(ns, names)| names.keys().map(move |name| (ns, name)))
+                .filter(|(ns, name)| version(self, ns, name).is_none())
+                .map(|(ns, name)| (ns.to_string(), name.to_string())),
+        );
+        changed
+    }
+
     fn forget(&mut self, svc: &WatchedService) {
         let ns = svc.namespace().unwrap_or_default();
         if let Some(names) = self.0.get_mut(ns.as_str()) {
@@ -120,9 +146,10 @@ pub struct ServiceCache {
 }
 
 impl ServiceCache {
-    /// Applies one watch event.
-    pub fn apply(&self, event: &Event<WatchedService>) {
-        self.entries.apply(event);
+    /// Applies one watch event; at the end of a relist after a broken watch, returns the
+    /// Services (namespace, name) it found changed or gone.
+    pub fn apply(&self, event: &Event<WatchedService>) -> Vec<(String, String)> {
+        self.entries.apply(event)
     }
 
     /// The cached Service `namespace/name`, if the cache holds it.
@@ -259,7 +286,10 @@ mod tests {
         assert!(!cache.is_ready());
         cache.apply(&Event::Init);
         cache.apply(&Event::InitApply(svc("ns", "gone", "1", json!({"a": "b"}))));
-        cache.apply(&Event::InitDone);
+        assert!(
+            cache.apply(&Event::InitDone).is_empty(),
+            "a first list wakes nobody"
+        );
         assert!(cache.is_ready());
         assert!(cache.get("ns", "gone").is_some());
         // A relist after the watch was down: the old contents stay readable until it is done,
@@ -268,7 +298,14 @@ mod tests {
         cache.apply(&Event::InitApply(svc("ns", "kept", "2", json!({"a": "b"}))));
         assert!(cache.get("ns", "gone").is_some());
         assert!(cache.get("ns", "kept").is_none());
-        cache.apply(&Event::InitDone);
+        assert_eq!(
+            cache.apply(&Event::InitDone),
+            [
+                ("ns".to_string(), "kept".to_string()),
+                ("ns".to_string(), "gone".to_string())
+            ],
+            "what the broken watch missed: one new, one gone"
+        );
         assert!(cache.get("ns", "gone").is_none());
         assert!(cache.get("ns", "kept").is_some());
         assert!(cache.is_ready());

@@ -8,19 +8,24 @@
 //! Rollout no longer exists gets its selector back as the user wrote it and loses the mark.
 //!
 //! The sweep runs with the periodic forgetting of deleted rollouts ([`super::telemetry`]), only
-//! once the Rollout and Service caches are both complete, and each release is a JSON patch that
-//! first tests the resourceVersion it decided on: a Rollout re-created meanwhile that writes the
-//! Service first wins, and the release is decided again on the next sweep.
+//! once the Rollout and Service caches are both complete. Before each release a quorum read
+//! confirms the Rollout is gone, and the release waits while another revision of the pods the
+//! Service selects still has some (a Rollout deleted with `--cascade=orphan` mid-update: a wider
+//! selector would send production traffic to its unpromoted or aborted revision). Each release
+//! is a JSON patch that first tests the resourceVersion it decided on: a Rollout re-created
+//! meanwhile that writes the Service first wins, and the release is decided again next sweep.
 
 use std::collections::HashSet;
 
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::labels::MANAGED_BY_ANNOTATION;
 use super::service_cache::{CachedService, WatchedService};
-use crate::api::POD_TEMPLATE_HASH_LABEL;
+use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 
 /// A Service to release: its namespace, name, and the JSON patch that does it.
 #[derive(Debug, PartialEq)]
@@ -28,6 +33,10 @@ pub struct Release {
     pub namespace: String,
     pub name: String,
     pub owner: String,
+    /// The pod-template hash the Service selects, if any.
+    pub hash: Option<String>,
+    /// The rest of its selector, as a label selector.
+    pub others: String,
     pub patch: Value,
 }
 
@@ -52,10 +61,19 @@ pub fn releases(
             if svc.selects(POD_TEMPLATE_HASH_LABEL).is_some() {
                 ops.push(json!({"op": "remove", "path": format!("/spec/selector/{}", escape(POD_TEMPLATE_HASH_LABEL))}));
             }
+            let others = svc
+                .selector
+                .iter()
+                .filter(|(k, _)| &**k != POD_TEMPLATE_HASH_LABEL)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
             Some(Release {
                 namespace,
                 name,
                 owner,
+                hash: svc.selects(POD_TEMPLATE_HASH_LABEL).map(str::to_string),
+                others,
                 patch: Value::Array(ops),
             })
         })
@@ -67,6 +85,53 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
+/// Whether the release must wait: the Rollout still exists (a quorum read: the cache that said
+/// it is gone may lag), or the Service selects a revision with pods while another of the same
+/// pods still has some — a Rollout deleted with `--cascade=orphan` mid-update, its unpromoted or
+/// aborted revision left running: widening the selector would send production traffic to it.
+/// The release then waits for those pods to go.
+async fn must_wait(
+    client: &kube::Client,
+    release: &Release,
+) -> Result<Option<String>, kube::Error> {
+    let ns = &release.namespace;
+    if Api::<Rollout>::namespaced(client.clone(), ns)
+        .get_opt(&release.owner)
+        .await?
+        .is_some()
+    {
+        return Ok(Some("the Rollout exists".into()));
+    }
+    let Some(hash) = &release.hash else {
+        return Ok(None);
+    };
+    let listed = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&release.others))
+        .await?;
+    let has_pods = |rs: &&ReplicaSet| {
+        rs.status.as_ref().map_or(0, |s| s.replicas)
+            + rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+            > 0
+    };
+    let revision = |rs: &ReplicaSet| rs.labels().get(POD_TEMPLATE_HASH_LABEL).cloned();
+    let mut with_pods = listed.items.iter().filter(has_pods);
+    // A selector on a revision without pods has no traffic to protect: widening it can only
+    // help (the migration's new pods, say).
+    if !with_pods
+        .clone()
+        .any(|rs| revision(rs).as_ref() == Some(hash))
+    {
+        return Ok(None);
+    }
+    let other = with_pods.find(|rs| revision(rs).is_some_and(|r| &r != hash));
+    Ok(other.map(|rs| {
+        format!(
+            "ReplicaSet {} of another revision still has pods",
+            rs.name_any()
+        )
+    }))
+}
+
 /// Releases every Service whose managing Rollout is not in `live`. Failures are logged and left
 /// for the next sweep.
 pub async fn release_orphans(ctx: &super::Context, live: &HashSet<String>) {
@@ -74,6 +139,17 @@ pub async fn release_orphans(ctx: &super::Context, live: &HashSet<String>) {
         return;
     }
     for release in releases(ctx.services.managed(), live) {
+        match must_wait(ctx.client(), &release).await {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                debug!(namespace = %release.namespace, service = %release.name, rollout = %release.owner, %why, "Service of a deleted Rollout kept for now");
+                continue;
+            }
+            Err(e) => {
+                info!(namespace = %release.namespace, service = %release.name, error = %e, "could not check the Service of a deleted Rollout yet");
+                continue;
+            }
+        }
         let api: Api<WatchedService> = Api::namespaced(ctx.client().clone(), &release.namespace);
         let patch = match serde_json::from_value::<json_patch::Patch>(release.patch) {
             Ok(p) => p,
@@ -141,6 +217,10 @@ mod tests {
         assert_eq!(
             (got[0].name.as_str(), got[0].owner.as_str()),
             ("old-stable", "old")
+        );
+        assert_eq!(
+            (got[0].hash.as_deref(), got[0].others.as_str()),
+            (Some("def"), "app=web")
         );
         assert_eq!(
             got[0].patch,

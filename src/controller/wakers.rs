@@ -6,10 +6,13 @@
 //! the next safety resync. So the Service and VirtualService watches (which exist anyway, as
 //! caches) wake every Rollout that names the changed object.
 //!
-//! Our own writes are not news: the Rollout that made one already planned past it. A change
-//! whose resourceVersion is the one our write returned wakes nobody, so a rollout at rest and
-//! an update wave cost no extra reconciles. Only changes delivered as watch events wake:
-//! a relist after a broken watch does not (every Rollout is then woken by its own relist).
+//! Our own Service writes are not news: the Rollout that made one already planned past it. A
+//! Service change whose resourceVersion is the one our selector write returned wakes nobody.
+//! VirtualService changes always wake (what we saw of one is tracked per object, not per
+//! Rollout, so another Rollout's news can't be told from ours); the wake of our own weight write
+//! mostly joins the one our status write makes, and writes nothing. Changes delivered as
+//! watch events wake, and, for Services, what a relist after a broken watch finds changed or
+//! gone; a VirtualService changed while its watch was broken waits for the safety resync.
 
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
