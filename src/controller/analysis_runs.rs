@@ -25,6 +25,10 @@ use crate::plan::{
 pub const TYPE_LABEL: &str = "aviary.dev/analysis-type";
 /// The step index of a step run.
 pub const STEP_LABEL: &str = "aviary.dev/step-index";
+/// The hash of the canary steps a step or background run was created for: a run of other steps
+/// is no verdict of these, even when the cache shows it before our retire patch (a run created
+/// just before the steps were edited, which the reconcile that saw the edit could not retire).
+pub const STEPS_LABEL: &str = "aviary.dev/steps-hash";
 /// Set on runs put aside by an abort: they no longer count for the rollout.
 pub const RETIRED_LABEL: &str = "aviary.dev/retired";
 
@@ -35,6 +39,11 @@ fn kind_label(kind: AnalysisKind) -> &'static str {
         AnalysisKind::PrePromotion => "PrePromotion",
         AnalysisKind::PostPromotion => "PostPromotion",
     }
+}
+
+/// The hash of `ro`'s canary steps, as [`STEPS_LABEL`] carries it.
+pub fn steps_hash(ro: &Rollout) -> String {
+    crate::plan::hash::hash_of(&ro.spec.steps())
 }
 
 /// Reads what a run measures back from its labels.
@@ -50,6 +59,7 @@ pub fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
         "PostPromotion" => AnalysisKind::PostPromotion,
         _ => return None,
     };
+
     let status = run.status.clone().unwrap_or_default();
     Some(ObservedAnalysisRun {
         name: run.name_any(),
@@ -57,6 +67,7 @@ pub fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
         hash: labels.get(POD_TEMPLATE_HASH_LABEL)?.clone(),
         phase: status.phase,
         message: status.message,
+        steps_hash: labels.get(STEPS_LABEL).cloned(),
     })
 }
 
@@ -259,6 +270,9 @@ pub async fn create(
     if let AnalysisKind::Step(i) = kind {
         labels.insert(STEP_LABEL.into(), i.to_string());
     }
+    if matches!(kind, AnalysisKind::Step(_) | AnalysisKind::Background) {
+        labels.insert(STEPS_LABEL.into(), steps_hash(ro));
+    }
     let api: Api<AnalysisRun> = Api::namespaced(ctx.client().clone(), &ns);
     // A retried rollout gets fresh runs beside the retired ones: `.1`, `.2`, … as Argo names them.
     for attempt in 0..20 {
@@ -298,7 +312,12 @@ pub async fn create(
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 // Ours and still counting (the cache lagged our own create): nothing to do.
                 let existing = api.get(&name).await?;
-                if observe_run(&existing).is_some_and(|r| r.kind == kind && r.hash == hash) {
+                let ours = observe_run(&existing).is_some_and(|r| {
+                    r.kind == kind
+                        && r.hash == hash
+                        && r.steps_hash.is_none_or(|h| h == steps_hash(ro))
+                });
+                if ours {
                     return Ok(vec![]);
                 }
             }

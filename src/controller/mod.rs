@@ -871,6 +871,7 @@ async fn plan_and_act(
                 hash,
                 phase: crate::api::AnalysisPhase::Error,
                 message: Some(message),
+                steps_hash: None,
             });
             plan = plan::plan(&observed);
             let actions: Vec<_> = plan

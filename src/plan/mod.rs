@@ -90,6 +90,11 @@ pub struct ObservedAnalysisRun {
     pub hash: String,
     pub phase: AnalysisPhase,
     pub message: Option<String>,
+    /// The hash of the canary steps a step or background run was created for (`None`: not
+    /// recorded). A run of other steps is no verdict of the current ones ([`Observed::counts`]):
+    /// the cache may show it after the reconcile that saw the steps edited, which retired only
+    /// the runs it could see.
+    pub steps_hash: Option<String>,
 }
 
 /// One AnalysisRun of the rollout as its history limits count it ([`run_history`]): retired
@@ -146,13 +151,23 @@ impl Observed<'_> {
         self.services.iter().find(|s| s.name == name)
     }
 
-    /// The newest run of `kind` for the revision `hash`.
+    /// The newest run of `kind` for the revision `hash` that counts ([`Observed::counts`]).
     pub fn analysis_run(&self, kind: AnalysisKind, hash: &str) -> Option<&ObservedAnalysisRun> {
+        let steps = hash::hash_of(&self.rollout.spec.steps());
         self.analysis_runs
             .iter()
             .rev()
-            .find(|r| r.kind == kind && r.hash == hash)
+            .find(|r| r.kind == kind && r.hash == hash && counts(r, &steps))
     }
+
+    /// Whether `run` was made for the current canary steps (or does not say).
+    pub fn counts(&self, run: &ObservedAnalysisRun) -> bool {
+        counts(run, &hash::hash_of(&self.rollout.spec.steps()))
+    }
+}
+
+fn counts(run: &ObservedAnalysisRun, steps_hash: &str) -> bool {
+    run.steps_hash.as_deref().is_none_or(|h| h == steps_hash)
 }
 
 /// One change to make in the cluster. The controller applies them in the order given.

@@ -245,7 +245,9 @@ pub(super) trait Moves {
         for run in &self.observed().analysis_runs {
             let running = !run.phase.is_completed();
             let superseded = run.hash != hash;
-            let retire = superseded || ((aborted || restarted) && run.hash == hash);
+            // A run of steps since edited (created just before the edit, seen only now).
+            let stale = !self.observed().counts(run);
+            let retire = superseded || stale || ((aborted || restarted) && run.hash == hash);
             let done_background = steady && run.kind == AnalysisKind::Background;
             let skipped =
                 matches!((run.kind, current_step), (AnalysisKind::Step(i), Some(c)) if i < c);

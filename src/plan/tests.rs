@@ -254,6 +254,7 @@ impl World {
                         hash: hash.clone(),
                         phase: AnalysisPhase::Running,
                         message: None,
+                        steps_hash: None,
                     });
                 }
             }
@@ -814,6 +815,7 @@ spec:
         hash: w.canary_hash(),
         phase: AnalysisPhase::Running,
         message: None,
+        steps_hash: None,
     });
     w.run(5);
     assert_eq!(w.status().phase, Some(RolloutPhase::Progressing));
@@ -825,6 +827,7 @@ spec:
         hash: w.canary_hash(),
         phase: AnalysisPhase::Inconclusive,
         message: None,
+        steps_hash: None,
     });
     inconclusive.run(5);
     assert_eq!(inconclusive.status().phase, Some(RolloutPhase::Paused));
@@ -842,6 +845,7 @@ spec:
         message: Some(
             "Metric \"error-rate\" assessed Failed due to failed (4) > failureLimit (3)".into(),
         ),
+        steps_hash: None,
     });
     let p = w.reconcile();
     assert!(

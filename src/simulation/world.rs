@@ -545,6 +545,7 @@ impl World {
                         hash: hash.clone(),
                         phase: AnalysisPhase::Running,
                         message: None,
+                        steps_hash: None,
                     },
                     terminated: false,
                     retired: false,

@@ -120,6 +120,7 @@ fn prune_with(
                 hash: r.hash.clone()?,
                 phase: r.phase,
                 message: None,
+                steps_hash: None,
             })
         })
         .collect();

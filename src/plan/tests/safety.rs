@@ -595,3 +595,45 @@ fn f21_after_promote_full_a_canary_shrinks_only_once_its_weight_is_gone() {
         assert_eq!(overloaded(&w), None, "{then}");
     }
 }
+
+/// Review item 3 (issue 21): a step run created just before the steps were edited, which the
+/// cache showed only after the reconcile that saw the edit (so it could not retire it), counted
+/// as the new steps' verdict. A run says which steps it was made for; one of other steps is no
+/// verdict: it is retired, and the step waits for a run of its own.
+#[test]
+fn a_run_made_for_steps_since_edited_is_no_verdict() {
+    let yaml = ISTIO.replace(
+        "      - setWeight: 10\n      - pause: {duration: 2s}\n      - setWeight: 50\n      - pause: {duration: 2s}\n      - setWeight: 100\n",
+        "      - setWeight: 50\n      - analysis: {templates: [{templateName: error-rate}]}\n      - setWeight: 100\n",
+    );
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    w.update_image("web:2");
+    w.run(10);
+    assert_eq!(w.status().current_step_index, Some(1));
+    let current = crate::plan::hash::hash_of(&w.ro.spec.steps());
+    let run = |steps_hash: &str| ObservedAnalysisRun {
+        name: "web-x-2-1".into(),
+        kind: AnalysisKind::Step(1),
+        hash: w.canary_hash(),
+        phase: AnalysisPhase::Successful,
+        message: None,
+        steps_hash: Some(steps_hash.into()),
+    };
+
+    let mut stale = w.clone();
+    stale.analysis = Some(run("steps-before-the-edit"));
+    let p = stale.reconcile();
+    assert_eq!(stale.status().current_step_index, Some(1), "not a verdict");
+    assert!(
+        p.actions.iter().any(|a| matches!(a,
+            Action::TerminateAnalysisRun { name, retire: true } if name == "web-x-2-1")),
+        "retired: {:?}",
+        p.actions
+    );
+
+    // The same run made for these steps is the verdict.
+    w.analysis = Some(run(&current));
+    w.run(5);
+    assert!(w.status().current_step_index >= Some(2), "{:?}", w.status());
+}
