@@ -19,8 +19,10 @@
 //!
 //! A new template supersedes whatever the previous one was doing, abort included; an unfinished
 //! promotion of the previous revision goes back to the stable one. A template that is the
-//! stable one returns at once; a template whose ReplicaSet is still up in its scale-down delay is
-//! fast-tracked (no pause, no analysis).
+//! stable one returns at once. A template whose ReplicaSet is still up in its scale-down delay
+//! is not fast-tracked (Argo skips its pause and analysis): an aborted preview, a revision that
+//! served while the stable was lost, or one that never finished its post-promotion analysis
+//! waits out such a delay too, and the planner cannot tell them from an earlier stable one.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -63,6 +65,17 @@ impl Moves for Planner<'_> {
     }
     fn plan_mut(&mut self) -> &mut Plan {
         &mut self.plan
+    }
+    /// The revision the active Service selects (once the actions planned so far are applied)
+    /// carries all production traffic: it keeps `replicas` pods whatever the status says (an
+    /// abort that could not move the Service, a retry, an undo over a lost stable, someone
+    /// else's edit), until the Service has moved.
+    fn serving_needs(&self, hash: &str) -> i32 {
+        if self.service_hash(self.active_service()).as_deref() == Some(hash) {
+            self.replicas
+        } else {
+            0
+        }
     }
 }
 
@@ -258,7 +271,6 @@ impl<'p> Planner<'p> {
 
     /// A new template: whatever the previous revision was doing is over.
     fn new_template(&mut self, stable: Option<&str>) {
-        let hash = self.hash.clone();
         let st = self.st();
         st.pause_conditions.clear();
         st.controller_pause = None;
@@ -271,19 +283,6 @@ impl<'p> Planner<'p> {
             bgs.active_selector = Some(s.to_string());
         }
         self.supersede_runs();
-        let in_delay = self
-            .rs(&hash)
-            .is_some_and(|r| r.replicas > 0 && r.scale_down_at.is_some());
-        if in_delay && stable.is_some_and(|s| s != hash) {
-            // Still up from before (an undo within the delay): promote it straight away.
-            self.st().promote_full = Some(true);
-            self.plan.events.push(Event::normal(
-                "RolloutFastTracked",
-                format!(
-                    "Revision {hash} is still up in its scale-down delay: promoting it without pause or analysis"
-                ),
-            ));
-        }
     }
 
     /// `abort` was cleared after an abort (`kubectl aviary retry`): the update starts over, with
@@ -537,7 +536,10 @@ impl<'p> Planner<'p> {
         let hash = self.hash.clone();
         let bgs = self.bg_status();
         let promoting = bgs.scale_up_preview_check_point == Some(true);
-        let switched = bgs.active_selector.as_deref() == Some(hash.as_str());
+        // A switch is one a promotion decided (its check point stays until completion): an
+        // active selector recorded otherwise (the stable-lost path sends production to the pods
+        // that exist, unpromoted) is no promotion of this revision.
+        let switched = promoting && bgs.active_selector.as_deref() == Some(hash.as_str());
 
         // -- the world as the persisted status says
         let new_size = if promoting || switched {

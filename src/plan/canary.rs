@@ -298,12 +298,19 @@ impl Planner<'_, '_> {
                 || (dest_available == 0 && available > 0);
             if movable && (want > current || dest.as_deref() != Some(hash.as_str())) {
                 self.switch_service(self.canary_service, &hash);
-                let stable_subset = self
-                    .route_subsets
-                    .as_ref()
-                    .and_then(|s| s.stable.clone())
-                    .unwrap_or_else(|| stable.to_string());
-                self.set_weight(want.max(current), &hash, &stable_subset);
+                // The stable subset stays where it is; one that names no revision (someone
+                // removed its label) goes where the pods are once there are some, never to the
+                // lost stable.
+                let stable_subset = match self.route_subsets.as_ref() {
+                    None => Some(stable.to_string()),
+                    Some(s) => s
+                        .stable
+                        .clone()
+                        .or_else(|| (available > 0).then(|| hash.clone())),
+                };
+                if let Some(stable_subset) = stable_subset {
+                    self.set_weight(want.max(current), &hash, &stable_subset);
+                }
             }
         }
         self.stuck = Some((reasons::STABLE_REPLICA_SET_LOST, msg));

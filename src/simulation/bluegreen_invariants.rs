@@ -25,9 +25,9 @@ fn passed(w: &World, kind: AnalysisKind, hash: &str) -> bool {
 
 /// Why revision `to` has not earned production traffic yet: its pre-promotion analysis has not
 /// passed in this attempt, or it was not promoted — automatically (at once, or
-/// `autoPromotionSeconds` after its pause began) or by a human. A fast track needs neither.
+/// `autoPromotionSeconds` after its pause began) or by a human.
 fn unearned(w: &World, bg: &BlueGreenStrategy, to: &str) -> Option<String> {
-    let waived = w.human_promoted || w.fast_track;
+    let waived = w.human_promoted;
     if bg.pre_promotion_analysis.is_some() && !waived && !passed(w, AnalysisKind::PrePromotion, to)
     {
         return Some("without a Successful pre-promotion run in this attempt".into());
@@ -115,7 +115,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         }
         // I3: onto a revision that is not the stable one only once its pre-promotion analysis
         // passed in this attempt and it was promoted — automatically, after
-        // autoPromotionSeconds, or by a human (a fast track needs neither).
+        // autoPromotionSeconds, or by a human.
         if let Some(s) = stable
             .as_deref()
             .filter(|s| *s != to && before.first_deploy_done && !lost)
@@ -135,7 +135,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
     }
 
     // I3: a revision becomes stable only while the active Service selects it, once its
-    // post-promotion analysis passed in this attempt (or a human promoted it, or a fast track).
+    // post-promotion analysis passed in this attempt (or a human promoted it).
     let new_stable = after.status().stable_rs;
     if let (Some(old), Some(new)) = (&stable, &new_stable)
         && old != new
@@ -150,7 +150,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         if let Some(why) = unearned(after, bg, new) {
             return fail("I3", format!("revision {new} became stable {why}"));
         }
-        let waived = after.human_promoted || after.fast_track;
+        let waived = after.human_promoted;
         if bg.post_promotion_analysis.is_some()
             && !waived
             && !passed(after, AnalysisKind::PostPromotion, new)

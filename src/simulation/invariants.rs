@@ -92,9 +92,14 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
             continue;
         }
         let avail = after.available(hash);
-        // Blamed unless that destination already carried traffic on no pod before the write.
-        let starved_before =
-            b.weight > 0 && b.hash.as_deref().is_some_and(|h| before.available(h) == 0);
+        // Blamed unless that destination already carried traffic on no pod before the write
+        // (a destination naming no revision — a subset someone stripped of its label — selects
+        // every pod of the host).
+        let starved_before = b.weight > 0
+            && match b.hash.as_deref() {
+                Some(h) => before.available(h) == 0,
+                None => before.rs.keys().all(|h| before.available(h) == 0),
+            };
         if avail == 0 && !starved_before {
             return fail(
                 "I1",
@@ -107,6 +112,11 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         let short_after = shortfall(after, a.weight, hash);
         let short_before = match b.hash.as_deref() {
             Some(h) if b.weight > 0 => shortfall(before, b.weight, h),
+            // Naming no revision, it selects every pod of the host.
+            None if b.weight > 0 => {
+                let all: i32 = before.rs.keys().map(|h| before.available(h)).sum();
+                (routed_canary_replicas(r, b.weight) - all).max(0)
+            }
             _ => 0,
         };
         let exempt = a.role == "stable" && weight_lowered;

@@ -82,6 +82,9 @@ enum Ev {
     /// The next reconcile reads ReplicaSets as they were before the last one's writes.
     StaleRs,
     User(UserAct),
+    /// Someone else edits a weight, a Service selector or a subset (see
+    /// [`World::external_edit`]).
+    External(u8, u8),
     /// A user acts between the controller's writes and its status write.
     UserMidReconcile(UserAct),
 }
@@ -209,7 +212,6 @@ impl Driver {
                     if acted {
                         self.w.attempt_from = self.w.reconciles + 1;
                         self.w.human_promoted = false;
-                        self.w.fast_track = false;
                         self.w.bg_pause_start = None;
                     }
                 }
@@ -327,6 +329,7 @@ impl Driver {
             Ev::Tick(s) => self.w.advance(i64::from(*s)),
             Ev::Kill(i, j) => self.w.kill_pod(*i as usize, *j as usize),
             Ev::DeleteRs(i) => self.w.delete_rs(*i as usize),
+            Ev::External(what, i) => self.w.external_edit(*what, *i),
             Ev::Verdict(i, phase) => self.w.verdict(*i as usize, *phase),
             Ev::Fail(k) => self.w.fail_at = Some(*k as usize),
             Ev::StatusConflict => self.w.status_conflict = true,
@@ -494,9 +497,22 @@ impl Driver {
 }
 
 fn run(spec: &SpecChoice, delays: Vec<u8>, events: &[Ev]) -> Result<(), String> {
+    run_with(spec, delays, events, false)
+}
+
+/// [`run`], with the scale-down delays of revisions made the template again checked too
+/// (`strict_delays`: a known gap).
+fn run_with(
+    spec: &SpecChoice,
+    delays: Vec<u8>,
+    events: &[Ev],
+    strict_delays: bool,
+) -> Result<(), String> {
     let ro = rollout(spec, "web:1", &spec.steps);
+    let mut world = World::new(ro, spec.routing, delays);
+    world.strict_delays = strict_delays;
     let mut d = Driver {
-        w: World::new(ro, spec.routing, delays),
+        w: world,
         spec: spec.clone(),
         image: 1,
         history: vec![1],
@@ -628,7 +644,9 @@ fn event_with(acts: BoxedStrategy<UserAct>) -> impl Strategy<Value = Ev> {
         2 => (any::<u8>(), any::<u8>()).prop_map(|(i, j)| Ev::Kill(i, j)),
         1 => any::<u8>().prop_map(Ev::DeleteRs),
         3 => (any::<u8>(), verdict).prop_map(|(i, p)| Ev::Verdict(i, p)),
-        1 => (0u8..4).prop_map(Ev::Fail),
+        // A crash (or a failed write) after any of a reconcile's writes.
+        1 => (0u8..8).prop_map(Ev::Fail),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(what, i)| Ev::External(what, i)),
         1 => Just(Ev::StatusConflict),
         1 => Just(Ev::StaleRs),
         4 => acts.clone().prop_map(Ev::User),

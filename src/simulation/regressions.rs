@@ -33,6 +33,13 @@ fn replay(spec: SpecChoice, delays: Vec<u8>, events: Vec<Ev>) {
     }
 }
 
+/// A replay of a known gap in the scale-down delays, checked strictly.
+fn replay_strict(spec: SpecChoice, delays: Vec<u8>, events: Vec<Ev>) {
+    if let Err(e) = super::run_with(&spec, delays, &events, true) {
+        panic!("{e}");
+    }
+}
+
 /// I3: the stable ReplicaSet deleted mid-update made the canary stable at once, its analysis
 /// skipped. Fix: hold with `StableReplicaSetLost` until a human decides.
 #[test]
@@ -412,7 +419,7 @@ fn blue_green_undo_then_new_template_within_the_delay_keeps_the_pods() {
         c.post = true;
     });
     s.scale_down_delay = 5;
-    replay(
+    replay_strict(
         s,
         vec![0],
         vec![
@@ -458,6 +465,75 @@ fn blue_green_an_abort_of_an_unrecorded_undo_is_kept() {
             User(UserAct::Undo),
             User(UserAct::Abort),
             Reconcile,
+        ],
+    );
+}
+
+/// I1, found with external edits: the stable ReplicaSet deleted mid-update, then someone points
+/// the stable subset elsewhere; converging the subsets moved the stable subset back onto the
+/// lost stable's recreated, pod-less revision under all the traffic.
+#[test]
+fn an_edited_stable_subset_over_a_lost_stable_moves_only_onto_pods() {
+    replay(
+        spec(Routing::Subset, 1, vec![Weight(0)]),
+        vec![0],
+        vec![DeleteRs(0), Ev::External(162, 0)],
+    );
+}
+
+/// I6, found with external edits (known gap, not fixed): someone points the active Service at
+/// the preview (the template, unpromoted); the controller moves it back to stable, but writes no
+/// scale-down deadline for the template it leaves (it is the revision rolling out); a new
+/// template then scales it to 0 at once, though production traffic just left it. Edits of
+/// blue-green Services are left out of the generated scenarios until this is fixed.
+#[test]
+#[ignore = "known planner gap: a template the active Service was moved off by someone else loses its delay (I6)"]
+fn blue_green_an_active_service_edited_onto_the_preview_keeps_its_delay() {
+    let mut s = spec(Routing::None, 1, vec![]);
+    s.scale_down_delay = 5;
+    s.blue_green = Some(BlueGreenChoice {
+        preview: false,
+        auto_promotion: false,
+        auto_seconds: 0,
+        preview_replicas: None,
+        pre: false,
+        post: false,
+    });
+    replay_strict(
+        s,
+        vec![0],
+        vec![
+            Reconcile,
+            Ev::External(61, 47),
+            UserMidReconcile(UserAct::NewTemplate),
+            Reconcile,
+        ],
+    );
+}
+
+/// I3, found with the reviewers' fixes in place: the stable ReplicaSet deleted, the active
+/// Service sent to the new revision's pods (unpromoted), then undo and undo again with their
+/// status writes refused: the persisted active selector from the stable-lost path read as a
+/// decided promotion, and the revision became stable without its pre-promotion analysis. Fix:
+/// only a promotion's check point makes an active selector a switch.
+#[test]
+fn blue_green_a_selector_from_a_lost_stable_is_no_promotion() {
+    let s = bg_spec(1, |c| {
+        c.preview = false;
+        c.auto_promotion = false;
+        c.pre = true;
+    });
+    replay(
+        s,
+        vec![0],
+        vec![
+            UserMidReconcile(UserAct::Undo),
+            UserMidReconcile(UserAct::NewTemplate),
+            DeleteRs(32),
+            Reconcile,
+            Reconcile,
+            UserMidReconcile(UserAct::Undo),
+            UserMidReconcile(UserAct::Undo),
         ],
     );
 }

@@ -779,8 +779,10 @@ fn a_new_template_mid_promotion_sends_active_back_to_stable_and_starts_over() {
     assert_eq!(w.rs[&v1].replicas, 3);
 }
 
+/// An undo within the old revision's scale-down delay goes through preview and promotion again
+/// (no fast track: see the module doc), with its pods still up.
 #[test]
-fn a_template_still_up_in_its_scale_down_delay_is_fast_tracked() {
+fn a_template_still_up_in_its_scale_down_delay_is_previewed_again() {
     let (mut w, v1, v2) = updated(BLUE_GREEN, |_| {});
     w.run(10);
     promote(&mut w);
@@ -788,12 +790,13 @@ fn a_template_still_up_in_its_scale_down_delay_is_fast_tracked() {
     assert_eq!(w.status().stable_rs.as_deref(), Some(v2.as_str()));
     assert!(w.rs[&v1].scale_down_at.is_some());
     w.update_image("web:1");
+    w.run(10);
+    assert!(pause_reasons(&w).contains(&PauseReason::BlueGreenPause));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    promote(&mut w);
     w.run_to_end(20);
-    assert!(reasons(&w.events).contains(&"RolloutFastTracked"));
-    assert!(!pause_reasons(&w).contains(&PauseReason::BlueGreenPause));
     assert_eq!(w.status().stable_rs.as_deref(), Some(v1.as_str()));
     assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
-    assert!(w.rs[&v1].scale_down_at.is_none());
     assert_active_only_moved_to_saturated(&w, 3);
 }
 
@@ -1046,4 +1049,71 @@ fn a_deleted_stable_replica_set_holds_the_update_instead_of_promoting_it() {
     w.run(10);
     assert_eq!(w.status().stable_rs.as_deref(), Some(v2.as_str()));
     assert_eq!(w.status().phase, Some(crate::api::RolloutPhase::Healthy));
+}
+
+/// Review (issue 21): a retry after an abort that could not move the active Service back (the
+/// stable had lost its pods) sized the revision the Service still selected down to
+/// `previewReplicaCount`: all production traffic on one pod. What the active Service selects
+/// keeps `replicas` until the Service has moved.
+#[test]
+fn the_revision_the_active_service_selects_keeps_its_pods_whatever_the_status_says() {
+    let (mut w, v1, v2) = updated(WITH_ANALYSIS, |w| bg(w).preview_replica_count = Some(1));
+    w.run(10);
+    finish_run(
+        &mut w,
+        AnalysisKind::PrePromotion,
+        AnalysisPhase::Successful,
+        "",
+    );
+    w.run(10);
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    w.frozen.push(v1.clone());
+    if let Some(rs) = w.rs.get_mut(&v1) {
+        rs.available = 0;
+    }
+    finish_run(
+        &mut w,
+        AnalysisKind::PostPromotion,
+        AnalysisPhase::Failed,
+        "error rate",
+    );
+    w.run(5);
+    assert_eq!(
+        active(&w).as_deref(),
+        Some(v2.as_str()),
+        "nowhere to go back to"
+    );
+    set_abort(&mut w, false);
+    for _ in 0..5 {
+        w.reconcile();
+        if active(&w).as_deref() == Some(v2.as_str()) {
+            assert_eq!(w.rs[&v2].replicas, 3, "the active revision keeps its pods");
+        }
+    }
+}
+
+/// Review (issue 21): an aborted preview waits out `abortScaleDownDelaySeconds` with its pods
+/// up; a new template and an undo back to it within that delay fast-tracked it to production
+/// with no analysis, its last verdict Failed. Only an earlier stable revision is fast-tracked.
+#[test]
+fn an_aborted_preview_still_in_its_delay_is_not_fast_tracked() {
+    let (mut w, v1, v2) = updated(WITH_ANALYSIS, |_| {});
+    w.run(10);
+    finish_run(
+        &mut w,
+        AnalysisKind::PrePromotion,
+        AnalysisPhase::Failed,
+        "smoke",
+    );
+    w.run(5);
+    w.update_image("web:3");
+    w.run(3);
+    w.update_image("web:2");
+    w.run(10);
+    assert!(
+        !reasons(&w.events).contains(&"RolloutFastTracked"),
+        "{:?}",
+        reasons(&w.events)
+    );
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()), "not {v2}");
 }
