@@ -2472,6 +2472,24 @@ async fn service_marks(client: &Client, ns: &str, name: &str) -> (Option<String>
     (hash, owner)
 }
 
+/// Waits until neither Service selects a pod-template hash nor carries the managed-by mark.
+async fn wait_services_released(client: &Client, ns: &str, timeout: Duration) {
+    poll_until(
+        "both Services released",
+        timeout,
+        Duration::from_millis(200),
+        || async move {
+            for name in ["web-stable", "web-canary"] {
+                if service_marks(client, ns, name).await != (None, None) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+}
+
 /// Issue 21, item 2: a change someone else makes to an object the Rollout steers wakes it.
 /// Given an Istio canary paused at 20 %, when a GitOps-style edit resets the VirtualService to
 /// all-stable, and then someone points the canary Service at the stable pods, then each is put
@@ -2553,23 +2571,7 @@ async fn a_deleted_rollouts_services_are_released_for_the_next_rollout() {
     api.delete("web", &kube::api::DeleteParams::default())
         .await
         .expect("delete the rollout");
-    poll_until(
-        "both Services released",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || {
-            let (client, ns) = (client.clone(), ns.name.clone());
-            async move {
-                for name in ["web-stable", "web-canary"] {
-                    if service_marks(&client, &ns, name).await != (None, None) {
-                        return None;
-                    }
-                }
-                Some(())
-            }
-        },
-    )
-    .await;
+    wait_services_released(&client, &ns.name, Duration::from_secs(30)).await;
 
     let mut next = v1.clone();
     next["metadata"]["name"] = json!("next");
@@ -2652,21 +2654,5 @@ async fn an_orphaning_deletion_keeps_the_services_on_their_revisions_until_one_i
         .await
         .expect("scale the orphaned canary to 0");
     // The next sweep (every minute) releases both.
-    poll_until(
-        "both Services released",
-        Duration::from_secs(90),
-        Duration::from_millis(500),
-        || {
-            let (client, ns) = (client.clone(), ns.name.clone());
-            async move {
-                for name in ["web-stable", "web-canary"] {
-                    if service_marks(&client, &ns, name).await != (None, None) {
-                        return None;
-                    }
-                }
-                Some(())
-            }
-        },
-    )
-    .await;
+    wait_services_released(&client, &ns.name, Duration::from_secs(90)).await;
 }
