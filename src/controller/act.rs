@@ -227,6 +227,7 @@ async fn apply_actions(
                         .set_weight_prepared(ctx.client(), &target, *weight, &ctx.prepared_aborts)
                         .await?
                     {
+                        ctx.routing.note_written(router.as_ref(), &target);
                         info!(rollout = %name, router = router.kind(), from = ?from, to, "traffic weight updated");
                         events.push(weight_event(from, to, &router.describe(&target)));
                     }

@@ -351,18 +351,22 @@ pub async fn run(
             let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
             move |event| futures::stream::iter(service_wakes(&ctx, &rollouts, event))
         }),
-        // Every VirtualService change wakes, our own weight writes too: what our reads and
-        // writes saw is tracked per object, not per Rollout, so it can't tell another Rollout's
-        // news from ours. The wake of our own write mostly joins the one our status write
-        // makes anyway, and finds nothing to write.
+        // Our own weight writes wake nobody (the version a write returned, not one a read
+        // found: another Rollout's news may hide behind a read). A woken reconcile that runs
+        // before the Rollout watch shows our status write would read the Rollout fresh.
         vs_changes.flat_map({
-            let rollouts = rollout_store.clone();
+            let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
             move |change| {
-                futures::stream::iter(wakers::rollouts_naming_virtual_service(
-                    &rollouts,
-                    &change.namespace,
-                    &change.name,
-                ))
+                let woken = if ctx.routing.is_own_write(&change) {
+                    vec![]
+                } else {
+                    wakers::rollouts_naming_virtual_service(
+                        &rollouts,
+                        &change.namespace,
+                        &change.name,
+                    )
+                };
+                futures::stream::iter(woken)
             }
         }),
     );

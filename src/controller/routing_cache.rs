@@ -31,12 +31,17 @@ use crate::traffic::{RouteTarget, TrafficRouter};
 pub struct RoutingChange {
     pub namespace: String,
     pub name: String,
+    pub resource_version: Option<String>,
 }
 
 /// The cached VirtualServices and the versions our own reads and writes saw of them.
 pub struct RoutingCache {
     virtual_services: Option<(Store<DynamicObject>, ApiResource)>,
     seen: NewestVersions,
+    /// Per VirtualService, the resourceVersion our last weight write returned: its watch event
+    /// is our own change, which wakes nobody (a read's version is not recorded here: another
+    /// Rollout's news may hide behind it).
+    written: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl RoutingCache {
@@ -45,6 +50,7 @@ impl RoutingCache {
         RoutingCache {
             virtual_services: None,
             seen: NewestVersions::default(),
+            written: Default::default(),
         }
     }
 
@@ -79,6 +85,7 @@ impl RoutingCache {
                         Some(RoutingChange {
                             namespace: vs.namespace().unwrap_or_default(),
                             name: vs.name_any(),
+                            resource_version: vs.resource_version(),
                         })
                     }
                     Ok(_) => None,
@@ -93,6 +100,7 @@ impl RoutingCache {
         let cache = RoutingCache {
             virtual_services: Some((store, resource)),
             seen: NewestVersions::default(),
+            written: Default::default(),
         };
         (cache, Box::pin(stream))
     }
@@ -150,14 +158,38 @@ impl RoutingCache {
         }
     }
 
+    /// `router` has just written its VirtualService: the version it got back is our own.
+    pub fn note_written(&self, router: &dyn TrafficRouter, target: &RouteTarget) {
+        if let (Some(key), Some(Some(rv)), Ok(mut written)) = (
+            router.cached_virtual_service(target),
+            router.seen_version(),
+            self.written.lock(),
+        ) {
+            written.insert(key, rv);
+        }
+    }
+
+    /// Whether `change` is the version our own last weight write returned.
+    pub fn is_own_write(&self, change: &RoutingChange) -> bool {
+        let key = format!("{}/{}", change.namespace, change.name);
+        change.resource_version.is_some()
+            && self
+                .written
+                .lock()
+                .is_ok_and(|w| w.get(&key) == change.resource_version.as_ref())
+    }
+
     /// Forgets versions of VirtualServices no longer cached.
     pub fn retain_cached(&self) {
         if let Some((store, _)) = &self.virtual_services {
-            let live = store
+            let live: std::collections::HashSet<String> = store
                 .state()
                 .iter()
                 .map(|vs| super::key(vs.as_ref()))
                 .collect();
+            if let Ok(mut written) = self.written.lock() {
+                written.retain(|k, _| live.contains(k));
+            }
             self.seen.retain(&live);
         }
     }
@@ -257,6 +289,7 @@ mod tests {
         let cache = RoutingCache {
             virtual_services: Some((writer.as_reader(), resource)),
             seen: NewestVersions::default(),
+            written: Default::default(),
         };
         (cache, writer)
     }
@@ -270,6 +303,37 @@ mod tests {
         })];
         cache.hand_copies(&routers, &RouteTarget::default());
         !copies.lock().expect("lock").is_empty()
+    }
+
+    #[test]
+    fn only_the_version_our_write_returned_is_our_own_change() {
+        let (cache, _writer) = cache_at("5");
+        let target = RouteTarget::default();
+        let change = |rv: &str| RoutingChange {
+            namespace: "app".into(),
+            name: "web".into(),
+            resource_version: Some(rv.into()),
+        };
+        // A fresh read found 6: not ours (another Rollout's news may be in it).
+        let read: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
+            seen: Mutex::new(Some(Some("6".into()))),
+            ..Default::default()
+        })];
+        cache.note_seen(&read, &target);
+        assert!(!cache.is_own_write(&change("6")));
+        // Our write returned 7: its event is ours; any other version is news.
+        let wrote = Reader {
+            seen: Mutex::new(Some(Some("7".into()))),
+            ..Default::default()
+        };
+        cache.note_written(&wrote, &target);
+        assert!(cache.is_own_write(&change("7")));
+        assert!(!cache.is_own_write(&change("8")));
+        let elsewhere = RoutingChange {
+            namespace: "other".into(),
+            ..change("7")
+        };
+        assert!(!cache.is_own_write(&elsewhere));
     }
 
     #[test]

@@ -6,11 +6,10 @@
 //! the next safety resync. So the Service and VirtualService watches (which exist anyway, as
 //! caches) wake every Rollout that names the changed object.
 //!
-//! Our own Service writes are not news: the Rollout that made one already planned past it. A
-//! Service change whose resourceVersion is the one our selector write returned wakes nobody.
-//! VirtualService changes always wake (what we saw of one is tracked per object, not per
-//! Rollout, so another Rollout's news can't be told from ours); the wake of our own weight write
-//! mostly joins the one our status write makes, and writes nothing. Changes delivered as
+//! Our own writes are not news: the Rollout that made one already planned past it. A Service or
+//! VirtualService change whose resourceVersion is the one our write returned wakes nobody (a
+//! version a read found is not ours: on a VirtualService two Rollouts share, another Rollout's
+//! news may hide behind it). Changes delivered as
 //! watch events wake, and, for Services, what a relist after a broken watch finds changed or
 //! gone; a VirtualService changed while its watch was broken waits for the safety resync.
 
