@@ -299,14 +299,14 @@ impl Planner<'_, '_> {
             if movable && (want > current || dest.as_deref() != Some(hash.as_str())) {
                 self.switch_service(self.canary_service, &hash);
                 // The stable subset stays where it is; one that names no revision (someone
-                // removed its label) goes where the pods are once there are some, never to the
-                // lost stable.
+                // removed its label: it selects every pod of the host) goes to the new revision
+                // once that has all its pods, never to the lost stable.
                 let stable_subset = match self.route_subsets.as_ref() {
                     None => Some(stable.to_string()),
                     Some(s) => s
                         .stable
                         .clone()
-                        .or_else(|| (available > 0).then(|| hash.clone())),
+                        .or_else(|| (available >= self.replicas).then(|| hash.clone())),
                 };
                 if let Some(stable_subset) = stable_subset {
                     self.set_weight(want.max(current), &hash, &stable_subset);

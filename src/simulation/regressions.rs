@@ -537,3 +537,22 @@ fn blue_green_a_selector_from_a_lost_stable_is_no_promotion() {
         ],
     );
 }
+
+/// I1, found with seed 1: the stable ReplicaSet deleted, the stable subset stripped of its
+/// label by someone (it then selects every pod of the host: enough), and a new template: the
+/// stable subset was moved onto the new revision while it had 1 of the 2 pods its share needs.
+/// Fix: an unlabelled stable subset moves only to a revision with all its pods.
+#[test]
+fn an_unlabelled_stable_subset_moves_only_onto_a_full_revision() {
+    replay(
+        spec(Routing::Subset, 2, vec![Weight(0)]),
+        vec![7, 0],
+        vec![
+            DeleteRs(0),
+            Ev::External(58, 0),
+            UserMidReconcile(UserAct::NewTemplate),
+            Reconcile,
+            Reconcile,
+        ],
+    );
+}
