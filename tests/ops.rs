@@ -180,16 +180,22 @@ async fn given_a_leader(prefix: &str) -> (Client, TestNamespace, ControllerProce
 /// returns the new revision's hash.
 async fn update_under_way(client: &Client, ns: &str, image: &str) -> String {
     let next = rollout(image, timed_steps());
+    let hash = hash_of(&next);
     apply_value(client, Some(ns), &next).await.expect("update");
+    // Of the new revision: the finished update before it also shows a step index.
+    let h = hash.clone();
     wait_phase(
         client,
         ns,
         "update under way",
         Duration::from_secs(30),
-        |st| st.current_step_index.unwrap_or(0) >= 1,
+        move |st| {
+            st.current_pod_hash.as_deref() == Some(h.as_str())
+                && st.current_step_index.unwrap_or(0) >= 1
+        },
     )
     .await;
-    hash_of(&next)
+    hash
 }
 
 /// Waits until the controller serving metrics at `addr` says it does not lead.
@@ -855,6 +861,9 @@ async fn a_frozen_leader_that_resumes_after_losing_the_lease_writes_nothing() {
     let a_metrics = a.metrics_addr().await;
 
     let h2 = update_under_way(&client, &ns.name, "web:2").await;
+    // Frozen while it waits out a pause: with no request of its own half-sent (one handed to
+    // the HTTP client before a freeze goes out after it, past any fence).
+    wait_paused(&client, &ns.name).await;
     a.signal("STOP");
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
     steal_lease(&leases).await;
