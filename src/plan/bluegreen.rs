@@ -15,9 +15,12 @@
 //!   and for `scaleDownDelaySeconds` after the switch (the deadline is visible on it before the
 //!   new revision becomes stable), so a failed analysis or an undo switches back at once;
 //! - an abort moves the active Service back first, then keeps the preview for
-//!   `abortScaleDownDelaySeconds` (0: until the next update), counted once stable is saturated.
+//!   `abortScaleDownDelaySeconds` (0: until the next update), counted once stable is saturated;
+//! - every switch writes the deadline of the revision it leaves before it moves the Service, and
+//!   the template keeps a deadline still to come (an undo within the delay does not forget it).
 //!
-//! A new template supersedes whatever the previous one was doing, abort included; an unfinished
+//! A new template supersedes whatever the previous one was doing, an abort already acted on
+//! included (one not yet acted on is the user's abort of what runs now, and stays); an unfinished
 //! promotion of the previous revision goes back to the stable one. A template that is the
 //! stable one returns at once. A template whose ReplicaSet is still up in its scale-down delay
 //! is not fast-tracked (Argo skips its pause and analysis): an aborted preview, a revision that
@@ -29,7 +32,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::moves::Moves;
 use super::status::{Summary, summarize};
 use super::{
-    Action, AnalysisKind, Event, Observed, ObservedAnalysisRun, Plan, after, rollout_template_hash,
+    Action, AnalysisKind, Event, Observed, ObservedAnalysisRun, ObservedReplicaSet, Plan, after,
+    rollout_template_hash,
 };
 use crate::api::{
     AnalysisPhase, BlueGreenStatus, BlueGreenStrategy, PauseReason, RolloutAnalysisRunStatus,
@@ -65,6 +69,13 @@ impl Moves for Planner<'_> {
     }
     fn plan_mut(&mut self) -> &mut Plan {
         &mut self.plan
+    }
+    /// The template keeps a deadline written when production traffic left it (a new template
+    /// mid-promotion then an undo back to it, an abort, someone else's edit of the active
+    /// Service): should another template supersede it within its delay, its pods are still
+    /// kept. The stable clears it (the next switch away writes its own).
+    fn keeps_deadline(&self, rs: &ObservedReplicaSet) -> bool {
+        rs.hash == self.hash && self.plan.status.stable_rs.as_deref() != Some(rs.hash.as_str())
     }
     /// The revision the active Service selects (once the actions planned so far are applied)
     /// carries all production traffic: it keeps `replicas` pods whatever the status says (an
@@ -251,7 +262,7 @@ impl<'p> Planner<'p> {
         st.message = Some(msg.clone());
         self.ensure_rs(&hash, self.replicas);
         self.switch_service(self.preview_service(), &hash);
-        let (on_new, lingering) = self.move_active(&hash, stable);
+        let (on_new, lingering) = self.move_active(&hash);
         let mut keep = vec![hash.as_str()];
         keep.extend(lingering.as_deref());
         self.scale_down_others(&keep);
@@ -275,8 +286,13 @@ impl<'p> Planner<'p> {
         st.pause_conditions.clear();
         st.controller_pause = None;
         st.promote_full = None;
-        st.abort = None;
-        st.aborted_at = None;
+        // An abort not yet acted on is a user's abort of what runs now (our status write may
+        // never have recorded the new template): it stays, as on a canary.
+        if !super::abort_pending(self.obs.rollout) {
+            let st = self.st();
+            st.abort = None;
+            st.aborted_at = None;
+        }
         let bgs = self.bgs();
         bgs.scale_up_preview_check_point = None;
         if let Some(s) = stable {
@@ -437,29 +453,52 @@ impl<'p> Planner<'p> {
     // ---- states ---------------------------------------------------------------------------
 
     /// Points the active Service at `to`, but only once `to` can carry all of the traffic.
-    /// The ReplicaSet it leaves (unless it is the stable or the new one, which have their own
-    /// rules) keeps its pods for `scaleDownDelaySeconds`. Returns whether the active Service
-    /// selects `to` once this plan is applied, and the hash of a ReplicaSet it left that nothing
-    /// may scale down meanwhile.
-    fn move_active(&mut self, to: &str, stable: &str) -> (bool, Option<String>) {
+    /// The ReplicaSet it leaves keeps its pods for `scaleDownDelaySeconds` from now (the aborted
+    /// template: `abortScaleDownDelaySeconds`, 0 keeping it until the next update). Returns
+    /// whether the active Service selects `to` once this plan is applied, and the hash of a
+    /// ReplicaSet it left that nothing may scale down meanwhile.
+    fn move_active(&mut self, to: &str) -> (bool, Option<String>) {
         let from = self.service_hash(self.active_service());
         if from.as_deref() == Some(to) {
             return (true, None);
         }
-        let new = self.hash.clone();
-        let ours = |h: &String| h != stable && *h != new;
         if self.available(to) < self.replicas {
-            return (false, from.filter(ours));
+            return (false, from);
         }
-        let left = from.filter(ours).and_then(|h| self.rs(&h).cloned());
-        if let Some(rs) = left.as_ref().filter(|r| r.replicas > 0) {
-            // The deadline is written before the switch, and afresh with every attempt at it:
-            // a switch whose deadline write failed (or a deadline left from before) would let
-            // the next reconcile scale the pods away at the moment traffic leaves them.
-            let at = after(self.obs.now, i64::from(self.bg.scale_down_delay_seconds()));
+        // Whatever it leaves had production traffic until now, whether by a promotion (the
+        // stable), an abort (the template) or someone else's edit undone here: its delay starts
+        // now. The deadline is written before the switch, and afresh with every attempt at it: a
+        // switch whose deadline write failed (or a deadline left from before) would let the next
+        // reconcile scale the pods away at the moment traffic leaves them.
+        let left = from.and_then(|h| self.rs(&h).cloned());
+        let by_abort = self.plan.status.abort == Some(true)
+            && left.as_ref().is_some_and(|r| r.hash == self.hash);
+        let delay = if by_abort {
+            self.bg.abort_scale_down_delay_seconds()
+        } else {
+            self.bg.scale_down_delay_seconds()
+        };
+        if let Some(rs) = left
+            .as_ref()
+            .filter(|r| r.replicas > 0 && !(by_abort && delay == 0))
+        {
+            let at = after(self.obs.now, i64::from(delay));
+            // The size this plan already gives it (the template's promotion), not a stale read.
+            let replicas = self
+                .plan
+                .actions
+                .iter()
+                .rev()
+                .find_map(|a| match a {
+                    Action::ScaleReplicaSet { name, replicas, .. } if *name == rs.name => {
+                        Some(*replicas)
+                    }
+                    _ => None,
+                })
+                .unwrap_or(rs.replicas);
             self.plan.actions.push(Action::ScaleReplicaSet {
                 name: rs.name.clone(),
-                replicas: rs.replicas,
+                replicas,
                 scale_down_at: Some(Some(at)),
             });
             self.plan.requeue_at(self.obs.now, at);
@@ -468,11 +507,18 @@ impl<'p> Planner<'p> {
         (true, left.map(|r| r.hash))
     }
 
+    /// Whether this plan already writes a scale-down deadline on ReplicaSet `name`.
+    fn deadline_planned(&self, name: &str) -> bool {
+        self.plan.actions.iter().any(|a| {
+            matches!(a, Action::ScaleReplicaSet { name: n, scale_down_at: Some(Some(_)), .. } if n == name)
+        })
+    }
+
     /// The template is the stable revision: it is active and previewed at full size, and
     /// everything else goes. This is also how an undo (or a GitOps revert) returns at once.
     fn steady(&mut self, stable: &str) {
         self.ensure_rs(stable, self.replicas);
-        let (_, lingering) = self.move_active(stable, stable);
+        let (_, lingering) = self.move_active(stable);
         if self.available(stable) > 0 {
             // With no update under way the preview Service shows what is active, as Argo does.
             self.switch_service(self.preview_service(), stable);
@@ -497,14 +543,29 @@ impl<'p> Planner<'p> {
     /// `abortScaleDownDelaySeconds` (0: kept) once stable is saturated.
     fn abort(&mut self, stable: &str) {
         let hash = self.hash.clone();
-        let (active_back, lingering) = self.move_active(stable, stable);
+        let (active_back, lingering) = self.move_active(stable);
         self.ensure_rs(stable, self.replicas);
         let delay = self.bg.abort_scale_down_delay_seconds();
-        if let Some(rs) = self.rs(&hash).cloned()
+        if let Some(mut rs) = self.rs(&hash).cloned()
             && delay > 0
             && active_back
+            && !self.deadline_planned(&rs.name)
             && self.available(stable) >= self.replicas
         {
+            // A deadline due before the abort's delay from the abort is older than the abort
+            // (written when production traffic left this revision): the abort counts afresh.
+            let aborted_at = self
+                .plan
+                .status
+                .aborted_at
+                .as_ref()
+                .map_or(self.obs.now, |t| t.0);
+            if rs
+                .scale_down_at
+                .is_some_and(|at| at < after(aborted_at, i64::from(delay)))
+            {
+                rs.scale_down_at = None;
+            }
             self.scale_down_after(&rs, i64::from(delay));
         }
         let mut keep = vec![stable, hash.as_str()];
@@ -550,12 +611,12 @@ impl<'p> Planner<'p> {
         self.ensure_rs(&hash, new_size);
         self.switch_service(self.preview_service(), &hash);
         let lingering = if switched {
-            let (on_new, lingering) = self.move_active(&hash, stable);
+            let (on_new, lingering) = self.move_active(&hash);
             self.keep_old_active(stable, on_new);
             lingering
         } else {
             self.ensure_rs(stable, self.replicas);
-            self.move_active(stable, stable).1
+            self.move_active(stable).1
         };
         let mut keep = vec![stable, hash.as_str()];
         keep.extend(lingering.as_deref());
@@ -580,7 +641,7 @@ impl<'p> Planner<'p> {
             let preview = self.preview_replicas();
             let ready = self
                 .rs(&hash)
-                .is_some_and(|r| r.replicas == preview && r.available >= preview);
+                .is_some_and(|r| r.replicas >= preview && r.available >= preview);
             if !ready || !self.ready_to_promote() {
                 return;
             }
@@ -602,7 +663,8 @@ impl<'p> Planner<'p> {
         let Some(rs) = self.rs(stable).cloned() else {
             return;
         };
-        let at = (switched_now && rs.scale_down_at.is_none())
+        // `move_active` writes the deadline with the switch; this puts back one gone since.
+        let at = (switched_now && rs.scale_down_at.is_none() && !self.deadline_planned(&rs.name))
             .then(|| after(self.obs.now, i64::from(self.bg.scale_down_delay_seconds())));
         if rs.replicas != self.replicas || at.is_some() {
             self.plan.actions.push(Action::ScaleReplicaSet {
@@ -671,15 +733,16 @@ impl<'p> Planner<'p> {
     }
 
     /// The post-promotion analysis passed (or there is none): the new revision becomes stable
-    /// once the old one's scale-down deadline is visible on it.
+    /// once the active Service selects it (a switch held back for lost pods is not one) and the
+    /// old one's scale-down deadline is visible on it.
     fn complete(&mut self, old_stable: &str) {
+        let hash = self.hash.clone();
         let waiting_for_deadline = self
             .rs(old_stable)
             .is_some_and(|r| r.replicas > 0 && r.scale_down_at.is_none());
-        if waiting_for_deadline {
+        if waiting_for_deadline || self.active_after_plan().as_deref() != Some(hash.as_str()) {
             return;
         }
-        let hash = self.hash.clone();
         let active = self.bg.active_service.clone();
         let st = self.st();
         st.stable_rs = Some(hash.clone());

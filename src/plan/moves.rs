@@ -53,7 +53,8 @@ pub(super) trait Moves {
     }
 
     /// Makes sure the ReplicaSet of `hash` exists with `replicas` pods (clearing a scale-down
-    /// deadline it may carry: it is wanted again).
+    /// deadline it may carry: it is wanted again, unless [`Moves::keeps_deadline`] says the
+    /// deadline still means something).
     fn ensure_rs(&mut self, hash: &str, replicas: i32) {
         match self.rs(hash).cloned() {
             None => {
@@ -66,18 +67,29 @@ pub(super) trait Moves {
             }
             Some(rs) => {
                 let now = self.now();
-                let floor = self.serving_needs(&rs.hash).min(rs.replicas);
+                // A deadline still to come that this ReplicaSet keeps holds its pods until then.
+                let keep = self.keeps_deadline(&rs) && rs.scale_down_at.is_some_and(|at| at > now);
+                let floor = if keep {
+                    if let Some(at) = rs.scale_down_at {
+                        self.plan_mut().requeue_at(now, at);
+                    }
+                    rs.replicas
+                } else {
+                    self.serving_needs(&rs.hash).min(rs.replicas)
+                };
                 let replicas = if replicas < floor {
-                    // Traffic still reaches it: it keeps the pods that traffic needs until the
-                    // selector or weight moves away.
-                    self.plan_mut()
-                        .requeue_at(now, after(now, WAIT_FOR_PODS_SECS));
+                    // Traffic reaches it, or left it within its delay: it keeps the pods that
+                    // traffic needs until the selector or weight moves away, or the delay ends.
+                    if !keep {
+                        self.plan_mut()
+                            .requeue_at(now, after(now, WAIT_FOR_PODS_SECS));
+                    }
                     floor
                 } else {
                     replicas
                 };
-                if rs.replicas != replicas || (replicas > 0 && rs.scale_down_at.is_some()) {
-                    let clear = rs.scale_down_at.is_some().then_some(None);
+                let clear = (rs.scale_down_at.is_some() && !keep).then_some(None);
+                if rs.replicas != replicas || (replicas > 0 && clear.is_some()) {
                     self.plan_mut().actions.push(Action::ScaleReplicaSet {
                         name: rs.name,
                         replicas,
@@ -86,6 +98,13 @@ pub(super) trait Moves {
                 }
             }
         }
+    }
+
+    /// Whether a wanted ReplicaSet keeps a scale-down deadline still to come: the deadline then
+    /// says when traffic left the revision, and holds its pods until then, however much (or
+    /// little) it is wanted meanwhile.
+    fn keeps_deadline(&self, _rs: &ObservedReplicaSet) -> bool {
+        false
     }
 
     /// The pods revision `hash` needs for the traffic it carries once the actions planned so

@@ -217,13 +217,7 @@ fn user_act() -> BoxedStrategy<UserAct> {
 }
 
 fn event() -> impl Strategy<Value = Ev> {
-    // No edits of the Services by someone else yet: an active Service moved onto the preview
-    // by hand, then a new template, loses that revision's scale-down delay (the ignored replay
-    // `blue_green_an_active_service_edited_onto_the_preview_keeps_its_delay`).
-    event_with(user_act()).prop_filter(
-        "no Service edits",
-        |e| !matches!(e, Ev::External(what, _) if what % 4 == 1),
-    )
+    event_with(user_act())
 }
 
 /// Blue-green scenarios: half of `AVIARY_SIM_CASES` (default 3,000, so 1,500).

@@ -497,20 +497,8 @@ impl Driver {
 }
 
 fn run(spec: &SpecChoice, delays: Vec<u8>, events: &[Ev]) -> Result<(), String> {
-    run_with(spec, delays, events, false)
-}
-
-/// [`run`], with the scale-down delays of revisions made the template again checked too
-/// (`strict_delays`: a known gap).
-fn run_with(
-    spec: &SpecChoice,
-    delays: Vec<u8>,
-    events: &[Ev],
-    strict_delays: bool,
-) -> Result<(), String> {
     let ro = rollout(spec, "web:1", &spec.steps);
-    let mut world = World::new(ro, spec.routing, delays);
-    world.strict_delays = strict_delays;
+    let world = World::new(ro, spec.routing, delays);
     let mut d = Driver {
         w: world,
         spec: spec.clone(),

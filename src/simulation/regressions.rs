@@ -33,13 +33,6 @@ fn replay(spec: SpecChoice, delays: Vec<u8>, events: Vec<Ev>) {
     }
 }
 
-/// A replay of a known gap in the scale-down delays, checked strictly.
-fn replay_strict(spec: SpecChoice, delays: Vec<u8>, events: Vec<Ev>) {
-    if let Err(e) = super::run_with(&spec, delays, &events, true) {
-        panic!("{e}");
-    }
-}
-
 /// I3: the stable ReplicaSet deleted mid-update made the canary stable at once, its analysis
 /// skipped. Fix: hold with `StableReplicaSetLost` until a human decides.
 #[test]
@@ -403,23 +396,21 @@ fn blue_green_old_active_keeps_its_pods_when_the_deadline_write_fails() {
     }
 }
 
-/// I6, not fixed: the active Service leaves revision B for the stable (a new template C
-/// mid-promotion), B keeping its pods for `scaleDownDelaySeconds`; an undo back to B within
-/// that delay makes B the template again, which clears its deadline ("wanted again"); a new
-/// template D before B is active again then scales B to 0 at once — within the delay since
-/// traffic left it. The planner keeps no memory of when traffic left a revision other than
-/// that deadline; a fix (keeping the deadline on a template that is not active, or
-/// stamping every superseded ReplicaSet) touches the shared `ensure_rs`/`scale_down_others`
-/// and is left for a separate change. Found with `AVIARY_SIM_SEED=random`.
+/// I6: the active Service leaves revision B for the stable (a new template C mid-promotion), B
+/// keeping its pods for `scaleDownDelaySeconds`; an undo back to B within that delay made B the
+/// template again, which cleared its deadline ("wanted again"); a new template D before B was
+/// active again then scaled B to 0 at once — within the delay since traffic left it. Fix: a
+/// template that is not stable keeps a deadline still to come (`Moves::keeps_deadline`). Found
+/// with `AVIARY_SIM_SEED=random`.
 #[test]
-#[ignore = "known planner gap: a superseded undo target loses its scale-down delay (I6)"]
+
 fn blue_green_undo_then_new_template_within_the_delay_keeps_the_pods() {
     let mut s = bg_spec(1, |c| {
         c.preview = false;
         c.post = true;
     });
     s.scale_down_delay = 5;
-    replay_strict(
+    replay(
         s,
         vec![0],
         vec![
@@ -437,15 +428,14 @@ fn blue_green_undo_then_new_template_within_the_delay_keeps_the_pods() {
     );
 }
 
-/// I6 / I5, not fixed: an undo to the previous revision A (still up in its scale-down delay,
-/// so fast-tracked), then an abort written before the controller recorded the undo. The
-/// reconcile that records it drops the abort (`new_template` clears `abort`, unlike the canary,
-/// which keeps an abort not yet acted on), and with `previewReplicaCount: 0` scales A — the
-/// revision the user just asked for, and aborted — to 0. Two gaps: the unrecorded abort is lost,
-/// and a fast track first shrinks its ReplicaSet to the preview size. Found with
-/// `AVIARY_SIM_SEED=random`.
+/// I6 / I5: an undo to the previous revision A (still up in its scale-down delay), then an
+/// abort written before the controller recorded the undo. The reconcile that recorded it
+/// dropped the abort (`new_template` cleared `abort`, unlike the canary, which keeps an abort not
+/// yet acted on), and with `previewReplicaCount: 0` scaled A — the revision the user just asked
+/// for, and aborted — to 0. Fix: an abort not yet acted on stays; A keeps its deadline and pods.
+/// Found with `AVIARY_SIM_SEED=random`.
 #[test]
-#[ignore = "known planner gap: an abort of an unrecorded undo is dropped (I5/I6)"]
+
 fn blue_green_an_abort_of_an_unrecorded_undo_is_kept() {
     let mut s = bg_spec(1, |c| {
         c.preview = false;
@@ -481,13 +471,13 @@ fn an_edited_stable_subset_over_a_lost_stable_moves_only_onto_pods() {
     );
 }
 
-/// I6, found with external edits (known gap, not fixed): someone points the active Service at
-/// the preview (the template, unpromoted); the controller moves it back to stable, but writes no
-/// scale-down deadline for the template it leaves (it is the revision rolling out); a new
-/// template then scales it to 0 at once, though production traffic just left it. Edits of
-/// blue-green Services are left out of the generated scenarios until this is fixed.
+/// I6, found with external edits: someone points the active Service at the preview (the
+/// template, unpromoted); the controller moved it back to stable but wrote no scale-down
+/// deadline for the template it left (it is the revision rolling out); a new template then
+/// scaled it to 0 at once, though production traffic had just left it. Fix: every revision the
+/// active Service leaves gets its deadline before the switch.
 #[test]
-#[ignore = "known planner gap: a template the active Service was moved off by someone else loses its delay (I6)"]
+
 fn blue_green_an_active_service_edited_onto_the_preview_keeps_its_delay() {
     let mut s = spec(Routing::None, 1, vec![]);
     s.scale_down_delay = 5;
@@ -499,7 +489,7 @@ fn blue_green_an_active_service_edited_onto_the_preview_keeps_its_delay() {
         pre: false,
         post: false,
     });
-    replay_strict(
+    replay(
         s,
         vec![0],
         vec![
@@ -552,6 +542,112 @@ fn an_unlabelled_stable_subset_moves_only_onto_a_full_revision() {
             Ev::External(58, 0),
             UserMidReconcile(UserAct::NewTemplate),
             Reconcile,
+            Reconcile,
+        ],
+    );
+}
+
+/// I3, found with seed 3 once the old active's deadline was written before the switch: a full
+/// promotion whose switch write failed after that deadline write, then a pod of the new revision
+/// lost: the deadline on the old active read as "switched", and the new revision became stable
+/// while the active Service still selected the old one. Fix: completion needs the active
+/// Service on the new revision.
+#[test]
+fn blue_green_completes_only_with_the_active_service_on_the_new_revision() {
+    let mut s = spec(Routing::None, 3, vec![]);
+    s.scale_down_delay = 0;
+    s.abort_scale_down_delay = 0;
+    s.blue_green = Some(BlueGreenChoice {
+        preview: false,
+        auto_promotion: false,
+        auto_seconds: 0,
+        preview_replicas: None,
+        pre: false,
+        post: false,
+    });
+    replay(
+        s,
+        vec![0, 0, 0, 0, 3],
+        vec![
+            Reconcile,
+            User(UserAct::PromoteFull),
+            Tick(3),
+            Reconcile,
+            DeleteRs(65),
+            Reconcile,
+            Fail(1),
+            Reconcile,
+            Kill(5, 0),
+            Reconcile,
+        ],
+    );
+}
+
+/// I6, found with seed 2 once Service edits were generated: an abort, then the stable
+/// ReplicaSet deleted: the stable-lost path made the aborted template "wanted again" and cleared
+/// the abortScaleDownDelaySeconds deadline the abort's switch had written on it; a new template
+/// then scaled it to 0 at once. Fix: a template (not stable) keeps a deadline still to come.
+#[test]
+fn blue_green_an_aborted_preview_over_a_lost_stable_keeps_its_abort_delay() {
+    let mut s = spec(Routing::None, 1, vec![]);
+    s.scale_down_delay = 0;
+    s.abort_scale_down_delay = 30;
+    s.blue_green = Some(BlueGreenChoice {
+        preview: false,
+        auto_promotion: true,
+        auto_seconds: 0,
+        preview_replicas: None,
+        pre: false,
+        post: true,
+    });
+    replay(
+        s,
+        vec![1],
+        vec![
+            Reconcile,
+            Tick(1),
+            Reconcile,
+            Reconcile,
+            UserMidReconcile(UserAct::Abort),
+            Reconcile,
+            DeleteRs(20),
+            Kill(0, 0),
+            Reconcile,
+            User(UserAct::NewTemplate),
+            Reconcile,
+        ],
+    );
+}
+
+/// I6, found with seed 6: during a promotion (the preview growing to full size), someone points
+/// the active Service at it; moving it back wrote the left revision's deadline with the size a
+/// lagging cache reported, undoing the promotion's scale-up while traffic still reached it. Fix:
+/// the deadline write keeps the size this plan gives the ReplicaSet.
+#[test]
+fn blue_green_a_deadline_write_keeps_the_planned_size() {
+    let mut s = spec(Routing::None, 2, vec![]);
+    s.scale_down_delay = 0;
+    s.abort_scale_down_delay = 0;
+    s.blue_green = Some(BlueGreenChoice {
+        preview: false,
+        auto_promotion: false,
+        auto_seconds: 5,
+        preview_replicas: Some(1),
+        pre: false,
+        post: false,
+    });
+    replay(
+        s,
+        vec![1],
+        vec![
+            Reconcile,
+            UserMidReconcile(UserAct::NewTemplate),
+            User(UserAct::Undo),
+            Tick(1),
+            Reconcile,
+            Tick(5),
+            Reconcile,
+            Ev::External(157, 89),
             Reconcile,
         ],
     );

@@ -131,9 +131,6 @@ pub struct World {
     /// Blue-green: when the active Service last moved away from each revision, and whether
     /// that was an abort moving it off the aborted revision.
     pub active_left_at: BTreeMap<String, (Timestamp, bool)>,
-    /// Checks the scale-down delay of a revision the active Service left even after it became
-    /// the template again (a known gap: see where it is read).
-    pub strict_delays: bool,
     /// When a reconcile first planned the current abort (cleared once a status write persists
     /// no abort).
     pub abort_from: Option<Timestamp>,
@@ -176,7 +173,6 @@ impl World {
             event_reasons: vec![],
             first_deploy_done: false,
             active_left_at: BTreeMap::new(),
-            strict_delays: false,
             abort_from: None,
             bg_pause_start: None,
         }
@@ -408,15 +404,6 @@ impl World {
                 };
                 self.human_promoted = false;
                 self.bg_pause_start = None;
-                if !self.strict_delays
-                    && let Some(template) = planned.status.current_pod_hash.as_deref()
-                {
-                    // Known gap (the ignored replays `…_keeps_the_pods`, `…_keeps_its_delay`):
-                    // a revision that becomes the template again is "wanted again", and the
-                    // planner forgets the scale-down delay it was waiting out. Checked only in
-                    // strict mode until that is fixed.
-                    self.active_left_at.remove(template);
-                }
             }
             self.ro.status = Some(planned.status.clone());
             if planned.status.abort != Some(true) {
@@ -504,8 +491,13 @@ impl World {
                 if let (Some(Some(old)), Some(active)) = (old, active)
                     && active == service
                     && old != *hash
-                    && self.rs.contains_key(&old)
+                    && self
+                        .rs
+                        .get(&old)
+                        .is_some_and(|rs| rs.pods.iter().any(|p| p.ready_at <= self.now))
                 {
+                    // (Traffic that reached no pod — a selector on a revision without pods, put
+                    // there by someone else — leaves nothing to drain.)
                     // An abort planned (persisted or not) moving traffic off the aborted one.
                     let aborted = self.abort_from.is_some() && old == self.current_hash();
                     self.active_left_at.insert(old, (self.now, aborted));

@@ -256,12 +256,15 @@ fn promotion_scales_the_preview_to_full_then_switches_active_then_the_old_goes_a
             .any(|a| matches!(a, Action::SwitchService { .. }))
     );
     let switch = w.reconcile();
-    assert_eq!(
-        switch.actions.first(),
-        Some(&Action::SwitchService {
-            service: ACTIVE.into(),
-            hash: v2.clone()
-        })
+    // The old active's delay is on it before traffic leaves it, then the switch.
+    assert!(
+        matches!(
+            switch.actions.as_slice(),
+            [Action::ScaleReplicaSet { name, replicas: 3, scale_down_at: Some(Some(_)) }, Action::SwitchService { service, hash }]
+                if *name == format!("web-{v1}") && service == ACTIVE && *hash == v2
+        ),
+        "{:?}",
+        switch.actions
     );
     assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
     assert_eq!(w.rs[&v1].replicas, 3, "old active kept after the switch");
@@ -492,13 +495,16 @@ fn failed_post_promotion_analysis_switches_active_back_to_the_old_pods_at_once()
         "Metric \"error-rate\" assessed Failed due to failed (2) > failureLimit (1)",
     );
     let p = w.reconcile();
-    assert_eq!(
-        p.actions.first(),
-        Some(&Action::SwitchService {
-            service: ACTIVE.into(),
-            hash: v1.clone()
-        }),
-        "switching back is the first thing the abort does: {:?}",
+    // Switching back is the first thing the abort does, once the aborted revision carries its
+    // abortScaleDownDelaySeconds deadline (written first: should the switch succeed and that
+    // write fail, a new template could scale it away the moment traffic left it).
+    assert!(
+        matches!(
+            p.actions.as_slice(),
+            [Action::ScaleReplicaSet { name, replicas: 3, scale_down_at: Some(Some(_)) }, Action::SwitchService { service, hash }, ..]
+                if *name == format!("web-{v2}") && service == ACTIVE && *hash == v1
+        ),
+        "{:?}",
         p.actions
     );
     assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
