@@ -1043,25 +1043,6 @@ async fn a_cluster_without_aviary_says_it_is_not_installed() {
     }
 }
 
-/// The label and annotation names the plugin reads are the ones the controller writes.
-#[test]
-fn plugin_and_controller_agree_on_labels() {
-    use aviary::controller::labels;
-    assert_eq!(aviary::cli::ROLLOUT_LABEL, labels::ROLLOUT_LABEL);
-    assert_eq!(
-        aviary::cli::REVISION_ANNOTATION,
-        labels::REVISION_ANNOTATION
-    );
-    assert_eq!(
-        aviary::cli::SCALE_DOWN_DEADLINE_ANNOTATION,
-        labels::SCALE_DOWN_DEADLINE_ANNOTATION
-    );
-    use aviary::controller::analysis_runs;
-    assert_eq!(aviary::cli::ANALYSIS_TYPE_LABEL, analysis_runs::TYPE_LABEL);
-    assert_eq!(aviary::cli::STEP_INDEX_LABEL, analysis_runs::STEP_LABEL);
-    assert_eq!(aviary::cli::RETIRED_LABEL, analysis_runs::RETIRED_LABEL);
-}
-
 // ---------------------------------------------------------------------------------------------
 // convert and lint
 

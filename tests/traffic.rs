@@ -12,10 +12,10 @@ mod support;
 use std::collections::BTreeMap;
 
 use aviary::api::IstioDestinationRule;
+use aviary::api::wire::FIELD_MANAGER;
 use aviary::traffic::{
-    FIELD_MANAGER, GatewayRouter, IstioRouter, NginxRouter, ObjectName, PreparedAborts,
-    RouteTarget, TrafficError, TrafficRouter, WeightChange, apply_guarded_patch, gateway, istio,
-    nginx,
+    GatewayRouter, IstioRouter, NginxRouter, ObjectName, PreparedAborts, RouteTarget, TrafficError,
+    TrafficRouter, WeightChange, apply_guarded_patch, gateway, istio, nginx,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};

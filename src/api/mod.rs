@@ -20,6 +20,7 @@ pub mod analysis;
 pub mod conditions;
 pub mod duration;
 pub mod rollout;
+pub mod wire;
 
 use std::borrow::Cow;
 
@@ -34,6 +35,7 @@ pub use analysis::*;
 pub use conditions::{Condition, ConditionStatus};
 pub use duration::Duration;
 pub use rollout::*;
+pub use wire::POD_TEMPLATE_HASH_LABEL;
 
 /// API group of every Aviary kind.
 pub const GROUP: &str = "aviary.dev";

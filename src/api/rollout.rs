@@ -23,9 +23,6 @@ use super::{
     unsupported,
 };
 
-/// Label on ReplicaSets, their pods and selectors, and on Service selectors: the pod-template
-/// hash of the revision. Kept from Argo so Services and DestinationRules port unchanged.
-pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 /// Most canary steps a Rollout may declare (bounds CEL cost).
 pub const MAX_STEPS: usize = 100;
 /// `spec.replicas` when unset.

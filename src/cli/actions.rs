@@ -14,8 +14,9 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::info::current_hash;
-use super::{CliError, Cluster, FIELD_MANAGER, Op, print};
+use super::{CliError, Cluster, Op, print};
 use crate::api::Rollout;
+use crate::api::wire::PLUGIN_FIELD_MANAGER;
 
 /// What `promote` writes, and what it tells the user.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,7 +176,7 @@ pub fn parse_image_pairs(args: &[String]) -> Result<Vec<(String, String)>, CliEr
 
 fn params() -> PatchParams {
     PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
+        field_manager: Some(PLUGIN_FIELD_MANAGER.into()),
         ..Default::default()
     }
 }

@@ -11,7 +11,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::info::{RolloutInfo, rollout_info};
 use super::render::{Screen, Style, rollout_tree, terminal_size};
-use super::{CliError, Cluster, Output, ROLLOUT_LABEL, print, selector_string};
+use super::{CliError, Cluster, Output, print, selector_string};
+use crate::api::wire::ROLLOUT_LABEL;
 use crate::api::{AnalysisRun, Rollout};
 
 /// Options of `get rollout`.

@@ -474,6 +474,7 @@ pub async fn run_undo(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::wire::{REVISION_ANNOTATION, ROLLOUT_LABEL};
 
     fn template(v: Value) -> PodTemplateSpec {
         serde_json::from_value(v).unwrap_or_default()
@@ -489,8 +490,8 @@ mod tests {
         serde_json::from_value(json!({
             "metadata": {
                 "name": format!("web-{hash}"),
-                "labels": {POD_TEMPLATE_HASH_LABEL: hash, "aviary.dev/rollout": "web"},
-                "annotations": {"aviary.dev/revision": revision.to_string()},
+                "labels": {POD_TEMPLATE_HASH_LABEL: hash, ROLLOUT_LABEL: "web"},
+                "annotations": {REVISION_ANNOTATION: revision.to_string()},
             },
             "spec": {"selector": {}, "template": t},
         }))

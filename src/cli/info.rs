@@ -11,9 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use super::{
+use super::revision_of;
+use crate::api::wire::{
     ANALYSIS_TYPE_LABEL, RETIRED_LABEL, ROLLOUT_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION,
-    STEP_INDEX_LABEL, revision_of,
+    STEP_INDEX_LABEL,
 };
 use crate::api::{AnalysisRun, POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase};
 use crate::plan::pod_template_hash;
@@ -615,6 +616,7 @@ pub fn rollout_info(
 mod tests {
     use super::super::render::{Style, rollout_tree};
     use super::*;
+    use crate::api::wire::REVISION_ANNOTATION;
     use serde_json::{Value, json};
 
     fn template(image: &str) -> Value {
@@ -654,7 +656,7 @@ mod tests {
         serde_json::from_value(json!({
             "metadata": {"name": format!("web-{h}"), "uid": format!("rs-{h}"),
                 "labels": {"app": "web", POD_TEMPLATE_HASH_LABEL: h, ROLLOUT_LABEL: "web"},
-                "annotations": {"aviary.dev/revision": revision.to_string()},
+                "annotations": {REVISION_ANNOTATION: revision.to_string()},
                 "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "name": "web", "uid": "ro-uid", "controller": true}]},
             "spec": {"replicas": replicas, "selector": {}, "template": t},
             "status": {"replicas": replicas, "readyReplicas": available, "availableReplicas": available},

@@ -29,24 +29,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde::Serialize;
 
+use crate::api::wire::{REVISION_ANNOTATION, ROLLOUT_LABEL};
 use crate::api::{AnalysisRun, Rollout};
 pub use errors::{CliError, Op};
-
-/// Label on every ReplicaSet of a Rollout: the Rollout's name (the controller's
-/// `controller::labels::ROLLOUT_LABEL`; `tests/cli.rs` checks they agree).
-pub const ROLLOUT_LABEL: &str = "aviary.dev/rollout";
-/// Revision number annotation on a Rollout's ReplicaSets.
-pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
-/// RFC 3339 time after which a ReplicaSet kept for a scale-down delay goes to zero.
-pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "aviary.dev/scale-down-deadline";
-/// On AnalysisRuns: what they measure (`Step`, `Background`, `PrePromotion`, `PostPromotion`).
-pub const ANALYSIS_TYPE_LABEL: &str = "aviary.dev/analysis-type";
-/// On step AnalysisRuns: the step's index.
-pub const STEP_INDEX_LABEL: &str = "aviary.dev/step-index";
-/// On AnalysisRuns put aside by an abort.
-pub const RETIRED_LABEL: &str = "aviary.dev/retired";
-/// The field manager of the plugin's writes.
-pub const FIELD_MANAGER: &str = "kubectl-aviary";
 
 /// `-o`: how to print a result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -14,13 +14,13 @@ use tracing::{info, warn};
 
 use super::Context;
 use super::error::Error;
-use super::labels::{
-    FIELD_MANAGER, MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLLOUT_LABEL,
-    SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION,
-};
 use super::replica_set_cache::WatchedReplicaSet;
 use super::service_cache::{CachedService, WatchedService};
 use crate::api::Rollout;
+use crate::api::wire::{
+    self, FIELD_MANAGER, MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLLOUT_LABEL,
+    SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION,
+};
 use crate::plan::{
     Action, Event, POD_TEMPLATE_HASH_LABEL, replica_set_name, rollout_template_hash,
 };
@@ -189,11 +189,7 @@ async fn apply_actions(
                 // Decoded as the watch decodes it (no pod template), and recorded so that the
                 // next reconcile plans from this write even before the watch delivers it.
                 let written = scale_api
-                    .patch(
-                        rs_name,
-                        &super::labels::patch_params(),
-                        &Patch::Merge(&patch),
-                    )
+                    .patch(rs_name, &wire::patch_params(), &Patch::Merge(&patch))
                     .await?;
                 if let Some(uid) = ro.meta().uid.as_deref() {
                     ctx.replica_sets.record_write(uid, rs_name, &written);
@@ -317,11 +313,7 @@ async fn switch_service(
         "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
     });
     let written = api
-        .patch(
-            service,
-            &super::labels::patch_params(),
-            &Patch::Merge(&patch),
-        )
+        .patch(service, &wire::patch_params(), &Patch::Merge(&patch))
         .await?;
     ctx.service_writes
         .record(ns, service, &svc, CachedService::from(&written));

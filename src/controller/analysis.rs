@@ -19,6 +19,7 @@ use super::report::merge_diff;
 use crate::analysis::measurement::error_measurement;
 use crate::analysis::run::{Analysis, reject};
 use crate::analysis::template::Args;
+use crate::api::wire;
 use crate::api::{AnalysisRun, AnalysisRunStatus, ValueFrom};
 use crate::provider::provider_for;
 
@@ -145,7 +146,7 @@ async fn write_status(
     let patch = json!({"metadata": {"resourceVersion": run.resource_version()}, "status": diff});
     api.patch_status(
         &run.name_any(),
-        &super::labels::patch_params(),
+        &wire::patch_params(),
         &Patch::Merge(&patch),
     )
     .await?;

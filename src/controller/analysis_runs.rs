@@ -12,7 +12,10 @@ use tracing::info;
 
 use super::Context;
 use super::error::Error;
-use super::labels::{FIELD_MANAGER, ROLLOUT_LABEL};
+use crate::api::wire::{
+    self, ANALYSIS_TYPE_LABEL, FIELD_MANAGER, RETIRED_LABEL, ROLLOUT_LABEL, STEP_INDEX_LABEL,
+    STEPS_HASH_LABEL,
+};
 use crate::api::{
     AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument,
     ClusterAnalysisTemplate, PodTemplateHashValue, Rollout, RolloutAnalysis, RolloutArgument,
@@ -20,17 +23,6 @@ use crate::api::{
 use crate::plan::{
     AnalysisKind, AnalysisRunRecord, Event, ObservedAnalysisRun, POD_TEMPLATE_HASH_LABEL,
 };
-
-/// `Step`, `Background`, `PrePromotion` or `PostPromotion`.
-pub const TYPE_LABEL: &str = "aviary.dev/analysis-type";
-/// The step index of a step run.
-pub const STEP_LABEL: &str = "aviary.dev/step-index";
-/// The hash of the canary steps a step or background run was created for: a run of other steps
-/// is no verdict of these, even when the cache shows it before our retire patch (a run created
-/// just before the steps were edited, which the reconcile that saw the edit could not retire).
-pub const STEPS_LABEL: &str = "aviary.dev/steps-hash";
-/// Set on runs put aside by an abort: they no longer count for the rollout.
-pub const RETIRED_LABEL: &str = "aviary.dev/retired";
 
 fn kind_label(kind: AnalysisKind) -> &'static str {
     match kind {
@@ -41,7 +33,7 @@ fn kind_label(kind: AnalysisKind) -> &'static str {
     }
 }
 
-/// The hash of `ro`'s canary steps, as [`STEPS_LABEL`] carries it.
+/// The hash of `ro`'s canary steps, as [`STEPS_HASH_LABEL`] carries it.
 pub fn steps_hash(ro: &Rollout) -> String {
     crate::plan::hash::hash_of(&ro.spec.steps())
 }
@@ -52,8 +44,8 @@ pub fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
         return None;
     }
     let labels = run.labels();
-    let kind = match labels.get(TYPE_LABEL)?.as_str() {
-        "Step" => AnalysisKind::Step(labels.get(STEP_LABEL)?.parse().ok()?),
+    let kind = match labels.get(ANALYSIS_TYPE_LABEL)?.as_str() {
+        "Step" => AnalysisKind::Step(labels.get(STEP_INDEX_LABEL)?.parse().ok()?),
         "Background" => AnalysisKind::Background,
         "PrePromotion" => AnalysisKind::PrePromotion,
         "PostPromotion" => AnalysisKind::PostPromotion,
@@ -67,7 +59,7 @@ pub fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
         hash: labels.get(POD_TEMPLATE_HASH_LABEL)?.clone(),
         phase: status.phase,
         message: status.message,
-        steps_hash: labels.get(STEPS_LABEL).cloned(),
+        steps_hash: labels.get(STEPS_HASH_LABEL).cloned(),
     })
 }
 
@@ -265,13 +257,16 @@ pub async fn create(
     let mut labels = BTreeMap::from([
         (ROLLOUT_LABEL.to_string(), ro.name_any()),
         (POD_TEMPLATE_HASH_LABEL.to_string(), hash.to_string()),
-        (TYPE_LABEL.to_string(), kind_label(kind).to_string()),
+        (
+            ANALYSIS_TYPE_LABEL.to_string(),
+            kind_label(kind).to_string(),
+        ),
     ]);
     if let AnalysisKind::Step(i) = kind {
-        labels.insert(STEP_LABEL.into(), i.to_string());
+        labels.insert(STEP_INDEX_LABEL.into(), i.to_string());
     }
     if matches!(kind, AnalysisKind::Step(_) | AnalysisKind::Background) {
-        labels.insert(STEPS_LABEL.into(), steps_hash(ro));
+        labels.insert(STEPS_HASH_LABEL.into(), steps_hash(ro));
     }
     let api: Api<AnalysisRun> = Api::namespaced(ctx.client().clone(), &ns);
     // A retried rollout gets fresh runs beside the retired ones: `.1`, `.2`, … as Argo names them.
@@ -384,7 +379,7 @@ pub async fn terminate(ctx: &Context, ns: &str, name: &str, retire: bool) -> Res
         patch["metadata"] = json!({"labels": {RETIRED_LABEL: "true"}});
     }
     match api
-        .patch(name, &super::labels::patch_params(), &Patch::Merge(&patch))
+        .patch(name, &wire::patch_params(), &Patch::Merge(&patch))
         .await
     {
         Ok(written) => {

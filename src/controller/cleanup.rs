@@ -2,8 +2,9 @@
 //! to the user and outlive it, while its ReplicaSets and pods are garbage-collected after it: a
 //! Rollout deleted mid-canary would leave the canary's share of traffic pointed at a Service
 //! whose pods are going away. So Rollouts with `trafficRouting` carry the finalizer
-//! [`ROUTE_CLEANUP_FINALIZER`]; on deletion every routing object is set back to canary weight 0
-//! (all traffic to stable) before the finalizer is removed.
+//! [`ROUTE_CLEANUP_FINALIZER`](crate::api::wire::ROUTE_CLEANUP_FINALIZER); on deletion every
+//! routing object is set back to canary weight 0 (all traffic to stable) before the finalizer
+//! is removed.
 //!
 //! The finalizer never holds a deletion for ever: a routing object that is gone needs nothing;
 //! one that can't carry the change (an invalid route, someone else's canary Ingress) gets a
@@ -14,9 +15,6 @@ use std::time::Duration;
 
 use crate::plan::Event;
 use crate::traffic::{RouteTarget, TrafficError, TrafficRouter, WeightChange};
-
-/// The finalizer on Rollouts with `trafficRouting`.
-pub const ROUTE_CLEANUP_FINALIZER: &str = "aviary.dev/route-cleanup";
 
 /// Event reason when a routing object was set back to all-stable for the deletion (its own
 /// reason, so it can be told apart from the weight changes of the rollout itself).

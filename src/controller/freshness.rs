@@ -49,7 +49,7 @@ pub fn fresh_read_needed(
         && !cached
             .finalizers()
             .iter()
-            .any(|f| f == super::cleanup::ROUTE_CLEANUP_FINALIZER)
+            .any(|f| f == crate::api::wire::ROUTE_CLEANUP_FINALIZER)
     {
         return Some(FreshRead::FinalizerMissing);
     }
@@ -122,7 +122,7 @@ mod tests {
     fn rollout(rv: &str, finalizer: bool, deleting: bool) -> Rollout {
         let mut meta = json!({"name": "web", "namespace": "shop", "resourceVersion": rv});
         if finalizer {
-            meta["finalizers"] = json!([super::super::cleanup::ROUTE_CLEANUP_FINALIZER]);
+            meta["finalizers"] = json!([crate::api::wire::ROUTE_CLEANUP_FINALIZER]);
         }
         if deleting {
             meta["deletionTimestamp"] = json!("2026-11-25T00:00:00Z");

@@ -30,7 +30,6 @@ pub mod cleanup;
 pub mod error;
 pub mod freshness;
 pub mod index;
-pub mod labels;
 pub mod observe;
 pub mod pacing;
 pub mod relisting;
@@ -60,11 +59,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::conditions::{set_condition, types};
+use crate::api::wire::{EVENT_REPORTER, RETIRED_LABEL, ROLLOUT_LABEL, ROUTE_CLEANUP_FINALIZER};
 use crate::api::{AnalysisRun, Condition, ConditionStatus, Rollout, RolloutPhase};
 use crate::plan::{self, Event, Observed, ObservedAnalysisRun};
 use crate::traffic::{PreparedAborts, RouteTarget, TrafficRouter, routers_for};
 pub use error::Error;
-use labels::ROLLOUT_LABEL;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -180,10 +179,7 @@ fn failed_run_owner(run: &AnalysisRun) -> Option<ObjectRef<Rollout>> {
         run.status.as_ref().map(|s| s.phase),
         Some(crate::api::AnalysisPhase::Failed | crate::api::AnalysisPhase::Error)
     );
-    let retired = run
-        .labels()
-        .get(analysis_runs::RETIRED_LABEL)
-        .is_some_and(|v| v == "true");
+    let retired = run.labels().get(RETIRED_LABEL).is_some_and(|v| v == "true");
     if !failed || retired {
         return None;
     }
@@ -292,7 +288,7 @@ pub async fn run(
     // Rollout deletions, for the sweep that forgets them and releases their Services.
     let deleted = Arc::new(tokio::sync::Notify::new());
     let ctx = Arc::new(Context {
-        recorder: report::EventRecorder::new(clients.clone(), "aviary"),
+        recorder: report::EventRecorder::new(clients.clone(), EVENT_REPORTER),
         clients,
         replica_sets: rs_cache,
         services: svc_cache,
@@ -728,10 +724,7 @@ async fn reconcile_inner(
             fresh
         }
     };
-    let has_finalizer = ro
-        .finalizers()
-        .iter()
-        .any(|f| f == cleanup::ROUTE_CLEANUP_FINALIZER);
+    let has_finalizer = ro.finalizers().iter().any(|f| f == ROUTE_CLEANUP_FINALIZER);
     if !routed && !has_finalizer {
         // Nothing of the user's to restore on deletion: no finalizer; a Rollout being deleted is
         // left to the garbage collector.
@@ -742,17 +735,12 @@ async fn reconcile_inner(
     }
     // kube-runtime's helper: adds the finalizer first (one write, once), then reconciles;
     // on deletion restores the routing objects and only then removes it.
-    finalizer(
-        &api,
-        cleanup::ROUTE_CLEANUP_FINALIZER,
-        Arc::new(ro),
-        |event| async {
-            match event {
-                FinalizerEvent::Apply(ro) => reconcile_rollout(ctx, &api, &ro, outbox).await,
-                FinalizerEvent::Cleanup(ro) => clean_up(ctx, &ro).await,
-            }
-        },
-    )
+    finalizer(&api, ROUTE_CLEANUP_FINALIZER, Arc::new(ro), |event| async {
+        match event {
+            FinalizerEvent::Apply(ro) => reconcile_rollout(ctx, &api, &ro, outbox).await,
+            FinalizerEvent::Cleanup(ro) => clean_up(ctx, &ro).await,
+        }
+    })
     .await
     .map_err(Error::from_finalizer)
 }
@@ -1209,7 +1197,7 @@ mod tests {
     fn run(phase: &str, retired: bool) -> AnalysisRun {
         let mut labels = json!({});
         if retired {
-            labels[analysis_runs::RETIRED_LABEL] = json!("true");
+            labels[RETIRED_LABEL] = json!("true");
         }
         serde_json::from_value(json!({
             "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",

@@ -349,7 +349,7 @@ pub fn owned_analysis_runs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::labels::MANAGED_BY_ANNOTATION;
+    use crate::api::wire::MANAGED_BY_ANNOTATION;
 
     #[test]
     fn routers_agree_on_a_weight_or_say_nothing() {

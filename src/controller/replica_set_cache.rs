@@ -21,8 +21,8 @@ use kube::runtime::watcher::Event;
 use serde::{Deserialize, Serialize};
 
 use super::index::controller_uid;
-use super::labels::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION};
 use super::relisting::{Relisting, WatchedMap};
+use crate::api::wire::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION};
 use crate::plan::{ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL};
 
 /// A ReplicaSet as the watch decodes it: without its pod template and selector. It lives only

@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::error::Error;
 use crate::api::conditions::conditions_equal_ignoring_time;
+use crate::api::wire;
 use crate::api::{Rollout, RolloutStatus};
 use crate::plan::{Event, EventKind};
 
@@ -126,11 +127,7 @@ pub async fn write_status(
         "status": diff,
     });
     let written = api
-        .patch_status(
-            &ro.name_any(),
-            &super::labels::patch_params(),
-            &Patch::Merge(&patch),
-        )
+        .patch_status(&ro.name_any(), &wire::patch_params(), &Patch::Merge(&patch))
         .await?;
     Ok(Some(written))
 }

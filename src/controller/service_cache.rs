@@ -18,8 +18,8 @@ use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 use serde::{Deserialize, Serialize};
 
-use super::labels::MANAGED_BY_ANNOTATION;
 use super::relisting::{Relisting, WatchedMap};
+use crate::api::wire::MANAGED_BY_ANNOTATION;
 
 /// A Service as the watch (and a read on a cache miss, and our selector patch's answer) decodes
 /// it: its metadata and selector. It lives only until it has become a [`CachedService`].

@@ -23,8 +23,8 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use super::labels::MANAGED_BY_ANNOTATION;
 use super::service_cache::{CachedService, WatchedService};
+use crate::api::wire::MANAGED_BY_ANNOTATION;
 use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 
 /// A Service to release: its namespace, name, and the JSON patch that does it.

@@ -8,8 +8,7 @@ use kube::ResourceExt;
 
 use crate::api::Rollout;
 
-/// The label every ReplicaSet, pod and Service selector of a rollout carries.
-pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
+pub use crate::api::wire::POD_TEMPLATE_HASH_LABEL;
 
 const FNV_OFFSET: u32 = 0x811c_9dc5;
 const FNV_PRIME: u32 = 0x0100_0193;

@@ -18,7 +18,7 @@ use kube::{Client, ResourceExt};
 
 use super::exporter::{Exporter, Traffic};
 use crate::api::Rollout;
-use crate::plan::POD_TEMPLATE_HASH_LABEL;
+use crate::api::wire::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL};
 use crate::traffic::{RouteTarget, routers_for};
 
 /// How requests to one image behave.
@@ -142,7 +142,7 @@ pub async fn shares(client: &Client, ro: &Rollout) -> Vec<Share> {
 /// The first container image of each of the rollout's ReplicaSets, by hash.
 pub async fn images(client: &Client, ro: &Rollout) -> BTreeMap<String, String> {
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ro.namespace().unwrap_or_default());
-    let lp = ListParams::default().labels(&format!("aviary.dev/rollout={}", ro.name_any()));
+    let lp = ListParams::default().labels(&format!("{ROLLOUT_LABEL}={}", ro.name_any()));
     let mut out = BTreeMap::new();
     for rs in api.list(&lp).await.map(|l| l.items).unwrap_or_default() {
         let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL).cloned();

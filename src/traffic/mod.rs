@@ -25,16 +25,16 @@
 //! the entry makes the API server reject the whole patch, which we report as
 //! [`TrafficError::Conflict`] so the caller re-reads and retries — instead of writing a weight
 //! onto the wrong destination. The canary Ingress for NGINX is wholly ours: it is built from the
-//! stable Ingress and server-side applied with one field manager ([`FIELD_MANAGER`]).
+//! stable Ingress and server-side applied with one field manager ([`wire::FIELD_MANAGER`]).
 
 use std::fmt;
 
 use futures::future::BoxFuture;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
-use crate::api::RolloutTrafficRouting;
+use crate::api::{RolloutTrafficRouting, wire};
 
 pub mod fake;
 pub mod gateway;
@@ -46,10 +46,6 @@ pub use gateway::GatewayRouter;
 pub use istio::IstioRouter;
 pub use nginx::NginxRouter;
 pub use prepared::{PreparedAbort, PreparedAborts};
-
-/// The field manager of every write a router makes (JSON patches and server-side apply alike),
-/// so `managedFields` shows which weights and which canary Ingress fields are Aviary's.
-pub const FIELD_MANAGER: &str = "aviary";
 
 /// The highest canary weight: weights are percentages.
 pub const MAX_WEIGHT: i32 = 100;
@@ -349,18 +345,14 @@ pub(crate) async fn get_json(
     }
 }
 
-/// Sends a guarded JSON patch (tests first, then weight writes) as [`FIELD_MANAGER`].
+/// Sends a guarded JSON patch (tests first, then weight writes) as [`wire::FIELD_MANAGER`].
 pub async fn apply_guarded_patch(
     api: &Api<DynamicObject>,
     name: &str,
     patch: json_patch::Patch,
     what: &str,
 ) -> Result<DynamicObject, TrafficError> {
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    api.patch(name, &params, &Patch::Json::<()>(patch))
+    api.patch(name, &wire::patch_params(), &Patch::Json::<()>(patch))
         .await
         .map_err(|e| classify_write_error(e, what))
 }

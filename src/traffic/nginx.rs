@@ -16,9 +16,9 @@ use kube::api::{Api, Patch, PatchParams};
 use tracing::{debug, info};
 
 use super::{
-    FIELD_MANAGER, RouteTarget, TrafficError, TrafficRouter, WeightChange, check_weight,
-    classify_write_error,
+    RouteTarget, TrafficError, TrafficRouter, WeightChange, check_weight, classify_write_error,
 };
+use crate::api::wire::FIELD_MANAGER;
 
 /// The ingress class annotation older setups use instead of `spec.ingressClassName`; the
 /// canary Ingress must be picked up by the same controller as the stable one.

@@ -1,0 +1,57 @@
+//! The wire contract: the names Aviary puts on the cluster — labels, annotations, the finalizer,
+//! field managers and Event reasons. The controller writes them, the planner and the delivery
+//! figures match on them, `kubectl aviary` reads them, and users' selectors, alerts and
+//! dashboards depend on them: each is defined here once, and a change here is a change of what
+//! is on the cluster.
+
+/// Label on ReplicaSets, their pods and selectors, and on Service selectors: the pod-template
+/// hash of the revision. Kept from Argo so Services and DestinationRules port unchanged.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
+
+/// On every ReplicaSet and AnalysisRun Aviary creates: the owning Rollout's name. The
+/// ReplicaSet watch is filtered on it, so the controller never caches anybody else's
+/// ReplicaSets.
+pub const ROLLOUT_LABEL: &str = "aviary.dev/rollout";
+/// On AnalysisRuns: what they measure (`Step`, `Background`, `PrePromotion`, `PostPromotion`).
+pub const ANALYSIS_TYPE_LABEL: &str = "aviary.dev/analysis-type";
+/// On step AnalysisRuns: the step's index.
+pub const STEP_INDEX_LABEL: &str = "aviary.dev/step-index";
+/// On step and background AnalysisRuns: the hash of the canary steps the run was created for.
+/// A run of other steps is no verdict of these, even when the cache shows it before our retire
+/// patch (a run created just before the steps were edited, which the reconcile that saw the
+/// edit could not retire).
+pub const STEPS_HASH_LABEL: &str = "aviary.dev/steps-hash";
+/// On AnalysisRuns put aside by an abort (`"true"`): they no longer count for the rollout.
+pub const RETIRED_LABEL: &str = "aviary.dev/retired";
+
+/// Revision number of a ReplicaSet (1, 2, …), for history and undo.
+pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
+/// RFC 3339 time after which a ReplicaSet kept for a scale-down delay goes to zero.
+pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "aviary.dev/scale-down-deadline";
+/// RFC 3339 time Aviary last created or scaled a ReplicaSet: `progressDeadlineSeconds` counts
+/// from it while the ReplicaSet's pods are not all available.
+pub const SCALED_AT_ANNOTATION: &str = "aviary.dev/scaled-at";
+/// On a Service whose selector Aviary manages: the Rollout that manages it.
+pub const MANAGED_BY_ANNOTATION: &str = "aviary.dev/managed-by-rollouts";
+
+/// The finalizer on Rollouts with `trafficRouting`: their routing objects are set back to
+/// all-stable before the Rollout goes.
+pub const ROUTE_CLEANUP_FINALIZER: &str = "aviary.dev/route-cleanup";
+
+/// The field manager of every write the controller makes (its routers' JSON patches and
+/// server-side applies included), so `managedFields` says which fields are Aviary's.
+pub const FIELD_MANAGER: &str = "aviary";
+/// The field manager of the writes of the kubectl plugin (`kubectl aviary`).
+pub const PLUGIN_FIELD_MANAGER: &str = "kubectl-aviary";
+/// `reportingController` and `reportingInstance` of the controller's Events.
+pub const EVENT_REPORTER: &str = "aviary";
+
+/// Parameters for the controller's patches: each names [`FIELD_MANAGER`], so `managedFields`
+/// says which fields it wrote (without one the API server files them under the client's user
+/// agent).
+pub fn patch_params() -> kube::core::params::PatchParams {
+    kube::core::params::PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
