@@ -20,18 +20,9 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::wire::reasons;
 use crate::api::{AnalysisPhase, CanaryStep, PauseReason, RolloutPhase, RolloutStatus};
 use crate::plan::Event;
-
-/// Planner Event reasons the figures are derived from.
-pub mod reasons {
-    pub const COMPLETED: &str = "RolloutCompleted";
-    pub const ABORTED: &str = "RolloutAborted";
-    /// Canary: the template is the stable revision again, the steps are skipped.
-    pub const SKIP_STEPS: &str = "SkipSteps";
-    /// Blue-green: the template is the stable revision again, back to it at once.
-    pub const ROLLBACK: &str = "RolloutRollback";
-}
 
 /// Something a person or a dashboard cares about happened to a rollout.
 #[derive(Clone, Debug, PartialEq)]
@@ -211,7 +202,7 @@ pub fn transitions(
         .or_else(|| c.new.stable_rs.clone())
         .unwrap_or_default();
 
-    if has_event(c.events, reasons::COMPLETED) {
+    if has_event(c.events, reasons::ROLLOUT_COMPLETED) {
         let revision = c.new.stable_rs.clone().unwrap_or_else(|| revision.clone());
         out.push(Transition::Promoted {
             revision,
@@ -221,7 +212,7 @@ pub fn transitions(
     // An aborted update that is then undone was already counted as aborted: one outcome per
     // attempt, so the change failure rate does not count it twice.
     let back_to_stable =
-        has_event(c.events, reasons::SKIP_STEPS) || has_event(c.events, reasons::ROLLBACK);
+        has_event(c.events, reasons::SKIP_STEPS) || has_event(c.events, reasons::ROLLOUT_ROLLBACK);
     if back_to_stable && c.old.abort != Some(true) {
         out.push(Transition::RolledBack {
             revision: c.new.stable_rs.clone().unwrap_or_else(|| revision.clone()),
@@ -240,7 +231,11 @@ pub fn transitions(
             });
         }
     }
-    if let Some(e) = c.events.iter().find(|e| e.reason == reasons::ABORTED) {
+    if let Some(e) = c
+        .events
+        .iter()
+        .find(|e| e.reason == reasons::ROLLOUT_ABORTED)
+    {
         out.push(Transition::Aborted {
             revision: revision.clone(),
             message: e.message.clone(),
@@ -316,7 +311,7 @@ mod tests {
         let old = status(RolloutPhase::Progressing);
         let mut new = status(RolloutPhase::Progressing);
         new.stable_rs = Some("new".into());
-        let events = [Event::normal(reasons::COMPLETED, "done")];
+        let events = [Event::normal(reasons::ROLLOUT_COMPLETED, "done")];
         let (t, pending) = transitions(&change(&old, &new, &events, &[]), None);
         assert_eq!(
             t,
@@ -342,7 +337,7 @@ mod tests {
         let mut new = status(RolloutPhase::Degraded);
         new.abort = Some(true);
         new.aborted_at = Some(Time(ts("2026-01-01T10:01:00Z")));
-        let events = [Event::warning(reasons::ABORTED, "aborted by user")];
+        let events = [Event::warning(reasons::ROLLOUT_ABORTED, "aborted by user")];
         let (t, pending) = transitions(&change(&old, &new, &events, &[]), None);
         assert_eq!(
             t,
@@ -399,7 +394,7 @@ mod tests {
     fn a_blue_green_rollback_is_a_roll_back_too() {
         let old = status(RolloutPhase::Paused);
         let new = status(RolloutPhase::Healthy);
-        let events = [Event::normal(reasons::ROLLBACK, "back")];
+        let events = [Event::normal(reasons::ROLLOUT_ROLLBACK, "back")];
         let (t, _) = transitions(&change(&old, &new, &events, &[]), None);
         assert_eq!(
             t,

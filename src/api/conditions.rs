@@ -33,7 +33,8 @@ pub mod types {
     pub const INVALID_SPEC: &str = "InvalidSpec";
 }
 
-/// Condition reasons Argo users see in tooling and alerts.
+/// Condition reasons Argo users see in tooling and alerts; several are Event reasons too. With
+/// the Event-only reasons they make up [`super::wire::reasons`].
 pub mod reasons {
     pub const NEW_REPLICA_SET_CREATED: &str = "NewReplicaSetCreated";
     pub const REPLICA_SET_UPDATED: &str = "ReplicaSetUpdated";

@@ -55,3 +55,38 @@ pub fn patch_params() -> kube::core::params::PatchParams {
         ..Default::default()
     }
 }
+
+/// Every reason Aviary writes: on conditions ([`crate::api::conditions::reasons`], re-exported
+/// here) and on Events. The delivery (DORA) figures are derived from Event reasons, so the
+/// planner and the figures name them from here.
+pub mod reasons {
+    pub use super::super::conditions::reasons::*;
+
+    /// A canary step finished (its pause, weight or analysis done).
+    pub const ROLLOUT_STEP_COMPLETED: &str = "RolloutStepCompleted";
+    /// Canary: the template is the stable revision again, the steps are skipped.
+    pub const SKIP_STEPS: &str = "SkipSteps";
+    /// Blue-green: the template is the stable revision again, back to it at once.
+    pub const ROLLOUT_ROLLBACK: &str = "RolloutRollback";
+    /// A blue-green preview was promoted to active.
+    pub const ROLLOUT_PROMOTED: &str = "RolloutPromoted";
+    /// An abort that came after the promotion was decided: the revision is already stable.
+    pub const ROLLOUT_ABORT_IGNORED: &str = "RolloutAbortIgnored";
+    /// A Service's selector was pointed at another revision.
+    pub const SWITCH_SERVICE: &str = "SwitchService";
+    /// A ReplicaSet was scaled.
+    pub const SCALING_REPLICA_SET: &str = "ScalingReplicaSet";
+    /// A routing object's canary weight was written.
+    pub const TRAFFIC_WEIGHT_UPDATED: &str = "TrafficWeightUpdated";
+    /// An AnalysisRun was created.
+    pub const ANALYSIS_RUN_CREATED: &str = "AnalysisRunCreated";
+    /// Every pod created before `spec.restartAt` was restarted.
+    pub const ROLLOUT_RESTARTED: &str = "RolloutRestarted";
+    /// A new revision made a pending restart moot.
+    pub const ROLLOUT_RESTART_CANCELLED: &str = "RolloutRestartCancelled";
+    /// A routing object was set back to all-stable for the Rollout's deletion (its own reason,
+    /// so it can be told apart from the weight changes of the rollout itself).
+    pub const ROUTE_CLEANUP: &str = "RouteCleanup";
+    /// A routing object could not be restored before the Rollout went.
+    pub const ROUTE_CLEANUP_FAILED: &str = "RouteCleanupFailed";
+}

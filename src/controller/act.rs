@@ -19,7 +19,7 @@ use super::service_cache::{CachedService, WatchedService};
 use crate::api::Rollout;
 use crate::api::wire::{
     self, FIELD_MANAGER, MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLLOUT_LABEL,
-    SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION,
+    SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION, reasons,
 };
 use crate::plan::{
     Action, Event, POD_TEMPLATE_HASH_LABEL, replica_set_name, rollout_template_hash,
@@ -150,7 +150,7 @@ async fn apply_actions(
                         }
                         info!(rollout = %name, replica_set = %rs.name_any(), replicas, "created ReplicaSet");
                         events.push(Event::normal(
-                            "NewReplicaSetCreated",
+                            reasons::NEW_REPLICA_SET_CREATED,
                             format!("Created ReplicaSet {} (revision {revision}) with {replicas} replicas", rs.name_any()),
                         ));
                     }
@@ -197,7 +197,7 @@ async fn apply_actions(
                 info!(rollout = %name, replica_set = %rs_name, replicas, "scaled ReplicaSet");
                 if scale_down_at.is_none() || matches!(scale_down_at, Some(None)) {
                     events.push(Event::normal(
-                        "ScalingReplicaSet",
+                        reasons::SCALING_REPLICA_SET,
                         format!("Scaled ReplicaSet {rs_name} to {replicas}"),
                     ));
                 }
@@ -277,7 +277,7 @@ async fn evict_pod(ctx: &Context, ns: &str, rollout: &str, pod: &str) -> Result<
 /// The Event of a weight change on a routing object.
 pub fn weight_event(from: Option<i32>, to: i32, object: &str) -> Event {
     Event::normal(
-        "TrafficWeightUpdated",
+        reasons::TRAFFIC_WEIGHT_UPDATED,
         format!(
             "Traffic weight updated from {} to {to} on {object}",
             from.map(|f| f.to_string())

@@ -14,7 +14,7 @@ use super::Context;
 use super::error::Error;
 use crate::api::wire::{
     self, ANALYSIS_TYPE_LABEL, FIELD_MANAGER, RETIRED_LABEL, ROLLOUT_LABEL, STEP_INDEX_LABEL,
-    STEPS_HASH_LABEL,
+    STEPS_HASH_LABEL, reasons,
 };
 use crate::api::{
     AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument,
@@ -300,7 +300,7 @@ pub async fn create(
             Ok(_) => {
                 info!(rollout = %ro.name_any(), run = %name, "created AnalysisRun");
                 return Ok(vec![Event::normal(
-                    "AnalysisRunCreated",
+                    reasons::ANALYSIS_RUN_CREATED,
                     format!("Created AnalysisRun '{name}' ({})", kind_label(kind)),
                 )]);
             }

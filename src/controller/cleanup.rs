@@ -13,15 +13,9 @@
 
 use std::time::Duration;
 
+use crate::api::wire::reasons;
 use crate::plan::Event;
 use crate::traffic::{RouteTarget, TrafficError, TrafficRouter, WeightChange};
-
-/// Event reason when a routing object was set back to all-stable for the deletion (its own
-/// reason, so it can be told apart from the weight changes of the rollout itself).
-pub const REASON_CLEANED_UP: &str = "RouteCleanup";
-
-/// Event reason when a routing object could not be restored before the Rollout went.
-pub const REASON_CLEANUP_FAILED: &str = "RouteCleanupFailed";
 
 /// How long after the deletion began failures that may pass (conflicts, an unreachable API
 /// server, a forbidden write) are retried before the Rollout is let go anyway.
@@ -73,7 +67,7 @@ pub async fn restore_stable(
             Ok(WeightChange::Updated { from, to }) => {
                 tracing::info!(router = router.kind(), object = %what, ?from, to, "canary weight restored to 0 for the Rollout's deletion");
                 events.push(Event::normal(
-                    REASON_CLEANED_UP,
+                    reasons::ROUTE_CLEANUP,
                     format!(
                         "Traffic weight updated from {} to {to} on {what}: the Rollout is being deleted",
                         from.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into())
@@ -87,7 +81,7 @@ pub async fn restore_stable(
                 Verdict::GiveUp => {
                     tracing::warn!(object = %what, error = %e, "could not restore the routing object; letting the Rollout go");
                     events.push(Event::warning(
-                        REASON_CLEANUP_FAILED,
+                        reasons::ROUTE_CLEANUP_FAILED,
                         format!(
                             "Could not set the canary weight of {what} back to 0 before the Rollout's deletion; it is left as it is: {e}"
                         ),
@@ -162,8 +156,8 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                (EventKind::Normal, REASON_CLEANED_UP),
-                (EventKind::Warning, REASON_CLEANUP_FAILED)
+                (EventKind::Normal, reasons::ROUTE_CLEANUP),
+                (EventKind::Warning, reasons::ROUTE_CLEANUP_FAILED)
             ]
         );
         assert!(events[1].message.contains("route 'primary' not found"));

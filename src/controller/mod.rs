@@ -59,7 +59,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::conditions::{set_condition, types};
-use crate::api::wire::{EVENT_REPORTER, RETIRED_LABEL, ROLLOUT_LABEL, ROUTE_CLEANUP_FINALIZER};
+use crate::api::wire::{
+    EVENT_REPORTER, RETIRED_LABEL, ROLLOUT_LABEL, ROUTE_CLEANUP_FINALIZER, reasons,
+};
 use crate::api::{AnalysisRun, Condition, ConditionStatus, Rollout, RolloutPhase};
 use crate::plan::{self, Event, Observed, ObservedAnalysisRun};
 use crate::traffic::{PreparedAborts, RouteTarget, TrafficRouter, routers_for};
@@ -946,7 +948,7 @@ async fn report_invalid(
         Condition::new(
             types::INVALID_SPEC,
             true,
-            "InvalidSpec",
+            reasons::INVALID_SPEC,
             message,
             Time(Timestamp::now()),
         )
@@ -970,7 +972,7 @@ async fn report_invalid(
     telemetry::reported(ctx, ro, &status, &[]);
     if !known {
         warn!(message, "invalid spec");
-        outbox.add(ro, &[Event::warning("InvalidSpec", message)]);
+        outbox.add(ro, &[Event::warning(reasons::INVALID_SPEC, message)]);
     }
     Ok(Requeue::requeue(Duration::from_secs(30)))
 }

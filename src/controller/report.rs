@@ -302,13 +302,13 @@ mod tests {
         let a = build_event(
             "aviary",
             &reference,
-            &Event::normal("TrafficWeightUpdated", "from 0 to 10"),
+            &Event::normal(wire::reasons::TRAFFIC_WEIGHT_UPDATED, "from 0 to 10"),
             t,
         );
         let b = build_event(
             "aviary",
             &reference,
-            &Event::warning("RolloutAborted", "x".repeat(2000)),
+            &Event::warning(wire::reasons::ROLLOUT_ABORTED, "x".repeat(2000)),
             t + std::time::Duration::from_millis(1),
         );
         assert_ne!(a.metadata.name, b.metadata.name);

@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::Context;
+use crate::api::wire::reasons;
 use crate::api::{Rollout, RolloutStatus};
 use crate::delivery::{self, Change};
 use crate::metrics::Metrics;
@@ -90,7 +91,7 @@ pub fn reported(ctx: &Context, ro: &Rollout, status: &RolloutStatus, events: &[E
     let old = ro.status.clone().unwrap_or_default();
     let completed = events
         .iter()
-        .any(|e| e.reason == delivery::reasons::COMPLETED);
+        .any(|e| e.reason == reasons::ROLLOUT_COMPLETED);
     let now = Timestamp::now();
     let change = Change {
         old: &old,

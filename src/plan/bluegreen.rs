@@ -585,9 +585,10 @@ impl<'p> Planner<'p> {
         bgs.active_selector = Some(stable.to_string());
         if first {
             let why = self.abort_reason(&hash);
-            self.plan
-                .events
-                .push(Event::warning(super::canary::REASON_ABORTED, why));
+            self.plan.events.push(Event::warning(
+                crate::api::conditions::reasons::ROLLOUT_ABORTED,
+                why,
+            ));
         }
     }
 

@@ -20,15 +20,12 @@ use super::{
     Action, AnalysisKind, Event, Observed, ObservedReplicaSet, Plan, hash::hash_of,
     rollout_template_hash, secs,
 };
-use crate::api::conditions::reasons;
+use crate::api::wire::reasons;
 use crate::api::{
     AnalysisPhase, CanaryStatus, CanaryStep, PauseReason, RolloutAnalysisRunStatus, RolloutStatus,
     StepAction, TrafficWeights, WeightDestination,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
-/// Condition reason and Event reason used when a rollout is aborted.
-pub const REASON_ABORTED: &str = "RolloutAborted";
 
 struct Planner<'o, 'a> {
     obs: &'o Observed<'a>,
@@ -217,7 +214,7 @@ impl Planner<'_, '_> {
             Some(s) if s == hash => {
                 if template_changed && old.stable_rs.as_deref() == Some(hash.as_str()) {
                     self.plan.events.push(Event::normal(
-                        "SkipSteps",
+                        reasons::SKIP_STEPS,
                         "Rollback to the stable revision: skipping all steps",
                     ));
                 }
@@ -851,7 +848,7 @@ impl Planner<'_, '_> {
         {
             // An abort that came after the promotion was decided: nothing is rolling out.
             self.plan.events.push(Event::warning(
-                "RolloutAbortIgnored",
+                reasons::ROLLOUT_ABORT_IGNORED,
                 format!(
                     "Abort ignored: revision {stable} is already stable; run 'kubectl aviary undo {}' to go back",
                     self.rollout_name()
@@ -927,7 +924,9 @@ impl Planner<'_, '_> {
         }
         if first {
             let why = self.abort_reason(&self.hash);
-            self.plan.events.push(Event::warning(REASON_ABORTED, why));
+            self.plan
+                .events
+                .push(Event::warning(reasons::ROLLOUT_ABORTED, why));
         }
     }
 
@@ -1106,7 +1105,7 @@ impl Planner<'_, '_> {
                 c.current_step_analysis_run_status = None;
             }
             self.plan.events.push(Event::normal(
-                "RolloutStepCompleted",
+                reasons::ROLLOUT_STEP_COMPLETED,
                 format!("Rollout step {}/{} completed ({label})", idx + 1, n),
             ));
             // The next step's actions wait until this index is persisted (see the module doc).
@@ -1260,7 +1259,7 @@ impl Planner<'_, '_> {
             c.current_step_analysis_run_status = None;
         }
         self.plan.events.push(Event::normal(
-            "RolloutCompleted",
+            reasons::ROLLOUT_COMPLETED,
             format!(
                 "Rollout completed update to revision {hash} (was {old_stable}): fully promoted"
             ),

@@ -6,11 +6,11 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use super::canary::REASON_ABORTED;
 use super::{
     Action, AnalysisKind, Event, Observed, ObservedReplicaSet, ObservedService, Plan, after,
     ceil_second,
 };
+use crate::api::wire::reasons;
 use crate::api::{PauseCondition, PauseReason};
 
 /// How long a plan that waits for pods (a selector, weight or scale-down held until a revision
@@ -194,7 +194,7 @@ pub(super) trait Moves {
                 hash: hash.into(),
             });
             plan.events.push(Event::normal(
-                "SwitchService",
+                reasons::SWITCH_SERVICE,
                 format!("Switched selector for service '{name}' to pod template hash '{hash}'"),
             ));
         }
@@ -350,7 +350,7 @@ pub(super) trait Moves {
         let status = &self.plan().status;
         let detail = status
             .condition(crate::api::conditions::types::PROGRESSING)
-            .filter(|c| c.reason == REASON_ABORTED)
+            .filter(|c| c.reason == reasons::ROLLOUT_ABORTED)
             .map(|c| c.message.clone())
             .or_else(|| {
                 status

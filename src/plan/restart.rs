@@ -30,12 +30,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Action, Event, Observed, ObservedReplicaSet, Plan, after};
+use crate::api::wire::reasons;
 use crate::api::{Rollout, RolloutStatus};
-
-/// Event reason when every pod has been restarted.
-pub const REASON_RESTARTED: &str = "RolloutRestarted";
-/// Event reason when a new revision made a pending restart moot.
-pub const REASON_RESTART_CANCELLED: &str = "RolloutRestartCancelled";
 
 /// How soon to look again while a restart waits for replacements. The ReplicaSets' status
 /// changes wake the reconcile sooner; this covers a pod that turns available after
@@ -268,7 +264,7 @@ pub fn plan(obs: &Observed<'_>, plan: &mut Plan) {
     if old.current_pod_hash.is_some() && old.current_pod_hash != plan.status.current_pod_hash {
         plan.status.restarted_at = Some(Time(at));
         plan.events.push(Event::normal(
-            REASON_RESTART_CANCELLED,
+            reasons::ROLLOUT_RESTART_CANCELLED,
             format!(
                 "Restart requested for {at} cancelled: a new revision replaces every pod anyway"
             ),
@@ -295,7 +291,7 @@ pub fn plan(obs: &Observed<'_>, plan: &mut Plan) {
     if decision.remaining == 0 {
         plan.status.restarted_at = Some(Time(at));
         plan.events.push(Event::normal(
-            REASON_RESTARTED,
+            reasons::ROLLOUT_RESTARTED,
             format!("Restarted every pod created before {at}"),
         ));
         return;
@@ -618,7 +614,7 @@ spec:
         assert_eq!(
             p.events
                 .iter()
-                .filter(|e| e.reason == REASON_RESTARTED)
+                .filter(|e| e.reason == reasons::ROLLOUT_RESTARTED)
                 .count(),
             1
         );
@@ -660,7 +656,7 @@ spec:
         assert!(
             p.events
                 .iter()
-                .any(|e| e.reason == REASON_RESTART_CANCELLED)
+                .any(|e| e.reason == reasons::ROLLOUT_RESTART_CANCELLED)
         );
     }
 }

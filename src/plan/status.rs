@@ -5,7 +5,6 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::ObservedReplicaSet;
-use super::canary::REASON_ABORTED;
 use crate::api::conditions::{reasons, remove_condition, set_condition, types};
 use crate::api::{Condition, ConditionStatus, PauseReason, RolloutPhase, RolloutStatus};
 
@@ -71,7 +70,7 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
             .or_else(|| {
                 st.conditions
                     .iter()
-                    .find(|c| c.type_ == types::PROGRESSING && c.reason == REASON_ABORTED)
+                    .find(|c| c.type_ == types::PROGRESSING && c.reason == reasons::ROLLOUT_ABORTED)
                     .map(|c| c.message.clone())
             })
             .unwrap_or_else(|| {
@@ -142,7 +141,7 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
             } else if st.abort != Some(true) && s.deadline_exceeded.is_some() {
                 reasons::PROGRESS_DEADLINE_EXCEEDED
             } else {
-                REASON_ABORTED
+                reasons::ROLLOUT_ABORTED
             },
             message.clone(),
         ),
