@@ -17,6 +17,7 @@ use crate::api::wire::{
     STEP_INDEX_LABEL,
 };
 use crate::api::{AnalysisRun, POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase};
+use crate::plan::canary::weight_at;
 use crate::plan::pod_template_hash;
 
 /// The whole picture of one Rollout.
@@ -235,19 +236,6 @@ pub fn display_phase(ro: &Rollout) -> (String, Option<String>) {
         Some(p) => (p.to_string(), st.message.clone().filter(|m| !m.is_empty())),
         None => (RolloutPhase::Progressing.to_string(), st.message.clone()),
     }
-}
-
-/// The last `setWeight` at or before step `idx` (100 past the last step, 0 before any).
-pub fn weight_at(ro: &Rollout, idx: i32) -> i32 {
-    let steps = ro.steps();
-    if idx >= steps.len() as i32 {
-        return 100;
-    }
-    steps[..=idx.max(0) as usize]
-        .iter()
-        .rev()
-        .find_map(|s| s.set_weight)
-        .unwrap_or(0)
 }
 
 fn images(template: Option<&PodTemplateSpec>) -> Vec<String> {
@@ -545,7 +533,11 @@ pub fn rollout_info(
     } else if !updating {
         (Some(100), Some(100))
     } else {
-        let set = if aborted { 0 } else { weight_at(ro, idx) };
+        let set = if aborted {
+            0
+        } else {
+            weight_at(ro.steps(), idx)
+        };
         let actual = if routed {
             st.canary
                 .as_ref()

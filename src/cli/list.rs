@@ -11,10 +11,11 @@ use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 
-use super::info::{current_hash, display_phase, weight_at};
+use super::info::{current_hash, display_phase};
 use super::render::{Style, age, status_word, table};
 use super::{CliError, Cluster, Op, Output, print};
 use crate::api::Rollout;
+use crate::plan::canary::weight_at;
 
 /// One line of the list.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -52,7 +53,7 @@ pub fn list_row(ro: &Rollout) -> ListRow {
             let set = if st.is_aborted() {
                 0
             } else {
-                weight_at(ro, idx)
+                weight_at(ro.steps(), idx)
             };
             let actual = if routed {
                 st.canary

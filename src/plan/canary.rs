@@ -27,6 +27,19 @@ use crate::api::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+/// The canary weight the steps give at step `idx`: the last `setWeight` at or before it (100
+/// past the last step; 0 before any). The planner's and `kubectl aviary`'s.
+pub fn weight_at(steps: &[CanaryStep], idx: i32) -> i32 {
+    if idx >= steps.len() as i32 {
+        return 100;
+    }
+    steps[..=idx.max(0) as usize]
+        .iter()
+        .rev()
+        .find_map(|s| s.set_weight)
+        .unwrap_or(0)
+}
+
 struct Planner<'o, 'a> {
     obs: &'o Observed<'a>,
     now: Timestamp,
@@ -529,16 +542,9 @@ impl Planner<'_, '_> {
         });
     }
 
-    /// The last `setWeight` at or before step `idx` (100 past the last step; 0 before any).
+    /// [`weight_at`] of the rollout's steps.
     fn weight_at(&self, idx: i32) -> i32 {
-        if idx >= self.n_steps() {
-            return 100;
-        }
-        self.steps[..=idx.max(0) as usize]
-            .iter()
-            .rev()
-            .find_map(|s| s.set_weight)
-            .unwrap_or(0)
+        weight_at(self.steps, idx)
     }
 
     /// Canary pods the step at `idx` asks for.
