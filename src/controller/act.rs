@@ -22,7 +22,8 @@ use crate::api::wire::{
     SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION, reasons,
 };
 use crate::plan::{
-    Action, Event, POD_TEMPLATE_HASH_LABEL, replica_set_name, rollout_template_hash,
+    Action, Event, ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL, replica_set_name,
+    rollout_template_hash,
 };
 use crate::traffic::{RouteTarget, TrafficRouter, WeightChange};
 
@@ -95,15 +96,17 @@ async fn with_template<'r>(
 }
 
 /// Applies the actions in order and returns the Events they produced. Stops at the first error:
-/// the next reconcile re-plans from what is then observed.
+/// the next reconcile re-plans from what is then observed. `replica_sets` are the ReplicaSets
+/// the plan was made from (their revisions name the AnalysisRuns).
 pub async fn apply(
     ctx: &Context,
     ro: &Rollout,
     actions: &[Action],
+    replica_sets: &[ObservedReplicaSet],
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<Vec<Event>, Error> {
-    let applied = apply_actions(ctx, ro, actions, routers, target).await;
+    let applied = apply_actions(ctx, ro, actions, replica_sets, routers, target).await;
     // What the routers wrote (or failed to), so the next reconcile takes the routing cache's
     // copy only once it shows that version; recorded whether or not the actions all succeeded.
     ctx.routing.note_seen(routers, target);
@@ -114,6 +117,7 @@ async fn apply_actions(
     ctx: &Context,
     ro: &Rollout,
     actions: &[Action],
+    replica_sets: &[ObservedReplicaSet],
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<Vec<Event>, Error> {
@@ -122,6 +126,12 @@ async fn apply_actions(
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);
     let scale_api: Api<WatchedReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);
     let mut events = Vec::new();
+    // The revision of each hash, for the names of the AnalysisRuns created: as observed, then
+    // of the ReplicaSets these actions create (a run may be asked for beside its ReplicaSet).
+    let mut revisions: BTreeMap<&str, Option<i64>> = BTreeMap::new();
+    for rs in replica_sets {
+        revisions.entry(rs.hash.as_str()).or_insert(rs.revision);
+    }
     for action in actions {
         match action {
             Action::CreateReplicaSet {
@@ -148,6 +158,7 @@ async fn apply_actions(
                         {
                             ctx.replica_sets.record_create(&watched);
                         }
+                        revisions.insert(hash.as_str(), Some(*revision));
                         info!(rollout = %name, replica_set = %rs.name_any(), replicas, "created ReplicaSet");
                         events.push(Event::normal(
                             reasons::NEW_REPLICA_SET_CREATED,
@@ -230,7 +241,11 @@ async fn apply_actions(
                 }
             }
             Action::CreateAnalysisRun { kind, hash } => {
-                events.extend(super::analysis_runs::create(ctx, ro, *kind, hash).await?);
+                let revision = revisions.get(hash.as_str()).copied().flatten();
+                events.extend(
+                    super::analysis_runs::create(ctx, ro, *kind, hash, revision.unwrap_or(0))
+                        .await?,
+                );
             }
             Action::TerminateAnalysisRun { name: run, retire } => {
                 super::analysis_runs::terminate(ctx, &ns, run, *retire).await?;

@@ -220,21 +220,16 @@ async fn build_spec(
     Ok(spec)
 }
 
-fn revision_of(ctx: &Context, ro: &Rollout, hash: &str) -> i64 {
-    super::observe::owned_replica_sets(ctx, ro)
-        .into_iter()
-        .find(|r| r.hash == hash)
-        .and_then(|r| r.revision)
-        .unwrap_or(0)
-}
-
-/// Creates the run the planner asked for. A missing template is an [`Error::AnalysisSetup`]:
-/// the caller turns it into an analysis in Error, which aborts the rollout with that message.
+/// Creates the run the planner asked for, named with `revision`, the revision number of the
+/// ReplicaSet of `hash` (0 when it has none). A missing template is an
+/// [`Error::AnalysisSetup`]: the caller turns it into an analysis in Error, which aborts the
+/// rollout with that message.
 pub async fn create(
     ctx: &Context,
     ro: &Rollout,
     kind: AnalysisKind,
     hash: &str,
+    revision: i64,
 ) -> Result<Vec<Event>, Error> {
     let Some(analysis) = analysis_for(ro, kind) else {
         return Ok(vec![]);
@@ -247,7 +242,6 @@ pub async fn create(
             hash: hash.to_string(),
             message,
         })?;
-    let revision = revision_of(ctx, ro, hash);
     let base = match kind {
         AnalysisKind::Step(i) => format!("{}-{hash}-{revision}-{i}", ro.name_any()),
         AnalysisKind::Background => format!("{}-{hash}-{revision}", ro.name_any()),

@@ -850,7 +850,16 @@ async fn plan_and_act(
     if !plan.actions.is_empty() {
         info!(actions = ?plan.actions, "applying plan");
     }
-    let mut events = match act::apply(ctx, ro, &plan.actions, &routers, &target).await {
+    let mut events = match act::apply(
+        ctx,
+        ro,
+        &plan.actions,
+        &observed.replica_sets,
+        &routers,
+        &target,
+    )
+    .await
+    {
         // An analysis that can't even start (a missing template) is an analysis in Error: plan
         // again with that verdict, which aborts the rollout with the reason.
         Err(Error::AnalysisSetup {
@@ -874,7 +883,7 @@ async fn plan_and_act(
                 .filter(|a| !matches!(a, plan::Action::CreateAnalysisRun { .. }))
                 .cloned()
                 .collect();
-            act::apply(ctx, ro, &actions, &routers, &target).await?
+            act::apply(ctx, ro, &actions, &observed.replica_sets, &routers, &target).await?
         }
         other => other?,
     };
