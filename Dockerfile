@@ -6,6 +6,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Workspace members (test tooling): only their manifests and sources are read, none is built.
+COPY tools ./tools
 RUN cargo build --release --locked --bin aviary --bin kubectl-aviary
 
 # distroless/cc: glibc and CA certificates, no shell, runs as uid 65532 (matches the chart).

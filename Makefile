@@ -11,10 +11,10 @@ demo:            ## bring up the local cluster and Prometheus and walk a canary
 
 lint:
 	cargo fmt --all --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 unit:
-	cargo test --lib --bins
+	cargo test --workspace --lib --bins
 
 crds:            ## regenerate crds/*.yaml (and the chart's copy) from the Rust types
 	cargo run --quiet --bin crdgen -- --out crds

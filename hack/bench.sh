@@ -27,7 +27,7 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 SHARED="${AVIARY_SHARED:-$ROOT/../shared}"
 
 echo "==> release build of the controller and the harness"
-cargo build --release --locked --bin aviary --bin aviary-bench
+cargo build --release --locked -p aviary -p aviary-bench --bin aviary --bin aviary-bench
 
 echo "==> local cluster in $AVIARY_CLUSTER_DIR"
 started_cluster=

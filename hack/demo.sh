@@ -17,7 +17,7 @@ say "bringing up the local cluster (a cold first build of Kubernetes takes ~15 m
 bash "$HERE/cluster.sh" up
 eval "$(bash "$HERE/cluster.sh" env)"
 say "building Aviary"
-cargo build --quiet --bin aviary --bin aviary-trafficsim --bin crdgen
+cargo build --quiet -p aviary -p aviary-trafficsim --bin aviary --bin aviary-trafficsim --bin crdgen
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
 say "installing CRDs (Aviary's and Istio's VirtualService)"

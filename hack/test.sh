@@ -19,17 +19,17 @@ bins_pid=$!
 
 step "cargo fmt --check"
 cargo fmt --all --check
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 step "unit tests"
-cargo test --locked --lib --bins
+cargo test --locked --workspace --lib --bins
 if [ -f src/bin/crdgen.rs ]; then
   step "CRD drift check (crds/ must equal what the Rust types generate)"
   cargo run --locked --quiet --bin crdgen -- --check crds
   cargo run --locked --quiet --bin crdgen -- --check charts/aviary/files/crds
 fi
 step "building integration tests"
-cargo test --locked --tests --no-run
+cargo test --locked --workspace --tests --no-run
 
 step "waiting for the cluster binaries"
 if ! wait "$bins_pid"; then
@@ -44,5 +44,5 @@ bash "$HERE/cluster.sh" up
 eval "$(bash "$HERE/cluster.sh" env)"
 step "integration tests against the local cluster"
 # --no-fail-fast: one failing suite must not hide the results of the others.
-cargo test --locked --no-fail-fast --tests -- --test-threads="${TEST_THREADS:-2}" ${TEST_FILTER:-}
+cargo test --locked --workspace --no-fail-fast --tests -- --test-threads="${TEST_THREADS:-2}" ${TEST_FILTER:-}
 step "done in $((SECONDS - t0)) s"

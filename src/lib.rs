@@ -17,7 +17,6 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod provider;
-pub mod sim;
 #[cfg(test)]
 mod simulation;
 pub mod traffic;

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aviary::api::{AnalysisPhase, AnalysisRun, Rollout, RolloutPhase};
-use aviary::sim::exporter::Exporter;
-use aviary::sim::traffic::{Behaviour, SimConfig};
+use aviary_trafficsim::exporter::Exporter;
+use aviary_trafficsim::traffic::{Behaviour, SimConfig};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use kube::{Client, ResourceExt};
@@ -146,7 +146,7 @@ async fn scene(prefix: &str, templates: Vec<Value>, prometheus: &str) -> Scene {
         service_prefix: format!("{}-", ns.name),
         service_label: None,
     }));
-    let sim_task = tokio::spawn(aviary::sim::traffic::run(
+    let sim_task = tokio::spawn(aviary_trafficsim::traffic::run(
         client.clone(),
         exporter.clone(),
         sim.clone(),

@@ -575,8 +575,8 @@ fn error_rate_template() -> Value {
 #[tokio::test]
 async fn a_failing_post_promotion_analysis_switches_active_back_within_a_second() {
     use aviary::api::{AnalysisPhase, AnalysisRun};
-    use aviary::sim::exporter::Exporter;
-    use aviary::sim::traffic::{Behaviour, SimConfig};
+    use aviary_trafficsim::exporter::Exporter;
+    use aviary_trafficsim::traffic::{Behaviour, SimConfig};
     use std::sync::{Arc, Mutex};
 
     let prometheus = std::env::var("AVIARY_PROMETHEUS_URL")
@@ -612,7 +612,7 @@ async fn a_failing_post_promotion_analysis_switches_active_back_within_a_second(
         service_prefix: format!("{}-", ns.name),
         service_label: None,
     }));
-    let sim_task = tokio::spawn(aviary::sim::traffic::run(
+    let sim_task = tokio::spawn(aviary_trafficsim::traffic::run(
         client.clone(),
         exporter.clone(),
         sim.clone(),

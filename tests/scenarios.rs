@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aviary::api::{AnalysisPhase, Rollout, RolloutPhase};
-use aviary::sim::exporter::Exporter;
-use aviary::sim::traffic::{Behaviour, SimConfig};
+use aviary_trafficsim::exporter::Exporter;
+use aviary_trafficsim::traffic::{Behaviour, SimConfig};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde_json::Value;
@@ -84,7 +84,7 @@ async fn run_scenario(example: &str, rollout: &str, app: &str, analysis_type: &s
         service_prefix: String::new(),
         service_label: Some(service.clone()),
     }));
-    let sim_task = tokio::spawn(aviary::sim::traffic::run(
+    let sim_task = tokio::spawn(aviary_trafficsim::traffic::run(
         client.clone(),
         exporter,
         sim,

@@ -11,15 +11,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aviary::api::Rollout;
+use aviary::api::wire::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL};
+use aviary::traffic::{RouteTarget, routers_for};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use super::exporter::{Exporter, Traffic};
-use crate::api::Rollout;
-use crate::api::wire::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL};
-use crate::traffic::{RouteTarget, routers_for};
+use crate::exporter::{Exporter, Traffic};
 
 /// How requests to one image behave.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aviary::sim::exporter::Exporter;
-use aviary::sim::traffic::{Behaviour, SimConfig, run};
+use aviary_trafficsim::exporter::Exporter;
+use aviary_trafficsim::traffic::{Behaviour, SimConfig, run};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
