@@ -21,6 +21,8 @@ step "cargo fmt --check"
 cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "no import loops among the modules of src/plan and src/controller"
+python3 hack/import-cycles.py
 step "unit tests"
 cargo test --locked --workspace --lib --bins
 if [ -f src/bin/crdgen.rs ]; then

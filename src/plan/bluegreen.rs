@@ -35,6 +35,7 @@ use super::{
     Action, AnalysisKind, Event, Observed, ObservedAnalysisRun, ObservedReplicaSet, Plan, after,
     rollout_template_hash,
 };
+use crate::api::wire::reasons;
 use crate::api::{
     AnalysisPhase, BlueGreenStatus, BlueGreenStrategy, PauseReason, RolloutAnalysisRunStatus,
     RolloutStatus,
@@ -199,7 +200,7 @@ impl<'p> Planner<'p> {
             Some(s) if s == hash => {
                 if template_changed {
                     self.plan.events.push(Event::normal(
-                        "RolloutRollback",
+                        reasons::ROLLOUT_ROLLBACK,
                         format!(
                             "The template is the stable revision {s} again: back to it at once, without preview, pause or analysis"
                         ),
@@ -244,7 +245,7 @@ impl<'p> Planner<'p> {
         );
         if old.message.as_deref() != Some(msg.as_str()) {
             self.plan.events.push(Event::warning(
-                crate::api::conditions::reasons::STABLE_REPLICA_SET_LOST,
+                reasons::STABLE_REPLICA_SET_LOST,
                 msg.clone(),
             ));
         }
@@ -272,10 +273,7 @@ impl<'p> Planner<'p> {
         if on_new {
             bgs.active_selector = Some(hash.clone());
         }
-        self.stuck = Some((
-            crate::api::conditions::reasons::STABLE_REPLICA_SET_LOST,
-            msg,
-        ));
+        self.stuck = Some((reasons::STABLE_REPLICA_SET_LOST, msg));
     }
 
     // ---- attempts -------------------------------------------------------------------------
@@ -314,7 +312,7 @@ impl<'p> Planner<'p> {
         bgs.active_selector = Some(stable.to_string());
         self.supersede_runs();
         self.plan.events.push(Event::normal(
-            "RolloutRetry",
+            reasons::ROLLOUT_RETRY,
             format!("Retrying the update to revision {hash}"),
         ));
     }
@@ -435,7 +433,7 @@ impl<'p> Planner<'p> {
                 let passed = self.hold_on_inconclusive();
                 if !passed && !had {
                     self.plan.events.push(Event::normal(
-                        "RolloutPaused",
+                        reasons::ROLLOUT_PAUSED,
                         format!(
                             "Rollout paused (InconclusiveAnalysisRun): {} AnalysisRun '{}' was inconclusive; promote to go on, or abort",
                             kind_label(kind),
@@ -585,10 +583,9 @@ impl<'p> Planner<'p> {
         bgs.active_selector = Some(stable.to_string());
         if first {
             let why = self.abort_reason(&hash);
-            self.plan.events.push(Event::warning(
-                crate::api::conditions::reasons::ROLLOUT_ABORTED,
-                why,
-            ));
+            self.plan
+                .events
+                .push(Event::warning(reasons::ROLLOUT_ABORTED, why));
         }
     }
 
@@ -706,7 +703,7 @@ impl<'p> Planner<'p> {
                 .map(|p| format!(" behind preview Service '{p}'"))
                 .unwrap_or_default();
             self.plan.events.push(Event::normal(
-                "RolloutPaused",
+                reasons::ROLLOUT_PAUSED,
                 format!(
                     "Rollout paused (BlueGreenPause): revision {}{preview} is ready; {when}",
                     self.hash
@@ -725,7 +722,7 @@ impl<'p> Planner<'p> {
         st.controller_pause = None;
         self.bgs().scale_up_preview_check_point = Some(true);
         self.plan.events.push(Event::normal(
-            "RolloutPromoted",
+            reasons::ROLLOUT_PROMOTED,
             format!(
                 "Promoting revision {hash}: scaling it to {replicas} pods, then switching active Service '{active}' to it"
             ),
@@ -752,7 +749,7 @@ impl<'p> Planner<'p> {
         st.promote_full = None;
         self.bgs().scale_up_preview_check_point = None;
         self.plan.events.push(Event::normal(
-            "RolloutCompleted",
+            reasons::ROLLOUT_COMPLETED,
             format!(
                 "Rollout completed update to revision {hash} (was {old_stable}): active Service '{active}' selects it"
             ),
