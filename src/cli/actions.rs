@@ -275,7 +275,11 @@ pub async fn promote(cluster: &Cluster, name: &str, full: bool) -> Result<(), Cl
 pub async fn abort(cluster: &Cluster, name: &str) -> Result<(), CliError> {
     cluster.rollout(name).await?;
     cluster
-        .patch_rollout_status(name, &json!({"status": {"abort": true}}))
+        // An abort cancels a full promotion not yet acted on: a retry starts over.
+        .patch_rollout_status(
+            name,
+            &json!({"status": {"abort": true, "promoteFull": null}}),
+        )
         .await?;
     print(&format!("rollout '{name}' aborted\n"))
 }

@@ -28,6 +28,7 @@
 //! waits out such a delay too, and the planner cannot tell them from an earlier stable one.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 use super::moves::Moves;
 use super::status::{Summary, summarize};
@@ -468,7 +469,30 @@ impl<'p> Planner<'p> {
         // now. The deadline is written before the switch, and afresh with every attempt at it: a
         // switch whose deadline write failed (or a deadline left from before) would let the next
         // reconcile scale the pods away at the moment traffic leaves them.
-        let left = from.and_then(|h| self.rs(&h).cloned());
+        let left = from.and_then(|h| {
+            self.rs(&h).cloned().or_else(|| {
+                // Created by this plan (its pods are under the Service until it moves).
+                self.plan.actions.iter().find_map(|a| match a {
+                    Action::CreateReplicaSet { hash, replicas, .. } if *hash == h => {
+                        Some(ObservedReplicaSet {
+                            name: super::replica_set_name(
+                                self.obs
+                                    .rollout
+                                    .metadata
+                                    .name
+                                    .as_deref()
+                                    .unwrap_or_default(),
+                                &h,
+                            ),
+                            hash: h.clone(),
+                            replicas: *replicas,
+                            ..Default::default()
+                        })
+                    }
+                    _ => None,
+                })
+            })
+        });
         let by_abort = self.plan.status.abort == Some(true)
             && left.as_ref().is_some_and(|r| r.hash == self.hash);
         let delay = if by_abort {
@@ -480,7 +504,9 @@ impl<'p> Planner<'p> {
             .as_ref()
             .filter(|r| r.replicas > 0 && !(by_abort && delay == 0))
         {
-            let at = after(self.obs.now, i64::from(delay));
+            // Never shorter than a deadline still to come (an abort's, a kept one).
+            let at = after(self.obs.now, i64::from(delay))
+                .max(rs.scale_down_at.unwrap_or(Timestamp::MIN));
             // The size this plan already gives it (the template's promotion), not a stale read.
             let replicas = self
                 .plan

@@ -200,6 +200,15 @@ impl Planner<'_, '_> {
             self.runs_retiring = true;
             self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
         }
+        // Retried after an abort acted on: the update starts over and measures afresh, so the
+        // runs of the aborted attempt go (one the abort left running would otherwise give the
+        // new attempt a verdict on the old one's measurements).
+        let retried =
+            !template_changed && old.aborted_at.is_some() && self.plan.status.abort != Some(true);
+        if retried {
+            self.runs_retiring = true;
+            self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
+        }
         if self.plan.status.abort != Some(true) {
             // Retried (or never aborted): the next abort is a new one, with its own Event.
             self.st().aborted_at = None;
@@ -245,7 +254,7 @@ impl Planner<'_, '_> {
         self.tidy_analysis_runs(
             &hash,
             old.abort == Some(true) && self.plan.status.abort == Some(true),
-            steps_changed,
+            steps_changed || retried,
             // A step run that `promote` skipped past stops measuring (F22).
             self.plan.status.current_step_index,
         );

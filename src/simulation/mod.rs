@@ -202,7 +202,8 @@ impl Driver {
     fn user(&mut self, act: UserAct) {
         let ro = &mut self.w.ro;
         match act {
-            UserAct::Abort => merge(ro, &json!({"status": {"abort": true}})),
+            // As `kubectl aviary abort` patches it.
+            UserAct::Abort => merge(ro, &json!({"status": {"abort": true, "promoteFull": null}})),
             UserAct::Retry => {
                 if let Some(st) = ro.status.as_ref().filter(|s| s.is_aborted()) {
                     // A new attempt once the controller acted on the abort; a retry before it

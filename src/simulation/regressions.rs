@@ -652,3 +652,109 @@ fn blue_green_a_deadline_write_keeps_the_planned_size() {
         ],
     );
 }
+
+/// Blue-green without preview Service or automatic promotion, with the given scale-down delays.
+fn bg_manual(replicas: i32, delay: i32, abort_delay: i32) -> SpecChoice {
+    let mut s = bg_spec(replicas, |c| {
+        c.preview = false;
+        c.auto_promotion = false;
+    });
+    s.scale_down_delay = delay;
+    s.abort_scale_down_delay = abort_delay;
+    s
+}
+
+/// I6, found by review: an abort keeps the aborted revision B for abortScaleDownDelaySeconds
+/// (30); after a retry someone points the active Service at B, and moving it back wrote B's
+/// deadline as now + scaleDownDelaySeconds (0), shortening the abort's; a new template then
+/// scaled B to 0 at once. Fix: a deadline written is never shorter than one still to come.
+#[test]
+fn blue_green_a_switch_never_shortens_a_running_deadline() {
+    replay(
+        bg_manual(1, 0, 30),
+        vec![0],
+        vec![
+            User(UserAct::NewTemplate),
+            Ev::External(0, 0),
+            Reconcile,
+            User(UserAct::Abort),
+            Reconcile,
+            User(UserAct::Retry),
+            Ev::External(173, 187),
+            Reconcile,
+            User(UserAct::NewTemplate),
+            Reconcile,
+        ],
+    );
+}
+
+/// I6, found by review (seed 9): stable A deleted, `promote --full` of B, then undo to A: the
+/// plan recreated A (the active Service still selecting its hash) and moved the Service to B,
+/// but wrote no deadline for A, which its observed ReplicaSets did not hold yet; a new template
+/// then scaled A's pods, which had carried traffic, to 0 at once. Fix: a ReplicaSet created by
+/// the same plan is "left" like any other.
+#[test]
+fn blue_green_a_revision_recreated_under_the_active_service_keeps_its_delay() {
+    replay(
+        bg_manual(3, 5, 0),
+        vec![0, 0, 0, 0, 1],
+        vec![
+            DeleteRs(0),
+            Reconcile,
+            User(UserAct::PromoteFull),
+            Reconcile,
+            User(UserAct::Undo),
+            Tick(1),
+            Reconcile,
+            User(UserAct::NewTemplate),
+        ],
+    );
+}
+
+/// I3, found by review (seed 16): `promote --full`, then abort and retry before the controller
+/// saw the abort: the full promotion survived, and the revision went live without its pause.
+/// Fix: `kubectl aviary abort` clears `promoteFull` with the abort.
+#[test]
+fn blue_green_an_abort_cancels_a_full_promotion_not_yet_acted_on() {
+    replay(
+        bg_manual(1, 0, 0),
+        vec![0],
+        vec![
+            User(UserAct::Abort),
+            Reconcile,
+            UserMidReconcile(UserAct::Retry),
+            User(UserAct::PromoteFull),
+            User(UserAct::Abort),
+            User(UserAct::Retry),
+        ],
+    );
+}
+
+/// I3, found with seed 7: a progress-deadline abort left the analysis step's run running (runs
+/// are retired once the abort is persisted, and the user retried before the next reconcile);
+/// the retried attempt then took that run's verdict for its own analysis step. Fix: a retry
+/// retires the aborted attempt's runs.
+#[test]
+fn a_retry_measures_afresh() {
+    let mut s = spec(Routing::None, 4, vec![Weight(33), Analysis]);
+    s.other_steps = vec![Weight(0)];
+    s.surge = serde_json::json!(0);
+    s.unavailable = serde_json::json!(1);
+    s.deadline_abort = true;
+    replay(
+        s,
+        vec![1],
+        vec![
+            Reconcile,
+            Reconcile,
+            Tick(9),
+            Reconcile,
+            Tick(23),
+            Tick(28),
+            Reconcile,
+            Kill(31, 0),
+            Reconcile,
+            User(UserAct::Retry),
+        ],
+    );
+}

@@ -350,6 +350,13 @@ impl World {
                 all_applied = false;
                 break;
             }
+            if let Action::ScaleReplicaSet { name, .. } = action
+                && !self.rs.values().any(|r| &r.name == name)
+            {
+                // A patch of a ReplicaSet that is gone: 404, the reconcile stops.
+                all_applied = false;
+                break;
+            }
             if let (true, Action::CreateReplicaSet { hash, .. }) = (stale, action)
                 && self.rs.contains_key(hash)
             {
@@ -463,8 +470,7 @@ impl World {
                     .find(|r| &r.name == name)
                     .map(|r| r.hash.clone())
                 else {
-                    // A patch of a ReplicaSet that is gone: 404, the reconcile stops.
-                    return Ok(());
+                    return Ok(()); // (stopped before: see the loop over the actions)
                 };
                 let mut extra = vec![];
                 let have = self.rs.get(&hash).map(|r| r.pods.len()).unwrap_or(0) as i32;
