@@ -335,3 +335,126 @@ async fn switch_service(
     info!(rollout, service, hash, "switched Service selector");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+    use k8s_openapi::jiff::Timestamp;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::controller::fixtures::{mock_client, server_error};
+
+    fn rollout() -> Rollout {
+        serde_json::from_value(json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+                "strategy": {"canary": {"steps": [{"setWeight": 20}]}}
+            },
+        }))
+        .expect("rollout")
+    }
+
+    fn replica_set(name: &str, hash: &str, replicas: i32) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": "shop", "resourceVersion": "7",
+                         "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
+            "spec": {"replicas": replicas},
+        })
+    }
+
+    fn target() -> RouteTarget {
+        crate::traffic::routing_for_rollout(&rollout()).1
+    }
+
+    const RS_PATH: &str = "/apis/apps/v1/namespaces/shop/replicasets";
+
+    fn scale(name: &str, replicas: i32, deadline: Option<Option<Timestamp>>) -> Action {
+        Action::ScaleReplicaSet {
+            name: name.into(),
+            replicas,
+            scale_down_at: deadline,
+        }
+    }
+
+    /// The order the planner chose is the order of the writes (a deadline before the scale that
+    /// depends on it), each write is what the action says, and nothing else is sent.
+    #[tokio::test]
+    async fn actions_are_written_in_the_plan_order() {
+        let (client, mut server) = mock_client();
+        let ctx = Context::for_tests(client);
+        let ro = rollout();
+        let route = target();
+        let at = Timestamp::from_second(1_800_000_000).expect("time");
+        let actions = [
+            scale("web-old", 3, Some(Some(at))),
+            scale("web-new", 0, None),
+        ];
+        let (applied, ()) = tokio::join!(apply(&ctx, &ro, &actions, &[], &[], &route), async {
+            let first = server
+                .expect(
+                    "PATCH",
+                    &format!("{RS_PATH}/web-old"),
+                    StatusCode::OK,
+                    replica_set("web-old", "old", 3),
+                )
+                .await;
+            assert_eq!(first.body["spec"]["replicas"], 3);
+            assert_eq!(
+                first.body["metadata"]["annotations"][SCALE_DOWN_DEADLINE_ANNOTATION],
+                json!(at.to_string())
+            );
+            let second = server
+                .expect(
+                    "PATCH",
+                    &format!("{RS_PATH}/web-new"),
+                    StatusCode::OK,
+                    replica_set("web-new", "new", 0),
+                )
+                .await;
+            assert_eq!(second.body["spec"]["replicas"], 0);
+            assert!(
+                second.body["metadata"]["annotations"]
+                    .get(SCALE_DOWN_DEADLINE_ANNOTATION)
+                    .is_none(),
+                "a deadline left alone is not written"
+            );
+        });
+        let events = applied.expect("applied");
+        assert_eq!(
+            events.len(),
+            1,
+            "one Event, for the scale without a deadline"
+        );
+        drop(ctx);
+        server.expect_no_more().await;
+    }
+
+    /// A failed write stops the plan there: what came after it in the planner's safe order
+    /// (a switch after the capacity it needs) is not sent.
+    #[tokio::test]
+    async fn a_failed_write_stops_the_rest() {
+        let (client, mut server) = mock_client();
+        let ctx = Context::for_tests(client);
+        let ro = rollout();
+        let actions = [scale("web-new", 3, None), scale("web-old", 0, None)];
+        let (route, path) = (target(), format!("{RS_PATH}/web-new"));
+        let (applied, _) = tokio::join!(
+            apply(&ctx, &ro, &actions, &[], &[], &route),
+            server.expect(
+                "PATCH",
+                &path,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                server_error(),
+            )
+        );
+        assert!(applied.is_err());
+        drop(ctx);
+        server.expect_no_more().await;
+    }
+}

@@ -402,6 +402,30 @@ pub(crate) fn test_op(path: String, value: &Value) -> Value {
     serde_json::json!({"op": "test", "path": path, "value": value})
 }
 
+/// The routers of the Rollout's `trafficRouting` (none without it), and what they route for.
+pub fn routing_for_rollout(ro: &crate::api::Rollout) -> (Vec<Box<dyn TrafficRouter>>, RouteTarget) {
+    use kube::ResourceExt;
+    let canary = ro.spec.canary();
+    let routers = canary
+        .and_then(|c| c.traffic_routing.as_ref())
+        .map(routers_for)
+        .unwrap_or_default();
+    let target = RouteTarget {
+        namespace: ro.namespace().unwrap_or_default(),
+        rollout: ro.name_any(),
+        rollout_uid: ro.metadata.uid.clone().unwrap_or_default(),
+        stable_service: canary
+            .and_then(|c| c.stable_service.clone())
+            .unwrap_or_default(),
+        canary_service: canary
+            .and_then(|c| c.canary_service.clone())
+            .unwrap_or_default(),
+        stable_hash: None,
+        canary_hash: None,
+    };
+    (routers, target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,190 @@
+//! The abort fast path, and why it is safe.
+//!
+//! An abort must not wait behind the reconciles of a thousand progressing rollouts, nor behind
+//! a reconcile of its own rollout that is several requests long. So the first write of an abort
+//! — all traffic back to stable, [`crate::plan::immediate_abort_weight`] — is sent before the
+//! full reconcile reads anything: from the watch itself ([`send_prepared_aborts`], one request
+//! per routing object with a prepared write), and by whichever lane takes the abort first
+//! ([`route_to_stable_now`]). The safety argument, stated once:
+//! - it goes only when the stable revision has an available pod ([`stable_has_pods`]): the
+//!   stable ReplicaSet is never scaled down while a canary runs, so it can take the traffic;
+//! - a weight write tests the canary weight it read, so a reconcile in flight that read before
+//!   the abort fails its own write instead of undoing this one;
+//! - a reconcile that read the Rollout before the abort arrived does not act on its plan
+//!   ([`abort_overtook_read`]): the store shows the abort before any abort write is sent;
+//! - these writes are owned by the leader's term: a leader that loses its Lease drops them.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use tracing::{debug, info, warn};
+
+use super::{act, report};
+use crate::api::wire::RETIRED_LABEL;
+use crate::api::{AnalysisRun, Rollout};
+use crate::plan::{self};
+use crate::traffic::TrafficRouter;
+
+use super::{Context, abort_pending, key};
+use crate::traffic::routing_for_rollout as routing;
+
+/// Whether the rollout has an abort to act on: one asked for, or an AnalysisRun of its that has
+/// just failed ([`failed_run_owner`]).
+pub(super) fn aborting(ctx: &Context, ro: &Rollout) -> bool {
+    if abort_pending(ro) {
+        return true;
+    }
+    let uid = ro.uid().unwrap_or_default();
+    ctx.analysis_run_owners
+        .owned(&ctx.analysis_runs, &uid)
+        .iter()
+        .any(|run| failed_run_owner(run).is_some())
+}
+
+/// Which routers [`route_to_stable_now`] writes, by [`TrafficRouter::weight_writes_are_guarded`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Guarded {
+    Only,
+    Not,
+    Any,
+}
+
+impl Guarded {
+    fn selects(self, router: &dyn TrafficRouter) -> bool {
+        match self {
+            Guarded::Only => router.weight_writes_are_guarded(),
+            Guarded::Not => !router.weight_writes_are_guarded(),
+            Guarded::Any => true,
+        }
+    }
+}
+
+/// Sets the canary weight of a pending abort on the `which` routing objects at once, unpaced. A
+/// failure is only logged: the full reconcile that follows plans the same weight and reports
+/// what goes wrong.
+pub(super) async fn route_to_stable_now(
+    ctx: &Context,
+    cached: &Rollout,
+    outbox: &report::Outbox,
+    which: Guarded,
+) {
+    let Some(weight) = plan::immediate_abort_weight(cached) else {
+        return;
+    };
+    if !stable_has_pods(ctx, cached) {
+        // Nothing to send the traffic back to: the full plan says so and keeps it on the canary.
+        return;
+    }
+    let (routers, target) = routing(cached);
+    let routers: Vec<_> = routers
+        .into_iter()
+        .filter(|r| which.selects(r.as_ref()))
+        .collect();
+    if routers.is_empty() {
+        return;
+    }
+    tracing::debug!(target: "aviary::watch", rollout = %key(cached), weight, ?which, "abort: sending traffic back to stable");
+    for router in &routers {
+        match router
+            .set_weight_prepared(ctx.clients.unpaced(), &target, weight, &ctx.prepared_aborts)
+            .await
+        {
+            Ok(crate::traffic::WeightChange::Updated { from, to }) => {
+                info!(
+                    router = router.kind(),
+                    ?from,
+                    to,
+                    "abort: traffic back to stable"
+                );
+                outbox.add(
+                    cached,
+                    &[act::weight_event(from, to, &router.describe(&target))],
+                );
+            }
+            Ok(crate::traffic::WeightChange::Unchanged) => {}
+            // Another of the abort's writers (the watch, the other lane) came first.
+            Err(e @ crate::traffic::TrafficError::Conflict { .. }) => {
+                debug!(router = router.kind(), error = %e, "abort: the weight changed under this write; the reconcile re-reads")
+            }
+            Err(e) => {
+                warn!(router = router.kind(), error = %e, "abort: could not set the weight yet")
+            }
+        }
+    }
+    ctx.routing.note_seen(&routers, &target);
+}
+
+/// Sends a just-watched abort's prepared weight-0 writes ([`crate::traffic::prepared`]) straight
+/// from the watch: not behind the reconcile queue, and not behind a reconcile of this rollout
+/// in flight, which may take several requests under load. What that reconcile does next is
+/// safe: a weight it writes tests the canary weight it read, so it fails if this write came
+/// first, and a reconcile that read the routing object after this write sees the abort in the
+/// store before it acts ([`abort_overtook_read`]). Without a prepared write (none held, or the
+/// object changed since) this does nothing, and the urgent lane's reconcile reads and writes.
+pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
+    let Some(0) = plan::immediate_abort_weight(&ro) else {
+        return;
+    };
+    if !stable_has_pods(&ctx, &ro) {
+        return;
+    }
+    let (routers, target) = routing(&ro);
+    for router in &routers {
+        match router
+            .send_prepared_abort(ctx.clients.unpaced(), &target, &ctx.prepared_aborts)
+            .await
+        {
+            Ok(Some(crate::traffic::WeightChange::Updated { from, to })) => {
+                info!(target: "aviary::watch", rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
+                let event = act::weight_event(from, to, &router.describe(&target));
+                report::publish(&ctx.recorder, &ro, &[event]).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                debug!(rollout = %key(&ro), router = router.kind(), error = %e, "abort: the prepared write failed; the reconcile retries")
+            }
+        }
+    }
+    ctx.routing.note_seen(&routers, &target);
+}
+
+/// Whether the stable revision has an available pod in the ReplicaSet cache: the abort's fast
+/// writes send all traffic there before anything else is read, so they go only if it can take
+/// it (a deleted stable ReplicaSet, or one whose pods all died, cannot).
+pub(super) fn stable_has_pods(ctx: &Context, ro: &Rollout) -> bool {
+    let Some(stable) = ro.status.as_ref().and_then(|s| s.stable_rs.as_deref()) else {
+        return false;
+    };
+    let uid = ro.uid().unwrap_or_default();
+    ctx.replica_sets
+        .owned(&uid)
+        .iter()
+        .any(|c| c.observed.hash == stable && c.observed.available > 0)
+}
+
+/// Whether the watch has delivered an abort that `read` — the Rollout this reconcile read and
+/// planned from — does not show. Such a plan is stale, and acting on it could route traffic
+/// back to the canary after [`send_prepared_aborts`] took it away: the reconcile stops before
+/// acting and the next one plans the abort.
+pub(super) fn abort_overtook_read(read: &Rollout, watched: Option<&Rollout>) -> bool {
+    !abort_pending(read) && watched.is_some_and(abort_pending)
+}
+
+/// The Rollout to wake on the urgent lane for this AnalysisRun: its controller owner, when the
+/// run has just failed (Failed or Error) and is not retired — the rollout must abort now.
+pub(super) fn failed_run_owner(run: &AnalysisRun) -> Option<ObjectRef<Rollout>> {
+    let failed = matches!(
+        run.status.as_ref().map(|s| s.phase),
+        Some(crate::api::AnalysisPhase::Failed | crate::api::AnalysisPhase::Error)
+    );
+    let retired = run.labels().get(RETIRED_LABEL).is_some_and(|v| v == "true");
+    if !failed || retired {
+        return None;
+    }
+    let owner = run
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Rollout")?;
+    Some(ObjectRef::new(&owner.name).within(&run.namespace().unwrap_or_default()))
+}

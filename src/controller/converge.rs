@@ -1,0 +1,242 @@
+//! observe → plan → act → report for one Rollout read: the planner's desired state converged
+//! in its order, the status written, Events queued. A problem the user must fix is reported as
+//! `InvalidSpec`, not retried.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::reflector::ObjectRef;
+use tracing::{debug, info, warn};
+
+use super::error::Error;
+use super::{act, observe, report, telemetry};
+use crate::api::conditions::{set_condition, types};
+use crate::api::wire::reasons;
+use crate::api::{Condition, ConditionStatus, Rollout, RolloutPhase};
+use crate::plan::{self, Event, Observed, ObservedAnalysisRun};
+
+use super::abort_path::abort_overtook_read;
+use super::{Context, key};
+use crate::traffic::{RouteTarget, TrafficRouter, routing_for_rollout as routing};
+
+/// observe → plan → act → report, for the Rollout `ro` as read.
+pub(super) async fn plan_and_act(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+    outbox: &report::Outbox,
+) -> Result<Requeue, Error> {
+    let (routers, target) = routing(ro);
+    let mut observed = observe_all(ctx, ro, &routers, &target).await?;
+    let plan = plan::plan(&observed);
+    // An abort the watch delivered after `ro` was read: this plan is stale (`abort_path`).
+    let watched = ctx.rollouts.get(&ObjectRef::from_obj(ro));
+    if abort_overtook_read(ro, watched.as_deref()) {
+        info!("an abort arrived after this reconcile read the Rollout; planning again");
+        return Ok(Requeue::requeue(Duration::from_millis(100)));
+    }
+    let (plan, events) = act_on(ctx, ro, plan, &mut observed, &routers, &target).await?;
+    report_plan(ctx, api, ro, &plan, events, outbox).await
+}
+
+/// Observe: what the planner reads, from the caches (ReplicaSets, Services, AnalysisRuns, the
+/// routing objects) and, only while a restart is due, the pods.
+async fn observe_all<'r>(
+    ctx: &Context,
+    ro: &'r Rollout,
+    routers: &[Box<dyn TrafficRouter>],
+    target: &RouteTarget,
+) -> Result<Observed<'r>, Error> {
+    let now = Timestamp::now();
+    let replica_sets = observe::owned_replica_sets(ctx, ro);
+    // Pods are listed only while a restart is due: no cache of every pod for a rare operation.
+    let pods = match plan::restart::due(ro, now) {
+        plan::restart::Due::Now(_) => Some(observe::rollout_pods(ctx, ro, &replica_sets).await?),
+        _ => None,
+    };
+    // The Services and the routing objects are independent reads: in parallel, so an abort's
+    // reconcile waits for one round trip here, not three.
+    let (services, (current_weight, subset_hashes)) = tokio::try_join!(
+        observe::observe_services(ctx, ro),
+        observe::observe_weight(ctx, routers, target)
+    )?;
+    let (analysis_runs, analysis_run_history) = observe::owned_analysis_runs(ctx, ro);
+    Ok(Observed {
+        rollout: ro,
+        replica_sets,
+        services,
+        current_weight,
+        subset_hashes,
+        analysis_runs,
+        analysis_run_history,
+        pods,
+        now,
+    })
+}
+
+/// Act: the plan's actions in order ([`act::apply`]). An analysis that cannot even start (a
+/// missing template) is an analysis in Error: the plan is made again with that verdict, which
+/// aborts the rollout with the reason. Returns the plan acted on and the Events of the writes.
+async fn act_on(
+    ctx: &Context,
+    ro: &Rollout,
+    plan: plan::Plan,
+    observed: &mut Observed<'_>,
+    routers: &[Box<dyn TrafficRouter>],
+    target: &RouteTarget,
+) -> Result<(plan::Plan, Vec<Event>), Error> {
+    if !plan.actions.is_empty() {
+        info!(actions = ?plan.actions, "applying plan");
+    }
+    match act::apply(
+        ctx,
+        ro,
+        &plan.actions,
+        &observed.replica_sets,
+        routers,
+        target,
+    )
+    .await
+    {
+        Err(Error::AnalysisSetup {
+            kind,
+            hash,
+            message,
+        }) => {
+            warn!(%message, "analysis could not start");
+            observed.analysis_runs.push(ObservedAnalysisRun {
+                name: format!("{}-{hash}", ro.name_any()),
+                kind,
+                hash,
+                phase: crate::api::AnalysisPhase::Error,
+                message: Some(message),
+                steps_hash: None,
+            });
+            let plan = plan::plan(observed);
+            let actions: Vec<_> = plan
+                .actions
+                .iter()
+                .filter(|a| !matches!(a, plan::Action::CreateAnalysisRun { .. }))
+                .cloned()
+                .collect();
+            let events =
+                act::apply(ctx, ro, &actions, &observed.replica_sets, routers, target).await?;
+            Ok((plan, events))
+        }
+        other => Ok((plan, other?)),
+    }
+}
+
+/// Report: the status written when it changed (replica counters alone are held back a while,
+/// [`report::COUNTERS_EVERY`]), the Events queued, the figures recorded; then when to look
+/// again.
+async fn report_plan(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+    plan: &plan::Plan,
+    mut events: Vec<Event>,
+    outbox: &report::Outbox,
+) -> Result<Requeue, Error> {
+    let now = tokio::time::Instant::now();
+    let held = report::only_counters_changed(&ro.status.clone().unwrap_or_default(), &plan.status)
+        .then(|| ctx.status_writes.hold_counters(&key(ro), now))
+        .flatten();
+    if let Some(d) = held {
+        debug!(target: "aviary::status", rollout = %key(ro), wait = ?d, "replica counters held back");
+    } else if write_status(ctx, api, ro, &plan.status).await? {
+        ctx.status_writes.record(&key(ro), now);
+        info!(phase = ?plan.status.phase, step = ?plan.status.current_step_index, "status updated");
+    }
+    events.extend(plan.events.iter().cloned());
+    outbox.add(ro, &events);
+    telemetry::reported(ctx, ro, &plan.status, &events);
+    Ok(match plan.requeue_after.into_iter().chain(held).min() {
+        Some(d) => Requeue::requeue(d),
+        // Progressing rollouts are woken by their ReplicaSets' changes; this is only a safety net.
+        None if plan.status.phase == Some(RolloutPhase::Progressing) => {
+            Requeue::requeue(Duration::from_secs(30))
+        }
+        // A slow safety resync (as Argo Rollouts' 15 minutes): whatever changed without an
+        // event we see (a routing object or Service edited by someone else) is converged back.
+        // At rest it plans from the caches and writes nothing.
+        None => Requeue::requeue(SAFETY_RESYNC),
+    })
+}
+
+/// How often a Rollout at rest is converged again without any event.
+pub(super) const SAFETY_RESYNC: Duration = Duration::from_secs(15 * 60);
+
+/// [`report::write_status`], noting what the write returned for [`freshness`]: until the cache
+/// shows it, reconciles read the Rollout fresh. A failed write may still have landed (a lost
+/// answer), so it is read fresh too until a read and the cache agree.
+pub(super) async fn write_status(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+    status: &crate::api::RolloutStatus,
+) -> Result<bool, Error> {
+    match report::write_status(api, ro, status).await {
+        Ok(Some(written)) => {
+            ctx.rollout_reads.saw(&key(ro), written.resource_version());
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(e) => {
+            ctx.rollout_reads.distrust(&key(ro));
+            Err(e)
+        }
+    }
+}
+
+/// Records a problem the user must fix: condition `InvalidSpec`, phase Degraded, a Warning Event
+/// (once per distinct message); then waits for a change (or retries slowly, in case the missing
+/// object appears).
+pub(super) async fn report_invalid(
+    ctx: &Context,
+    api: &Api<Rollout>,
+    ro: &Rollout,
+    message: &str,
+    outbox: &report::Outbox,
+) -> Result<Requeue, Error> {
+    let mut status = ro.status.clone().unwrap_or_default();
+    let known = status
+        .condition(types::INVALID_SPEC)
+        .is_some_and(|c| c.message == message && c.status == ConditionStatus::True);
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            types::INVALID_SPEC,
+            true,
+            reasons::INVALID_SPEC,
+            message,
+            Time(Timestamp::now()),
+        )
+        .with_generation(ro.metadata.generation),
+    );
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            types::READY,
+            false,
+            "Degraded",
+            message,
+            Time(Timestamp::now()),
+        )
+        .with_generation(ro.metadata.generation),
+    );
+    status.phase = Some(RolloutPhase::Degraded);
+    status.message = Some(message.to_string());
+    status.observed_generation = ro.metadata.generation;
+    write_status(ctx, api, ro, &status).await?;
+    telemetry::reported(ctx, ro, &status, &[]);
+    if !known {
+        warn!(message, "invalid spec");
+        outbox.add(ro, &[Event::warning(reasons::INVALID_SPEC, message)]);
+    }
+    Ok(Requeue::requeue(Duration::from_secs(30)))
+}

@@ -1,0 +1,89 @@
+//! The shell's middle test tier: a mock API server (kube's `tower-test` pattern) that answers
+//! each request the controller makes, in order, and lets a test assert exactly what was asked.
+//! A test drives the code under test and the server side by side (`tokio::join!`), so a
+//! dropped, extra or reordered request fails it.
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kube::Client;
+use kube::client::Body;
+use serde_json::Value;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// The API server's side of a mock client.
+pub struct ApiServer {
+    handle: Handle,
+}
+
+/// A client whose requests reach only the returned [`ApiServer`].
+pub fn mock_client() -> (Client, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), ApiServer { handle })
+}
+
+/// One request as the server received it.
+#[derive(Debug)]
+pub struct Received {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub body: Value,
+}
+
+impl ApiServer {
+    /// Waits for the next request, checks its method and path (the query is not compared),
+    /// answers `status` with `reply`, and returns what was received.
+    pub async fn expect(
+        &mut self,
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        reply: Value,
+    ) -> Received {
+        let (request, send) = self
+            .handle
+            .next_request()
+            .await
+            .unwrap_or_else(|| panic!("expected {method} {path}, but the client hung up"));
+        let received = Received {
+            method: request.method().to_string(),
+            uri: request.uri().to_string(),
+            body: {
+                let bytes = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            },
+        };
+        assert_eq!(
+            (received.method.as_str(), received.uri.split('?').next()),
+            (method, Some(path)),
+            "unexpected request: {received:?}"
+        );
+        let response = Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&reply).unwrap_or_default()))
+            .unwrap_or_else(|e| panic!("response: {e}"));
+        send.send_response(response);
+        received
+    }
+
+    /// Asserts that the client made no further request (its side is dropped first).
+    pub async fn expect_no_more(mut self) {
+        if let Some((request, _)) = self.handle.next_request().await {
+            panic!("unexpected request: {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+/// A 500 answer in the API's Status shape.
+pub fn server_error() -> Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure",
+        "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500,
+    })
+}
