@@ -2509,15 +2509,26 @@ async fn drift_on_a_virtual_service_or_a_service_is_put_right_at_once() {
     let reset = apply_value(&client, Some(&ns.name), &routing_object(Router::Istio))
         .await
         .expect("reset the VirtualService");
-    // As written (a read after it may already show the controller's answer).
+    // As written (a read after it may already show the controller's answer), and then a
+    // later version of it (the controller's write, not the reset's) back at 20 %.
     assert_eq!(canary_weight(Router::Istio, &reset), Some(0));
+    let reset_version = reset.resource_version();
     poll_until(
-        "the VirtualService back at the canary's 20 %",
+        "the VirtualService back at the canary's 20 % by a later write",
         Duration::from_secs(20),
         Duration::from_millis(100),
         || {
-            let (client, ns) = (client.clone(), ns.name.clone());
-            async move { (virtual_service_weight(&client, &ns).await == Some(20)).then_some(()) }
+            let (client, ns, reset_version) =
+                (client.clone(), ns.name.clone(), reset_version.clone());
+            async move {
+                let (gvk, name) = watched_object(Router::Istio);
+                let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await.ok()?;
+                let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &ar);
+                let now = api.get(name).await.ok()?;
+                (canary_weight(Router::Istio, &now) == Some(20)
+                    && now.resource_version() != reset_version)
+                    .then_some(())
+            }
         },
     )
     .await;

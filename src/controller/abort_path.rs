@@ -8,8 +8,10 @@
 //! ([`route_to_stable_now`]). The safety argument, stated once:
 //! - it goes only when the stable revision has an available pod ([`stable_has_pods`]): the
 //!   stable ReplicaSet is never scaled down while a canary runs, so it can take the traffic;
-//! - a weight write tests the canary weight it read, so a reconcile in flight that read before
-//!   the abort fails its own write instead of undoing this one;
+//! - on Istio a weight write tests the canary weight it read, so a reconcile in flight that
+//!   read before the abort fails its own write instead of undoing this one; routers whose
+//!   writes are not guarded so (NGINX, Gateway API) are written by the urgent lane only under
+//!   the rollout's lock ([`Guarded`]), where no reconcile of it is in flight;
 //! - a reconcile that read the Rollout before the abort arrived does not act on its plan
 //!   ([`abort_overtook_read`]): the store shows the abort before any abort write is sent;
 //! - these writes are owned by the leader's term: a leader that loses its Lease drops them.

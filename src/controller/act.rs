@@ -72,7 +72,7 @@ pub fn build_replica_set(ro: &Rollout, hash: &str, replicas: i32, revision: i64)
 }
 
 /// The Rollout to build a revision's ReplicaSet from: `ro` itself, or, when it was planned from
-/// the cache (which keeps no pod spec: [`super::trim_rollout`]), the Rollout read fresh — as
+/// the cache (which keeps no pod spec: [`super::wiring::trim_rollout`]), the Rollout read fresh — as
 /// long as its template is still the one planned for.
 async fn with_template<'r>(
     ctx: &Context,
@@ -343,7 +343,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::controller::fixtures::{mock_client, server_error};
+    use crate::controller::fixtures::{mock_client, server_error, within_deadline};
 
     fn rollout() -> Rollout {
         serde_json::from_value(json!({
@@ -388,14 +388,17 @@ mod tests {
     async fn actions_are_written_in_the_plan_order() {
         let (client, mut server) = mock_client();
         let ctx = Context::for_tests(client);
-        let ro = rollout();
-        let route = target();
         let at = Timestamp::from_second(1_800_000_000).expect("time");
         let actions = [
             scale("web-old", 3, Some(Some(at))),
             scale("web-new", 0, None),
         ];
-        let (applied, ()) = tokio::join!(apply(&ctx, &ro, &actions, &[], &[], &route), async {
+        let controller = async move {
+            let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+            drop(ctx); // the API server then sees the client hang up
+            applied
+        };
+        let api_server = async move {
             let first = server
                 .expect(
                     "PATCH",
@@ -404,6 +407,7 @@ mod tests {
                     replica_set("web-old", "old", 3),
                 )
                 .await;
+            assert!(first.uri.contains("fieldManager=aviary"), "{}", first.uri);
             assert_eq!(first.body["spec"]["replicas"], 3);
             assert_eq!(
                 first.body["metadata"]["annotations"][SCALE_DOWN_DEADLINE_ANNOTATION],
@@ -424,15 +428,15 @@ mod tests {
                     .is_none(),
                 "a deadline left alone is not written"
             );
-        });
+            server.expect_no_more().await;
+        };
+        let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
         let events = applied.expect("applied");
         assert_eq!(
             events.len(),
             1,
             "one Event, for the scale without a deadline"
         );
-        drop(ctx);
-        server.expect_no_more().await;
     }
 
     /// A failed write stops the plan there: what came after it in the planner's safe order
@@ -441,20 +445,27 @@ mod tests {
     async fn a_failed_write_stops_the_rest() {
         let (client, mut server) = mock_client();
         let ctx = Context::for_tests(client);
-        let ro = rollout();
         let actions = [scale("web-new", 3, None), scale("web-old", 0, None)];
-        let (route, path) = (target(), format!("{RS_PATH}/web-new"));
-        let (applied, _) = tokio::join!(
-            apply(&ctx, &ro, &actions, &[], &[], &route),
-            server.expect(
-                "PATCH",
-                &path,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                server_error(),
-            )
+        let controller = async move {
+            let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+            drop(ctx);
+            applied
+        };
+        let api_server = async move {
+            server
+                .expect(
+                    "PATCH",
+                    &format!("{RS_PATH}/web-new"),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    server_error(),
+                )
+                .await;
+            server.expect_no_more().await;
+        };
+        let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+        assert!(
+            matches!(applied, Err(Error::Kube(_))),
+            "the API's error: {applied:?}"
         );
-        assert!(applied.is_err());
-        drop(ctx);
-        server.expect_no_more().await;
     }
 }

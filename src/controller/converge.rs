@@ -1,6 +1,6 @@
 //! observe → plan → act → report for one Rollout read: the planner's desired state converged
 //! in its order, the status written, Events queued. A problem the user must fix is reported as
-//! `InvalidSpec`, not retried.
+//! `InvalidSpec` and looked at again every 30 s, not retried with backoff.
 
 use std::time::Duration;
 
@@ -171,7 +171,7 @@ async fn report_plan(
 /// How often a Rollout at rest is converged again without any event.
 pub(super) const SAFETY_RESYNC: Duration = Duration::from_secs(15 * 60);
 
-/// [`report::write_status`], noting what the write returned for [`freshness`]: until the cache
+/// [`report::write_status`], noting what the write returned for [`super::freshness`]: until the cache
 /// shows it, reconciles read the Rollout fresh. A failed write may still have landed (a lost
 /// answer), so it is read fresh too until a read and the cache agree.
 pub(super) async fn write_status(

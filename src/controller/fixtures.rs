@@ -1,7 +1,10 @@
 //! The shell's middle test tier: a mock API server (kube's `tower-test` pattern) that answers
 //! each request the controller makes, in order, and lets a test assert exactly what was asked.
-//! A test drives the code under test and the server side by side (`tokio::join!`), so a
-//! dropped, extra or reordered request fails it.
+//! A test drives the code under test and the server side by side (`tokio::join!`), the code
+//! under test dropping its `Context` when done and the server side ending with
+//! [`ApiServer::expect_no_more`], all [`within_deadline`]: a reordered or wrong request fails an
+//! `expect`, a missing one finds the client gone, an extra one fails `expect_no_more`, and a
+//! request left unanswered fails the deadline instead of hanging the suite.
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -86,4 +89,16 @@ pub fn server_error() -> Value {
         "apiVersion": "v1", "kind": "Status", "status": "Failure",
         "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500,
     })
+}
+
+/// Awaits a test's conversation with the mock API server, failing it if that takes longer than
+/// a generous deadline (a request nobody answers would otherwise hang the suite).
+pub async fn within_deadline<T>(conversation: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), conversation)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the conversation with the mock API server did not end: a request went unanswered"
+            )
+        })
 }

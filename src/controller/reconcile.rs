@@ -35,7 +35,7 @@ pub(super) async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result
 
 /// The urgent lane's reconcile: the same as the main lane's, on slots of its own and unpaced
 /// ([`pacing`]). On either lane a pending abort first sends all traffic back to stable from the
-/// Rollout the watch just delivered ([`plan::immediate_abort_weight`]) — one request per
+/// Rollout the watch just delivered ([`crate::plan::immediate_abort_weight`]) — one request per
 /// VirtualService with a prepared write, a read and a write otherwise — then the full reconcile
 /// runs.
 pub(super) async fn reconcile_urgent(

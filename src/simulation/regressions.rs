@@ -479,18 +479,8 @@ fn an_edited_stable_subset_over_a_lost_stable_moves_only_onto_pods() {
 #[test]
 
 fn blue_green_an_active_service_edited_onto_the_preview_keeps_its_delay() {
-    let mut s = spec(Routing::None, 1, vec![]);
-    s.scale_down_delay = 5;
-    s.blue_green = Some(BlueGreenChoice {
-        preview: false,
-        auto_promotion: false,
-        auto_seconds: 0,
-        preview_replicas: None,
-        pre: false,
-        post: false,
-    });
     replay(
-        s,
+        bg_manual(1, 5, 0),
         vec![0],
         vec![
             Reconcile,
@@ -554,19 +544,8 @@ fn an_unlabelled_stable_subset_moves_only_onto_a_full_revision() {
 /// Service on the new revision.
 #[test]
 fn blue_green_completes_only_with_the_active_service_on_the_new_revision() {
-    let mut s = spec(Routing::None, 3, vec![]);
-    s.scale_down_delay = 0;
-    s.abort_scale_down_delay = 0;
-    s.blue_green = Some(BlueGreenChoice {
-        preview: false,
-        auto_promotion: false,
-        auto_seconds: 0,
-        preview_replicas: None,
-        pre: false,
-        post: false,
-    });
     replay(
-        s,
+        bg_manual(3, 0, 0),
         vec![0, 0, 0, 0, 3],
         vec![
             Reconcile,
@@ -589,17 +568,11 @@ fn blue_green_completes_only_with_the_active_service_on_the_new_revision() {
 /// then scaled it to 0 at once. Fix: a template (not stable) keeps a deadline still to come.
 #[test]
 fn blue_green_an_aborted_preview_over_a_lost_stable_keeps_its_abort_delay() {
-    let mut s = spec(Routing::None, 1, vec![]);
-    s.scale_down_delay = 0;
-    s.abort_scale_down_delay = 30;
-    s.blue_green = Some(BlueGreenChoice {
-        preview: false,
-        auto_promotion: true,
-        auto_seconds: 0,
-        preview_replicas: None,
-        pre: false,
-        post: true,
-    });
+    let mut s = bg_manual(1, 0, 30);
+    if let Some(c) = s.blue_green.as_mut() {
+        c.auto_promotion = true;
+        c.post = true;
+    }
     replay(
         s,
         vec![1],
@@ -625,17 +598,11 @@ fn blue_green_an_aborted_preview_over_a_lost_stable_keeps_its_abort_delay() {
 /// the deadline write keeps the size this plan gives the ReplicaSet.
 #[test]
 fn blue_green_a_deadline_write_keeps_the_planned_size() {
-    let mut s = spec(Routing::None, 2, vec![]);
-    s.scale_down_delay = 0;
-    s.abort_scale_down_delay = 0;
-    s.blue_green = Some(BlueGreenChoice {
-        preview: false,
-        auto_promotion: false,
-        auto_seconds: 5,
-        preview_replicas: Some(1),
-        pre: false,
-        post: false,
-    });
+    let mut s = bg_manual(2, 0, 0);
+    if let Some(c) = s.blue_green.as_mut() {
+        c.auto_seconds = 5;
+        c.preview_replicas = Some(1);
+    }
     replay(
         s,
         vec![1],
