@@ -201,6 +201,20 @@ impl ServiceWrites {
                 .is_some_and(|(_, after)| after.resource_version.as_deref() == rv)
     }
 
+    /// Forgets every write the Service cache has caught up with (it shows another version than
+    /// the one written over, or no Service): nothing reads those any more, and a deleted
+    /// Rollout's Services are never read again to drop them one by one.
+    pub fn retain_pending(&self, services: &super::service_cache::ServiceCache) {
+        if let Ok(mut w) = self.written.lock() {
+            w.retain(|key, (over, _)| {
+                let (ns, name) = key.split_once('/').unwrap_or_default();
+                services
+                    .get(ns, name)
+                    .is_some_and(|s| s.resource_version.as_ref() == Some(over))
+            });
+        }
+    }
+
     /// `cached` (the Service `ns/name`), or what we wrote over it when the cache still shows the
     /// version we wrote over.
     pub fn newest(&self, ns: &str, name: &str, cached: CachedService) -> CachedService {
@@ -423,6 +437,47 @@ mod tests {
         // The cache moved on (our write or a later one): it is the truth again, for good.
         assert_eq!(newest(&writes, at("3", "other")).as_deref(), Some("other"));
         assert_eq!(newest(&writes, at("1", "old")).as_deref(), Some("old"));
+    }
+
+    /// A write is kept only while the cache shows the version it wrote over: a deleted
+    /// Rollout's Services, never read again, do not keep theirs for ever.
+    #[test]
+    fn writes_the_cache_caught_up_with_are_forgotten() {
+        use super::super::service_cache::{ServiceCache, WatchedService};
+        let watched = |name: &str, rv: &str| -> WatchedService {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "app", "resourceVersion": rv},
+                "spec": {"selector": {"app": "web"}},
+            }))
+            .expect("service")
+        };
+        let cache = ServiceCache::default();
+        for svc in [watched("pending", "1"), watched("seen", "3")] {
+            cache.apply(&kube::runtime::watcher::Event::Apply(svc));
+        }
+        let cached = |name: &str, rv: &str| CachedService::from(&watched(name, rv));
+        let writes = ServiceWrites::default();
+        writes.record(
+            "app",
+            "pending",
+            &cached("pending", "1"),
+            cached("pending", "2"),
+        );
+        writes.record("app", "seen", &cached("seen", "2"), cached("seen", "3"));
+        writes.record("app", "gone", &cached("gone", "1"), cached("gone", "2"));
+        writes.retain_pending(&cache);
+        assert!(
+            writes.is_own("app", "pending", Some("2")),
+            "still ahead of the cache"
+        );
+        assert!(
+            !writes.is_own("app", "seen", Some("3")),
+            "the cache shows it"
+        );
+        assert!(
+            !writes.is_own("app", "gone", Some("2")),
+            "no such Service any more"
+        );
     }
 
     #[test]

@@ -158,6 +158,10 @@ pub async fn forget_deleted(
         ctx.status_writes.retain_rollouts(&live);
         ctx.rollout_reads.retain(&live);
         ctx.routing.retain_cached();
+        ctx.service_writes.retain_pending(&ctx.services);
+        if let Ok(mut f) = ctx.failures.lock() {
+            f.retain(|k, _| live.contains(k));
+        }
         super::service_release::release_orphans(&ctx, &live).await;
         let live_uids: std::collections::HashSet<String> = rollouts
             .state()
