@@ -220,20 +220,31 @@ fn timed_steps() -> Value {
 }
 
 /// Gives the Lease to "intruder", renewed now and valid for 30 s: longer than any observation
-/// window, so nobody may take it over before the test releases it.
+/// window, so nobody may take it over before the test releases it. A renewal the frozen leader
+/// had already handed to its HTTP client may land between our read and our write (409): the
+/// intruder then reads again, as any contender does.
 async fn steal_lease(leases: &Api<Lease>) {
-    let mut lease = leases.get(LEASE).await.expect("lease");
-    if let Some(spec) = lease.spec.as_mut() {
-        spec.holder_identity = Some("intruder".into());
-        spec.lease_duration_seconds = Some(30);
-        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-            Timestamp::now(),
-        ));
-    }
-    leases
-        .replace(LEASE, &PostParams::default(), &lease)
-        .await
-        .expect("steal the lease");
+    poll_until(
+        "the Lease taken by the intruder",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async move {
+            let mut lease = leases.get(LEASE).await.expect("lease");
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = Some("intruder".into());
+                spec.lease_duration_seconds = Some(30);
+                spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                    Timestamp::now(),
+                ));
+            }
+            match leases.replace(LEASE, &PostParams::default(), &lease).await {
+                Ok(_) => Some(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => None,
+                Err(e) => panic!("steal the lease: {e}"),
+            }
+        },
+    )
+    .await;
 }
 
 /// The intruder lets go of the Lease (no holder).
