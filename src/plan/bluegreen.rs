@@ -468,31 +468,10 @@ impl<'p> Planner<'p> {
         // stable), an abort (the template) or someone else's edit undone here: its delay starts
         // now. The deadline is written before the switch, and afresh with every attempt at it: a
         // switch whose deadline write failed (or a deadline left from before) would let the next
-        // reconcile scale the pods away at the moment traffic leaves them.
-        let left = from.and_then(|h| {
-            self.rs(&h).cloned().or_else(|| {
-                // Created by this plan (its pods are under the Service until it moves).
-                self.plan.actions.iter().find_map(|a| match a {
-                    Action::CreateReplicaSet { hash, replicas, .. } if *hash == h => {
-                        Some(ObservedReplicaSet {
-                            name: super::replica_set_name(
-                                self.obs
-                                    .rollout
-                                    .metadata
-                                    .name
-                                    .as_deref()
-                                    .unwrap_or_default(),
-                                &h,
-                            ),
-                            hash: h.clone(),
-                            replicas: *replicas,
-                            ..Default::default()
-                        })
-                    }
-                    _ => None,
-                })
-            })
-        });
+        // reconcile scale the pods away at the moment traffic leaves them. It is taken as
+        // planned: one this plan creates (under the Service until it moves) counts, at the size
+        // this plan gives it (the template's promotion), not a stale read.
+        let left = from.and_then(|h| self.rs_as_planned(&h));
         let by_abort = self.plan.status.abort == Some(true)
             && left.as_ref().is_some_and(|r| r.hash == self.hash);
         let delay = if by_abort {
@@ -507,22 +486,9 @@ impl<'p> Planner<'p> {
             // Never shorter than a deadline still to come (an abort's, a kept one).
             let at = after(self.obs.now, i64::from(delay))
                 .max(rs.scale_down_at.unwrap_or(Timestamp::MIN));
-            // The size this plan already gives it (the template's promotion), not a stale read.
-            let replicas = self
-                .plan
-                .actions
-                .iter()
-                .rev()
-                .find_map(|a| match a {
-                    Action::ScaleReplicaSet { name, replicas, .. } if *name == rs.name => {
-                        Some(*replicas)
-                    }
-                    _ => None,
-                })
-                .unwrap_or(rs.replicas);
             self.plan.actions.push(Action::ScaleReplicaSet {
                 name: rs.name.clone(),
-                replicas,
+                replicas: rs.replicas,
                 scale_down_at: Some(Some(at)),
             });
             self.plan.requeue_at(self.obs.now, at);

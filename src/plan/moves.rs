@@ -184,6 +184,39 @@ pub(super) trait Moves {
         planned.or_else(|| self.observed_service(name).and_then(|s| s.hash.clone()))
     }
 
+    /// The ReplicaSet of `hash` once the actions planned so far are applied: the observed one at
+    /// the size this plan last gives it, or the one this plan creates.
+    fn rs_as_planned(&self, hash: &str) -> Option<ObservedReplicaSet> {
+        let actions = &self.plan().actions;
+        match self.rs(hash).cloned() {
+            Some(mut rs) => {
+                if let Some(replicas) = actions.iter().rev().find_map(|a| match a {
+                    Action::ScaleReplicaSet { name, replicas, .. } if *name == rs.name => {
+                        Some(*replicas)
+                    }
+                    _ => None,
+                }) {
+                    rs.replicas = replicas;
+                }
+                Some(rs)
+            }
+            None => actions.iter().find_map(|a| match a {
+                Action::CreateReplicaSet {
+                    hash: h, replicas, ..
+                } if h == hash => {
+                    let rollout = self.observed().rollout.metadata.name.as_deref();
+                    Some(ObservedReplicaSet {
+                        name: super::replica_set_name(rollout.unwrap_or_default(), hash),
+                        hash: hash.to_string(),
+                        replicas: *replicas,
+                        ..Default::default()
+                    })
+                }
+                _ => None,
+            }),
+        }
+    }
+
     /// Points `service` at `hash` unless it already selects it.
     fn switch_service(&mut self, service: Option<&str>, hash: &str) {
         let Some(name) = service else { return };
