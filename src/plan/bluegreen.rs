@@ -222,7 +222,8 @@ impl<'p> Planner<'p> {
                 }
             }
         }
-        let aborted = old.abort == Some(true) && self.plan.status.abort == Some(true);
+        // As for the canary: an attempt's runs go only once its abort is on record.
+        let aborted = old.aborted_at.is_some() && self.plan.status.abort == Some(true);
         self.tidy_analysis_runs(&hash, aborted, false, None);
     }
 

@@ -251,9 +251,12 @@ impl Planner<'_, '_> {
             }
         }
         let hash = self.hash.clone();
+        // The runs of an aborted attempt go once the abort is on record: one acted on before
+        // its status write lands (a conflict with the user's retry) would leave the attempt
+        // going on without the verdicts it already earned.
         self.tidy_analysis_runs(
             &hash,
-            old.abort == Some(true) && self.plan.status.abort == Some(true),
+            old.aborted_at.is_some() && self.plan.status.abort == Some(true),
             steps_changed || retried,
             // A step run that `promote` skipped past stops measuring (F22).
             self.plan.status.current_step_index,
@@ -438,20 +441,33 @@ impl Planner<'_, '_> {
         // The stable subset moves to a revision only once it can carry the stable's share (or
         // at least what the subset selects now carries): like the stable Service.
         let kept_stable;
-        let stable_hash = match self.route_subsets.as_ref().and_then(|s| s.stable.clone()) {
-            Some(current) if current != stable_hash && self.replicas > 0 => {
+        let stable_hash = match self.route_subsets.as_ref().map(|s| s.stable.clone()) {
+            Some(current) if current.as_deref() != Some(stable_hash) && self.replicas > 0 => {
                 // It moves first, at the weight routed now: it must carry the larger of the
                 // stable's shares, before and after.
                 let lowest = weight
                     .min(self.route_weight.unwrap_or(weight))
                     .clamp(0, 100);
                 let need = routed_canary_replicas(self.replicas, 100 - lowest).max(1);
-                if self.available(stable_hash) < need.min(self.available(&current).max(1)) {
+                // A subset naming no revision (someone removed its label) selects every pod of
+                // the host.
+                let serving = match current.as_deref() {
+                    Some(h) => self.available(h),
+                    None => self.obs.replica_sets.iter().map(|r| r.available).sum(),
+                };
+                if self.available(stable_hash) < need.min(serving.max(1)) {
                     let now = self.now;
                     self.plan
                         .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
-                    kept_stable = current;
-                    kept_stable.as_str()
+                    match current {
+                        Some(current) => {
+                            kept_stable = current;
+                            kept_stable.as_str()
+                        }
+                        // An unlabelled subset can't be kept by a write that names hashes:
+                        // nothing is written until the revision can take its place.
+                        None => return false,
+                    }
                 } else {
                     stable_hash
                 }

@@ -725,3 +725,48 @@ fn a_retry_measures_afresh() {
         ],
     );
 }
+
+/// I3: an abort acted on while its status write lost to the user's retry retired the runs
+/// that had passed, and the attempt went on to promote without them. Fix: an attempt's runs go
+/// only once its abort is on record.
+#[test]
+fn an_abort_lost_to_a_retry_keeps_the_verdicts_of_the_attempt() {
+    replay(
+        spec(Routing::None, 1, vec![Pause(Some(1)), Analysis]),
+        vec![1],
+        vec![
+            Reconcile,
+            Tick(1),
+            Reconcile,
+            Reconcile,
+            Verdict(0, AnalysisPhase::Successful),
+            Reconcile,
+            UserMidReconcile(UserAct::Abort),
+            Fail(0),
+            Reconcile,
+            UserMidReconcile(UserAct::Retry),
+        ],
+    );
+}
+
+/// I1, found with seed 18: the stable ReplicaSet deleted, its subset stripped of its label (it
+/// then serves every pod of the host: a new revision's), then `undo` to the lost revision: the
+/// stable subset was moved onto the recreated, pod-less ReplicaSet. Fix: an unlabelled stable
+/// subset moves, wherever to, only onto the pods its share needs.
+#[test]
+fn an_unlabelled_stable_subset_waits_for_a_recreated_stable() {
+    replay(
+        spec(Routing::Subset, 1, vec![Pause(None), Weight(0)]),
+        vec![1],
+        vec![
+            User(UserAct::Undo),
+            User(UserAct::NewTemplate),
+            DeleteRs(0),
+            super::Ev::External(234, 0),
+            Reconcile,
+            User(UserAct::Undo),
+            Tick(1),
+            Reconcile,
+        ],
+    );
+}
