@@ -205,7 +205,11 @@ impl Planner<'_, '_> {
         // new attempt a verdict on the old one's measurements).
         let retried =
             !template_changed && old.aborted_at.is_some() && self.plan.status.abort != Some(true);
-        if retried {
+        // Back to a revision that had runs (an `undo` after the new template was on record):
+        // they measured an earlier attempt, and this one measures afresh. (Runs of the revision
+        // the status still records are that attempt's own: see `tidy_analysis_runs`.)
+        let returned = template_changed && self.obs.analysis_runs.iter().any(|r| r.hash == hash);
+        if retried || returned {
             self.runs_retiring = true;
             self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
         }
@@ -257,7 +261,7 @@ impl Planner<'_, '_> {
         self.tidy_analysis_runs(
             &hash,
             old.aborted_at.is_some() && self.plan.status.abort == Some(true),
-            steps_changed || retried,
+            steps_changed || retried || returned,
             // A step run that `promote` skipped past stops measuring (F22).
             self.plan.status.current_step_index,
         );

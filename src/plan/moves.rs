@@ -293,8 +293,20 @@ pub(super) trait Moves {
         current_step: Option<i32>,
     ) {
         let steady = self.plan().status.stable_rs.as_deref() == Some(hash);
+        // The revision the status last recorded as current keeps its runs until the new one is
+        // on record: should this plan's status write be lost (a conflict with an `undo`), that
+        // revision's attempt goes on, with the verdicts it already earned.
+        let recorded = self
+            .observed()
+            .rollout
+            .status
+            .as_ref()
+            .and_then(|s| s.current_pod_hash.as_deref());
         let mut actions = vec![];
         for run in &self.observed().analysis_runs {
+            if run.hash != hash && recorded == Some(run.hash.as_str()) {
+                continue;
+            }
             let running = !run.phase.is_completed();
             let superseded = run.hash != hash;
             // A run of steps since edited (created just before the edit, seen only now).

@@ -770,3 +770,41 @@ fn an_unlabelled_stable_subset_waits_for_a_recreated_stable() {
         ],
     );
 }
+
+/// I3, found with seed 16: a reconcile for a new template retired the runs of the revision
+/// then rolling out, its status write lost to an `undo` back to that revision, whose attempt
+/// went on past its analysis without the run. Fix: the revision the status records keeps its
+/// runs until another is on record.
+#[test]
+fn an_undo_that_beats_the_new_templates_status_keeps_the_attempts_runs() {
+    replay(
+        spec(Routing::None, 1, vec![Analysis, Weight(10), Weight(0)]),
+        vec![1],
+        vec![
+            Verdict(0, AnalysisPhase::Successful),
+            Reconcile,
+            Verdict(0, AnalysisPhase::Successful),
+            Reconcile,
+            User(UserAct::NewTemplate),
+            UserMidReconcile(UserAct::Undo),
+        ],
+    );
+}
+
+/// I3, found with seed 25 once the runs above were kept: the new template on record, an
+/// `undo` back to the revision whose runs were kept measured with them. Fix: a return to a
+/// revision that has runs retires them and measures afresh.
+#[test]
+fn an_undo_after_the_new_template_is_on_record_measures_afresh() {
+    replay(
+        spec(Routing::None, 1, vec![Analysis]),
+        vec![1],
+        vec![
+            Reconcile,
+            User(UserAct::NewTemplate),
+            Fail(0),
+            StaleRs,
+            User(UserAct::Undo),
+        ],
+    );
+}
