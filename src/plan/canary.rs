@@ -314,11 +314,7 @@ impl Planner<'_, '_> {
             // canary, perhaps gone too) once the new one can carry its weight, or has pods
             // where the old has none.
             let dest = self.destinations().0;
-            let dest_available = dest
-                .as_deref()
-                .and_then(|h| self.rs(h))
-                .map(|r| r.available)
-                .unwrap_or(0);
+            let dest_available = self.serving_available(dest.as_deref());
             let movable = dest.as_deref() == Some(hash.as_str())
                 || available >= routed_canary_replicas(self.replicas, current).max(1)
                 || (dest_available == 0 && available > 0);
@@ -455,10 +451,7 @@ impl Planner<'_, '_> {
                 let need = routed_canary_replicas(self.replicas, 100 - lowest).max(1);
                 // A subset naming no revision (someone removed its label) selects every pod of
                 // the host.
-                let serving = match current.as_deref() {
-                    Some(h) => self.available(h),
-                    None => self.obs.replica_sets.iter().map(|r| r.available).sum(),
-                };
+                let serving = self.serving_available(current.as_deref());
                 if self.available(stable_hash) < need.min(serving.max(1)) {
                     let now = self.now;
                     self.plan
@@ -635,6 +628,15 @@ impl Planner<'_, '_> {
                 self.service_hash(self.canary_service),
                 self.service_hash(self.stable_service),
             ),
+        }
+    }
+
+    /// The available pods a destination serves with: its revision's, or every pod of the host
+    /// when it names none (a subset or Service someone stripped of its hash).
+    fn serving_available(&self, dest: Option<&str>) -> i32 {
+        match dest {
+            Some(h) => self.available(h),
+            None => self.obs.replica_sets.iter().map(|r| r.available).sum(),
         }
     }
 

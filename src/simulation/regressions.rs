@@ -808,3 +808,27 @@ fn an_undo_after_the_new_template_is_on_record_measures_afresh() {
         ],
     );
 }
+
+/// I1, found with seeds 30 and 31: the stable ReplicaSet lost, the canary subset stripped of
+/// its label (serving every pod of the host at 100 %), then a new revision with 1 of 2 pods:
+/// the subset was moved onto it as if it served nothing. Fix: a destination naming no revision
+/// counts every pod of the host.
+#[test]
+fn an_unlabelled_canary_subset_over_a_lost_stable_counts_every_pod() {
+    replay(
+        spec(Routing::Subset, 2, vec![Weight(0)]),
+        vec![0, 0, 3],
+        vec![
+            DeleteRs(0),
+            Reconcile,
+            Tick(3),
+            UserMidReconcile(UserAct::EditSteps),
+            DeleteRs(0),
+            super::Ev::External(11, 0),
+            UserMidReconcile(UserAct::NewTemplate),
+            Reconcile,
+            Kill(216, 0),
+            Reconcile,
+        ],
+    );
+}
