@@ -832,3 +832,23 @@ fn an_unlabelled_canary_subset_over_a_lost_stable_counts_every_pod() {
         ],
     );
 }
+
+/// I6, found with seed 27: a ReplicaSet recreated by one reconcile was missing from the next
+/// one's lagging cache, which planned the stable back to full size beside it. The controller's
+/// cache shows what we create at once (`ReplicaSetCache::record_create`); the simulation's
+/// lagging cache did not, and now does.
+#[test]
+fn a_lagging_cache_shows_the_replica_set_we_created() {
+    replay(
+        spec(Routing::None, 2, vec![Weight(80), Pause(None), Weight(0)]),
+        vec![0, 0, 0, 0],
+        vec![
+            Reconcile,
+            Reconcile,
+            StaleRs,
+            User(UserAct::Promote),
+            DeleteRs(73),
+            StaleRs,
+        ],
+    );
+}

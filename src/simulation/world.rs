@@ -123,7 +123,7 @@ pub struct World {
     pub weights_written: Vec<i32>,
     /// The ReplicaSets as observed at the previous reconcile: a lagging watch cache.
     pub stale_rs: Option<Vec<ObservedReplicaSet>>,
-    /// ReplicaSets the last reconcile scaled (their write's answer is read back).
+    /// ReplicaSets the last reconcile created or scaled (their write's answer is read back).
     pub scaled_last: Vec<String>,
     /// Events the planner emitted, by reason.
     pub event_reasons: Vec<&'static str>,
@@ -242,19 +242,30 @@ impl World {
 
     pub fn observed(&self) -> Observed<'_> {
         let replica_sets = match &self.stale_rs {
-            // A lagging watch, except for what our own scale writes returned (the controller's
-            // ReplicaSet cache overlays them until the watch catches up).
+            // A lagging watch, except for what our own creates and scale writes returned (the
+            // controller's ReplicaSet cache overlays them until the watch catches up).
             Some(stale) => {
                 let now = self.observed_rs();
-                stale
+                let ours = |n: &&ObservedReplicaSet| self.scaled_last.contains(&n.name);
+                let mut seen: Vec<ObservedReplicaSet> = stale
                     .iter()
                     .map(|old| {
                         now.iter()
-                            .find(|n| n.name == old.name && self.scaled_last.contains(&n.name))
+                            .filter(ours)
+                            .find(|n| n.name == old.name)
                             .cloned()
                             .unwrap_or_else(|| old.clone())
                     })
-                    .collect()
+                    .collect();
+                let created: Vec<ObservedReplicaSet> = now
+                    .iter()
+                    .filter(ours)
+                    .filter(|n| !stale.iter().any(|o| o.name == n.name))
+                    .cloned()
+                    .collect();
+                seen.extend(created);
+                seen.sort_by(|a, b| a.name.cmp(&b.name));
+                seen
             }
             None => self.observed_rs(),
         };
@@ -446,6 +457,7 @@ impl World {
                 }
                 let pods = (0..*replicas).map(|_| self.new_pod()).collect();
                 self.active_left_at.remove(hash);
+                self.scaled_last.push(format!("web-{hash}"));
                 self.rs.insert(
                     hash.clone(),
                     SimReplicaSet {
