@@ -852,3 +852,31 @@ fn a_lagging_cache_shows_the_replica_set_we_created() {
         ],
     );
 }
+
+/// I6 (the oracle's own), found with seed 27: after a retry, the active Service moved back off
+/// a revision someone had pointed it at was counted as the abort's move, held to
+/// abortScaleDownDelaySeconds. Fix: a retry ends what the simulation counts as the abort.
+#[test]
+fn blue_green_a_move_after_a_retry_is_no_abort() {
+    let mut s = bg_manual(1, 0, 30);
+    if let Some(c) = s.blue_green.as_mut() {
+        c.pre = true;
+    }
+    replay(
+        s,
+        vec![1],
+        vec![
+            User(UserAct::NewTemplate),
+            Reconcile,
+            Verdict(0, AnalysisPhase::Successful),
+            User(UserAct::Abort),
+            Reconcile,
+            super::Ev::External(181, 65),
+            User(UserAct::Retry),
+            Tick(1),
+            Reconcile,
+            Reconcile,
+            User(UserAct::NewTemplate),
+        ],
+    );
+}
