@@ -89,4 +89,7 @@ pub mod reasons {
     pub const ROUTE_CLEANUP: &str = "RouteCleanup";
     /// A routing object could not be restored before the Rollout went.
     pub const ROUTE_CLEANUP_FAILED: &str = "RouteCleanupFailed";
+    /// An AnalysisRun or ReplicaSet beyond the history limits could not be deleted (it is
+    /// tried again on the next reconcile; the rollout goes on meanwhile).
+    pub const HISTORY_CLEANUP_FAILED: &str = "HistoryCleanupFailed";
 }

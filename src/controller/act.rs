@@ -251,7 +251,9 @@ async fn apply_actions(
                 super::analysis_runs::terminate(ctx, &ns, run, *retire).await?;
             }
             Action::DeleteAnalysisRun { name: run } => {
-                super::analysis_runs::delete(ctx, &ns, run).await?;
+                if let Err(e) = super::analysis_runs::delete(ctx, &ns, run).await {
+                    events.push(cleanup_failed(&name, "AnalysisRun", run, &e));
+                }
             }
             Action::EvictPod { name: pod } => evict_pod(ctx, &ns, &name, pod).await?,
             Action::DeleteReplicaSet { name: rs_name } => {
@@ -262,12 +264,25 @@ async fn apply_actions(
                         info!(rollout = %name, replica_set = %rs_name, "deleted old ReplicaSet beyond revisionHistoryLimit")
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => events.push(cleanup_failed(&name, "ReplicaSet", rs_name, &e.into())),
                 }
             }
         }
     }
     Ok(events)
+}
+
+/// Deleting what the history limits no longer keep is housekeeping: a refusal (a webhook, a
+/// finalizer, RBAC) must not hold the rollout, whose status write comes after it. It is said in
+/// a Warning Event, and the planner asks again on the next reconcile.
+fn cleanup_failed(rollout: &str, kind: &str, object: &str, e: &Error) -> Event {
+    warn!(rollout, kind, object, error = %e, "could not delete beyond the history limits");
+    Event::warning(
+        reasons::HISTORY_CLEANUP_FAILED,
+        format!(
+            "Could not delete {kind} '{object}', beyond the history limits: {e}; it is tried again on the next reconcile"
+        ),
+    )
 }
 
 /// Evicts a pod for a restart. The Eviction API (not a delete) honours the user's
@@ -337,135 +352,5 @@ async fn switch_service(
 }
 
 #[cfg(test)]
-mod tests {
-    use http::StatusCode;
-    use k8s_openapi::jiff::Timestamp;
-    use serde_json::{Value, json};
-
-    use super::*;
-    use crate::controller::fixtures::{mock_client, server_error, within_deadline};
-
-    fn rollout() -> Rollout {
-        serde_json::from_value(json!({
-            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
-            "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                             "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
-                "strategy": {"canary": {"steps": [{"setWeight": 20}]}}
-            },
-        }))
-        .expect("rollout")
-    }
-
-    fn replica_set(name: &str, hash: &str, replicas: i32) -> Value {
-        json!({
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": name, "namespace": "shop", "resourceVersion": "7",
-                         "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
-            "spec": {"replicas": replicas},
-        })
-    }
-
-    fn target() -> RouteTarget {
-        crate::traffic::routing_for_rollout(&rollout()).1
-    }
-
-    const RS_PATH: &str = "/apis/apps/v1/namespaces/shop/replicasets";
-
-    fn scale(name: &str, replicas: i32, deadline: Option<Option<Timestamp>>) -> Action {
-        Action::ScaleReplicaSet {
-            name: name.into(),
-            replicas,
-            scale_down_at: deadline,
-        }
-    }
-
-    /// The order the planner chose is the order of the writes (a deadline before the scale that
-    /// depends on it), each write is what the action says, and nothing else is sent.
-    #[tokio::test]
-    async fn actions_are_written_in_the_plan_order() {
-        let (client, mut server) = mock_client();
-        let ctx = Context::for_tests(client);
-        let at = Timestamp::from_second(1_800_000_000).expect("time");
-        let actions = [
-            scale("web-old", 3, Some(Some(at))),
-            scale("web-new", 0, None),
-        ];
-        let controller = async move {
-            let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
-            drop(ctx); // the API server then sees the client hang up
-            applied
-        };
-        let api_server = async move {
-            let first = server
-                .expect(
-                    "PATCH",
-                    &format!("{RS_PATH}/web-old"),
-                    StatusCode::OK,
-                    replica_set("web-old", "old", 3),
-                )
-                .await;
-            assert!(first.uri.contains("fieldManager=aviary"), "{}", first.uri);
-            assert_eq!(first.body["spec"]["replicas"], 3);
-            assert_eq!(
-                first.body["metadata"]["annotations"][SCALE_DOWN_DEADLINE_ANNOTATION],
-                json!(at.to_string())
-            );
-            let second = server
-                .expect(
-                    "PATCH",
-                    &format!("{RS_PATH}/web-new"),
-                    StatusCode::OK,
-                    replica_set("web-new", "new", 0),
-                )
-                .await;
-            assert_eq!(second.body["spec"]["replicas"], 0);
-            assert!(
-                second.body["metadata"]["annotations"]
-                    .get(SCALE_DOWN_DEADLINE_ANNOTATION)
-                    .is_none(),
-                "a deadline left alone is not written"
-            );
-            server.expect_no_more().await;
-        };
-        let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
-        let events = applied.expect("applied");
-        assert_eq!(
-            events.len(),
-            1,
-            "one Event, for the scale without a deadline"
-        );
-    }
-
-    /// A failed write stops the plan there: what came after it in the planner's safe order
-    /// (a switch after the capacity it needs) is not sent.
-    #[tokio::test]
-    async fn a_failed_write_stops_the_rest() {
-        let (client, mut server) = mock_client();
-        let ctx = Context::for_tests(client);
-        let actions = [scale("web-new", 3, None), scale("web-old", 0, None)];
-        let controller = async move {
-            let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
-            drop(ctx);
-            applied
-        };
-        let api_server = async move {
-            server
-                .expect(
-                    "PATCH",
-                    &format!("{RS_PATH}/web-new"),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    server_error(),
-                )
-                .await;
-            server.expect_no_more().await;
-        };
-        let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
-        assert!(
-            matches!(applied, Err(Error::Kube(_))),
-            "the API's error: {applied:?}"
-        );
-    }
-}
+#[path = "act_tests.rs"]
+mod tests;

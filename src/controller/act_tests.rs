@@ -1,0 +1,206 @@
+//! act against a mock API server: the writes in the plan's order, and nothing else.
+
+use http::StatusCode;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::controller::fixtures::{mock_client, server_error, within_deadline};
+
+fn rollout() -> Rollout {
+    serde_json::from_value(json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": {"canary": {"steps": [{"setWeight": 20}]}}
+        },
+    }))
+    .expect("rollout")
+}
+
+fn replica_set(name: &str, hash: &str, replicas: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": "shop", "resourceVersion": "7",
+                     "labels": {POD_TEMPLATE_HASH_LABEL: hash}},
+        "spec": {"replicas": replicas},
+    })
+}
+
+fn target() -> RouteTarget {
+    crate::traffic::routing_for_rollout(&rollout()).1
+}
+
+const RS_PATH: &str = "/apis/apps/v1/namespaces/shop/replicasets";
+
+fn scale(name: &str, replicas: i32, deadline: Option<Option<Timestamp>>) -> Action {
+    Action::ScaleReplicaSet {
+        name: name.into(),
+        replicas,
+        scale_down_at: deadline,
+    }
+}
+
+/// The order the planner chose is the order of the writes (a deadline before the scale that
+/// depends on it), each write is what the action says, and nothing else is sent.
+#[tokio::test]
+async fn actions_are_written_in_the_plan_order() {
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let at = Timestamp::from_second(1_800_000_000).expect("time");
+    let actions = [
+        scale("web-old", 3, Some(Some(at))),
+        scale("web-new", 0, None),
+    ];
+    let controller = async move {
+        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        drop(ctx); // the API server then sees the client hang up
+        applied
+    };
+    let api_server = async move {
+        let first = server
+            .expect(
+                "PATCH",
+                &format!("{RS_PATH}/web-old"),
+                StatusCode::OK,
+                replica_set("web-old", "old", 3),
+            )
+            .await;
+        assert!(first.uri.contains("fieldManager=aviary"), "{}", first.uri);
+        assert_eq!(first.body["spec"]["replicas"], 3);
+        assert_eq!(
+            first.body["metadata"]["annotations"][SCALE_DOWN_DEADLINE_ANNOTATION],
+            json!(at.to_string())
+        );
+        let second = server
+            .expect(
+                "PATCH",
+                &format!("{RS_PATH}/web-new"),
+                StatusCode::OK,
+                replica_set("web-new", "new", 0),
+            )
+            .await;
+        assert_eq!(second.body["spec"]["replicas"], 0);
+        assert!(
+            second.body["metadata"]["annotations"]
+                .get(SCALE_DOWN_DEADLINE_ANNOTATION)
+                .is_none(),
+            "a deadline left alone is not written"
+        );
+        server.expect_no_more().await;
+    };
+    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let events = applied.expect("applied");
+    assert_eq!(
+        events.len(),
+        1,
+        "one Event, for the scale without a deadline"
+    );
+}
+
+/// A failed write stops the plan there: what came after it in the planner's safe order
+/// (a switch after the capacity it needs) is not sent.
+#[tokio::test]
+async fn a_failed_write_stops_the_rest() {
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let actions = [scale("web-new", 3, None), scale("web-old", 0, None)];
+    let controller = async move {
+        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        drop(ctx);
+        applied
+    };
+    let api_server = async move {
+        server
+            .expect(
+                "PATCH",
+                &format!("{RS_PATH}/web-new"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                server_error(),
+            )
+            .await;
+        server.expect_no_more().await;
+    };
+    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    assert!(
+        matches!(applied, Err(Error::Kube(_))),
+        "the API's error: {applied:?}"
+    );
+}
+
+fn forbidden() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Forbidden",
+        "message": "admission webhook \"audit.example.com\" denied the request", "code": 403,
+    })
+}
+
+/// Deleting runs and ReplicaSets beyond the history limits is housekeeping: refused, it is said
+/// in a Warning Event and the writes after it (and the status write after act) still happen.
+#[tokio::test]
+async fn a_refused_history_deletion_does_not_hold_the_rollout() {
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let actions = [
+        Action::DeleteAnalysisRun {
+            name: "web-abc-1-2".into(),
+        },
+        Action::DeleteReplicaSet {
+            name: "web-older".into(),
+        },
+        scale("web-new", 2, None),
+    ];
+    let controller = async move {
+        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        drop(ctx);
+        applied
+    };
+    let api_server = async move {
+        server
+            .expect(
+                "DELETE",
+                "/apis/aviary.dev/v1alpha1/namespaces/shop/analysisruns/web-abc-1-2",
+                StatusCode::FORBIDDEN,
+                forbidden(),
+            )
+            .await;
+        server
+            .expect(
+                "DELETE",
+                &format!("{RS_PATH}/web-older"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                server_error(),
+            )
+            .await;
+        server
+            .expect(
+                "PATCH",
+                &format!("{RS_PATH}/web-new"),
+                StatusCode::OK,
+                replica_set("web-new", "new", 2),
+            )
+            .await;
+        server.expect_no_more().await;
+    };
+    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let events = applied.expect("a refused deletion is no error");
+    let failed: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.reason == reasons::HISTORY_CLEANUP_FAILED)
+        .collect();
+    assert_eq!(failed.len(), 2, "{events:?}");
+    assert!(
+        failed[0].message.contains("AnalysisRun 'web-abc-1-2'")
+            && failed[0].message.contains("audit.example.com"),
+        "{}",
+        failed[0].message
+    );
+    assert!(
+        failed[1].message.contains("ReplicaSet 'web-older'"),
+        "{}",
+        failed[1].message
+    );
+}
