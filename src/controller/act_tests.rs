@@ -204,3 +204,174 @@ async fn a_refused_history_deletion_does_not_hold_the_rollout() {
         failed[1].message
     );
 }
+
+const SVC_PATH: &str = "/api/v1/namespaces/shop/services";
+
+fn service(name: &str, hash: &str, managed_by: Option<&str>) -> Value {
+    let mut svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop", "resourceVersion": "5"},
+        "spec": {"selector": {"app": "web", POD_TEMPLATE_HASH_LABEL: hash}},
+    });
+    if let Some(owner) = managed_by {
+        svc["metadata"]["annotations"] = json!({MANAGED_BY_ANNOTATION: owner});
+    }
+    svc
+}
+
+fn switch(service: &str, hash: &str) -> Action {
+    Action::SwitchService {
+        service: service.into(),
+        hash: hash.into(),
+    }
+}
+
+/// A switch patches the hash selector and our managed-by mark and nothing else of a Service the
+/// user owns (its other selector labels, ports, … stay theirs).
+#[tokio::test]
+async fn a_switch_patches_only_the_hash_selector_and_our_mark() {
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let actions = [switch("web-stable", "new")];
+    let controller = async move {
+        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        drop(ctx);
+        applied
+    };
+    let api_server = async move {
+        server
+            .expect(
+                "GET",
+                &format!("{SVC_PATH}/web-stable"),
+                StatusCode::OK,
+                service("web-stable", "old", Some("web")),
+            )
+            .await;
+        let patch = server
+            .expect(
+                "PATCH",
+                &format!("{SVC_PATH}/web-stable"),
+                StatusCode::OK,
+                service("web-stable", "new", Some("web")),
+            )
+            .await;
+        assert_eq!(
+            patch.body,
+            json!({
+                "metadata": {"annotations": {MANAGED_BY_ANNOTATION: "web"}},
+                "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: "new"}},
+            })
+        );
+        assert!(patch.uri.contains("fieldManager=aviary"), "{}", patch.uri);
+        server.expect_no_more().await;
+    };
+    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    applied.expect("switched");
+}
+
+/// A Service another Rollout steers is refused with an error that names both, and neither it
+/// nor anything planned after it is written.
+#[tokio::test]
+async fn a_service_another_rollout_manages_is_never_written() {
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let actions = [switch("web-stable", "new"), scale("web-old", 0, None)];
+    let controller = async move {
+        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        drop(ctx);
+        applied
+    };
+    let api_server = async move {
+        server
+            .expect(
+                "GET",
+                &format!("{SVC_PATH}/web-stable"),
+                StatusCode::OK,
+                service("web-stable", "old", Some("api")),
+            )
+            .await;
+        server.expect_no_more().await;
+    };
+    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    match applied {
+        Err(Error::InvalidSpec(msg)) => assert!(
+            msg.contains("'web-stable'") && msg.contains("Rollout 'api'"),
+            "{msg}"
+        ),
+        other => panic!("expected InvalidSpec, got {other:?}"),
+    }
+}
+
+fn create(hash: &str, replicas: i32) -> Action {
+    Action::CreateReplicaSet {
+        hash: hash.into(),
+        replicas,
+        revision: 2,
+    }
+}
+
+/// A create that meets a ReplicaSet of that name (our own earlier create, which the cache had
+/// not shown) goes on when it is ours, and stops with a clear error when it is someone else's.
+#[tokio::test]
+async fn a_create_that_meets_an_existing_replica_set_checks_whose_it_is() {
+    for (ours, owner_uid) in [(true, "u1"), (false, "someone-else")] {
+        let (client, mut server) = mock_client();
+        let ctx = Context::for_tests(client);
+        let actions = [create("abc", 1), scale("web-old", 0, None)];
+        let controller = async move {
+            let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+            drop(ctx);
+            applied
+        };
+        let api_server = async move {
+            let post = server
+                .expect(
+                    "POST",
+                    RS_PATH,
+                    StatusCode::CONFLICT,
+                    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                           "reason": "AlreadyExists", "code": 409,
+                           "message": "replicasets.apps \"web-abc\" already exists"}),
+                )
+                .await;
+            assert_eq!(post.body["metadata"]["name"], "web-abc");
+            assert_eq!(post.body["spec"]["replicas"], 1);
+            assert_eq!(
+                post.body["metadata"]["ownerReferences"][0]["uid"], "u1",
+                "created controlled by the Rollout"
+            );
+            let mut existing = replica_set("web-abc", "abc", 1);
+            existing["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "name": "web",
+                "uid": owner_uid, "controller": true,
+            }]);
+            server
+                .expect(
+                    "GET",
+                    &format!("{RS_PATH}/web-abc"),
+                    StatusCode::OK,
+                    existing,
+                )
+                .await;
+            if ours {
+                server
+                    .expect(
+                        "PATCH",
+                        &format!("{RS_PATH}/web-old"),
+                        StatusCode::OK,
+                        replica_set("web-old", "old", 0),
+                    )
+                    .await;
+            }
+            server.expect_no_more().await;
+        };
+        let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+        match (ours, applied) {
+            (true, Ok(_)) => {}
+            (false, Err(Error::InvalidSpec(msg))) => {
+                assert!(msg.contains("'web-abc'"), "{msg}")
+            }
+            (_, other) => panic!("ours {ours}: {other:?}"),
+        }
+    }
+}
