@@ -21,13 +21,13 @@ use crate::analysis::run::{Analysis, reject};
 use crate::analysis::template::Args;
 use crate::api::wire;
 use crate::api::{AnalysisRun, AnalysisRunStatus, ValueFrom};
-use crate::provider::provider_for;
+use crate::provider::Providers;
 
 /// What the run reconciler shares.
 pub struct RunContext {
     pub client: Client,
-    /// Prometheus for metrics that name no address.
-    pub default_prometheus: Option<String>,
+    /// Where each metric's numbers come from ([`crate::provider::providers`]).
+    pub providers: Providers,
     /// Counts runs and measurements by phase (`aviary_analysis_*`).
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -107,7 +107,7 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
         for name in due {
             let Some(plan) = analysis.metric(&name) else { continue };
             let started = Timestamp::now();
-            let measurement = match provider_for(plan, ctx.default_prometheus.as_deref()) {
+            let measurement = match (ctx.providers)(plan) {
                 Ok(provider) => match provider.measure(plan).await {
                     Ok(value) => plan.conditions.measure(&value, started, Timestamp::now()),
                     Err(e) => error_measurement(e.to_string(), started, Timestamp::now()),
@@ -157,3 +157,7 @@ pub fn error_policy(_run: Arc<AnalysisRun>, err: &Error, _ctx: Arc<RunContext>) 
     tracing::warn!(error = %err, "AnalysisRun reconcile failed");
     Requeue::requeue(Duration::from_secs(if err.is_transient() { 1 } else { 10 }))
 }
+
+#[cfg(test)]
+#[path = "analysis_tests.rs"]
+mod tests;

@@ -195,7 +195,7 @@ pub async fn run(
     });
     let run_ctx = Arc::new(analysis::RunContext {
         client: client.clone(),
-        default_prometheus: settings.prometheus_address.clone(),
+        providers: crate::provider::providers(settings.prometheus_address.clone()),
         metrics: sinks.metrics,
     });
     let rollout_stream = watcher(

@@ -35,6 +35,15 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<MetricValue, ProviderError>>;
 }
 
+/// Picks the provider each metric names: [`providers`] in the controller, a fake in tests.
+pub type Providers =
+    std::sync::Arc<dyn Fn(&MetricPlan) -> Result<Box<dyn Provider>, ProviderError> + Send + Sync>;
+
+/// The real providers, with the default Prometheus address for metrics that name none.
+pub fn providers(default_prometheus: Option<String>) -> Providers {
+    std::sync::Arc::new(move |plan: &MetricPlan| provider_for(plan, default_prometheus.as_deref()))
+}
+
 /// The provider for a metric, with the default Prometheus address for metrics that name none.
 pub fn provider_for(
     plan: &MetricPlan,

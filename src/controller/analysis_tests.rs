@@ -1,0 +1,144 @@
+//! The run reconciler against a mock API server and a fake metric provider: what it reads, what
+//! it asks the provider, and the one status write it makes.
+
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::analysis::run::MetricPlan;
+use crate::analysis::value::MetricValue;
+use crate::controller::fixtures::{mock_client, within_deadline};
+use crate::provider::{Provider, ProviderError};
+
+/// Answers every measurement with `value` and remembers the queries it was asked.
+struct Fake {
+    value: f64,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl Provider for Fake {
+    fn measure<'a>(
+        &'a self,
+        plan: &'a MetricPlan,
+    ) -> BoxFuture<'a, Result<MetricValue, ProviderError>> {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push(plan.query.clone().unwrap_or_default());
+        }
+        let value = self.value;
+        Box::pin(async move { Ok(MetricValue::Vector(vec![value])) })
+    }
+}
+
+fn run_ctx(client: Client, value: f64, asked: Arc<Mutex<Vec<String>>>) -> Arc<RunContext> {
+    Arc::new(RunContext {
+        client,
+        providers: Arc::new(
+            move |_: &MetricPlan| -> Result<Box<dyn Provider>, ProviderError> {
+                Ok(Box::new(Fake {
+                    value,
+                    asked: asked.clone(),
+                }))
+            },
+        ),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+    })
+}
+
+const RUN_PATH: &str = "/apis/aviary.dev/v1alpha1/namespaces/shop/analysisruns/web-abc-2-0";
+
+fn analysis_run() -> Value {
+    json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",
+        "metadata": {"name": "web-abc-2-0", "namespace": "shop", "resourceVersion": "11"},
+        "spec": {
+            "args": [
+                {"name": "service", "value": "web-canary"},
+                {"name": "tenant", "valueFrom": {"secretKeyRef": {"name": "prom", "key": "tenant"}}},
+            ],
+            "metrics": [{
+                "name": "error-rate",
+                "successCondition": "result[0] <= 0.05",
+                "provider": {"prometheus": {
+                    "address": "http://prometheus:9090",
+                    "query": "rate(errors{service=\"{{args.service}}\",tenant=\"{{args.tenant}}\"}[1m])",
+                }},
+            }],
+        },
+    })
+}
+
+/// One measurement, as the run asks for it: the run is read fresh, the Secret its args name is
+/// read, the provider gets the query with the args in it, and one status patch — guarded by the
+/// resourceVersion read — records the measurement and the verdict, with the secret redacted.
+async fn measured(value: f64) -> (Value, Vec<String>) {
+    let (client, mut server) = mock_client();
+    let asked = Arc::new(Mutex::new(vec![]));
+    let ctx = run_ctx(client, value, asked.clone());
+    let cached: Arc<AnalysisRun> =
+        Arc::new(serde_json::from_value(analysis_run()).expect("analysis run"));
+    let controller = async move {
+        let done = reconcile(cached, ctx).await;
+        done.map(|_| ())
+    };
+    let api_server = async move {
+        server
+            .expect("GET", RUN_PATH, StatusCode::OK, analysis_run())
+            .await;
+        server
+            .expect(
+                "GET",
+                "/api/v1/namespaces/shop/secrets/prom",
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "prom", "namespace": "shop"},
+                       "data": {"tenant": "YWNtZS1zZWNyZXQ="}}),
+            )
+            .await;
+        let patch = server
+            .expect(
+                "PATCH",
+                &format!("{RUN_PATH}/status"),
+                StatusCode::OK,
+                analysis_run(),
+            )
+            .await;
+        server.expect_no_more().await;
+        patch.body
+    };
+    let (done, body) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    done.expect("reconciled");
+    let asked = asked.lock().map(|a| a.clone()).unwrap_or_default();
+    (body, asked)
+}
+
+#[tokio::test]
+async fn a_measurement_within_the_condition_passes_the_run() {
+    let (patch, asked) = measured(0.01).await;
+    assert_eq!(
+        asked,
+        ["rate(errors{service=\"web-canary\",tenant=\"acme-secret\"}[1m])"],
+        "the provider gets the query with the args, the secret's included"
+    );
+    assert_eq!(patch["metadata"]["resourceVersion"], "11");
+    assert_eq!(patch["status"]["phase"], "Successful", "{patch}");
+    let metric = &patch["status"]["metricResults"][0];
+    assert_eq!(metric["name"], "error-rate");
+    assert_eq!(metric["measurements"][0]["phase"], "Successful");
+    assert!(
+        !patch.to_string().contains("acme-secret"),
+        "the secret never reaches status: {patch}"
+    );
+}
+
+#[tokio::test]
+async fn a_measurement_outside_the_condition_fails_the_run() {
+    let (patch, _) = measured(0.3).await;
+    assert_eq!(patch["status"]["phase"], "Failed", "{patch}");
+    assert_eq!(
+        patch["status"]["metricResults"][0]["measurements"][0]["phase"],
+        "Failed"
+    );
+}
