@@ -375,3 +375,130 @@ async fn a_create_that_meets_an_existing_replica_set_checks_whose_it_is() {
         }
     }
 }
+
+fn routed_rollout() -> Rollout {
+    let mut ro = rollout();
+    let canary = json!({
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+        "steps": [{"setWeight": 20}],
+    });
+    ro.spec.strategy = serde_json::from_value(json!({ "canary": canary })).expect("strategy");
+    ro
+}
+
+fn virtual_service(rv: &str, stable: i32, canary: i32) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "web", "namespace": "shop", "resourceVersion": rv},
+        "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "web-stable"}, "weight": stable},
+            {"destination": {"host": "web-canary"}, "weight": canary},
+        ]}]},
+    })
+}
+
+fn set_weight(weight: i32) -> Action {
+    Action::SetWeight {
+        weight,
+        canary_hash: "new".into(),
+        stable_hash: "old".into(),
+    }
+}
+
+/// The ops of a JSON patch as `(op, path, value)`.
+fn ops(body: &Value) -> Vec<(String, String, Value)> {
+    body.as_array()
+        .map(|ops| {
+            ops.iter()
+                .map(|o| {
+                    (
+                        o["op"].as_str().unwrap_or_default().to_string(),
+                        o["path"].as_str().unwrap_or_default().to_string(),
+                        o["value"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A weight write reads the VirtualService once and patches only the weights, each `test`ed
+/// at the value it read (a concurrent change fails the write instead of being overwritten);
+/// the way back to 0 in the same plan goes from the first write's answer, without a read.
+#[tokio::test]
+async fn weight_writes_test_what_they_read_and_the_way_back_needs_no_read() {
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let ro = routed_rollout();
+    let (routers, target) = crate::traffic::routing_for_rollout(&ro);
+    let actions = [set_weight(20), set_weight(0)];
+    let controller = async move {
+        let applied = apply(&ctx, &ro, &actions, &[], &routers, &target).await;
+        drop(ctx);
+        applied
+    };
+    const VS: &str = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/web";
+    let api_server = async move {
+        server
+            .expect("GET", VS, StatusCode::OK, virtual_service("3", 100, 0))
+            .await;
+        let up = server
+            .expect("PATCH", VS, StatusCode::OK, virtual_service("4", 80, 20))
+            .await;
+        let weight = |i: usize| format!("/spec/http/0/route/{i}/weight");
+        let up = ops(&up.body);
+        let canary_entry = |w: i32| {
+            (
+                "test".to_string(),
+                "/spec/http/0/route/1".to_string(),
+                json!({"destination": {"host": "web-canary"}, "weight": w}),
+            )
+        };
+        assert!(
+            up.contains(&canary_entry(0)),
+            "the canary entry as read: {up:?}"
+        );
+        assert!(
+            up.contains(&("replace".into(), weight(0), json!(80))),
+            "{up:?}"
+        );
+        assert!(
+            up.contains(&("replace".into(), weight(1), json!(20))),
+            "{up:?}"
+        );
+        assert!(
+            up.iter()
+                .all(|(op, path, _)| op == "test" || path.ends_with("/weight")),
+            "only weights are written: {up:?}"
+        );
+        assert!(
+            up.iter().position(|(op, ..)| op != "test")
+                > up.iter().rposition(|(op, ..)| op == "test"),
+            "every test before any write: {up:?}"
+        );
+        let back = server
+            .expect("PATCH", VS, StatusCode::OK, virtual_service("5", 100, 0))
+            .await;
+        let back = ops(&back.body);
+        assert!(
+            back.contains(&canary_entry(20)),
+            "tested against the first write's answer: {back:?}"
+        );
+        assert!(
+            back.contains(&("replace".into(), weight(1), json!(0))),
+            "{back:?}"
+        );
+        server.expect_no_more().await;
+    };
+    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let events = applied.expect("written");
+    let weights: Vec<&str> = events
+        .iter()
+        .filter(|e| e.reason == reasons::TRAFFIC_WEIGHT_UPDATED)
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(weights.len(), 2, "{events:?}");
+    assert!(weights[0].contains("from 0 to 20"), "{weights:?}");
+    assert!(weights[1].contains("from 20 to 0"), "{weights:?}");
+}
