@@ -498,10 +498,30 @@ impl Planner<'_, '_> {
                 // only after.
                 Some(now) => {
                     let mut w = self.route_weight.unwrap_or(weight);
-                    let mut c = now.canary.unwrap_or_else(|| canary_hash.to_string());
+                    // A canary subset naming no revision (someone removed its label) serves
+                    // every pod of the host at the weight it has: it is named first, at that
+                    // weight, after a revision whose pods carry it — or nothing is written yet.
+                    let unlabelled = now.canary.is_none() && w > 0 && self.replicas > 0;
+                    let mut c = match now.canary {
+                        Some(c) => c,
+                        None if unlabelled => {
+                            let need = routed_canary_replicas(self.replicas, w).max(1);
+                            let Some(h) = [canary_hash, stable_hash]
+                                .into_iter()
+                                .find(|h| self.available(h) >= need)
+                            else {
+                                let now = self.now;
+                                self.plan
+                                    .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
+                                return false;
+                            };
+                            h.to_string()
+                        }
+                        None => canary_hash.to_string(),
+                    };
                     let mut st = now.stable.unwrap_or_else(|| stable_hash.to_string());
                     let mut steps = vec![];
-                    if st != stable_hash {
+                    if st != stable_hash || unlabelled {
                         st = stable_hash.to_string();
                         steps.push((w, c.clone(), st.clone()));
                     }

@@ -880,3 +880,29 @@ fn blue_green_a_move_after_a_retry_is_no_abort() {
         ],
     );
 }
+
+/// I1, found with seed 71: the canary subset stripped of its label at weight 100 (serving every
+/// pod of the host), then a new template: the weight's way down first named the canary subset
+/// after the new, pod-less revision, at 100. Fix: an unlabelled canary subset is named first,
+/// at the weight it has, after a revision whose pods carry it.
+#[test]
+fn an_unlabelled_canary_subset_is_named_after_pods_that_carry_its_weight() {
+    replay(
+        spec(Routing::Subset, 1, vec![Weight(0)]),
+        vec![1],
+        vec![
+            Reconcile,
+            DeleteRs(72),
+            Reconcile,
+            Tick(1),
+            Reconcile,
+            User(UserAct::Undo),
+            DeleteRs(0),
+            super::Ev::External(51, 0),
+            Reconcile,
+            Tick(1),
+            User(UserAct::NewTemplate),
+            Reconcile,
+        ],
+    );
+}
