@@ -13,6 +13,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::Context;
+use super::analysis_runs::PreparedRuns;
 use super::error::Error;
 use super::replica_set_cache::WatchedReplicaSet;
 use super::service_cache::{CachedService, WatchedService};
@@ -103,10 +104,11 @@ pub async fn apply(
     ro: &Rollout,
     actions: &[Action],
     replica_sets: &[ObservedReplicaSet],
+    runs: &PreparedRuns,
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<Vec<Event>, Error> {
-    let applied = apply_actions(ctx, ro, actions, replica_sets, routers, target).await;
+    let applied = apply_actions(ctx, ro, actions, replica_sets, runs, routers, target).await;
     // What the routers wrote (or failed to), so the next reconcile takes the routing cache's
     // copy only once it shows that version; recorded whether or not the actions all succeeded.
     ctx.routing.note_seen(routers, target);
@@ -118,6 +120,7 @@ async fn apply_actions(
     ro: &Rollout,
     actions: &[Action],
     replica_sets: &[ObservedReplicaSet],
+    runs: &PreparedRuns,
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<Vec<Event>, Error> {
@@ -241,11 +244,22 @@ async fn apply_actions(
                 }
             }
             Action::CreateAnalysisRun { kind, hash } => {
-                let revision = revisions.get(hash.as_str()).copied().flatten();
-                events.extend(
-                    super::analysis_runs::create(ctx, ro, *kind, hash, revision.unwrap_or(0))
+                // Built before the plan's first write (`converge::prepare_runs`); a run the
+                // Rollout configures no analysis for is not created.
+                if let Some(spec) = runs.get(*kind, hash) {
+                    let revision = revisions.get(hash.as_str()).copied().flatten();
+                    events.extend(
+                        super::analysis_runs::create(
+                            ctx,
+                            ro,
+                            *kind,
+                            hash,
+                            revision.unwrap_or(0),
+                            spec,
+                        )
                         .await?,
-                );
+                    );
+                }
             }
             Action::TerminateAnalysisRun { name: run, retire } => {
                 super::analysis_runs::terminate(ctx, &ns, run, *retire).await?;

@@ -56,7 +56,16 @@ async fn actions_are_written_in_the_plan_order() {
         scale("web-new", 0, None),
     ];
     let controller = async move {
-        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        let applied = apply(
+            &ctx,
+            &rollout(),
+            &actions,
+            &[],
+            &PreparedRuns::default(),
+            &[],
+            &target(),
+        )
+        .await;
         drop(ctx); // the API server then sees the client hang up
         applied
     };
@@ -109,7 +118,16 @@ async fn a_failed_write_stops_the_rest() {
     let ctx = Context::for_tests(client);
     let actions = [scale("web-new", 3, None), scale("web-old", 0, None)];
     let controller = async move {
-        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        let applied = apply(
+            &ctx,
+            &rollout(),
+            &actions,
+            &[],
+            &PreparedRuns::default(),
+            &[],
+            &target(),
+        )
+        .await;
         drop(ctx);
         applied
     };
@@ -154,7 +172,16 @@ async fn a_refused_history_deletion_does_not_hold_the_rollout() {
         scale("web-new", 2, None),
     ];
     let controller = async move {
-        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        let applied = apply(
+            &ctx,
+            &rollout(),
+            &actions,
+            &[],
+            &PreparedRuns::default(),
+            &[],
+            &target(),
+        )
+        .await;
         drop(ctx);
         applied
     };
@@ -234,7 +261,16 @@ async fn a_switch_patches_only_the_hash_selector_and_our_mark() {
     let ctx = Context::for_tests(client);
     let actions = [switch("web-stable", "new")];
     let controller = async move {
-        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        let applied = apply(
+            &ctx,
+            &rollout(),
+            &actions,
+            &[],
+            &PreparedRuns::default(),
+            &[],
+            &target(),
+        )
+        .await;
         drop(ctx);
         applied
     };
@@ -277,7 +313,16 @@ async fn a_service_another_rollout_manages_is_never_written() {
     let ctx = Context::for_tests(client);
     let actions = [switch("web-stable", "new"), scale("web-old", 0, None)];
     let controller = async move {
-        let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+        let applied = apply(
+            &ctx,
+            &rollout(),
+            &actions,
+            &[],
+            &PreparedRuns::default(),
+            &[],
+            &target(),
+        )
+        .await;
         drop(ctx);
         applied
     };
@@ -319,7 +364,16 @@ async fn a_create_that_meets_an_existing_replica_set_checks_whose_it_is() {
         let ctx = Context::for_tests(client);
         let actions = [create("abc", 1), scale("web-old", 0, None)];
         let controller = async move {
-            let applied = apply(&ctx, &rollout(), &actions, &[], &[], &target()).await;
+            let applied = apply(
+                &ctx,
+                &rollout(),
+                &actions,
+                &[],
+                &PreparedRuns::default(),
+                &[],
+                &target(),
+            )
+            .await;
             drop(ctx);
             applied
         };
@@ -434,7 +488,16 @@ async fn weight_writes_test_what_they_read_and_the_way_back_needs_no_read() {
     let (routers, target) = crate::traffic::routing_for_rollout(&ro);
     let actions = [set_weight(20), set_weight(0)];
     let controller = async move {
-        let applied = apply(&ctx, &ro, &actions, &[], &routers, &target).await;
+        let applied = apply(
+            &ctx,
+            &ro,
+            &actions,
+            &[],
+            &PreparedRuns::default(),
+            &routers,
+            &target,
+        )
+        .await;
         drop(ctx);
         applied
     };

@@ -220,28 +220,50 @@ async fn build_spec(
     Ok(spec)
 }
 
-/// Creates the run the planner asked for, named with `revision`, the revision number of the
-/// ReplicaSet of `hash` (0 when it has none). A missing template is an
-/// [`Error::AnalysisSetup`]: the caller turns it into an analysis in Error, which aborts the
-/// rollout with that message.
+/// The run specs a plan's `CreateAnalysisRun` actions will create, built before anything of
+/// the plan is written ([`prepare`]).
+#[derive(Debug, Default)]
+pub struct PreparedRuns(Vec<(AnalysisKind, String, AnalysisRunSpec)>);
+
+impl PreparedRuns {
+    pub fn get(&self, kind: AnalysisKind, hash: &str) -> Option<&AnalysisRunSpec> {
+        self.0
+            .iter()
+            .find(|(k, h, _)| *k == kind && h == hash)
+            .map(|(_, _, spec)| spec)
+    }
+
+    pub fn insert(&mut self, kind: AnalysisKind, hash: &str, spec: AnalysisRunSpec) {
+        self.0.push((kind, hash.to_string(), spec));
+    }
+}
+
+/// The spec of the run the planner asks for (its templates read and merged, its args
+/// resolved); `Ok(None)` when the Rollout configures no such analysis. `Err` says why the
+/// analysis cannot even start (a missing template): the caller gives the planner that verdict.
+pub async fn prepare(
+    ctx: &Context,
+    ro: &Rollout,
+    kind: AnalysisKind,
+    hash: &str,
+) -> Result<Option<AnalysisRunSpec>, String> {
+    let Some(analysis) = analysis_for(ro, kind) else {
+        return Ok(None);
+    };
+    build_spec(ctx, ro, &analysis, hash).await.map(Some)
+}
+
+/// Creates the run the planner asked for from its prepared `spec`, named with `revision`, the
+/// revision number of the ReplicaSet of `hash` (0 when it has none).
 pub async fn create(
     ctx: &Context,
     ro: &Rollout,
     kind: AnalysisKind,
     hash: &str,
     revision: i64,
+    spec: &AnalysisRunSpec,
 ) -> Result<Vec<Event>, Error> {
-    let Some(analysis) = analysis_for(ro, kind) else {
-        return Ok(vec![]);
-    };
     let ns = ro.namespace().unwrap_or_default();
-    let spec = build_spec(ctx, ro, &analysis, hash)
-        .await
-        .map_err(|message| Error::AnalysisSetup {
-            kind,
-            hash: hash.to_string(),
-            message,
-        })?;
     let base = match kind {
         AnalysisKind::Step(i) => format!("{}-{hash}-{revision}-{i}", ro.name_any()),
         AnalysisKind::Background => format!("{}-{hash}-{revision}", ro.name_any()),
@@ -313,11 +335,9 @@ pub async fn create(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::AnalysisSetup {
-        kind,
-        hash: hash.to_string(),
-        message: format!("could not find a free AnalysisRun name after {base}.19"),
-    })
+    Err(Error::InvalidSpec(format!(
+        "AnalysisRuns {base} to {base}.19 all exist and are not this analysis's: delete the retired ones"
+    )))
 }
 
 /// Runs we retired that the AnalysisRun cache may not show retired yet, by uid: they are left

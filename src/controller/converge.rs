@@ -12,6 +12,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
+use super::analysis_runs::{self, PreparedRuns};
 use super::error::Error;
 use super::{act, observe, report, telemetry};
 use crate::api::conditions::{set_condition, types};
@@ -78,9 +79,60 @@ async fn observe_all<'r>(
     })
 }
 
-/// Act: the plan's actions in order ([`act::apply`]). An analysis that cannot even start (a
-/// missing template) is an analysis in Error: the plan is made again with that verdict, which
-/// aborts the rollout with the reason. Returns the plan acted on and the Events of the writes.
+/// Prepare: the AnalysisRuns the plan asks for, built (templates read, args resolved) before
+/// anything of the plan is written. An analysis that cannot even start (a missing template) is
+/// an analysis in Error: the planner is asked again with that verdict, which aborts the rollout
+/// with the reason — so act never fails half-way over it, and the planner never re-plans from
+/// an act failure.
+async fn prepare_runs(
+    ctx: &Context,
+    ro: &Rollout,
+    mut plan: plan::Plan,
+    observed: &mut Observed<'_>,
+) -> (plan::Plan, PreparedRuns) {
+    let mut prepared = PreparedRuns::default();
+    // Each pass settles at least one asked-for run; a plan asks for a handful at most.
+    for _ in 0..4 {
+        let mut failed = false;
+        for action in &plan.actions {
+            let plan::Action::CreateAnalysisRun { kind, hash } = action else {
+                continue;
+            };
+            if prepared.get(*kind, hash).is_some() {
+                continue;
+            }
+            match analysis_runs::prepare(ctx, ro, *kind, hash).await {
+                Ok(Some(spec)) => prepared.insert(*kind, hash, spec),
+                Ok(None) => {}
+                Err(message) => {
+                    warn!(%message, "analysis could not start");
+                    observed.analysis_runs.push(ObservedAnalysisRun {
+                        name: format!("{}-{hash}", ro.name_any()),
+                        kind: *kind,
+                        hash: hash.clone(),
+                        phase: crate::api::AnalysisPhase::Error,
+                        message: Some(message),
+                        steps_hash: None,
+                    });
+                    failed = true;
+                }
+            }
+        }
+        if !failed {
+            return (plan, prepared);
+        }
+        plan = plan::plan(observed);
+    }
+    // Still asking for runs that cannot be built: those wait for the next reconcile.
+    plan.actions.retain(|a| match a {
+        plan::Action::CreateAnalysisRun { kind, hash } => prepared.get(*kind, hash).is_some(),
+        _ => true,
+    });
+    (plan, prepared)
+}
+
+/// Act: the plan's actions in order ([`act::apply`]), its runs prepared. Returns the plan acted
+/// on and the Events of the writes.
 async fn act_on(
     ctx: &Context,
     ro: &Rollout,
@@ -89,46 +141,21 @@ async fn act_on(
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<(plan::Plan, Vec<Event>), Error> {
+    let (plan, runs) = prepare_runs(ctx, ro, plan, observed).await;
     if !plan.actions.is_empty() {
         info!(actions = ?plan.actions, "applying plan");
     }
-    match act::apply(
+    let events = act::apply(
         ctx,
         ro,
         &plan.actions,
         &observed.replica_sets,
+        &runs,
         routers,
         target,
     )
-    .await
-    {
-        Err(Error::AnalysisSetup {
-            kind,
-            hash,
-            message,
-        }) => {
-            warn!(%message, "analysis could not start");
-            observed.analysis_runs.push(ObservedAnalysisRun {
-                name: format!("{}-{hash}", ro.name_any()),
-                kind,
-                hash,
-                phase: crate::api::AnalysisPhase::Error,
-                message: Some(message),
-                steps_hash: None,
-            });
-            let plan = plan::plan(observed);
-            let actions: Vec<_> = plan
-                .actions
-                .iter()
-                .filter(|a| !matches!(a, plan::Action::CreateAnalysisRun { .. }))
-                .cloned()
-                .collect();
-            let events =
-                act::apply(ctx, ro, &actions, &observed.replica_sets, routers, target).await?;
-            Ok((plan, events))
-        }
-        other => Ok((plan, other?)),
-    }
+    .await?;
+    Ok((plan, events))
 }
 
 /// Report: the status written when it changed (replica counters alone are held back a while,
@@ -240,3 +267,7 @@ pub(super) async fn report_invalid(
     }
     Ok(Requeue::requeue(Duration::from_secs(30)))
 }
+
+#[cfg(test)]
+#[path = "converge_tests.rs"]
+mod tests;

@@ -14,14 +14,6 @@ pub enum Error {
     /// The Rollout references something that does not exist or can't be used as configured.
     #[error("{0}")]
     InvalidSpec(String),
-    /// An AnalysisRun could not be created (a template is missing): the rollout treats the
-    /// analysis as ended in Error with this message.
-    #[error("{message}")]
-    AnalysisSetup {
-        kind: crate::plan::AnalysisKind,
-        hash: String,
-        message: String,
-    },
     #[error("serialisation: {0}")]
     Serde(#[from] serde_json::Error),
     /// What the plan was made from changed before an action that needed more of it; the next
@@ -40,7 +32,7 @@ impl Error {
         match self {
             Error::Kube(_) | Error::Replan(_) => true,
             Error::Traffic(t) => t.is_transient(),
-            Error::InvalidSpec(_) | Error::Serde(_) | Error::AnalysisSetup { .. } => false,
+            Error::InvalidSpec(_) | Error::Serde(_) => false,
             Error::Finalizer(e) => match e.as_ref() {
                 FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => {
                     inner.is_transient()
@@ -59,7 +51,6 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Serde(_) => "serde",
             Error::Replan(_) => "replan",
-            Error::AnalysisSetup { .. } => "analysis_setup",
             Error::Finalizer(e) => match e.as_ref() {
                 FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => {
                     inner.kind()

@@ -1,0 +1,117 @@
+//! Prepare against a mock API server: an analysis that cannot start is the planner's verdict
+//! before anything of the plan is written.
+
+use http::StatusCode;
+use serde_json::json;
+
+use super::*;
+use crate::api::AnalysisPhase;
+use crate::controller::fixtures::{mock_client, within_deadline};
+use crate::plan::{Action, AnalysisKind, ObservedReplicaSet, rollout_template_hash};
+
+fn rollout() -> Rollout {
+    let mut ro: Rollout = serde_json::from_value(json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": {"canary": {"steps": [
+                {"analysis": {"templates": [{"templateName": "no-such"}]}},
+            ]}}
+        },
+    }))
+    .expect("rollout");
+    let hash = rollout_template_hash(&ro);
+    ro.status = serde_json::from_value(json!({
+        "stableRS": "old", "currentPodHash": hash, "currentStepIndex": 0,
+        "currentStepHash": crate::plan::hash::hash_of(&ro.spec.steps()),
+        "phase": "Progressing",
+    }))
+    .expect("status");
+    ro
+}
+
+fn rs(hash: &str) -> ObservedReplicaSet {
+    ObservedReplicaSet {
+        name: format!("web-{hash}"),
+        hash: hash.into(),
+        replicas: 1,
+        available: 1,
+        current: 1,
+        revision: Some(1),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_missing_template_aborts_before_any_write() {
+    let ro = rollout();
+    let hash = rollout_template_hash(&ro);
+    let mut observed = Observed {
+        rollout: &ro,
+        replica_sets: vec![rs("old"), rs(&hash)],
+        services: vec![],
+        current_weight: None,
+        subset_hashes: None,
+        analysis_runs: vec![],
+        analysis_run_history: vec![],
+        pods: None,
+        now: k8s_openapi::jiff::Timestamp::now(),
+    };
+    let asked = plan::plan(&observed);
+    assert!(
+        asked.actions.contains(&Action::CreateAnalysisRun {
+            kind: AnalysisKind::Step(0),
+            hash: hash.clone(),
+        }),
+        "the planner asks for the step's run: {:?}",
+        asked.actions
+    );
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let controller = async {
+        let prepared = prepare_runs(&ctx, &ro, asked, &mut observed).await;
+        drop(ctx);
+        prepared
+    };
+    let api_server = async move {
+        server
+            .expect(
+                "GET",
+                "/apis/aviary.dev/v1alpha1/namespaces/shop/analysistemplates/no-such",
+                StatusCode::NOT_FOUND,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                       "reason": "NotFound", "code": 404,
+                       "message": "analysistemplates.aviary.dev \"no-such\" not found"}),
+            )
+            .await;
+        // Nothing is written while the runs are prepared.
+        server.expect_no_more().await;
+    };
+    let ((plan, runs), ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    assert!(runs.get(AnalysisKind::Step(0), &hash).is_none());
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateAnalysisRun { .. })),
+        "{:?}",
+        plan.actions
+    );
+    assert_eq!(plan.status.abort, Some(true), "the Error verdict aborts");
+    let why = plan.status.message.clone().unwrap_or_default();
+    assert!(
+        why.contains("AnalysisTemplate 'no-such' not found"),
+        "{why}"
+    );
+    assert!(
+        observed
+            .analysis_runs
+            .iter()
+            .any(|r| r.phase == AnalysisPhase::Error),
+        "the verdict the planner was given"
+    );
+}
