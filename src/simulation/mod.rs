@@ -210,8 +210,6 @@ impl Driver {
                     // saw the abort takes the abort back.
                     let acted = st.aborted_at.is_some();
                     merge(ro, &json!({"status": {"abort": null}}));
-                    // What moves next is no abort's doing.
-                    self.w.abort_from = None;
                     if acted {
                         self.w.attempt_from = self.w.reconciles + 1;
                         self.w.human_promoted = false;

@@ -855,7 +855,8 @@ fn a_lagging_cache_shows_the_replica_set_we_created() {
 
 /// I6 (the oracle's own), found with seed 27: after a retry, the active Service moved back off
 /// a revision someone had pointed it at was counted as the abort's move, held to
-/// abortScaleDownDelaySeconds. Fix: a retry ends what the simulation counts as the abort.
+/// abortScaleDownDelaySeconds. Fix: a move is the abort's only when the reconcile making it
+/// planned an abort (a retry then an abort before any reconcile is still the first abort).
 #[test]
 fn blue_green_a_move_after_a_retry_is_no_abort() {
     let mut s = bg_manual(1, 0, 30);
@@ -902,6 +903,26 @@ fn an_unlabelled_canary_subset_is_named_after_pods_that_carry_its_weight() {
             Reconcile,
             Tick(1),
             User(UserAct::NewTemplate),
+            Reconcile,
+        ],
+    );
+}
+
+/// I6 (the oracle's own), found with seed 28 after the case above was first fixed by ending the
+/// abort at a retry: retry then abort again before any reconcile is, for the controller, the
+/// same abort, whose delay runs from when it was first acted on.
+#[test]
+fn blue_green_a_retry_the_controller_never_saw_is_the_same_abort() {
+    replay(
+        bg_manual(1, 0, 5),
+        vec![0],
+        vec![
+            Reconcile,
+            User(UserAct::Abort),
+            Reconcile,
+            User(UserAct::Retry),
+            User(UserAct::Abort),
+            Tick(1),
             Reconcile,
         ],
     );

@@ -134,6 +134,8 @@ pub struct World {
     /// When a reconcile first planned the current abort (cleared once a status write persists
     /// no abort).
     pub abort_from: Option<Timestamp>,
+    /// Whether the reconcile being applied planned an abort.
+    pub planning_abort: bool,
     /// Blue-green: when the `BlueGreenPause` of the current attempt began, as persisted.
     pub bg_pause_start: Option<Timestamp>,
 }
@@ -174,6 +176,7 @@ impl World {
             first_deploy_done: false,
             active_left_at: BTreeMap::new(),
             abort_from: None,
+            planning_abort: false,
             bg_pause_start: None,
         }
     }
@@ -349,6 +352,7 @@ impl World {
         {
             self.pending_attempt = Some((key(&planned.status), self.reconciles));
         }
+        self.planning_abort = planned.status.abort == Some(true);
         if planned.status.abort == Some(true) && self.abort_from.is_none() {
             self.abort_from = Some(self.now);
         }
@@ -517,7 +521,7 @@ impl World {
                     // (Traffic that reached no pod — a selector on a revision without pods, put
                     // there by someone else — leaves nothing to drain.)
                     // An abort planned (persisted or not) moving traffic off the aborted one.
-                    let aborted = self.abort_from.is_some() && old == self.current_hash();
+                    let aborted = self.planning_abort && old == self.current_hash();
                     self.active_left_at.insert(old, (self.now, aborted));
                 }
             }
