@@ -190,3 +190,7 @@ pub(super) fn failed_run_owner(run: &AnalysisRun) -> Option<ObjectRef<Rollout>> 
         .find(|o| o.controller == Some(true) && o.kind == "Rollout")?;
     Some(ObjectRef::new(&owner.name).within(&run.namespace().unwrap_or_default()))
 }
+
+#[cfg(test)]
+#[path = "abort_path_tests.rs"]
+mod tests;

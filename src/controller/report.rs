@@ -151,6 +151,13 @@ impl Outbox {
         items.push((ro.object_ref(&()), ro.name_any(), events.to_vec()));
     }
 
+    /// How many Events are queued.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        items.iter().map(|(_, _, events)| events.len()).sum()
+    }
+
     /// Publishes everything queued, in order.
     pub async fn flush(self, recorder: &EventRecorder) {
         let items = self.items.into_inner().unwrap_or_else(|p| p.into_inner());
