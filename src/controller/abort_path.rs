@@ -38,8 +38,9 @@ pub(super) fn aborting(ctx: &Context, ro: &Rollout) -> bool {
         return true;
     }
     let uid = ro.uid().unwrap_or_default();
-    ctx.analysis_run_owners
-        .owned(&ctx.analysis_runs, &uid)
+    ctx.view
+        .analysis_run_owners
+        .owned(&ctx.view.analysis_runs, &uid)
         .iter()
         .any(|run| failed_run_owner(run).is_some())
 }
@@ -114,7 +115,7 @@ pub(super) async fn route_to_stable_now(
             }
         }
     }
-    ctx.routing.note_seen(&routers, &target);
+    ctx.view.routing.note_seen(&routers, &target);
 }
 
 /// Sends a just-watched abort's prepared weight-0 writes ([`crate::traffic::prepared`]) straight
@@ -148,7 +149,7 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
             }
         }
     }
-    ctx.routing.note_seen(&routers, &target);
+    ctx.view.routing.note_seen(&routers, &target);
 }
 
 /// Whether the stable revision has an available pod in the ReplicaSet cache: the abort's fast
@@ -159,7 +160,8 @@ pub(super) fn stable_has_pods(ctx: &Context, ro: &Rollout) -> bool {
         return false;
     };
     let uid = ro.uid().unwrap_or_default();
-    ctx.replica_sets
+    ctx.view
+        .replica_sets
         .owned(&uid)
         .iter()
         .any(|c| c.observed.hash == stable && c.observed.available > 0)

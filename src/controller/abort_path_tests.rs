@@ -54,7 +54,7 @@ fn context(client: kube::Client, available: i32) -> Context {
         "status": {"replicas": 1, "availableReplicas": available},
     }))
     .expect("replica set");
-    ctx.replica_sets.apply(&WatchEvent::Apply(stable));
+    ctx.view.replica_sets.apply(&WatchEvent::Apply(stable));
     ctx
 }
 

@@ -111,7 +111,7 @@ pub async fn apply(
     let applied = apply_actions(ctx, ro, actions, replica_sets, runs, routers, target).await;
     // What the routers wrote (or failed to), so the next reconcile takes the routing cache's
     // copy only once it shows that version; recorded whether or not the actions all succeeded.
-    ctx.routing.note_seen(routers, target);
+    ctx.view.routing.note_seen(routers, target);
     applied
 }
 
@@ -159,7 +159,7 @@ async fn apply_actions(
                         if let Ok(watched) = serde_json::to_value(&created)
                             .and_then(serde_json::from_value::<WatchedReplicaSet>)
                         {
-                            ctx.replica_sets.record_create(&watched);
+                            ctx.view.replica_sets.record_create(&watched);
                         }
                         revisions.insert(hash.as_str(), Some(*revision));
                         info!(rollout = %name, replica_set = %rs.name_any(), replicas, "created ReplicaSet");
@@ -206,7 +206,7 @@ async fn apply_actions(
                     .patch(rs_name, &wire::patch_params(), &Patch::Merge(&patch))
                     .await?;
                 if let Some(uid) = ro.meta().uid.as_deref() {
-                    ctx.replica_sets.record_write(uid, rs_name, &written);
+                    ctx.view.replica_sets.record_write(uid, rs_name, &written);
                 }
                 info!(rollout = %name, replica_set = %rs_name, replicas, "scaled ReplicaSet");
                 if scale_down_at.is_none() || matches!(scale_down_at, Some(None)) {
@@ -237,7 +237,7 @@ async fn apply_actions(
                         .set_weight_prepared(ctx.client(), &target, *weight, &ctx.prepared_aborts)
                         .await?
                     {
-                        ctx.routing.note_written(router.as_ref(), &target);
+                        ctx.view.routing.note_written(router.as_ref(), &target);
                         info!(rollout = %name, router = router.kind(), from = ?from, to, "traffic weight updated");
                         events.push(weight_event(from, to, &router.describe(&target)));
                     }
@@ -359,7 +359,8 @@ async fn switch_service(
     let written = api
         .patch(service, &wire::patch_params(), &Patch::Merge(&patch))
         .await?;
-    ctx.service_writes
+    ctx.view
+        .service_writes
         .record(ns, service, &svc, CachedService::from(&written));
     info!(rollout, service, hash, "switched Service selector");
     Ok(())

@@ -398,7 +398,7 @@ pub async fn terminate(ctx: &Context, ns: &str, name: &str, retire: bool) -> Res
     {
         Ok(written) => {
             if let (true, Some(uid)) = (retire, written.uid()) {
-                ctx.retired_runs.record(uid);
+                ctx.view.retired_runs.record(uid);
             }
             Ok(())
         }

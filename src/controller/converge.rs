@@ -35,7 +35,7 @@ pub(super) async fn plan_and_act(
     let mut observed = observe_all(ctx, ro, &routers, &target).await?;
     let plan = plan::plan(&observed);
     // An abort the watch delivered after `ro` was read: this plan is stale (`abort_path`).
-    let watched = ctx.rollouts.get(&ObjectRef::from_obj(ro));
+    let watched = ctx.view.rollouts.get(&ObjectRef::from_obj(ro));
     if abort_overtook_read(ro, watched.as_deref()) {
         info!("an abort arrived after this reconcile read the Rollout; planning again");
         return Ok(Requeue::requeue(Duration::from_millis(100)));
@@ -209,12 +209,14 @@ pub(super) async fn write_status(
 ) -> Result<bool, Error> {
     match report::write_status(api, ro, status).await {
         Ok(Some(written)) => {
-            ctx.rollout_reads.saw(&key(ro), written.resource_version());
+            ctx.view
+                .rollout_reads
+                .saw(&key(ro), written.resource_version());
             Ok(true)
         }
         Ok(None) => Ok(false),
         Err(e) => {
-            ctx.rollout_reads.distrust(&key(ro));
+            ctx.view.rollout_reads.distrust(&key(ro));
             Err(e)
         }
     }

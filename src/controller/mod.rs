@@ -32,6 +32,7 @@ pub mod serial;
 pub mod service_cache;
 pub mod service_release;
 pub mod telemetry;
+pub mod view;
 pub mod wakers;
 
 mod abort_path;
@@ -48,7 +49,6 @@ use std::time::Duration;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
-use crate::api::{AnalysisRun, Rollout};
 use crate::traffic::PreparedAborts;
 pub use error::Error;
 
@@ -57,18 +57,8 @@ pub struct Context {
     /// Paced for the main lane, unpaced for aborts ([`pacing`]): take [`Context::client`].
     pub clients: pacing::Clients,
     pub recorder: report::EventRecorder,
-    /// Owned ReplicaSets (label-filtered), by controlling Rollout, as the planner sees them.
-    pub replica_sets: replica_set_cache::ReplicaSetCache,
-    /// Every Service in the watched namespaces, as observe and act read it ([`service_cache`]).
-    pub services: service_cache::ServiceCache,
-    /// Our selector writes the Service cache may not show yet.
-    pub service_writes: observe::ServiceWrites,
-    /// Owned AnalysisRuns (label-filtered).
-    pub analysis_runs: Store<AnalysisRun>,
-    /// Which cached AnalysisRuns each Rollout controls.
-    pub analysis_run_owners: index::OwnerIndex,
-    /// Runs we retired that the cache may not show retired yet.
-    pub retired_runs: analysis_runs::RetiredRuns,
+    /// The watch caches and the records of our writes they may not show yet ([`view`]).
+    pub view: view::View,
     /// One reconcile per rollout at a time across the main and the urgent lane.
     serial: serial::KeyLocks,
     /// Consecutive failures per rollout, for backoff; reset on success.
@@ -78,14 +68,8 @@ pub struct Context {
     /// Weight-0 writes prepared when a canary weight was set, so that an abort's first write
     /// needs no read ([`crate::traffic::prepared`]).
     pub prepared_aborts: PreparedAborts,
-    /// The watched Rollouts (trimmed): what the watch has delivered, ahead of a reconcile's read.
-    pub rollouts: Store<Rollout>,
     /// When each rollout's status was last written ([`report::COUNTERS_EVERY`]).
     pub status_writes: report::StatusWrites,
-    /// Our writes the Rollout cache may not show yet ([`freshness`]).
-    pub rollout_reads: freshness::NewestVersions,
-    /// VirtualServices, and our reads and writes the cache may not show yet ([`routing_cache`]).
-    pub routing: routing_cache::RoutingCache,
 }
 
 impl Context {
@@ -99,25 +83,16 @@ impl Context {
     /// listed yet, no VirtualService cache, and quiet telemetry.
     #[cfg(test)]
     pub(crate) fn for_tests(client: Client) -> Self {
-        use kube::runtime::reflector;
         let clients = pacing::Clients::new(client.clone(), client);
         Context {
             recorder: report::EventRecorder::new(clients.clone(), crate::api::wire::EVENT_REPORTER),
             clients,
-            replica_sets: replica_set_cache::ReplicaSetCache::default(),
-            services: service_cache::ServiceCache::default(),
-            service_writes: observe::ServiceWrites::default(),
-            analysis_runs: reflector::store().0,
-            analysis_run_owners: index::OwnerIndex::default(),
-            retired_runs: analysis_runs::RetiredRuns::default(),
+            view: view::View::for_tests(),
             serial: serial::KeyLocks::default(),
             failures: Mutex::new(HashMap::new()),
             telemetry: telemetry::Telemetry::new(telemetry::TelemetrySinks::quiet()),
             prepared_aborts: PreparedAborts::default(),
-            rollouts: reflector::store().0,
             status_writes: report::StatusWrites::default(),
-            rollout_reads: freshness::NewestVersions::default(),
-            routing: routing_cache::RoutingCache::none(),
         }
     }
 }

@@ -21,7 +21,8 @@ use crate::traffic::{RouteTarget, TrafficRouter};
 pub fn owned_replica_sets(ctx: &Context, ro: &Rollout) -> Vec<ObservedReplicaSet> {
     let uid = ro.meta().uid.clone().unwrap_or_default();
     // Ordered by name by the cache.
-    ctx.replica_sets
+    ctx.view
+        .replica_sets
         .owned(&uid)
         .into_iter()
         .map(|c| c.observed)
@@ -169,8 +170,8 @@ pub async fn service(
     ns: &str,
     name: &str,
 ) -> Result<Option<CachedService>, kube::Error> {
-    match ctx.services.get(ns, name) {
-        Some(svc) => Ok(Some(ctx.service_writes.newest(ns, name, svc))),
+    match ctx.view.services.get(ns, name) {
+        Some(svc) => Ok(Some(ctx.view.service_writes.newest(ns, name, svc))),
         None => Ok(api.get_opt(name).await?.as_ref().map(CachedService::from)),
     }
 }
@@ -287,9 +288,9 @@ pub async fn observe_weight(
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
 ) -> Result<(Option<i32>, Option<crate::plan::SubsetHashes>), Error> {
-    ctx.routing.hand_copies(routers, target);
+    ctx.view.routing.hand_copies(routers, target);
     let read = read_weights(ctx.client(), routers, target).await;
-    ctx.routing.note_seen(routers, target);
+    ctx.view.routing.note_seen(routers, target);
     let weight = read?;
     let mut subsets = None;
     for router in routers {
@@ -336,7 +337,10 @@ pub fn owned_analysis_runs(
     Vec<crate::plan::AnalysisRunRecord>,
 ) {
     let uid = ro.meta().uid.clone().unwrap_or_default();
-    let mut runs = ctx.analysis_run_owners.owned(&ctx.analysis_runs, &uid);
+    let mut runs = ctx
+        .view
+        .analysis_run_owners
+        .owned(&ctx.view.analysis_runs, &uid);
     runs.sort_by(|a, b| {
         let key = |r: &AnalysisRun| {
             (
@@ -348,7 +352,7 @@ pub fn owned_analysis_runs(
     });
     let counted = runs
         .iter()
-        .filter(|r| !ctx.retired_runs.retired(r))
+        .filter(|r| !ctx.view.retired_runs.retired(r))
         .filter_map(|r| super::analysis_runs::observe_run(r))
         .collect();
     // One already being deleted is on its way out: neither counted nor deleted again.

@@ -21,7 +21,7 @@ use crate::api::wire::ROUTE_CLEANUP_FINALIZER;
 
 use super::abort_path::{Guarded, aborting, route_to_stable_now};
 use super::converge::{plan_and_act, report_invalid};
-use super::{Context, key, store_ready};
+use super::{Context, key};
 use crate::traffic::routing_for_rollout as routing;
 
 pub(super) async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -87,7 +87,7 @@ pub(super) async fn reconcile_on_lane(
 
 /// Whether the caches hold their first full list (never waits; see `reconcile_inner`).
 pub(super) fn caches_ready(ctx: &Context) -> bool {
-    ctx.replica_sets.is_ready() && store_ready(&ctx.analysis_runs) && ctx.services.is_ready()
+    ctx.view.is_ready()
 }
 
 pub(super) async fn reconcile_inner(
@@ -107,7 +107,7 @@ pub(super) async fn reconcile_inner(
     let ns = cached.namespace().unwrap_or_default();
     let api: Api<Rollout> = Api::namespaced(ctx.client().clone(), &ns);
     // The store's latest: a reconcile that waited for the rollout's lock may hold an older copy.
-    let latest = ctx.rollouts.get(&ObjectRef::from_obj(cached));
+    let latest = ctx.view.rollouts.get(&ObjectRef::from_obj(cached));
     let cached = latest.as_deref().unwrap_or(cached);
     let routed = cached
         .spec
@@ -116,6 +116,7 @@ pub(super) async fn reconcile_inner(
     let rollout_key = key(cached);
     let cached_rv = cached.resource_version();
     let behind = ctx
+        .view
         .rollout_reads
         .cache_behind(&rollout_key, cached_rv.as_deref());
     let ro = match freshness::fresh_read_needed(cached, behind, routed) {
@@ -125,7 +126,7 @@ pub(super) async fn reconcile_inner(
             let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
                 return Ok(Requeue::await_change());
             };
-            ctx.rollout_reads.read_fresh(
+            ctx.view.rollout_reads.read_fresh(
                 &rollout_key,
                 cached_rv.as_deref(),
                 fresh.resource_version(),

@@ -135,10 +135,10 @@ async fn must_wait(
 /// Releases every Service whose managing Rollout is not in `live`. Failures are logged and left
 /// for the next sweep.
 pub async fn release_orphans(ctx: &super::Context, live: &HashSet<String>) {
-    if !ctx.services.is_ready() {
+    if !ctx.view.services.is_ready() {
         return;
     }
-    for release in releases(ctx.services.managed(), live) {
+    for release in releases(ctx.view.services.managed(), live) {
         match must_wait(ctx.client(), &release).await {
             Ok(None) => {}
             Ok(Some(why)) => {

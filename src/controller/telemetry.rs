@@ -72,7 +72,8 @@ fn canary_weight(st: &RolloutStatus) -> Option<i32> {
 /// When the ReplicaSet of revision `hash` of this Rollout was created (from the cache).
 fn revision_created(ctx: &Context, ro: &Rollout, hash: &str) -> Option<Timestamp> {
     let uid = ro.meta().uid.clone()?;
-    ctx.replica_sets
+    ctx.view
+        .replica_sets
         .owned(&uid)
         .into_iter()
         .find(|rs| rs.observed.hash == hash)
@@ -156,9 +157,6 @@ pub async fn forget_deleted(
         }
         ctx.prepared_aborts.retain_rollouts(&live);
         ctx.status_writes.retain_rollouts(&live);
-        ctx.rollout_reads.retain(&live);
-        ctx.routing.retain_cached();
-        ctx.service_writes.retain_pending(&ctx.services);
         if let Ok(mut f) = ctx.failures.lock() {
             f.retain(|k, _| live.contains(k));
         }
@@ -168,14 +166,7 @@ pub async fn forget_deleted(
             .iter()
             .filter_map(|r| r.metadata.uid.clone())
             .collect();
-        ctx.replica_sets.retain_writes(&live_uids);
-        let live_runs = ctx
-            .analysis_runs
-            .state()
-            .iter()
-            .filter_map(|r| r.metadata.uid.clone())
-            .collect();
-        ctx.retired_runs.retain(&live_runs);
+        ctx.view.forget_deleted(&live, &live_uids);
     }
 }
 

@@ -4,6 +4,7 @@ use super::abort_path::*;
 use super::wiring::*;
 use super::*;
 use crate::api::wire::RETIRED_LABEL;
+use crate::api::{AnalysisRun, Rollout};
 use crate::plan::{self, Observed};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;

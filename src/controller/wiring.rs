@@ -178,20 +178,22 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: report::EventRecorder::new(clients.clone(), EVENT_REPORTER),
         clients,
-        replica_sets: rs_cache,
-        services: svc_cache,
-        service_writes: observe::ServiceWrites::default(),
-        analysis_runs: runs_store,
-        analysis_run_owners: runs_owners,
-        retired_runs: analysis_runs::RetiredRuns::default(),
+        view: super::view::View {
+            rollouts: rollout_store.clone(),
+            rollout_reads: freshness::NewestVersions::default(),
+            replica_sets: rs_cache,
+            services: svc_cache,
+            service_writes: observe::ServiceWrites::default(),
+            analysis_runs: runs_store,
+            analysis_run_owners: runs_owners,
+            retired_runs: analysis_runs::RetiredRuns::default(),
+            routing,
+        },
         serial: serial::KeyLocks::default(),
         failures: Mutex::new(HashMap::new()),
         telemetry: telemetry::Telemetry::new(sinks.clone()),
         prepared_aborts: PreparedAborts::default(),
-        rollouts: rollout_store.clone(),
         status_writes: report::StatusWrites::default(),
-        rollout_reads: freshness::NewestVersions::default(),
-        routing,
     });
     let run_ctx = Arc::new(analysis::RunContext {
         client: client.clone(),
@@ -241,7 +243,7 @@ pub async fn run(
         vs_changes.flat_map({
             let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
             move |change| {
-                let woken = if ctx.routing.is_own_write(&change) {
+                let woken = if ctx.view.routing.is_own_write(&change) {
                     vec![]
                 } else {
                     wakers::rollouts_naming_virtual_service(
@@ -343,6 +345,7 @@ pub(super) fn service_wakes(
     };
     let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
     if ctx
+        .view
         .service_writes
         .is_own(&ns, &name, svc.metadata.resource_version.as_deref())
     {
