@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::controller::fixtures::{mock_client, server_error, within_deadline};
+use crate::plan::AnalysisKind;
 
 fn rollout() -> Rollout {
     serde_json::from_value(json!({
@@ -564,4 +565,72 @@ async fn weight_writes_test_what_they_read_and_the_way_back_needs_no_read() {
     assert_eq!(weights.len(), 2, "{events:?}");
     assert!(weights[0].contains("from 0 to 20"), "{weights:?}");
     assert!(weights[1].contains("from 20 to 0"), "{weights:?}");
+}
+
+/// A run is created from the spec prepared before the plan's first write, named after its
+/// ReplicaSet's revision (one created by the same plan included), labelled for the planner to
+/// read back, and controlled by the Rollout; a run the Rollout configures no analysis for is
+/// not created.
+#[tokio::test]
+async fn a_run_is_created_from_its_prepared_spec_and_named_by_revision() {
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let mut runs = PreparedRuns::default();
+    let spec: crate::api::AnalysisRunSpec = serde_json::from_value(json!({
+        "metrics": [{"name": "error-rate", "successCondition": "result[0] < 0.05",
+                     "provider": {"prometheus": {"query": "q"}}}],
+    }))
+    .expect("spec");
+    runs.insert(AnalysisKind::Step(0), "abc", spec);
+    let actions = [
+        create("abc", 1),
+        Action::CreateAnalysisRun {
+            kind: AnalysisKind::Step(0),
+            hash: "abc".into(),
+        },
+        Action::CreateAnalysisRun {
+            kind: AnalysisKind::Background,
+            hash: "abc".into(),
+        },
+    ];
+    let controller = async move {
+        let applied = apply(&ctx, &rollout(), &actions, &[], &runs, &[], &target()).await;
+        drop(ctx);
+        applied
+    };
+    let api_server = async move {
+        let mut created = replica_set("web-abc", "abc", 1);
+        created["metadata"]["annotations"] = json!({REVISION_ANNOTATION: "2"});
+        server
+            .expect("POST", RS_PATH, StatusCode::CREATED, created)
+            .await;
+        let post = server
+            .expect(
+                "POST",
+                "/apis/aviary.dev/v1alpha1/namespaces/shop/analysisruns",
+                StatusCode::CREATED,
+                json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",
+                       "metadata": {"name": "web-abc-2-0", "namespace": "shop"},
+                       "spec": {"metrics": []}}),
+            )
+            .await;
+        let meta = &post.body["metadata"];
+        assert_eq!(meta["name"], "web-abc-2-0", "rollout-hash-revision-step");
+        assert_eq!(meta["labels"][ROLLOUT_LABEL], "web");
+        assert_eq!(meta["labels"][POD_TEMPLATE_HASH_LABEL], "abc");
+        assert_eq!(meta["labels"][wire::ANALYSIS_TYPE_LABEL], "Step");
+        assert_eq!(meta["labels"][wire::STEP_INDEX_LABEL], "0");
+        assert_eq!(meta["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(post.body["spec"]["metrics"][0]["name"], "error-rate");
+        server.expect_no_more().await;
+    };
+    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let events = applied.expect("created");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == reasons::ANALYSIS_RUN_CREATED
+                && e.message.contains("web-abc-2-0")),
+        "{events:?}"
+    );
 }
