@@ -293,18 +293,23 @@ pub(super) trait Moves {
         current_step: Option<i32>,
     ) {
         let steady = self.plan().status.stable_rs.as_deref() == Some(hash);
-        // The revision the status last recorded as current keeps its runs until the new one is
-        // on record: should this plan's status write be lost (a conflict with an `undo`), that
-        // revision's attempt goes on, with the verdicts it already earned.
-        let recorded = self
-            .observed()
-            .rollout
-            .status
-            .as_ref()
-            .and_then(|s| s.current_pod_hash.as_deref());
+        // The attempt the status records (its revision and its steps) keeps its runs until the
+        // plan's own is on record: should this plan's status write be lost (a conflict with an
+        // `undo` or with steps edited back), that attempt goes on, with the verdicts it already
+        // earned. (Runs of other steps do not count meanwhile: `Observed::counts`.)
+        let recorded = self.observed().rollout.status.as_ref();
+        let recorded_hash = recorded.and_then(|s| s.current_pod_hash.as_deref());
+        let recorded_steps = recorded.and_then(|s| s.current_step_hash.as_deref());
+        let moving_on = recorded_hash != Some(hash)
+            || recorded_steps != self.plan().status.current_step_hash.as_deref();
         let mut actions = vec![];
         for run in &self.observed().analysis_runs {
-            if run.hash != hash && recorded == Some(run.hash.as_str()) {
+            let of_recorded = recorded_hash == Some(run.hash.as_str())
+                && run
+                    .steps_hash
+                    .as_deref()
+                    .is_none_or(|h| Some(h) == recorded_steps);
+            if moving_on && of_recorded {
                 continue;
             }
             let running = !run.phase.is_completed();

@@ -927,3 +927,114 @@ fn blue_green_a_retry_the_controller_never_saw_is_the_same_abort() {
         ],
     );
 }
+
+/// I3, found by review: like the undo above, but the lost status write was for edited steps,
+/// edited back meanwhile: the attempt on record went on without the runs the edit had retired.
+/// Fix: the attempt on record (revision *and* steps) keeps its runs until the plan's own is on
+/// record; the simulation labels runs with their steps, as the controller does.
+#[test]
+fn steps_edited_back_before_the_edit_is_on_record_keep_the_attempts_runs() {
+    replay(
+        spec(Routing::None, 1, vec![Analysis, Weight(10), Weight(0)]),
+        vec![1],
+        vec![
+            Reconcile,
+            Verdict(0, AnalysisPhase::Successful),
+            Reconcile,
+            User(UserAct::EditSteps),
+            UserMidReconcile(UserAct::EditSteps),
+        ],
+    );
+}
+
+/// I1, found by review: an unlabelled canary subset carrying an edited weight (1 %) was moved
+/// onto a new revision without pods. Fixed with seed 71's case: it is named first after pods
+/// that carry its weight.
+#[test]
+fn an_unlabelled_canary_subset_at_an_edited_weight_stays_on_pods() {
+    replay(
+        spec(Routing::Subset, 1, vec![Weight(0)]),
+        vec![0],
+        vec![
+            Reconcile,
+            Reconcile,
+            Reconcile,
+            DeleteRs(0),
+            DeleteRs(0),
+            Ev::External(3, 0),
+            Ev::External(108, 1),
+            Reconcile,
+            User(UserAct::Abort),
+            User(UserAct::NewTemplate),
+        ],
+    );
+}
+
+/// I5, found by review: with the stable subset unlabelled and the recreated stable at 1 of 2
+/// pods, an abort wrote nothing (an unlabelled subset waited for a full stable) and 50 % stayed
+/// on the canary. Fix: traffic leaving the canary names the stable subset after a stable with
+/// pods, short or not (I1 allows an abort to leave the stable short, never empty). The same
+/// with a failed analysis, which the abort fast path does not cover.
+#[test]
+fn an_abort_over_an_unlabelled_stable_subset_reaches_weight_zero() {
+    let lead = vec![
+        DeleteRs(0),
+        Ev::External(2, 0),
+        User(UserAct::Undo),
+        Reconcile,
+        Tick(1),
+        User(UserAct::NewTemplate),
+        Fail(1),
+        Reconcile,
+        Tick(2),
+        Reconcile,
+        Ev::External(3, 1),
+    ];
+    let mut user = lead.clone();
+    user.extend([Ev::External(0, 50), User(UserAct::Abort), Reconcile]);
+    replay(
+        spec(Routing::Subset, 2, vec![Weight(50), Pause(None)]),
+        vec![0, 0, 0, 60, 2],
+        user,
+    );
+    let mut failed = lead;
+    failed.extend([
+        Reconcile,
+        Ev::External(0, 50),
+        Verdict(0, AnalysisPhase::Failed),
+        Reconcile,
+        Reconcile,
+    ]);
+    replay(
+        spec(
+            Routing::Subset,
+            2,
+            vec![CanaryScale(1), Analysis, Pause(None)],
+        ),
+        vec![0, 0, 0, 60, 2],
+        failed,
+    );
+}
+
+/// I6 (the oracle's), found by review: after an abort, undo and new templates, a move of an
+/// edited active Service off a revision was counted as the abort's. Fixed with seed 28's case.
+#[test]
+fn blue_green_an_edited_active_service_after_an_abort_is_no_abort_move() {
+    replay(
+        bg_manual(4, 0, 30),
+        vec![0],
+        vec![
+            UserMidReconcile(UserAct::NewTemplate),
+            Reconcile,
+            User(UserAct::Abort),
+            Reconcile,
+            UserMidReconcile(UserAct::Undo),
+            User(UserAct::NewTemplate),
+            Ev::External(189, 140),
+            User(UserAct::Undo),
+            Reconcile,
+            User(UserAct::NewTemplate),
+            Reconcile,
+        ],
+    );
+}

@@ -556,7 +556,13 @@ impl World {
                         hash: hash.clone(),
                         phase: AnalysisPhase::Running,
                         message: None,
-                        steps_hash: None,
+                        // Labelled with the steps they were made for, as the controller does.
+                        steps_hash: matches!(
+                            kind,
+                            crate::plan::AnalysisKind::Step(_)
+                                | crate::plan::AnalysisKind::Background
+                        )
+                        .then(|| crate::plan::hash::hash_of(&self.ro.spec.steps())),
                     },
                     terminated: false,
                     retired: false,
