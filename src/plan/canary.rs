@@ -227,8 +227,26 @@ impl Planner<'_, '_> {
             // The stable ReplicaSet was deleted mid-update. Its pod template is gone, so it
             // cannot be recreated; promoting the new revision unverified is not ours to decide.
             self.stable_lost(&s);
-            return;
+        } else {
+            self.update(old, stable, template_changed);
         }
+        let hash = self.hash.clone();
+        // The runs of an aborted attempt go once the abort is on record: one acted on before
+        // its status write lands (a conflict with the user's retry) would leave the attempt
+        // going on without the verdicts it already earned. (A lost stable included: a retry
+        // there ends the aborted attempt's runs too.)
+        self.tidy_analysis_runs(
+            &hash,
+            old.aborted_at.is_some() && self.plan.status.abort == Some(true),
+            steps_changed || retried || returned,
+            // A step run that `promote` skipped past stops measuring (F22).
+            self.plan.status.current_step_index,
+        );
+    }
+
+    /// Everything but a lost stable: the first deploy, the steady state, or an update.
+    fn update(&mut self, old: &RolloutStatus, stable: Option<String>, template_changed: bool) {
+        let hash = self.hash.clone();
         if let Some(s) = stable.as_deref().filter(|s| *s != hash) {
             // A failed analysis aborts before anything else is applied for the step.
             self.check_step_analysis(s);
@@ -254,17 +272,6 @@ impl Planner<'_, '_> {
                 }
             }
         }
-        let hash = self.hash.clone();
-        // The runs of an aborted attempt go once the abort is on record: one acted on before
-        // its status write lands (a conflict with the user's retry) would leave the attempt
-        // going on without the verdicts it already earned.
-        self.tidy_analysis_runs(
-            &hash,
-            old.aborted_at.is_some() && self.plan.status.abort == Some(true),
-            steps_changed || retried || returned,
-            // A step run that `promote` skipped past stops measuring (F22).
-            self.plan.status.current_step_index,
-        );
     }
 
     /// The stable ReplicaSet is gone mid-update: say so and wait for a human to promote the new

@@ -637,3 +637,77 @@ fn a_run_made_for_steps_since_edited_is_no_verdict() {
     w.run(5);
     assert!(w.status().current_step_index >= Some(2), "{:?}", w.status());
 }
+
+/// Found by review: over a lost stable the planner returned before tidying the runs, so a
+/// retry there (the abort on record, then taken back) left the aborted attempt's failed run
+/// counting. The runs go as anywhere else.
+#[test]
+fn a_retry_over_a_lost_stable_retires_the_aborted_attempts_runs() {
+    let mut ro: Rollout = serde_yaml::from_str(
+        "apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: shop, uid: u1}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: 'web:2'}]}
+  strategy:
+    canary:
+      steps:
+      - analysis: {templates: [{templateName: rate}]}
+",
+    )
+    .expect("rollout");
+    let hash = crate::plan::rollout_template_hash(&ro);
+    let steps = crate::plan::hash::hash_of(&ro.spec.steps());
+    // Aborted (on record: abortedAt), then retried: `abort` taken back by the plugin.
+    ro.status = Some(RolloutStatus {
+        stable_rs: Some("gone".into()),
+        current_pod_hash: Some(hash.clone()),
+        current_step_hash: Some(steps.clone()),
+        current_step_index: Some(0),
+        aborted_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_800_000_000).expect("time"),
+        )),
+        phase: Some(RolloutPhase::Degraded),
+        ..Default::default()
+    });
+    let observed = Observed {
+        rollout: &ro,
+        replica_sets: vec![ObservedReplicaSet {
+            name: format!("web-{hash}"),
+            hash: hash.clone(),
+            replicas: 1,
+            available: 1,
+            current: 1,
+            revision: Some(2),
+            ..Default::default()
+        }],
+        services: vec![],
+        current_weight: None,
+        subset_hashes: None,
+        analysis_runs: vec![ObservedAnalysisRun {
+            name: format!("web-{hash}-2-0"),
+            kind: AnalysisKind::Step(0),
+            hash: hash.clone(),
+            phase: crate::api::AnalysisPhase::Failed,
+            message: Some("error rate 0.4".into()),
+            steps_hash: Some(steps),
+        }],
+        analysis_run_history: vec![],
+        pods: None,
+        now: Timestamp::from_second(1_800_000_100).expect("time"),
+    };
+    let p = plan(&observed);
+    assert!(
+        p.actions.contains(&Action::TerminateAnalysisRun {
+            name: format!("web-{hash}-2-0"),
+            retire: true,
+        }),
+        "{:?}",
+        p.actions
+    );
+    assert_eq!(p.status.aborted_at, None, "the retry is taken");
+}
