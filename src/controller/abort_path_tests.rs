@@ -120,7 +120,7 @@ async fn the_watch_sends_the_prepared_abort_without_a_read() {
                 stable_hash: "old".into(),
             }],
             &[],
-            &super::super::analysis_runs::PreparedRuns::default(),
+            &super::super::run_specs::PreparedRuns::default(),
             &routers,
             &target,
         )

@@ -13,9 +13,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::Context;
-use super::analysis_runs::PreparedRuns;
 use super::error::Error;
 use super::replica_set_cache::WatchedReplicaSet;
+use super::run_specs::PreparedRuns;
 use super::service_cache::{CachedService, WatchedService};
 use crate::api::Rollout;
 use crate::api::wire::{

@@ -1,6 +1,6 @@
-//! AnalysisRuns of a Rollout: created from its AnalysisTemplates / ClusterAnalysisTemplates with
-//! the Rollout's args resolved, owned by the Rollout, labelled with what they measure; and
-//! terminated, retired or deleted (beyond the run history limits) when the planner says so.
+//! AnalysisRuns of a Rollout: created from the spec [`super::run_specs`] prepared, owned by the
+//! Rollout, labelled with what they measure; and terminated, retired or deleted (beyond the run
+//! history limits) when the planner says so.
 
 use std::collections::BTreeMap;
 
@@ -16,10 +16,7 @@ use crate::api::wire::{
     self, ANALYSIS_TYPE_LABEL, FIELD_MANAGER, RETIRED_LABEL, ROLLOUT_LABEL, STEP_INDEX_LABEL,
     STEPS_HASH_LABEL, reasons,
 };
-use crate::api::{
-    AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument,
-    ClusterAnalysisTemplate, PodTemplateHashValue, Rollout, RolloutAnalysis, RolloutArgument,
-};
+use crate::api::{AnalysisRun, AnalysisRunSpec, Rollout};
 use crate::plan::{
     AnalysisKind, AnalysisRunRecord, Event, ObservedAnalysisRun, POD_TEMPLATE_HASH_LABEL,
 };
@@ -72,185 +69,6 @@ pub fn record_of(run: &AnalysisRun) -> AnalysisRunRecord {
         phase: run.status.as_ref().map(|s| s.phase).unwrap_or_default(),
         retired: labels.get(RETIRED_LABEL).is_some_and(|v| v == "true"),
     }
-}
-
-/// The analysis block the rollout declares for `kind`.
-fn analysis_for(ro: &Rollout, kind: AnalysisKind) -> Option<RolloutAnalysis> {
-    match kind {
-        AnalysisKind::Step(i) => ro
-            .spec
-            .steps()
-            .get(i.max(0) as usize)
-            .and_then(|s| s.analysis.clone()),
-        AnalysisKind::Background => ro
-            .spec
-            .canary()
-            .and_then(|c| c.analysis.as_ref())
-            .map(|b| b.analysis()),
-        AnalysisKind::PrePromotion => ro
-            .spec
-            .blue_green()
-            .and_then(|b| b.pre_promotion_analysis.clone()),
-        AnalysisKind::PostPromotion => ro
-            .spec
-            .blue_green()
-            .and_then(|b| b.post_promotion_analysis.clone()),
-    }
-}
-
-/// Reads `metadata.name`, `metadata.namespace`, `metadata.labels['k']`, `metadata.annotations['k']`.
-fn field_of(ro: &Rollout, path: &str) -> Option<String> {
-    let p = path.trim();
-    let keyed = |prefix: &str, map: &BTreeMap<String, String>| -> Option<Option<String>> {
-        let rest = p.strip_prefix(prefix)?;
-        let key = rest
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .trim_matches(|c| c == '\'' || c == '"');
-        Some(map.get(key).cloned())
-    };
-    match p {
-        "metadata.name" => Some(ro.name_any()),
-        "metadata.namespace" => ro.namespace(),
-        "metadata.uid" => ro.metadata.uid.clone(),
-        _ => keyed("metadata.labels", ro.labels())
-            .or_else(|| keyed("metadata.annotations", ro.annotations()))
-            .flatten(),
-    }
-}
-
-/// Resolves a Rollout arg to a plain value (hash and field references are fixed at creation).
-fn rollout_arg_value(
-    ro: &Rollout,
-    arg: &RolloutArgument,
-    stable: Option<&str>,
-    latest: &str,
-) -> Option<String> {
-    if let Some(v) = &arg.value {
-        return Some(v.clone());
-    }
-    let from = arg.value_from.as_ref()?;
-    if let Some(which) = &from.pod_template_hash_value {
-        return match which {
-            PodTemplateHashValue::Stable => stable.map(str::to_string),
-            PodTemplateHashValue::Latest => Some(latest.to_string()),
-        };
-    }
-    from.field_ref
-        .as_ref()
-        .and_then(|f| field_of(ro, &f.field_path))
-}
-
-async fn template_spec(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    cluster: bool,
-) -> Result<AnalysisTemplateSpec, String> {
-    if cluster {
-        let api: Api<ClusterAnalysisTemplate> = Api::all(ctx.client().clone());
-        match api.get_opt(name).await {
-            Ok(Some(t)) => Ok(AnalysisTemplateSpec::from(t.spec)),
-            Ok(None) => Err(format!(
-                "ClusterAnalysisTemplate '{name}' not found: create it or fix the templateName"
-            )),
-            Err(e) => Err(format!("cannot read ClusterAnalysisTemplate '{name}': {e}")),
-        }
-    } else {
-        let api: Api<AnalysisTemplate> = Api::namespaced(ctx.client().clone(), ns);
-        match api.get_opt(name).await {
-            Ok(Some(t)) => Ok(t.spec),
-            Ok(None) => Err(format!(
-                "AnalysisTemplate '{name}' not found in namespace '{ns}': create it or fix the templateName"
-            )),
-            Err(e) => Err(format!("cannot read AnalysisTemplate '{name}': {e}")),
-        }
-    }
-}
-
-/// Builds the run spec: the templates' metrics, their args with the Rollout's values applied
-/// (args a template doesn't declare are ignored, as Argo does).
-async fn build_spec(
-    ctx: &Context,
-    ro: &Rollout,
-    analysis: &RolloutAnalysis,
-    hash: &str,
-) -> Result<AnalysisRunSpec, String> {
-    let ns = ro.namespace().unwrap_or_default();
-    let mut spec = AnalysisRunSpec::default();
-    let mut args: Vec<Argument> = vec![];
-    for t in &analysis.templates {
-        let tpl = template_spec(ctx, &ns, &t.template_name, t.is_cluster_scope()).await?;
-        spec.metrics.extend(tpl.metrics.iter().cloned());
-        for a in tpl.args.iter().flatten() {
-            if !args.iter().any(|x| x.name == a.name) {
-                args.push(a.clone());
-            }
-        }
-        if let Some(d) = &tpl.dry_run {
-            spec.dry_run
-                .get_or_insert_with(Vec::new)
-                .extend(d.iter().cloned());
-        }
-        if let Some(r) = &tpl.measurement_retention {
-            spec.measurement_retention
-                .get_or_insert_with(Vec::new)
-                .extend(r.iter().cloned());
-        }
-    }
-    let stable = ro.status.as_ref().and_then(|s| s.stable_rs.as_deref());
-    for ra in analysis.args() {
-        let value = rollout_arg_value(ro, ra, stable, hash);
-        if let (Some(arg), Some(v)) = (args.iter_mut().find(|a| a.name == ra.name), value) {
-            arg.value = Some(v);
-            arg.value_from = None;
-        }
-    }
-    if let Some(d) = &analysis.dry_run {
-        spec.dry_run
-            .get_or_insert_with(Vec::new)
-            .extend(d.iter().cloned());
-    }
-    if let Some(r) = &analysis.measurement_retention {
-        spec.measurement_retention
-            .get_or_insert_with(Vec::new)
-            .extend(r.iter().cloned());
-    }
-    spec.args = (!args.is_empty()).then_some(args);
-    Ok(spec)
-}
-
-/// The run specs a plan's `CreateAnalysisRun` actions will create, built before anything of
-/// the plan is written ([`prepare`]).
-#[derive(Debug, Default)]
-pub struct PreparedRuns(Vec<(AnalysisKind, String, AnalysisRunSpec)>);
-
-impl PreparedRuns {
-    pub fn get(&self, kind: AnalysisKind, hash: &str) -> Option<&AnalysisRunSpec> {
-        self.0
-            .iter()
-            .find(|(k, h, _)| *k == kind && h == hash)
-            .map(|(_, _, spec)| spec)
-    }
-
-    pub fn insert(&mut self, kind: AnalysisKind, hash: &str, spec: AnalysisRunSpec) {
-        self.0.push((kind, hash.to_string(), spec));
-    }
-}
-
-/// The spec of the run the planner asks for (its templates read and merged, its args
-/// resolved); `Ok(None)` when the Rollout configures no such analysis. `Err` says why the
-/// analysis cannot even start (a missing template): the caller gives the planner that verdict.
-pub async fn prepare(
-    ctx: &Context,
-    ro: &Rollout,
-    kind: AnalysisKind,
-    hash: &str,
-) -> Result<Option<AnalysisRunSpec>, String> {
-    let Some(analysis) = analysis_for(ro, kind) else {
-        return Ok(None);
-    };
-    build_spec(ctx, ro, &analysis, hash).await.map(Some)
 }
 
 /// Creates the run the planner asked for from its prepared `spec`, named with `revision`, the

@@ -12,8 +12,8 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
-use super::analysis_runs::{self, PreparedRuns};
 use super::error::Error;
+use super::run_specs::{self, PreparedRuns};
 use super::{act, observe, report, telemetry};
 use crate::api::conditions::{set_condition, types};
 use crate::api::wire::reasons;
@@ -101,7 +101,7 @@ async fn prepare_runs(
             if prepared.get(*kind, hash).is_some() {
                 continue;
             }
-            match analysis_runs::prepare(ctx, ro, *kind, hash).await {
+            match run_specs::prepare(ctx, ro, *kind, hash).await {
                 Ok(Some(spec)) => prepared.insert(*kind, hash, spec),
                 Ok(None) => {}
                 Err(message) => {

@@ -28,6 +28,7 @@ pub mod relisting;
 pub mod replica_set_cache;
 pub mod report;
 pub mod routing_cache;
+pub mod run_specs;
 pub mod serial;
 pub mod service_cache;
 pub mod service_release;
