@@ -463,15 +463,16 @@ impl Planner<'_, '_> {
                     let now = self.now;
                     self.plan
                         .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
-                    let lowering = self.route_weight.is_some_and(|w| weight < w);
+                    let aborting = self.plan.status.abort == Some(true)
+                        && self.route_weight.is_some_and(|w| weight < w);
                     match current {
                         Some(current) => {
                             kept_stable = current;
                             kept_stable.as_str()
                         }
-                        // Traffic leaving the canary (an abort) may leave the stable short,
-                        // never empty: the subset is named after a stable with pods.
-                        None if lowering && self.available(stable_hash) > 0 => stable_hash,
+                        // Traffic leaving an aborted canary may leave the stable short, never
+                        // empty: the subset is named after a stable with pods.
+                        None if aborting && self.available(stable_hash) > 0 => stable_hash,
                         // Otherwise an unlabelled subset can't be kept by a write that names
                         // hashes: nothing is written until the revision can take its place.
                         None => return false,

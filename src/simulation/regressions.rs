@@ -972,8 +972,8 @@ fn an_unlabelled_canary_subset_at_an_edited_weight_stays_on_pods() {
 
 /// I5, found by review: with the stable subset unlabelled and the recreated stable at 1 of 2
 /// pods, an abort wrote nothing (an unlabelled subset waited for a full stable) and 50 % stayed
-/// on the canary. Fix: traffic leaving the canary names the stable subset after a stable with
-/// pods, short or not (I1 allows an abort to leave the stable short, never empty). The same
+/// on the canary. Fix: traffic leaving an aborted canary names the stable subset after a stable
+/// with pods, short or not (I1 allows an abort to leave the stable short, never empty). The same
 /// with a failed analysis, which the abort fast path does not cover.
 #[test]
 fn an_abort_over_an_unlabelled_stable_subset_reaches_weight_zero() {
@@ -1034,6 +1034,30 @@ fn blue_green_an_edited_active_service_after_an_abort_is_no_abort_move() {
             User(UserAct::Undo),
             Reconcile,
             User(UserAct::NewTemplate),
+            Reconcile,
+        ],
+    );
+}
+
+/// I1, found with seed 99 after the abort case above was first fixed for any lowering of the
+/// weight: outside an abort (an edited weight of 1 going back to 0 as the stable is recreated)
+/// an unlabelled stable subset serving 3 pods was named after the stable with 1. Fix: only an
+/// abort names it after a short stable.
+#[test]
+fn an_unlabelled_stable_subset_is_named_short_only_for_an_abort() {
+    replay(
+        spec(Routing::Subset, 3, vec![Weight(0)]),
+        vec![0, 1],
+        vec![
+            DeleteRs(0),
+            Ev::External(22, 0),
+            Reconcile,
+            Kill(0, 0),
+            Reconcile,
+            Fail(1),
+            User(UserAct::Undo),
+            Ev::External(124, 102),
+            Reconcile,
             Reconcile,
         ],
     );
