@@ -63,6 +63,9 @@ struct Planner<'o, 'a> {
     /// Set when the steps changed: this plan retires the revision's runs, so it reads none of
     /// their verdicts and creates none (the next plan creates them afresh).
     runs_retiring: bool,
+    /// Set while the abort of a rolling-out revision is planned: traffic leaves the canary
+    /// even onto a short stable (never an empty one).
+    aborting: bool,
 }
 
 impl Moves for Planner<'_, '_> {
@@ -127,6 +130,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         deadline_exceeded: None,
         stuck: None,
         runs_retiring: false,
+        aborting: false,
         promoted: false,
         route_weight: obs.current_weight,
         route_subsets: obs.subset_hashes.clone(),
@@ -463,8 +467,7 @@ impl Planner<'_, '_> {
                     let now = self.now;
                     self.plan
                         .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
-                    let aborting = self.plan.status.abort == Some(true)
-                        && self.route_weight.is_some_and(|w| weight < w);
+                    let aborting = self.aborting && self.route_weight.is_some_and(|w| weight < w);
                     match current {
                         Some(current) => {
                             kept_stable = current;
@@ -938,6 +941,7 @@ impl Planner<'_, '_> {
     /// Aborted: all traffic back to stable at once, then the canary Service, then (after
     /// `abortScaleDownDelaySeconds`, counted once stable is fully available) the canary pods.
     fn abort(&mut self, stable: &str) {
+        self.aborting = true;
         let stable = stable.to_string();
         let hash = self.hash.clone();
         let canary = self.obs.rollout.spec.canary();

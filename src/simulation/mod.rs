@@ -301,7 +301,11 @@ impl Driver {
             .stable_rs
             .as_ref()
             .is_some_and(|h| self.w.available(h) > 0);
+        // An abort of the stable revision itself (the template went back to it) has nothing to
+        // abort: the planner ignores it, and the weight follows the steady state's rules.
+        let rolling_out = st.stable_rs.as_deref() != Some(self.w.current_hash().as_str());
         let aborting = stable_exists
+            && rolling_out
             && (crate::plan::abort_pending(&self.w.ro)
                 || (st.abort == Some(true)
                     && st.current_pod_hash.as_deref() == Some(self.w.current_hash().as_str())));

@@ -1041,14 +1041,13 @@ fn blue_green_an_edited_active_service_after_an_abort_is_no_abort_move() {
 
 /// I1, found with seed 99 after the abort case above was first fixed for any lowering of the
 /// weight: outside an abort (an edited weight of 1 going back to 0 as the stable is recreated)
-/// an unlabelled stable subset serving 3 pods was named after the stable with 1. Fix: only an
-/// abort names it after a short stable.
+/// an unlabelled stable subset serving 3 pods was named after the stable with 1; then the same
+/// with an abort of a rollout already back on its stable (nothing rolling out to abort). Fix:
+/// only the abort of a rolling-out revision names it after a short stable.
 #[test]
 fn an_unlabelled_stable_subset_is_named_short_only_for_an_abort() {
-    replay(
-        spec(Routing::Subset, 3, vec![Weight(0)]),
-        vec![0, 1],
-        vec![
+    let events = |abort: bool| {
+        let mut e = vec![
             DeleteRs(0),
             Ev::External(22, 0),
             Reconcile,
@@ -1057,8 +1056,18 @@ fn an_unlabelled_stable_subset_is_named_short_only_for_an_abort() {
             Fail(1),
             User(UserAct::Undo),
             Ev::External(124, 102),
-            Reconcile,
-            Reconcile,
-        ],
-    );
+        ];
+        if abort {
+            e.push(User(UserAct::Abort));
+        }
+        e.extend([Reconcile, Reconcile]);
+        e
+    };
+    for abort in [false, true] {
+        replay(
+            spec(Routing::Subset, 3, vec![Weight(0)]),
+            vec![0, 1],
+            events(abort),
+        );
+    }
 }
