@@ -13,7 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
 use super::error::Error;
-use super::run_specs::{self, PreparedRuns};
+use super::run_specs::{self, PreparedRuns, SpecError};
 use super::{act, observe, report, telemetry};
 use crate::api::conditions::{set_condition, types};
 use crate::api::wire::reasons;
@@ -104,7 +104,14 @@ async fn prepare_runs(
             match run_specs::prepare(ctx, ro, *kind, hash).await {
                 Ok(Some(spec)) => prepared.insert(*kind, hash, spec),
                 Ok(None) => {}
-                Err(message) => {
+                // Not created this time (act skips a run without a spec); the rest of the plan
+                // goes on, and the run is asked for again shortly.
+                Err(SpecError::Unavailable(message)) => {
+                    warn!(%message, "analysis template unreadable for now; creating the run later");
+                    let soon = Duration::from_secs(5);
+                    plan.requeue_after = Some(plan.requeue_after.map_or(soon, |d| d.min(soon)));
+                }
+                Err(SpecError::Unusable(message)) => {
                     warn!(%message, "analysis could not start");
                     observed.analysis_runs.push(ObservedAnalysisRun {
                         name: format!("{}-{hash}", ro.name_any()),

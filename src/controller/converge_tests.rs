@@ -115,3 +115,57 @@ async fn a_missing_template_aborts_before_any_write() {
         "the verdict the planner was given"
     );
 }
+
+/// A template the API server cannot serve right now (a 500) is no verdict on the analysis: no
+/// abort, the run is not created this time, and the rollout is looked at again shortly.
+#[tokio::test]
+async fn an_unreadable_template_is_retried_not_an_abort() {
+    let ro = rollout();
+    let hash = rollout_template_hash(&ro);
+    let mut observed = Observed {
+        rollout: &ro,
+        replica_sets: vec![rs("old"), rs(&hash)],
+        services: vec![],
+        current_weight: None,
+        subset_hashes: None,
+        analysis_runs: vec![],
+        analysis_run_history: vec![],
+        pods: None,
+        now: k8s_openapi::jiff::Timestamp::now(),
+    };
+    let asked = plan::plan(&observed);
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let controller = async {
+        let prepared = prepare_runs(&ctx, &ro, asked, &mut observed).await;
+        drop(ctx);
+        prepared
+    };
+    let api_server = async move {
+        server
+            .expect(
+                "GET",
+                "/apis/aviary.dev/v1alpha1/namespaces/shop/analysistemplates/no-such",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                crate::controller::fixtures::server_error(),
+            )
+            .await;
+        server.expect_no_more().await;
+    };
+    let ((plan, runs), ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    assert!(runs.get(AnalysisKind::Step(0), &hash).is_none());
+    assert_ne!(plan.status.abort, Some(true), "{:?}", plan.status.message);
+    assert!(
+        observed
+            .analysis_runs
+            .iter()
+            .all(|r| r.phase != AnalysisPhase::Error),
+        "no verdict given"
+    );
+    assert!(
+        plan.requeue_after
+            .is_some_and(|d| d <= std::time::Duration::from_secs(5)),
+        "{:?}",
+        plan.requeue_after
+    );
+}

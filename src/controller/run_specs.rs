@@ -88,24 +88,54 @@ async fn template_spec(
     ns: &str,
     name: &str,
     cluster: bool,
-) -> Result<AnalysisTemplateSpec, String> {
+) -> Result<AnalysisTemplateSpec, SpecError> {
     if cluster {
         let api: Api<ClusterAnalysisTemplate> = Api::all(ctx.client().clone());
         match api.get_opt(name).await {
             Ok(Some(t)) => Ok(AnalysisTemplateSpec::from(t.spec)),
-            Ok(None) => Err(format!(
+            Ok(None) => Err(SpecError::Unusable(format!(
                 "ClusterAnalysisTemplate '{name}' not found: create it or fix the templateName"
+            ))),
+            Err(e) => Err(SpecError::read(
+                e,
+                format!("cannot read ClusterAnalysisTemplate '{name}'"),
             )),
-            Err(e) => Err(format!("cannot read ClusterAnalysisTemplate '{name}': {e}")),
         }
     } else {
         let api: Api<AnalysisTemplate> = Api::namespaced(ctx.client().clone(), ns);
         match api.get_opt(name).await {
             Ok(Some(t)) => Ok(t.spec),
-            Ok(None) => Err(format!(
+            Ok(None) => Err(SpecError::Unusable(format!(
                 "AnalysisTemplate '{name}' not found in namespace '{ns}': create it or fix the templateName"
+            ))),
+            Err(e) => Err(SpecError::read(
+                e,
+                format!("cannot read AnalysisTemplate '{name}'"),
             )),
-            Err(e) => Err(format!("cannot read AnalysisTemplate '{name}': {e}")),
+        }
+    }
+}
+
+/// Why a run's spec could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The analysis cannot start as configured (a missing template, one we may not read): the
+    /// planner gets an Error verdict, which aborts the rollout with this message.
+    #[error("{0}")]
+    Unusable(String),
+    /// The API server could not answer now (5xx, throttled, unreachable): nothing is wrong
+    /// with the analysis, the run is created on a later reconcile.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl SpecError {
+    fn read(e: kube::Error, what: String) -> Self {
+        match &e {
+            kube::Error::Api(s) if s.code < 500 && s.code != 429 => {
+                SpecError::Unusable(format!("{what}: {e}"))
+            }
+            _ => SpecError::Unavailable(format!("{what}: {e}")),
         }
     }
 }
@@ -117,7 +147,7 @@ async fn build_spec(
     ro: &Rollout,
     analysis: &RolloutAnalysis,
     hash: &str,
-) -> Result<AnalysisRunSpec, String> {
+) -> Result<AnalysisRunSpec, SpecError> {
     let ns = ro.namespace().unwrap_or_default();
     let mut spec = AnalysisRunSpec::default();
     let mut args: Vec<Argument> = vec![];
@@ -181,14 +211,13 @@ impl PreparedRuns {
 }
 
 /// The spec of the run the planner asks for (its templates read and merged, its args
-/// resolved); `Ok(None)` when the Rollout configures no such analysis. `Err` says why the
-/// analysis cannot even start (a missing template): the caller gives the planner that verdict.
+/// resolved); `Ok(None)` when the Rollout configures no such analysis.
 pub async fn prepare(
     ctx: &Context,
     ro: &Rollout,
     kind: AnalysisKind,
     hash: &str,
-) -> Result<Option<AnalysisRunSpec>, String> {
+) -> Result<Option<AnalysisRunSpec>, SpecError> {
     let Some(analysis) = analysis_for(ro, kind) else {
         return Ok(None);
     };
