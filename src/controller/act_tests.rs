@@ -5,7 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::controller::fixtures::{mock_client, server_error, within_deadline};
+use crate::controller::fixtures::{ApiServer, mock_client, server_error, within_deadline};
 use crate::plan::AnalysisKind;
 
 fn rollout() -> Rollout {
@@ -31,8 +31,28 @@ fn replica_set(name: &str, hash: &str, replicas: i32) -> Value {
     })
 }
 
-fn target() -> RouteTarget {
-    crate::traffic::routing_for_rollout(&rollout()).1
+/// Runs act over `actions` (with the routers `ro` names) against a mock API server that
+/// `script` plays; the script ends with [`ApiServer::expect_no_more`].
+async fn converse<F, Fut>(
+    ro: &Rollout,
+    actions: &[Action],
+    runs: &PreparedRuns,
+    script: F,
+) -> Result<Vec<Event>, Error>
+where
+    F: FnOnce(ApiServer) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (client, server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let (routers, target) = crate::traffic::routing_for_rollout(ro);
+    let controller = async move {
+        let applied = apply(&ctx, ro, actions, &[], runs, &routers, &target).await;
+        drop(ctx); // the API server then sees the client hang up
+        applied
+    };
+    let (applied, ()) = within_deadline(async { tokio::join!(controller, script(server)) }).await;
+    applied
 }
 
 const RS_PATH: &str = "/apis/apps/v1/namespaces/shop/replicasets";
@@ -49,28 +69,12 @@ fn scale(name: &str, replicas: i32, deadline: Option<Option<Timestamp>>) -> Acti
 /// depends on it), each write is what the action says, and nothing else is sent.
 #[tokio::test]
 async fn actions_are_written_in_the_plan_order() {
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
     let at = Timestamp::from_second(1_800_000_000).expect("time");
     let actions = [
         scale("web-old", 3, Some(Some(at))),
         scale("web-new", 0, None),
     ];
-    let controller = async move {
-        let applied = apply(
-            &ctx,
-            &rollout(),
-            &actions,
-            &[],
-            &PreparedRuns::default(),
-            &[],
-            &target(),
-        )
-        .await;
-        drop(ctx); // the API server then sees the client hang up
-        applied
-    };
-    let api_server = async move {
+    let script = |mut server: ApiServer| async move {
         let first = server
             .expect(
                 "PATCH",
@@ -102,7 +106,7 @@ async fn actions_are_written_in_the_plan_order() {
         );
         server.expect_no_more().await;
     };
-    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let applied = converse(&rollout(), &actions, &PreparedRuns::default(), script).await;
     let events = applied.expect("applied");
     assert_eq!(
         events.len(),
@@ -115,24 +119,8 @@ async fn actions_are_written_in_the_plan_order() {
 /// (a switch after the capacity it needs) is not sent.
 #[tokio::test]
 async fn a_failed_write_stops_the_rest() {
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
     let actions = [scale("web-new", 3, None), scale("web-old", 0, None)];
-    let controller = async move {
-        let applied = apply(
-            &ctx,
-            &rollout(),
-            &actions,
-            &[],
-            &PreparedRuns::default(),
-            &[],
-            &target(),
-        )
-        .await;
-        drop(ctx);
-        applied
-    };
-    let api_server = async move {
+    let script = |mut server: ApiServer| async move {
         server
             .expect(
                 "PATCH",
@@ -143,7 +131,7 @@ async fn a_failed_write_stops_the_rest() {
             .await;
         server.expect_no_more().await;
     };
-    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let applied = converse(&rollout(), &actions, &PreparedRuns::default(), script).await;
     assert!(
         matches!(applied, Err(Error::Kube(_))),
         "the API's error: {applied:?}"
@@ -161,8 +149,6 @@ fn forbidden() -> Value {
 /// in a Warning Event and the writes after it (and the status write after act) still happen.
 #[tokio::test]
 async fn a_refused_history_deletion_does_not_hold_the_rollout() {
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
     let actions = [
         Action::DeleteAnalysisRun {
             name: "web-abc-1-2".into(),
@@ -172,21 +158,7 @@ async fn a_refused_history_deletion_does_not_hold_the_rollout() {
         },
         scale("web-new", 2, None),
     ];
-    let controller = async move {
-        let applied = apply(
-            &ctx,
-            &rollout(),
-            &actions,
-            &[],
-            &PreparedRuns::default(),
-            &[],
-            &target(),
-        )
-        .await;
-        drop(ctx);
-        applied
-    };
-    let api_server = async move {
+    let script = |mut server: ApiServer| async move {
         server
             .expect(
                 "DELETE",
@@ -213,7 +185,7 @@ async fn a_refused_history_deletion_does_not_hold_the_rollout() {
             .await;
         server.expect_no_more().await;
     };
-    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let applied = converse(&rollout(), &actions, &PreparedRuns::default(), script).await;
     let events = applied.expect("a refused deletion is no error");
     let failed: Vec<&Event> = events
         .iter()
@@ -258,24 +230,8 @@ fn switch(service: &str, hash: &str) -> Action {
 /// user owns (its other selector labels, ports, … stay theirs).
 #[tokio::test]
 async fn a_switch_patches_only_the_hash_selector_and_our_mark() {
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
     let actions = [switch("web-stable", "new")];
-    let controller = async move {
-        let applied = apply(
-            &ctx,
-            &rollout(),
-            &actions,
-            &[],
-            &PreparedRuns::default(),
-            &[],
-            &target(),
-        )
-        .await;
-        drop(ctx);
-        applied
-    };
-    let api_server = async move {
+    let script = |mut server: ApiServer| async move {
         server
             .expect(
                 "GET",
@@ -302,7 +258,7 @@ async fn a_switch_patches_only_the_hash_selector_and_our_mark() {
         assert!(patch.uri.contains("fieldManager=aviary"), "{}", patch.uri);
         server.expect_no_more().await;
     };
-    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let applied = converse(&rollout(), &actions, &PreparedRuns::default(), script).await;
     applied.expect("switched");
 }
 
@@ -310,24 +266,8 @@ async fn a_switch_patches_only_the_hash_selector_and_our_mark() {
 /// nor anything planned after it is written.
 #[tokio::test]
 async fn a_service_another_rollout_manages_is_never_written() {
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
     let actions = [switch("web-stable", "new"), scale("web-old", 0, None)];
-    let controller = async move {
-        let applied = apply(
-            &ctx,
-            &rollout(),
-            &actions,
-            &[],
-            &PreparedRuns::default(),
-            &[],
-            &target(),
-        )
-        .await;
-        drop(ctx);
-        applied
-    };
-    let api_server = async move {
+    let script = |mut server: ApiServer| async move {
         server
             .expect(
                 "GET",
@@ -338,7 +278,7 @@ async fn a_service_another_rollout_manages_is_never_written() {
             .await;
         server.expect_no_more().await;
     };
-    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let applied = converse(&rollout(), &actions, &PreparedRuns::default(), script).await;
     match applied {
         Err(Error::InvalidSpec(msg)) => assert!(
             msg.contains("'web-stable'") && msg.contains("Rollout 'api'"),
@@ -361,24 +301,8 @@ fn create(hash: &str, replicas: i32) -> Action {
 #[tokio::test]
 async fn a_create_that_meets_an_existing_replica_set_checks_whose_it_is() {
     for (ours, owner_uid) in [(true, "u1"), (false, "someone-else")] {
-        let (client, mut server) = mock_client();
-        let ctx = Context::for_tests(client);
         let actions = [create("abc", 1), scale("web-old", 0, None)];
-        let controller = async move {
-            let applied = apply(
-                &ctx,
-                &rollout(),
-                &actions,
-                &[],
-                &PreparedRuns::default(),
-                &[],
-                &target(),
-            )
-            .await;
-            drop(ctx);
-            applied
-        };
-        let api_server = async move {
+        let script = |mut server: ApiServer| async move {
             let post = server
                 .expect(
                     "POST",
@@ -420,7 +344,7 @@ async fn a_create_that_meets_an_existing_replica_set_checks_whose_it_is() {
             }
             server.expect_no_more().await;
         };
-        let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+        let applied = converse(&rollout(), &actions, &PreparedRuns::default(), script).await;
         match (ours, applied) {
             (true, Ok(_)) => {}
             (false, Err(Error::InvalidSpec(msg))) => {
@@ -483,27 +407,10 @@ fn ops(body: &Value) -> Vec<(String, String, Value)> {
 /// the way back to 0 in the same plan goes from the first write's answer, without a read.
 #[tokio::test]
 async fn weight_writes_test_what_they_read_and_the_way_back_needs_no_read() {
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
     let ro = routed_rollout();
-    let (routers, target) = crate::traffic::routing_for_rollout(&ro);
     let actions = [set_weight(20), set_weight(0)];
-    let controller = async move {
-        let applied = apply(
-            &ctx,
-            &ro,
-            &actions,
-            &[],
-            &PreparedRuns::default(),
-            &routers,
-            &target,
-        )
-        .await;
-        drop(ctx);
-        applied
-    };
     const VS: &str = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/web";
-    let api_server = async move {
+    let script = |mut server: ApiServer| async move {
         server
             .expect("GET", VS, StatusCode::OK, virtual_service("3", 100, 0))
             .await;
@@ -555,7 +462,7 @@ async fn weight_writes_test_what_they_read_and_the_way_back_needs_no_read() {
         );
         server.expect_no_more().await;
     };
-    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let applied = converse(&ro, &actions, &PreparedRuns::default(), script).await;
     let events = applied.expect("written");
     let weights: Vec<&str> = events
         .iter()
@@ -573,8 +480,6 @@ async fn weight_writes_test_what_they_read_and_the_way_back_needs_no_read() {
 /// not created.
 #[tokio::test]
 async fn a_run_is_created_from_its_prepared_spec_and_named_by_revision() {
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
     let mut runs = PreparedRuns::default();
     let spec: crate::api::AnalysisRunSpec = serde_json::from_value(json!({
         "metrics": [{"name": "error-rate", "successCondition": "result[0] < 0.05",
@@ -593,12 +498,7 @@ async fn a_run_is_created_from_its_prepared_spec_and_named_by_revision() {
             hash: "abc".into(),
         },
     ];
-    let controller = async move {
-        let applied = apply(&ctx, &rollout(), &actions, &[], &runs, &[], &target()).await;
-        drop(ctx);
-        applied
-    };
-    let api_server = async move {
+    let script = |mut server: ApiServer| async move {
         let mut created = replica_set("web-abc", "abc", 1);
         created["metadata"]["annotations"] = json!({REVISION_ANNOTATION: "2"});
         server
@@ -624,7 +524,7 @@ async fn a_run_is_created_from_its_prepared_spec_and_named_by_revision() {
         assert_eq!(post.body["spec"]["metrics"][0]["name"], "error-rate");
         server.expect_no_more().await;
     };
-    let (applied, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let applied = converse(&rollout(), &actions, &runs, script).await;
     let events = applied.expect("created");
     assert!(
         events

@@ -91,7 +91,8 @@ async fn prepare_runs(
     observed: &mut Observed<'_>,
 ) -> (plan::Plan, PreparedRuns) {
     let mut prepared = PreparedRuns::default();
-    // Each pass settles at least one asked-for run; a plan asks for a handful at most.
+    // A plan asks for a handful of runs at most; a planner that asks again for a run it was
+    // given an Error verdict on (a retry superseding it) is not asked a fifth time.
     for _ in 0..4 {
         let mut failed = false;
         for action in &plan.actions {
@@ -113,8 +114,21 @@ async fn prepare_runs(
                 }
                 Err(SpecError::Unusable(message)) => {
                     warn!(%message, "analysis could not start");
+                    // Named for no real run (nor the ReplicaSet) and anew each reconcile: a
+                    // retry's plan supersedes the runs it sees, this one included, and the
+                    // next reconcile's verdict must not be taken for that superseded one.
+                    let kind_name = match kind {
+                        plan::AnalysisKind::Step(i) => format!("step-{i}"),
+                        plan::AnalysisKind::Background => "background".into(),
+                        plan::AnalysisKind::PrePromotion => "pre".into(),
+                        plan::AnalysisKind::PostPromotion => "post".into(),
+                    };
                     observed.analysis_runs.push(ObservedAnalysisRun {
-                        name: format!("{}-{hash}", ro.name_any()),
+                        name: format!(
+                            "{}-{hash}-{kind_name}-cannot-start-{}",
+                            ro.name_any(),
+                            observed.now.as_second()
+                        ),
                         kind: *kind,
                         hash: hash.clone(),
                         phase: crate::api::AnalysisPhase::Error,

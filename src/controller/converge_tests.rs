@@ -46,13 +46,10 @@ fn rs(hash: &str) -> ObservedReplicaSet {
     }
 }
 
-#[tokio::test]
-async fn a_missing_template_aborts_before_any_write() {
-    let ro = rollout();
-    let hash = rollout_template_hash(&ro);
-    let mut observed = Observed {
-        rollout: &ro,
-        replica_sets: vec![rs("old"), rs(&hash)],
+fn observed_for<'r>(ro: &'r Rollout, rss: Vec<ObservedReplicaSet>) -> Observed<'r> {
+    Observed {
+        rollout: ro,
+        replica_sets: rss,
         services: vec![],
         current_weight: None,
         subset_hashes: None,
@@ -60,7 +57,14 @@ async fn a_missing_template_aborts_before_any_write() {
         analysis_run_history: vec![],
         pods: None,
         now: k8s_openapi::jiff::Timestamp::now(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_missing_template_aborts_before_any_write() {
+    let ro = rollout();
+    let hash = rollout_template_hash(&ro);
+    let mut observed = observed_for(&ro, vec![rs("old"), rs(&hash)]);
     let asked = plan::plan(&observed);
     assert!(
         asked.actions.contains(&Action::CreateAnalysisRun {
@@ -122,17 +126,7 @@ async fn a_missing_template_aborts_before_any_write() {
 async fn an_unreadable_template_is_retried_not_an_abort() {
     let ro = rollout();
     let hash = rollout_template_hash(&ro);
-    let mut observed = Observed {
-        rollout: &ro,
-        replica_sets: vec![rs("old"), rs(&hash)],
-        services: vec![],
-        current_weight: None,
-        subset_hashes: None,
-        analysis_runs: vec![],
-        analysis_run_history: vec![],
-        pods: None,
-        now: k8s_openapi::jiff::Timestamp::now(),
-    };
+    let mut observed = observed_for(&ro, vec![rs("old"), rs(&hash)]);
     let asked = plan::plan(&observed);
     let (client, mut server) = mock_client();
     let ctx = Context::for_tests(client);
@@ -168,4 +162,90 @@ async fn an_unreadable_template_is_retried_not_an_abort() {
         "{:?}",
         plan.requeue_after
     );
+}
+
+/// Found by review: blue-green pre-promotion analysis on a missing template, aborted, then
+/// retried without the template: the retry's plan recorded the Error verdict it was given
+/// (then named like every such verdict, `<rollout>-<hash>`) as superseded, so the next
+/// reconcile's verdict of that name was ignored and the rollout waited silently. Fix: the
+/// verdict's name is new each reconcile.
+#[tokio::test]
+async fn after_a_retry_a_missing_template_still_aborts() {
+    let mut ro: Rollout = serde_json::from_value(json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": {"blueGreen": {
+                "activeService": "web-active",
+                "previewService": "web-preview",
+                "prePromotionAnalysis": {"templates": [{"templateName": "no-such"}]},
+            }}
+        },
+    }))
+    .expect("rollout");
+    let hash = rollout_template_hash(&ro);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    // Aborted on the missing template, then retried (`abort` taken back, `abortedAt` kept).
+    ro.status = serde_json::from_value(json!({
+        "stableRS": "old", "currentPodHash": hash, "phase": "Degraded",
+        "abortedAt": (now - k8s_openapi::jiff::SignedDuration::from_secs(60)).to_string(),
+        "blueGreen": {
+            "activeSelector": "old", "previewSelector": hash,
+            "prePromotionAnalysisRunStatus": {
+                "name": format!("web-{hash}"), "status": "Error",
+                "message": "AnalysisTemplate 'no-such' not found",
+            },
+        },
+    }))
+    .expect("status");
+    let services = vec![
+        crate::plan::ObservedService {
+            name: "web-active".into(),
+            hash: Some("old".into()),
+        },
+        crate::plan::ObservedService {
+            name: "web-preview".into(),
+            hash: Some(hash.clone()),
+        },
+    ];
+    let not_found = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                           "reason": "NotFound", "code": 404, "message": "not found"});
+    // Two reconciles a few seconds apart: the retry's, then the next one.
+    for (i, at) in [now, now + k8s_openapi::jiff::SignedDuration::from_secs(3)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut observed = observed_for(&ro, vec![rs("old"), rs(&hash)]);
+        observed.services = services.clone();
+        observed.now = at;
+        let asked = plan::plan(&observed);
+        let (client, server) = mock_client();
+        let ctx = Context::for_tests(client);
+        let controller = async {
+            let prepared = prepare_runs(&ctx, &ro, asked, &mut observed).await;
+            drop(ctx);
+            prepared
+        };
+        let ((plan, _), gets) = within_deadline(async {
+            tokio::join!(
+                controller,
+                server.answer_all(StatusCode::NOT_FOUND, not_found.clone())
+            )
+        })
+        .await;
+        if i == 1 {
+            assert_eq!(
+                plan.status.abort,
+                Some(true),
+                "the next reconcile aborts again ({} template reads): {:?}",
+                gets.len(),
+                plan.status.message
+            );
+        }
+        ro.status = Some(plan.status);
+    }
 }

@@ -75,6 +75,21 @@ impl ApiServer {
         received
     }
 
+    /// Answers every further request with `status` and `reply` until the client hangs up;
+    /// returns the requests, in order.
+    pub async fn answer_all(mut self, status: StatusCode, reply: Value) -> Vec<String> {
+        let mut seen = vec![];
+        while let Some((request, send)) = self.handle.next_request().await {
+            seen.push(format!("{} {}", request.method(), request.uri().path()));
+            let response = Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap_or_default()))
+                .unwrap_or_else(|e| panic!("response: {e}"));
+            send.send_response(response);
+        }
+        seen
+    }
+
     /// Asserts that the client made no further request (its side is dropped first).
     pub async fn expect_no_more(mut self) {
         if let Some((request, _)) = self.handle.next_request().await {

@@ -160,13 +160,15 @@ pub async fn forget_deleted(
         if let Ok(mut f) = ctx.failures.lock() {
             f.retain(|k, _| live.contains(k));
         }
-        super::service_release::release_orphans(&ctx, &live).await;
         let live_uids: std::collections::HashSet<String> = rollouts
             .state()
             .iter()
             .filter_map(|r| r.metadata.uid.clone())
             .collect();
+        // Before anything is awaited: a Rollout recreated meanwhile under a deleted one's name
+        // writes records that `live`, computed above, would drop.
         ctx.view.forget_deleted(&live, &live_uids);
+        super::service_release::release_orphans(&ctx, &live).await;
     }
 }
 
