@@ -34,13 +34,15 @@ pub(super) async fn plan_and_act(
     let (routers, target) = routing(ro);
     let mut observed = observe_all(ctx, ro, &routers, &target).await?;
     let plan = plan::plan(&observed);
+    let (plan, runs) = prepare_runs(ctx, ro, plan, &mut observed).await;
     // An abort the watch delivered after `ro` was read: this plan is stale (`abort_path`).
+    // Checked last before the first write, after every read of the plan's own.
     let watched = ctx.view.rollouts.get(&ObjectRef::from_obj(ro));
     if abort_overtook_read(ro, watched.as_deref()) {
         info!("an abort arrived after this reconcile read the Rollout; planning again");
         return Ok(Requeue::requeue(Duration::from_millis(100)));
     }
-    let (plan, events) = act_on(ctx, ro, plan, &mut observed, &routers, &target).await?;
+    let events = act_on(ctx, ro, &plan, &runs, &observed, &routers, &target).await?;
     report_plan(ctx, api, ro, &plan, events, outbox).await
 }
 
@@ -152,31 +154,30 @@ async fn prepare_runs(
     (plan, prepared)
 }
 
-/// Act: the plan's actions in order ([`act::apply`]), its runs prepared. Returns the plan acted
-/// on and the Events of the writes.
+/// Act: the plan's actions in order ([`act::apply`]), its runs prepared. Returns the Events of
+/// the writes.
 async fn act_on(
     ctx: &Context,
     ro: &Rollout,
-    plan: plan::Plan,
-    observed: &mut Observed<'_>,
+    plan: &plan::Plan,
+    runs: &PreparedRuns,
+    observed: &Observed<'_>,
     routers: &[Box<dyn TrafficRouter>],
     target: &RouteTarget,
-) -> Result<(plan::Plan, Vec<Event>), Error> {
-    let (plan, runs) = prepare_runs(ctx, ro, plan, observed).await;
+) -> Result<Vec<Event>, Error> {
     if !plan.actions.is_empty() {
         info!(actions = ?plan.actions, "applying plan");
     }
-    let events = act::apply(
+    act::apply(
         ctx,
         ro,
         &plan.actions,
         &observed.replica_sets,
-        &runs,
+        runs,
         routers,
         target,
     )
-    .await?;
-    Ok((plan, events))
+    .await
 }
 
 /// Report: the status written when it changed (replica counters alone are held back a while,
