@@ -6,29 +6,21 @@ use kube::runtime::watcher::Event as WatchEvent;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::controller::fixtures::{mock_client, within_deadline};
+use crate::controller::fixtures::{self, mock_client, within_deadline};
 use crate::controller::replica_set_cache::WatchedReplicaSet;
 use crate::plan::Action;
 
 const VS: &str = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/web";
 
 fn rollout(abort: bool) -> Rollout {
-    serde_json::from_value(json!({
-        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
-            "strategy": {"canary": {
-                "canaryService": "web-canary", "stableService": "web-stable",
-                "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
-                "steps": [{"setWeight": 20}, {"pause": {}}],
-            }}
-        },
-        "status": {"abort": abort, "stableRS": "old", "currentPodHash": "new", "phase": "Paused"},
-    }))
-    .expect("rollout")
+    fixtures::rollout(
+        json!({"canary": {
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+            "steps": [{"setWeight": 20}, {"pause": {}}],
+        }}),
+        json!({"abort": abort, "stableRS": "old", "currentPodHash": "new", "phase": "Paused"}),
+    )
 }
 
 fn virtual_service(rv: &str, canary: i32) -> Value {

@@ -5,21 +5,14 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::controller::fixtures::{ApiServer, mock_client, server_error, within_deadline};
+use crate::controller::fixtures::{self, ApiServer, mock_client, server_error, within_deadline};
 use crate::plan::AnalysisKind;
 
 fn rollout() -> Rollout {
-    serde_json::from_value(json!({
-        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
-            "strategy": {"canary": {"steps": [{"setWeight": 20}]}}
-        },
-    }))
-    .expect("rollout")
+    fixtures::rollout(
+        json!({"canary": {"steps": [{"setWeight": 20}]}}),
+        Value::Null,
+    )
 }
 
 fn replica_set(name: &str, hash: &str, replicas: i32) -> Value {
@@ -356,14 +349,14 @@ async fn a_create_that_meets_an_existing_replica_set_checks_whose_it_is() {
 }
 
 fn routed_rollout() -> Rollout {
-    let mut ro = rollout();
-    let canary = json!({
-        "canaryService": "web-canary", "stableService": "web-stable",
-        "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
-        "steps": [{"setWeight": 20}],
-    });
-    ro.spec.strategy = serde_json::from_value(json!({ "canary": canary })).expect("strategy");
-    ro
+    fixtures::rollout(
+        json!({"canary": {
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+            "steps": [{"setWeight": 20}],
+        }}),
+        Value::Null,
+    )
 }
 
 fn virtual_service(rv: &str, stable: i32, canary: i32) -> Value {

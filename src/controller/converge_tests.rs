@@ -6,24 +6,16 @@ use serde_json::json;
 
 use super::*;
 use crate::api::AnalysisPhase;
-use crate::controller::fixtures::{mock_client, within_deadline};
+use crate::controller::fixtures::{self, mock_client, within_deadline};
 use crate::plan::{Action, AnalysisKind, ObservedReplicaSet, rollout_template_hash};
 
 fn rollout() -> Rollout {
-    let mut ro: Rollout = serde_json::from_value(json!({
-        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
-            "strategy": {"canary": {"steps": [
-                {"analysis": {"templates": [{"templateName": "no-such"}]}},
-            ]}}
-        },
-    }))
-    .expect("rollout");
+    let mut ro = fixtures::rollout(
+        json!({"canary": {"steps": [
+            {"analysis": {"templates": [{"templateName": "no-such"}]}},
+        ]}}),
+        serde_json::Value::Null,
+    );
     let hash = rollout_template_hash(&ro);
     ro.status = serde_json::from_value(json!({
         "stableRS": "old", "currentPodHash": hash, "currentStepIndex": 0,
@@ -171,22 +163,14 @@ async fn an_unreadable_template_is_retried_not_an_abort() {
 /// verdict's name is new each reconcile.
 #[tokio::test]
 async fn after_a_retry_a_missing_template_still_aborts() {
-    let mut ro: Rollout = serde_json::from_value(json!({
-        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
-            "strategy": {"blueGreen": {
-                "activeService": "web-active",
-                "previewService": "web-preview",
-                "prePromotionAnalysis": {"templates": [{"templateName": "no-such"}]},
-            }}
-        },
-    }))
-    .expect("rollout");
+    let mut ro = fixtures::rollout(
+        json!({"blueGreen": {
+            "activeService": "web-active",
+            "previewService": "web-preview",
+            "prePromotionAnalysis": {"templates": [{"templateName": "no-such"}]},
+        }}),
+        serde_json::Value::Null,
+    );
     let hash = rollout_template_hash(&ro);
     let now = k8s_openapi::jiff::Timestamp::now();
     // Aborted on the missing template, then retried (`abort` taken back, `abortedAt` kept).

@@ -117,3 +117,22 @@ pub async fn within_deadline<T>(conversation: impl std::future::Future<Output = 
             )
         })
 }
+
+/// The Rollout the shell's tests act for: `web` in namespace `shop` (uid `u1`), one replica of
+/// pods labelled `app: web` running `web:2`, with this `strategy` (`{"canary": …}` or
+/// `{"blueGreen": …}`) and `status` (`null` for none).
+pub fn rollout(strategy: Value, status: Value) -> crate::api::Rollout {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": strategy,
+        },
+        "status": status,
+    }))
+    .unwrap_or_else(|e| panic!("test rollout: {e}"))
+}
