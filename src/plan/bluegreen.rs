@@ -222,9 +222,7 @@ impl<'p> Planner<'p> {
                 }
             }
         }
-        // As for the canary: an attempt's runs go only once its abort is on record.
-        let aborted = old.aborted_at.is_some() && self.plan.status.abort == Some(true);
-        self.tidy_analysis_runs(&hash, aborted, false, None);
+        self.tidy_analysis_runs(&hash, false, None);
     }
 
     /// The stable ReplicaSet is gone mid-update (its pod template with it, so it cannot be

@@ -235,13 +235,9 @@ impl Planner<'_, '_> {
             self.update(old, stable, template_changed);
         }
         let hash = self.hash.clone();
-        // The runs of an aborted attempt go once the abort is on record: one acted on before
-        // its status write lands (a conflict with the user's retry) would leave the attempt
-        // going on without the verdicts it already earned. (A lost stable included: a retry
-        // there ends the aborted attempt's runs too.)
+        // A lost stable included: a retry there ends the aborted attempt's runs too.
         self.tidy_analysis_runs(
             &hash,
-            old.aborted_at.is_some() && self.plan.status.abort == Some(true),
             steps_changed || retried || returned,
             // A step run that `promote` skipped past stops measuring (F22).
             self.plan.status.current_step_index,

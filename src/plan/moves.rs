@@ -281,18 +281,21 @@ pub(super) trait Moves {
     /// terminated. Verdicts are bound to one attempt at a revision: the runs of a superseded
     /// revision are retired (set aside, no longer observed), so that returning to it later
     /// measures afresh instead of reading a verdict from before — a terminated run reads
-    /// "Successful". So are the runs of `hash` while an abort is persisted (`aborted`), so a
+    /// "Successful". So are the runs of `hash` while an abort stands that is on record
+    /// (`abortedAt` observed: one acted on before its status write landed, then lost to the
+    /// user's retry, would leave the attempt going on without the verdicts it earned), so a
     /// retry measures afresh rather than re-reading the verdict that aborted it, and when its
     /// steps changed (`restarted`). A step run of `hash` before `current_step` (one `promote`
     /// skipped past) stops measuring.
-    fn tidy_analysis_runs(
-        &mut self,
-        hash: &str,
-        aborted: bool,
-        restarted: bool,
-        current_step: Option<i32>,
-    ) {
+    fn tidy_analysis_runs(&mut self, hash: &str, restarted: bool, current_step: Option<i32>) {
         let steady = self.plan().status.stable_rs.as_deref() == Some(hash);
+        let aborted = self
+            .observed()
+            .rollout
+            .status
+            .as_ref()
+            .is_some_and(|s| s.aborted_at.is_some())
+            && self.plan().status.abort == Some(true);
         // The attempt the status records (its revision and its steps) keeps its runs until the
         // plan's own is on record: should this plan's status write be lost (a conflict with an
         // `undo` or with steps edited back), that attempt goes on, with the verdicts it already
