@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 
 use aviary::api::IstioDestinationRule;
 use aviary::api::wire::FIELD_MANAGER;
+use aviary::traffic::istio::DestinationRuleSubsets;
 use aviary::traffic::{
     GatewayRouter, IstioRouter, NginxRouter, ObjectName, PreparedAborts, RouteTarget, TrafficError,
-    TrafficRouter, WeightChange, apply_guarded_patch, gateway, istio, nginx,
+    TrafficRouter, WeightChange, apply_guarded_patch, current_weight, gateway, istio, nginx,
+    prepared,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -25,6 +27,20 @@ use serde_json::{Value, json};
 use support::{TestNamespace, apply_value, client, install_crds, upstream_crd};
 
 const WEIGHTS: [i32; 4] = [10, 50, 100, 0];
+
+/// Sets the weight as the controller's first write of a reconcile without a snapshot does:
+/// the router reads, then writes what differs.
+async fn set_weight(
+    router: &dyn TrafficRouter,
+    client: &Client,
+    target: &RouteTarget,
+    weight: i32,
+) -> Result<WeightChange, TrafficError> {
+    router
+        .set_weight(client, target, None, weight)
+        .await
+        .map(|w| w.change)
+}
 
 fn target(namespace: &str, rollout_uid: &str) -> RouteTarget {
     RouteTarget {
@@ -150,11 +166,15 @@ async fn walk_weights(
     let before = get_json(api, name).await;
     let mut from = first_from;
     for w in WEIGHTS {
-        let change = router
-            .set_weight(client, target, w)
+        let written = router
+            .set_weight(client, target, None, w)
             .await
             .unwrap_or_else(|e| panic!("set weight {w}: {e}"));
-        assert_eq!(change, WeightChange::Updated { from, to: w }, "weight {w}");
+        assert_eq!(
+            written.change,
+            WeightChange::Updated { from, to: w },
+            "weight {w}"
+        );
         let after = get_json(api, name).await;
         assert_eq!(
             after["spec"],
@@ -162,20 +182,29 @@ async fn walk_weights(
             "weight {w}: only the weights changed"
         );
         let version = resource_version(&after);
+        assert_eq!(
+            written.after.resource_version(),
+            Some(version.as_str()),
+            "weight {w}: the write returns the object as it left it"
+        );
 
+        // Again, from what the write left (the next write of a reconcile), and from nothing.
         let again = router
-            .set_weight(client, target, w)
+            .set_weight(client, target, Some(written.after), w)
             .await
             .unwrap_or_else(|e| panic!("set weight {w} again: {e}"));
-        assert_eq!(again, WeightChange::Unchanged, "weight {w} again");
+        assert_eq!(again.change, WeightChange::Unchanged, "weight {w} again");
+        let again = set_weight(router, client, target, w)
+            .await
+            .unwrap_or_else(|e| panic!("set weight {w} again: {e}"));
+        assert_eq!(again, WeightChange::Unchanged, "weight {w} again, read");
         assert_eq!(
             resource_version(&get_json(api, name).await),
             version,
             "weight {w}: a repeated call writes nothing"
         );
         assert_eq!(
-            router
-                .current_weight(client, target)
+            current_weight(router, client, target)
                 .await
                 .expect("read weight"),
             Some(w)
@@ -272,15 +301,8 @@ async fn istio_host_split_moves_only_the_weights() {
     .await
     .expect("create VirtualService");
 
-    let router = IstioRouter::new(ObjectName::parse("web"), vec!["primary".into()], None, true);
+    let router = IstioRouter::new(ObjectName::parse("web"), vec!["primary".into()], None);
     let target = target(&ns.name, "unused");
-    // No DestinationRule configured: hashes are none of this router's business.
-    assert!(
-        !router
-            .set_subset_hashes(&client, &target)
-            .await
-            .expect("no-op")
-    );
     let api = virtual_services(&client, &ns.name);
     walk_weights(&client, &router, &target, &api, "web", Some(0), |w| {
         weight_paths("/spec/http/1/route", &[(0, 100 - w), (1, w)])
@@ -314,11 +336,10 @@ async fn istio_virtual_service_in_another_namespace_and_single_unnamed_route() {
         ObjectName::parse(&format!("{}/edge", mesh.name)),
         vec![],
         None,
-        true,
     );
     let target = target(&app.name, "unused");
     assert_eq!(
-        router.describe(&target),
+        router.object(&target).to_string(),
         format!("VirtualService '{}/edge'", mesh.name)
     );
     let api = virtual_services(&client, &mesh.name);
@@ -374,14 +395,14 @@ async fn istio_subset_split_and_destination_rule_hashes() {
         ObjectName::parse("web"),
         vec!["main".into()],
         Some(destination_rule.clone()),
-        true,
     );
+    let subsets = DestinationRuleSubsets::new(destination_rule);
     let mut target = target(&ns.name, "unused");
     let drs = destination_rules(&client, &ns.name);
     let before = get_json(&drs, "web").await;
     assert!(
-        router
-            .set_subset_hashes(&client, &target)
+        subsets
+            .converge(&client, &target)
             .await
             .expect("hashes set")
     );
@@ -401,34 +422,16 @@ async fn istio_subset_split_and_destination_rule_hashes() {
     );
     assert_eq!(after["spec"], expected["spec"]);
     let version = resource_version(&after);
-    assert!(
-        !router
-            .set_subset_hashes(&client, &target)
-            .await
-            .expect("no-op")
-    );
+    assert!(!subsets.converge(&client, &target).await.expect("no-op"));
     assert_eq!(resource_version(&get_json(&drs, "web").await), version);
+    let read = subsets.read(&client, &target).await.expect("read");
+    assert_eq!(
+        (read.canary.as_deref(), read.stable.as_deref()),
+        (Some("canary1"), Some("stable1"))
+    );
 
-    // A second router of the same Rollout (another VirtualService) leaves the DR alone.
     target.canary_hash = Some("canary2".into());
-    let follower = IstioRouter::new(
-        ObjectName::parse("web"),
-        vec![],
-        Some(destination_rule),
-        false,
-    );
-    assert!(
-        !follower
-            .set_subset_hashes(&client, &target)
-            .await
-            .expect("no-op")
-    );
-    assert!(
-        router
-            .set_subset_hashes(&client, &target)
-            .await
-            .expect("moved")
-    );
+    assert!(subsets.converge(&client, &target).await.expect("moved"));
     assert_eq!(
         get_json(&drs, "web").await["spec"]["subsets"][0]["labels"]["rollouts-pod-template-hash"],
         "canary2"
@@ -460,7 +463,7 @@ async fn istio_prepared_abort_write_and_its_fallback() {
     .await;
     let api = virtual_services(&client, &ns.name);
     let target = target(&ns.name, "unused");
-    let router = IstioRouter::new(ObjectName::parse("web"), vec![], None, true);
+    let router = IstioRouter::new(ObjectName::parse("web"), vec![], None);
     let prepared = PreparedAborts::default();
     let weights = |vs: &Value| {
         (
@@ -469,7 +472,10 @@ async fn istio_prepared_abort_write_and_its_fallback() {
         )
     };
 
-    let set = |w: i32| router.set_weight_prepared(&client, &target, w, &prepared);
+    let set_from = |from: Option<aviary::traffic::RoutingSnapshot>, w: i32| {
+        prepared::set_weight(&router, &client, &target, from, w, &prepared)
+    };
+    let set = |w: i32| async move { set_from(None, w).await.map(|w| w.change) };
     assert_eq!(
         set(30).await.expect("30"),
         WeightChange::Updated {
@@ -521,20 +527,29 @@ async fn istio_prepared_abort_write_and_its_fallback() {
     // the second starts from what that write left, not from the read before it (which it
     // would `test`, and fail as a conflict).
     set(30).await.expect("30, prepared");
+    let read = router.read(&client, &target).await.expect("read");
+    assert_eq!(router.weight_in(&read, &target).expect("weight"), Some(30));
+    let first = set_from(Some(read.clone()), 0)
+        .await
+        .expect("the prepared write");
     assert_eq!(
-        router.current_weight(&client, &target).await.expect("read"),
-        Some(30)
-    );
-    assert_eq!(
-        set(0).await.expect("the prepared write"),
+        first.change,
         WeightChange::Updated {
             from: Some(30),
             to: 0
         }
     );
     assert_eq!(
-        set(0).await.expect("a second write in the same reconcile"),
+        set_from(Some(first.after), 0)
+            .await
+            .expect("a second write in the same reconcile")
+            .change,
         WeightChange::Unchanged
+    );
+    let stale = set_from(Some(read), 0).await;
+    assert!(
+        matches!(stale, Err(TrafficError::Conflict { .. })),
+        "the read before the first write is stale: {stale:?}"
     );
 }
 
@@ -558,18 +573,17 @@ async fn istio_a_weight_planned_before_the_abort_write_is_refused() {
     let api = virtual_services(&client, &ns.name);
     let target = target(&ns.name, "unused");
     let routes = vec!["primary".to_string()];
-    let router = IstioRouter::new(ObjectName::parse("web"), routes.clone(), None, true);
+    let router = IstioRouter::new(ObjectName::parse("web"), routes.clone(), None);
     let prepared = PreparedAborts::default();
+    let object = router.object(&target);
     assert_eq!(
-        router
-            .send_prepared_abort(&client, &target, &prepared)
+        prepared::send(&client, &target, &object, &prepared)
             .await
             .expect("nothing prepared"),
         None,
         "no prepared write, no request"
     );
-    router
-        .set_weight_prepared(&client, &target, 20, &prepared)
+    prepared::set_weight(&router, &client, &target, None, 20, &prepared)
         .await
         .expect("20");
 
@@ -581,10 +595,10 @@ async fn istio_a_weight_planned_before_the_abort_write_is_refused() {
         .expect("a patch");
     // … when the abort's prepared write went out from the watch.
     assert_eq!(
-        router
-            .send_prepared_abort(&client, &target, &prepared)
+        prepared::send(&client, &target, &object, &prepared)
             .await
-            .expect("abort"),
+            .expect("abort")
+            .map(|w| w.change),
         Some(WeightChange::Updated {
             from: Some(20),
             to: 0
@@ -601,8 +615,7 @@ async fn istio_a_weight_planned_before_the_abort_write_is_refused() {
         "the canary stays at 0"
     );
     assert_eq!(
-        router
-            .send_prepared_abort(&client, &target, &prepared)
+        prepared::send(&client, &target, &object, &prepared)
             .await
             .expect("again"),
         None,
@@ -654,9 +667,8 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
     assert_eq!(resource_version(&now), resource_version(&edited));
 
     // The retry re-reads and writes the right entries.
-    let router = IstioRouter::new(ObjectName::parse("web"), routes, None, true);
-    let change = router
-        .set_weight(&client, &target, 50)
+    let router = IstioRouter::new(ObjectName::parse("web"), routes, None);
+    let change = set_weight(&router, &client, &target, 50)
         .await
         .expect("retry");
     assert_eq!(
@@ -676,15 +688,9 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
 
     // Within a reconcile the write uses the object observe read (no second GET): an edit in
     // between is caught by the guarded patch, and the retry reads afresh.
-    let router = IstioRouter::new(
-        ObjectName::parse("web"),
-        vec!["primary".to_string()],
-        None,
-        true,
-    );
+    let router = IstioRouter::new(ObjectName::parse("web"), vec!["primary".to_string()], None);
     assert_eq!(
-        router
-            .current_weight(&client, &target)
+        current_weight(&router, &client, &target)
             .await
             .expect("observe"),
         Some(50)
@@ -696,14 +702,12 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
         ]}
     ]);
     edit(&api, "web", swap_back, "edit between observe and act").await;
-    let err = router
-        .set_weight(&client, &target, 20)
+    let err = set_weight(&router, &client, &target, 20)
         .await
         .expect_err("the observed copy is stale: the guarded patch refuses");
     assert!(matches!(err, TrafficError::Conflict { .. }), "{err:?}");
     assert_eq!(
-        router
-            .set_weight(&client, &target, 20)
+        set_weight(&router, &client, &target, 20)
             .await
             .expect("retry reads afresh"),
         WeightChange::Updated {
@@ -743,9 +747,8 @@ async fn istio_missing_objects_and_destinations_are_reported() {
     let api = virtual_services(&client, &ns.name);
     let version = resource_version(&get_json(&api, "only-stable").await);
 
-    let missing_vs = IstioRouter::new(ObjectName::parse("nope"), vec![], None, true);
-    let err = missing_vs
-        .set_weight(&client, &target, 10)
+    let missing_vs = IstioRouter::new(ObjectName::parse("nope"), vec![], None);
+    let err = set_weight(&missing_vs, &client, &target, 10)
         .await
         .expect_err("missing");
     assert!(matches!(err, TrafficError::NotFound { .. }), "{err:?}");
@@ -757,7 +760,7 @@ async fn istio_missing_objects_and_destinations_are_reported() {
         "{err}"
     );
     assert!(matches!(
-        missing_vs.current_weight(&client, &target).await,
+        current_weight(&missing_vs, &client, &target).await,
         Err(TrafficError::NotFound { .. })
     ));
 
@@ -765,10 +768,8 @@ async fn istio_missing_objects_and_destinations_are_reported() {
         ObjectName::parse("only-stable"),
         vec!["canary".into()],
         None,
-        true,
     );
-    let err = missing_route
-        .set_weight(&client, &target, 10)
+    let err = set_weight(&missing_route, &client, &target, 10)
         .await
         .expect_err("no route");
     assert!(matches!(err, TrafficError::NotFound { .. }), "{err:?}");
@@ -777,9 +778,8 @@ async fn istio_missing_objects_and_destinations_are_reported() {
         "{err}"
     );
 
-    let unnamed = IstioRouter::new(ObjectName::parse("only-stable"), vec![], None, true);
-    let err = unnamed
-        .set_weight(&client, &target, 10)
+    let unnamed = IstioRouter::new(ObjectName::parse("only-stable"), vec![], None);
+    let err = set_weight(&unnamed, &client, &target, 10)
         .await
         .expect_err("two routes");
     assert!(err.to_string().contains("has 2 HTTP routes"), "{err}");
@@ -788,10 +788,8 @@ async fn istio_missing_objects_and_destinations_are_reported() {
         ObjectName::parse("only-stable"),
         vec!["primary".into()],
         None,
-        true,
     );
-    let err = no_canary
-        .set_weight(&client, &target, 10)
+    let err = set_weight(&no_canary, &client, &target, 10)
         .await
         .expect_err("no canary");
     assert!(matches!(err, TrafficError::Invalid(_)), "{err:?}");
@@ -808,19 +806,14 @@ async fn istio_missing_objects_and_destinations_are_reported() {
         "nothing written"
     );
 
-    let missing_dr = IstioRouter::new(
-        ObjectName::parse("only-stable"),
-        vec![],
-        Some(IstioDestinationRule {
-            name: "nope".into(),
-            canary_subset_name: "canary".into(),
-            stable_subset_name: "stable".into(),
-            ..Default::default()
-        }),
-        true,
-    );
+    let missing_dr = DestinationRuleSubsets::new(IstioDestinationRule {
+        name: "nope".into(),
+        canary_subset_name: "canary".into(),
+        stable_subset_name: "stable".into(),
+        ..Default::default()
+    });
     let err = missing_dr
-        .set_subset_hashes(&client, &target)
+        .converge(&client, &target)
         .await
         .expect_err("no DR");
     assert!(
@@ -910,7 +903,9 @@ async fn nginx_canary_ingress_follows_the_weights() {
     let router = NginxRouter::new("web", prefix, additional.clone(), BTreeMap::new());
     let target = target(&ns.name, &uid);
     assert_eq!(
-        router.current_weight(&client, &target).await.expect("read"),
+        current_weight(&router, &client, &target)
+            .await
+            .expect("read"),
         Some(0)
     );
 
@@ -922,8 +917,7 @@ async fn nginx_canary_ingress_follows_the_weights() {
     };
     let mut from = Some(0);
     for w in WEIGHTS {
-        let change = router
-            .set_weight(&client, &target, w)
+        let change = set_weight(&router, &client, &target, w)
             .await
             .expect("set weight");
         assert_eq!(change, WeightChange::Updated { from, to: w }, "weight {w}");
@@ -963,7 +957,9 @@ async fn nginx_canary_ingress_follows_the_weights() {
         );
 
         let version = canary.resource_version();
-        let again = router.set_weight(&client, &target, w).await.expect("again");
+        let again = set_weight(&router, &client, &target, w)
+            .await
+            .expect("again");
         assert_eq!(again, WeightChange::Unchanged, "weight {w} again");
         assert_eq!(
             ingresses
@@ -975,7 +971,9 @@ async fn nginx_canary_ingress_follows_the_weights() {
             "weight {w}: a repeated call writes nothing"
         );
         assert_eq!(
-            router.current_weight(&client, &target).await.expect("read"),
+            current_weight(&router, &client, &target)
+                .await
+                .expect("read"),
             Some(w)
         );
         from = Some(w);
@@ -993,8 +991,7 @@ async fn nginx_canary_ingress_follows_the_weights() {
         )
         .await
         .expect("hand edit");
-    let change = router
-        .set_weight(&client, &target, 0)
+    let change = set_weight(&router, &client, &target, 0)
         .await
         .expect("restore");
     assert_eq!(
@@ -1019,8 +1016,7 @@ async fn nginx_canary_ingress_follows_the_weights() {
 
     // Dropping an additional annotation from the Rollout removes it from the canary Ingress.
     let plain = NginxRouter::new("web", prefix, BTreeMap::new(), BTreeMap::new());
-    let change = plain
-        .set_weight(&client, &target, 0)
+    let change = set_weight(&plain, &client, &target, 0)
         .await
         .expect("re-apply");
     assert_eq!(
@@ -1042,7 +1038,9 @@ async fn nginx_canary_ingress_follows_the_weights() {
         "{annotations:?}"
     );
     assert_eq!(
-        plain.set_weight(&client, &target, 0).await.expect("no-op"),
+        set_weight(&plain, &client, &target, 0)
+            .await
+            .expect("no-op"),
         WeightChange::Unchanged
     );
 }
@@ -1058,8 +1056,7 @@ async fn nginx_refuses_foreign_ingress_and_reports_missing_ones() {
 
     // No stable Ingress.
     let router = NginxRouter::new("web", prefix, BTreeMap::new(), BTreeMap::new());
-    let err = router
-        .set_weight(&client, &target, 10)
+    let err = set_weight(&router, &client, &target, 10)
         .await
         .expect_err("missing");
     assert!(matches!(err, TrafficError::NotFound { .. }), "{err:?}");
@@ -1079,8 +1076,7 @@ async fn nginx_refuses_foreign_ingress_and_reports_missing_ones() {
     )
     .await
     .expect("create Ingress");
-    let err = router
-        .set_weight(&client, &target, 10)
+    let err = set_weight(&router, &client, &target, 10)
         .await
         .expect_err("no path");
     assert!(matches!(err, TrafficError::Invalid(_)), "{err:?}");
@@ -1117,8 +1113,7 @@ async fn nginx_refuses_foreign_ingress_and_reports_missing_ones() {
         .expect("foreign")
         .resource_version();
     let router = NginxRouter::new("api", prefix, BTreeMap::new(), BTreeMap::new());
-    let err = router
-        .set_weight(&client, &target, 10)
+    let err = set_weight(&router, &client, &target, 10)
         .await
         .expect_err("foreign");
     assert!(matches!(err, TrafficError::Invalid(_)), "{err:?}");
@@ -1129,7 +1124,7 @@ async fn nginx_refuses_foreign_ingress_and_reports_missing_ones() {
         )),
         "{err}"
     );
-    assert!(router.current_weight(&client, &target).await.is_err());
+    assert!(current_weight(&router, &client, &target).await.is_err());
     assert_eq!(
         ingresses
             .get("shop-api-canary")
@@ -1185,7 +1180,9 @@ async fn gateway_http_route_moves_only_the_weights() {
     let api = http_routes(&client, &ns.name);
     // Without weights the CRD defaults both to 1: half the traffic.
     assert_eq!(
-        router.current_weight(&client, &target).await.expect("read"),
+        current_weight(&router, &client, &target)
+            .await
+            .expect("read"),
         Some(50)
     );
     walk_weights(&client, &router, &target, &api, "web", Some(50), |w| {
@@ -1236,8 +1233,7 @@ async fn gateway_concurrent_reorder_and_missing_routes() {
     );
 
     let router = GatewayRouter::new("web");
-    let change = router
-        .set_weight(&client, &target, 50)
+    let change = set_weight(&router, &client, &target, 50)
         .await
         .expect("retry");
     assert_eq!(
@@ -1249,8 +1245,7 @@ async fn gateway_concurrent_reorder_and_missing_routes() {
     );
 
     let missing = GatewayRouter::new("nope");
-    let err = missing
-        .set_weight(&client, &target, 10)
+    let err = set_weight(&missing, &client, &target, 10)
         .await
         .expect_err("missing");
     assert!(matches!(err, TrafficError::NotFound { .. }), "{err:?}");
@@ -1273,8 +1268,7 @@ async fn gateway_concurrent_reorder_and_missing_routes() {
     )
     .await
     .expect("create HTTPRoute");
-    let err = GatewayRouter::new("stable-only")
-        .set_weight(&client, &target, 10)
+    let err = set_weight(&GatewayRouter::new("stable-only"), &client, &target, 10)
         .await
         .expect_err("no canary backend");
     assert!(matches!(err, TrafficError::Invalid(_)), "{err:?}");

@@ -26,10 +26,9 @@ use super::{act, report};
 use crate::api::wire::RETIRED_LABEL;
 use crate::api::{AnalysisRun, Rollout};
 use crate::plan::{self};
-use crate::traffic::TrafficRouter;
+use crate::traffic::{Routing, TrafficError, TrafficRouter, WeightChange, prepared};
 
 use super::{Context, abort_pending, key};
-use crate::traffic::routing_for_rollout as routing;
 
 /// Whether the rollout has an abort to act on: one asked for, or an AnalysisRun of its that has
 /// just failed ([`failed_run_owner`]).
@@ -79,35 +78,42 @@ pub(super) async fn route_to_stable_now(
         // Nothing to send the traffic back to: the full plan says so and keeps it on the canary.
         return;
     }
-    let (routers, target) = routing(cached);
-    let routers: Vec<_> = routers
-        .into_iter()
+    let routing = Routing::for_rollout(cached);
+    let target = &routing.target;
+    let routers: Vec<_> = routing
+        .routers
+        .iter()
         .filter(|r| which.selects(r.as_ref()))
         .collect();
     if routers.is_empty() {
         return;
     }
     tracing::debug!(target: "aviary::watch", rollout = %key(cached), weight, ?which, "abort: sending traffic back to stable");
-    for router in &routers {
-        match router
-            .set_weight_prepared(ctx.clients.unpaced(), &target, weight, &ctx.prepared_aborts)
-            .await
+    for router in routers {
+        // No snapshot: the write reads the object first (or sends the prepared patch).
+        match act::set_weight(
+            ctx,
+            ctx.clients.unpaced(),
+            router.as_ref(),
+            target,
+            &mut None,
+            weight,
+        )
+        .await
         {
-            Ok(crate::traffic::WeightChange::Updated { from, to }) => {
+            Ok(WeightChange::Updated { from, to }) => {
                 info!(
                     router = router.kind(),
                     ?from,
                     to,
                     "abort: traffic back to stable"
                 );
-                outbox.add(
-                    cached,
-                    &[act::weight_event(from, to, &router.describe(&target))],
-                );
+                let what = router.object(target).to_string();
+                outbox.add(cached, &[act::weight_event(from, to, &what)]);
             }
-            Ok(crate::traffic::WeightChange::Unchanged) => {}
+            Ok(WeightChange::Unchanged) => {}
             // Another of the abort's writers (the watch, the other lane) came first.
-            Err(e @ crate::traffic::TrafficError::Conflict { .. }) => {
+            Err(e @ TrafficError::Conflict { .. }) => {
                 debug!(router = router.kind(), error = %e, "abort: the weight changed under this write; the reconcile re-reads")
             }
             Err(e) => {
@@ -115,7 +121,6 @@ pub(super) async fn route_to_stable_now(
             }
         }
     }
-    ctx.view.routing.note_seen(&routers, &target);
 }
 
 /// Sends a just-watched abort's prepared weight-0 writes ([`crate::traffic::prepared`]) straight
@@ -132,24 +137,26 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
     if !stable_has_pods(&ctx, &ro) {
         return;
     }
-    let (routers, target) = routing(&ro);
-    for router in &routers {
-        match router
-            .send_prepared_abort(ctx.clients.unpaced(), &target, &ctx.prepared_aborts)
-            .await
-        {
-            Ok(Some(crate::traffic::WeightChange::Updated { from, to })) => {
-                info!(target: "aviary::watch", rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
-                let event = act::weight_event(from, to, &router.describe(&target));
-                report::publish(&ctx.recorder, &ro, &[event]).await;
+    let routing = Routing::for_rollout(&ro);
+    let target = &routing.target;
+    for router in &routing.routers {
+        let object = router.object(target);
+        match prepared::send(ctx.clients.unpaced(), target, &object, &ctx.prepared_aborts).await {
+            Ok(Some(written)) => {
+                ctx.view.routing.saw(&written.after);
+                if let WeightChange::Updated { from, to } = written.change {
+                    info!(target: "aviary::watch", rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
+                    let event = act::weight_event(from, to, &object.to_string());
+                    report::publish(&ctx.recorder, &ro, &[event]).await;
+                }
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(e) => {
+                ctx.view.routing.lost(&object);
                 debug!(rollout = %key(&ro), router = router.kind(), error = %e, "abort: the prepared write failed; the reconcile retries")
             }
         }
     }
-    ctx.view.routing.note_seen(&routers, &target);
 }
 
 /// Whether the stable revision has an available pod in the ReplicaSet cache: the abort's fast

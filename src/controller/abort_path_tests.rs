@@ -101,7 +101,7 @@ async fn the_watch_sends_the_prepared_abort_without_a_read() {
     let (client, mut server) = mock_client();
     let ctx = Arc::new(context(client, 1));
     let progressing = rollout(false);
-    let (routers, target) = routing(&progressing);
+    let routing = crate::traffic::Routing::for_rollout(&progressing);
     let controller = async {
         let set = act::apply(
             &ctx,
@@ -113,8 +113,8 @@ async fn the_watch_sends_the_prepared_abort_without_a_read() {
             }],
             &[],
             &super::super::run_specs::PreparedRuns::default(),
-            &routers,
-            &target,
+            &routing,
+            vec![],
         )
         .await;
         send_prepared_aborts(ctx.clone(), rollout(true)).await;

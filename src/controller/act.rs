@@ -26,7 +26,9 @@ use crate::plan::{
     Action, Event, ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL, replica_set_name,
     rollout_template_hash,
 };
-use crate::traffic::{RouteTarget, TrafficRouter, WeightChange};
+use crate::traffic::{
+    RouteTarget, Routing, RoutingSnapshot, TrafficError, TrafficRouter, WeightChange, prepared,
+};
 
 fn owner_reference(ro: &Rollout) -> Option<OwnerReference> {
     ro.controller_owner_ref(&())
@@ -105,25 +107,13 @@ pub async fn apply(
     actions: &[Action],
     replica_sets: &[ObservedReplicaSet],
     runs: &PreparedRuns,
-    routers: &[Box<dyn TrafficRouter>],
-    target: &RouteTarget,
+    routing: &Routing,
+    snapshots: Vec<RoutingSnapshot>,
 ) -> Result<Vec<Event>, Error> {
-    let applied = apply_actions(ctx, ro, actions, replica_sets, runs, routers, target).await;
-    // What the routers wrote (or failed to), so the next reconcile takes the routing cache's
-    // copy only once it shows that version; recorded whether or not the actions all succeeded.
-    ctx.view.routing.note_seen(routers, target);
-    applied
-}
-
-async fn apply_actions(
-    ctx: &Context,
-    ro: &Rollout,
-    actions: &[Action],
-    replica_sets: &[ObservedReplicaSet],
-    runs: &PreparedRuns,
-    routers: &[Box<dyn TrafficRouter>],
-    target: &RouteTarget,
-) -> Result<Vec<Event>, Error> {
+    // Each router writes from the snapshot observe took, then from what its last write left.
+    // A router without one (none given) reads at its first write.
+    let mut snapshots: Vec<Option<RoutingSnapshot>> = snapshots.into_iter().map(Some).collect();
+    snapshots.resize_with(routing.routers.len(), || None);
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);
@@ -227,19 +217,29 @@ async fn apply_actions(
                 let target = RouteTarget {
                     canary_hash: Some(canary_hash.clone()),
                     stable_hash: Some(stable_hash.clone()),
-                    ..target.clone()
+                    ..routing.target.clone()
                 };
-                for router in routers {
-                    router.set_subset_hashes(ctx.client(), &target).await?;
+                // The subsets first: a weight never reaches a subset that still selects the
+                // previous pods.
+                if let Some(subsets) = &routing.subsets {
+                    subsets.converge(ctx.client(), &target).await?;
                 }
-                for router in routers {
-                    if let WeightChange::Updated { from, to } = router
-                        .set_weight_prepared(ctx.client(), &target, *weight, &ctx.prepared_aborts)
-                        .await?
+                for (router, snapshot) in routing.routers.iter().zip(snapshots.iter_mut()) {
+                    let written = set_weight(
+                        ctx,
+                        ctx.client(),
+                        router.as_ref(),
+                        &target,
+                        snapshot,
+                        *weight,
+                    )
+                    .await?;
+                    if let (WeightChange::Updated { from, to }, Some(after)) =
+                        (written, snapshot.as_ref())
                     {
-                        ctx.view.routing.note_written(router.as_ref(), &target);
+                        ctx.view.routing.own_write(after);
                         info!(rollout = %name, router = router.kind(), from = ?from, to, "traffic weight updated");
-                        events.push(weight_event(from, to, &router.describe(&target)));
+                        events.push(weight_event(from, to, &router.object(&target).to_string()));
                     }
                 }
             }
@@ -284,6 +284,32 @@ async fn apply_actions(
         }
     }
     Ok(events)
+}
+
+/// Sets one router's weight from `snapshot` (then holding what the write left), with its prepared
+/// abort write, and records the outcome in the view: the version it left, or that it is unknown.
+pub(super) async fn set_weight(
+    ctx: &Context,
+    client: &kube::Client,
+    router: &dyn TrafficRouter,
+    target: &RouteTarget,
+    snapshot: &mut Option<RoutingSnapshot>,
+    weight: i32,
+) -> Result<WeightChange, TrafficError> {
+    let from = snapshot.take();
+    let written =
+        prepared::set_weight(router, client, target, from, weight, &ctx.prepared_aborts).await;
+    match written {
+        Ok(written) => {
+            ctx.view.routing.saw(&written.after);
+            *snapshot = Some(written.after);
+            Ok(written.change)
+        }
+        Err(e) => {
+            ctx.view.routing.lost(&router.object(target));
+            Err(e)
+        }
+    }
 }
 
 /// Deleting what the history limits no longer keep is housekeeping: a refusal (a webhook, a

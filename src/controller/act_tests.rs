@@ -36,11 +36,27 @@ where
     F: FnOnce(ApiServer) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    // No snapshots: each router reads at its first write.
+    converse_from(ro, actions, runs, vec![], script).await
+}
+
+/// [`converse`], with the routing snapshots observe took.
+async fn converse_from<F, Fut>(
+    ro: &Rollout,
+    actions: &[Action],
+    runs: &PreparedRuns,
+    snapshots: Vec<crate::traffic::RoutingSnapshot>,
+    script: F,
+) -> Result<Vec<Event>, Error>
+where
+    F: FnOnce(ApiServer) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let (client, server) = mock_client();
     let ctx = Context::for_tests(client);
-    let (routers, target) = crate::traffic::routing_for_rollout(ro);
+    let routing = crate::traffic::Routing::for_rollout(ro);
     let controller = async move {
-        let applied = apply(&ctx, ro, actions, &[], runs, &routers, &target).await;
+        let applied = apply(&ctx, ro, actions, &[], runs, &routing, snapshots).await;
         drop(ctx); // the API server then sees the client hang up
         applied
     };
@@ -465,6 +481,120 @@ async fn weight_writes_test_what_they_read_and_the_way_back_needs_no_read() {
     assert_eq!(weights.len(), 2, "{events:?}");
     assert!(weights[0].contains("from 0 to 20"), "{weights:?}");
     assert!(weights[1].contains("from 20 to 0"), "{weights:?}");
+}
+
+/// The weight is written from the snapshot observe took, with no read in between: the patch
+/// `test`s that snapshot, so a VirtualService changed since refuses it.
+#[tokio::test]
+async fn a_weight_is_written_from_the_snapshot_observe_took() {
+    let ro = routed_rollout();
+    let routing = crate::traffic::Routing::for_rollout(&ro);
+    let observed = crate::traffic::RoutingSnapshot {
+        object: routing.routers[0].object(&routing.target),
+        body: virtual_service("3", 90, 10),
+    };
+    const VS: &str = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/web";
+    let script = |mut server: ApiServer| async move {
+        let up = server
+            .expect("PATCH", VS, StatusCode::OK, virtual_service("4", 80, 20))
+            .await;
+        let up = ops(&up.body);
+        assert!(
+            up.contains(&(
+                "test".to_string(),
+                "/spec/http/0/route/1".to_string(),
+                json!({"destination": {"host": "web-canary"}, "weight": 10}),
+            )),
+            "the canary entry as observed: {up:?}"
+        );
+        server.expect_no_more().await;
+    };
+    let applied = converse_from(
+        &ro,
+        &[set_weight(20)],
+        &PreparedRuns::default(),
+        vec![observed],
+        script,
+    )
+    .await;
+    let events = applied.expect("written");
+    assert!(
+        events.iter().any(|e| e.message.contains("from 10 to 20")),
+        "{events:?}"
+    );
+}
+
+/// With a DestinationRule, the subsets move first, once for the Rollout, and only then does any
+/// VirtualService give the canary a weight: a weight never reaches a subset that still selects
+/// the previous pods.
+#[tokio::test]
+async fn subsets_move_once_before_any_weight() {
+    let ro = fixtures::rollout(
+        json!({"canary": {
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": {"istio": {
+                "virtualServices": [{"name": "web"}, {"name": "edge"}],
+                "destinationRule": {"name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable"},
+            }},
+            "steps": [{"setWeight": 20}],
+        }}),
+        Value::Null,
+    );
+    const DR: &str = "/apis/networking.istio.io/v1/namespaces/shop/destinationrules/web";
+    let vs_path =
+        |name: &str| format!("/apis/networking.istio.io/v1/namespaces/shop/virtualservices/{name}");
+    let vs = |name: &str, rv: &str, canary: i32| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": "shop", "resourceVersion": rv},
+            "spec": {"http": [{"route": [
+                {"destination": {"host": "web", "subset": "stable"}, "weight": 100 - canary},
+                {"destination": {"host": "web", "subset": "canary"}, "weight": canary},
+            ]}]},
+        })
+    };
+    let dr = |canary: &str| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "7"},
+            "spec": {"host": "web", "subsets": [
+                {"name": "stable", "labels": {"rollouts-pod-template-hash": "old"}},
+                {"name": "canary", "labels": {"rollouts-pod-template-hash": canary}},
+            ]},
+        })
+    };
+    let script = |mut server: ApiServer| async move {
+        server.expect("GET", DR, StatusCode::OK, dr("older")).await;
+        let moved = server.expect("PATCH", DR, StatusCode::OK, dr("new")).await;
+        assert!(
+            ops(&moved.body).contains(&(
+                "replace".into(),
+                "/spec/subsets/1/labels/rollouts-pod-template-hash".into(),
+                json!("new")
+            )),
+            "{:?}",
+            moved.body
+        );
+        for name in ["web", "edge"] {
+            server
+                .expect("GET", &vs_path(name), StatusCode::OK, vs(name, "3", 0))
+                .await;
+            server
+                .expect("PATCH", &vs_path(name), StatusCode::OK, vs(name, "4", 20))
+                .await;
+        }
+        server.expect_no_more().await;
+    };
+    let applied = converse(&ro, &[set_weight(20)], &PreparedRuns::default(), script).await;
+    let events = applied.expect("written");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.reason == reasons::TRAFFIC_WEIGHT_UPDATED)
+            .count(),
+        2,
+        "{events:?}"
+    );
 }
 
 /// A run is created from the spec prepared before the plan's first write, named after its

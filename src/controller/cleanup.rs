@@ -54,12 +54,18 @@ pub async fn restore_stable(
     let mut events = vec![];
     let mut retry = None;
     for router in routers {
-        let what = router.describe(target);
+        let what = router.object(target).to_string();
         // Read first: NGINX's canary Ingress would be created by a write of weight 0 when it
         // does not exist, and a deletion must not create anything.
-        let result = match router.current_weight(client, target).await {
-            Ok(Some(0)) => Ok(WeightChange::Unchanged),
-            Ok(_) => router.set_weight(client, target, 0).await,
+        let result = match router.read(client, target).await {
+            Ok(read) => match router.weight_in(&read, target) {
+                Ok(Some(0)) => Ok(WeightChange::Unchanged),
+                Ok(_) => router
+                    .set_weight(client, target, Some(read), 0)
+                    .await
+                    .map(|w| w.change),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match result {

@@ -22,7 +22,7 @@ use crate::plan::{self, Event, Observed, ObservedAnalysisRun};
 
 use super::abort_path::abort_overtook_read;
 use super::{Context, key};
-use crate::traffic::{RouteTarget, TrafficRouter, routing_for_rollout as routing};
+use crate::traffic::{Routing, RoutingSnapshot};
 
 /// observe → plan → act → report, for the Rollout `ro` as read.
 pub(super) async fn plan_and_act(
@@ -31,8 +31,8 @@ pub(super) async fn plan_and_act(
     ro: &Rollout,
     outbox: &report::Outbox,
 ) -> Result<Requeue, Error> {
-    let (routers, target) = routing(ro);
-    let mut observed = observe_all(ctx, ro, &routers, &target).await?;
+    let routing = Routing::for_rollout(ro);
+    let (mut observed, snapshots) = observe_all(ctx, ro, &routing).await?;
     let plan = plan::plan(&observed);
     let (plan, runs) = prepare_runs(ctx, ro, plan, &mut observed).await;
     // An abort the watch delivered after `ro` was read: this plan is stale (`abort_path`).
@@ -42,18 +42,18 @@ pub(super) async fn plan_and_act(
         info!("an abort arrived after this reconcile read the Rollout; planning again");
         return Ok(Requeue::requeue(Duration::from_millis(100)));
     }
-    let events = act_on(ctx, ro, &plan, &runs, &observed, &routers, &target).await?;
+    let events = act_on(ctx, ro, &plan, &runs, &observed, &routing, snapshots).await?;
     report_plan(ctx, api, ro, &plan, events, outbox).await
 }
 
 /// Observe: what the planner reads, from the caches (ReplicaSets, Services, AnalysisRuns, the
-/// routing objects) and, only while a restart is due, the pods.
+/// routing objects) and, only while a restart is due, the pods; and the routing objects'
+/// snapshots, which act writes from.
 async fn observe_all<'r>(
     ctx: &Context,
     ro: &'r Rollout,
-    routers: &[Box<dyn TrafficRouter>],
-    target: &RouteTarget,
-) -> Result<Observed<'r>, Error> {
+    routing: &Routing,
+) -> Result<(Observed<'r>, Vec<RoutingSnapshot>), Error> {
     let now = Timestamp::now();
     let replica_sets = observe::owned_replica_sets(ctx, ro);
     // Pods are listed only while a restart is due: no cache of every pod for a rare operation.
@@ -63,22 +63,23 @@ async fn observe_all<'r>(
     };
     // The Services and the routing objects are independent reads: in parallel, so an abort's
     // reconcile waits for one round trip here, not three.
-    let (services, (current_weight, subset_hashes)) = tokio::try_join!(
+    let (services, routed) = tokio::try_join!(
         observe::observe_services(ctx, ro),
-        observe::observe_weight(ctx, routers, target)
+        observe::observe_routing(ctx, routing)
     )?;
     let (analysis_runs, analysis_run_history) = observe::owned_analysis_runs(ctx, ro);
-    Ok(Observed {
+    let observed = Observed {
         rollout: ro,
         replica_sets,
         services,
-        current_weight,
-        subset_hashes,
+        current_weight: routed.weight,
+        subset_hashes: routed.subsets,
         analysis_runs,
         analysis_run_history,
         pods,
         now,
-    })
+    };
+    Ok((observed, routed.snapshots))
 }
 
 /// Prepare: the AnalysisRuns the plan asks for, built (templates read, args resolved) before
@@ -162,8 +163,8 @@ async fn act_on(
     plan: &plan::Plan,
     runs: &PreparedRuns,
     observed: &Observed<'_>,
-    routers: &[Box<dyn TrafficRouter>],
-    target: &RouteTarget,
+    routing: &Routing,
+    snapshots: Vec<RoutingSnapshot>,
 ) -> Result<Vec<Event>, Error> {
     if !plan.actions.is_empty() {
         info!(actions = ?plan.actions, "applying plan");
@@ -174,8 +175,8 @@ async fn act_on(
         &plan.actions,
         &observed.replica_sets,
         runs,
-        routers,
-        target,
+        routing,
+        snapshots,
     )
     .await
 }

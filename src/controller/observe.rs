@@ -15,7 +15,7 @@ use super::error::Error;
 use super::service_cache::{CachedService, WatchedService};
 use crate::api::{AnalysisRun, Rollout};
 use crate::plan::{ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
-use crate::traffic::{RouteTarget, TrafficRouter};
+use crate::traffic::{Routing, RoutingSnapshot};
 
 /// The ReplicaSets the Rollout controls, from the cache.
 pub fn owned_replica_sets(ctx: &Context, ro: &Rollout) -> Vec<ObservedReplicaSet> {
@@ -274,45 +274,69 @@ pub fn service_problem(
     })
 }
 
-/// The canary weight the routing objects show: `None` when there are none, when one can't tell,
-/// or when they disagree (one was edited by hand) — the planner then writes them all.
+/// The routing as observed: the weight all routers agree on, the DestinationRule subsets'
+/// hashes (subset split), and each router's snapshot, which act writes from.
+pub struct ObservedRouting {
+    /// The canary weight the routing objects show: `None` when there are none, when one can't
+    /// tell, or when they disagree (one was edited by hand) — the planner then writes them all.
+    pub weight: Option<i32>,
+    pub subsets: Option<crate::plan::SubsetHashes>,
+    /// One per router of [`Routing::routers`], in order.
+    pub snapshots: Vec<RoutingSnapshot>,
+}
+
+/// Reads every routing object: the view's copy when it has one that shows what we last saw
+/// ([`super::routing_cache::RoutingCache::copy`]), a GET otherwise.
 ///
-/// Every router is read, even once the answer is known to be `None`: a router's write in this
-/// reconcile `test`s what its own read saw, so a router left unread would read at write time —
-/// possibly after an abort landed — and a weight planned before the abort would pass.
+/// Every router is read, even once the answer is known to be `None`: a guarded write in this
+/// reconcile `test`s the snapshot observe took, so a router left unread would read at write
+/// time — possibly after an abort landed — and a weight planned before the abort would pass.
 ///
 /// The DestinationRule subsets' hashes are read too (subset mode): the planner converges them on
 /// every reconcile, not only with a weight change.
-pub async fn observe_weight(
-    ctx: &Context,
-    routers: &[Box<dyn TrafficRouter>],
-    target: &RouteTarget,
-) -> Result<(Option<i32>, Option<crate::plan::SubsetHashes>), Error> {
-    ctx.view.routing.hand_copies(routers, target);
-    let read = read_weights(ctx.client(), routers, target).await;
-    ctx.view.routing.note_seen(routers, target);
-    let weight = read?;
-    let mut subsets = None;
-    for router in routers {
-        if let Some(s) = router.current_subset_hashes(ctx.client(), target).await? {
-            subsets = Some(crate::plan::SubsetHashes {
+pub async fn observe_routing(ctx: &Context, routing: &Routing) -> Result<ObservedRouting, Error> {
+    let snapshots = read_snapshots(ctx, routing).await?;
+    let weight = weights_in(routing, &snapshots)?;
+    let subsets = match &routing.subsets {
+        Some(subsets) => {
+            let s = subsets.read(ctx.client(), &routing.target).await?;
+            Some(crate::plan::SubsetHashes {
                 canary: s.canary,
                 stable: s.stable,
-            });
-            break;
+            })
         }
-    }
-    Ok((weight, subsets))
+        None => None,
+    };
+    Ok(ObservedRouting {
+        weight,
+        subsets,
+        snapshots,
+    })
 }
 
-async fn read_weights(
-    client: &kube::Client,
-    routers: &[Box<dyn TrafficRouter>],
-    target: &RouteTarget,
-) -> Result<Option<i32>, Error> {
-    let mut weights = Vec::with_capacity(routers.len());
-    for router in routers {
-        weights.push(router.current_weight(client, target).await?);
+async fn read_snapshots(ctx: &Context, routing: &Routing) -> Result<Vec<RoutingSnapshot>, Error> {
+    let mut snapshots = Vec::with_capacity(routing.routers.len());
+    for router in &routing.routers {
+        let object = router.object(&routing.target);
+        let snapshot = match ctx.view.routing.copy(&object) {
+            Some(copy) => copy,
+            None => {
+                let read = router.read(ctx.client(), &routing.target).await?;
+                ctx.view.routing.saw(&read);
+                read
+            }
+        };
+        snapshots.push(snapshot);
+    }
+    Ok(snapshots)
+}
+
+/// The weight the snapshots agree on. Each is judged (an error in any is reported), even once
+/// the answer is known to be `None`.
+fn weights_in(routing: &Routing, snapshots: &[RoutingSnapshot]) -> Result<Option<i32>, Error> {
+    let mut weights = Vec::with_capacity(snapshots.len());
+    for (router, snapshot) in routing.routers.iter().zip(snapshots) {
+        weights.push(router.weight_in(snapshot, &routing.target)?);
     }
     Ok(agreed_weight(&weights))
 }

@@ -15,19 +15,31 @@ fn routers_agree_on_a_weight_or_say_nothing() {
 
 #[tokio::test]
 async fn every_router_is_read_even_after_one_cannot_tell() {
-    use crate::traffic::fake::{FakeFailure, FakeRouter, offline_client};
+    use crate::traffic::fake::{FakeFailure, FakeRouter};
     let unknown = FakeRouter::new("Istio");
     let second = FakeRouter::new("Istio").with_weight(20);
     // The fake returns a queued failure from its next call: the error coming back shows the
     // second router was read although the first could not tell its weight.
     second.fail_next(FakeFailure::Conflict);
-    let routers: Vec<Box<dyn TrafficRouter>> = vec![Box::new(unknown), Box::new(second.clone())];
-    let read = read_weights(&offline_client(), &routers, &RouteTarget::default()).await;
-    assert!(read.is_err(), "{read:?}");
+    let routing = crate::traffic::Routing {
+        routers: vec![Box::new(unknown), Box::new(second.clone())],
+        subsets: None,
+        target: Default::default(),
+    };
+    let ctx = Context::for_tests(crate::traffic::fake::offline_client());
+    let read = observe_routing(&ctx, &routing).await;
+    assert!(read.is_err());
     assert!(second.snapshot().failures.is_empty());
-    // Read again, both answer: no weight agreed.
-    let read = read_weights(&offline_client(), &routers, &RouteTarget::default()).await;
-    assert_eq!(read.ok().flatten(), None);
+    // Read again, both answer: no weight agreed, and a snapshot of each for act.
+    let read = observe_routing(&ctx, &routing).await.expect("read");
+    assert_eq!(read.weight, None);
+    assert_eq!(read.snapshots.len(), 2);
+    assert_eq!(
+        routing.routers[1]
+            .weight_in(&read.snapshots[1], &routing.target)
+            .ok(),
+        Some(Some(20))
+    );
 }
 
 fn service(selector: serde_json::Value, managed_by: Option<&str>) -> CachedService {

@@ -22,7 +22,7 @@ use crate::api::wire::ROUTE_CLEANUP_FINALIZER;
 use super::abort_path::{Guarded, aborting, route_to_stable_now};
 use super::converge::{plan_and_act, report_invalid};
 use super::{Context, key};
-use crate::traffic::routing_for_rollout as routing;
+use crate::traffic::Routing;
 
 pub(super) async fn reconcile(cached: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // An abort is never paced, whichever lane takes it first.
@@ -172,15 +172,20 @@ pub(super) async fn reconcile_rollout(
 /// The Rollout is being deleted: every routing object back to all-stable before the finalizer
 /// goes ([`cleanup`]). An error keeps the finalizer, and the reconcile is retried with backoff.
 pub(super) async fn clean_up(ctx: &Context, ro: &Rollout) -> Result<Requeue, Error> {
-    let (routers, target) = routing(ro);
+    let routing = Routing::for_rollout(ro);
     let deleting_for = ro
         .metadata
         .deletion_timestamp
         .as_ref()
         .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
         .unwrap_or_default();
-    let (events, retry) =
-        cleanup::restore_stable(ctx.client(), &routers, &target, deleting_for).await;
+    let (events, retry) = cleanup::restore_stable(
+        ctx.client(),
+        &routing.routers,
+        &routing.target,
+        deleting_for,
+    )
+    .await;
     // Published before the finalizer goes (not through the outbox): whoever sees the Rollout
     // gone can read why its routing was, or was not, restored.
     report::publish(&ctx.recorder, ro, &events).await;

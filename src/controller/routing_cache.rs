@@ -1,10 +1,10 @@
 //! A watch cache of VirtualServices, so that a reconcile reads its routing object without a GET.
 //!
 //! Reading the VirtualService was the one request every reconcile made (ten per rollout in an
-//! update wave: docs/benchmarks.md). Routers that read a VirtualService are handed the cached copy
-//! instead ([`TrafficRouter::use_copy`]), under the same rule as the Rollout
-//! ([`super::freshness`]): once a router has written the object, or read it fresh, its copy is
-//! used only when the cache shows that version. A copy stale for any other reason (someone
+//! update wave: docs/benchmarks.md). Observe takes the cached copy as the VirtualService's
+//! [`RoutingSnapshot`] instead of a read ([`RoutingCache::copy`]), under the same rule as the
+//! Rollout ([`super::freshness`]): once we have written the object, or read it fresh, the copy
+//! is used only when the cache shows that version. A copy stale for any other reason (someone
 //! else's write not delivered yet) is as good as a read made a moment earlier: every Istio
 //! weight write `test`s the destinations and the weight it read, so it fails rather than
 //! land on a state it did not see, and the retry reads fresh.
@@ -24,7 +24,7 @@ use serde_json::Value;
 use tracing::{debug, info};
 
 use super::freshness::NewestVersions;
-use crate::traffic::{RouteTarget, TrafficRouter};
+use crate::traffic::{RoutingObject, RoutingSnapshot};
 
 /// A VirtualService changed (or was deleted), as a watch event told.
 #[derive(Clone, Debug)]
@@ -114,58 +114,61 @@ impl RoutingCache {
         store.get(&ObjectRef::new_with(name, resource.clone()).within(ns))
     }
 
-    /// Hands each router whose object is cached, and whose last seen version the cache shows,
-    /// the cached copy.
-    pub fn hand_copies(&self, routers: &[Box<dyn TrafficRouter>], target: &RouteTarget) {
-        for router in routers {
-            let Some(key) = router.cached_virtual_service(target) else {
-                continue;
-            };
-            let Some(cached) = self.cached(&key) else {
-                continue;
-            };
-            if self
-                .seen
-                .cache_behind(&key, cached.resource_version().as_deref())
-            {
-                debug!(target: "aviary::reads", virtual_service = %key, "reading the VirtualService fresh: the cache is behind");
-                continue;
-            }
-            if let Some(copy) = expand(&cached) {
-                router.use_copy(copy);
-            }
-        }
+    /// The key of `object` in this cache, when it is of the kind cached.
+    fn key_of(&self, object: &RoutingObject) -> Option<String> {
+        let (_, resource) = self.virtual_services.as_ref()?;
+        (object.resource == *resource).then(|| object.key())
     }
 
-    /// Records what each router last read or wrote, for [`RoutingCache::hand_copies`].
-    pub fn note_seen(&self, routers: &[Box<dyn TrafficRouter>], target: &RouteTarget) {
-        if self.virtual_services.is_none() {
+    /// The cached copy of `object` as a snapshot, when it is cached and the cache shows at
+    /// least the version we last saw of it.
+    pub fn copy(&self, object: &RoutingObject) -> Option<RoutingSnapshot> {
+        let key = self.key_of(object)?;
+        let cached = self.cached(&key)?;
+        if self
+            .seen
+            .cache_behind(&key, cached.resource_version().as_deref())
+        {
+            debug!(target: "aviary::reads", virtual_service = %key, "reading the VirtualService fresh: the cache is behind");
+            return None;
+        }
+        Some(RoutingSnapshot {
+            object: object.clone(),
+            body: expand(&cached)?,
+        })
+    }
+
+    /// We read `snapshot` fresh, or a write left it so: the copy is used again only once the
+    /// cache shows its version.
+    pub fn saw(&self, snapshot: &RoutingSnapshot) {
+        let Some(key) = self.key_of(&snapshot.object) else {
             return;
-        }
-        for router in routers {
-            let (Some(key), Some(seen)) =
-                (router.cached_virtual_service(target), router.seen_version())
-            else {
-                continue;
-            };
-            match seen {
-                Some(rv) => {
-                    let cached_rv = self.cached(&key).and_then(|c| c.resource_version());
-                    self.seen.read_fresh(&key, cached_rv.as_deref(), Some(rv));
-                }
-                None => self.seen.distrust(&key),
-            }
-        }
+        };
+        let cached_rv = self.cached(&key).and_then(|c| c.resource_version());
+        self.seen.read_fresh(
+            &key,
+            cached_rv.as_deref(),
+            snapshot.resource_version().map(str::to_string),
+        );
     }
 
-    /// `router` has just written its VirtualService: the version it got back is our own.
-    pub fn note_written(&self, router: &dyn TrafficRouter, target: &RouteTarget) {
-        if let (Some(key), Some(Some(rv)), Ok(mut written)) = (
-            router.cached_virtual_service(target),
-            router.seen_version(),
+    /// Our weight write left `snapshot` (recorded by [`RoutingCache::saw`] too): its watch
+    /// event is our own change, which wakes nobody.
+    pub fn own_write(&self, snapshot: &RoutingSnapshot) {
+        if let (Some(key), Some(rv), Ok(mut written)) = (
+            self.key_of(&snapshot.object),
+            snapshot.resource_version(),
             self.written.lock(),
         ) {
-            written.insert(key, rv);
+            written.insert(key, rv.to_string());
+        }
+    }
+
+    /// A write of `object` failed: its outcome, and so the version, is unknown until a fresh
+    /// read agrees with the cache.
+    pub fn lost(&self, object: &RoutingObject) {
+        if let Some(key) = self.key_of(object) {
+            self.seen.distrust(&key);
         }
     }
 
@@ -223,53 +226,9 @@ fn expand(vs: &DynamicObject) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use futures::future::BoxFuture;
     use serde_json::json;
 
     use super::*;
-    use crate::traffic::{TrafficError, WeightChange};
-
-    /// Records the copies it is handed; reports whatever version it is told it saw.
-    #[derive(Default)]
-    struct Reader {
-        copies: Arc<Mutex<Vec<Value>>>,
-        seen: Mutex<Option<Option<String>>>,
-    }
-
-    impl TrafficRouter for Reader {
-        fn kind(&self) -> &'static str {
-            "Istio"
-        }
-        fn describe(&self, _: &RouteTarget) -> String {
-            "VirtualService 'app/web'".into()
-        }
-        fn set_weight<'a>(
-            &'a self,
-            _: &'a Client,
-            _: &'a RouteTarget,
-            _: i32,
-        ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
-            Box::pin(async { Ok(WeightChange::Unchanged) })
-        }
-        fn current_weight<'a>(
-            &'a self,
-            _: &'a Client,
-            _: &'a RouteTarget,
-        ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>> {
-            Box::pin(async { Ok(None) })
-        }
-        fn cached_virtual_service(&self, _: &RouteTarget) -> Option<String> {
-            Some("app/web".into())
-        }
-        fn use_copy(&self, object: Value) {
-            self.copies.lock().expect("lock").push(object);
-        }
-        fn seen_version(&self) -> Option<Option<String>> {
-            self.seen.lock().expect("lock").clone()
-        }
-    }
 
     fn virtual_service(rv: &str) -> DynamicObject {
         serde_json::from_value(json!({
@@ -294,39 +253,40 @@ mod tests {
         (cache, writer)
     }
 
-    /// Whether a new router of the object is handed the cached copy.
-    fn handed(cache: &RoutingCache) -> bool {
-        let copies = Arc::new(Mutex::new(vec![]));
-        let routers: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
-            copies: copies.clone(),
-            ..Default::default()
-        })];
-        cache.hand_copies(&routers, &RouteTarget::default());
-        !copies.lock().expect("lock").is_empty()
+    fn web() -> RoutingObject {
+        RoutingObject::new(
+            crate::traffic::istio::virtual_service_resource(),
+            "app",
+            "web",
+        )
+    }
+
+    /// `web` as a read or a write left it, at `rv`.
+    fn at(rv: Option<&str>) -> RoutingSnapshot {
+        RoutingSnapshot {
+            object: web(),
+            body: json!({"metadata": {"resourceVersion": rv}}),
+        }
     }
 
     #[test]
     fn only_the_version_our_write_returned_is_our_own_change() {
         let (cache, _writer) = cache_at("5");
-        let target = RouteTarget::default();
         let change = |rv: &str| RoutingChange {
             namespace: "app".into(),
             name: "web".into(),
             resource_version: Some(rv.into()),
         };
         // A fresh read found 6: not ours (another Rollout's news may be in it).
-        let read: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
-            seen: Mutex::new(Some(Some("6".into()))),
-            ..Default::default()
-        })];
-        cache.note_seen(&read, &target);
+        cache.saw(&at(Some("6")));
         assert!(!cache.is_own_write(&change("6")));
         // Our write returned 7: its event is ours; any other version is news.
-        let wrote = Reader {
-            seen: Mutex::new(Some(Some("7".into()))),
-            ..Default::default()
-        };
-        cache.note_written(&wrote, &target);
+        cache.saw(&at(Some("7")));
+        assert!(
+            !cache.is_own_write(&change("7")),
+            "seen, but not known to be our write"
+        );
+        cache.own_write(&at(Some("7")));
         assert!(cache.is_own_write(&change("7")));
         assert!(!cache.is_own_write(&change("8")));
         let elsewhere = RoutingChange {
@@ -337,34 +297,42 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_is_handed_only_while_the_cache_shows_what_we_last_saw() {
+    fn a_copy_is_given_only_while_the_cache_shows_what_we_last_saw() {
         let (cache, mut writer) = cache_at("5");
-        let target = RouteTarget::default();
-        assert!(handed(&cache), "nothing written yet: the cache is used");
+        let copy = cache
+            .copy(&web())
+            .expect("nothing written yet: the cache is used");
+        assert_eq!(copy.resource_version(), Some("5"));
+        assert_eq!(copy.object, web());
 
         // Our write returned 6; the cache still shows 5.
-        let wrote: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
-            seen: Mutex::new(Some(Some("6".into()))),
-            ..Default::default()
-        })];
-        cache.note_seen(&wrote, &target);
-        assert!(!handed(&cache), "the cache is behind our write");
+        cache.saw(&at(Some("6")));
+        assert!(
+            cache.copy(&web()).is_none(),
+            "the cache is behind our write"
+        );
         writer.apply_watcher_event(&watcher::Event::Apply(virtual_service("6")));
-        assert!(handed(&cache), "the cache shows our write");
+        assert!(cache.copy(&web()).is_some(), "the cache shows our write");
 
         // A write that failed: unknown until a fresh read agrees with the cache.
-        let failed: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
-            seen: Mutex::new(Some(None)),
-            ..Default::default()
-        })];
-        cache.note_seen(&failed, &target);
-        assert!(!handed(&cache));
-        let read: Vec<Box<dyn TrafficRouter>> = vec![Box::new(Reader {
-            seen: Mutex::new(Some(Some("6".into()))),
-            ..Default::default()
-        })];
-        cache.note_seen(&read, &target);
-        assert!(handed(&cache));
+        cache.lost(&web());
+        assert!(cache.copy(&web()).is_none());
+        cache.saw(&at(Some("6")));
+        assert!(cache.copy(&web()).is_some());
+    }
+
+    #[test]
+    fn only_virtual_services_are_given_from_the_cache() {
+        let (cache, _writer) = cache_at("5");
+        // An HTTPRoute of the same namespace and name is another object.
+        let gvk = kube::core::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+        let route = RoutingObject::new(ApiResource::from_gvk(&gvk), "app", "web");
+        assert!(cache.copy(&route).is_none());
+        cache.lost(&route);
+        assert!(
+            cache.copy(&web()).is_some(),
+            "a route's record is not the VirtualService's"
+        );
     }
 
     #[test]
@@ -388,6 +356,6 @@ mod tests {
 
     #[test]
     fn without_a_cache_routers_read() {
-        assert!(!handed(&RoutingCache::none()));
+        assert!(RoutingCache::none().copy(&web()).is_none());
     }
 }

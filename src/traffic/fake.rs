@@ -8,8 +8,8 @@
 //! let router = FakeRouter::new("Istio");
 //! let handle = router.clone(); // shares the recorded state
 //! let client = offline_client();
-//! let change = router.set_weight(&client, &RouteTarget::default(), 10).await.unwrap();
-//! assert_eq!(change, WeightChange::Updated { from: None, to: 10 });
+//! let written = router.set_weight(&client, &RouteTarget::default(), None, 10).await.unwrap();
+//! assert_eq!(written.change, WeightChange::Updated { from: None, to: 10 });
 //! assert_eq!(handle.weights_set(), [10]);
 //! # }
 //! ```
@@ -19,7 +19,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 
-use super::{RouteTarget, TrafficError, TrafficRouter, WeightChange, check_weight};
+use serde_json::json;
+
+use super::{
+    RouteTarget, RoutingObject, RoutingSnapshot, TrafficError, TrafficRouter, WeightChange,
+    WeightWrite, check_weight,
+};
 
 /// A failure the fake returns from its next call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,8 +57,6 @@ pub struct FakeState {
     pub weight: Option<i32>,
     /// Every weight passed to `set_weight`, in order, including no-op calls.
     pub weights_set: Vec<i32>,
-    /// `(stable_hash, canary_hash)` of every `set_subset_hashes` call.
-    pub hashes_set: Vec<(Option<String>, Option<String>)>,
     /// Failures to return, one per call (any method), before behaving normally again.
     pub failures: VecDeque<FakeFailure>,
 }
@@ -114,21 +117,60 @@ impl FakeRouter {
     }
 }
 
+impl FakeRouter {
+    /// The fake routing object: `{"weight": …}`.
+    fn snapshot_of(&self, target: &RouteTarget, weight: Option<i32>) -> RoutingSnapshot {
+        RoutingSnapshot {
+            object: self.object(target),
+            body: json!({ "weight": weight }),
+        }
+    }
+}
+
 impl TrafficRouter for FakeRouter {
     fn kind(&self) -> &'static str {
         self.kind
     }
 
-    fn describe(&self, target: &RouteTarget) -> String {
-        format!("fake {} router for '{}'", self.kind, target.rollout)
+    fn object(&self, target: &RouteTarget) -> RoutingObject {
+        let gvk = kube::core::GroupVersionKind::gvk("fake.aviary.dev", "v1", self.kind);
+        RoutingObject::new(
+            kube::api::ApiResource::from_gvk(&gvk),
+            &target.namespace,
+            "fake",
+        )
+    }
+
+    fn read<'a>(
+        &'a self,
+        _client: &'a kube::Client,
+        target: &'a RouteTarget,
+    ) -> BoxFuture<'a, Result<RoutingSnapshot, TrafficError>> {
+        Box::pin(async move {
+            match self.take_failure() {
+                Some(e) => Err(e),
+                None => Ok(self.snapshot_of(target, self.state().weight)),
+            }
+        })
+    }
+
+    fn weight_in(
+        &self,
+        snapshot: &RoutingSnapshot,
+        _target: &RouteTarget,
+    ) -> Result<Option<i32>, TrafficError> {
+        Ok(snapshot.body["weight"]
+            .as_i64()
+            .and_then(|w| i32::try_from(w).ok()))
     }
 
     fn set_weight<'a>(
         &'a self,
         _client: &'a kube::Client,
-        _target: &'a RouteTarget,
+        target: &'a RouteTarget,
+        _from: Option<RoutingSnapshot>,
         canary_weight: i32,
-    ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
+    ) -> BoxFuture<'a, Result<WeightWrite, TrafficError>> {
         Box::pin(async move {
             self.state().weights_set.push(canary_weight);
             if let Some(e) = self.take_failure() {
@@ -136,45 +178,21 @@ impl TrafficRouter for FakeRouter {
             }
             check_weight(canary_weight)?;
             let mut state = self.state();
-            if state.weight == Some(canary_weight) {
-                return Ok(WeightChange::Unchanged);
-            }
-            let from = state.weight.replace(canary_weight);
-            Ok(WeightChange::Updated {
-                from,
-                to: canary_weight,
-            })
-        })
-    }
-
-    fn current_weight<'a>(
-        &'a self,
-        _client: &'a kube::Client,
-        _target: &'a RouteTarget,
-    ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>> {
-        Box::pin(async move {
-            match self.take_failure() {
-                Some(e) => Err(e),
-                None => Ok(self.state().weight),
-            }
-        })
-    }
-
-    fn set_subset_hashes<'a>(
-        &'a self,
-        _client: &'a kube::Client,
-        target: &'a RouteTarget,
-    ) -> BoxFuture<'a, Result<bool, TrafficError>> {
-        Box::pin(async move {
-            let hashes = (target.stable_hash.clone(), target.canary_hash.clone());
-            let mut state = self.state();
-            let changed = state.hashes_set.last() != Some(&hashes);
-            state.hashes_set.push(hashes);
+            let change = if state.weight == Some(canary_weight) {
+                WeightChange::Unchanged
+            } else {
+                let from = state.weight.replace(canary_weight);
+                WeightChange::Updated {
+                    from,
+                    to: canary_weight,
+                }
+            };
+            let weight = state.weight;
             drop(state);
-            match self.take_failure() {
-                Some(e) => Err(e),
-                None => Ok(changed),
-            }
+            Ok(WeightWrite {
+                change,
+                after: self.snapshot_of(target, weight),
+            })
         })
     }
 }
@@ -198,19 +216,21 @@ mod tests {
         let boxed: Box<dyn TrafficRouter> = Box::new(router);
         let client = offline_client();
         let target = RouteTarget::default();
+        let set = |w| boxed.set_weight(&client, &target, None, w);
         assert_eq!(
-            boxed.set_weight(&client, &target, 10).await.expect("ok"),
+            set(10).await.expect("ok").change,
             WeightChange::Updated {
                 from: Some(0),
                 to: 10
             }
         );
+        let again = set(10).await.expect("ok");
+        assert_eq!(again.change, WeightChange::Unchanged);
+        assert_eq!(boxed.weight_in(&again.after, &target).ok(), Some(Some(10)));
         assert_eq!(
-            boxed.set_weight(&client, &target, 10).await.expect("ok"),
-            WeightChange::Unchanged
-        );
-        assert_eq!(
-            boxed.current_weight(&client, &target).await.expect("ok"),
+            crate::traffic::current_weight(boxed.as_ref(), &client, &target)
+                .await
+                .expect("ok"),
             Some(10)
         );
         assert_eq!(handle.weights_set(), [10, 10]);
@@ -225,47 +245,19 @@ mod tests {
         let client = offline_client();
         let target = RouteTarget::default();
         let err = router
-            .set_weight(&client, &target, 20)
+            .set_weight(&client, &target, None, 20)
             .await
             .expect_err("1st");
         assert!(matches!(err, TrafficError::Conflict { .. }));
-        let err = router
-            .current_weight(&client, &target)
-            .await
-            .expect_err("2nd");
+        let err = router.read(&client, &target).await.expect_err("2nd");
         assert_eq!(err.to_string(), "no canary");
-        assert!(router.set_weight(&client, &target, 20).await.is_ok());
+        assert!(router.set_weight(&client, &target, None, 20).await.is_ok());
         assert_eq!(router.weight(), Some(20));
-        assert!(router.set_weight(&client, &target, 101).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn records_subset_hashes() {
-        let router = FakeRouter::new("Istio");
-        let client = offline_client();
-        let target = RouteTarget {
-            stable_hash: Some("s".into()),
-            canary_hash: Some("c".into()),
-            ..Default::default()
-        };
         assert!(
             router
-                .set_subset_hashes(&client, &target)
+                .set_weight(&client, &target, None, 101)
                 .await
-                .expect("ok")
-        );
-        assert!(
-            !router
-                .set_subset_hashes(&client, &target)
-                .await
-                .expect("ok")
-        );
-        assert_eq!(
-            router.snapshot().hashes_set,
-            [
-                (Some("s".into()), Some("c".into())),
-                (Some("s".into()), Some("c".into()))
-            ]
+                .is_err()
         );
     }
 }

@@ -9,14 +9,14 @@
 //! share of the rule is exactly the weight asked for.
 
 use futures::future::BoxFuture;
-use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 use tracing::{debug, info};
 
 use super::{
-    MAX_WEIGHT, RouteTarget, TrafficError, TrafficRouter, WeightChange, apply_guarded_patch,
-    check_weight, dynamic_api, get_json, json_patch_from, set_member_op, test_op,
+    MAX_WEIGHT, RouteTarget, RoutingObject, RoutingSnapshot, TrafficError, TrafficRouter,
+    WeightChange, WeightWrite, apply_guarded_patch, check_weight, get_json, json_patch_from,
+    set_member_op, test_op,
 };
 
 /// API group of HTTPRoute.
@@ -243,47 +243,53 @@ impl GatewayRouter {
         &self,
         client: &kube::Client,
         target: &RouteTarget,
-    ) -> Result<(Api<DynamicObject>, String, Value), TrafficError> {
-        let api = dynamic_api(client, &target.namespace, &http_route_gvk(), "httproutes");
-        let route = get_json(
-            &api,
+    ) -> Result<RoutingSnapshot, TrafficError> {
+        let object = self.object(target);
+        let body = get_json(
+            &object.api(client),
             "HTTPRoute",
-            &self.http_route,
-            &target.namespace,
+            &object.name,
+            &object.namespace,
             "create it, or correct strategy.canary.trafficRouting.gatewayAPI in the Rollout",
         )
         .await?;
-        Ok((
-            api,
-            format!("{}/{}", target.namespace, self.http_route),
-            route,
-        ))
+        Ok(RoutingSnapshot { object, body })
     }
 
-    async fn apply_weight(
+    /// Reads the route and writes the weights that differ. The patch `test`s the backendRefs it
+    /// moves but not their weights, so the route is read at write time, not taken from observe.
+    async fn write_weight(
         &self,
         client: &kube::Client,
         target: &RouteTarget,
         canary_weight: i32,
-    ) -> Result<WeightChange, TrafficError> {
+    ) -> Result<WeightWrite, TrafficError> {
         check_weight(canary_weight)?;
-        let (api, route_name, route) = self.read_route(client, target).await?;
-        let from = current_canary_weight(&route, &route_name, target)?;
-        let Some(patch) = weight_patch(&route, &route_name, target, canary_weight)? else {
+        let read = self.read_route(client, target).await?;
+        let route_name = read.object.key();
+        let was = current_canary_weight(&read.body, &route_name, target)?;
+        let Some(patch) = weight_patch(&read.body, &route_name, target, canary_weight)? else {
             debug!(http_route = %route_name, weight = canary_weight, "weights already set");
-            return Ok(WeightChange::Unchanged);
+            return Ok(WeightWrite {
+                change: WeightChange::Unchanged,
+                after: read,
+            });
         };
-        apply_guarded_patch(
-            &api,
-            &self.http_route,
+        let object = read.object;
+        let written = apply_guarded_patch(
+            &object.api(client),
+            &object.name,
             patch,
-            &format!("HTTPRoute '{route_name}'"),
+            &object.to_string(),
         )
         .await?;
-        info!(http_route = %route_name, ?from, to = canary_weight, "set canary weight");
-        Ok(WeightChange::Updated {
-            from,
-            to: canary_weight,
+        info!(http_route = %route_name, from = ?was, to = canary_weight, "set canary weight");
+        Ok(WeightWrite {
+            change: WeightChange::Updated {
+                from: was,
+                to: canary_weight,
+            },
+            after: object.snapshot(&written),
         })
     }
 }
@@ -293,28 +299,38 @@ impl TrafficRouter for GatewayRouter {
         "GatewayAPI"
     }
 
-    fn describe(&self, target: &RouteTarget) -> String {
-        format!("HTTPRoute '{}/{}'", target.namespace, self.http_route)
+    fn object(&self, target: &RouteTarget) -> RoutingObject {
+        RoutingObject::new(
+            kube::api::ApiResource::from_gvk_with_plural(&http_route_gvk(), "httproutes"),
+            &target.namespace,
+            &self.http_route,
+        )
+    }
+
+    fn read<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        target: &'a RouteTarget,
+    ) -> BoxFuture<'a, Result<RoutingSnapshot, TrafficError>> {
+        Box::pin(self.read_route(client, target))
+    }
+
+    fn weight_in(
+        &self,
+        snapshot: &RoutingSnapshot,
+        target: &RouteTarget,
+    ) -> Result<Option<i32>, TrafficError> {
+        current_canary_weight(&snapshot.body, &snapshot.object.key(), target)
     }
 
     fn set_weight<'a>(
         &'a self,
         client: &'a kube::Client,
         target: &'a RouteTarget,
+        _from: Option<RoutingSnapshot>,
         canary_weight: i32,
-    ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
-        Box::pin(self.apply_weight(client, target, canary_weight))
-    }
-
-    fn current_weight<'a>(
-        &'a self,
-        client: &'a kube::Client,
-        target: &'a RouteTarget,
-    ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>> {
-        Box::pin(async move {
-            let (_, route_name, route) = self.read_route(client, target).await?;
-            current_canary_weight(&route, &route_name, target)
-        })
+    ) -> BoxFuture<'a, Result<WeightWrite, TrafficError>> {
+        Box::pin(self.write_weight(client, target, canary_weight))
     }
 }
 

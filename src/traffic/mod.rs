@@ -2,20 +2,29 @@
 //! Rollout names — Istio VirtualServices (and a DestinationRule), an ingress-nginx canary
 //! Ingress, Gateway API HTTPRoutes.
 //!
-//! In the observe → plan → act → report pipeline, routers are part of *act*: `plan` decides
-//! the weight (and when the DestinationRule hashes may move), a router only applies it. Each
-//! router does the same three things:
+//! In the observe → plan → act → report pipeline, routers are part of *observe* and *act*:
+//! `plan` decides the weight (and when the DestinationRule hashes may move), a router reads and
+//! writes it. Routers hold no state between calls; what was read is data:
 //!
-//! 1. **read** the routing object (a plain GET, never a cache: a stale read is what makes
-//!    full-object writers fight, semantics §12);
+//! 1. **read**: [`TrafficRouter::read`] returns a [`RoutingSnapshot`] (the object's JSON, its
+//!    resourceVersion inside). The controller may instead take a VirtualService from its watch
+//!    cache, when the cache shows what we last saw of it (`controller/routing_cache.rs`).
+//!    [`TrafficRouter::weight_in`] judges the weight a snapshot shows, purely;
 //! 2. **compute** the change with a pure function of the object's JSON (or k8s-openapi type) and
 //!    the desired weight — `istio::weight_patch`, `gateway::weight_patch`,
 //!    `nginx::desired_canary_ingress` — unit-tested in each module;
-//! 3. **write** only when something differs, and only what is ours.
+//! 3. **write** only when something differs, and only what is ours:
+//!    [`TrafficRouter::set_weight`] takes the snapshot the weight was planned on and returns the
+//!    object as the write left it ([`WeightWrite`]), which the next write of the same plan
+//!    starts from and the controller records in its view.
 //!
-//! One exception, for speed: an abort's write to an Istio VirtualService skips the read when the
-//! router prepared it at its last write ([`prepared`]); the patch `test`s all it relies on, so a
-//! changed object refuses it and the usual read-then-write follows.
+//! [`Routing`] is everything one Rollout's `trafficRouting` converges: its routers and, with an
+//! Istio DestinationRule, the subsets ([`istio::DestinationRuleSubsets`]) whose hashes move
+//! before any weight.
+//!
+//! One exception, for speed: an abort's write to an Istio VirtualService goes out without a
+//! read when the way back to 0 was prepared at the last write ([`prepared`]); the patch `test`s
+//! all it relies on, so a changed object refuses it and the usual read-then-write follows.
 //!
 //! What "ours" means decides how we write. VirtualServices, DestinationRules and HTTPRoutes
 //! belong to the user (and often to a GitOps tool), and their `http`/`route`/`rules`/
@@ -31,7 +40,7 @@ use std::fmt;
 
 use futures::future::BoxFuture;
 use kube::api::{Api, DynamicObject, Patch};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::ApiResource;
 use serde_json::Value;
 
 use crate::api::{RolloutTrafficRouting, wire};
@@ -117,107 +126,179 @@ impl TrafficError {
     }
 }
 
-/// Applies a canary weight on one routing object.
+/// A routing object a router reads and writes: its API, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RoutingObject {
+    pub resource: ApiResource,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl RoutingObject {
+    pub fn new(resource: ApiResource, namespace: &str, name: &str) -> Self {
+        RoutingObject {
+            resource,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Its API, for reads and guarded patches of the object as plain JSON.
+    pub fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), &self.namespace, &self.resource)
+    }
+
+    /// A snapshot of this object from the API server's answer (a read or a write).
+    pub fn snapshot(&self, object: &DynamicObject) -> RoutingSnapshot {
+        RoutingSnapshot {
+            object: self.clone(),
+            body: serde_json::to_value(object).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// "VirtualService 'ns/name'": how Events and errors name the object.
+impl fmt::Display for RoutingObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} '{}/{}'",
+            self.resource.kind, self.namespace, self.name
+        )
+    }
+}
+
+/// A routing object as a reconcile read it, or as its write left it. This is data that goes
+/// from observe to act (a guarded write starts from the snapshot it was planned on) and back
+/// into the view's read-your-writes record; no router holds one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingSnapshot {
+    pub object: RoutingObject,
+    /// The object's JSON; `Value::Null` when it does not exist (an NGINX canary Ingress not
+    /// created yet).
+    pub body: Value,
+}
+
+impl RoutingSnapshot {
+    /// The object's resourceVersion (None when it does not exist).
+    pub fn resource_version(&self) -> Option<&str> {
+        self.body["metadata"]["resourceVersion"].as_str()
+    }
+}
+
+/// What a weight write did, and the object as it left it (the API server's answer, or what was
+/// read when nothing needed writing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightWrite {
+    pub change: WeightChange,
+    pub after: RoutingSnapshot,
+}
+
+/// Gives the canary its weight on one routing object. Stateless: what was read travels as a
+/// [`RoutingSnapshot`] from [`TrafficRouter::read`] to [`TrafficRouter::set_weight`].
 pub trait TrafficRouter: Send + Sync {
     /// "Istio", "NGINX" or "GatewayAPI".
     fn kind(&self) -> &'static str;
 
-    /// The object this router writes, for events and logs ("VirtualService 'ns/reviews'").
-    fn describe(&self, target: &RouteTarget) -> String;
+    /// The object this router reads and writes (its `Display` names it in Events and logs).
+    fn object(&self, target: &RouteTarget) -> RoutingObject;
 
-    /// Sets the canary's weight (0..=100; stable gets the rest). Idempotent: reads the object
-    /// and writes only when it differs.
+    /// Reads the object.
+    fn read<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        target: &'a RouteTarget,
+    ) -> BoxFuture<'a, Result<RoutingSnapshot, TrafficError>>;
+
+    /// The canary weight `snapshot` shows (None when it can't tell). Pure.
+    fn weight_in(
+        &self,
+        snapshot: &RoutingSnapshot,
+        target: &RouteTarget,
+    ) -> Result<Option<i32>, TrafficError>;
+
+    /// Sets the canary's weight (0..=100; stable gets the rest), writing only when it differs.
+    /// A router whose writes are guarded ([`TrafficRouter::weight_writes_are_guarded`]) starts
+    /// from `from` (the snapshot the weight was planned on: a write from a stale one fails as
+    /// [`TrafficError::Conflict`]) and reads only without one; the others always read first.
     fn set_weight<'a>(
         &'a self,
         client: &'a kube::Client,
         target: &'a RouteTarget,
+        from: Option<RoutingSnapshot>,
         canary_weight: i32,
-    ) -> BoxFuture<'a, Result<WeightChange, TrafficError>>;
+    ) -> BoxFuture<'a, Result<WeightWrite, TrafficError>>;
 
-    /// [`TrafficRouter::set_weight`], for the controller: a router that can also keep in
-    /// `prepared` the guarded write that takes the canary back to 0 from what this call leaves,
-    /// and sends a weight of 0 as that prepared write, without reading the object first, when
-    /// it has one ([`prepared`]). The others just set the weight.
-    fn set_weight_prepared<'a>(
-        &'a self,
-        client: &'a kube::Client,
-        target: &'a RouteTarget,
-        canary_weight: i32,
-        _prepared: &'a PreparedAborts,
-    ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
-        self.set_weight(client, target, canary_weight)
-    }
-
-    /// Sends the weight-0 write held in `prepared` for this router's object, and nothing else:
-    /// no read, no fallback. `Ok(None)` when there is no prepared write or the API server
-    /// refused it because the object changed since it was prepared (the caller's full abort
-    /// then reads and writes under the rollout's lock). Only routers that prepare writes do
-    /// anything.
-    fn send_prepared_abort<'a>(
-        &'a self,
-        _client: &'a kube::Client,
-        _target: &'a RouteTarget,
-        _prepared: &'a PreparedAborts,
-    ) -> BoxFuture<'a, Result<Option<WeightChange>, TrafficError>> {
-        Box::pin(async { Ok(None) })
-    }
-
-    /// Whether every weight write of this router `test`s the canary weight it read, so that the
-    /// API server refuses a write planned from an older state. Such a router's abort write may
-    /// go out without the rollout's lock: a reconcile in flight cannot overwrite it unseen.
+    /// Whether every weight write of this router `test`s the canary weight it started from, so
+    /// that the API server refuses a write planned from an older state. Such a router's abort
+    /// write may go out without the rollout's lock: a reconcile in flight cannot overwrite it
+    /// unseen.
     fn weight_writes_are_guarded(&self) -> bool {
         false
     }
 
-    /// `ns/name` of the VirtualService this router reads, when it is one: the controller keeps
-    /// a watch cache of VirtualServices and may hand the router its copy ([`TrafficRouter::use_copy`]).
-    fn cached_virtual_service(&self, _target: &RouteTarget) -> Option<String> {
+    /// The guarded write that takes the canary back to 0 from `snapshot` and applies only while
+    /// the object is still as seen there ([`prepared`]); None when this router prepares none.
+    fn abort_patch(
+        &self,
+        _snapshot: &RoutingSnapshot,
+        _target: &RouteTarget,
+    ) -> Option<PreparedAbort> {
         None
     }
+}
 
-    /// Takes `object` (a cached copy of the object [`TrafficRouter::cached_virtual_service`]
-    /// names) as what this reconcile reads: the next [`TrafficRouter::current_weight`] and
-    /// weight write use it instead of a GET. Guarded writes `test` what they read, so a copy
-    /// that turns out stale makes the write fail, not land on a state it didn't see.
-    fn use_copy(&self, _object: Value) {}
+/// Reads the router's object and returns the canary weight it shows.
+pub async fn current_weight(
+    router: &dyn TrafficRouter,
+    client: &kube::Client,
+    target: &RouteTarget,
+) -> Result<Option<i32>, TrafficError> {
+    let snapshot = router.read(client, target).await?;
+    router.weight_in(&snapshot, target)
+}
 
-    /// The resourceVersion this router last saw of its object — read or returned by its write —
-    /// so the controller knows whether its cache shows it yet: `None` nothing read or written,
-    /// `Some(None)` a write whose outcome is unknown (it failed).
-    fn seen_version(&self) -> Option<Option<String>> {
-        None
-    }
+/// Everything a Rollout's `trafficRouting` converges: one router per routing object and, with an
+/// Istio DestinationRule, the subsets whose pod-template hashes go before any weight.
+pub struct Routing {
+    pub routers: Vec<Box<dyn TrafficRouter>>,
+    pub subsets: Option<istio::DestinationRuleSubsets>,
+    /// What the routers route for (the hashes are set per weight write).
+    pub target: RouteTarget,
+}
 
-    /// The canary weight the routing object shows now (None when it can't tell).
-    fn current_weight<'a>(
-        &'a self,
-        client: &'a kube::Client,
-        target: &'a RouteTarget,
-    ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>>;
-
-    /// The pod-template hashes the DestinationRule's canary and stable subsets select now
-    /// (`Ok(None)`: this router routes no subsets). Read every reconcile, so that the planner
-    /// converges the subsets whatever the weight (level-triggered, as Argo Rollouts re-applies
-    /// them on every reconcile).
-    fn current_subset_hashes<'a>(
-        &'a self,
-        _client: &'a kube::Client,
-        _target: &'a RouteTarget,
-    ) -> BoxFuture<'a, Result<Option<SubsetHashes>, TrafficError>> {
-        Box::pin(async { Ok(None) })
-    }
-
-    /// Points the DestinationRule's canary and stable subsets at `target.canary_hash` /
-    /// `target.stable_hash` (a hash that is None is left as it is). Returns whether anything was
-    /// written. Only the Istio router with a `destinationRule` does anything; the controller
-    /// calls this on every router *before* [`TrafficRouter::set_weight`], so that a weight never
-    /// reaches a subset that still selects the previous pods (semantics §3.2, PR #4612).
-    fn set_subset_hashes<'a>(
-        &'a self,
-        _client: &'a kube::Client,
-        _target: &'a RouteTarget,
-    ) -> BoxFuture<'a, Result<bool, TrafficError>> {
-        Box::pin(async { Ok(false) })
+impl Routing {
+    /// The Rollout's routing (no router and no subsets without `trafficRouting`).
+    pub fn for_rollout(ro: &crate::api::Rollout) -> Self {
+        use kube::ResourceExt;
+        let canary = ro.spec.canary();
+        let routing = canary.and_then(|c| c.traffic_routing.as_ref());
+        let target = RouteTarget {
+            namespace: ro.namespace().unwrap_or_default(),
+            rollout: ro.name_any(),
+            rollout_uid: ro.metadata.uid.clone().unwrap_or_default(),
+            stable_service: canary
+                .and_then(|c| c.stable_service.clone())
+                .unwrap_or_default(),
+            canary_service: canary
+                .and_then(|c| c.canary_service.clone())
+                .unwrap_or_default(),
+            stable_hash: None,
+            canary_hash: None,
+        };
+        Routing {
+            routers: routing.map(routers_for).unwrap_or_default(),
+            subsets: routing
+                .and_then(|r| r.istio.as_ref())
+                .and_then(|i| i.destination_rule.clone())
+                .map(istio::DestinationRuleSubsets::new),
+            target,
+        }
     }
 }
 
@@ -226,15 +307,13 @@ pub trait TrafficRouter: Send + Sync {
 pub fn routers_for(routing: &RolloutTrafficRouting) -> Vec<Box<dyn TrafficRouter>> {
     let mut routers: Vec<Box<dyn TrafficRouter>> = Vec::new();
     if let Some(istio) = &routing.istio {
-        for (i, vs) in istio.virtual_services().into_iter().enumerate() {
-            // Every VirtualService router needs the subset names to find its destinations, but
-            // only the first writes the DestinationRule: one read per reconcile, not one per
-            // VirtualService.
+        for vs in istio.virtual_services() {
+            // Every VirtualService router needs the subset names to find its destinations; the
+            // DestinationRule itself is written once, by [`Routing::subsets`].
             routers.push(Box::new(IstioRouter::new(
                 ObjectName::parse(&vs.name),
                 vs.routes.clone().unwrap_or_default(),
                 istio.destination_rule.clone(),
-                i == 0,
             )));
         }
     }
@@ -309,18 +388,6 @@ pub(crate) fn check_weight(canary_weight: i32) -> Result<(), TrafficError> {
             "canary weight {canary_weight} is outside 0..={MAX_WEIGHT}"
         )))
     }
-}
-
-/// A dynamic API for a custom resource we do not have Rust types for (Istio, Gateway API):
-/// we only ever look at a few fields, and we must not drop the rest when reading.
-pub(crate) fn dynamic_api(
-    client: &kube::Client,
-    namespace: &str,
-    gvk: &GroupVersionKind,
-    plural: &str,
-) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(gvk, plural);
-    Api::namespaced_with(client.clone(), namespace, &resource)
 }
 
 /// Reads an object as plain JSON, turning 404 into [`TrafficError::NotFound`] with `fix`.
@@ -400,30 +467,6 @@ pub(crate) fn set_member_op(parent: &Value, parent_path: &str, key: &str, value:
 /// `{"op": "test"}` of `path` against `value`.
 pub(crate) fn test_op(path: String, value: &Value) -> Value {
     serde_json::json!({"op": "test", "path": path, "value": value})
-}
-
-/// The routers of the Rollout's `trafficRouting` (none without it), and what they route for.
-pub fn routing_for_rollout(ro: &crate::api::Rollout) -> (Vec<Box<dyn TrafficRouter>>, RouteTarget) {
-    use kube::ResourceExt;
-    let canary = ro.spec.canary();
-    let routers = canary
-        .and_then(|c| c.traffic_routing.as_ref())
-        .map(routers_for)
-        .unwrap_or_default();
-    let target = RouteTarget {
-        namespace: ro.namespace().unwrap_or_default(),
-        rollout: ro.name_any(),
-        rollout_uid: ro.metadata.uid.clone().unwrap_or_default(),
-        stable_service: canary
-            .and_then(|c| c.stable_service.clone())
-            .unwrap_or_default(),
-        canary_service: canary
-            .and_then(|c| c.canary_service.clone())
-            .unwrap_or_default(),
-        stable_hash: None,
-        canary_hash: None,
-    };
-    (routers, target)
 }
 
 #[cfg(test)]
@@ -555,7 +598,7 @@ mod tests {
         let routers = routers_for(&routing);
         let described: Vec<_> = routers
             .iter()
-            .map(|r| (r.kind(), r.describe(&target)))
+            .map(|r| (r.kind(), r.object(&target).to_string()))
             .collect();
         assert_eq!(
             described,
@@ -579,7 +622,7 @@ mod tests {
         };
         let described: Vec<_> = routers_for(&routing)
             .iter()
-            .map(|r| (r.kind(), r.describe(&target)))
+            .map(|r| (r.kind(), r.object(&target).to_string()))
             .collect();
         assert_eq!(
             described,
@@ -598,7 +641,7 @@ mod tests {
         };
         let described: Vec<_> = routers_for(&routing)
             .iter()
-            .map(|r| (r.kind(), r.describe(&target)))
+            .map(|r| (r.kind(), r.object(&target).to_string()))
             .collect();
         assert_eq!(
             described,

@@ -12,11 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::BoxFuture;
 use k8s_openapi::api::networking::v1::{HTTPIngressRuleValue, Ingress, IngressRule, IngressSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, Patch, PatchParams};
+use serde_json::Value;
 use tracing::{debug, info};
 
 use super::{
-    RouteTarget, TrafficError, TrafficRouter, WeightChange, check_weight, classify_write_error,
+    RouteTarget, RoutingObject, RoutingSnapshot, TrafficError, TrafficRouter, WeightChange,
+    WeightWrite, check_weight, classify_write_error,
 };
 use crate::api::wire::FIELD_MANAGER;
 
@@ -297,12 +299,24 @@ impl NginxRouter {
         canary_ingress_name(&target.rollout, &self.config.stable_ingress)
     }
 
+    /// The canary Ingress as a snapshot (`Value::Null` when it does not exist).
+    fn snapshot_of(&self, target: &RouteTarget, ingress: Option<&Ingress>) -> RoutingSnapshot {
+        RoutingSnapshot {
+            object: self.object(target),
+            body: ingress
+                .and_then(|i| serde_json::to_value(i).ok())
+                .unwrap_or(Value::Null),
+        }
+    }
+
+    /// Builds the canary Ingress from the stable one, read now, and server-side applies it when
+    /// it differs. Not guarded by a snapshot: the canary Ingress is wholly ours.
     async fn apply_weight(
         &self,
         client: &kube::Client,
         target: &RouteTarget,
         canary_weight: i32,
-    ) -> Result<WeightChange, TrafficError> {
+    ) -> Result<WeightWrite, TrafficError> {
         check_weight(canary_weight)?;
         let api: Api<Ingress> = Api::namespaced(client.clone(), &target.namespace);
         let stable = api
@@ -323,7 +337,10 @@ impl NginxRouter {
                 check_controller(&existing, target)?;
                 if !needs_apply(&existing, &desired) {
                     debug!(ingress = %name, weight = canary_weight, "canary Ingress up to date");
-                    return Ok(WeightChange::Unchanged);
+                    return Ok(WeightWrite {
+                        change: WeightChange::Unchanged,
+                        after: self.snapshot_of(target, Some(&existing)),
+                    });
                 }
                 // Ours: force takes back fields someone edited by hand, and the
                 // resourceVersion makes the apply fail if the object was replaced (by one we
@@ -341,30 +358,28 @@ impl NginxRouter {
             // apply conflicts on their fields instead of taking it over.
             None => (Some(0), PatchParams::apply(FIELD_MANAGER)),
         };
-        api.patch(&name, &params, &Patch::Apply(&desired))
+        let written = api
+            .patch(&name, &params, &Patch::Apply(&desired))
             .await
             .map_err(|e| classify_write_error(e, &what))?;
         info!(ingress = %name, ?from, to = canary_weight, "set canary weight");
-        Ok(WeightChange::Updated {
-            from,
-            to: canary_weight,
+        Ok(WeightWrite {
+            change: WeightChange::Updated {
+                from,
+                to: canary_weight,
+            },
+            after: self.snapshot_of(target, Some(&written)),
         })
     }
 
-    async fn read_weight(
+    async fn read_canary(
         &self,
         client: &kube::Client,
         target: &RouteTarget,
-    ) -> Result<Option<i32>, TrafficError> {
+    ) -> Result<RoutingSnapshot, TrafficError> {
         let api: Api<Ingress> = Api::namespaced(client.clone(), &target.namespace);
-        match api.get_opt(&self.canary_name(target)).await? {
-            // No canary Ingress: all traffic goes through the stable one.
-            None => Ok(Some(0)),
-            Some(existing) => {
-                check_controller(&existing, target)?;
-                Ok(canary_weight_of(&existing, &self.config.annotation_prefix))
-            }
-        }
+        let existing = api.get_opt(&self.canary_name(target)).await?;
+        Ok(self.snapshot_of(target, existing.as_ref()))
     }
 }
 
@@ -373,29 +388,47 @@ impl TrafficRouter for NginxRouter {
         "NGINX"
     }
 
-    fn describe(&self, target: &RouteTarget) -> String {
-        format!(
-            "Ingress '{}/{}'",
-            target.namespace,
-            self.canary_name(target)
+    /// The canary Ingress: the object whose weight annotation this router sets.
+    fn object(&self, target: &RouteTarget) -> RoutingObject {
+        RoutingObject::new(
+            ApiResource::erase::<Ingress>(&()),
+            &target.namespace,
+            &self.canary_name(target),
         )
+    }
+
+    fn read<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        target: &'a RouteTarget,
+    ) -> BoxFuture<'a, Result<RoutingSnapshot, TrafficError>> {
+        Box::pin(self.read_canary(client, target))
+    }
+
+    fn weight_in(
+        &self,
+        snapshot: &RoutingSnapshot,
+        target: &RouteTarget,
+    ) -> Result<Option<i32>, TrafficError> {
+        // No canary Ingress: all traffic goes through the stable one.
+        if snapshot.body.is_null() {
+            return Ok(Some(0));
+        }
+        let existing: Ingress = serde_json::from_value(snapshot.body.clone()).map_err(|e| {
+            TrafficError::Invalid(format!("{} is not a valid Ingress: {e}", snapshot.object))
+        })?;
+        check_controller(&existing, target)?;
+        Ok(canary_weight_of(&existing, &self.config.annotation_prefix))
     }
 
     fn set_weight<'a>(
         &'a self,
         client: &'a kube::Client,
         target: &'a RouteTarget,
+        _from: Option<RoutingSnapshot>,
         canary_weight: i32,
-    ) -> BoxFuture<'a, Result<WeightChange, TrafficError>> {
+    ) -> BoxFuture<'a, Result<WeightWrite, TrafficError>> {
         Box::pin(self.apply_weight(client, target, canary_weight))
-    }
-
-    fn current_weight<'a>(
-        &'a self,
-        client: &'a kube::Client,
-        target: &'a RouteTarget,
-    ) -> BoxFuture<'a, Result<Option<i32>, TrafficError>> {
-        Box::pin(self.read_weight(client, target))
     }
 }
 

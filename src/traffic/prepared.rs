@@ -15,7 +15,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use super::RouteTarget;
+use tracing::{debug, info};
+
+use super::{
+    RouteTarget, RoutingObject, TrafficError, TrafficRouter, WeightChange, WeightWrite,
+    apply_guarded_patch, check_weight,
+};
 
 /// A guarded patch that sets the canary weight of one routing object to 0.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,8 +41,8 @@ pub struct PreparedAborts {
 const SEPARATOR: char = '\u{1f}';
 
 impl PreparedAborts {
-    /// The key of `object` (e.g. "VirtualService app/web") routed for `target`'s rollout.
-    pub fn key(target: &RouteTarget, object: &str) -> String {
+    /// The key of `object` routed for `target`'s rollout.
+    pub fn key(target: &RouteTarget, object: &RoutingObject) -> String {
         format!("{}/{}{SEPARATOR}{object}", target.namespace, target.rollout)
     }
 
@@ -77,6 +82,74 @@ impl PreparedAborts {
     }
 }
 
+/// Sets `router`'s weight, with its prepared write: weight 0 goes out as the prepared patch when
+/// one is held (falling back to the router's own write when the API server refuses it because
+/// the object changed); after any other weight, the patch back to 0 is prepared from the object
+/// the write left.
+pub async fn set_weight(
+    router: &dyn TrafficRouter,
+    client: &kube::Client,
+    target: &RouteTarget,
+    mut from: Option<super::RoutingSnapshot>,
+    canary_weight: i32,
+    prepared: &PreparedAborts,
+) -> Result<WeightWrite, TrafficError> {
+    check_weight(canary_weight)?;
+    let object = router.object(target);
+    if canary_weight == 0 {
+        match send(client, target, &object, prepared).await {
+            Ok(Some(written)) => return Ok(written),
+            Ok(None) => {}
+            // The object changed since the patch was prepared, and so since `from` too.
+            Err(TrafficError::Conflict { .. }) => from = None,
+            Err(e) => return Err(e),
+        }
+    }
+    let key = PreparedAborts::key(target, &object);
+    prepared.remove(&key);
+    let written = router
+        .set_weight(client, target, from, canary_weight)
+        .await?;
+    if canary_weight > 0
+        && let Some(abort) = router.abort_patch(&written.after, target)
+    {
+        // Best effort: without a prepared patch the abort reads first.
+        prepared.put(key, abort);
+    }
+    Ok(written)
+}
+
+/// Sends the weight-0 write held for `object`, and nothing else: no read, no fallback.
+/// `Ok(None)` when none is held; [`TrafficError::Conflict`] when the API server refused it
+/// because the object changed since it was prepared (a full abort then reads and writes).
+pub async fn send(
+    client: &kube::Client,
+    target: &RouteTarget,
+    object: &RoutingObject,
+    prepared: &PreparedAborts,
+) -> Result<Option<WeightWrite>, TrafficError> {
+    let Some(abort) = prepared.take(&PreparedAborts::key(target, object)) else {
+        return Ok(None);
+    };
+    let what = object.to_string();
+    match apply_guarded_patch(&object.api(client), &object.name, abort.patch, &what).await {
+        Ok(written) => {
+            info!(object = %what, from = abort.from, to = 0, "set canary weight (prepared write)");
+            Ok(Some(WeightWrite {
+                change: WeightChange::Updated {
+                    from: Some(abort.from),
+                    to: 0,
+                },
+                after: object.snapshot(&written),
+            }))
+        }
+        Err(e) => {
+            debug!(object = %what, error = %e, "the prepared abort write was not applied");
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,8 +172,15 @@ mod tests {
     #[test]
     fn an_entry_is_taken_once_and_deleted_rollouts_are_forgotten() {
         let store = PreparedAborts::default();
-        let web = PreparedAborts::key(&target("app", "web"), "VirtualService app/web");
-        let api = PreparedAborts::key(&target("app", "api"), "VirtualService app/api");
+        let vs = |name: &str| {
+            RoutingObject::new(
+                crate::traffic::istio::virtual_service_resource(),
+                "app",
+                name,
+            )
+        };
+        let web = PreparedAborts::key(&target("app", "web"), &vs("web"));
+        let api = PreparedAborts::key(&target("app", "api"), &vs("api"));
         store.put(web.clone(), entry(30));
         store.put(api.clone(), entry(10));
         assert_eq!(store.take(&web), Some(entry(30)));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aviary::api::Rollout;
 use aviary::api::wire::{POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL};
-use aviary::traffic::{RouteTarget, routers_for};
+use aviary::traffic::{RouteTarget, current_weight, routers_for};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams};
@@ -109,7 +109,7 @@ pub async fn shares(client: &Client, ro: &Rollout) -> Vec<Share> {
             };
             let mut w = 0;
             for r in routers_for(routing) {
-                if let Ok(Some(x)) = r.current_weight(client, &target).await {
+                if let Ok(Some(x)) = current_weight(r.as_ref(), client, &target).await {
                     w = x;
                     break;
                 }
