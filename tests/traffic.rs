@@ -689,10 +689,9 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
     // Within a reconcile the write uses the object observe read (no second GET): an edit in
     // between is caught by the guarded patch, and the retry reads afresh.
     let router = IstioRouter::new(ObjectName::parse("web"), vec!["primary".to_string()], None);
+    let observed = router.read(&client, &target).await.expect("observe");
     assert_eq!(
-        current_weight(&router, &client, &target)
-            .await
-            .expect("observe"),
+        router.weight_in(&observed, &target).expect("weight"),
         Some(50)
     );
     let swap_back = json!([
@@ -702,7 +701,8 @@ async fn istio_concurrent_reorder_fails_the_guarded_patch() {
         ]}
     ]);
     edit(&api, "web", swap_back, "edit between observe and act").await;
-    let err = set_weight(&router, &client, &target, 20)
+    let err = router
+        .set_weight(&client, &target, Some(observed), 20)
         .await
         .expect_err("the observed copy is stale: the guarded patch refuses");
     assert!(matches!(err, TrafficError::Conflict { .. }), "{err:?}");
