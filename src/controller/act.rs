@@ -75,7 +75,7 @@ pub fn build_replica_set(ro: &Rollout, hash: &str, replicas: i32, revision: i64)
 }
 
 /// The Rollout to build a revision's ReplicaSet from: `ro` itself, or, when it was planned from
-/// the cache (which keeps no pod spec: [`super::wiring::trim_rollout`]), the Rollout read fresh — as
+/// the cache (which keeps no pod spec: [`super::watches::trim_rollout`]), the Rollout read fresh — as
 /// long as its template is still the one planned for.
 async fn with_template<'r>(
     ctx: &Context,
@@ -306,7 +306,11 @@ pub(super) async fn set_weight(
             Ok(written.change)
         }
         Err(e) => {
-            ctx.view.routing.lost(&router.object(target));
+            // A write that may have been sent: its outcome, and so the version, is unknown.
+            // (Invalid and NotFound are raised before any write goes out.)
+            if matches!(e, TrafficError::Conflict { .. } | TrafficError::Kube(_)) {
+                ctx.view.routing.lost(&router.object(target));
+            }
             Err(e)
         }
     }

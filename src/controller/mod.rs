@@ -1,6 +1,8 @@
 //! The Rollout controller: *observe → plan → act → report*. The map is `docs/architecture.md`.
 //!
-//! - [`wiring`]: every watch, the lanes and the AnalysisRun controller, as one chain;
+//! - [`view`]: what a reconcile reads — the watch caches ([`watches`] builds them all) and the
+//!   records of our own writes they may not show yet;
+//! - [`wiring`]: the watches' wake-ups, the lanes and the AnalysisRun controller, as one chain;
 //! - [`reconcile`]: the lanes, reading the Rollout ([`freshness`]), the finalizer, backoff;
 //! - [`converge`]: observe ([`observe`], from the caches [`replica_set_cache`],
 //!   [`service_cache`], [`routing_cache`]) → plan ([`crate::plan`], pure) → act ([`act`], in the
@@ -35,6 +37,7 @@ pub mod service_release;
 pub mod telemetry;
 pub mod view;
 pub mod wakers;
+pub mod watches;
 
 mod abort_path;
 mod converge;

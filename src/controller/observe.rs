@@ -295,8 +295,22 @@ pub struct ObservedRouting {
 /// The DestinationRule subsets' hashes are read too (subset mode): the planner converges them on
 /// every reconcile, not only with a weight change.
 pub async fn observe_routing(ctx: &Context, routing: &Routing) -> Result<ObservedRouting, Error> {
-    let snapshots = read_snapshots(ctx, routing).await?;
-    let weight = weights_in(routing, &snapshots)?;
+    let mut snapshots = Vec::with_capacity(routing.routers.len());
+    let mut weights = Vec::with_capacity(routing.routers.len());
+    for router in &routing.routers {
+        let object = router.object(&routing.target);
+        let snapshot = match ctx.view.routing.copy(&object) {
+            Some(copy) => copy,
+            None => {
+                let read = router.read(ctx.client(), &routing.target).await?;
+                ctx.view.routing.saw(&read);
+                read
+            }
+        };
+        // Judged at once: an object that cannot carry the split stops observe here.
+        weights.push(router.weight_in(&snapshot, &routing.target)?);
+        snapshots.push(snapshot);
+    }
     let subsets = match &routing.subsets {
         Some(subsets) => {
             let s = subsets.read(ctx.client(), &routing.target).await?;
@@ -308,37 +322,10 @@ pub async fn observe_routing(ctx: &Context, routing: &Routing) -> Result<Observe
         None => None,
     };
     Ok(ObservedRouting {
-        weight,
+        weight: agreed_weight(&weights),
         subsets,
         snapshots,
     })
-}
-
-async fn read_snapshots(ctx: &Context, routing: &Routing) -> Result<Vec<RoutingSnapshot>, Error> {
-    let mut snapshots = Vec::with_capacity(routing.routers.len());
-    for router in &routing.routers {
-        let object = router.object(&routing.target);
-        let snapshot = match ctx.view.routing.copy(&object) {
-            Some(copy) => copy,
-            None => {
-                let read = router.read(ctx.client(), &routing.target).await?;
-                ctx.view.routing.saw(&read);
-                read
-            }
-        };
-        snapshots.push(snapshot);
-    }
-    Ok(snapshots)
-}
-
-/// The weight the snapshots agree on. Each is judged (an error in any is reported), even once
-/// the answer is known to be `None`.
-fn weights_in(routing: &Routing, snapshots: &[RoutingSnapshot]) -> Result<Option<i32>, Error> {
-    let mut weights = Vec::with_capacity(snapshots.len());
-    for (router, snapshot) in routing.routers.iter().zip(snapshots) {
-        weights.push(router.weight_in(snapshot, &routing.target)?);
-    }
-    Ok(agreed_weight(&weights))
 }
 
 /// The one weight all routers show; `None` if any can't tell or two disagree (or none exist).

@@ -169,3 +169,50 @@ fn a_service_must_select_only_what_the_template_labels() {
         None
     );
 }
+
+/// Each router is judged as soon as it is read: a VirtualService whose weight cannot be judged
+/// stops observe before the next one is read (one GET, not two).
+#[tokio::test]
+async fn an_unjudgeable_first_router_stops_observe_before_the_next_read() {
+    use crate::controller::fixtures::{self, mock_client, within_deadline};
+    use http::StatusCode;
+    use serde_json::json;
+    let ro = fixtures::rollout(
+        json!({"canary": {
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": {"istio": {"virtualServices": [{"name": "web"}, {"name": "edge"}]}},
+            "steps": [{"setWeight": 20}],
+        }}),
+        serde_json::Value::Null,
+    );
+    let routing = crate::traffic::Routing::for_rollout(&ro);
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let controller = async move {
+        let read = observe_routing(&ctx, &routing).await;
+        drop(ctx);
+        read.map(|_| ())
+    };
+    let script = async move {
+        // Two unnamed HTTP routes and none named in the Rollout: the weight can't be judged.
+        server
+            .expect(
+                "GET",
+                "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/web",
+                StatusCode::OK,
+                json!({
+                    "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                    "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "3"},
+                    "spec": {"http": [
+                        {"route": [{"destination": {"host": "web-stable"}, "weight": 100},
+                                   {"destination": {"host": "web-canary"}, "weight": 0}]},
+                        {"route": [{"destination": {"host": "web-stable"}, "weight": 100}]},
+                    ]},
+                }),
+            )
+            .await;
+        server.expect_no_more().await;
+    };
+    let (read, ()) = within_deadline(async { tokio::join!(controller, script) }).await;
+    assert!(read.is_err());
+}

@@ -354,6 +354,69 @@ mod tests {
         );
     }
 
+    /// The cache is distrusted only when a write's outcome is unknown (a sent write failed): an
+    /// error raised before anything was sent (here other destinations leave the canary no room,
+    /// so `weight_patch` is Invalid) leaves the copy trusted.
+    #[tokio::test]
+    async fn a_weight_write_that_sent_nothing_leaves_the_copy_trusted() {
+        use crate::traffic::{IstioRouter, ObjectName, RouteTarget, TrafficError, TrafficRouter};
+        let resource = crate::traffic::istio::virtual_service_resource();
+        let mut writer = reflector::store::Writer::new(resource.clone());
+        let vs: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": "app", "resourceVersion": "5"},
+            "spec": {"http": [{"route": [
+                {"destination": {"host": "web-stable"}, "weight": 10},
+                {"destination": {"host": "web-canary"}, "weight": 0},
+                {"destination": {"host": "web-mirror"}, "weight": 90},
+            ]}]}
+        }))
+        .expect("virtual service");
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(vs));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let mut ctx = crate::controller::Context::for_tests(crate::traffic::fake::offline_client());
+        ctx.view.routing = RoutingCache {
+            virtual_services: Some((writer.as_reader(), resource)),
+            seen: NewestVersions::default(),
+            written: Default::default(),
+        };
+        let router = IstioRouter::new(ObjectName::parse("web"), vec![], None);
+        let target = RouteTarget {
+            namespace: "app".into(),
+            rollout: "web".into(),
+            stable_service: "web-stable".into(),
+            canary_service: "web-canary".into(),
+            ..Default::default()
+        };
+        let object = router.object(&target);
+        let observed = ctx
+            .view
+            .routing
+            .copy(&object)
+            .expect("observe takes the copy");
+        assert_eq!(router.weight_in(&observed, &target).ok(), Some(Some(0)));
+        let client = crate::traffic::fake::offline_client();
+        let written = crate::controller::act::set_weight(
+            &ctx,
+            &client,
+            &router,
+            &target,
+            &mut Some(observed),
+            20,
+        )
+        .await;
+        // Invalid, not Kube: no request was attempted (the offline client reaches no server).
+        assert!(
+            matches!(written, Err(TrafficError::Invalid(_))),
+            "{written:?}"
+        );
+        assert!(
+            ctx.view.routing.copy(&object).is_some(),
+            "nothing was sent, so the cache is as good as before"
+        );
+    }
+
     #[test]
     fn without_a_cache_routers_read() {
         assert!(RoutingCache::none().copy(&web()).is_none());

@@ -1,7 +1,7 @@
 //! Tests of the shell's pure helpers: trimming, the abort path's decisions, run wake-ups.
 
 use super::abort_path::*;
-use super::wiring::*;
+use super::watches::*;
 use super::*;
 use crate::api::wire::RETIRED_LABEL;
 use crate::api::{AnalysisRun, Rollout};

@@ -1,6 +1,5 @@
-//! The wiring: every watch, the two Rollout lanes and the AnalysisRun controller, built as one
-//! chain in [`run`]. Watches are never paced (they deliver the aborts); the caches they fill are
-//! the ones observe reads. What wakes a Rollout: its own watch, its ReplicaSets and
+//! The wiring: the view's watches ([`super::watches`]), the two Rollout lanes and the
+//! AnalysisRun controller, built as one chain in [`run`]. What wakes a Rollout: its own watch, its ReplicaSets and
 //! AnalysisRuns (owner), someone else's change to a Service or VirtualService it names
 //! ([`super::wakers`]), and, on the urgent lane, an abort or a just-failed AnalysisRun.
 
@@ -17,63 +16,15 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{
-    analysis, analysis_runs, freshness, index, observe, pacing, replica_set_cache, report,
-    routing_cache, serial, service_cache, telemetry, wakers,
-};
-use crate::api::wire::{EVENT_REPORTER, ROLLOUT_LABEL};
+use super::watches::{self, ServiceEvent, scoped_api, trim_run};
+use super::{analysis, pacing, report, serial, telemetry, wakers};
+use crate::api::wire::EVENT_REPORTER;
 use crate::api::{AnalysisRun, Rollout};
-use crate::plan::{self};
 use crate::traffic::PreparedAborts;
 
 use super::abort_path::{failed_run_owner, send_prepared_aborts};
 use super::reconcile::{error_policy, reconcile, reconcile_urgent};
 use super::{Context, Settings, abort_pending, key};
-
-/// The API of a namespaced kind in the watched namespace, or in all of them.
-pub(super) fn scoped_api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Drops what the controller never reads from a cached Rollout: managed fields, the
-/// last-applied annotation, and the pod template but for its labels (the Services' selectors are
-/// checked against them). The template's hash is kept instead ([`plan::TRIMMED_TEMPLATE_HASH`]),
-/// so a reconcile can plan from the cache ([`freshness`]); creating a ReplicaSet, the one
-/// action that needs the whole template, reads the Rollout fresh ([`act`]).
-pub(super) fn trim_rollout(ro: &mut Rollout) {
-    ro.managed_fields_mut().clear();
-    ro.annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
-    if ro.spec.template.spec.is_none() {
-        return;
-    }
-    let hash = plan::rollout_template_hash(ro);
-    ro.annotations_mut()
-        .insert(plan::TRIMMED_TEMPLATE_HASH.to_string(), hash);
-    let labels = ro.spec.template.metadata.take().and_then(|m| m.labels);
-    ro.spec.template = k8s_openapi::api::core::v1::PodTemplateSpec {
-        metadata: Some(kube::api::ObjectMeta {
-            labels,
-            ..Default::default()
-        }),
-        spec: None,
-    };
-}
-
-/// Drops what no reader of a cached AnalysisRun needs: managed fields and the last-applied
-/// annotation (a copy of the whole spec on a run applied by hand).
-pub(super) fn trim_run(run: &mut AnalysisRun) {
-    run.managed_fields_mut().clear();
-    run.annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
-}
 
 /// Slots of the urgent lane: aborts are rare, and each takes a few requests.
 pub(super) const URGENT_CONCURRENCY: u16 = 4;
@@ -113,54 +64,13 @@ pub async fn run(
     if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
         return Ok(());
     }
-    let rs_api: Api<replica_set_cache::WatchedReplicaSet> =
-        scoped_api(&client, settings.namespace.as_deref());
-    let rs_cache = replica_set_cache::ReplicaSetCache::default();
-    let rs_stream = watcher(rs_api, watcher::Config::default().labels(ROLLOUT_LABEL))
-        .default_backoff()
-        .inspect_ok({
-            let cache = rs_cache.clone();
-            move |e| cache.apply(e)
-        })
-        // Deletions too: a deleted ReplicaSet wakes its Rollout, which recreates it.
-        .touched_objects();
-
-    // Services: every reconcile reads the stable/canary (or active/preview) Services; from a
-    // cache that is two requests fewer each time. A change by someone else wakes the Rollouts
-    // that name the Service ([`wakers`]).
-    let svc_api: Api<service_cache::WatchedService> =
-        scoped_api(&client, settings.namespace.as_deref());
-    let svc_cache = service_cache::ServiceCache::default();
-    let svc_events = watcher(svc_api, watcher::Config::default())
-        .default_backoff()
-        .map_ok({
-            let cache = svc_cache.clone();
-            move |e| {
-                let relisted = cache.apply(&e);
-                (e, relisted)
-            }
-        });
-
-    let runs_api: Api<AnalysisRun> = scoped_api(&client, settings.namespace.as_deref());
-    let (runs_store, runs_writer) = reflector::store();
-    let runs_owners = index::OwnerIndex::default();
+    let (view, watches) = watches::watch(&client, settings.namespace.as_deref()).await;
+    let rollout_store = view.rollouts.clone();
     // Triggers of the urgent lane. Bounded and never awaited: when it is full the main lane
     // still reconciles the rollout, only not ahead of the others.
     let (urgent_tx, mut urgent_rx) = tokio::sync::mpsc::channel::<ObjectRef<Rollout>>(1024);
-    let runs_stream = watcher(
-        runs_api.clone(),
-        watcher::Config::default().labels(ROLLOUT_LABEL),
-    )
-    .default_backoff()
-    .modify(trim_run)
-    .reflect(runs_writer)
-    .inspect_ok({
-        let idx = runs_owners.clone();
-        move |e| idx.apply(e)
-    })
-    // Deletions too: a deleted AnalysisRun wakes its Rollout.
-    .touched_objects()
-    .inspect_ok({
+    // A run that has just failed puts its Rollout on the urgent lane.
+    let runs_stream = watches.analysis_runs.inspect_ok({
         let urgent = urgent_tx.clone();
         move |run| {
             if let Some(owner) = failed_run_owner(run) {
@@ -168,27 +78,12 @@ pub async fn run(
             }
         }
     });
-
-    let (routing, vs_changes) =
-        routing_cache::RoutingCache::watch(&client, settings.namespace.as_deref()).await;
-
-    let (rollout_store, rollout_writer) = reflector::store();
     // Rollout deletions, for the sweep that forgets them and releases their Services.
     let deleted = Arc::new(tokio::sync::Notify::new());
     let ctx = Arc::new(Context {
         recorder: report::EventRecorder::new(clients.clone(), EVENT_REPORTER),
         clients,
-        view: super::view::View {
-            rollouts: rollout_store.clone(),
-            rollout_reads: freshness::NewestVersions::default(),
-            replica_sets: rs_cache,
-            services: svc_cache,
-            service_writes: observe::ServiceWrites::default(),
-            analysis_runs: runs_store,
-            analysis_run_owners: runs_owners,
-            retired_runs: analysis_runs::RetiredRuns::default(),
-            routing,
-        },
+        view,
         serial: serial::KeyLocks::default(),
         failures: Mutex::new(HashMap::new()),
         telemetry: telemetry::Telemetry::new(sinks.clone()),
@@ -200,14 +95,9 @@ pub async fn run(
         providers: crate::provider::providers(settings.prometheus_address.clone()),
         metrics: sinks.metrics,
     });
-    let rollout_stream = watcher(
-        scoped_api::<Rollout>(&client, settings.namespace.as_deref()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(trim_rollout)
-    .reflect(rollout_writer)
-    .inspect_ok({
+    let rollout_stream = watches
+        .rollouts
+        .inspect_ok({
         let deleted = deleted.clone();
         move |e| {
             if matches!(e, watcher::Event::Delete(_)) {
@@ -233,14 +123,14 @@ pub async fn run(
         }
     });
     let woken = futures::stream::select(
-        svc_events.flat_map({
+        watches.services.flat_map({
             let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
             move |event| futures::stream::iter(service_wakes(&ctx, &rollouts, event))
         }),
         // Our own weight writes wake nobody (the version a write returned, not one a read
         // found: another Rollout's news may hide behind a read). A woken reconcile that runs
         // before the Rollout watch shows our status write would read the Rollout fresh.
-        vs_changes.flat_map({
+        watches.virtual_services.flat_map({
             let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
             move |change| {
                 let woken = if ctx.view.routing.is_own_write(&change) {
@@ -260,7 +150,7 @@ pub async fn run(
     let controller = Controller::for_stream(rollout_stream, rollout_store.clone());
     let forget_deleted = telemetry::forget_deleted(ctx.clone(), controller.store(), deleted);
     let rollouts_done = controller
-        .owns_stream(rs_stream)
+        .owns_stream(watches.replica_sets)
         .owns_stream(runs_stream)
         .reconcile_on(woken)
         .with_config(
@@ -294,6 +184,7 @@ pub async fn run(
     // Rollouts): all of the kind are ours. Its own store holds them all, trimmed as the
     // Rollout side's is; a reconcile reads the run it measures fresh.
     let (all_runs_store, all_runs_writer) = reflector::store();
+    let runs_api: Api<AnalysisRun> = scoped_api(&client, settings.namespace.as_deref());
     let all_runs = watcher(runs_api, watcher::Config::default())
         .default_backoff()
         .modify(trim_run)
@@ -315,12 +206,6 @@ pub async fn run(
     info!("controller stopped");
     Ok(())
 }
-
-/// A Service watch event, and what the relist it ends found changed or gone.
-pub(super) type ServiceEvent = (
-    watcher::Event<service_cache::WatchedService>,
-    Vec<(String, String)>,
-);
 
 /// The Rollouts a Service watch event wakes: those naming the Service, when the change is not
 /// one of our own selector writes; at the end of a relist after a broken watch, those naming a

@@ -1,0 +1,168 @@
+//! The watches that fill the view ([`super::view::View`]): built here, all of them, each as
+//! small as its readers need. [`watch`] returns the view and the streams that keep it filled;
+//! the wiring ([`super::wiring`]) polls them and turns their events into wake-ups. Watches are
+//! never paced: they deliver the aborts.
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use kube::api::Api;
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+
+use super::routing_cache::{RoutingCache, RoutingChange};
+use super::service_cache::{ServiceCache, WatchedService};
+use super::view::View;
+use super::{analysis_runs, freshness, index, observe, replica_set_cache};
+use crate::api::wire::ROLLOUT_LABEL;
+use crate::api::{AnalysisRun, Rollout};
+use crate::plan;
+
+/// A watch stream of `K`, as the view's streams yield them.
+pub type Events<K> = BoxStream<'static, Result<K, watcher::Error>>;
+
+/// A Service watch event, and what the relist it ends found changed or gone.
+pub(super) type ServiceEvent = (watcher::Event<WatchedService>, Vec<(String, String)>);
+
+/// The streams that keep the view filled; each must be polled for as long as the view is read.
+/// Every item has reached the view's caches before it is yielded.
+pub struct Watches {
+    /// Rollout watch events (trimmed: [`trim_rollout`]).
+    pub rollouts: Events<watcher::Event<Rollout>>,
+    /// ReplicaSets of ours applied or deleted: each wakes its Rollout.
+    pub replica_sets: Events<replica_set_cache::WatchedReplicaSet>,
+    /// AnalysisRuns of ours applied or deleted (trimmed, indexed by owner).
+    pub analysis_runs: Events<AnalysisRun>,
+    /// Service events, with what a relist found changed or gone.
+    pub services: Events<ServiceEvent>,
+    /// VirtualService changes delivered as watch events (none without the Istio API).
+    pub virtual_services: BoxStream<'static, RoutingChange>,
+}
+
+/// Builds every watch of the view, in `namespace` or in all of them.
+pub async fn watch(client: &Client, namespace: Option<&str>) -> (View, Watches) {
+    let rs_cache = replica_set_cache::ReplicaSetCache::default();
+    let replica_sets = watcher(
+        scoped_api::<replica_set_cache::WatchedReplicaSet>(client, namespace),
+        watcher::Config::default().labels(ROLLOUT_LABEL),
+    )
+    .default_backoff()
+    .inspect_ok({
+        let cache = rs_cache.clone();
+        move |e| cache.apply(e)
+    })
+    // Deletions too: a deleted ReplicaSet wakes its Rollout, which recreates it.
+    .touched_objects()
+    .boxed();
+
+    // Services: every reconcile reads the stable/canary (or active/preview) Services; from a
+    // cache that is two requests fewer each time.
+    let svc_cache = ServiceCache::default();
+    let services = watcher(
+        scoped_api::<WatchedService>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map_ok({
+        let cache = svc_cache.clone();
+        move |e| {
+            let relisted = cache.apply(&e);
+            (e, relisted)
+        }
+    })
+    .boxed();
+
+    let (runs_store, runs_writer) = reflector::store();
+    let runs_owners = index::OwnerIndex::default();
+    let analysis_runs = watcher(
+        scoped_api::<AnalysisRun>(client, namespace),
+        watcher::Config::default().labels(ROLLOUT_LABEL),
+    )
+    .default_backoff()
+    .modify(trim_run)
+    .reflect(runs_writer)
+    .inspect_ok({
+        let idx = runs_owners.clone();
+        move |e| idx.apply(e)
+    })
+    // Deletions too: a deleted AnalysisRun wakes its Rollout.
+    .touched_objects()
+    .boxed();
+
+    let (routing, virtual_services) = RoutingCache::watch(client, namespace).await;
+
+    let (rollout_store, rollout_writer) = reflector::store();
+    let rollouts = watcher(
+        scoped_api::<Rollout>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(trim_rollout)
+    .reflect(rollout_writer)
+    .boxed();
+
+    let view = View {
+        rollouts: rollout_store,
+        rollout_reads: freshness::NewestVersions::default(),
+        replica_sets: rs_cache,
+        services: svc_cache,
+        service_writes: observe::ServiceWrites::default(),
+        analysis_runs: runs_store,
+        analysis_run_owners: runs_owners,
+        retired_runs: analysis_runs::RetiredRuns::default(),
+        routing,
+    };
+    let watches = Watches {
+        rollouts,
+        replica_sets,
+        analysis_runs,
+        services,
+        virtual_services,
+    };
+    (view, watches)
+}
+
+/// The API of a namespaced kind in the watched namespace, or in all of them.
+pub(super) fn scoped_api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Drops what the controller never reads from a cached Rollout: managed fields, the
+/// last-applied annotation, and the pod template but for its labels (the Services' selectors are
+/// checked against them). The template's hash is kept instead ([`plan::TRIMMED_TEMPLATE_HASH`]),
+/// so a reconcile can plan from the cache ([`freshness`]); creating a ReplicaSet, the one
+/// action that needs the whole template, reads the Rollout fresh ([`super::act`]).
+pub(super) fn trim_rollout(ro: &mut Rollout) {
+    ro.managed_fields_mut().clear();
+    ro.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+    if ro.spec.template.spec.is_none() {
+        return;
+    }
+    let hash = plan::rollout_template_hash(ro);
+    ro.annotations_mut()
+        .insert(plan::TRIMMED_TEMPLATE_HASH.to_string(), hash);
+    let labels = ro.spec.template.metadata.take().and_then(|m| m.labels);
+    ro.spec.template = k8s_openapi::api::core::v1::PodTemplateSpec {
+        metadata: Some(kube::api::ObjectMeta {
+            labels,
+            ..Default::default()
+        }),
+        spec: None,
+    };
+}
+
+/// Drops what no reader of a cached AnalysisRun needs: managed fields and the last-applied
+/// annotation (a copy of the whole spec on a run applied by hand).
+pub(super) fn trim_run(run: &mut AnalysisRun) {
+    run.managed_fields_mut().clear();
+    run.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
