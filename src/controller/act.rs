@@ -389,9 +389,22 @@ async fn switch_service(
     let written = api
         .patch(service, &wire::patch_params(), &Patch::Merge(&patch))
         .await?;
+    // Read back by the view's one rule: what the write returned stands in until the cache
+    // shows it, and its watch event is our own change.
+    let key = format!("{ns}/{service}");
+    let cached_rv = ctx
+        .view
+        .services
+        .get(ns, service)
+        .and_then(|c| c.resource_version.as_deref().map(str::to_string));
+    let after = CachedService::from(&written);
+    let written_rv = after.resource_version.as_deref().map(str::to_string);
+    if let Some(rv) = &written_rv {
+        ctx.view.service_writes.own_write(&key, rv);
+    }
     ctx.view
         .service_writes
-        .record(ns, service, &svc, CachedService::from(&written));
+        .learnt(&key, cached_rv.as_deref(), written_rv, Some(after));
     info!(rollout, service, hash, "switched Service selector");
     Ok(())
 }

@@ -232,9 +232,13 @@ pub(super) async fn write_status(
 ) -> Result<bool, Error> {
     match report::write_status(api, ro, status).await {
         Ok(Some(written)) => {
-            ctx.view
-                .rollout_reads
-                .saw(&key(ro), written.resource_version());
+            let cached = ctx.view.rollouts.get(&ObjectRef::from_obj(ro));
+            ctx.view.rollout_reads.learnt(
+                &key(ro),
+                cached.and_then(|c| c.resource_version()).as_deref(),
+                written.resource_version(),
+                None,
+            );
             Ok(true)
         }
         Ok(None) => Ok(false),

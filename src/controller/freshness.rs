@@ -1,4 +1,6 @@
-//! Whether a reconcile may plan from the watched Rollout or must read it from the API server.
+//! Read-your-writes: the view's one rule for reading a cached object that our own writes (or a
+//! fresh read) may be ahead of ([`ReadYourWrites`]), used for Rollouts, VirtualServices and
+//! Services; and whether a reconcile may plan from the watched Rollout ([`fresh_read_needed`]).
 //!
 //! The watch can lag the controller's own writes. A plan made from a cache that still shows the
 //! step before our last status write would replay that step's actions (set a weight back, scale
@@ -6,18 +8,21 @@
 //! used to GET the Rollout for that reason: half the controller's reads in an update wave, of
 //! the object the API server finds most expensive to serve (docs/benchmarks.md).
 //!
-//! Now each rollout remembers the newest resourceVersion this process knows of — the one our
-//! status write returned, or the one a fresh read found — until the watch delivers exactly that
-//! version. While the cache shows another, the reconcile reads fresh. Equality is all that is
-//! compared: resourceVersions are opaque, and a cache that moved past our write shows another
-//! version too, which costs one read and then agrees with the cache.
+//! Now each object remembers the newest resourceVersion this process knows of — the one our
+//! write returned, or the one a fresh read found — until the watch delivers exactly that
+//! version. While the cache shows another, the reader reads fresh, or, for a reader that keeps
+//! what it wrote (Services), takes that instead as long as the cache has not moved. Equality is
+//! all that is compared: resourceVersions are opaque, and a cache that moved past our write
+//! shows another version too, which costs one read and then agrees with the cache.
 //!
 //! Writes by others (a user's abort or promote) are not known here; planning from a cache that
 //! does not show them yet is planning a moment earlier, as a fresh read just before their write
 //! would have been. Our status write carries the resourceVersion it was planned from, so it
-//! fails on their write, and their watch event brings the next reconcile.
+//! fails on their write, and their watch event brings the next reconcile. ReplicaSets keep a
+//! rule of their own ([`super::replica_set_cache`]): their scale writes stand in field by field
+//! over the cached object, which a later write of someone else's may not touch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use kube::ResourceExt;
@@ -56,60 +61,156 @@ pub fn fresh_read_needed(
     cache_behind.then_some(FreshRead::CacheBehind)
 }
 
-/// The newest resourceVersion known per object (a Rollout, or a routing object:
-/// [`super::routing_cache`]), while the cache does not show it yet.
-#[derive(Debug, Default)]
-pub struct NewestVersions {
-    /// `None`: a write of ours whose result we did not see, which no cached version matches.
-    newest: Mutex<HashMap<String, Option<String>>>,
+/// How a reader takes a cached object, by the view's one read-your-writes rule
+/// ([`ReadYourWrites::take`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Take<T> {
+    /// The cache shows everything we know of: read it.
+    Cache,
+    /// The cache still shows the version it showed when we learnt of a newer one, and we hold
+    /// that newer object (our write's answer, or a fresh read): it stands in.
+    StandIn(T),
+    /// The cache is behind what we know, with nothing to stand in: read from the API server.
+    Fresh,
 }
 
-impl NewestVersions {
-    /// Whether the cache, at `cached_rv`, does not show the newest version known for `key`;
-    /// once it does, that version is forgotten.
-    pub fn cache_behind(&self, key: &str, cached_rv: Option<&str>) -> bool {
-        let Ok(mut newest) = self.newest.lock() else {
-            return true;
+/// What we know of one object that its cache may not show yet.
+#[derive(Debug)]
+struct Pending<T> {
+    /// The version the cache showed when we learnt of `newest`.
+    over: Option<String>,
+    /// The newest version known: our write's answer or a fresh read. `None`: a write of ours
+    /// whose outcome we did not see, which no cached version matches.
+    newest: Option<String>,
+    /// That version of the object, when the reader keeps it to stand in.
+    object: Option<T>,
+}
+
+/// The view's one read-your-writes rule, for Rollouts, routing objects and Services (each
+/// with its own instance, keyed `ns/name`). Per object it remembers the newest version this
+/// process knows of — the one our write returned, or one a fresh read found — and the version
+/// the cache showed then, until the cache shows the newest:
+/// - the cache shows the newest: it is read, and the record goes;
+/// - it still shows the version it showed then: the newest object stands in when the reader
+///   keeps it (Services), else the reader reads fresh (Rollouts, VirtualServices);
+/// - it shows any other version: the reader reads fresh. Versions are opaque, so a cache that
+///   moved is not assumed to include our write; the read settles it (equal to the cache: the
+///   record goes; newer: it becomes the newest).
+///
+/// Separately it keeps the version our own last write of each object returned, so that the
+/// watch event of that version is known as our own change, which wakes nobody
+/// ([`ReadYourWrites::is_own`]).
+#[derive(Debug)]
+pub struct ReadYourWrites<T> {
+    pending: Mutex<HashMap<String, Pending<T>>>,
+    own: Mutex<HashMap<String, String>>,
+}
+
+impl<T> Default for ReadYourWrites<T> {
+    fn default() -> Self {
+        ReadYourWrites {
+            pending: Mutex::default(),
+            own: Mutex::default(),
+        }
+    }
+}
+
+impl<T: Clone> ReadYourWrites<T> {
+    /// How to read `key` while its cache shows `cached_rv`; once the cache shows the newest
+    /// version known, that record is forgotten.
+    pub fn take(&self, key: &str, cached_rv: Option<&str>) -> Take<T> {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Take::Fresh;
         };
-        match newest.get(key) {
-            None => false,
-            Some(known) if known.is_some() && known.as_deref() == cached_rv => {
-                newest.remove(key);
-                false
-            }
-            Some(_) => true,
+        let Some(known) = pending.get(key) else {
+            return Take::Cache;
+        };
+        if known.newest.is_some() && known.newest.as_deref() == cached_rv {
+            pending.remove(key);
+            return Take::Cache;
+        }
+        match &known.object {
+            Some(object) if known.over.as_deref() == cached_rv => Take::StandIn(object.clone()),
+            _ => Take::Fresh,
         }
     }
 
-    /// A write of ours returned `rv`, or a fresh read found it.
-    pub fn saw(&self, key: &str, rv: Option<String>) {
-        if let Ok(mut newest) = self.newest.lock() {
-            newest.insert(key.to_string(), rv);
-        }
+    /// Whether the cache, at `cached_rv`, does not show the newest version known for `key`.
+    pub fn cache_behind(&self, key: &str, cached_rv: Option<&str>) -> bool {
+        !matches!(self.take(key, cached_rv), Take::Cache)
     }
 
-    /// A fresh read found `fresh_rv` while the cache showed `cached_rv`: when they agree the
-    /// cache is current, else the cache must catch up to the fresh read.
-    pub fn read_fresh(&self, key: &str, cached_rv: Option<&str>, fresh_rv: Option<String>) {
-        if fresh_rv.is_some() && fresh_rv.as_deref() == cached_rv {
-            if let Ok(mut newest) = self.newest.lock() {
-                newest.remove(key);
-            }
+    /// A write of ours, or a fresh read, found `key` at `rv` (`object`: that version, for a
+    /// reader whose objects stand in) while the cache showed `cached_rv`. A read that agrees
+    /// with the cache shows it current.
+    pub fn learnt(
+        &self,
+        key: &str,
+        cached_rv: Option<&str>,
+        rv: Option<String>,
+        object: Option<T>,
+    ) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        if rv.is_some() && rv.as_deref() == cached_rv {
+            pending.remove(key);
         } else {
-            self.saw(key, fresh_rv);
+            pending.insert(
+                key.to_string(),
+                Pending {
+                    over: cached_rv.map(str::to_string),
+                    newest: rv,
+                    object,
+                },
+            );
         }
     }
 
     /// A write of ours may or may not have landed (it failed, or its answer was lost): read
     /// fresh until a read and the cache agree.
     pub fn distrust(&self, key: &str) {
-        self.saw(key, None);
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(
+                key.to_string(),
+                Pending {
+                    over: None,
+                    newest: None,
+                    object: None,
+                },
+            );
+        }
     }
 
-    /// Forgets objects no longer in `live`.
-    pub fn retain(&self, live: &HashSet<String>) {
-        if let Ok(mut newest) = self.newest.lock() {
-            newest.retain(|k, _| live.contains(k));
+    /// Our write of `key` returned `rv`: its watch event is our own change.
+    pub fn own_write(&self, key: &str, rv: &str) {
+        if let Ok(mut own) = self.own.lock() {
+            own.insert(key.to_string(), rv.to_string());
+        }
+    }
+
+    /// Whether `rv`, a version of `key` a watch event brings, is the one our own last write
+    /// returned.
+    pub fn is_own(&self, key: &str, rv: Option<&str>) -> bool {
+        rv.is_some()
+            && self
+                .own
+                .lock()
+                .is_ok_and(|own| own.get(key).map(String::as_str) == rv)
+    }
+
+    /// Forgets what the cache no longer needs standing in for: records of objects it no longer
+    /// holds (`cached(key)` is None: deleted, or a deleted Rollout's), and those it has caught
+    /// up with (it shows the newest version, or our own last write).
+    pub fn retain(&self, cached: impl Fn(&str) -> Option<Option<String>>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.retain(|key, known| match cached(key) {
+                None => false,
+                Some(rv) => known.newest.is_none() || known.newest != rv,
+            });
+        }
+        if let Ok(mut own) = self.own.lock() {
+            own.retain(|key, rv| cached(key).is_some_and(|cached| cached.as_ref() != Some(rv)));
         }
     }
 }
@@ -140,18 +241,19 @@ mod tests {
         .expect("rollout")
     }
 
-    fn decide(reads: &NewestVersions, cached: &Rollout) -> Option<FreshRead> {
+    fn decide(reads: &ReadYourWrites<()>, cached: &Rollout) -> Option<FreshRead> {
         let behind = reads.cache_behind("shop/web", cached.resource_version().as_deref());
         fresh_read_needed(cached, behind, false)
     }
 
     #[test]
     fn the_cache_is_planned_from_once_it_shows_our_last_write() {
-        let reads = NewestVersions::default();
+        let reads = ReadYourWrites::<()>::default();
         // Nothing written yet: the cache is as good as a read.
         assert_eq!(decide(&reads, &rollout("10", false, false)), None);
-        // Our status write returned 12; the cache still shows 10, then 11 (someone else's).
-        reads.saw("shop/web", Some("12".into()));
+        // Our status write returned 12 while the cache showed 10; it still shows 10, then 11
+        // (someone else's).
+        reads.learnt("shop/web", Some("10"), Some("12".into()), None);
         for behind in ["10", "11"] {
             assert_eq!(
                 decide(&reads, &rollout(behind, false, false)),
@@ -166,29 +268,59 @@ mod tests {
 
     #[test]
     fn a_cache_past_our_write_costs_one_read_then_agrees() {
-        let reads = NewestVersions::default();
+        let reads = ReadYourWrites::<()>::default();
         let key = "shop/web";
-        reads.saw(key, Some("12".into()));
+        reads.learnt(key, Some("11"), Some("12".into()), None);
         // A relist jumped from 11 to 14 without ever showing 12.
         assert!(reads.cache_behind(key, Some("14")));
-        reads.read_fresh(key, Some("14"), Some("14".into()));
+        reads.learnt(key, Some("14"), Some("14".into()), None);
         assert!(!reads.cache_behind(key, Some("14")));
         // A fresh read newer than the cache: the cache must catch up to it.
-        reads.read_fresh(key, Some("14"), Some("15".into()));
+        reads.learnt(key, Some("14"), Some("15".into()), None);
         assert!(reads.cache_behind(key, Some("14")));
         assert!(!reads.cache_behind(key, Some("15")));
     }
 
     #[test]
     fn a_write_with_no_answer_is_read_fresh_until_a_read_agrees() {
-        let reads = NewestVersions::default();
+        let reads = ReadYourWrites::<()>::default();
         let key = "shop/web";
         reads.distrust(key);
         for rv in [Some("10"), Some("11"), Some(""), None] {
             assert!(reads.cache_behind(key, rv), "cache at {rv:?}");
         }
-        reads.read_fresh(key, Some("11"), Some("11".into()));
+        reads.learnt(key, Some("11"), Some("11".into()), None);
         assert!(!reads.cache_behind(key, Some("11")));
+    }
+
+    /// The same rule with stand-ins (Services): our write's answer stands in while the cache
+    /// shows the version it showed at the write; a cache anywhere else is read fresh, never
+    /// assumed to include our write.
+    #[test]
+    fn what_we_wrote_stands_in_while_the_cache_has_not_moved() {
+        let writes = ReadYourWrites::<&str>::default();
+        let key = "app/web-active";
+        assert_eq!(writes.take(key, Some("1")), Take::Cache);
+        writes.learnt(key, Some("1"), Some("2".into()), Some("new"));
+        writes.own_write(key, "2");
+        assert_eq!(writes.take(key, Some("1")), Take::StandIn("new"));
+        assert_eq!(writes.take("other/web-active", Some("1")), Take::Cache);
+        // The watch event of our write is ours; another version is news.
+        assert!(writes.is_own(key, Some("2")));
+        assert!(!writes.is_own(key, Some("3")));
+        assert!(!writes.is_own(key, None));
+        // A version that is neither: read fresh; the read settles it.
+        assert_eq!(writes.take(key, Some("3")), Take::Fresh);
+        writes.learnt(key, Some("3"), Some("3".into()), Some("theirs"));
+        assert_eq!(writes.take(key, Some("3")), Take::Cache);
+        // Caught up with our write: the cache is read, and the record goes.
+        writes.learnt(key, Some("3"), Some("4".into()), Some("ours"));
+        assert_eq!(writes.take(key, Some("4")), Take::Cache);
+        assert_eq!(writes.take(key, Some("3")), Take::Cache);
+        // A write whose outcome we did not see: read fresh, whatever the cache shows.
+        writes.distrust(key);
+        assert_eq!(writes.take(key, Some("4")), Take::Fresh);
+        assert_eq!(writes.take(key, None), Take::Fresh);
     }
 
     #[test]
@@ -207,13 +339,30 @@ mod tests {
         );
     }
 
+    /// Records of objects the cache no longer holds, or has caught up with, are forgotten: a
+    /// deleted Rollout's, or a Service never read again, do not stay for ever.
     #[test]
-    fn forgotten_rollouts_leave_nothing_behind() {
-        let reads = NewestVersions::default();
-        reads.saw("shop/web", Some("3".into()));
-        reads.saw("shop/gone", Some("4".into()));
-        reads.retain(&HashSet::from(["shop/web".to_string()]));
-        assert!(!reads.cache_behind("shop/gone", Some("1")));
-        assert!(reads.cache_behind("shop/web", Some("1")));
+    fn forgotten_and_caught_up_records_leave_nothing_behind() {
+        let reads = ReadYourWrites::<()>::default();
+        for (key, rv) in [("shop/web", "3"), ("shop/gone", "4"), ("shop/seen", "5")] {
+            reads.learnt(key, Some("1"), Some(rv.into()), None);
+            reads.own_write(key, rv);
+        }
+        reads.retain(|key| match key {
+            "shop/web" => Some(Some("1".into())),
+            "shop/seen" => Some(Some("5".into())),
+            _ => None,
+        });
+        assert!(
+            reads.cache_behind("shop/web", Some("1")),
+            "still ahead of the cache"
+        );
+        assert!(reads.is_own("shop/web", Some("3")));
+        assert!(
+            !reads.cache_behind("shop/gone", Some("1")),
+            "no such object any more"
+        );
+        assert!(!reads.is_own("shop/gone", Some("4")));
+        assert!(!reads.is_own("shop/seen", Some("5")), "the cache shows it");
     }
 }

@@ -10,8 +10,11 @@ use kube::api::{Api, ListParams};
 use kube::core::Selector;
 use kube::{Resource, ResourceExt};
 
+use tracing::debug;
+
 use super::Context;
 use super::error::Error;
+use super::freshness::Take;
 use super::service_cache::{CachedService, WatchedService};
 use crate::api::{AnalysisRun, Rollout};
 use crate::plan::{ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
@@ -161,75 +164,34 @@ pub async fn observe_services(ctx: &Context, ro: &Rollout) -> Result<Vec<Observe
 
 /// A Service from the cache ([`super::service_cache`]), or read from the API server when the
 /// cache has none: one created a moment ago may not have reached the cache yet, and only the
-/// API server can say it does not exist. Until the cache shows our own last selector write, what
-/// that write returned stands in for it ([`ServiceWrites`]), so the planner never plans the same
-/// switch twice.
+/// API server can say it does not exist. Our own selector writes are read back by the view's
+/// one rule ([`super::freshness::ReadYourWrites`]): while the cache shows the version it showed
+/// at our last write, what that write returned stands in for it, so the planner never plans
+/// the same switch twice; a cache at any other version that is not our write's is read fresh.
 pub async fn service(
     ctx: &Context,
     api: &Api<WatchedService>,
     ns: &str,
     name: &str,
 ) -> Result<Option<CachedService>, kube::Error> {
-    match ctx.view.services.get(ns, name) {
-        Some(svc) => Ok(Some(ctx.view.service_writes.newest(ns, name, svc))),
-        None => Ok(api.get_opt(name).await?.as_ref().map(CachedService::from)),
-    }
-}
-
-/// The Services our selector writes returned, each with the resourceVersion it was written
-/// over, until the cache moves past that version.
-#[derive(Debug, Default)]
-pub struct ServiceWrites {
-    written: std::sync::Mutex<BTreeMap<String, (Box<str>, CachedService)>>,
-}
-
-impl ServiceWrites {
-    /// Records that `before`, the Service `ns/name`, was patched into `after`.
-    pub fn record(&self, ns: &str, name: &str, before: &CachedService, after: CachedService) {
-        if let (Some(rv), Ok(mut w)) = (before.resource_version.clone(), self.written.lock()) {
-            w.insert(format!("{ns}/{name}"), (rv, after));
-        }
-    }
-
-    /// Whether `rv`, a version of the Service `ns/name`, is the one our last selector write
-    /// returned: a watch event of it is our own change, not news.
-    pub fn is_own(&self, ns: &str, name: &str, rv: Option<&str>) -> bool {
-        let Ok(w) = self.written.lock() else {
-            return false;
-        };
-        rv.is_some()
-            && w.get(&format!("{ns}/{name}"))
-                .is_some_and(|(_, after)| after.resource_version.as_deref() == rv)
-    }
-
-    /// Forgets every write the Service cache has caught up with (it shows another version than
-    /// the one written over, or no Service): nothing reads those any more, and a deleted
-    /// Rollout's Services are never read again to drop them one by one.
-    pub fn retain_pending(&self, services: &super::service_cache::ServiceCache) {
-        if let Ok(mut w) = self.written.lock() {
-            w.retain(|key, (over, _)| {
-                let (ns, name) = key.split_once('/').unwrap_or_default();
-                services
-                    .get(ns, name)
-                    .is_some_and(|s| s.resource_version.as_ref() == Some(over))
-            });
-        }
-    }
-
-    /// `cached` (the Service `ns/name`), or what we wrote over it when the cache still shows the
-    /// version we wrote over.
-    pub fn newest(&self, ns: &str, name: &str, cached: CachedService) -> CachedService {
-        let Ok(mut w) = self.written.lock() else {
-            return cached;
-        };
-        let key = format!("{ns}/{name}");
-        match w.get(&key) {
-            Some((over, after)) if cached.resource_version.as_ref() == Some(over) => after.clone(),
-            Some(_) => {
-                w.remove(&key);
-                cached
-            }
-            None => cached,
+    let Some(cached) = ctx.view.services.get(ns, name) else {
+        return Ok(api.get_opt(name).await?.as_ref().map(CachedService::from));
+    };
+    let key = format!("{ns}/{name}");
+    let cached_rv = cached.resource_version.as_deref().map(str::to_string);
+    match ctx.view.service_writes.take(&key, cached_rv.as_deref()) {
+        Take::Cache => Ok(Some(cached)),
+        Take::StandIn(written) => Ok(Some(written)),
+        Take::Fresh => {
+            debug!(target: "aviary::reads", service = %key, "reading the Service fresh: the cache is behind");
+            let fresh = api.get_opt(name).await?.as_ref().map(CachedService::from);
+            let fresh_rv = fresh
+                .as_ref()
+                .and_then(|f| f.resource_version.as_deref().map(str::to_string));
+            ctx.view
+                .service_writes
+                .learnt(&key, cached_rv.as_deref(), fresh_rv, fresh.clone());
+            Ok(fresh)
         }
     }
 }

@@ -56,80 +56,6 @@ fn service(selector: serde_json::Value, managed_by: Option<&str>) -> CachedServi
 }
 
 #[test]
-fn our_last_selector_write_stands_in_until_the_cache_moves_past_it() {
-    let at = |rv: &str, hash: &str| {
-        let mut svc = service(
-            serde_json::json!({"app": "web", POD_TEMPLATE_HASH_LABEL: hash}),
-            None,
-        );
-        svc.resource_version = Some(rv.into());
-        svc
-    };
-    let hash = |svc: CachedService| svc.selects(POD_TEMPLATE_HASH_LABEL).map(str::to_string);
-    let newest = |w: &ServiceWrites, svc| hash(w.newest("app", "web-active", svc));
-    let writes = ServiceWrites::default();
-    assert_eq!(newest(&writes, at("1", "old")).as_deref(), Some("old"));
-
-    writes.record("app", "web-active", &at("1", "old"), at("2", "new"));
-    // Another Service of that name, elsewhere, is not stood in for.
-    assert_eq!(
-        hash(writes.newest("other", "web-active", at("1", "old"))).as_deref(),
-        Some("old")
-    );
-    // The watch event of our write is recognised as ours; another version is not.
-    assert!(writes.is_own("app", "web-active", Some("2")));
-    assert!(!writes.is_own("app", "web-active", Some("3")));
-    assert!(!writes.is_own("app", "web-active", None));
-    assert!(!writes.is_own("other", "web-active", Some("2")));
-    // The cache still shows the version we wrote over: our write stands in.
-    assert_eq!(newest(&writes, at("1", "old")).as_deref(), Some("new"));
-    // The cache moved on (our write or a later one): it is the truth again, for good.
-    assert_eq!(newest(&writes, at("3", "other")).as_deref(), Some("other"));
-    assert_eq!(newest(&writes, at("1", "old")).as_deref(), Some("old"));
-}
-
-/// A write is kept only while the cache shows the version it wrote over: a deleted
-/// Rollout's Services, never read again, do not keep theirs for ever.
-#[test]
-fn writes_the_cache_caught_up_with_are_forgotten() {
-    use super::super::service_cache::{ServiceCache, WatchedService};
-    let watched = |name: &str, rv: &str| -> WatchedService {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": "app", "resourceVersion": rv},
-            "spec": {"selector": {"app": "web"}},
-        }))
-        .expect("service")
-    };
-    let cache = ServiceCache::default();
-    for svc in [watched("pending", "1"), watched("seen", "3")] {
-        cache.apply(&kube::runtime::watcher::Event::Apply(svc));
-    }
-    let cached = |name: &str, rv: &str| CachedService::from(&watched(name, rv));
-    let writes = ServiceWrites::default();
-    writes.record(
-        "app",
-        "pending",
-        &cached("pending", "1"),
-        cached("pending", "2"),
-    );
-    writes.record("app", "seen", &cached("seen", "2"), cached("seen", "3"));
-    writes.record("app", "gone", &cached("gone", "1"), cached("gone", "2"));
-    writes.retain_pending(&cache);
-    assert!(
-        writes.is_own("app", "pending", Some("2")),
-        "still ahead of the cache"
-    );
-    assert!(
-        !writes.is_own("app", "seen", Some("3")),
-        "the cache shows it"
-    );
-    assert!(
-        !writes.is_own("app", "gone", Some("2")),
-        "no such Service any more"
-    );
-}
-
-#[test]
 fn a_service_must_select_only_what_the_template_labels() {
     let labels = BTreeMap::from([
         ("app".to_string(), "web".to_string()),
@@ -215,4 +141,78 @@ async fn an_unjudgeable_first_router_stops_observe_before_the_next_read() {
     };
     let (read, ()) = within_deadline(async { tokio::join!(controller, script) }).await;
     assert!(read.is_err());
+}
+
+/// A Service is read by the view's one rule: our last selector write stands in while the cache
+/// shows the version it showed at the write (no request); a cache at another version that is
+/// not our write's is read fresh once, then agrees.
+#[tokio::test]
+async fn a_service_stands_in_for_our_write_and_a_moved_cache_is_read_fresh() {
+    use super::super::fixtures::{mock_client, within_deadline};
+    use http::StatusCode;
+    let watched = |rv: &str, hash: &str| -> WatchedService {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-active", "namespace": "app", "resourceVersion": rv},
+            "spec": {"selector": {"app": "web", POD_TEMPLATE_HASH_LABEL: hash}},
+        }))
+        .expect("service")
+    };
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let apply = |svc: WatchedService| {
+        ctx.view
+            .services
+            .apply(&kube::runtime::watcher::Event::Apply(svc));
+    };
+    apply(watched("1", "old"));
+    let key = "app/web-active";
+    ctx.view.service_writes.learnt(
+        key,
+        Some("1"),
+        Some("2".into()),
+        Some(CachedService::from(&watched("2", "new"))),
+    );
+    let api: Api<WatchedService> = Api::namespaced(ctx.client().clone(), "app");
+    let hash = |svc: Option<CachedService>| {
+        svc.and_then(|s| s.selects(POD_TEMPLATE_HASH_LABEL).map(str::to_string))
+    };
+    let reads = async {
+        let stood_in = hash(
+            super::service(&ctx, &api, "app", "web-active")
+                .await
+                .expect("read"),
+        );
+        // Someone else's write reached the cache before ours did.
+        apply(watched("3", "theirs"));
+        let fresh = hash(
+            super::service(&ctx, &api, "app", "web-active")
+                .await
+                .expect("read"),
+        );
+        let agreed = hash(
+            super::service(&ctx, &api, "app", "web-active")
+                .await
+                .expect("read"),
+        );
+        (stood_in, fresh, agreed)
+    };
+    let script = async {
+        server
+            .expect(
+                "GET",
+                "/api/v1/namespaces/app/services/web-active",
+                StatusCode::OK,
+                serde_json::to_value(watched("3", "theirs")).expect("json"),
+            )
+            .await;
+    };
+    let ((stood_in, fresh, agreed), ()) =
+        within_deadline(async { tokio::join!(reads, script) }).await;
+    assert_eq!(stood_in.as_deref(), Some("new"), "our write stands in");
+    assert_eq!(fresh.as_deref(), Some("theirs"));
+    assert_eq!(
+        agreed.as_deref(),
+        Some("theirs"),
+        "the read agreed with the cache"
+    );
 }

@@ -126,10 +126,11 @@ pub(super) async fn reconcile_inner(
             let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
                 return Ok(Requeue::await_change());
             };
-            ctx.view.rollout_reads.read_fresh(
+            ctx.view.rollout_reads.learnt(
                 &rollout_key,
                 cached_rv.as_deref(),
                 fresh.resource_version(),
+                None,
             );
             fresh
         }

@@ -23,7 +23,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 use tracing::{debug, info};
 
-use super::freshness::NewestVersions;
+use super::freshness::ReadYourWrites;
 use crate::traffic::{RoutingObject, RoutingSnapshot};
 
 /// A VirtualService changed (or was deleted), as a watch event told.
@@ -34,14 +34,13 @@ pub struct RoutingChange {
     pub resource_version: Option<String>,
 }
 
-/// The cached VirtualServices and the versions our own reads and writes saw of them.
+/// The cached VirtualServices and the versions our own reads and writes saw of them, by the
+/// view's one read-your-writes rule (no stand-ins: a cache behind is read fresh). The own-write
+/// versions are those our weight writes returned; a read's version is not one (another
+/// Rollout's news may hide behind it).
 pub struct RoutingCache {
     virtual_services: Option<(Store<DynamicObject>, ApiResource)>,
-    seen: NewestVersions,
-    /// Per VirtualService, the resourceVersion our last weight write returned: its watch event
-    /// is our own change, which wakes nobody (a read's version is not recorded here: another
-    /// Rollout's news may hide behind it).
-    written: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    seen: ReadYourWrites<()>,
 }
 
 impl RoutingCache {
@@ -49,8 +48,7 @@ impl RoutingCache {
     pub fn none() -> Self {
         RoutingCache {
             virtual_services: None,
-            seen: NewestVersions::default(),
-            written: Default::default(),
+            seen: ReadYourWrites::default(),
         }
     }
 
@@ -99,8 +97,7 @@ impl RoutingCache {
             .boxed();
         let cache = RoutingCache {
             virtual_services: Some((store, resource)),
-            seen: NewestVersions::default(),
-            written: Default::default(),
+            seen: ReadYourWrites::default(),
         };
         (cache, Box::pin(stream))
     }
@@ -145,22 +142,20 @@ impl RoutingCache {
             return;
         };
         let cached_rv = self.cached(&key).and_then(|c| c.resource_version());
-        self.seen.read_fresh(
+        self.seen.learnt(
             &key,
             cached_rv.as_deref(),
             snapshot.resource_version().map(str::to_string),
+            None,
         );
     }
 
     /// Our weight write left `snapshot` (recorded by [`RoutingCache::saw`] too): its watch
     /// event is our own change, which wakes nobody.
     pub fn own_write(&self, snapshot: &RoutingSnapshot) {
-        if let (Some(key), Some(rv), Ok(mut written)) = (
-            self.key_of(&snapshot.object),
-            snapshot.resource_version(),
-            self.written.lock(),
-        ) {
-            written.insert(key, rv.to_string());
+        if let (Some(key), Some(rv)) = (self.key_of(&snapshot.object), snapshot.resource_version())
+        {
+            self.seen.own_write(&key, rv);
         }
     }
 
@@ -175,25 +170,17 @@ impl RoutingCache {
     /// Whether `change` is the version our own last weight write returned.
     pub fn is_own_write(&self, change: &RoutingChange) -> bool {
         let key = format!("{}/{}", change.namespace, change.name);
-        change.resource_version.is_some()
-            && self
-                .written
-                .lock()
-                .is_ok_and(|w| w.get(&key) == change.resource_version.as_ref())
+        self.seen.is_own(&key, change.resource_version.as_deref())
     }
 
-    /// Forgets versions of VirtualServices no longer cached.
+    /// Forgets the records of VirtualServices no longer cached, or that the cache has caught up
+    /// with.
     pub fn retain_cached(&self) {
-        if let Some((store, _)) = &self.virtual_services {
-            let live: std::collections::HashSet<String> = store
-                .state()
-                .iter()
-                .map(|vs| super::key(vs.as_ref()))
-                .collect();
-            if let Ok(mut written) = self.written.lock() {
-                written.retain(|k, _| live.contains(k));
-            }
-            self.seen.retain(&live);
+        if self.virtual_services.is_some() {
+            self.seen.retain(|key| {
+                let cached = self.cached(key)?;
+                Some(cached.resource_version())
+            });
         }
     }
 }
@@ -247,8 +234,7 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::InitDone);
         let cache = RoutingCache {
             virtual_services: Some((writer.as_reader(), resource)),
-            seen: NewestVersions::default(),
-            written: Default::default(),
+            seen: ReadYourWrites::default(),
         };
         (cache, writer)
     }
@@ -378,8 +364,7 @@ mod tests {
         let mut ctx = crate::controller::Context::for_tests(crate::traffic::fake::offline_client());
         ctx.view.routing = RoutingCache {
             virtual_services: Some((writer.as_reader(), resource)),
-            seen: NewestVersions::default(),
-            written: Default::default(),
+            seen: ReadYourWrites::default(),
         };
         let router = IstioRouter::new(ObjectName::parse("web"), vec![], None);
         let target = RouteTarget {

@@ -5,24 +5,27 @@
 
 use std::collections::HashSet;
 
-use kube::runtime::reflector::Store;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::{analysis_runs, freshness, index, observe, replica_set_cache, routing_cache};
+use super::{analysis_runs, freshness, index, replica_set_cache, routing_cache};
 use super::{service_cache, store_ready};
 use crate::api::{AnalysisRun, Rollout};
 
 pub struct View {
     /// The watched Rollouts (trimmed): what the watch has delivered, ahead of a reconcile's read.
     pub rollouts: Store<Rollout>,
-    /// Our writes the Rollout cache may not show yet ([`freshness`]).
-    pub rollout_reads: freshness::NewestVersions,
+    /// Our writes the Rollout cache may not show yet ([`freshness::ReadYourWrites`]: the one
+    /// rule, read fresh while the cache is behind).
+    pub rollout_reads: freshness::ReadYourWrites<()>,
     /// Owned ReplicaSets (label-filtered), by controlling Rollout, as the planner sees them;
     /// our own creates and scale writes stand in until the watch shows them.
     pub replica_sets: replica_set_cache::ReplicaSetCache,
     /// Every Service in the watched namespaces, as observe and act read it ([`service_cache`]).
     pub services: service_cache::ServiceCache,
-    /// Our selector writes the Service cache may not show yet.
-    pub service_writes: observe::ServiceWrites,
+    /// Our selector writes the Service cache may not show yet (the same rule; what our write
+    /// returned stands in while the cache shows the version it showed then).
+    pub service_writes: freshness::ReadYourWrites<service_cache::CachedService>,
     /// Owned AnalysisRuns (label-filtered).
     pub analysis_runs: Store<AnalysisRun>,
     /// Which cached AnalysisRuns each Rollout controls.
@@ -40,10 +43,10 @@ impl View {
         use kube::runtime::reflector;
         View {
             rollouts: reflector::store().0,
-            rollout_reads: freshness::NewestVersions::default(),
+            rollout_reads: freshness::ReadYourWrites::default(),
             replica_sets: replica_set_cache::ReplicaSetCache::default(),
             services: service_cache::ServiceCache::default(),
-            service_writes: observe::ServiceWrites::default(),
+            service_writes: freshness::ReadYourWrites::default(),
             analysis_runs: reflector::store().0,
             analysis_run_owners: index::OwnerIndex::default(),
             retired_runs: analysis_runs::RetiredRuns::default(),
@@ -60,9 +63,17 @@ impl View {
     /// Forgets what is kept per Rollout for those no longer live (`live`: `ns/name` keys,
     /// `live_uids`: their UIDs), and the records of writes the caches have caught up with.
     pub fn forget_deleted(&self, live: &HashSet<String>, live_uids: &HashSet<String>) {
-        self.rollout_reads.retain(live);
+        self.rollout_reads.retain(|key| {
+            let (ns, name) = key.split_once('/').filter(|_| live.contains(key))?;
+            let cached = self.rollouts.get(&ObjectRef::new(name).within(ns));
+            Some(cached.and_then(|c| c.resource_version()))
+        });
         self.routing.retain_cached();
-        self.service_writes.retain_pending(&self.services);
+        self.service_writes.retain(|key| {
+            let (ns, name) = key.split_once('/')?;
+            let cached = self.services.get(ns, name)?;
+            Some(cached.resource_version.as_deref().map(str::to_string))
+        });
         self.replica_sets.retain_writes(live_uids);
         let live_runs = self
             .analysis_runs

@@ -13,7 +13,7 @@ use kube::{Client, ResourceExt};
 use super::routing_cache::{RoutingCache, RoutingChange};
 use super::service_cache::{ServiceCache, WatchedService};
 use super::view::View;
-use super::{analysis_runs, freshness, index, observe, replica_set_cache};
+use super::{analysis_runs, freshness, index, replica_set_cache};
 use crate::api::wire::ROLLOUT_LABEL;
 use crate::api::{AnalysisRun, Rollout};
 use crate::plan;
@@ -103,10 +103,10 @@ pub async fn watch(client: &Client, namespace: Option<&str>) -> (View, Watches) 
 
     let view = View {
         rollouts: rollout_store,
-        rollout_reads: freshness::NewestVersions::default(),
+        rollout_reads: freshness::ReadYourWrites::default(),
         replica_sets: rs_cache,
         services: svc_cache,
-        service_writes: observe::ServiceWrites::default(),
+        service_writes: freshness::ReadYourWrites::default(),
         analysis_runs: runs_store,
         analysis_run_owners: runs_owners,
         retired_runs: analysis_runs::RetiredRuns::default(),

@@ -229,11 +229,10 @@ pub(super) fn service_wakes(
         }
     };
     let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
-    if ctx
-        .view
-        .service_writes
-        .is_own(&ns, &name, svc.metadata.resource_version.as_deref())
-    {
+    if ctx.view.service_writes.is_own(
+        &format!("{ns}/{name}"),
+        svc.metadata.resource_version.as_deref(),
+    ) {
         return vec![];
     }
     wakers::rollouts_naming_service(rollouts, &ns, &name)
