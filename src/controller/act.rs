@@ -382,6 +382,15 @@ async fn switch_service(
             "Service '{service}' is managed by Rollout '{owner}': each Rollout needs its own Services"
         )));
     }
+    // The version the cache shows before the write: until it moves, what the write returns
+    // stands in. Noted before, not after: the watch may deliver our write and a later one of
+    // someone else's before this task runs again, and a later version must never be stood in for.
+    let key = format!("{ns}/{service}");
+    let cached_rv = ctx
+        .view
+        .services
+        .get(ns, service)
+        .and_then(|c| c.resource_version.as_deref().map(str::to_string));
     let patch = json!({
         "metadata": {"annotations": {MANAGED_BY_ANNOTATION: rollout}},
         "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
@@ -389,14 +398,7 @@ async fn switch_service(
     let written = api
         .patch(service, &wire::patch_params(), &Patch::Merge(&patch))
         .await?;
-    // Read back by the view's one rule: what the write returned stands in until the cache
-    // shows it, and its watch event is our own change.
-    let key = format!("{ns}/{service}");
-    let cached_rv = ctx
-        .view
-        .services
-        .get(ns, service)
-        .and_then(|c| c.resource_version.as_deref().map(str::to_string));
+    // Read back by the view's one rule; its watch event is our own change.
     let after = CachedService::from(&written);
     let written_rv = after.resource_version.as_deref().map(str::to_string);
     if let Some(rv) = &written_rv {
@@ -409,6 +411,12 @@ async fn switch_service(
     Ok(())
 }
 
+#[cfg(test)]
+#[path = "act_routing_tests.rs"]
+mod routing_tests;
+#[cfg(test)]
+#[path = "act_service_tests.rs"]
+mod service_tests;
 #[cfg(test)]
 #[path = "act_tests.rs"]
 mod tests;

@@ -8,7 +8,7 @@ use super::*;
 use crate::controller::fixtures::{self, ApiServer, mock_client, server_error, within_deadline};
 use crate::plan::AnalysisKind;
 
-fn rollout() -> Rollout {
+pub(super) fn rollout() -> Rollout {
     fixtures::rollout(
         json!({"canary": {"steps": [{"setWeight": 20}]}}),
         Value::Null,
@@ -26,7 +26,7 @@ fn replica_set(name: &str, hash: &str, replicas: i32) -> Value {
 
 /// Runs act over `actions` (with the routers `ro` names) against a mock API server that
 /// `script` plays; the script ends with [`ApiServer::expect_no_more`].
-async fn converse<F, Fut>(
+pub(super) async fn converse<F, Fut>(
     ro: &Rollout,
     actions: &[Action],
     runs: &PreparedRuns,
@@ -41,7 +41,7 @@ where
 }
 
 /// [`converse`], with the routing snapshots observe took.
-async fn converse_from<F, Fut>(
+pub(super) async fn converse_from<F, Fut>(
     ro: &Rollout,
     actions: &[Action],
     runs: &PreparedRuns,
@@ -66,7 +66,7 @@ where
 
 const RS_PATH: &str = "/apis/apps/v1/namespaces/shop/replicasets";
 
-fn scale(name: &str, replicas: i32, deadline: Option<Option<Timestamp>>) -> Action {
+pub(super) fn scale(name: &str, replicas: i32, deadline: Option<Option<Timestamp>>) -> Action {
     Action::ScaleReplicaSet {
         name: name.into(),
         replicas,
@@ -214,89 +214,6 @@ async fn a_refused_history_deletion_does_not_hold_the_rollout() {
     );
 }
 
-const SVC_PATH: &str = "/api/v1/namespaces/shop/services";
-
-fn service(name: &str, hash: &str, managed_by: Option<&str>) -> Value {
-    let mut svc = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": "shop", "resourceVersion": "5"},
-        "spec": {"selector": {"app": "web", POD_TEMPLATE_HASH_LABEL: hash}},
-    });
-    if let Some(owner) = managed_by {
-        svc["metadata"]["annotations"] = json!({MANAGED_BY_ANNOTATION: owner});
-    }
-    svc
-}
-
-fn switch(service: &str, hash: &str) -> Action {
-    Action::SwitchService {
-        service: service.into(),
-        hash: hash.into(),
-    }
-}
-
-/// A switch patches the hash selector and our managed-by mark and nothing else of a Service the
-/// user owns (its other selector labels, ports, … stay theirs).
-#[tokio::test]
-async fn a_switch_patches_only_the_hash_selector_and_our_mark() {
-    let actions = [switch("web-stable", "new")];
-    let script = |mut server: ApiServer| async move {
-        server
-            .expect(
-                "GET",
-                &format!("{SVC_PATH}/web-stable"),
-                StatusCode::OK,
-                service("web-stable", "old", Some("web")),
-            )
-            .await;
-        let patch = server
-            .expect(
-                "PATCH",
-                &format!("{SVC_PATH}/web-stable"),
-                StatusCode::OK,
-                service("web-stable", "new", Some("web")),
-            )
-            .await;
-        assert_eq!(
-            patch.body,
-            json!({
-                "metadata": {"annotations": {MANAGED_BY_ANNOTATION: "web"}},
-                "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: "new"}},
-            })
-        );
-        assert!(patch.uri.contains("fieldManager=aviary"), "{}", patch.uri);
-        server.expect_no_more().await;
-    };
-    let applied = converse(&rollout(), &actions, &PreparedRuns::default(), script).await;
-    applied.expect("switched");
-}
-
-/// A Service another Rollout steers is refused with an error that names both, and neither it
-/// nor anything planned after it is written.
-#[tokio::test]
-async fn a_service_another_rollout_manages_is_never_written() {
-    let actions = [switch("web-stable", "new"), scale("web-old", 0, None)];
-    let script = |mut server: ApiServer| async move {
-        server
-            .expect(
-                "GET",
-                &format!("{SVC_PATH}/web-stable"),
-                StatusCode::OK,
-                service("web-stable", "old", Some("api")),
-            )
-            .await;
-        server.expect_no_more().await;
-    };
-    let applied = converse(&rollout(), &actions, &PreparedRuns::default(), script).await;
-    match applied {
-        Err(Error::InvalidSpec(msg)) => assert!(
-            msg.contains("'web-stable'") && msg.contains("Rollout 'api'"),
-            "{msg}"
-        ),
-        other => panic!("expected InvalidSpec, got {other:?}"),
-    }
-}
-
 fn create(hash: &str, replicas: i32) -> Action {
     Action::CreateReplicaSet {
         hash: hash.into(),
@@ -362,239 +279,6 @@ async fn a_create_that_meets_an_existing_replica_set_checks_whose_it_is() {
             (_, other) => panic!("ours {ours}: {other:?}"),
         }
     }
-}
-
-fn routed_rollout() -> Rollout {
-    fixtures::rollout(
-        json!({"canary": {
-            "canaryService": "web-canary", "stableService": "web-stable",
-            "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
-            "steps": [{"setWeight": 20}],
-        }}),
-        Value::Null,
-    )
-}
-
-fn virtual_service(rv: &str, stable: i32, canary: i32) -> Value {
-    json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "web", "namespace": "shop", "resourceVersion": rv},
-        "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
-            {"destination": {"host": "web-stable"}, "weight": stable},
-            {"destination": {"host": "web-canary"}, "weight": canary},
-        ]}]},
-    })
-}
-
-fn set_weight(weight: i32) -> Action {
-    Action::SetWeight {
-        weight,
-        canary_hash: "new".into(),
-        stable_hash: "old".into(),
-    }
-}
-
-/// The ops of a JSON patch as `(op, path, value)`.
-fn ops(body: &Value) -> Vec<(String, String, Value)> {
-    body.as_array()
-        .map(|ops| {
-            ops.iter()
-                .map(|o| {
-                    (
-                        o["op"].as_str().unwrap_or_default().to_string(),
-                        o["path"].as_str().unwrap_or_default().to_string(),
-                        o["value"].clone(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A weight write reads the VirtualService once and patches only the weights, each `test`ed
-/// at the value it read (a concurrent change fails the write instead of being overwritten);
-/// the way back to 0 in the same plan goes from the first write's answer, without a read.
-#[tokio::test]
-async fn weight_writes_test_what_they_read_and_the_way_back_needs_no_read() {
-    let ro = routed_rollout();
-    let actions = [set_weight(20), set_weight(0)];
-    const VS: &str = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/web";
-    let script = |mut server: ApiServer| async move {
-        server
-            .expect("GET", VS, StatusCode::OK, virtual_service("3", 100, 0))
-            .await;
-        let up = server
-            .expect("PATCH", VS, StatusCode::OK, virtual_service("4", 80, 20))
-            .await;
-        let weight = |i: usize| format!("/spec/http/0/route/{i}/weight");
-        let up = ops(&up.body);
-        let canary_entry = |w: i32| {
-            (
-                "test".to_string(),
-                "/spec/http/0/route/1".to_string(),
-                json!({"destination": {"host": "web-canary"}, "weight": w}),
-            )
-        };
-        assert!(
-            up.contains(&canary_entry(0)),
-            "the canary entry as read: {up:?}"
-        );
-        assert!(
-            up.contains(&("replace".into(), weight(0), json!(80))),
-            "{up:?}"
-        );
-        assert!(
-            up.contains(&("replace".into(), weight(1), json!(20))),
-            "{up:?}"
-        );
-        assert!(
-            up.iter()
-                .all(|(op, path, _)| op == "test" || path.ends_with("/weight")),
-            "only weights are written: {up:?}"
-        );
-        assert!(
-            up.iter().position(|(op, ..)| op != "test")
-                > up.iter().rposition(|(op, ..)| op == "test"),
-            "every test before any write: {up:?}"
-        );
-        let back = server
-            .expect("PATCH", VS, StatusCode::OK, virtual_service("5", 100, 0))
-            .await;
-        let back = ops(&back.body);
-        assert!(
-            back.contains(&canary_entry(20)),
-            "tested against the first write's answer: {back:?}"
-        );
-        assert!(
-            back.contains(&("replace".into(), weight(1), json!(0))),
-            "{back:?}"
-        );
-        server.expect_no_more().await;
-    };
-    let applied = converse(&ro, &actions, &PreparedRuns::default(), script).await;
-    let events = applied.expect("written");
-    let weights: Vec<&str> = events
-        .iter()
-        .filter(|e| e.reason == reasons::TRAFFIC_WEIGHT_UPDATED)
-        .map(|e| e.message.as_str())
-        .collect();
-    assert_eq!(weights.len(), 2, "{events:?}");
-    assert!(weights[0].contains("from 0 to 20"), "{weights:?}");
-    assert!(weights[1].contains("from 20 to 0"), "{weights:?}");
-}
-
-/// The weight is written from the snapshot observe took, with no read in between: the patch
-/// `test`s that snapshot, so a VirtualService changed since refuses it.
-#[tokio::test]
-async fn a_weight_is_written_from_the_snapshot_observe_took() {
-    let ro = routed_rollout();
-    let routing = crate::traffic::Routing::for_rollout(&ro);
-    let observed = crate::traffic::RoutingSnapshot {
-        object: routing.routers[0].object(&routing.target),
-        body: virtual_service("3", 90, 10),
-    };
-    const VS: &str = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/web";
-    let script = |mut server: ApiServer| async move {
-        let up = server
-            .expect("PATCH", VS, StatusCode::OK, virtual_service("4", 80, 20))
-            .await;
-        let up = ops(&up.body);
-        assert!(
-            up.contains(&(
-                "test".to_string(),
-                "/spec/http/0/route/1".to_string(),
-                json!({"destination": {"host": "web-canary"}, "weight": 10}),
-            )),
-            "the canary entry as observed: {up:?}"
-        );
-        server.expect_no_more().await;
-    };
-    let applied = converse_from(
-        &ro,
-        &[set_weight(20)],
-        &PreparedRuns::default(),
-        vec![observed],
-        script,
-    )
-    .await;
-    let events = applied.expect("written");
-    assert!(
-        events.iter().any(|e| e.message.contains("from 10 to 20")),
-        "{events:?}"
-    );
-}
-
-/// With a DestinationRule, the subsets move first, once for the Rollout, and only then does any
-/// VirtualService give the canary a weight: a weight never reaches a subset that still selects
-/// the previous pods.
-#[tokio::test]
-async fn subsets_move_once_before_any_weight() {
-    let ro = fixtures::rollout(
-        json!({"canary": {
-            "canaryService": "web-canary", "stableService": "web-stable",
-            "trafficRouting": {"istio": {
-                "virtualServices": [{"name": "web"}, {"name": "edge"}],
-                "destinationRule": {"name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable"},
-            }},
-            "steps": [{"setWeight": 20}],
-        }}),
-        Value::Null,
-    );
-    const DR: &str = "/apis/networking.istio.io/v1/namespaces/shop/destinationrules/web";
-    let vs_path =
-        |name: &str| format!("/apis/networking.istio.io/v1/namespaces/shop/virtualservices/{name}");
-    let vs = |name: &str, rv: &str, canary: i32| {
-        json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": name, "namespace": "shop", "resourceVersion": rv},
-            "spec": {"http": [{"route": [
-                {"destination": {"host": "web", "subset": "stable"}, "weight": 100 - canary},
-                {"destination": {"host": "web", "subset": "canary"}, "weight": canary},
-            ]}]},
-        })
-    };
-    let dr = |canary: &str| {
-        json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "7"},
-            "spec": {"host": "web", "subsets": [
-                {"name": "stable", "labels": {"rollouts-pod-template-hash": "old"}},
-                {"name": "canary", "labels": {"rollouts-pod-template-hash": canary}},
-            ]},
-        })
-    };
-    let script = |mut server: ApiServer| async move {
-        server.expect("GET", DR, StatusCode::OK, dr("older")).await;
-        let moved = server.expect("PATCH", DR, StatusCode::OK, dr("new")).await;
-        assert!(
-            ops(&moved.body).contains(&(
-                "replace".into(),
-                "/spec/subsets/1/labels/rollouts-pod-template-hash".into(),
-                json!("new")
-            )),
-            "{:?}",
-            moved.body
-        );
-        for name in ["web", "edge"] {
-            server
-                .expect("GET", &vs_path(name), StatusCode::OK, vs(name, "3", 0))
-                .await;
-            server
-                .expect("PATCH", &vs_path(name), StatusCode::OK, vs(name, "4", 20))
-                .await;
-        }
-        server.expect_no_more().await;
-    };
-    let applied = converse(&ro, &[set_weight(20)], &PreparedRuns::default(), script).await;
-    let events = applied.expect("written");
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| e.reason == reasons::TRAFFIC_WEIGHT_UPDATED)
-            .count(),
-        2,
-        "{events:?}"
-    );
 }
 
 /// A run is created from the spec prepared before the plan's first write, named after its

@@ -44,6 +44,19 @@ impl ApiServer {
         status: StatusCode,
         reply: Value,
     ) -> Received {
+        self.expect_after(method, path, status, reply, || {}).await
+    }
+
+    /// [`ApiServer::expect`], running `before` (e.g. watch events) after the request arrives
+    /// and before it is answered.
+    pub async fn expect_after(
+        &mut self,
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        reply: Value,
+        before: impl FnOnce(),
+    ) -> Received {
         let (request, send) = self
             .handle
             .next_request()
@@ -67,6 +80,7 @@ impl ApiServer {
             (method, Some(path)),
             "unexpected request: {received:?}"
         );
+        before();
         let response = Response::builder()
             .status(status)
             .body(Body::from(serde_json::to_vec(&reply).unwrap_or_default()))
