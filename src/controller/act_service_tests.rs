@@ -212,30 +212,21 @@ async fn two_quick_switches_cost_one_read_and_never_loop() {
             )
         };
         let mut seen = vec![];
-        apply(
-            &ctx,
-            &ro,
-            &[switch("web-stable", "a")],
-            &[],
-            &PreparedRuns::default(),
-            &routing,
-            vec![],
-        )
-        .await
-        .expect("switched");
-        seen.push(read(&ctx, &api).await);
-        apply(
-            &ctx,
-            &ro,
-            &[switch("web-stable", "b")],
-            &[],
-            &PreparedRuns::default(),
-            &routing,
-            vec![],
-        )
-        .await
-        .expect("switched");
-        seen.push(read(&ctx, &api).await);
+        for hash in ["a", "b"] {
+            let actions = [switch("web-stable", hash)];
+            apply(
+                &ctx,
+                &ro,
+                &actions,
+                &[],
+                &PreparedRuns::default(),
+                &routing,
+                vec![],
+            )
+            .await
+            .expect("switched");
+            seen.push(read(&ctx, &api).await);
+        }
         ctx.view
             .services
             .apply(&WatchEvent::Apply(watched("6", "a")));

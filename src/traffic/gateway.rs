@@ -11,12 +11,11 @@
 use futures::future::BoxFuture;
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
-use tracing::{debug, info};
 
 use super::{
     MAX_WEIGHT, RouteTarget, RoutingObject, RoutingSnapshot, TrafficError, TrafficRouter,
-    WeightChange, WeightWrite, apply_guarded_patch, check_weight, get_json, json_patch_from,
-    set_member_op, test_op,
+    WeightWrite, check_weight, get_json, json_patch_from, send_weight_patch, set_member_op,
+    test_op,
 };
 
 /// API group of HTTPRoute.
@@ -268,29 +267,8 @@ impl GatewayRouter {
         let read = self.read_route(client, target).await?;
         let route_name = read.object.key();
         let was = current_canary_weight(&read.body, &route_name, target)?;
-        let Some(patch) = weight_patch(&read.body, &route_name, target, canary_weight)? else {
-            debug!(http_route = %route_name, weight = canary_weight, "weights already set");
-            return Ok(WeightWrite {
-                change: WeightChange::Unchanged,
-                after: read,
-            });
-        };
-        let object = read.object;
-        let written = apply_guarded_patch(
-            &object.api(client),
-            &object.name,
-            patch,
-            &object.to_string(),
-        )
-        .await?;
-        info!(http_route = %route_name, from = ?was, to = canary_weight, "set canary weight");
-        Ok(WeightWrite {
-            change: WeightChange::Updated {
-                from: was,
-                to: canary_weight,
-            },
-            after: object.snapshot(&written),
-        })
+        let patch = weight_patch(&read.body, &route_name, target, canary_weight)?;
+        send_weight_patch(client, read, patch, was, canary_weight).await
     }
 }
 

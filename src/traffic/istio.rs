@@ -15,8 +15,8 @@ use tracing::{debug, info};
 
 use super::{
     MAX_WEIGHT, ObjectName, PreparedAbort, RouteTarget, RoutingObject, RoutingSnapshot,
-    TrafficError, TrafficRouter, WeightChange, WeightWrite, apply_guarded_patch, check_weight,
-    get_json, json_patch_from, set_member_op, test_op,
+    TrafficError, TrafficRouter, WeightWrite, apply_guarded_patch, check_weight, get_json,
+    json_patch_from, send_weight_patch, set_member_op, test_op,
 };
 use crate::api::{IstioDestinationRule, POD_TEMPLATE_HASH_LABEL};
 
@@ -574,30 +574,8 @@ impl IstioRouter {
         let vs_name = read.object.key();
         let split = self.split(target);
         let was = current_canary_weight(&read.body, &vs_name, &self.routes, &split)?;
-        let Some(patch) = weight_patch(&read.body, &vs_name, &self.routes, &split, canary_weight)?
-        else {
-            debug!(virtual_service = %vs_name, weight = canary_weight, "weights already set");
-            return Ok(WeightWrite {
-                change: WeightChange::Unchanged,
-                after: read,
-            });
-        };
-        let object = read.object;
-        let written = apply_guarded_patch(
-            &object.api(client),
-            &object.name,
-            patch,
-            &object.to_string(),
-        )
-        .await?;
-        info!(virtual_service = %vs_name, from = ?was, to = canary_weight, "set canary weight");
-        Ok(WeightWrite {
-            change: WeightChange::Updated {
-                from: was,
-                to: canary_weight,
-            },
-            after: object.snapshot(&written),
-        })
+        let patch = weight_patch(&read.body, &vs_name, &self.routes, &split, canary_weight)?;
+        send_weight_patch(client, read, patch, was, canary_weight).await
     }
 }
 
@@ -761,6 +739,7 @@ impl DestinationRuleSubsets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traffic::WeightChange;
 
     fn host_split() -> Split {
         Split::Host {

@@ -412,6 +412,37 @@ pub(crate) async fn get_json(
     }
 }
 
+/// The weight write of a router that patches its object: `patch` computed from `read` (None:
+/// the object already shows `to`, nothing is sent), the canary weight `was` found there.
+pub(crate) async fn send_weight_patch(
+    client: &kube::Client,
+    read: RoutingSnapshot,
+    patch: Option<json_patch::Patch>,
+    was: Option<i32>,
+    to: i32,
+) -> Result<WeightWrite, TrafficError> {
+    let Some(patch) = patch else {
+        tracing::debug!(object = %read.object, weight = to, "weights already set");
+        return Ok(WeightWrite {
+            change: WeightChange::Unchanged,
+            after: read,
+        });
+    };
+    let object = read.object;
+    let written = apply_guarded_patch(
+        &object.api(client),
+        &object.name,
+        patch,
+        &object.to_string(),
+    )
+    .await?;
+    tracing::info!(object = %object, from = ?was, to, "set canary weight");
+    Ok(WeightWrite {
+        change: WeightChange::Updated { from: was, to },
+        after: object.snapshot(&written),
+    })
+}
+
 /// Sends a guarded JSON patch (tests first, then weight writes) as [`wire::FIELD_MANAGER`].
 pub async fn apply_guarded_patch(
     api: &Api<DynamicObject>,
