@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::tests::{converse, rollout, scale};
 use super::*;
 use crate::controller::fixtures::{ApiServer, mock_client, within_deadline};
+use crate::controller::service_cache::{CachedService, WatchedService};
 
 const SVC_PATH: &str = "/api/v1/namespaces/shop/services";
 
@@ -91,54 +92,65 @@ async fn a_service_another_rollout_manages_is_never_written() {
     }
 }
 
+/// The stable Service at `rv`, selecting `hash`, as its watch delivers it.
+fn stable_at(rv: &str, hash: &str) -> WatchedService {
+    let mut svc = service("web-stable", hash, Some("web"));
+    svc["metadata"]["resourceVersion"] = json!(rv);
+    serde_json::from_value(svc).expect("service")
+}
+
+/// The Service watch delivers `svc` into the view.
+fn deliver(ctx: &Context, svc: WatchedService) {
+    ctx.view
+        .services
+        .apply(&kube::runtime::watcher::Event::Apply(svc));
+}
+
+/// Act switches the stable Service to `hash`.
+async fn switch_stable(ctx: &Context, ro: &Rollout, routing: &crate::traffic::Routing, hash: &str) {
+    let actions = [switch("web-stable", hash)];
+    apply(
+        ctx,
+        ro,
+        &actions,
+        &[],
+        &PreparedRuns::default(),
+        routing,
+        vec![],
+    )
+    .await
+    .expect("switched");
+}
+
+/// The stable Service as observe reads it.
+async fn read_stable(ctx: &Context) -> CachedService {
+    let api: kube::Api<WatchedService> = kube::Api::namespaced(ctx.client().clone(), "shop");
+    super::super::observe::service(ctx, &api, "shop", "web-stable")
+        .await
+        .expect("read")
+        .expect("exists")
+}
+
 /// A switch notes the version the Service cache showed *before* its PATCH: should the watch
 /// deliver our write (6) and someone else's after it (7) before the answer is processed, the
 /// cache at 7 is read (after one fresh read), never stood in for by our older write.
 #[tokio::test]
 async fn a_cache_past_our_write_is_not_stood_in_for() {
-    use crate::controller::service_cache::WatchedService;
-    use kube::runtime::watcher::Event as WatchEvent;
-    let watched = |rv: &str, hash: &str| -> WatchedService {
-        let mut svc = service("web-stable", hash, Some("web"));
-        svc["metadata"]["resourceVersion"] = json!(rv);
-        serde_json::from_value(svc).expect("service")
-    };
     let (client, mut server) = mock_client();
     let ctx = std::sync::Arc::new(Context::for_tests(client));
     let watch_side = ctx.clone();
-    ctx.view
-        .services
-        .apply(&WatchEvent::Apply(watched("5", "old")));
+    deliver(&ctx, stable_at("5", "old"));
     let ro = rollout();
     let routing = crate::traffic::Routing::for_rollout(&ro);
-    let actions = [switch("web-stable", "new")];
     let controller = async move {
-        apply(
-            &ctx,
-            &ro,
-            &actions,
-            &[],
-            &PreparedRuns::default(),
-            &routing,
-            vec![],
-        )
-        .await
-        .expect("switched");
+        switch_stable(&ctx, &ro, &routing, "new").await;
         // Later, a reconcile reads the Service: the cache shows 7 (theirs, after ours).
-        let api: kube::Api<WatchedService> = kube::Api::namespaced(ctx.client().clone(), "shop");
-        let first = super::super::observe::service(&ctx, &api, "shop", "web-stable")
-            .await
-            .expect("read")
-            .expect("exists");
+        let first = read_stable(&ctx).await;
         // The periodic sweep runs, and the next reconcile reads again.
         let live = std::collections::HashSet::from(["shop/web".to_string()]);
         let uids = std::collections::HashSet::from(["u1".to_string()]);
         ctx.view.forget_deleted(&live, &uids);
-        let second = super::super::observe::service(&ctx, &api, "shop", "web-stable")
-            .await
-            .expect("read")
-            .expect("exists");
-        drop(api);
+        let second = read_stable(&ctx).await;
         drop(ctx); // the API server then sees the client hang up
         (first, second)
     };
@@ -150,11 +162,10 @@ async fn a_cache_past_our_write_is_not_stood_in_for() {
                 "PATCH",
                 &format!("{SVC_PATH}/web-stable"),
                 StatusCode::OK,
-                serde_json::to_value(watched("6", "new")).expect("json"),
+                serde_json::to_value(stable_at("6", "new")).expect("json"),
                 move || {
-                    let services = &watch_side.view.services;
-                    services.apply(&WatchEvent::Apply(watched("6", "new")));
-                    services.apply(&WatchEvent::Apply(watched("7", "pinned")));
+                    deliver(&watch_side, stable_at("6", "new"));
+                    deliver(&watch_side, stable_at("7", "pinned"));
                 },
             )
             .await;
@@ -162,15 +173,13 @@ async fn a_cache_past_our_write_is_not_stood_in_for() {
         let reads = server
             .answer_all(
                 StatusCode::OK,
-                serde_json::to_value(watched("7", "pinned")).expect("json"),
+                serde_json::to_value(stable_at("7", "pinned")).expect("json"),
             )
             .await;
         assert!(reads.len() <= 1, "at most one fresh read: {reads:?}");
     };
     let ((first, second), ()) = within_deadline(async { tokio::join!(controller, script) }).await;
-    let hash = |s: &crate::controller::service_cache::CachedService| {
-        s.selects(POD_TEMPLATE_HASH_LABEL).map(str::to_string)
-    };
+    let hash = |s: &CachedService| s.selects(POD_TEMPLATE_HASH_LABEL).map(str::to_string);
     assert_eq!(
         (first.resource_version.as_deref(), hash(&first).as_deref()),
         (Some("7"), Some("pinned")),
@@ -185,27 +194,14 @@ async fn a_cache_past_our_write_is_not_stood_in_for() {
 /// at 7 the cache is read. Not a loop.
 #[tokio::test]
 async fn two_quick_switches_cost_one_read_and_never_loop() {
-    use crate::controller::service_cache::WatchedService;
-    use kube::runtime::watcher::Event as WatchEvent;
-    let watched = |rv: &str, hash: &str| -> WatchedService {
-        let mut svc = service("web-stable", hash, Some("web"));
-        svc["metadata"]["resourceVersion"] = json!(rv);
-        serde_json::from_value(svc).expect("service")
-    };
     let (client, mut server) = mock_client();
     let ctx = Context::for_tests(client);
-    ctx.view
-        .services
-        .apply(&WatchEvent::Apply(watched("5", "old")));
+    deliver(&ctx, stable_at("5", "old"));
     let ro = rollout();
     let routing = crate::traffic::Routing::for_rollout(&ro);
     let controller = async move {
-        let api: kube::Api<WatchedService> = kube::Api::namespaced(ctx.client().clone(), "shop");
-        let read = |ctx, api| async move {
-            let s = super::super::observe::service(ctx, api, "shop", "web-stable")
-                .await
-                .expect("read")
-                .expect("exists");
+        let read = |ctx| async move {
+            let s = read_stable(ctx).await;
             (
                 s.resource_version.as_deref().map(str::to_string),
                 s.selects(POD_TEMPLATE_HASH_LABEL).map(str::to_string),
@@ -213,31 +209,15 @@ async fn two_quick_switches_cost_one_read_and_never_loop() {
         };
         let mut seen = vec![];
         for hash in ["a", "b"] {
-            let actions = [switch("web-stable", hash)];
-            apply(
-                &ctx,
-                &ro,
-                &actions,
-                &[],
-                &PreparedRuns::default(),
-                &routing,
-                vec![],
-            )
-            .await
-            .expect("switched");
-            seen.push(read(&ctx, &api).await);
+            switch_stable(&ctx, &ro, &routing, hash).await;
+            seen.push(read(&ctx).await);
         }
-        ctx.view
-            .services
-            .apply(&WatchEvent::Apply(watched("6", "a")));
+        deliver(&ctx, stable_at("6", "a"));
         for _ in 0..3 {
-            seen.push(read(&ctx, &api).await);
+            seen.push(read(&ctx).await);
         }
-        ctx.view
-            .services
-            .apply(&WatchEvent::Apply(watched("7", "b")));
-        seen.push(read(&ctx, &api).await);
-        drop(api);
+        deliver(&ctx, stable_at("7", "b"));
+        seen.push(read(&ctx).await);
         drop(ctx);
         seen
     };
@@ -248,7 +228,7 @@ async fn two_quick_switches_cost_one_read_and_never_loop() {
                     "PATCH",
                     &format!("{SVC_PATH}/web-stable"),
                     StatusCode::OK,
-                    serde_json::to_value(watched(rv, hash)).expect("json"),
+                    serde_json::to_value(stable_at(rv, hash)).expect("json"),
                 )
                 .await;
         }
@@ -257,7 +237,7 @@ async fn two_quick_switches_cost_one_read_and_never_loop() {
                 "GET",
                 &format!("{SVC_PATH}/web-stable"),
                 StatusCode::OK,
-                serde_json::to_value(watched("7", "b")).expect("json"),
+                serde_json::to_value(stable_at("7", "b")).expect("json"),
             )
             .await;
         server.expect_no_more().await;
