@@ -162,6 +162,8 @@ pub struct Metrics {
     notifications: Family<NotifyLabels, Counter>,
     leader: Gauge,
     leader_acquisitions: Counter,
+    undecodable: Family<KindLabel, Gauge>,
+    watch_errors: Family<KindLabel, Counter>,
     /// Per-rollout series currently exported (for removal and the `aviary_rollouts` totals).
     series: Mutex<HashMap<(String, String), RolloutSeries>>,
 }
@@ -285,6 +287,18 @@ impl Metrics {
             "Times this process became the leader",
             leader_acquisitions.clone(),
         );
+        let undecodable = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "aviary_undecodable_objects",
+            "Objects the controller cannot decode and so skips, by kind (each also has a warning Event)",
+            undecodable.clone(),
+        );
+        let watch_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "aviary_watch_errors",
+            "Failed list or watch requests, by kind (the watch retries with a backoff)",
+            watch_errors.clone(),
+        );
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -310,6 +324,8 @@ impl Metrics {
             notifications,
             leader,
             leader_acquisitions,
+            undecodable,
+            watch_errors,
             series: Mutex::new(HashMap::new()),
         };
         m.zero_rollout_totals();
@@ -563,6 +579,18 @@ impl Metrics {
 
     /// Leadership changed. A process that is not the leader exports no per-rollout gauges, so
     /// summing over replicas never counts a rollout twice.
+    /// How many objects of `kind` the controller currently cannot decode.
+    pub fn set_undecodable(&self, kind: &'static str, count: usize) {
+        self.undecodable
+            .get_or_create(&KindLabel { kind })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// A list or watch request of `kind` failed.
+    pub fn watch_error(&self, kind: &'static str) {
+        self.watch_errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
         if leading {

@@ -52,6 +52,8 @@ pub mod reasons {
     pub const ROLLOUT_HEALTHY: &str = "RolloutHealthy";
     pub const AVAILABLE_REASON: &str = "AvailableReason";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The object does not decode (a value its CRD admitted that Aviary's types reject).
+    pub const UNDECODABLE: &str = "Undecodable";
 }
 
 /// `True`, `False` or `Unknown`.

@@ -35,6 +35,7 @@ pub mod serial;
 pub mod service_cache;
 pub mod service_release;
 pub mod telemetry;
+pub mod undecodable;
 pub mod view;
 pub mod wakers;
 pub mod watches;

@@ -228,6 +228,17 @@ pub async fn publish(recorder: &EventRecorder, ro: &Rollout, events: &[Event]) {
     publish_to(recorder, &ro.object_ref(&()), &ro.name_any(), events).await
 }
 
+/// Publishes one Event about `reference` with a plain client (the watches', before any
+/// recorder exists). A failure is logged, never fatal.
+pub async fn publish_about(client: kube::Client, reference: ObjectReference, e: Event) {
+    let recorder = EventRecorder::new(
+        super::pacing::Clients::unpaced_only(client),
+        crate::api::wire::EVENT_REPORTER,
+    );
+    let name = reference.name.clone().unwrap_or_default();
+    publish_to(&recorder, &reference, &name, std::slice::from_ref(&e)).await
+}
+
 async fn publish_to(
     recorder: &EventRecorder,
     reference: &ObjectReference,

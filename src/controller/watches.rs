@@ -3,6 +3,8 @@
 //! the wiring ([`super::wiring`]) polls them and turns their events into wake-ups. Watches are
 //! never paced: they deliver the aborts.
 
+use std::sync::Arc;
+
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
@@ -12,10 +14,12 @@ use kube::{Client, ResourceExt};
 
 use super::routing_cache::{RoutingCache, RoutingChange};
 use super::service_cache::{ServiceCache, WatchedService};
+use super::undecodable::{Lenient, Undecodables};
 use super::view::View;
 use super::{analysis_runs, freshness, index, replica_set_cache};
 use crate::api::wire::ROLLOUT_LABEL;
 use crate::api::{AnalysisRun, Rollout};
+use crate::metrics::Metrics;
 use crate::plan;
 
 /// A watch stream of `K`, as the view's streams yield them.
@@ -39,14 +43,21 @@ pub struct Watches {
     pub virtual_services: BoxStream<'static, RoutingChange>,
 }
 
-/// Builds every watch of the view, in `namespace` or in all of them.
-pub async fn watch(client: &Client, namespace: Option<&str>) -> (View, Watches) {
+/// Builds every watch of the view, in `namespace` or in all of them. Rollouts that do not decode
+/// are skipped and reported ([`Undecodables`]); AnalysisRuns too, silently: the run controller's
+/// watch of every run reports them.
+pub async fn watch(
+    client: &Client,
+    namespace: Option<&str>,
+    metrics: Arc<Metrics>,
+) -> (View, Watches) {
     let rs_cache = replica_set_cache::ReplicaSetCache::default();
     let replica_sets = watcher(
         scoped_api::<replica_set_cache::WatchedReplicaSet>(client, namespace),
         watcher::Config::default().labels(ROLLOUT_LABEL),
     )
     .default_backoff()
+    .inspect_err(|e| tracing::warn!(kind = "ReplicaSet", error = %e, "watch failed; retrying"))
     .inspect_ok({
         let cache = rs_cache.clone();
         move |e| cache.apply(e)
@@ -74,32 +85,38 @@ pub async fn watch(client: &Client, namespace: Option<&str>) -> (View, Watches) 
 
     let (runs_store, runs_writer) = reflector::store();
     let runs_owners = index::OwnerIndex::default();
-    let analysis_runs = watcher(
-        scoped_api::<AnalysisRun>(client, namespace),
-        watcher::Config::default().labels(ROLLOUT_LABEL),
-    )
-    .default_backoff()
-    .modify(trim_run)
-    .reflect(runs_writer)
-    .inspect_ok({
-        let idx = runs_owners.clone();
-        move |e| idx.apply(e)
-    })
-    // Deletions too: a deleted AnalysisRun wakes its Rollout.
-    .touched_objects()
-    .boxed();
+    let analysis_runs = Undecodables::new::<AnalysisRun>(None, None)
+        .skip(
+            watcher(
+                scoped_api::<Lenient<AnalysisRun>>(client, namespace),
+                watcher::Config::default().labels(ROLLOUT_LABEL),
+            )
+            .default_backoff(),
+        )
+        .modify(trim_run)
+        .reflect(runs_writer)
+        .inspect_ok({
+            let idx = runs_owners.clone();
+            move |e| idx.apply(e)
+        })
+        // Deletions too: a deleted AnalysisRun wakes its Rollout.
+        .touched_objects()
+        .boxed();
 
     let (routing, virtual_services) = RoutingCache::watch(client, namespace).await;
 
     let (rollout_store, rollout_writer) = reflector::store();
-    let rollouts = watcher(
-        scoped_api::<Rollout>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(trim_rollout)
-    .reflect(rollout_writer)
-    .boxed();
+    let rollouts = Undecodables::new::<Rollout>(Some(client.clone()), Some(metrics))
+        .skip(
+            watcher(
+                scoped_api::<Lenient<Rollout>>(client, namespace),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+        )
+        .modify(trim_rollout)
+        .reflect(rollout_writer)
+        .boxed();
 
     let view = View {
         rollouts: rollout_store,

@@ -16,6 +16,7 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::undecodable::{Lenient, Undecodables};
 use super::watches::{self, ServiceEvent, scoped_api, trim_run};
 use super::{analysis, pacing, report, serial, telemetry, wakers};
 use crate::api::wire::EVENT_REPORTER;
@@ -64,7 +65,12 @@ pub async fn run(
     if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
         return Ok(());
     }
-    let (view, watches) = watches::watch(&client, settings.namespace.as_deref()).await;
+    let (view, watches) = watches::watch(
+        &client,
+        settings.namespace.as_deref(),
+        sinks.metrics.clone(),
+    )
+    .await;
     let rollout_store = view.rollouts.clone();
     // Triggers of the urgent lane. Bounded and never awaited: when it is full the main lane
     // still reconciles the rollout, only not ahead of the others.
@@ -184,12 +190,13 @@ pub async fn run(
     // Rollouts): all of the kind are ours. Its own store holds them all, trimmed as the
     // Rollout side's is; a reconcile reads the run it measures fresh.
     let (all_runs_store, all_runs_writer) = reflector::store();
-    let runs_api: Api<AnalysisRun> = scoped_api(&client, settings.namespace.as_deref());
-    let all_runs = watcher(runs_api, watcher::Config::default())
-        .default_backoff()
-        .modify(trim_run)
-        .reflect(all_runs_writer)
-        .applied_objects();
+    let runs_api: Api<Lenient<AnalysisRun>> = scoped_api(&client, settings.namespace.as_deref());
+    let all_runs =
+        Undecodables::new::<AnalysisRun>(Some(client.clone()), Some(run_ctx.metrics.clone()))
+            .skip(watcher(runs_api, watcher::Config::default()).default_backoff())
+            .modify(trim_run)
+            .reflect(all_runs_writer)
+            .applied_objects();
     let runs_done = Controller::for_stream(all_runs, all_runs_store)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown.cancelled_owned())
@@ -224,7 +231,7 @@ pub(super) fn service_wakes(
                 .collect();
         }
         Err(e) => {
-            tracing::debug!(error = %e, "Service watch error");
+            warn!(kind = "Service", error = %e, "watch failed; retrying");
             return vec![];
         }
     };
