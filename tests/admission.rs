@@ -330,7 +330,7 @@ const CASES: &[Case] = &[
         "spec: {strategy: {canary: {steps: [{pause: {duration: -5}}]}}}",
         &[
             "spec.strategy.canary.steps[0].pause.duration",
-            "non-negative",
+            "integer seconds (0 to 9223372036)",
         ],
     ),
     case(
@@ -341,6 +341,71 @@ const CASES: &[Case] = &[
             "spec.strategy.canary.steps[1].pause.duration",
             "duration string",
         ],
+    ),
+    // --- Bounds: whatever is admitted, the controller can decode (a value past its type's range
+    // once failed every list of its kind) ---------------------------------------------------
+    case(
+        "pause duration past the largest duration",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{pause: {duration: 99999999999999999999999999999999999999999s}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].pause.duration",
+            "up to 999999h",
+        ],
+    ),
+    case(
+        "pause duration in integer seconds past the largest duration",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{pause: {duration: 9223372037}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].pause.duration",
+            "0 to 9223372036",
+        ],
+    ),
+    case(
+        "pause duration with units out of order",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{pause: {duration: 30m1h}}]}}}",
+        &[
+            "spec.strategy.canary.steps[0].pause.duration",
+            "largest first",
+        ],
+    ),
+    case(
+        "replicas past int32",
+        ROLLOUT,
+        "spec: {replicas: 3000000000}",
+        &["spec.replicas", "less than or equal to 2147483647"],
+    ),
+    case(
+        "a container port past int32",
+        ROLLOUT,
+        "spec: {template: {spec: {containers: [{name: web, image: example.invalid/web:1, ports: [{containerPort: 3000000000}]}]}}}",
+        &[
+            "spec.template.spec.containers[0].ports[0].containerPort",
+            "less than or equal to 2147483647",
+        ],
+    ),
+    case(
+        "a probe port past int32",
+        ROLLOUT,
+        "spec: {template: {spec: {containers: [{name: web, image: example.invalid/web:1, readinessProbe: {tcpSocket: {port: 3000000000}}}]}}}",
+        &[
+            "spec.template.spec.containers[0].readinessProbe.tcpSocket.port",
+            "less than or equal to 2147483647",
+        ],
+    ),
+    case(
+        "maxSurge past int32",
+        ROLLOUT,
+        "spec: {strategy: {canary: {maxSurge: 3000000000}}}",
+        &["spec.strategy.canary.maxSurge", "from 0 to 2147483647"],
+    ),
+    case(
+        "interval past the largest duration",
+        RUN,
+        "spec: {metrics: [{name: m, interval: 99999999999999999999999999999999999999999s, provider: {prometheus: {query: up}}}]}",
+        &["spec.metrics[0].interval", "up to 999999h"],
     ),
     case(
         "experiment step",

@@ -11,12 +11,31 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// The CEL rule the API server applies to every duration field. Keep in step with
 /// [`Duration::parse`]; `tests` in this module check both against the same table.
-pub const DURATION_RULE: &str =
-    r"type(self) == int ? self >= 0 : self.matches('^(0|([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+)$')";
+///
+/// Bounded so that every admitted duration fits Go's (and the controller's) range, about 292
+/// years: integer seconds up to [`MAX_SECONDS`]; in a string each unit at most once, largest
+/// first, with at most [`UNIT_DIGITS`] integer digits each (the largest such string is under
+/// 2^63 ns). Unbounded, the rule admitted values that no decoder could read, and one such
+/// object stopped every watch of its kind.
+pub const DURATION_RULE: &str = r"type(self) == int ? (self >= 0 && self <= 9223372036) : (self != '' && self.matches('^(0|([0-9]{1,6}(\\.[0-9]+)?h)?([0-9]{1,7}(\\.[0-9]+)?m)?([0-9]{1,9}(\\.[0-9]+)?s)?([0-9]{1,12}(\\.[0-9]+)?ms)?([0-9]{1,15}(\\.[0-9]+)?us)?([0-9]{1,18}(\\.[0-9]+)?ns)?)$'))";
+
+/// The largest integer number of seconds admitted (2^63 ns, Go's largest duration, rounded down).
+pub const MAX_SECONDS: u64 = 9_223_372_036;
+
+/// Units in the order a duration string must give them, with the most integer digits each may
+/// have and its length in nanoseconds.
+pub const UNIT_DIGITS: [(&str, usize, u128); 6] = [
+    ("h", 6, 3_600_000_000_000),
+    ("m", 7, 60_000_000_000),
+    ("s", 9, 1_000_000_000),
+    ("ms", 12, 1_000_000),
+    ("us", 15, 1_000),
+    ("ns", 18, 1),
+];
 
 /// The message the API server returns when [`DURATION_RULE`] fails; the server prefixes the
 /// field's path.
-pub const DURATION_MESSAGE: &str = "must be a non-negative integer number of seconds or a duration string such as 30s, 5m, 1h or 1h30m (units: ns, us, ms, s, m, h)";
+pub const DURATION_MESSAGE: &str = "must be integer seconds (0 to 9223372036) or a duration string such as 30s, 5m, 1h or 1h30m: units ns, us, ms, s, m, h, each at most once and largest first, up to 999999h";
 
 /// A non-negative duration, written either as integer seconds or as a duration string.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -70,6 +89,8 @@ impl Duration {
         let bytes = input.as_bytes();
         let mut i = 0;
         let mut total: u128 = 0;
+        // Index in UNIT_DIGITS of the smallest unit the next group may have.
+        let mut next_unit = 0;
         while i < bytes.len() {
             let int_start = i;
             while i < bytes.len() && bytes[i].is_ascii_digit() {
@@ -95,16 +116,25 @@ impl Duration {
             while i < bytes.len() && bytes[i].is_ascii_lowercase() {
                 i += 1;
             }
-            let unit_nanos: u128 = match &input[unit_start..i] {
-                "ns" => 1,
-                "us" => 1_000,
-                "ms" => 1_000_000,
-                "s" => 1_000_000_000,
-                "m" => 60 * 1_000_000_000,
-                "h" => 3_600 * 1_000_000_000,
-                "" => return Err(err("missing unit")),
-                _ => return Err(err("unknown unit")),
+            let unit = &input[unit_start..i];
+            if unit.is_empty() {
+                return Err(err("missing unit"));
+            }
+            let Some(pos) = UNIT_DIGITS.iter().position(|(u, _, _)| *u == unit) else {
+                return Err(err("unknown unit"));
             };
+            if pos < next_unit {
+                return Err(err(
+                    "units must appear at most once each, largest first (e.g. 1h30m)",
+                ));
+            }
+            next_unit = pos + 1;
+            let (_, max_digits, unit_nanos) = UNIT_DIGITS[pos];
+            if int_part.len() > max_digits {
+                return Err(err(
+                    "number too large (at most 999999h, 9999999m, 999999999s, …)",
+                ));
+            }
             let whole: u128 = int_part.parse().map_err(|_| err("number too large"))?;
             let mut part = whole
                 .checked_mul(unit_nanos)
@@ -202,13 +232,18 @@ impl<'de> Deserialize<'de> for Duration {
             }
 
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                if v > MAX_SECONDS {
+                    return Err(E::custom(format_args!(
+                        "{v} seconds is more than the largest duration, {MAX_SECONDS}"
+                    )));
+                }
                 Ok(Duration::from_secs(v))
             }
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v)
-                    .map(Duration::from_secs)
-                    .map_err(|_| E::custom("a duration must not be negative"))
+                let v =
+                    u64::try_from(v).map_err(|_| E::custom("a duration must not be negative"))?;
+                self.visit_u64(v)
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
@@ -254,7 +289,9 @@ mod tests {
 
     /// The parser and the admission rule must agree on every string.
     fn rule_regex_accepts(s: &str) -> bool {
-        let by_rule = rule_regex().is_match(s);
+        // The rule's string arm: `self != '' && self.matches(…)`.
+        assert!(DURATION_RULE.contains("self != '' && self.matches("));
+        let by_rule = !s.is_empty() && rule_regex().is_match(s);
         assert_eq!(
             by_rule,
             Duration::parse(s).is_ok(),
@@ -291,6 +328,65 @@ mod tests {
             "", "30", "-5s", "5 m", "5M", "1d", "1.s", ".5s", "s", "5m ", "1h-30m", "abc",
         ] {
             assert!(!rule_regex_accepts(s), "{s:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn bounds_keep_every_admitted_duration_inside_go_s_range() {
+        let largest = "999999.9h9999999.9m999999999.9s999999999999.9ms";
+        for s in [
+            "999999h",
+            "9999999m",
+            "999999999s",
+            "1h30m",
+            "1h0m0s",
+            "2m1.5s500ms",
+            largest,
+        ] {
+            assert!(rule_regex_accepts(s), "{s}");
+        }
+        let nanos = Duration::parse(largest).map(|d| d.nanos);
+        assert!(
+            nanos.as_ref().is_ok_and(|n| *n <= i64::MAX as u128),
+            "{nanos:?}"
+        );
+        for s in [
+            "1000000h",
+            "9999999999s",
+            "99999999999999999999999999999999999999999s",
+            "30m1h",
+            "1h1h",
+            "1s1m",
+            "5ms1s",
+        ] {
+            assert!(!rule_regex_accepts(s), "{s:?} should be rejected");
+        }
+        let err = Duration::parse("30m1h")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("largest first"), "{err}");
+        let secs = |n: u64| serde_json::from_value::<Duration>(serde_json::json!(n));
+        assert!(secs(MAX_SECONDS).is_ok());
+        let err = secs(MAX_SECONDS + 1).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("largest duration"), "{err}");
+        assert!(DURATION_RULE.contains(&format!("self <= {MAX_SECONDS}")));
+    }
+
+    proptest::proptest! {
+        /// Whatever the rule admits, the parser reads, and below 2^63 ns.
+        #[test]
+        fn what_the_rule_admits_fits(s in "(0|([0-9]{1,6}(\\.[0-9]{1,5})?h)?([0-9]{1,7}(\\.[0-9]{1,5})?m)?([0-9]{1,9}s)?([0-9]{1,12}ms)?([0-9]{1,15}us)?([0-9]{1,18}ns)?)") {
+            proptest::prop_assume!(!s.is_empty());
+            proptest::prop_assert!(rule_regex().is_match(&s));
+            let d = Duration::parse(&s);
+            proptest::prop_assert!(d.as_ref().is_ok_and(|d| d.nanos <= i64::MAX as u128), "{s:?}: {d:?}");
+        }
+
+        /// On any short string of digits, dots and unit letters, the rule and the parser agree.
+        #[test]
+        fn rule_and_parser_agree(s in "[0-9.hmsun]{1,12}") {
+            rule_regex_accepts(&s);
         }
     }
 

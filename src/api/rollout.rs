@@ -370,8 +370,8 @@ fn int_or_percent(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "x-kubernetes-int-or-string": true,
         "maxLength": 8,
         "x-kubernetes-validations": [{
-            "rule": "type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",
-            "message": "must be an integer >= 0 or a percentage such as 25%",
+            "rule": "type(self) == int ? self >= 0 && self <= 2147483647 : self.matches('^[0-9]+%$')",
+            "message": "must be an integer from 0 to 2147483647 or a percentage such as 25%",
         }],
     })
 }

@@ -196,6 +196,47 @@ fn committed_crds_match_the_types() {
     }
 }
 
+/// Every CEL rule of every CRD compiles (with the CEL crate `kubectl aviary lint` uses; the API
+/// server would refuse the CRD otherwise), and every 32-bit integer has its type's bounds.
+#[test]
+fn every_rule_compiles_and_every_int32_is_bounded() {
+    fn visit(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for r in m
+                    .get("x-kubernetes-validations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
+                    if let Err(e) = cel::Program::compile(rule) {
+                        out.push(format!("{path}: {rule}: {e}"));
+                    }
+                }
+                let bound = |k: &str| m.get(k).and_then(Value::as_f64);
+                if m.get("format").and_then(Value::as_str) == Some("int32")
+                    && !(bound("maximum").is_some_and(|x| x <= f64::from(i32::MAX))
+                        && bound("minimum").is_some_and(|x| x >= f64::from(i32::MIN)))
+                {
+                    out.push(format!("{path}: int32 without its bounds"));
+                }
+                for (k, c) in m {
+                    visit(c, &format!("{path}.{k}"), out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|c| visit(c, path, out)),
+            _ => {}
+        }
+    }
+    let mut problems = vec![];
+    for (kind, _) in KINDS {
+        let crd = serde_json::to_value(crd_for(kind).unwrap()).unwrap();
+        visit(&crd, kind, &mut problems);
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 /// Walks a schema; calls `f(parent, property name, property schema)` for every property.
 fn walk(schema: &Value, f: &mut dyn FnMut(&Value, &str, &Value)) {
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {

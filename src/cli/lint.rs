@@ -96,14 +96,7 @@ pub fn parse_path(path: &str) -> Vec<Seg> {
 
 /// The CRD of an Aviary kind.
 pub fn crd_for(kind: &str) -> Option<CustomResourceDefinition> {
-    use kube::CustomResourceExt;
-    match kind {
-        "Rollout" => Some(crate::api::rollout_crd()),
-        "AnalysisTemplate" => Some(AnalysisTemplate::crd()),
-        "ClusterAnalysisTemplate" => Some(ClusterAnalysisTemplate::crd()),
-        "AnalysisRun" => Some(AnalysisRun::crd()),
-        _ => None,
-    }
+    crate::api::crd_for(kind)
 }
 
 fn root_schema(crd: &CustomResourceDefinition) -> Option<&JSONSchemaProps> {
