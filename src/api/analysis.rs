@@ -618,8 +618,6 @@ pub enum AnalysisPhase {
     /// Not started.
     #[default]
     Pending,
-    /// Measuring.
-    Running,
     /// Passed.
     Successful,
     /// A failure condition held (more than `failureLimit` times).
@@ -628,6 +626,10 @@ pub enum AnalysisPhase {
     Error,
     /// Neither success nor failure (more than `inconclusiveLimit` times).
     Inconclusive,
+    /// Measuring. Also what a phase this version does not know (a newer controller's) reads
+    /// as: not final, so no verdict is taken from it.
+    #[serde(other)]
+    Running,
 }
 
 impl AnalysisPhase {

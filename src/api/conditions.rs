@@ -61,7 +61,9 @@ pub mod reasons {
 pub enum ConditionStatus {
     True,
     False,
+    /// Also what any other value reads as: a status is decoded, never refused.
     #[default]
+    #[serde(other)]
     Unknown,
 }
 

@@ -1049,12 +1049,14 @@ impl RolloutStatus {
 pub enum RolloutPhase {
     /// Fully rolled out and available.
     Healthy,
-    /// An update or scaling is under way.
-    Progressing,
     /// Paused by a step, `spec.paused` or inconclusive analysis.
     Paused,
     /// Aborted, past its progress deadline, or with an invalid spec.
     Degraded,
+    /// An update or scaling is under way. Also what a phase this version does not know (a newer
+    /// controller's) reads as: the phase is recomputed at every status write.
+    #[serde(other)]
+    Progressing,
 }
 
 impl RolloutPhase {
@@ -1123,12 +1125,14 @@ pub struct PauseCondition {
 /// Reasons the controller pauses a Rollout (Argo's spellings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum PauseReason {
-    /// A canary `pause` step.
-    CanaryPauseStep,
     /// Blue-green waiting for promotion.
     BlueGreenPause,
     /// An analysis run ended Inconclusive.
     InconclusiveAnalysisRun,
+    /// A canary `pause` step. Also what a reason this version does not know (a newer
+    /// controller's) reads as: the Rollout stays paused until promoted, never resumes by itself.
+    #[serde(other)]
+    CanaryPauseStep,
 }
 
 /// Canary state.

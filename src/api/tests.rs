@@ -509,3 +509,34 @@ fn summary_conditions_for_kstatus() {
     let paused = RolloutPhase::Paused.summary_conditions("step", None, &now);
     assert!(paused[1].is_true(), "a paused rollout is still reconciling");
 }
+
+/// A status written by a newer controller (a `helm rollback` leaves the newer CRD in place)
+/// decodes: values this version does not know read as the safe known ones, so one such object
+/// cannot fail the list of its kind.
+#[test]
+fn statuses_with_values_from_a_newer_controller_decode() {
+    let ro: Rollout = serde_json::from_value(serde_json::json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}},
+                 "strategy": {"canary": {}}},
+        "status": {
+            "phase": "Rebalancing",
+            "pauseConditions": [{"reason": "ManualGate", "startTime": "2026-01-01T00:00:00Z"}],
+            "conditions": [{"type": "Ready", "status": "Maybe", "reason": "R", "message": "",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            "canary": {"currentStepAnalysisRunStatus": {"name": "r", "status": "Skipped"}},
+        },
+    }))
+    .unwrap_or_else(|e| panic!("a newer controller's status failed to decode: {e}"));
+    let st = ro.status.unwrap_or_default();
+    assert_eq!(st.phase, Some(RolloutPhase::Progressing));
+    // Still paused: an unknown pause never lets the Rollout go on by itself.
+    assert_eq!(st.pause_conditions[0].reason, PauseReason::CanaryPauseStep);
+    assert_eq!(st.conditions[0].status, ConditionStatus::Unknown);
+    let run = st.canary.and_then(|c| c.current_step_analysis_run_status);
+    assert_eq!(run.map(|r| r.status), Some(AnalysisPhase::Running));
+    let phase: AnalysisPhase = serde_json::from_value(serde_json::json!("Skipped")).unwrap();
+    assert!(!phase.is_completed());
+}

@@ -27,7 +27,8 @@ use crate::metrics::Metrics;
 #[derive(Clone, Debug)]
 pub enum Lenient<K> {
     Decoded(K),
-    Undecodable(Undecodable),
+    /// Boxed: rare, and larger than most decoded objects' handles.
+    Undecodable(Box<Undecodable>),
 }
 
 /// What is kept of an object that failed to decode.
@@ -51,7 +52,7 @@ pub fn decode<K: DeserializeOwned>(mut value: serde_json::Value) -> Result<Lenie
                 .map(serde_json::Value::take)
                 .unwrap_or_default();
             let full = ObjectMeta::deserialize(meta).map_err(|m| format!("metadata: {m}"))?;
-            Ok(Lenient::Undecodable(Undecodable {
+            Ok(Lenient::Undecodable(Box::new(Undecodable {
                 metadata: ObjectMeta {
                     name: full.name,
                     namespace: full.namespace,
@@ -61,7 +62,7 @@ pub fn decode<K: DeserializeOwned>(mut value: serde_json::Value) -> Result<Lenie
                     ..Default::default()
                 },
                 error: format!("{}: {}", e.path(), e.inner()),
-            }))
+            })))
         }
     }
 }

@@ -265,7 +265,8 @@ fn f17_a_second_abort_after_a_retry_is_announced_again() {
     assert_eq!(aborts, 2);
 }
 
-/// F19: `pause: {duration: 999999h, the largest admitted}` ended after about a second (the deadline overflowed).
+/// F19: a huge pause (`999999h`, the largest admitted) ended after about a second (the deadline
+/// overflowed).
 #[test]
 fn f19_a_huge_pause_lasts() {
     let yaml = INDEFINITE.replacen("pause: {}", "pause: {duration: 999999h}", 1);
