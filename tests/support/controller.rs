@@ -93,6 +93,12 @@ impl ControllerProcess {
         p
     }
 
+    /// Starts a controller of every namespace (no `--namespace`), as the chart installs it, its
+    /// Lease in `lease_namespace`.
+    pub fn start_cluster_wide(name: &str, lease_namespace: &str) -> Self {
+        Self::start_named("", name, &["--leader-elect-namespace", lease_namespace])
+    }
+
     /// The Lease identity of this controller.
     pub fn identity(&self) -> String {
         format!("aviary-test-{}", self.name)
@@ -107,10 +113,15 @@ impl ControllerProcess {
             .open(&self.log)
             .expect("controller log file");
         let err = log.try_clone().expect("log handle");
+        // An empty namespace: every namespace.
+        let scope: &[&str] = if self.namespace.is_empty() {
+            &[]
+        } else {
+            &["--namespace", &self.namespace]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_aviary"))
+            .args(scope)
             .args([
-                "--namespace",
-                &self.namespace,
                 "--kubeconfig",
                 &kubeconfig,
                 "--log-level",
