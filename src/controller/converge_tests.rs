@@ -112,6 +112,47 @@ async fn a_missing_template_aborts_before_any_write() {
     );
 }
 
+/// A template our types reject (admitted by an older CRD) is a verdict, not an outage: the
+/// analysis errors and the rollout aborts with a message naming the template's field, instead
+/// of retrying a read that can never decode.
+#[tokio::test]
+async fn a_template_that_does_not_decode_aborts_naming_its_field() {
+    let ro = rollout();
+    let hash = rollout_template_hash(&ro);
+    let mut observed = observed_for(&ro, vec![rs("old"), rs(&hash)]);
+    let asked = plan::plan(&observed);
+    let (client, mut server) = mock_client();
+    let ctx = Context::for_tests(client);
+    let controller = async {
+        let prepared = prepare_runs(&ctx, &ro, asked, &mut observed).await;
+        drop(ctx);
+        prepared
+    };
+    let api_server = async move {
+        server
+            .expect(
+                "GET",
+                "/apis/aviary.dev/v1alpha1/namespaces/shop/analysistemplates/no-such",
+                StatusCode::OK,
+                json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate",
+                       "metadata": {"name": "no-such", "namespace": "shop"},
+                       "spec": {"metrics": [{"name": "m",
+                           "interval": "99999999999999999999999999999999999999999s",
+                           "provider": {"prometheus": {"query": "up"}}}]}}),
+            )
+            .await;
+        server.expect_no_more().await;
+    };
+    let ((plan, runs), ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    assert!(runs.get(AnalysisKind::Step(0), &hash).is_none());
+    assert_eq!(plan.status.abort, Some(true), "{:?}", plan.status.message);
+    let why = plan.status.message.clone().unwrap_or_default();
+    assert!(
+        why.contains("AnalysisTemplate 'no-such' cannot be read: spec.metrics[0].interval"),
+        "{why}"
+    );
+}
+
 /// A template the API server cannot serve right now (a 500) is no verdict on the analysis: no
 /// abort, the run is not created this time, and the rollout is looked at again shortly.
 #[tokio::test]

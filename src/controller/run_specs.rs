@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 
 use super::Context;
+use super::undecodable::Lenient;
 use crate::api::{
     AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument, ClusterAnalysisTemplate,
     PodTemplateHashValue, Rollout, RolloutAnalysis, RolloutArgument,
@@ -89,30 +90,39 @@ async fn template_spec(
     name: &str,
     cluster: bool,
 ) -> Result<AnalysisTemplateSpec, SpecError> {
-    if cluster {
-        let api: Api<ClusterAnalysisTemplate> = Api::all(ctx.client().clone());
-        match api.get_opt(name).await {
-            Ok(Some(t)) => Ok(AnalysisTemplateSpec::from(t.spec)),
-            Ok(None) => Err(SpecError::Unusable(format!(
-                "ClusterAnalysisTemplate '{name}' not found: create it or fix the templateName"
-            ))),
-            Err(e) => Err(SpecError::read(
-                e,
-                format!("cannot read ClusterAnalysisTemplate '{name}'"),
-            )),
-        }
+    // Decoded leniently: a template our types reject (admitted by an older CRD) is a spec
+    // error naming its field, not an API error retried for ever.
+    let (kind, got) = if cluster {
+        let api: Api<Lenient<ClusterAnalysisTemplate>> = Api::all(ctx.client().clone());
+        let got = api.get_opt(name).await.map(|t| {
+            t.map(|t| match t {
+                Lenient::Decoded(t) => Ok(AnalysisTemplateSpec::from(t.spec)),
+                Lenient::Undecodable(u) => Err(u.error),
+            })
+        });
+        ("ClusterAnalysisTemplate", got)
     } else {
-        let api: Api<AnalysisTemplate> = Api::namespaced(ctx.client().clone(), ns);
-        match api.get_opt(name).await {
-            Ok(Some(t)) => Ok(t.spec),
-            Ok(None) => Err(SpecError::Unusable(format!(
-                "AnalysisTemplate '{name}' not found in namespace '{ns}': create it or fix the templateName"
-            ))),
-            Err(e) => Err(SpecError::read(
-                e,
-                format!("cannot read AnalysisTemplate '{name}'"),
-            )),
-        }
+        let api: Api<Lenient<AnalysisTemplate>> = Api::namespaced(ctx.client().clone(), ns);
+        let got = api.get_opt(name).await.map(|t| {
+            t.map(|t| match t {
+                Lenient::Decoded(t) => Ok(t.spec),
+                Lenient::Undecodable(u) => Err(u.error),
+            })
+        });
+        ("AnalysisTemplate", got)
+    };
+    match got {
+        Ok(Some(Ok(spec))) => Ok(spec),
+        Ok(Some(Err(field))) => Err(SpecError::Unusable(format!(
+            "{kind} '{name}' cannot be read: {field}; fix that field of the template"
+        ))),
+        Ok(None) if cluster => Err(SpecError::Unusable(format!(
+            "ClusterAnalysisTemplate '{name}' not found: create it or fix the templateName"
+        ))),
+        Ok(None) => Err(SpecError::Unusable(format!(
+            "AnalysisTemplate '{name}' not found in namespace '{ns}': create it or fix the templateName"
+        ))),
+        Err(e) => Err(SpecError::read(e, format!("cannot read {kind} '{name}'"))),
     }
 }
 
