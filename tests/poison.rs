@@ -272,4 +272,19 @@ async fn poison_objects_never_stop_the_rollouts_of_other_namespaces() {
         .await
         .expect("the poison Rollout is still there");
     assert_eq!(poison.data.get("status"), None, "{}", poison.name_any());
+
+    // The SRE's listing is not stopped either: the poison Rollout is a warning naming its field.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["list", "-n", &tenant.name])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run kubectl-aviary list");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("poison-pause cannot be read: spec.strategy.canary.steps[1].pause.duration"),
+        "{stderr}"
+    );
 }

@@ -15,6 +15,7 @@ use super::info::{current_hash, display_phase};
 use super::render::{Style, age, status_word, table};
 use super::{CliError, Cluster, Op, Output, print};
 use crate::api::Rollout;
+use crate::api::lenient::Lenient;
 use crate::plan::canary::weight_at;
 
 /// One line of the list.
@@ -139,11 +140,29 @@ pub fn list_table(rows: &[ListRow], all: bool, style: &Style) -> String {
     table(&t)
 }
 
-fn api(cluster: &Cluster, all: bool) -> Api<Rollout> {
+/// Rollouts decoded one by one: one our types reject (admitted by an older CRD) is a warning,
+/// not a failed list.
+fn api(cluster: &Cluster, all: bool) -> Api<Lenient<Rollout>> {
     if all {
         Api::all(cluster.client.clone())
     } else {
-        cluster.rollouts()
+        Api::namespaced(cluster.client.clone(), &cluster.namespace)
+    }
+}
+
+/// The Rollout, or `None` after a warning on stderr naming the field that does not decode.
+fn decoded(ro: Lenient<Rollout>) -> Option<Rollout> {
+    match ro {
+        Lenient::Decoded(ro) => Some(ro),
+        Lenient::Undecodable(u) => {
+            eprintln!(
+                "warning: rollout {}/{} cannot be read: {}; fix that field",
+                u.metadata.namespace.as_deref().unwrap_or_default(),
+                u.metadata.name.as_deref().unwrap_or_default(),
+                u.error
+            );
+            None
+        }
     }
 }
 
@@ -159,8 +178,8 @@ pub async fn run(
         "rollouts.aviary.dev",
         if all { "" } else { &cluster.namespace },
     );
-    let list = match api(cluster, all).list(&ListParams::default()).await {
-        Ok(l) => l.items,
+    let list: Vec<Rollout> = match api(cluster, all).list(&ListParams::default()).await {
+        Ok(l) => l.items.into_iter().filter_map(decoded).collect(),
         Err(e) => return Err(cluster.error(e, &op).await),
     };
     let mut rows: Vec<ListRow> = list.iter().map(list_row).collect();
@@ -196,8 +215,16 @@ pub async fn run(
         .boxed();
     while let Some(ev) = stream.next().await {
         let (ro, deleted) = match ev {
-            Ok(watcher::Event::Apply(ro)) | Ok(watcher::Event::InitApply(ro)) => (ro, false),
-            Ok(watcher::Event::Delete(ro)) => (ro, true),
+            Ok(watcher::Event::Apply(ro)) | Ok(watcher::Event::InitApply(ro)) => {
+                match decoded(ro) {
+                    Some(ro) => (ro, false),
+                    None => continue,
+                }
+            }
+            Ok(watcher::Event::Delete(ro)) => match ro {
+                Lenient::Decoded(ro) => (ro, true),
+                Lenient::Undecodable(_) => continue,
+            },
             Ok(_) => continue,
             Err(e) => {
                 let e = match e {

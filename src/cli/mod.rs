@@ -29,6 +29,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde::Serialize;
 
+use crate::api::lenient::Lenient;
 use crate::api::wire::{REVISION_ANNOTATION, ROLLOUT_LABEL};
 use crate::api::{AnalysisRun, Rollout};
 pub use errors::{CliError, Op};
@@ -250,9 +251,24 @@ impl Cluster {
     /// The AnalysisRuns of the Rollout: owned by it, labelled with its name, or named in its
     /// status.
     pub async fn analysis_runs(&self, ro: &Rollout) -> Result<Vec<AnalysisRun>, CliError> {
-        let api: Api<AnalysisRun> = Api::namespaced(self.client.clone(), &self.namespace);
-        let list = match api.list(&ListParams::default()).await {
-            Ok(l) => l.items,
+        // Decoded one by one: a run our types reject is left out with a warning.
+        let api: Api<Lenient<AnalysisRun>> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list: Vec<AnalysisRun> = match api.list(&ListParams::default()).await {
+            Ok(l) => l
+                .items
+                .into_iter()
+                .filter_map(|run| match run {
+                    Lenient::Decoded(run) => Some(run),
+                    Lenient::Undecodable(u) => {
+                        eprintln!(
+                            "warning: analysisrun {} cannot be read: {}; fix that field",
+                            u.metadata.name.as_deref().unwrap_or_default(),
+                            u.error
+                        );
+                        None
+                    }
+                })
+                .collect(),
             Err(e) => {
                 return Err(self
                     .error(

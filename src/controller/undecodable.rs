@@ -9,7 +9,6 @@
 //! version — a warn log, a Warning Event on the object that names the field, and the
 //! `aviary_undecodable_objects` gauge.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -18,91 +17,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::ObjectMeta;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
-use serde::Deserialize;
-use serde::de::{DeserializeOwned, Deserializer};
 
+pub use crate::api::lenient::{Lenient, Undecodable};
 use crate::metrics::Metrics;
-
-/// An object as the watch decoded it: whole, or only its identity and why the rest failed.
-#[derive(Clone, Debug)]
-pub enum Lenient<K> {
-    Decoded(K),
-    /// Boxed: rare, and larger than most decoded objects' handles.
-    Undecodable(Box<Undecodable>),
-}
-
-/// What is kept of an object that failed to decode.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Undecodable {
-    /// Name, namespace, uid, resourceVersion and generation; nothing else.
-    pub metadata: ObjectMeta,
-    /// The field that failed and why, e.g. `spec.replicas: invalid value: integer
-    /// `3000000000`, expected i32`.
-    pub error: String,
-}
-
-/// Decodes `value` as a `K`, or keeps its identity and the failing field's path. Fails only when
-/// not even `metadata` decodes (the API server validates it, so that is not an object at all).
-pub fn decode<K: DeserializeOwned>(mut value: serde_json::Value) -> Result<Lenient<K>, String> {
-    match serde_path_to_error::deserialize::<_, K>(&value) {
-        Ok(k) => Ok(Lenient::Decoded(k)),
-        Err(e) => {
-            let meta = value
-                .get_mut("metadata")
-                .map(serde_json::Value::take)
-                .unwrap_or_default();
-            let full = ObjectMeta::deserialize(meta).map_err(|m| format!("metadata: {m}"))?;
-            Ok(Lenient::Undecodable(Box::new(Undecodable {
-                metadata: ObjectMeta {
-                    name: full.name,
-                    namespace: full.namespace,
-                    uid: full.uid,
-                    resource_version: full.resource_version,
-                    generation: full.generation,
-                    ..Default::default()
-                },
-                error: format!("{}: {}", e.path(), e.inner()),
-            })))
-        }
-    }
-}
-
-impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(d)?;
-        decode(value).map_err(serde::de::Error::custom)
-    }
-}
-
-impl<K: Resource> Resource for Lenient<K> {
-    type DynamicType = K::DynamicType;
-    type Scope = K::Scope;
-
-    fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::kind(dt)
-    }
-    fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::group(dt)
-    }
-    fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::version(dt)
-    }
-    fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        match self {
-            Self::Decoded(k) => k.meta(),
-            Self::Undecodable(u) => &u.metadata,
-        }
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            Self::Decoded(k) => k.meta_mut(),
-            Self::Undecodable(u) => &mut u.metadata,
-        }
-    }
-}
 
 /// The objects of one kind that failed to decode, by namespace and name, with the version each
 /// failed at: a version is reported once, and the gauge counts what is still undecodable.

@@ -8,6 +8,7 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::api::lenient::decode;
 use crate::api::{AnalysisRun, Rollout};
 use crate::controller::fixtures::{mock_client, within_deadline};
 
