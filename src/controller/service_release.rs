@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::service_cache::{CachedService, WatchedService};
+use crate::api::lenient::Lenient;
 use crate::api::wire::MANAGED_BY_ANNOTATION;
 use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 
@@ -95,7 +96,9 @@ async fn must_wait(
     release: &Release,
 ) -> Result<Option<String>, kube::Error> {
     let ns = &release.namespace;
-    if Api::<Rollout>::namespaced(client.clone(), ns)
+    // Lenient: a Rollout that exists but does not decode (skipped by the watch, so absent from
+    // the cache) still exists, and keeps its Services.
+    if Api::<Lenient<Rollout>>::namespaced(client.clone(), ns)
         .get_opt(&release.owner)
         .await?
         .is_some()
@@ -178,6 +181,40 @@ pub async fn release_orphans(ctx: &super::Context, live: &HashSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Rollout that exists but does not decode is absent from the cache (the watch skips it),
+    /// but it still exists: its Services are not released.
+    #[tokio::test]
+    async fn a_rollout_that_does_not_decode_still_keeps_its_services() {
+        use crate::controller::fixtures::{mock_client, within_deadline};
+        let (client, mut server) = mock_client();
+        let release = Release {
+            namespace: "shop".into(),
+            name: "web-stable".into(),
+            owner: "web".into(),
+            hash: Some("abc".into()),
+            others: "app=web".into(),
+            patch: json!([]),
+        };
+        let client_side = async move { must_wait(&client, &release).await };
+        let server_side = async {
+            server
+                .expect(
+                    "GET",
+                    "/apis/aviary.dev/v1alpha1/namespaces/shop/rollouts/web",
+                    http::StatusCode::OK,
+                    json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+                           "metadata": {"name": "web", "namespace": "shop"},
+                           "spec": {"replicas": "three"}}),
+                )
+                .await;
+        };
+        let (waits, ()) = within_deadline(async { tokio::join!(client_side, server_side) }).await;
+        assert_eq!(
+            waits.map_err(|e| e.to_string()),
+            Ok(Some("the Rollout exists".to_string()))
+        );
+    }
 
     fn svc(rv: &str, owner: Option<&str>, hash: Option<&str>) -> CachedService {
         let mut selector = vec![("app".into(), "web".into())];
