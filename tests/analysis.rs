@@ -604,13 +604,21 @@ fn always_one(name: &str) -> Value {
 }
 
 /// F24: an AnalysisRun created by hand (no Rollout, no `aviary.dev/rollout` label) stayed
-/// Pending for ever: the run controller only watched labelled runs. Argo runs it.
+/// Pending for ever: the run controller only watched labelled runs. Argo runs it; Aviary does
+/// when told to (`--run-unowned-analysis`), and otherwise says why it does not.
 #[tokio::test]
 async fn an_analysis_run_created_by_hand_runs_to_completion() {
     let client = client().await;
     prepare(&client).await;
     let ns = TestNamespace::new(&client, "analysis-standalone").await;
-    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let ctl = ControllerProcess::start_with(
+        &ns.name,
+        &[
+            "--prometheus-address",
+            &prometheus_url(),
+            "--run-unowned-analysis",
+        ],
+    );
     let run = json!({
         "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "by-hand"},
         "spec": {"metrics": [always_one("one")]},
@@ -638,6 +646,210 @@ async fn an_analysis_run_created_by_hand_runs_to_completion() {
         "{status:?}\n{}",
         ctl.log_tail(20)
     );
+}
+
+/// A6: a user who may create AnalysisRuns but not read Secrets cannot have the controller read
+/// one for them and send it out. Unlabelled by its owner, the Secret is not used (the run ends
+/// in Error saying so, and nothing is sent); labelled, it is never put in a URL's path; once the
+/// owner labels it, the same run works — so the refusals are not vacuous.
+#[tokio::test]
+async fn a_secret_never_leaves_the_cluster_without_its_owner_s_consent() {
+    use k8s_openapi::api::core::v1::Secret;
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-secrets").await;
+    // The controller may read Secrets here (the chart's analysis.secretArgs); the tenant may not.
+    let rules: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            support::repo_root().join("charts/aviary/files/rbac/analysis-secrets.yaml"),
+        )
+        .expect("rules file"),
+    )
+    .expect("rules YAML");
+    let tenant_rules = json!([{"apiGroups": ["aviary.dev"], "resources": ["analysisruns"],
+                               "verbs": ["create", "get", "list", "watch"]}]);
+    for (name, user, rules) in [
+        ("controller-secrets", "aviary-operator", rules),
+        ("tenant", "tenant", tenant_rules),
+    ] {
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                          "metadata": {"name": name}, "rules": rules});
+        let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]});
+        for obj in [role, binding] {
+            apply_value(&client, Some(&ns.name), &obj)
+                .await
+                .expect("RBAC");
+        }
+    }
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some("tenant".into());
+    let tenant = Client::try_from(config).expect("tenant client");
+    let secret_value = "s3cr3t-value-4711";
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                        "stringData": {"token": secret_value}});
+    apply_value(&client, Some(&ns.name), &secret)
+        .await
+        .expect("Secret");
+    poll_until(
+        "the tenant's RBAC to hold (runs yes, Secrets no)",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let (tenant, ns) = (tenant.clone(), ns.name.clone());
+            async move {
+                let runs = Api::<AnalysisRun>::namespaced(tenant.clone(), &ns)
+                    .list(&ListParams::default())
+                    .await;
+                let secret = Api::<Secret>::namespaced(tenant, &ns).get("db").await;
+                let denied = matches!(secret, Err(kube::Error::Api(e)) if e.code == 403);
+                (runs.is_ok() && denied).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let receiver = support::webhook::WebhookReceiver::start().await;
+    receiver.serve_document(json!({"ok": 1}));
+    let ctl = ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis"]);
+    let run = |name: &str, url: String| {
+        json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": name},
+            "spec": {
+                "args": [{"name": "token", "valueFrom": {"secretKeyRef": {"name": "db", "key": "token"}}}],
+                "metrics": [{"name": "probe", "successCondition": "result == 1",
+                             "provider": {"web": {"url": url, "jsonPath": "{$.ok}",
+                                                  "headers": [{"key": "X-Token", "value": "{{args.token}}"}]}}}],
+            },
+        })
+    };
+    let finished = |name: &'static str| {
+        let api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+        async move {
+            poll_until(
+                &format!("AnalysisRun {name} to finish"),
+                Duration::from_secs(60),
+                Duration::from_millis(100),
+                || {
+                    let api = api.clone();
+                    async move {
+                        let st = api.get(name).await.ok()?.status?;
+                        st.phase.is_completed().then_some(st)
+                    }
+                },
+            )
+            .await
+        }
+    };
+    let create = |obj: Value| {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            tenant.clone(),
+            &ns.name,
+            &kube::core::ApiResource::from_gvk(&GroupVersionKind::gvk(
+                "aviary.dev",
+                "v1alpha1",
+                "AnalysisRun",
+            )),
+        );
+        async move {
+            let obj: DynamicObject = serde_json::from_value(obj).expect("run");
+            api.create(&Default::default(), &obj)
+                .await
+                .expect("the tenant creates the run");
+        }
+    };
+
+    // Unlabelled: refused, nothing sent.
+    create(run("unlabelled", receiver.url("/probe"))).await;
+    let st = finished("unlabelled").await;
+    assert_eq!(st.phase, AnalysisPhase::Error, "{}", ctl.log_tail(20));
+    let message = st.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("is not labelled aviary.dev/analysis-secret"),
+        "{message}"
+    );
+    assert!(
+        receiver.get_requests().is_empty(),
+        "{:?}",
+        receiver.get_requests()
+    );
+
+    // The owner consents; a run that puts the Secret in the URL's path is still refused.
+    let labelled = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "labels": {"aviary.dev/analysis-secret": "true"}},
+        "stringData": {"token": secret_value}});
+    apply_value(&client, Some(&ns.name), &labelled)
+        .await
+        .expect("label the Secret");
+    create(run("in-path", receiver.url("/probe/{{args.token}}"))).await;
+    let st = finished("in-path").await;
+    assert_eq!(st.phase, AnalysisPhase::Error);
+    let message = st.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("cannot be placed in a URL's host or path"),
+        "{message}"
+    );
+    assert!(
+        receiver.get_requests().is_empty(),
+        "{:?}",
+        receiver.get_requests()
+    );
+
+    // Consented and in a header: it works, and the value stays out of the run's status.
+    create(run("consented", receiver.url("/probe"))).await;
+    let st = finished("consented").await;
+    assert_eq!(
+        st.phase,
+        AnalysisPhase::Successful,
+        "{st:?}\n{}",
+        ctl.log_tail(20)
+    );
+    let sent = receiver.get_requests();
+    assert!(
+        sent.iter()
+            .any(|r| r.contains(&format!("x-token: {secret_value}"))),
+        "{sent:?}"
+    );
+    let status = serde_json::to_string(&st).expect("status");
+    assert!(!status.contains(secret_value), "{status}");
+}
+
+/// By default a run no Rollout owns is not run (the controller measures what its Rollouts ask
+/// for, and lends its network position and rights to nobody else): it ends in Error saying how
+/// to allow it.
+#[tokio::test]
+async fn an_analysis_run_no_rollout_owns_is_not_run_by_default() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-unowned").await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let run = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "by-hand"},
+        "spec": {"metrics": [always_one("one")]},
+    });
+    apply_value(&client, Some(&ns.name), &run)
+        .await
+        .expect("AnalysisRun");
+    let api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+    let status = poll_until(
+        "the hand-made AnalysisRun to be refused",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("by-hand").await.ok()?.status?;
+                st.phase.is_completed().then_some(st)
+            }
+        },
+    )
+    .await;
+    assert_eq!(status.phase, AnalysisPhase::Error, "{}", ctl.log_tail(20));
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("--run-unowned-analysis"), "{message}");
+    assert!(status.metric_results.is_empty(), "nothing was measured");
 }
 
 /// F16: `spec.analysis.successfulRunHistoryLimit` was never read: every update left its run

@@ -162,6 +162,12 @@ fn chart_renders_hardened_least_privilege_defaults() {
     // RBAC: exactly the rule files, no wildcard, the Lease only in the release namespace.
     let cluster_role = one(&docs, "ClusterRole");
     assert_eq!(cluster_role["rules"], rules_file("controller.yaml"));
+    // No Secret at all unless analysis.secretArgs asks for it.
+    assert!(
+        !cluster_role["rules"].to_string().contains("secrets"),
+        "{}",
+        cluster_role["rules"]
+    );
     let role = one(&docs, "Role");
     assert_eq!(role["rules"], rules_file("leader-election.yaml"));
     assert_eq!(role["metadata"]["namespace"], "aviary-system");
@@ -281,6 +287,49 @@ fn chart_variants_render_as_configured() {
         .expect("Role in the watched namespace");
     assert_eq!(controller_role["rules"], rules_file("controller.yaml"));
     assert!(args(one(&docs, "Deployment")).contains(&"--namespace=shop".to_string()));
+
+    // Analysis Secrets: cluster-wide, in the namespaces listed, or in the watched one.
+    let docs = template(&["analysis.secretArgs.enabled=true"]).expect("template");
+    let secrets_role = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| {
+            r["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-analysis-secrets"))
+        })
+        .expect("a ClusterRole for analysis Secrets");
+    assert_eq!(secrets_role["rules"], rules_file("analysis-secrets.yaml"));
+    assert_eq!(of_kind(&docs, "ClusterRoleBinding").len(), 2);
+    let docs = template(&[
+        "analysis.secretArgs.enabled=true",
+        "analysis.secretArgs.namespaces={team-a,team-b}",
+    ])
+    .expect("template");
+    assert_eq!(
+        of_kind(&docs, "ClusterRole").len(),
+        1,
+        "only the controller's"
+    );
+    let secret_roles: Vec<_> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["rules"] == rules_file("analysis-secrets.yaml"))
+        .map(|r| r["metadata"]["namespace"].clone())
+        .collect();
+    assert_eq!(secret_roles, ["team-a", "team-b"]);
+    let docs = template(&[
+        "analysis.secretArgs.enabled=true",
+        "rbac.namespaced=true",
+        "rbac.watchNamespace=shop",
+    ])
+    .expect("template");
+    let secret_roles: Vec<_> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["rules"] == rules_file("analysis-secrets.yaml"))
+        .map(|r| r["metadata"]["namespace"].clone())
+        .collect();
+    assert_eq!(secret_roles, ["shop"]);
+    let docs = template(&["analysis.runUnowned=true"]).expect("template");
+    assert!(args(one(&docs, "Deployment")).contains(&"--run-unowned-analysis=true".to_string()));
 
     // CRDs: not installed, or installed without the keep policy.
     let docs = template(&["crds.install=false"]).expect("template");
@@ -521,6 +570,7 @@ async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
     for (verb, target) in [
         ("create", "rollouts.aviary.dev"),
         ("delete", "rollouts.aviary.dev"),
+        ("get", "secrets"),
         ("list", "secrets"),
         ("watch", "secrets"),
         ("create", "secrets"),

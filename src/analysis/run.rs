@@ -57,6 +57,9 @@ pub enum RunError {
     },
     #[error("metric \"{metric}\": args could not be substituted: {message}")]
     Substitution { metric: String, message: String },
+    /// The run may not start as asked: a Secret it may not use, a run no Rollout owns.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// One metric of a run, ready to measure.
@@ -375,6 +378,18 @@ fn substitute(metric: &Metric, args: &Args) -> Result<(Metric, Option<String>), 
         metric: metric.name.clone(),
         message: e.to_string(),
     };
+    // A Secret never decides where a request goes, nor is it logged as part of a path.
+    if let Some(web) = &metric.provider.web {
+        args.check_url(&web.url)?;
+    }
+    if let Some(address) = metric
+        .provider
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.address.as_ref())
+    {
+        args.check_url(address)?;
+    }
     let mut without_query = metric.clone();
     let query = match without_query.provider.prometheus.as_mut() {
         Some(prometheus) => Some(render_promql(&std::mem::take(&mut prometheus.query), args)?),

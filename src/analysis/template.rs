@@ -35,6 +35,12 @@ pub enum TemplateError {
     /// A raw (backtick) PromQL string cannot express a backtick, so the value cannot be placed.
     #[error("args.{0} contains a backtick and cannot be placed inside a `raw` PromQL string")]
     Unquotable(String),
+    /// A Secret's value would become part of a URL's scheme, host or path, where it is logged
+    /// by every proxy and server on the way, and picks where the request goes.
+    #[error(
+        "args.{0} comes from a Secret and cannot be placed in a URL's host or path: pass it in a header or after the '?' of the query"
+    )]
+    SecretInUrl(String),
 }
 
 /// Arg values, fixed when the run is created.
@@ -101,6 +107,27 @@ impl Args {
             }
         }
         out
+    }
+
+    /// Refuses a secret arg placed before the query (`?`) or fragment (`#`) of `url`, a URL
+    /// template: in its scheme, host or path. Judged on the template's own text, so a value
+    /// inserted earlier cannot move a secret into the query.
+    pub fn check_url(&self, url: &str) -> Result<(), TemplateError> {
+        let mut prefix = String::new();
+        let mut rest = url;
+        while let Some((before, tag, after)) = next_placeholder(rest)? {
+            prefix.push_str(before);
+            let secret = tag
+                .strip_prefix("args.")
+                .filter(|name| self.secrets.contains(*name));
+            if let Some(name) = secret
+                && !prefix.contains(['?', '#'])
+            {
+                return Err(TemplateError::SecretInUrl(name.to_owned()));
+            }
+            rest = after;
+        }
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -299,6 +326,27 @@ mod tests {
             resolved.redact("Bearer s3cr3t for prod"),
             "Bearer ***** for prod"
         );
+        // A Secret never goes into a URL's scheme, host or path; the query is fine, and so is
+        // any other arg anywhere.
+        for url in [
+            "https://{{args.token}}.example.com/x",
+            "https://example.com/{{args.token}}",
+            "{{args.token}}",
+            "https://{{args.service}}.example.com/{{ args.token }}?q=1",
+        ] {
+            assert_eq!(
+                resolved.check_url(url),
+                Err(TemplateError::SecretInUrl("token".into())),
+                "{url}"
+            );
+        }
+        for url in [
+            "https://{{args.service}}.example.com/{{args.env}}?token={{args.token}}",
+            "https://example.com/x#{{args.token}}",
+            "https://example.com/x",
+        ] {
+            assert_eq!(resolved.check_url(url), Ok(()), "{url}");
+        }
         let missing = Args::from_arguments(&args, |_| None);
         assert_eq!(missing, Err(TemplateError::Unresolved("token".into())));
         let required = [Argument {

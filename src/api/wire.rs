@@ -24,6 +24,11 @@ pub const STEPS_HASH_LABEL: &str = "aviary.dev/steps-hash";
 /// On AnalysisRuns put aside by an abort (`"true"`): they no longer count for the rollout.
 pub const RETIRED_LABEL: &str = "aviary.dev/retired";
 
+/// On a Secret, `"true"`: its owner lets analysis in its namespace use it for
+/// `args[].valueFrom.secretKeyRef`. Aviary reads Secrets with its own rights, which a user who
+/// creates an AnalysisRun may not have; without the owner's consent it would lend them.
+pub const ANALYSIS_SECRET_LABEL: &str = "aviary.dev/analysis-secret";
+
 /// Revision number of a ReplicaSet (1, 2, …), for history and undo.
 pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
 /// RFC 3339 time after which a ReplicaSet kept for a scale-down delay goes to zero.

@@ -53,6 +53,10 @@ struct Args {
     /// Prometheus for analysis metrics that name no `address`.
     #[arg(long, env = "AVIARY_PROMETHEUS_ADDRESS")]
     prometheus_address: Option<String>,
+    /// Run AnalysisRuns that no Rollout owns (created by hand), as Argo Rollouts does. Off, such
+    /// a run ends in Error saying so: the controller measures only what its Rollouts ask for.
+    #[arg(long, env = "AVIARY_RUN_UNOWNED_ANALYSIS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    run_unowned_analysis: bool,
     /// Log format.
     #[arg(long, env = "AVIARY_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -269,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         debounce: args.debounce.as_std(),
         prometheus_address: args.prometheus_address.clone(),
+        run_unowned_analysis: args.run_unowned_analysis,
     };
     if !aviary::controller::wait_for_crds(&client, args.namespace.as_deref(), &shutdown).await {
         return Ok(());

@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, info, info_span};
 use super::error::Error;
 use super::report::merge_diff;
 use crate::analysis::measurement::error_measurement;
-use crate::analysis::run::{Analysis, reject};
+use crate::analysis::run::{Analysis, RunError, reject};
 use crate::analysis::template::Args;
 use crate::api::wire;
 use crate::api::{AnalysisRun, AnalysisRunStatus, ValueFrom};
@@ -30,14 +30,20 @@ pub struct RunContext {
     pub providers: Providers,
     /// Counts runs and measurements by phase (`aviary_analysis_*`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether AnalysisRuns no Rollout owns (created by hand) are run; off, they end in Error
+    /// saying why.
+    pub run_unowned: bool,
 }
 
-/// Reads every Secret value the run's args reference (so the pure resolver needs no I/O).
+/// Reads every Secret value the run's args reference (so the pure resolver needs no I/O): only
+/// from Secrets in the run's namespace that their owner labelled [`wire::ANALYSIS_SECRET_LABEL`].
+/// `Ok(Err(why))` when the run may not use one (unlabelled, or one the controller may not
+/// read): the run ends in Error with that message and the value is never read or sent.
 async fn secret_values(
     client: &Client,
     ns: &str,
     run: &AnalysisRun,
-) -> Result<BTreeMap<(String, String), String>, Error> {
+) -> Result<Result<BTreeMap<(String, String), String>, String>, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut out = BTreeMap::new();
     for arg in run.spec.args() {
@@ -48,9 +54,30 @@ async fn secret_values(
         else {
             continue;
         };
-        let Some(secret) = api.get_opt(&r.name).await? else {
-            continue;
+        let secret = match api.get_opt(&r.name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => continue,
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                return Ok(Err(format!(
+                    "args.{}: the controller may not read Secret '{}' in namespace '{ns}': grant it (the chart's analysis.secretArgs) or pass the value another way",
+                    arg.name, r.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
         };
+        if secret
+            .labels()
+            .get(wire::ANALYSIS_SECRET_LABEL)
+            .map(String::as_str)
+            != Some("true")
+        {
+            return Ok(Err(format!(
+                "args.{}: Secret '{}' is not labelled {}=\"true\": its owner must label it to let analysis use it",
+                arg.name,
+                r.name,
+                wire::ANALYSIS_SECRET_LABEL
+            )));
+        }
         let value = secret
             .data
             .as_ref()
@@ -66,7 +93,23 @@ async fn secret_values(
             out.insert((r.name.clone(), r.key.clone()), v);
         }
     }
-    Ok(out)
+    Ok(Ok(out))
+}
+
+/// Why a run is not run: no Rollout owns it and hand-made runs are off
+/// ([`RunContext::run_unowned`]).
+fn unowned(run: &AnalysisRun, ctx: &RunContext) -> Option<String> {
+    let owned = run.owner_references().iter().any(|o| {
+        o.kind == "Rollout"
+            && o.api_version.starts_with("aviary.dev/")
+            && o.controller == Some(true)
+    });
+    (!owned && !ctx.run_unowned).then(|| {
+        "not run: no Rollout owns this AnalysisRun, and this controller runs only its Rollouts' \
+         runs (start it with --run-unowned-analysis, chart value analysis.runUnowned: true, to \
+         run AnalysisRuns created by hand)"
+            .to_string()
+    })
 }
 
 pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result<Requeue, Error> {
@@ -81,7 +124,20 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
         }
         let now = Timestamp::now();
         let mut status = old.clone();
-        let secrets = secret_values(&ctx.client, &ns, &run).await?;
+        let refused = match unowned(&run, &ctx) {
+            Some(why) => Err(why),
+            None => secret_values(&ctx.client, &ns, &run).await?,
+        };
+        let secrets = match refused {
+            Ok(secrets) => secrets,
+            Err(why) => {
+                info!(reason = %why, "AnalysisRun refused");
+                reject(&mut status, &RunError::Refused(why), now);
+                write_status(&api, &run, &old, &status).await?;
+                ctx.metrics.record_analysis_run(Some(&old), &status);
+                return Ok(Requeue::await_change());
+            }
+        };
         let args = Args::from_arguments(run.spec.args(), |from: &ValueFrom| {
             if let Some(r) = &from.secret_key_ref {
                 return secrets.get(&(r.name.clone(), r.key.clone())).cloned();

@@ -33,6 +33,15 @@ impl Provider for Fake {
 }
 
 fn run_ctx(client: Client, value: f64, asked: Arc<Mutex<Vec<String>>>) -> Arc<RunContext> {
+    run_ctx_with(client, value, asked, false)
+}
+
+fn run_ctx_with(
+    client: Client,
+    value: f64,
+    asked: Arc<Mutex<Vec<String>>>,
+    run_unowned: bool,
+) -> Arc<RunContext> {
     Arc::new(RunContext {
         client,
         providers: Arc::new(
@@ -44,6 +53,7 @@ fn run_ctx(client: Client, value: f64, asked: Arc<Mutex<Vec<String>>>) -> Arc<Ru
             },
         ),
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        run_unowned,
     })
 }
 
@@ -52,7 +62,9 @@ const RUN_PATH: &str = "/apis/aviary.dev/v1alpha1/namespaces/shop/analysisruns/w
 fn analysis_run() -> Value {
     json!({
         "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun",
-        "metadata": {"name": "web-abc-2-0", "namespace": "shop", "resourceVersion": "11"},
+        "metadata": {"name": "web-abc-2-0", "namespace": "shop", "resourceVersion": "11",
+                     "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+                                          "name": "web", "uid": "u1", "controller": true}]},
         "spec": {
             "args": [
                 {"name": "service", "value": "web-canary"},
@@ -68,6 +80,106 @@ fn analysis_run() -> Value {
             }],
         },
     })
+}
+
+/// The Secret the run's args name, labelled for analysis by its owner or not.
+fn secret(labelled: bool) -> Value {
+    let labels = if labelled {
+        json!({crate::api::wire::ANALYSIS_SECRET_LABEL: "true"})
+    } else {
+        json!({})
+    };
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "prom", "namespace": "shop", "labels": labels},
+           "data": {"tenant": "YWNtZS1zZWNyZXQ="}})
+}
+
+/// A run that may not start: the run is read, then (if asked) the Secret answers `secret`, and
+/// one status patch ends the run; the provider is never asked.
+async fn refused(run: Value, secret: Option<(StatusCode, Value)>, run_unowned: bool) -> Value {
+    let (client, mut server) = mock_client();
+    let asked = Arc::new(Mutex::new(vec![]));
+    let ctx = run_ctx_with(client, 0.0, asked.clone(), run_unowned);
+    let cached: Arc<AnalysisRun> = Arc::new(serde_json::from_value(run.clone()).expect("run"));
+    let controller = async move { reconcile(cached, ctx).await.map(|_| ()) };
+    let api_server = async move {
+        server
+            .expect("GET", RUN_PATH, StatusCode::OK, run.clone())
+            .await;
+        if let Some((code, body)) = secret {
+            server
+                .expect("GET", "/api/v1/namespaces/shop/secrets/prom", code, body)
+                .await;
+        }
+        let patch = server
+            .expect("PATCH", &format!("{RUN_PATH}/status"), StatusCode::OK, run)
+            .await;
+        server.expect_no_more().await;
+        patch.body
+    };
+    let (done, body) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    done.expect("reconciled");
+    assert!(
+        asked.lock().map(|a| a.is_empty()).unwrap_or(false),
+        "the provider was asked"
+    );
+    assert_eq!(body["status"]["phase"], "Error", "{body}");
+    body
+}
+
+/// A Secret its owner did not label for analysis is not used: the controller's own right to
+/// read it is not lent to whoever wrote the run. The run ends in Error naming the label; the
+/// value is never sent anywhere.
+#[tokio::test]
+async fn an_unlabelled_secret_is_not_used() {
+    let body = refused(analysis_run(), Some((StatusCode::OK, secret(false))), false).await;
+    let message = body["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Secret 'prom' is not labelled aviary.dev/analysis-secret=\"true\""),
+        "{message}"
+    );
+    assert!(!body.to_string().contains("acme-secret"), "{body}");
+}
+
+/// A Secret the controller may not read (the chart grants none by default) is a clear refusal,
+/// not an error retried for ever.
+#[tokio::test]
+async fn a_secret_the_controller_may_not_read_is_a_refusal() {
+    let forbidden = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                           "reason": "Forbidden", "code": 403, "message": "forbidden"});
+    let body = refused(
+        analysis_run(),
+        Some((StatusCode::FORBIDDEN, forbidden)),
+        false,
+    )
+    .await;
+    let message = body["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("may not read Secret 'prom'"), "{message}");
+}
+
+/// A run no Rollout owns is not run (unless the controller is told to): not even its Secret is
+/// read, and its status says why and how to allow it.
+#[tokio::test]
+async fn a_run_no_rollout_owns_is_not_run() {
+    let mut run = analysis_run();
+    run["metadata"]["ownerReferences"] = json!([]);
+    let body = refused(run, None, false).await;
+    let message = body["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--run-unowned-analysis"), "{message}");
+}
+
+/// A Secret placed in the web provider's URL path is refused before anything is sent.
+#[tokio::test]
+async fn a_secret_in_a_url_path_is_refused() {
+    let mut run = analysis_run();
+    run["spec"]["metrics"][0]["provider"] =
+        json!({"web": {"url": "https://example.invalid/{{args.tenant}}/health"}});
+    let body = refused(run, Some((StatusCode::OK, secret(true))), false).await;
+    let message = body["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("args.tenant comes from a Secret"),
+        "{message}"
+    );
 }
 
 /// One measurement, as the run asks for it: the run is read fresh, the Secret its args name is
@@ -92,9 +204,7 @@ async fn measured(value: f64) -> (Value, Vec<String>) {
                 "GET",
                 "/api/v1/namespaces/shop/secrets/prom",
                 StatusCode::OK,
-                json!({"apiVersion": "v1", "kind": "Secret",
-                       "metadata": {"name": "prom", "namespace": "shop"},
-                       "data": {"tenant": "YWNtZS1zZWNyZXQ="}}),
+                secret(true),
             )
             .await;
         let patch = server

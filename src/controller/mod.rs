@@ -113,6 +113,8 @@ pub struct Settings {
     pub debounce: Duration,
     /// Prometheus for metrics that name no address.
     pub prometheus_address: Option<String>,
+    /// Run AnalysisRuns no Rollout owns (created by hand), as Argo Rollouts does.
+    pub run_unowned_analysis: bool,
 }
 
 pub use crate::plan::abort_pending;

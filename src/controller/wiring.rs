@@ -100,6 +100,7 @@ pub async fn run(
         client: client.clone(),
         providers: crate::provider::providers(settings.prometheus_address.clone()),
         metrics: sinks.metrics,
+        run_unowned: settings.run_unowned_analysis,
     });
     let rollout_stream = watches
         .rollouts

@@ -20,6 +20,8 @@ pub struct WebhookReceiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     document: Arc<Mutex<serde_json::Value>>,
+    /// Every GET: its URI and headers, as one line of text.
+    gets: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,19 +33,31 @@ impl WebhookReceiver {
         let addr = listener.local_addr().expect("receiver address");
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let document: Arc<Mutex<serde_json::Value>> = Arc::default();
+        let gets: Arc<Mutex<Vec<String>>> = Arc::default();
         let store = received.clone();
         let doc = document.clone();
+        let seen = gets.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let store = store.clone();
                 let doc = doc.clone();
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
                             let store = store.clone();
                             let doc = doc.clone();
+                            let seen = seen.clone();
                             async move {
                                 if req.method() == hyper::Method::GET {
+                                    let headers: Vec<String> = req
+                                        .headers()
+                                        .iter()
+                                        .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("?")))
+                                        .collect();
+                                    if let Ok(mut g) = seen.lock() {
+                                        g.push(format!("{} {}", req.uri(), headers.join("; ")));
+                                    }
                                     let body =
                                         doc.lock().map(|d| d.to_string()).unwrap_or_default();
                                     return Ok::<_, std::convert::Infallible>(
@@ -78,6 +92,7 @@ impl WebhookReceiver {
             addr,
             received,
             document,
+            gets,
             task,
         }
     }
@@ -91,6 +106,11 @@ impl WebhookReceiver {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Every GET received so far: its URI and headers as one line each.
+    pub fn get_requests(&self) -> Vec<String> {
+        self.gets.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
     /// Bodies received on `path`, in order.
