@@ -596,6 +596,8 @@ impl Metrics {
         if leading {
             self.leader_acquisitions.inc();
         } else {
+            // A standby watches nothing: it knows of no undecodable object.
+            self.undecodable.clear();
             self.clear_rollouts();
         }
     }

@@ -250,9 +250,15 @@ fn chart_has_a_value_for_every_controller_flag() {
         "notifications.triggers={promoted,aborted}",
         "notifications.webhooks[0].name=slack",
         "notifications.webhooks[0].urlFromEnv=SLACK",
+        "analysis.caBundle.configMap=private-ca",
     ])
     .expect("helm template");
     let deploy = one(&docs, "Deployment");
+    let volumes = deploy["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(
+        volumes.contains("private-ca") && volumes.contains("notifications"),
+        "{volumes}"
+    );
     let rendered = args(deploy).join(" ") + &container(deploy)["env"].to_string();
     // Set by the environment in a pod, or meaningless in one.
     let by_env = [

@@ -170,8 +170,10 @@ async fn wait_rollout(
 async fn poison_objects_never_stop_the_rollouts_of_other_namespaces() {
     let client = client().await;
     support::controller::prepare(&client).await;
-    let tenant = TestNamespace::new(&client, "poison-tenant").await;
-    let team = TestNamespace::new(&client, "poison-team").await;
+    // The tenant's namespace sorts first: its poison Rollout is the first of every list, the
+    // one a `limit=1` probe sees (found by review: the start-up probe listed strictly).
+    let tenant = TestNamespace::new(&client, "poison-a-tenant").await;
+    let team = TestNamespace::new(&client, "poison-b-team").await;
 
     let poison_rollout = rollout(
         "poison-pause",

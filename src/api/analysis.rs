@@ -618,18 +618,19 @@ pub enum AnalysisPhase {
     /// Not started.
     #[default]
     Pending,
+    /// Measuring.
+    Running,
     /// Passed.
     Successful,
     /// A failure condition held (more than `failureLimit` times).
     Failed,
     /// Could not be measured (more than `consecutiveErrorLimit` times in a row).
     Error,
-    /// Neither success nor failure (more than `inconclusiveLimit` times).
-    Inconclusive,
-    /// Measuring. Also what a phase this version does not know (a newer controller's) reads
-    /// as: not final, so no verdict is taken from it.
+    /// Neither success nor failure (more than `inconclusiveLimit` times). Also what a phase this
+    /// version does not know (a newer controller's) reads as: final, so the run is neither
+    /// measured again nor overwritten, and a Rollout waiting on it holds for a human.
     #[serde(other)]
-    Running,
+    Inconclusive,
 }
 
 impl AnalysisPhase {

@@ -142,13 +142,7 @@ pub(crate) fn unsupported(field: &str, what: &str, hint: &str) -> Rule {
 
 /// Every CRD of the API, in the order they should be installed.
 pub fn crds() -> Vec<Crd> {
-    use kube::CustomResourceExt;
-    vec![
-        rollout_crd(),
-        AnalysisTemplate::crd(),
-        ClusterAnalysisTemplate::crd(),
-        AnalysisRun::crd(),
-    ]
+    KINDS.iter().filter_map(|(kind, _)| crd_for(kind)).collect()
 }
 
 /// The Rollout CRD, with two adjustments to the Kubernetes schemas embedded in it:
@@ -209,24 +203,31 @@ pub fn rollout_crd() -> Crd {
 
 /// Gives every 32-bit integer in `schema` the bounds of its type, which `format: int32` alone
 /// does not make the API server enforce (before Kubernetes 1.36): unbounded, `replicas:
-/// 3000000000` was admitted, and one such object failed every list of its kind. An
-/// `x-kubernetes-int-or-string` with no rule of its own is Kubernetes' IntOrString (an int32 or a
-/// string, e.g. a probe's port) and gets the same bounds, which apply to the number alone; ours
-/// (durations, percentages, analysis limits) bound their numbers in their rules.
+/// 3000000000` was admitted, and one such object failed every list of its kind. A `port` that
+/// is `x-kubernetes-int-or-string` with no rule of its own is Kubernetes' IntOrString (an int32
+/// or a named port: probes' and lifecycle handlers' `httpGet` and `tcpSocket`) and gets the same
+/// bounds, which apply to the number alone. Other int-or-strings are not int32: resource
+/// quantities (any integer, e.g. `memory: 4294967296`), and ours (durations, percentages,
+/// analysis limits), which bound their numbers in their rules.
 pub fn bound_int32(schema: &mut JSONSchemaProps) {
+    bound_int32_named(schema, "");
+}
+
+fn bound_int32_named(schema: &mut JSONSchemaProps, name: &str) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
     };
     let int32 = schema.format.as_deref() == Some("int32")
-        || (schema.x_kubernetes_int_or_string == Some(true)
+        || (name == "port"
+            && schema.x_kubernetes_int_or_string == Some(true)
             && schema.x_kubernetes_validations.is_none());
     if int32 {
         let (lo, hi) = (f64::from(i32::MIN), f64::from(i32::MAX));
         schema.minimum = Some(schema.minimum.map_or(lo, |m| m.max(lo)));
         schema.maximum = Some(schema.maximum.map_or(hi, |m| m.min(hi)));
     }
-    for s in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        bound_int32(s);
+    for (name, s) in schema.properties.iter_mut().flat_map(|p| p.iter_mut()) {
+        bound_int32_named(s, name);
     }
     match schema.items.as_mut() {
         Some(JSONSchemaPropsOrArray::Schema(s)) => bound_int32(s),

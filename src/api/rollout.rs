@@ -1125,14 +1125,16 @@ pub struct PauseCondition {
 /// Reasons the controller pauses a Rollout (Argo's spellings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum PauseReason {
+    /// A canary `pause` step.
+    CanaryPauseStep,
     /// Blue-green waiting for promotion.
     BlueGreenPause,
     /// An analysis run ended Inconclusive.
     InconclusiveAnalysisRun,
-    /// A canary `pause` step. Also what a reason this version does not know (a newer
-    /// controller's) reads as: the Rollout stays paused until promoted, never resumes by itself.
-    #[serde(other)]
-    CanaryPauseStep,
+    // No fallback for a reason this version does not know (a newer controller's): guessed as
+    // one of these, blue-green took it for a pause `promote` had cleared and switched the
+    // active Service. Such a Rollout does not decode, and is skipped and reported
+    // (`api::lenient`) until a controller that knows the reason reads it.
 }
 
 /// Canary state.

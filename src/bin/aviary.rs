@@ -53,6 +53,10 @@ struct Args {
     /// Prometheus for analysis metrics that name no `address`.
     #[arg(long, env = "AVIARY_PROMETHEUS_ADDRESS")]
     prometheus_address: Option<String>,
+    /// A PEM bundle of CA certificates trusted, besides the system's, for analysis endpoints
+    /// (Prometheus, web): a private CA without `insecure: true`.
+    #[arg(long, env = "AVIARY_ANALYSIS_CA_BUNDLE")]
+    analysis_ca_bundle: Option<PathBuf>,
     /// Run AnalysisRuns that no Rollout owns (created by hand), as Argo Rollouts does. Off, such
     /// a run ends in Error saying so: the controller measures only what its Rollouts ask for.
     #[arg(long, env = "AVIARY_RUN_UNOWNED_ANALYSIS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -206,6 +210,22 @@ fn on_signals(token: CancellationToken) {
     });
 }
 
+/// How analysis providers connect; a CA bundle that cannot be read stops the start with why.
+fn analysis_http(args: &Args) -> anyhow::Result<aviary::provider::HttpOptions> {
+    let options = aviary::provider::HttpOptions {
+        default_prometheus: args.prometheus_address.clone(),
+        ..Default::default()
+    };
+    let Some(path) = &args.analysis_ca_bundle else {
+        return Ok(options);
+    };
+    let pem = std::fs::read(path)
+        .with_context(|| format!("--analysis-ca-bundle: cannot read {}", path.display()))?;
+    options
+        .with_ca_bundle(&pem)
+        .with_context(|| format!("--analysis-ca-bundle {}", path.display()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -272,7 +292,7 @@ async fn main() -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
         debounce: args.debounce.as_std(),
-        prometheus_address: args.prometheus_address.clone(),
+        http: analysis_http(&args)?,
         run_unowned_analysis: args.run_unowned_analysis,
     };
     if !aviary::controller::wait_for_crds(&client, args.namespace.as_deref(), &shutdown).await {

@@ -199,8 +199,13 @@ impl Cluster {
 
     /// Reads one Rollout, with the one-line error when it can't.
     pub async fn rollout(&self, name: &str) -> Result<Rollout, CliError> {
-        match self.rollouts().get(name).await {
-            Ok(r) => Ok(r),
+        let api: Api<Lenient<Rollout>> = Api::namespaced(self.client.clone(), &self.namespace);
+        match api.get(name).await {
+            Ok(Lenient::Decoded(r)) => Ok(r),
+            Ok(Lenient::Undecodable(u)) => Err(CliError::Refused(format!(
+                "rollout '{name}' cannot be read: {}; fix that field (the controller leaves the rollout alone until then)",
+                u.error
+            ))),
             Err(e) => Err(self
                 .error(
                     e,

@@ -12,6 +12,7 @@ use tracing::info;
 
 use super::Context;
 use super::error::Error;
+use crate::api::lenient::Lenient;
 use crate::api::wire::{
     self, ANALYSIS_TYPE_LABEL, FIELD_MANAGER, RETIRED_LABEL, ROLLOUT_LABEL, STEP_INDEX_LABEL,
     STEPS_HASH_LABEL, reasons,
@@ -139,13 +140,20 @@ pub async fn create(
                 )]);
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                // Ours and still counting (the cache lagged our own create): nothing to do.
-                let existing = api.get(&name).await?;
-                let ours = observe_run(&existing).is_some_and(|r| {
-                    r.kind == kind
-                        && r.hash == hash
-                        && r.steps_hash.is_none_or(|h| h == steps_hash(ro))
-                });
+                // Ours and still counting (the cache lagged our own create): nothing to do. One
+                // that does not decode (reported by the run watch) counts for nothing: the
+                // analysis goes on under the next name instead of retrying this read for ever.
+                let existing: Lenient<AnalysisRun> = Api::namespaced(ctx.client().clone(), &ns)
+                    .get(&name)
+                    .await?;
+                let ours = match &existing {
+                    Lenient::Decoded(existing) => observe_run(existing).is_some_and(|r| {
+                        r.kind == kind
+                            && r.hash == hash
+                            && r.steps_hash.is_none_or(|h| h == steps_hash(ro))
+                    }),
+                    Lenient::Undecodable(_) => false,
+                };
                 if ours {
                     return Ok(vec![]);
                 }

@@ -252,3 +252,27 @@ async fn a_measurement_outside_the_condition_fails_the_run() {
         "Failed"
     );
 }
+
+/// A run a newer controller finished with a phase this version does not know (a `helm
+/// rollback`) reads as Inconclusive, a final phase: it is neither measured again nor is its
+/// verdict overwritten (found by review, when it read as Running).
+#[tokio::test]
+async fn a_run_ended_with_an_unknown_phase_is_left_as_it_is() {
+    let (client, mut server) = mock_client();
+    let asked = Arc::new(Mutex::new(vec![]));
+    let ctx = run_ctx(client, 0.0, asked.clone());
+    let mut run = analysis_run();
+    run["status"] = json!({"phase": "Cancelled", "message": "cancelled by a newer Aviary"});
+    let cached: Arc<AnalysisRun> = Arc::new(serde_json::from_value(run.clone()).expect("run"));
+    let controller = async move { reconcile(cached, ctx).await.map(|_| ()) };
+    let api_server = async move {
+        server.expect("GET", RUN_PATH, StatusCode::OK, run).await;
+        server.expect_no_more().await;
+    };
+    let (done, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    done.expect("reconciled");
+    assert!(
+        asked.lock().map(|a| a.is_empty()).unwrap_or(false),
+        "measured again"
+    );
+}

@@ -111,8 +111,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// The main lane's trailing-edge debounce (zero: none); the urgent lane has none.
     pub debounce: Duration,
-    /// Prometheus for metrics that name no address.
-    pub prometheus_address: Option<String>,
+    /// How analysis providers connect: the default Prometheus address, extra CA certificates.
+    pub http: crate::provider::HttpOptions,
     /// Run AnalysisRuns no Rollout owns (created by hand), as Argo Rollouts does.
     pub run_unowned_analysis: bool,
 }

@@ -80,9 +80,12 @@ impl Undecodables {
     /// The newly undecodable version among `event`, if any, after updating the record.
     fn observe<K: Resource + Default>(&self, event: watcher::Event<Lenient<K>>) -> Seen<K> {
         use watcher::Event as E;
-        let Ok(mut st) = self.state.lock() else {
-            return Seen::Drop(None);
-        };
+        // A panic elsewhere while holding the lock leaves the record usable: dropping events
+        // here (InitDone among them) would keep the cache from ever being ready.
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let seen = match event {
             E::Init => {
                 st.relisting = true;

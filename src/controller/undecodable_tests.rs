@@ -215,3 +215,40 @@ async fn the_watcher_lists_past_a_poison_object() {
     assert_eq!(runs.count(), 1);
     assert_eq!(gauge(&metrics, "AnalysisRun"), Some(1.0));
 }
+
+/// Found by review: the start-up probe listed one Rollout strictly, so a poison Rollout first
+/// in key order kept the controller from ever starting ("are the CRDs installed?").
+#[tokio::test]
+async fn start_up_is_not_stopped_by_a_poison_first_rollout() {
+    let (client, mut server) = mock_client();
+    let client_side = async move {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        crate::controller::wait_for_crds(&client, None, &shutdown).await
+    };
+    let server_side = async {
+        server
+            .expect(
+                "GET",
+                "/apis/aviary.dev/v1alpha1/rollouts",
+                StatusCode::OK,
+                json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "RolloutList",
+                       "metadata": {"resourceVersion": "10", "continue": "more"},
+                       "items": [rollout_json("poison", "3", json!(3_000_000_000_u64))]}),
+            )
+            .await;
+    };
+    let (started, ()) = within_deadline(async { tokio::join!(client_side, server_side) }).await;
+    assert!(started);
+}
+
+/// A standby watches nothing: losing the lease clears the gauge (found by review: a former
+/// leader exported its last count for ever).
+#[test]
+fn losing_the_lease_clears_the_gauge() {
+    let (u, metrics) = reports();
+    metrics.set_leader(true);
+    let _ = u.observe(Event::Apply(bad("web", "7")));
+    assert_eq!(gauge(&metrics, "Rollout"), Some(1.0));
+    metrics.set_leader(false);
+    assert_eq!(gauge(&metrics, "Rollout"), None);
+}

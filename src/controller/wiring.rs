@@ -37,7 +37,8 @@ pub async fn wait_for_crds(
     namespace: Option<&str>,
     shutdown: &CancellationToken,
 ) -> bool {
-    let rollouts: Api<Rollout> = scoped_api(client, namespace);
+    // Lenient: one Rollout that does not decode must not look like a missing API.
+    let rollouts: Api<Lenient<Rollout>> = scoped_api(client, namespace);
     let mut delay = Duration::from_millis(200);
     while let Err(e) = rollouts
         .list(&kube::api::ListParams::default().limit(1))
@@ -98,7 +99,7 @@ pub async fn run(
     });
     let run_ctx = Arc::new(analysis::RunContext {
         client: client.clone(),
-        providers: crate::provider::providers(settings.prometheus_address.clone()),
+        providers: crate::provider::providers(settings.http.clone()),
         metrics: sinks.metrics,
         run_unowned: settings.run_unowned_analysis,
     });

@@ -12,6 +12,7 @@ use crate::api::{PauseReason, Rollout, RolloutPhase};
 mod bluegreen;
 mod run_history;
 mod safety;
+mod unknown_status;
 
 fn rollout(yaml: &str) -> Rollout {
     serde_yaml::from_str(yaml).expect("rollout yaml")

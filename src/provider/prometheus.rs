@@ -2,7 +2,10 @@
 
 use futures::future::BoxFuture;
 
-use super::{Provider, ProviderError, Resolved, http_client};
+use super::{
+    HttpOptions, MAX_RESPONSE_BYTES, Provider, ProviderError, Resolved, describe, http_client,
+    read_limited,
+};
 use crate::analysis::prometheus::metric_value;
 use crate::analysis::run::MetricPlan;
 use crate::analysis::value::MetricValue;
@@ -11,24 +14,45 @@ use crate::api::PrometheusMetric;
 /// Environment variable naming the Prometheus used by metrics without `address`.
 pub const ADDRESS_ENV: &str = "AVIARY_PROMETHEUS_ADDRESS";
 
+/// The Prometheus HTTP API's answer (`status`, then `data` or the error).
+#[derive(serde::Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Envelope {
+    Success {
+        data: prometheus_http_query::response::PromqlResult,
+    },
+    Error {
+        #[serde(rename = "errorType", default)]
+        error_type: String,
+        #[serde(default)]
+        error: String,
+    },
+}
+
 pub struct Prometheus {
     address: Option<String>,
-    timeout: i64,
+    timeout: std::time::Duration,
+    options: HttpOptions,
     insecure: bool,
     resolved: Resolved,
 }
 
 impl Prometheus {
-    pub fn new(spec: &PrometheusMetric, default_address: Option<&str>) -> Self {
+    pub fn new(
+        spec: &PrometheusMetric,
+        options: &HttpOptions,
+        timeout: std::time::Duration,
+    ) -> Self {
         let address = spec
             .address
             .clone()
             .filter(|a| !a.is_empty())
-            .or_else(|| default_address.map(str::to_string))
+            .or_else(|| options.default_prometheus.clone())
             .or_else(|| std::env::var(ADDRESS_ENV).ok());
         Prometheus {
             address,
-            timeout: spec.timeout.unwrap_or(30),
+            timeout,
+            options: options.clone(),
             insecure: spec.insecure.unwrap_or(false),
             resolved: Resolved {
                 headers: spec
@@ -59,16 +83,27 @@ impl Provider for Prometheus {
                 ))
             })?;
             let query = plan.query.as_deref().unwrap_or_default();
-            let http = http_client(self.timeout, self.insecure, &self.resolved)?;
+            let http = http_client(self.timeout, self.insecure, &self.resolved, &self.options)?;
             let client = prometheus_http_query::Client::from(http, address).map_err(|e| {
                 ProviderError::Query(format!("invalid Prometheus address '{address}': {e}"))
             })?;
-            let result = client
-                .query(query)
-                .get()
+            // Raw, so the body is read within MAX_RESPONSE_BYTES; the crate's own types parse it.
+            let response = client.query(query).get_raw().await.map_err(|e| {
+                ProviderError::Query(format!("Prometheus query failed: {}", describe(&e)))
+            })?;
+            let status = response.status();
+            let body = read_limited(response, MAX_RESPONSE_BYTES)
                 .await
                 .map_err(|e| ProviderError::Query(format!("Prometheus query failed: {e}")))?;
-            Ok(metric_value(result.data()))
+            match serde_json::from_slice::<Envelope>(&body) {
+                Ok(Envelope::Success { data }) => Ok(metric_value(data.data())),
+                Ok(Envelope::Error { error_type, error }) => Err(ProviderError::Query(format!(
+                    "Prometheus query failed: {error_type}: {error}"
+                ))),
+                Err(e) => Err(ProviderError::Query(format!(
+                    "Prometheus query failed: HTTP {status}, not a Prometheus API answer: {e}"
+                ))),
+            }
         })
     }
 }

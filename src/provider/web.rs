@@ -3,7 +3,10 @@
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Provider, ProviderError, Resolved, http_client};
+use super::{
+    HttpOptions, MAX_RESPONSE_BYTES, Provider, ProviderError, Resolved, describe, http_client,
+    read_limited,
+};
 use crate::analysis::run::MetricPlan;
 use crate::analysis::value::MetricValue;
 use crate::api::WebMetric;
@@ -11,18 +14,20 @@ use crate::api::WebMetric;
 pub struct Web {
     url: String,
     method: String,
-    timeout: i64,
+    timeout: std::time::Duration,
+    options: HttpOptions,
     insecure: bool,
     json_path: Option<String>,
     resolved: Resolved,
 }
 
 impl Web {
-    pub fn new(spec: &WebMetric) -> Self {
+    pub fn new(spec: &WebMetric, options: &HttpOptions, timeout: std::time::Duration) -> Self {
         Web {
             url: spec.url.clone(),
             method: spec.method.clone().unwrap_or_else(|| "GET".into()),
-            timeout: spec.timeout_seconds.unwrap_or(10),
+            timeout,
+            options: options.clone(),
             insecure: spec.insecure.unwrap_or(false),
             json_path: spec.json_path.clone(),
             resolved: Resolved {
@@ -50,12 +55,10 @@ impl Provider for Web {
                     self.method
                 )));
             }
-            let http = http_client(self.timeout, self.insecure, &self.resolved)?;
-            let resp = http
-                .get(&self.url)
-                .send()
-                .await
-                .map_err(|e| ProviderError::Query(format!("GET {} failed: {e}", self.url)))?;
+            let http = http_client(self.timeout, self.insecure, &self.resolved, &self.options)?;
+            let resp = http.get(&self.url).send().await.map_err(|e| {
+                ProviderError::Query(format!("GET {} failed: {}", self.url, describe(&e)))
+            })?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(ProviderError::Query(format!(
@@ -63,7 +66,10 @@ impl Provider for Web {
                     self.url
                 )));
             }
-            let doc: Value = resp.json().await.map_err(|e| {
+            let body = read_limited(resp, MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|e| ProviderError::Query(format!("GET {}: {e}", self.url)))?;
+            let doc: Value = serde_json::from_slice(&body).map_err(|e| {
                 ProviderError::Query(format!("GET {}: response is not JSON: {e}", self.url))
             })?;
             let picked = match &self.json_path {

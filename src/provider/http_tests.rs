@@ -1,0 +1,176 @@
+//! The providers' HTTP rules against real local servers: redirects stay on their origin, large
+//! answers are refused, timeouts fit the interval.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use serde_json::json;
+
+use super::*;
+use crate::analysis::run::Analysis;
+use crate::analysis::template::Args;
+
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// A local server answering every request with `answer(path)`: status, `Location`, body. It
+/// records each request's path and its `x-api-key` header.
+#[allow(clippy::type_complexity)]
+async fn serve(
+    answer: fn(&str, SocketAddr) -> (u16, Option<String>, Vec<u8>),
+) -> (SocketAddr, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let key = req
+                            .headers()
+                            .get("x-api-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
+                        if let Ok(mut l) = log.lock() {
+                            l.push(format!("{addr}{} key={key}", req.uri().path()));
+                        }
+                        let (status, location, body) = answer(req.uri().path(), addr);
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+                        *resp.status_mut() =
+                            hyper::StatusCode::from_u16(status).unwrap_or_default();
+                        if let Some(l) = location.and_then(|l| l.parse().ok()) {
+                            resp.headers_mut().insert(hyper::header::LOCATION, l);
+                        }
+                        async move { Ok::<_, std::convert::Infallible>(resp) }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn web_plan(url: &str, interval: Option<&str>) -> Analysis {
+    let mut metric = json!({"name": "m", "successCondition": "result == 1",
+        "provider": {"web": {"url": url, "jsonPath": "{$.ok}",
+                             "headers": [{"key": "X-Api-Key", "value": "k3y"}]}}});
+    if let Some(i) = interval {
+        metric["interval"] = json!(i);
+    }
+    let spec = serde_json::from_value(json!({"metrics": [metric]})).expect("spec");
+    Analysis::new(&spec, Args::default()).expect("analysis")
+}
+
+async fn measure(analysis: &Analysis) -> Result<MetricValue, ProviderError> {
+    let plan = analysis.metric("m").expect("the metric");
+    let provider = provider_for(plan, &HttpOptions::default())?;
+    provider.measure(plan).await
+}
+
+#[tokio::test]
+async fn a_redirect_is_followed_on_its_origin_only() {
+    let (other, other_seen) = serve(|_, _| (200, None, br#"{"ok": 1}"#.to_vec())).await;
+    let (addr, seen) = serve(|path, me| match path {
+        "/same" => (302, Some(format!("http://{me}/final")), vec![]),
+        "/final" => (200, None, br#"{"ok": 1}"#.to_vec()),
+        _ => (302, None, vec![]),
+    })
+    .await;
+    let got = measure(&web_plan(&format!("http://{addr}/same"), None)).await;
+    assert_eq!(got.ok(), Some(MetricValue::Scalar(1.0)));
+    assert_eq!(seen.lock().map(|s| s.len()).unwrap_or(0), 2);
+
+    // To another origin (here another port): refused, and the key never reaches it.
+    let redirecting = serve_redirect_to(other).await;
+    let plan_redirect = web_plan(&format!("http://{redirecting}/x"), None);
+    let err = measure(&plan_redirect)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("redirect to another origin"), "{err}");
+    assert!(
+        other_seen.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "the other origin was reached"
+    );
+}
+
+/// A server that redirects every request to `to`.
+async fn serve_redirect_to(to: SocketAddr) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |_req: hyper::Request<hyper::body::Incoming>| {
+                        let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+                        *resp.status_mut() = hyper::StatusCode::FOUND;
+                        if let Ok(l) = format!("http://{to}/stolen").parse() {
+                            resp.headers_mut().insert(hyper::header::LOCATION, l);
+                        }
+                        async move { Ok::<_, std::convert::Infallible>(resp) }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_response_past_the_limit_is_refused() {
+    let (addr, _) = serve(|_, _| {
+        let mut body = br#"{"ok": 1, "pad": ""#.to_vec();
+        body.extend(std::iter::repeat_n(b'x', MAX_RESPONSE_BYTES));
+        body.extend_from_slice(br#""}"#);
+        (200, None, body)
+    })
+    .await;
+    let err = measure(&web_plan(&format!("http://{addr}/big"), None))
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than 4 MiB"), "{err}");
+}
+
+#[test]
+fn a_timeout_never_outlasts_the_interval() {
+    let a = web_plan("http://127.0.0.1:9/", Some("5s"));
+    let plan = a.metric("m").expect("metric");
+    assert_eq!(fitted_timeout(30, plan), std::time::Duration::from_secs(5));
+    let a = web_plan("http://127.0.0.1:9/", None);
+    let plan = a.metric("m").expect("metric");
+    assert_eq!(fitted_timeout(30, plan), std::time::Duration::from_secs(30));
+    assert_eq!(
+        fitted_timeout(100_000, plan),
+        std::time::Duration::from_secs(600)
+    );
+    assert_eq!(fitted_timeout(0, plan), std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn a_ca_bundle_must_hold_a_certificate() {
+    let err = HttpOptions::default()
+        .with_ca_bundle(b"not a certificate")
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CA bundle"), "{err}");
+}
