@@ -377,11 +377,21 @@ async fn keep_renewing(
 /// in-flight work) and return; after it returns the Lease is released. When leadership is lost
 /// instead, the future `lead` returned is dropped at once and the process goes back to standing
 /// by.
+/// Gives the lease up, so a standby takes over at once rather than after the lease duration.
+async fn release(elector: &mut Elector, within: Duration) {
+    match tokio::time::timeout(within, elector.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => warn!(error = %err, "could not release the lease"),
+        Err(_) => warn!("could not release the lease: the API server did not answer"),
+    }
+}
+
 pub async fn run_elected<F, Fut>(
     mut elector: Elector,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    shutdown_deadline: Duration,
     mut lead: F,
 ) -> anyhow::Result<()>
 where
@@ -423,16 +433,28 @@ where
             (elector, outcome)
         });
         let mut renewal = renewal;
+        // At shutdown the controller stops taking work and lets what is in flight finish, but
+        // no longer than the deadline: then it is dropped (as a crash would, which the
+        // reconcile is built for) so the lease is released before the pod is killed.
+        let overdue = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(shutdown_deadline).await;
+        };
         tokio::select! {
+            () = overdue => {
+                warn!(deadline = ?shutdown_deadline, "shutdown deadline passed: dropping the reconciles still in flight");
+                drop(controller);
+                stop_renewing.cancel();
+                let (mut e, _) = renewal.await?;
+                metrics.set_leader(false);
+                release(&mut e, s.renew_deadline).await;
+                return Ok(());
+            }
             res = &mut controller => {
                 stop_renewing.cancel();
                 let (mut e, _) = renewal.await?;
                 metrics.set_leader(false);
-                match tokio::time::timeout(s.renew_deadline, e.release()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => warn!(error = %err, "could not release the lease"),
-                    Err(_) => warn!("could not release the lease: the API server did not answer"),
-                }
+                release(&mut e, s.renew_deadline).await;
                 return res;
             }
             joined = &mut renewal => {

@@ -183,6 +183,7 @@ fn chart_renders_hardened_least_privilege_defaults() {
     let deploy = one(&docs, "Deployment");
     assert_eq!(deploy["spec"]["replicas"], 2);
     let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(
         pod["securityContext"]["seccompProfile"]["type"],
@@ -208,6 +209,8 @@ fn chart_renders_hardened_least_privilege_defaults() {
         "--leader-elect-retry-period=2s",
         "--metrics-addr=0.0.0.0:8090",
         "--health-addr=0.0.0.0:8080",
+        // Below the grace period: the lease is released before the pod could be killed.
+        "--shutdown-deadline=20s",
     ] {
         assert!(a.contains(&expected.to_string()), "{expected} in {a:?}");
     }

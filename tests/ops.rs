@@ -9,6 +9,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aviary::api::{Rollout, RolloutPhase};
@@ -468,6 +469,111 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
         "took {took:?}: the lease was not released"
     );
     assert!(!leader.is_running());
+}
+
+/// A TCP server that accepts connections and never answers: an analysis provider as slow as
+/// its timeout. Returns its address and how many connections it accepted.
+async fn hanging_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (addr, accepted)
+}
+
+/// L1: given two controllers and a canary whose analysis waits on a provider that never answers
+/// (timeout 60 s), when the leader gets SIGTERM mid-measurement, it abandons the measurement,
+/// exits and releases the lease at once — not after the provider's timeout, and never killed
+/// holding the lease — and the standby takes over and measures again. The handover is printed.
+#[tokio::test]
+async fn sigterm_mid_analysis_hands_over_without_waiting_for_the_provider() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "ops-handover").await;
+    fixtures(&client, &ns.name).await;
+    let (slow, accepted) = hanging_server().await;
+    let template = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "slow"},
+        "spec": {"metrics": [{"name": "slow", "successCondition": "result == 1",
+            "provider": {"web": {"url": format!("http://{slow}/health"), "jsonPath": "{$.ok}",
+                                 "timeoutSeconds": 60}}}]},
+    });
+    apply_value(&client, Some(&ns.name), &template)
+        .await
+        .expect("template");
+    let steps = json!([{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "slow"}]}},
+                       {"setWeight": 100}]);
+    apply_value(&client, Some(&ns.name), &rollout("web:1", steps.clone()))
+        .await
+        .expect("v1");
+    let a = ControllerProcess::start_named(&ns.name, "a", &LEASE_ARGS);
+    wait_holder(
+        &client,
+        &ns.name,
+        Some(&a.identity()),
+        Duration::from_secs(30),
+    )
+    .await;
+    let b = ControllerProcess::start_named(&ns.name, "b", &LEASE_ARGS);
+    let v1 = rollout("web:1", steps.clone());
+    wait_healthy_on(&client, &ns.name, &hash_of(&v1), Duration::from_secs(60)).await;
+    apply_value(&client, Some(&ns.name), &rollout("web:2", steps))
+        .await
+        .expect("v2");
+    poll_until(
+        "the leader's measurement in flight",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async { (accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1).then_some(()) },
+    )
+    .await;
+
+    let (mut leader, standby) = (a, b);
+    let t0 = Instant::now();
+    let exit = leader.terminate(Duration::from_secs(30));
+    let exited_after = t0.elapsed();
+    assert!(
+        exit.is_some_and(|e| e.success()),
+        "exit after SIGTERM: {exit:?}\n{}",
+        leader.log_tail(20)
+    );
+    let took = wait_holder(
+        &client,
+        &ns.name,
+        Some(&standby.identity()),
+        Duration::from_secs(30),
+    )
+    .await;
+    let handover = t0.elapsed();
+    println!(
+        "SIGTERM mid-measurement: the leader exited after {exited_after:?}; the standby held the lease {took:?} later ({handover:?} from SIGTERM; retry period {RETRY:?}, lease duration {LEASE_DURATION:?})"
+    );
+    // Released, not expired: the standby took it before the lease could have run out, and the
+    // leader did not wait for the provider's 60 s timeout.
+    assert!(
+        exited_after < Duration::from_secs(20),
+        "shutdown waited on the provider: {exited_after:?}"
+    );
+    assert!(
+        took < LEASE_DURATION,
+        "the lease was not released: {took:?}"
+    );
+    poll_until(
+        "the new leader measuring again",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async { (accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()) },
+    )
+    .await;
 }
 
 /// Expected webhook triggers, as (path, trigger) pairs, in order.

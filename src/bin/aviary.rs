@@ -53,6 +53,12 @@ struct Args {
     /// Prometheus for analysis metrics that name no `address`.
     #[arg(long, env = "AVIARY_PROMETHEUS_ADDRESS")]
     prometheus_address: Option<String>,
+    /// At SIGTERM, how long reconciles in flight may take to finish before they are dropped and
+    /// the lease is released. Keep it below the pod's termination grace period (the chart sets
+    /// it 10 s below): killed holding the lease, the standby would wait the lease duration.
+    /// Analysis measurements in flight are cancelled at once.
+    #[arg(long, env = "AVIARY_SHUTDOWN_DEADLINE", default_value = "20s")]
+    shutdown_deadline: Duration,
     /// A PEM bundle of CA certificates trusted, besides the system's, for analysis endpoints
     /// (Prometheus, web): a private CA without `insecure: true`.
     #[arg(long, env = "AVIARY_ANALYSIS_CA_BUNDLE")]
@@ -303,7 +309,21 @@ async fn main() -> anyhow::Result<()> {
     if !args.leader_elect {
         warn!("leader election is off: run exactly one replica");
         metrics.set_leader(true);
-        return aviary::controller::run(clients, settings, sinks, shutdown).await;
+        let deadline = args.shutdown_deadline.as_std();
+        let overdue = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(deadline).await;
+            }
+        };
+        return tokio::select! {
+            res = aviary::controller::run(clients, settings, sinks, shutdown) => res,
+            () = overdue => {
+                warn!(?deadline, "shutdown deadline passed: dropping the reconciles still in flight");
+                Ok(())
+            }
+        };
     }
     let lease = LeaseSettings {
         name: args.leader_elect_lease_name.clone(),
@@ -326,8 +346,13 @@ async fn main() -> anyhow::Result<()> {
     };
     lease.validate().map_err(anyhow::Error::msg)?;
     let elector = Elector::new(lease_client, lease, fence);
-    aviary::leader::run_elected(elector, health, metrics, shutdown, move |stop| {
-        aviary::controller::run(clients.clone(), settings.clone(), sinks.clone(), stop)
-    })
+    aviary::leader::run_elected(
+        elector,
+        health,
+        metrics,
+        shutdown,
+        args.shutdown_deadline.as_std(),
+        move |stop| aviary::controller::run(clients.clone(), settings.clone(), sinks.clone(), stop),
+    )
     .await
 }

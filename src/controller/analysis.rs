@@ -14,6 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span};
 
+use super::analysis_slots::NamespaceSlots;
 use super::error::Error;
 use super::report::merge_diff;
 use crate::analysis::measurement::error_measurement;
@@ -30,6 +31,10 @@ pub struct RunContext {
     pub providers: Providers,
     /// Counts runs and measurements by phase (`aviary_analysis_*`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Each namespace's share of the measuring reconciles ([`NamespaceSlots`]).
+    pub slots: NamespaceSlots,
+    /// Cancelled at shutdown: measurements in flight are abandoned.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Whether AnalysisRuns no Rollout owns (created by hand) are run; off, they end in Error
     /// saying why.
     pub run_unowned: bool,
@@ -116,6 +121,11 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
     let ns = cached.namespace().unwrap_or_default();
     let span = info_span!("analysis_run", run = %format!("{ns}/{}", cached.name_any()));
     async move {
+        // Over its namespace's share: looked at again shortly, without a request.
+        let Some(_slot) = ctx.slots.try_take(&ns) else {
+            debug!("namespace's analysis share in use: waiting");
+            return Ok(Requeue::requeue(Duration::from_secs(1)));
+        };
         let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &ns);
         let Some(run) = api.get_opt(&cached.name_any()).await? else { return Ok(Requeue::await_change()) };
         let old = run.status.clone().unwrap_or_default();
@@ -159,9 +169,11 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
             }
         };
         analysis.assess(&mut status, now);
-        let due: Vec<_> = analysis.due(&status, now).into_iter().map(|p| p.metric.name.clone()).collect();
-        for name in due {
-            let Some(plan) = analysis.metric(&name) else { continue };
+        // The due metrics are measured together (a run takes as long as its slowest metric,
+        // not their sum), and abandoned at shutdown: nothing is recorded, the next leader
+        // measures again, and the lease is released without waiting on a slow provider.
+        let due = analysis.due(&status, now);
+        let measuring = futures::future::join_all(due.into_iter().map(|plan| async {
             let started = Timestamp::now();
             let measurement = match (ctx.providers)(plan) {
                 Ok(provider) => match provider.measure(plan).await {
@@ -170,6 +182,16 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
                 },
                 Err(e) => error_measurement(e.to_string(), started, Timestamp::now()),
             };
+            (plan.metric.name.clone(), measurement)
+        }));
+        let measured = tokio::select! {
+            () = ctx.shutdown.cancelled() => {
+                info!("shutting down: measurements in flight abandoned");
+                return Ok(Requeue::await_change());
+            }
+            measured = measuring => measured,
+        };
+        for (name, measurement) in measured {
             debug!(metric = %name, phase = ?measurement.phase, value = ?measurement.value, "measured");
             analysis.record(&mut status, &name, measurement);
         }

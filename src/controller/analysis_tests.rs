@@ -54,6 +54,8 @@ fn run_ctx_with(
         ),
         metrics: Arc::new(crate::metrics::Metrics::new()),
         run_unowned,
+        shutdown: Default::default(),
+        slots: crate::controller::analysis_slots::NamespaceSlots::new(16),
     })
 }
 
@@ -275,4 +277,28 @@ async fn a_run_ended_with_an_unknown_phase_is_left_as_it_is() {
         asked.lock().map(|a| a.is_empty()).unwrap_or(false),
         "measured again"
     );
+}
+
+/// A run whose namespace's share of the slots is in use (another of its runs waits on a slow
+/// provider) is looked at again shortly, without a single request; another namespace's run
+/// would measure (`analysis_slots` tests).
+#[tokio::test]
+async fn a_run_over_its_namespace_s_share_waits_without_a_request() {
+    let (client, server) = mock_client();
+    let asked = Arc::new(Mutex::new(vec![]));
+    let ctx = run_ctx(client, 0.0, asked.clone());
+    let held: Vec<_> = (0..ctx.slots.per_namespace())
+        .filter_map(|_| ctx.slots.try_take("shop"))
+        .collect();
+    let cached: Arc<AnalysisRun> =
+        Arc::new(serde_json::from_value(analysis_run()).expect("analysis run"));
+    let controller = async move { reconcile(cached, ctx).await };
+    let api_server = async move { server.expect_no_more().await };
+    let (done, ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    assert_eq!(
+        done.ok(),
+        Some(Requeue::requeue(Duration::from_secs(1))),
+        "waits its turn"
+    );
+    drop(held);
 }

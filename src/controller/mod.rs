@@ -20,6 +20,7 @@
 pub mod act;
 pub mod analysis;
 pub mod analysis_runs;
+pub mod analysis_slots;
 pub mod cleanup;
 pub mod error;
 pub mod freshness;

@@ -102,6 +102,8 @@ pub async fn run(
         providers: crate::provider::providers(settings.http.clone()),
         metrics: sinks.metrics,
         run_unowned: settings.run_unowned_analysis,
+        shutdown: shutdown.clone(),
+        slots: super::analysis_slots::NamespaceSlots::new(settings.concurrency),
     });
     let rollout_stream = watches
         .rollouts
