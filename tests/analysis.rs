@@ -816,6 +816,59 @@ async fn a_secret_never_leaves_the_cluster_without_its_owner_s_consent() {
     assert!(!status.contains(secret_value), "{status}");
 }
 
+/// A3: a status grown past the object size limit made every write fail and the run measured
+/// about once a second for ever. Measurements of a vector of 300,000 values (0.6 MB each as
+/// text, three of them past the API server's limit): the run completes, each value cut.
+#[tokio::test]
+async fn a_run_of_huge_measurements_completes_with_its_values_cut() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-huge").await;
+    let receiver = support::webhook::WebhookReceiver::start().await;
+    receiver.serve_document(json!({"values": vec![1; 300_000]}));
+    let ctl = ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis"]);
+    let run = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "huge"},
+        "spec": {"metrics": [{"name": "many", "count": 3, "interval": "1s",
+                              "successCondition": "result[0] == 1",
+                              "provider": {"web": {"url": receiver.url("/values"),
+                                                   "jsonPath": "{$.values}"}}}]},
+    });
+    apply_value(&client, Some(&ns.name), &run)
+        .await
+        .expect("AnalysisRun");
+    let api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+    let status = poll_until(
+        "the huge run to complete",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("huge").await.ok()?.status?;
+                st.phase.is_completed().then_some(st)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        status.phase,
+        AnalysisPhase::Successful,
+        "{:?}\n{}",
+        status.message,
+        ctl.log_tail(20)
+    );
+    let m = status.metric_result("many").expect("the metric");
+    assert_eq!(m.count, 3);
+    assert!(
+        m.measurements.iter().all(|x| x
+            .value
+            .as_deref()
+            .is_some_and(|v| v.ends_with("… (truncated)"))),
+        "each value cut"
+    );
+}
+
 /// By default a run no Rollout owns is not run (the controller measures what its Rollouts ask
 /// for, and lends its network position and rights to nobody else): it ends in Error saying how
 /// to allow it.

@@ -177,9 +177,13 @@ impl Analysis {
             return;
         };
         if let Some(message) = &measurement.message {
-            measurement.message = Some(self.args.redact(message));
+            measurement.message = Some(truncate(&self.args.redact(message)));
+        }
+        if let Some(value) = &measurement.value {
+            measurement.value = Some(truncate(value));
         }
         plan.policy.record(result_mut(status, plan), measurement);
+        fit_status_budget(status);
     }
 
     /// Brings metric phases, summaries, the run phase and message, `startedAt` and
@@ -299,6 +303,58 @@ pub fn reject(status: &mut AnalysisRunStatus, error: &RunError, now: Timestamp) 
     }
     if status.completed_at.is_none() {
         status.completed_at = Some(Time(now));
+    }
+}
+
+/// The most characters a measurement's value or message keeps in status.
+pub const MAX_FIELD_CHARS: usize = 1024;
+
+/// The size an AnalysisRun's status is kept under. The API server refuses an object past about
+/// 1.5 MiB; a status grown past that made every write fail, and the run re-measured about once
+/// a second for ever.
+pub const STATUS_BUDGET_BYTES: usize = 512 << 10;
+
+/// Metric metadata key saying that older measurements were dropped to keep the status small.
+pub const TRUNCATED_METADATA: &str = "AviaryMeasurementsDropped";
+
+/// `text`, cut to [`MAX_FIELD_CHARS`] and saying so.
+fn truncate(text: &str) -> String {
+    match text.char_indices().nth(MAX_FIELD_CHARS) {
+        None => text.to_owned(),
+        Some((at, _)) => format!("{}… (truncated)", &text[..at]),
+    }
+}
+
+/// Drops the oldest measurements (never a metric's last) while the status is past
+/// [`STATUS_BUDGET_BYTES`], counting what was dropped in each metric's metadata. Counters and
+/// verdicts are kept: only the detail of old measurements goes.
+fn fit_status_budget(status: &mut AnalysisRunStatus) {
+    let size = |s: &AnalysisRunStatus| serde_json::to_vec(s).map_or(0, |v| v.len());
+    let mut over = size(status).saturating_sub(STATUS_BUDGET_BYTES);
+    while over > 0 {
+        let Some(fullest) = status
+            .metric_results
+            .iter_mut()
+            .filter(|r| r.measurements.len() > 1)
+            .max_by_key(|r| r.measurements.len())
+        else {
+            return;
+        };
+        let dropped = fullest.measurements.remove(0);
+        let freed = serde_json::to_vec(&dropped).map_or(0, |v| v.len());
+        let before: u64 = fullest
+            .metadata
+            .get(TRUNCATED_METADATA)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        fullest
+            .metadata
+            .insert(TRUNCATED_METADATA.into(), (before + 1).to_string());
+        over = if freed >= over {
+            size(status).saturating_sub(STATUS_BUDGET_BYTES)
+        } else {
+            over - freed
+        };
     }
 }
 
@@ -906,6 +962,58 @@ mod tests {
                 .metric_result("error-rate")
                 .map(|r| (r.measurements.len(), r.count)),
             Some((2, 5))
+        );
+    }
+
+    /// A3: a status grown past the object size limit made every write fail. Long values and
+    /// messages are cut, and the oldest measurements go (counted, the verdict's counters kept)
+    /// while the status is past its budget, so it stays writable.
+    #[test]
+    fn the_status_stays_under_its_budget() {
+        let mut metrics = vec![];
+        for i in 0..4 {
+            let mut m = prometheus_metric(&format!("m{i}"), "q", "result[0] > 0");
+            m.interval = Some(ApiDuration::from_secs(1));
+            metrics.push(m);
+        }
+        let mut s = spec(metrics);
+        s.measurement_retention = Some(vec![MeasurementRetention {
+            metric_name: ".*".into(),
+            limit: 1000,
+        }]);
+        let a = analysis(&s);
+        let mut status = AnalysisRunStatus::default();
+        a.assess(&mut status, at(0));
+        let huge = "9".repeat(5000);
+        for t in 0..100 {
+            for i in 0..4 {
+                let mut m = error_measurement(&huge, at(t), at(t));
+                m.value = Some(huge.clone());
+                a.record(&mut status, &format!("m{i}"), m);
+            }
+        }
+        let size = serde_json::to_vec(&status).map_or(0, |v| v.len());
+        assert!(size <= STATUS_BUDGET_BYTES, "{size} bytes");
+        let r = status.metric_result("m0").unwrap_or_else(|| panic!("m0"));
+        assert_eq!(r.error, 100, "the counters keep every measurement");
+        let dropped: usize = r
+            .metadata
+            .get(TRUNCATED_METADATA)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(dropped > 0, "older measurements went");
+        assert_eq!(dropped + r.measurements.len(), 100, "what went is counted");
+        let last = r
+            .measurements
+            .last()
+            .unwrap_or_else(|| panic!("a measurement"));
+        assert!(last.value.as_deref().is_some_and(
+            |v| v.ends_with("… (truncated)") && v.chars().count() < MAX_FIELD_CHARS + 20
+        ));
+        assert!(
+            last.message
+                .as_deref()
+                .is_some_and(|v| v.ends_with("… (truncated)"))
         );
     }
 
