@@ -376,6 +376,18 @@ fn chart_variants_render_as_configured() {
             .contains(&"--notify-config=/etc/aviary/notifications/notifications.yaml".into())
     );
 
+    // H3: a webhook URL in values would land in the ConfigMap in plain text: refused.
+    let refused = template(&[
+        "notifications.webhooks[0].name=slack",
+        "notifications.webhooks[0].url=https://hooks.example/T0/B0/secret",
+    ]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("additional properties 'url' not allowed")),
+        "{refused:?}"
+    );
+
     // One replica: no PDB (it would block every drain). Two without a lease: refused.
     let docs = template(&["controller.replicas=1"]).expect("template");
     assert!(of_kind(&docs, "PodDisruptionBudget").is_empty());
