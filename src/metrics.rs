@@ -750,6 +750,9 @@ fn route(endpoints: &Endpoints, path: &str) -> Response<Full<Bytes>> {
 pub async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    // Bounded: at most MAX_CONNECTIONS at once, headers within HEADER_TIMEOUT and a connection
+    // for CONNECTION_TIMEOUT in all, so slow or idle clients cannot pile up in the controller.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let (stream, _) = match listener.accept().await {
@@ -760,24 +763,42 @@ pub async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Result<So
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                debug!("metrics/health: too many connections; closing a new one");
+                drop(stream);
+                continue;
+            };
             let endpoints = endpoints.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |req: Request<_>| {
                     let resp = route(&endpoints, req.uri().path());
                     async move { Ok::<_, Infallible>(resp) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await
-                {
-                    debug!(error = %e, "metrics/health connection ended with an error");
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(io, service);
+                match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "metrics/health connection ended with an error")
+                    }
+                    Err(_) => debug!("metrics/health connection closed: open too long"),
+                    Ok(Ok(())) => {}
                 }
             });
         }
     });
     Ok(local)
 }
+
+/// Connections the metrics and probe listener serves at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may stay open (keep-alive included).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---- API requests -------------------------------------------------------------------------
 
@@ -898,6 +919,81 @@ where
 mod tests {
     use super::*;
     use crate::api::MetricResult;
+
+    async fn health_endpoint() -> SocketAddr {
+        let health = Arc::new(Health::default());
+        health.set_ready(true);
+        let endpoints = Endpoints {
+            metrics: None,
+            health: Some(health),
+        };
+        serve("127.0.0.1:0".parse().expect("addr"), endpoints)
+            .await
+            .expect("serve")
+    }
+
+    /// Reads until the server closes the connection; the bytes read.
+    async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut out = vec![];
+        let _ = stream.read_to_end(&mut out).await;
+        out
+    }
+
+    /// H2: a client that connects and never sends its headers is cut off after HEADER_TIMEOUT,
+    /// not held for ever.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_cut_off() {
+        let addr = health_endpoint().await;
+        let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let t0 = tokio::time::Instant::now();
+        read_to_close(&mut silent).await;
+        assert!(t0.elapsed() >= HEADER_TIMEOUT, "{:?}", t0.elapsed());
+        assert!(t0.elapsed() < CONNECTION_TIMEOUT, "{:?}", t0.elapsed());
+    }
+
+    /// H2: past MAX_CONNECTIONS open at once, a new connection is closed at once; the probe
+    /// answers again once one is free.
+    #[tokio::test]
+    async fn connections_are_bounded() {
+        use tokio::io::AsyncWriteExt;
+        let addr = health_endpoint().await;
+        let mut held = vec![];
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        // Accepted in order: the next one finds every slot taken.
+        let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = extra
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut extra))
+            .await
+            .expect("closed at once");
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+        drop(held);
+        let answered = crate::metrics::tests::get_readyz(addr).await;
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    }
+
+    /// `/readyz` over a fresh connection, retried while the freed slots come back.
+    async fn get_readyz(addr: SocketAddr) -> String {
+        use tokio::io::AsyncWriteExt;
+        for _ in 0..50 {
+            let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                continue;
+            };
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let got = String::from_utf8_lossy(&read_to_close(&mut s).await).into_owned();
+            if !got.is_empty() {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        String::new()
+    }
 
     fn series(text: &str, prefix: &str) -> Vec<String> {
         text.lines()

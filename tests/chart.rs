@@ -376,6 +376,24 @@ fn chart_variants_render_as_configured() {
             .contains(&"--notify-config=/etc/aviary/notifications/notifications.yaml".into())
     );
 
+    // H2: a NetworkPolicy on request: the probes from anywhere, /metrics from the peers given.
+    let docs = template(&[
+        "networkPolicy.enabled=true",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+    ])
+    .expect("template");
+    let np = one(&docs, "NetworkPolicy");
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 8080);
+    assert!(
+        np["spec"]["ingress"][0]["from"].is_null(),
+        "probes from anywhere"
+    );
+    assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], 8090);
+    assert_eq!(
+        np["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "monitoring"
+    );
+
     // H3: a webhook URL in values would land in the ConfigMap in plain text: refused.
     let refused = template(&[
         "notifications.webhooks[0].name=slack",
@@ -498,7 +516,15 @@ async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
     )
     .await;
     let ns = TestNamespace::new(&client, "chart").await;
-    let release = Release::install(&ns.name, &ns.name, &["metrics.serviceMonitor.enabled=true"]);
+    let release = Release::install(
+        &ns.name,
+        &ns.name,
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "networkPolicy.enabled=true",
+            "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus",
+        ],
+    );
     let full = format!("{}-aviary", release.name);
     let sa = format!("system:serviceaccount:{}:{full}", ns.name);
 
