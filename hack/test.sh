@@ -47,4 +47,8 @@ eval "$(bash "$HERE/cluster.sh" env)"
 step "integration tests against the local cluster"
 # --no-fail-fast: one failing suite must not hide the results of the others.
 cargo test --locked --workspace --no-fail-fast --tests -- --test-threads="${TEST_THREADS:-2}" ${TEST_FILTER:-}
+if [ -z "${TEST_FILTER:-}" ]; then
+  step "least privilege: every RBAC grant of the chart was used in this run (audit log)"
+  python3 hack/rbac-usage.py "$AVIARY_AUDIT_LOG"
+fi
 step "done in $((SECONDS - t0)) s"
