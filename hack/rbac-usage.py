@@ -69,7 +69,9 @@ def grants():
 
 
 def used(log):
-    counts = {}
+    """Requests of the controller's identity: those served (a use of the grant) and those the
+    API server refused for want of one (a 403 in production)."""
+    counts, refused = {}, {}
     files = sorted(glob.glob(os.path.join(os.path.dirname(log), "audit*.log")))
     for path in files:
         for line in open(path, encoding="utf-8"):
@@ -84,15 +86,19 @@ def used(log):
             if o.get("subresource"):
                 resource += "/" + o["subresource"]
             key = (e.get("verb", ""), o.get("apiGroup", ""), resource)
+            code = (e.get("responseStatus") or {}).get("code", 200)
+            if code in (401, 403):
+                refused[key] = refused.get(key, 0) + 1
+                continue
             counts[key] = counts.get(key, 0) + 1
-    return counts
+    return counts, refused
 
 
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     granted = grants()
-    counts = used(sys.argv[1])
+    counts, refused = used(sys.argv[1])
     unused = []
     for key in sorted(granted):
         n = counts.get(key, 0)
@@ -105,10 +111,12 @@ def main():
         else:
             print(f"  {label:55}       0   UNUSED ({granted[key]})")
             unused.append(label)
-    # Requests outside the grants would have been refused (403): show them, they are bugs too.
-    refused = sorted(k for k in counts if k not in granted)
-    for verb, group, resource in refused:
-        print(f"  requested without a grant: {verb} {resource}.{group} ({counts[(verb, group, resource)]})")
+    # Requests refused for want of a grant are 403s in production: bugs too.
+    for (verb, group, resource), n in sorted(refused.items()):
+        print(f"  REFUSED (no grant): {verb} {resource}.{group} ({n} requests)")
+    if refused:
+        print(f"\n{len(refused)} kind(s) of request refused: grant them in charts/aviary/files/rbac/")
+        sys.exit(1)
     if unused:
         print(
             f"\n{len(unused)} grant(s) never used in this run: remove them from "

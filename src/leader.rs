@@ -371,21 +371,45 @@ async fn keep_renewing(
     }
 }
 
-/// Runs `lead` only while this process holds the Lease, until `shutdown`.
-///
-/// `lead` gets a token that is cancelled at shutdown and must then stop gracefully (finish
-/// in-flight work) and return; after it returns the Lease is released. When leadership is lost
-/// instead, the future `lead` returned is dropped at once and the process goes back to standing
-/// by.
-/// Gives the lease up, so a standby takes over at once rather than after the lease duration.
-async fn release(elector: &mut Elector, within: Duration) {
-    match tokio::time::timeout(within, elector.release()).await {
+/// How long each step of the hand-off at shutdown may take: the renewal in flight to stop, then
+/// the release. Twice this fits in the 10 s the chart leaves after the shutdown deadline.
+const HANDOFF_STEP: Duration = Duration::from_secs(3);
+
+/// Stops renewing and gives the lease up, so a standby takes over at once rather than after the
+/// lease duration; each step bounded by [`HANDOFF_STEP`], so a slow API server cannot keep the
+/// process past its grace period (then the lease simply expires).
+async fn hand_off(
+    mut renewal: tokio::task::JoinHandle<(Elector, Result<(), String>)>,
+    stop_renewing: &CancellationToken,
+    metrics: &Metrics,
+) {
+    stop_renewing.cancel();
+    metrics.set_leader(false);
+    let mut elector = match tokio::time::timeout(HANDOFF_STEP, &mut renewal).await {
+        Ok(Ok((elector, _))) => elector,
+        Ok(Err(e)) => {
+            warn!(error = %e, "lease renewal task failed: the lease is not released");
+            return;
+        }
+        Err(_) => {
+            renewal.abort();
+            warn!("a lease renewal is still in flight: the lease is not released, it expires");
+            return;
+        }
+    };
+    match tokio::time::timeout(HANDOFF_STEP, elector.release()).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => warn!(error = %err, "could not release the lease"),
         Err(_) => warn!("could not release the lease: the API server did not answer"),
     }
 }
 
+/// Runs `lead` only while this process holds the Lease, until `shutdown`.
+///
+/// `lead` gets a token that is cancelled at shutdown and must then stop gracefully (finish
+/// in-flight work) and return; after it returns the Lease is released. When leadership is lost
+/// instead, the future `lead` returned is dropped at once and the process goes back to standing
+/// by.
 pub async fn run_elected<F, Fut>(
     mut elector: Elector,
     health: Arc<Health>,
@@ -444,17 +468,11 @@ where
             () = overdue => {
                 warn!(deadline = ?shutdown_deadline, "shutdown deadline passed: dropping the reconciles still in flight");
                 drop(controller);
-                stop_renewing.cancel();
-                let (mut e, _) = renewal.await?;
-                metrics.set_leader(false);
-                release(&mut e, s.renew_deadline).await;
+                hand_off(renewal, &stop_renewing, &metrics).await;
                 return Ok(());
             }
             res = &mut controller => {
-                stop_renewing.cancel();
-                let (mut e, _) = renewal.await?;
-                metrics.set_leader(false);
-                release(&mut e, s.renew_deadline).await;
+                hand_off(renewal, &stop_renewing, &metrics).await;
                 return res;
             }
             joined = &mut renewal => {

@@ -753,9 +753,12 @@ pub async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Result<So
     // Bounded: at most MAX_CONNECTIONS at once, headers within HEADER_TIMEOUT and a connection
     // for CONNECTION_TIMEOUT in all, so slow or idle clients cannot pile up in the controller.
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // Per client address too: one pod holding every slot would have the kubelet's probes
+    // refused, and the controller restarted for it.
+    let per_peer: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(error = %e, "metrics/health listener: accept failed");
@@ -763,14 +766,48 @@ pub async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Result<So
                     continue;
                 }
             };
+            let ip = peer.ip();
+            let peer_full = {
+                let mut m = per_peer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let n = m.entry(ip).or_insert(0);
+                if *n >= MAX_CONNECTIONS_PER_PEER {
+                    true
+                } else {
+                    *n += 1;
+                    false
+                }
+            };
+            if peer_full {
+                debug!(%ip, "metrics/health: too many connections from one client; closing a new one");
+                drop(stream);
+                continue;
+            }
+            let release_peer = {
+                let per_peer = per_peer.clone();
+                move || {
+                    let mut m = per_peer
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(n) = m.get_mut(&ip) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            m.remove(&ip);
+                        }
+                    }
+                }
+            };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 debug!("metrics/health: too many connections; closing a new one");
+                release_peer();
                 drop(stream);
                 continue;
             };
             let endpoints = endpoints.clone();
             tokio::spawn(async move {
                 let _slot = slot;
+                let _peer = scopeguard(release_peer);
                 let service = hyper::service::service_fn(move |req: Request<_>| {
                     let resp = route(&endpoints, req.uri().path());
                     async move { Ok::<_, Infallible>(resp) }
@@ -795,6 +832,21 @@ pub async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Result<So
 
 /// Connections the metrics and probe listener serves at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections it serves at once from one client address.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 8;
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
 /// How long a client may take to send its request headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one connection may stay open (keep-alive included).
@@ -952,14 +1004,15 @@ mod tests {
         assert!(t0.elapsed() < CONNECTION_TIMEOUT, "{:?}", t0.elapsed());
     }
 
-    /// H2: past MAX_CONNECTIONS open at once, a new connection is closed at once; the probe
+    /// H2: past MAX_CONNECTIONS_PER_PEER open at once from one client, its new connection is
+    /// closed at once (other clients, the kubelet among them, still get theirs); the probe
     /// answers again once one is free.
     #[tokio::test]
     async fn connections_are_bounded() {
         use tokio::io::AsyncWriteExt;
         let addr = health_endpoint().await;
         let mut held = vec![];
-        for _ in 0..MAX_CONNECTIONS {
+        for _ in 0..MAX_CONNECTIONS_PER_PEER {
             held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
         }
         // Accepted in order: the next one finds every slot taken.
@@ -971,6 +1024,17 @@ mod tests {
             .await
             .expect("closed at once");
         assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+        // Another client (another loopback address) is still served.
+        let other = tokio::net::TcpSocket::new_v4().expect("socket");
+        other
+            .bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind 127.0.0.2");
+        let mut other = other.connect(addr).await.expect("connect");
+        let _ = other
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let answered = String::from_utf8_lossy(&read_to_close(&mut other).await).into_owned();
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
         drop(held);
         let answered = crate::metrics::tests::get_readyz(addr).await;
         assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");

@@ -394,6 +394,20 @@ fn chart_variants_render_as_configured() {
         "monitoring"
     );
 
+    let refused = template(&[
+        "networkPolicy.enabled=true",
+        "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus",
+        "controller.metricsPort=8080",
+    ]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("needs controller.metricsPort to differ")),
+        "{refused:?}"
+    );
+    let docs = template(&["controller.metricsBindAddress=127.0.0.1"]).expect("template");
+    assert!(args(one(&docs, "Deployment")).contains(&"--metrics-addr=127.0.0.1:8090".to_string()));
+
     // H3: a webhook URL in values would land in the ConfigMap in plain text: refused.
     let refused = template(&[
         "notifications.webhooks[0].name=slack",

@@ -194,7 +194,7 @@ async fn poison_objects_never_stop_the_rollouts_of_other_namespaces() {
     create_when_admitted(&client, &tenant.name, poison_run).await;
     restore_crds(&client, &tenant.name, &poison_rollout).await;
 
-    let mut ctl = ControllerProcess::start_cluster_wide("poison", &team.name);
+    let mut ctl = ControllerProcess::start_cluster_wide("poison", &team.name, &[]);
     let v1 = rollout("web", "web:1", json!({}));
     apply_value(&client, Some(&team.name), &v1)
         .await

@@ -85,8 +85,25 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    /// Substitutes `args` into every metric and compiles it.
+    /// Substitutes `args` into every metric and compiles it. An error's text never carries a
+    /// secret arg's value (it becomes the run's message).
     pub fn new(spec: &AnalysisRunSpec, args: Args) -> Result<Analysis, RunError> {
+        let redactor = args.has_secrets().then(|| args.clone());
+        Self::compile(spec, args).map_err(|e| match redactor {
+            Some(r) => {
+                let text = e.to_string();
+                let redacted = r.redact(&text);
+                if redacted == text {
+                    e
+                } else {
+                    RunError::Refused(redacted)
+                }
+            }
+            None => e,
+        })
+    }
+
+    fn compile(spec: &AnalysisRunSpec, args: Args) -> Result<Analysis, RunError> {
         let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
         let dry_run = match_rules(
             "dryRun",
@@ -120,7 +137,9 @@ impl Analysis {
                     policy: MetricPolicy::from_metric(&metric, keep)?,
                     conditions: Conditions::for_metric(&metric)?,
                     dry_run: dry_run.contains(metric.name.as_str()),
-                    query_for_status: query.as_deref().map(|q| args.redact(q)),
+                    query_for_status: query
+                        .as_deref()
+                        .map(|q| truncate_to(&args.redact(q), MAX_QUERY_CHARS)),
                     query,
                     metric,
                 })
@@ -317,11 +336,34 @@ pub const STATUS_BUDGET_BYTES: usize = 512 << 10;
 /// Metric metadata key saying that older measurements were dropped to keep the status small.
 pub const TRUNCATED_METADATA: &str = "AviaryMeasurementsDropped";
 
+/// The most characters of the resolved query status keeps.
+pub const MAX_QUERY_CHARS: usize = 4096;
+
+/// Characters a field keeps when even a metric's last measurement must shrink to fit.
+const SHRUNK_FIELD_CHARS: usize = 128;
+
 /// `text`, cut to [`MAX_FIELD_CHARS`] and saying so.
 fn truncate(text: &str) -> String {
-    match text.char_indices().nth(MAX_FIELD_CHARS) {
-        None => text.to_owned(),
-        Some((at, _)) => format!("{}… (truncated)", &text[..at]),
+    truncate_to(text, MAX_FIELD_CHARS)
+}
+
+/// `text` cut to `max` characters, saying so; control characters (six bytes each once JSON
+/// escapes them) become `�`, so a field's size in status is bounded by its characters.
+fn truncate_to(text: &str, max: usize) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    match text.char_indices().nth(max) {
+        None => clean(text),
+        Some((at, _)) => format!("{}… (truncated)", clean(&text[..at])),
     }
 }
 
@@ -338,6 +380,7 @@ fn fit_status_budget(status: &mut AnalysisRunStatus) {
             .filter(|r| r.measurements.len() > 1)
             .max_by_key(|r| r.measurements.len())
         else {
+            shrink_texts(status);
             return;
         };
         let dropped = fullest.measurements.remove(0);
@@ -356,6 +399,32 @@ fn fit_status_budget(status: &mut AnalysisRunStatus) {
             over - freed
         };
     }
+}
+
+/// Past the budget with nothing left to drop (many metrics, each with its last measurement):
+/// every free text shrinks to [`SHRUNK_FIELD_CHARS`].
+fn shrink_texts(status: &mut AnalysisRunStatus) {
+    let shrink = |t: &mut Option<String>| {
+        if let Some(s) = t
+            .as_mut()
+            .filter(|s| s.chars().count() > SHRUNK_FIELD_CHARS)
+        {
+            *s = truncate_to(s, SHRUNK_FIELD_CHARS);
+        }
+    };
+    for r in &mut status.metric_results {
+        shrink(&mut r.message);
+        for v in r.metadata.values_mut() {
+            if v.chars().count() > SHRUNK_FIELD_CHARS {
+                *v = truncate_to(v, SHRUNK_FIELD_CHARS);
+            }
+        }
+        for m in &mut r.measurements {
+            shrink(&mut m.message);
+            shrink(&mut m.value);
+        }
+    }
+    shrink(&mut status.message);
 }
 
 fn started_at(status: &AnalysisRunStatus, now: Timestamp) -> Timestamp {

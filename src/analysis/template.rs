@@ -19,6 +19,9 @@ use thiserror::Error;
 
 use crate::api::{Argument, ValueFrom};
 
+/// The longest a field of a metric may grow to with its args filled in.
+pub const MAX_RENDERED_BYTES: usize = 64 << 10;
+
 /// What a secret's value is replaced with in messages and status.
 pub const REDACTED: &str = "*****";
 
@@ -35,6 +38,12 @@ pub enum TemplateError {
     /// A raw (backtick) PromQL string cannot express a backtick, so the value cannot be placed.
     #[error("args.{0} contains a backtick and cannot be placed inside a `raw` PromQL string")]
     Unquotable(String),
+    /// Placeholders would make one field of a metric longer than [`MAX_RENDERED_BYTES`]: args
+    /// repeated many times could make a small spec allocate gigabytes in the controller.
+    #[error(
+        "args make a field of the metric longer than {MAX_RENDERED_BYTES} bytes: use them fewer times or shorter"
+    )]
+    TooLong,
     /// A Secret's value would become part of a URL's scheme, host or path, where it is logged
     /// by every proxy and server on the way, and picks where the request goes.
     #[error(
@@ -98,15 +107,43 @@ impl Args {
         Ok(resolved)
     }
 
-    /// `text` with every secret arg's value replaced by [`REDACTED`].
+    /// `text` with every secret arg's value replaced by [`REDACTED`], in every form it may have
+    /// taken on the way: as is, without surrounding whitespace (a URL parser strips a trailing
+    /// newline), escaped in a PromQL string, and form-encoded in a query string. Longest first,
+    /// so a secret containing another is masked whole.
     pub fn redact(&self, text: &str) -> String {
+        let mut forms: Vec<String> = self
+            .secrets
+            .iter()
+            .filter_map(|name| self.values.get(name))
+            .flat_map(|value| {
+                let mut double = String::new();
+                escape_into(&mut double, value, '"');
+                let mut single = String::new();
+                escape_into(&mut single, value, '\'');
+                let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+                [
+                    value.clone(),
+                    value.trim().to_owned(),
+                    double,
+                    single,
+                    encoded,
+                ]
+            })
+            .filter(|f| !f.is_empty())
+            .collect();
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.dedup();
         let mut out = text.to_owned();
-        for name in &self.secrets {
-            if let Some(value) = self.values.get(name).filter(|v| !v.is_empty()) {
-                out = out.replace(value.as_str(), REDACTED);
-            }
+        for form in &forms {
+            out = out.replace(form.as_str(), REDACTED);
         }
         out
+    }
+
+    /// Whether any arg came from a Secret.
+    pub fn has_secrets(&self) -> bool {
+        !self.secrets.is_empty()
     }
 
     /// Refuses a secret arg placed before the query (`?`) or fragment (`#`) of `url`, a URL
@@ -146,8 +183,12 @@ pub fn render(template: &str, args: &Args) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some((before, tag, after)) = next_placeholder(rest)? {
+        let value = args.lookup(tag)?;
+        if out.len() + before.len() + value.len() > MAX_RENDERED_BYTES {
+            return Err(TemplateError::TooLong);
+        }
         out.push_str(before);
-        out.push_str(args.lookup(tag)?);
+        out.push_str(value);
         rest = after;
     }
     out.push_str(rest);
@@ -163,6 +204,10 @@ pub fn render_promql(query: &str, args: &Args) -> Result<String, TemplateError> 
         out.push_str(before);
         lexer.advance(before);
         let value = args.lookup(tag)?;
+        // Escaping at most doubles a value.
+        if out.len() + 2 * value.len() > MAX_RENDERED_BYTES {
+            return Err(TemplateError::TooLong);
+        }
         match lexer.string_quote() {
             None => out.push_str(value),
             Some('`') if value.contains('`') => {

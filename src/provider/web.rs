@@ -57,7 +57,13 @@ impl Provider for Web {
             }
             let http = http_client(self.timeout, self.insecure, &self.resolved, &self.options)?;
             let resp = http.get(&self.url).send().await.map_err(|e| {
-                ProviderError::Query(format!("GET {} failed: {}", self.url, describe(&e)))
+                // Without reqwest's copy of the URL: parsed and re-encoded, it would carry a
+                // secret query value past redaction.
+                ProviderError::Query(format!(
+                    "GET {} failed: {}",
+                    self.url,
+                    describe(&e.without_url())
+                ))
             })?;
             let status = resp.status();
             if !status.is_success() {
@@ -140,20 +146,32 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 /// A JSON number (or numeric string, or boolean as 1/0) is a scalar; an array of them a vector.
+/// What is not a number is described by its JSON type only, never quoted: a web metric can
+/// point at anything the controller's pod can reach, and status is readable by more people
+/// than that endpoint may be.
 pub fn to_metric_value(v: &Value) -> Result<MetricValue, ProviderError> {
+    let not_a_number = |v: &Value| {
+        let kind = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        };
+        ProviderError::Query(format!(
+            "web provider: the value at jsonPath is {kind}, not a number (its content is not shown)"
+        ))
+    };
     match v {
         Value::Array(items) => items
             .iter()
-            .map(|i| {
-                number(i).ok_or_else(|| {
-                    ProviderError::Query(format!("web provider: {i} is not a number"))
-                })
-            })
+            .map(|i| number(i).ok_or_else(|| not_a_number(i)))
             .collect::<Result<Vec<_>, _>>()
             .map(MetricValue::Vector),
         other => number(other)
             .map(MetricValue::Scalar)
-            .ok_or_else(|| ProviderError::Query(format!("web provider: {other} is not a number"))),
+            .ok_or_else(|| not_a_number(other)),
     }
 }
 

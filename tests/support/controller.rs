@@ -95,8 +95,10 @@ impl ControllerProcess {
 
     /// Starts a controller of every namespace (no `--namespace`), as the chart installs it, its
     /// Lease in `lease_namespace`.
-    pub fn start_cluster_wide(name: &str, lease_namespace: &str) -> Self {
-        Self::start_named("", name, &["--leader-elect-namespace", lease_namespace])
+    pub fn start_cluster_wide(name: &str, lease_namespace: &str, extra_args: &[&str]) -> Self {
+        let mut args = vec!["--leader-elect-namespace", lease_namespace];
+        args.extend_from_slice(extra_args);
+        Self::start_named("", name, &args)
     }
 
     /// The Lease identity of this controller.
