@@ -597,6 +597,24 @@ async fn broken_analyses_end_with_their_cause_and_the_rollout_says_why() {
     }
 }
 
+/// Waits until the AnalysisRun `name` in `ns` is completed; returns its status.
+async fn finished_run(client: &Client, ns: &str, name: &str) -> aviary::api::AnalysisRunStatus {
+    let api: Api<AnalysisRun> = Api::namespaced(client.clone(), ns);
+    poll_until(
+        &format!("AnalysisRun {name} to complete"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get(name).await.ok()?.status?;
+                st.phase.is_completed().then_some(st)
+            }
+        },
+    )
+    .await
+}
+
 /// A metric that needs no traffic: Prometheus answers `vector(1)` at once.
 fn always_one(name: &str) -> Value {
     json!({"name": name, "count": 2, "interval": "1s", "successCondition": "result[0] == 1",
@@ -626,20 +644,7 @@ async fn an_analysis_run_created_by_hand_runs_to_completion() {
     apply_value(&client, Some(&ns.name), &run)
         .await
         .expect("AnalysisRun");
-    let api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
-    let status = poll_until(
-        "the hand-made AnalysisRun to complete",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            let api = api.clone();
-            async move {
-                let st = api.get("by-hand").await.ok()?.status?;
-                st.phase.is_completed().then_some(st)
-            }
-        },
-    )
-    .await;
+    let status = finished_run(&client, &ns.name, "by-hand").await;
     assert_eq!(
         status.phase,
         AnalysisPhase::Successful,
@@ -725,24 +730,6 @@ async fn a_secret_never_leaves_the_cluster_without_its_owner_s_consent() {
             },
         })
     };
-    let finished = |name: &'static str| {
-        let api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
-        async move {
-            poll_until(
-                &format!("AnalysisRun {name} to finish"),
-                Duration::from_secs(60),
-                Duration::from_millis(100),
-                || {
-                    let api = api.clone();
-                    async move {
-                        let st = api.get(name).await.ok()?.status?;
-                        st.phase.is_completed().then_some(st)
-                    }
-                },
-            )
-            .await
-        }
-    };
     let create = |obj: Value| {
         let api: Api<DynamicObject> = Api::namespaced_with(
             tenant.clone(),
@@ -763,7 +750,7 @@ async fn a_secret_never_leaves_the_cluster_without_its_owner_s_consent() {
 
     // Unlabelled: refused, nothing sent.
     create(run("unlabelled", receiver.url("/probe"))).await;
-    let st = finished("unlabelled").await;
+    let st = finished_run(&client, &ns.name, "unlabelled").await;
     assert_eq!(st.phase, AnalysisPhase::Error, "{}", ctl.log_tail(20));
     let message = st.message.clone().unwrap_or_default();
     assert!(
@@ -784,7 +771,7 @@ async fn a_secret_never_leaves_the_cluster_without_its_owner_s_consent() {
         .await
         .expect("label the Secret");
     create(run("in-path", receiver.url("/probe/{{args.token}}"))).await;
-    let st = finished("in-path").await;
+    let st = finished_run(&client, &ns.name, "in-path").await;
     assert_eq!(st.phase, AnalysisPhase::Error);
     let message = st.message.clone().unwrap_or_default();
     assert!(
@@ -799,7 +786,7 @@ async fn a_secret_never_leaves_the_cluster_without_its_owner_s_consent() {
 
     // Consented and in a header: it works, and the value stays out of the run's status.
     create(run("consented", receiver.url("/probe"))).await;
-    let st = finished("consented").await;
+    let st = finished_run(&client, &ns.name, "consented").await;
     assert_eq!(
         st.phase,
         AnalysisPhase::Successful,
@@ -837,20 +824,7 @@ async fn a_run_of_huge_measurements_completes_with_its_values_cut() {
     apply_value(&client, Some(&ns.name), &run)
         .await
         .expect("AnalysisRun");
-    let api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
-    let status = poll_until(
-        "the huge run to complete",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        || {
-            let api = api.clone();
-            async move {
-                let st = api.get("huge").await.ok()?.status?;
-                st.phase.is_completed().then_some(st)
-            }
-        },
-    )
-    .await;
+    let status = finished_run(&client, &ns.name, "huge").await;
     assert_eq!(
         status.phase,
         AnalysisPhase::Successful,
@@ -885,20 +859,7 @@ async fn an_analysis_run_no_rollout_owns_is_not_run_by_default() {
     apply_value(&client, Some(&ns.name), &run)
         .await
         .expect("AnalysisRun");
-    let api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
-    let status = poll_until(
-        "the hand-made AnalysisRun to be refused",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            let api = api.clone();
-            async move {
-                let st = api.get("by-hand").await.ok()?.status?;
-                st.phase.is_completed().then_some(st)
-            }
-        },
-    )
-    .await;
+    let status = finished_run(&client, &ns.name, "by-hand").await;
     assert_eq!(status.phase, AnalysisPhase::Error, "{}", ctl.log_tail(20));
     let message = status.message.unwrap_or_default();
     assert!(message.contains("--run-unowned-analysis"), "{message}");

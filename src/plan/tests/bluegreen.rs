@@ -5,7 +5,7 @@ use super::*;
 use crate::api::BlueGreenStrategy;
 
 /// Manual promotion, a preview of one pod out of three, a 10 s scale-down delay.
-const BLUE_GREEN: &str = r#"
+pub(super) const BLUE_GREEN: &str = r#"
 apiVersion: aviary.dev/v1alpha1
 kind: Rollout
 metadata: {name: web, namespace: t, generation: 1, uid: u1}

@@ -4,27 +4,9 @@
 //! and a canary step went on. Such a Rollout does not decode: the controller skips it and
 //! reports it (`api::lenient`, `controller::undecodable`), acting on nothing it cannot read.
 
+use super::bluegreen::BLUE_GREEN;
 use super::*;
 use crate::api::lenient::{Lenient, decode};
-
-const BLUE_GREEN: &str = r#"
-apiVersion: aviary.dev/v1alpha1
-kind: Rollout
-metadata: {name: web, namespace: t, generation: 1, uid: u1}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: "web:1"}]}
-  strategy:
-    blueGreen:
-      activeService: web-active
-      previewService: web-preview
-      autoPromotionEnabled: false
-      previewReplicaCount: 1
-      scaleDownDelaySeconds: 10
-"#;
 
 #[test]
 fn an_unknown_pause_reason_is_not_guessed_at() {
