@@ -33,6 +33,10 @@ pub struct Undecodable {
 /// Decodes `value` as a `K`, or keeps its identity and the failing field's path. Fails only when
 /// not even `metadata` decodes (the API server validates it, so that is not an object at all).
 pub fn decode<K: DeserializeOwned>(mut value: serde_json::Value) -> Result<Lenient<K>, String> {
+    // The plain decode first: tracking the path costs, and only a failure needs it.
+    if let Ok(k) = K::deserialize(&value) {
+        return Ok(Lenient::Decoded(k));
+    }
     match serde_path_to_error::deserialize::<_, K>(&value) {
         Ok(k) => Ok(Lenient::Decoded(k)),
         Err(e) => {
