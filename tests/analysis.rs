@@ -843,6 +843,115 @@ async fn a_run_of_huge_measurements_completes_with_its_values_cut() {
     );
 }
 
+/// A local server answering each request with `answer(path, own address)`: status, Location
+/// header, body. It counts the requests it got.
+async fn http_server(
+    answer: fn(&str, std::net::SocketAddr) -> (u16, Option<String>, Vec<u8>),
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                if let Ok(mut l) = log.lock() {
+                    l.push(head.replace("\r\n", " | "));
+                }
+                let (status, location, body) = answer(&path, addr);
+                let location = location
+                    .map(|l| format!("location: {l}\r\n"))
+                    .unwrap_or_default();
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\n{location}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A7 and A2 through the controller: a web metric redirected to another origin is refused (the
+/// API key never reaches it), and a response past 4 MiB is refused; both are Error measurements
+/// saying why, and the runs end in Error (consecutiveErrorLimit 0).
+#[tokio::test]
+async fn a_redirect_elsewhere_and_an_oversized_answer_are_refused() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-bounded").await;
+    let (elsewhere, elsewhere_seen) =
+        http_server(|_, _| (200, None, br#"{"ok": 1}"#.to_vec())).await;
+    static ELSEWHERE: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+    let _ = ELSEWHERE.set(elsewhere);
+    let (origin, _) = http_server(|path, _| match path {
+        "/redirect" => (
+            302,
+            ELSEWHERE.get().map(|a| format!("http://{a}/stolen")),
+            vec![],
+        ),
+        _ => {
+            let mut body = br#"{"ok": 1, "pad": ""#.to_vec();
+            body.extend(std::iter::repeat_n(b'x', 5 << 20));
+            body.extend_from_slice(br#""}"#);
+            (200, None, body)
+        }
+    })
+    .await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis"]);
+    for (name, path) in [("redirected", "/redirect"), ("oversized", "/big")] {
+        let run = json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": name},
+            "spec": {"metrics": [{"name": "m", "successCondition": "result == 1",
+                "consecutiveErrorLimit": 0,
+                "provider": {"web": {"url": format!("http://{origin}{path}"), "jsonPath": "{$.ok}",
+                                     "headers": [{"key": "X-Api-Key", "value": "k3y"}]}}}]},
+        });
+        apply_value(&client, Some(&ns.name), &run)
+            .await
+            .expect("AnalysisRun");
+    }
+    let redirected = finished_run(&client, &ns.name, "redirected").await;
+    let oversized = finished_run(&client, &ns.name, "oversized").await;
+    let last_message = |st: &aviary::api::AnalysisRunStatus| {
+        st.metric_result("m")
+            .and_then(|r| r.measurements.last())
+            .and_then(|m| m.message.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        redirected.phase,
+        AnalysisPhase::Error,
+        "{}",
+        ctl.log_tail(20)
+    );
+    assert!(
+        last_message(&redirected).contains("redirect to another origin"),
+        "{}",
+        last_message(&redirected)
+    );
+    assert!(
+        elsewhere_seen.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "the other origin was reached"
+    );
+    assert_eq!(oversized.phase, AnalysisPhase::Error);
+    assert!(
+        last_message(&oversized).contains("larger than 4 MiB"),
+        "{}",
+        last_message(&oversized)
+    );
+}
+
 /// By default a run no Rollout owns is not run (the controller measures what its Rollouts ask
 /// for, and lends its network position and rights to nobody else): it ends in Error saying how
 /// to allow it.

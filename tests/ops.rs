@@ -1002,3 +1002,53 @@ async fn a_frozen_leader_that_resumes_after_losing_the_lease_writes_nothing() {
     give_lease_back(&leases).await;
     wait_healthy_on(&client, &ns.name, &h2, Duration::from_secs(60)).await;
 }
+
+/// H2 on the real controller: one client holding its share of the probe listener's connections
+/// (8) gets no more, while another client (here another loopback address, as the kubelet is to
+/// a pod) still gets `/readyz` answered; a client that never sends its request is cut off.
+#[tokio::test]
+async fn one_client_cannot_hold_the_probes_hostage() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "ops-probes").await;
+    let ctl = ControllerProcess::start(&ns.name);
+    let addr = ctl.health_addr().await;
+    poll_until(
+        "the controller ready",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async { (probe(addr, "/readyz").await == Some(200)).then_some(()) },
+    )
+    .await;
+    let mut held = vec![];
+    for _ in 0..aviary::metrics::MAX_CONNECTIONS_PER_PEER {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = extra
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut answer = vec![];
+    let _ = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut answer)).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let other = tokio::net::TcpSocket::new_v4().expect("socket");
+    other
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut other = other.connect(addr).await.expect("connect");
+    let _ = other
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut answer = vec![];
+    let _ = tokio::time::timeout(Duration::from_secs(5), other.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The silent ones are cut off after the header timeout, not held.
+    let t0 = Instant::now();
+    let mut first = held.remove(0);
+    let mut rest = vec![];
+    let _ = tokio::time::timeout(Duration::from_secs(30), first.read_to_end(&mut rest)).await;
+    println!("a silent client was cut off after {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(30), "held open");
+}
