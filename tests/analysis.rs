@@ -843,10 +843,13 @@ async fn a_run_of_huge_measurements_completes_with_its_values_cut() {
     );
 }
 
-/// A local server answering each request with `answer(path, own address)`: status, Location
-/// header, body. It counts the requests it got.
+/// An HTTP answer: status, Location header, body.
+type Answer = (u16, Option<String>, Vec<u8>);
+
+/// A local server answering each request with `answer(path, own address)`. It counts the
+/// requests it got.
 async fn http_server(
-    answer: fn(&str, std::net::SocketAddr) -> (u16, Option<String>, Vec<u8>),
+    answer: fn(&str, std::net::SocketAddr) -> Answer,
 ) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
