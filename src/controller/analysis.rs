@@ -134,31 +134,26 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
         }
         let now = Timestamp::now();
         let mut status = old.clone();
-        let refused = match unowned(&run, &ctx) {
-            Some(why) => Err(why),
-            None => secret_values(&ctx.client, &ns, &run).await?,
+        // A run that may not start (refused, or unusable as written) ends in Error saying why.
+        let started = match unowned(&run, &ctx) {
+            Some(why) => Err(RunError::Refused(why)),
+            None => match secret_values(&ctx.client, &ns, &run).await? {
+                Err(why) => Err(RunError::Refused(why)),
+                Ok(secrets) => Args::from_arguments(run.spec.args(), |from: &ValueFrom| {
+                    if let Some(r) = &from.secret_key_ref {
+                        return secrets.get(&(r.name.clone(), r.key.clone())).cloned();
+                    }
+                    from.field_ref.as_ref().and_then(|f| match f.field_path.as_str() {
+                        "metadata.name" => Some(run.name_any()),
+                        "metadata.namespace" => run.namespace(),
+                        _ => None,
+                    })
+                })
+                .map_err(Into::into)
+                .and_then(|a| Analysis::new(&run.spec, a)),
+            },
         };
-        let secrets = match refused {
-            Ok(secrets) => secrets,
-            Err(why) => {
-                info!(reason = %why, "AnalysisRun refused");
-                reject(&mut status, &RunError::Refused(why), now);
-                write_status(&api, &run, &old, &status).await?;
-                ctx.metrics.record_analysis_run(Some(&old), &status);
-                return Ok(Requeue::await_change());
-            }
-        };
-        let args = Args::from_arguments(run.spec.args(), |from: &ValueFrom| {
-            if let Some(r) = &from.secret_key_ref {
-                return secrets.get(&(r.name.clone(), r.key.clone())).cloned();
-            }
-            from.field_ref.as_ref().and_then(|f| match f.field_path.as_str() {
-                "metadata.name" => Some(run.name_any()),
-                "metadata.namespace" => run.namespace(),
-                _ => None,
-            })
-        });
-        let analysis = match args.map_err(Into::into).and_then(|a| Analysis::new(&run.spec, a)) {
+        let analysis = match started {
             Ok(a) => a,
             Err(e) => {
                 info!(error = %e, "AnalysisRun cannot start");
