@@ -9,7 +9,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aviary::api::{Rollout, RolloutPhase};
@@ -22,7 +21,7 @@ use support::controller::{
     ControllerProcess, controller_writes_between, grant_rbac, install_aviary_crds, wait_rbac,
 };
 use support::scrape::{PromTarget, Sample, probe, scrape, sum};
-use support::webhook::WebhookReceiver;
+use support::webhook::{WebhookReceiver, hanging_server};
 use support::{TestNamespace, apply_value, client, install_crds, poll_until, upstream_crd};
 
 const LEASE: &str = "aviary-controller";
@@ -469,25 +468,6 @@ async fn one_leader_writes_a_lost_lease_stops_writes_a_dead_leader_is_replaced_a
         "took {took:?}: the lease was not released"
     );
     assert!(!leader.is_running());
-}
-
-/// A TCP server that accepts connections and never answers: an analysis provider as slow as
-/// its timeout. Returns its address and how many connections it accepted.
-async fn hanging_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = vec![];
-        while let Ok((stream, _)) = listener.accept().await {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            held.push(stream);
-        }
-    });
-    (addr, accepted)
 }
 
 /// L1: given two controllers and a canary whose analysis waits on a provider that never answers

@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aviary::api::{AnalysisPhase, AnalysisRun};
@@ -13,25 +12,8 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::controller::ControllerProcess;
+use support::webhook::hanging_server;
 use support::{TestNamespace, apply_value, client, poll_until};
-
-/// A TCP server that accepts connections and never answers; counts what it accepted.
-async fn hanging_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = vec![];
-        while let Ok((stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            held.push(stream);
-        }
-    });
-    (addr, accepted)
-}
 
 /// A paused Rollout to own the runs (the controller runs only its Rollouts' AnalysisRuns).
 async fn owner(client: &Client, ns: &str) -> Value {

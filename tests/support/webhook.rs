@@ -132,3 +132,20 @@ impl Drop for WebhookReceiver {
         self.task.abort();
     }
 }
+
+/// A TCP server that accepts connections and never answers: an analysis provider as slow as
+/// its timeout. Returns its address and how many connections it accepted.
+pub async fn hanging_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (addr, accepted)
+}
