@@ -52,24 +52,20 @@ fn observed_for<'r>(ro: &'r Rollout, rss: Vec<ObservedReplicaSet>) -> Observed<'
     }
 }
 
-#[tokio::test]
-async fn a_missing_template_aborts_before_any_write() {
-    let ro = rollout();
-    let hash = rollout_template_hash(&ro);
-    let mut observed = observed_for(&ro, vec![rs("old"), rs(&hash)]);
+/// The step's run prepared for `ro` while the API server answers the template's GET with
+/// `status` and `reply` and nothing else is asked: the plan, the runs and what was observed.
+async fn prepare_answering_template<'r>(
+    ro: &'r Rollout,
+    status: StatusCode,
+    reply: serde_json::Value,
+) -> (plan::Plan, PreparedRuns, Observed<'r>) {
+    let hash = rollout_template_hash(ro);
+    let mut observed = observed_for(ro, vec![rs("old"), rs(&hash)]);
     let asked = plan::plan(&observed);
-    assert!(
-        asked.actions.contains(&Action::CreateAnalysisRun {
-            kind: AnalysisKind::Step(0),
-            hash: hash.clone(),
-        }),
-        "the planner asks for the step's run: {:?}",
-        asked.actions
-    );
     let (client, mut server) = mock_client();
     let ctx = Context::for_tests(client);
     let controller = async {
-        let prepared = prepare_runs(&ctx, &ro, asked, &mut observed).await;
+        let prepared = prepare_runs(&ctx, ro, asked, &mut observed).await;
         drop(ctx);
         prepared
     };
@@ -78,16 +74,38 @@ async fn a_missing_template_aborts_before_any_write() {
             .expect(
                 "GET",
                 "/apis/aviary.dev/v1alpha1/namespaces/shop/analysistemplates/no-such",
-                StatusCode::NOT_FOUND,
-                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
-                       "reason": "NotFound", "code": 404,
-                       "message": "analysistemplates.aviary.dev \"no-such\" not found"}),
+                status,
+                reply,
             )
             .await;
         // Nothing is written while the runs are prepared.
         server.expect_no_more().await;
     };
     let ((plan, runs), ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    (plan, runs, observed)
+}
+
+#[tokio::test]
+async fn a_missing_template_aborts_before_any_write() {
+    let ro = rollout();
+    let hash = rollout_template_hash(&ro);
+    let asked = plan::plan(&observed_for(&ro, vec![rs("old"), rs(&hash)]));
+    assert!(
+        asked.actions.contains(&Action::CreateAnalysisRun {
+            kind: AnalysisKind::Step(0),
+            hash: hash.clone(),
+        }),
+        "the planner asks for the step's run: {:?}",
+        asked.actions
+    );
+    let (plan, runs, observed) = prepare_answering_template(
+        &ro,
+        StatusCode::NOT_FOUND,
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+               "reason": "NotFound", "code": 404,
+               "message": "analysistemplates.aviary.dev \"no-such\" not found"}),
+    )
+    .await;
     assert!(runs.get(AnalysisKind::Step(0), &hash).is_none());
     assert!(
         !plan
@@ -119,31 +137,16 @@ async fn a_missing_template_aborts_before_any_write() {
 async fn a_template_that_does_not_decode_aborts_naming_its_field() {
     let ro = rollout();
     let hash = rollout_template_hash(&ro);
-    let mut observed = observed_for(&ro, vec![rs("old"), rs(&hash)]);
-    let asked = plan::plan(&observed);
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
-    let controller = async {
-        let prepared = prepare_runs(&ctx, &ro, asked, &mut observed).await;
-        drop(ctx);
-        prepared
-    };
-    let api_server = async move {
-        server
-            .expect(
-                "GET",
-                "/apis/aviary.dev/v1alpha1/namespaces/shop/analysistemplates/no-such",
-                StatusCode::OK,
-                json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate",
-                       "metadata": {"name": "no-such", "namespace": "shop"},
-                       "spec": {"metrics": [{"name": "m",
-                           "interval": "99999999999999999999999999999999999999999s",
-                           "provider": {"prometheus": {"query": "up"}}}]}}),
-            )
-            .await;
-        server.expect_no_more().await;
-    };
-    let ((plan, runs), ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let (plan, runs, _) = prepare_answering_template(
+        &ro,
+        StatusCode::OK,
+        json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate",
+               "metadata": {"name": "no-such", "namespace": "shop"},
+               "spec": {"metrics": [{"name": "m",
+                   "interval": "99999999999999999999999999999999999999999s",
+                   "provider": {"prometheus": {"query": "up"}}}]}}),
+    )
+    .await;
     assert!(runs.get(AnalysisKind::Step(0), &hash).is_none());
     assert_eq!(plan.status.abort, Some(true), "{:?}", plan.status.message);
     let why = plan.status.message.clone().unwrap_or_default();
@@ -159,27 +162,12 @@ async fn a_template_that_does_not_decode_aborts_naming_its_field() {
 async fn an_unreadable_template_is_retried_not_an_abort() {
     let ro = rollout();
     let hash = rollout_template_hash(&ro);
-    let mut observed = observed_for(&ro, vec![rs("old"), rs(&hash)]);
-    let asked = plan::plan(&observed);
-    let (client, mut server) = mock_client();
-    let ctx = Context::for_tests(client);
-    let controller = async {
-        let prepared = prepare_runs(&ctx, &ro, asked, &mut observed).await;
-        drop(ctx);
-        prepared
-    };
-    let api_server = async move {
-        server
-            .expect(
-                "GET",
-                "/apis/aviary.dev/v1alpha1/namespaces/shop/analysistemplates/no-such",
-                StatusCode::INTERNAL_SERVER_ERROR,
-                crate::controller::fixtures::server_error(),
-            )
-            .await;
-        server.expect_no_more().await;
-    };
-    let ((plan, runs), ()) = within_deadline(async { tokio::join!(controller, api_server) }).await;
+    let (plan, runs, observed) = prepare_answering_template(
+        &ro,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        crate::controller::fixtures::server_error(),
+    )
+    .await;
     assert!(runs.get(AnalysisKind::Step(0), &hash).is_none());
     assert_ne!(plan.status.abort, Some(true), "{:?}", plan.status.message);
     assert!(
