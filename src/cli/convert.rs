@@ -15,10 +15,10 @@ use serde_yaml::Value as Yaml;
 
 use super::CliError;
 use super::lint::{
-    ARGO_API_VERSION, Document, Seg, Severity, check_document, crd_for, documents, format_finding,
+    ARGO_API_VERSION, Document, Seg, Severity, check_document, documents, format_finding,
     parse_path, read_input,
 };
-use crate::api::API_VERSION;
+use crate::api::{API_VERSION, crd_for};
 
 /// The result of converting a file.
 #[derive(Clone, Debug, Default, PartialEq)]

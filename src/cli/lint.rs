@@ -19,7 +19,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use serde_json::Value;
 
 use super::CliError;
-use crate::api::{API_VERSION, AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Rollout};
+use crate::api::{
+    API_VERSION, AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Rollout, crd_for,
+};
 
 /// The apiVersion of Argo Rollouts' kinds.
 pub const ARGO_API_VERSION: &str = "argoproj.io/v1alpha1";
@@ -92,11 +94,6 @@ pub fn parse_path(path: &str) -> Vec<Seg> {
         }
     }
     out
-}
-
-/// The CRD of an Aviary kind.
-pub fn crd_for(kind: &str) -> Option<CustomResourceDefinition> {
-    crate::api::crd_for(kind)
 }
 
 fn root_schema(crd: &CustomResourceDefinition) -> Option<&JSONSchemaProps> {
