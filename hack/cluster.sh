@@ -102,6 +102,10 @@ omitStages: [RequestReceived]
 rules:
   - level: Metadata
     users: ["aviary-operator"]
+  # The ServiceAccounts of namespace aviary-scoped: the multi-namespace test's controller
+  # (tests/scope.rs), which runs under a ServiceAccount with Roles only.
+  - level: Metadata
+    userGroups: ["system:serviceaccounts:aviary-scoped"]
   # Everyone's status writes to Rollouts, so a benchmark abort can be lined up with the
   # controller's reaction (the benchmark counts only the controller's user).
   - level: Metadata

@@ -297,6 +297,31 @@ fn chart_variants_render_as_configured() {
     assert_eq!(controller_role["rules"], rules_file("controller.yaml"));
     assert!(args(one(&docs, "Deployment")).contains(&"--namespace=shop".to_string()));
 
+    // Several namespaces: a Role and a RoleBinding in each, one --namespace list.
+    let docs = template(&[
+        "rbac.namespaced=true",
+        "rbac.watchNamespaces={shop,pay}",
+        "rbac.watchNamespace=shop",
+    ])
+    .expect("template");
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    let controller_roles: Vec<_> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["rules"] == rules_file("controller.yaml"))
+        .map(|r| r["metadata"]["namespace"].clone())
+        .collect();
+    assert_eq!(controller_roles, ["shop", "pay"], "one Role per namespace");
+    let bindings: Vec<_> = of_kind(&docs, "RoleBinding")
+        .into_iter()
+        .filter(|b| b["roleRef"]["name"] == controller_role["metadata"]["name"])
+        .map(|b| b["metadata"]["namespace"].clone())
+        .collect();
+    assert_eq!(bindings, ["shop", "pay"]);
+    assert!(args(one(&docs, "Deployment")).contains(&"--namespace=shop,pay".to_string()));
+    let refused = template(&["rbac.namespaced=true", "rbac.watchNamespaces={Shop}"])
+        .expect_err("not a namespace name");
+    assert!(refused.contains("watchNamespaces"), "{refused}");
+
     // Analysis Secrets: cluster-wide, in the namespaces listed, or in the watched one.
     let docs = template(&["analysis.secretArgs.enabled=true"]).expect("template");
     let secrets_role = of_kind(&docs, "ClusterRole")
@@ -656,13 +681,22 @@ async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
         );
     }
 
-    // Namespaced: the same rights in the release namespace only.
+    // Namespaced: the same rights in the namespaces listed only (and the release namespace's
+    // by default).
     let ns2 = TestNamespace::new(&client, "chart-ns").await;
+    let ns3 = TestNamespace::new(&client, "chart-ns-b").await;
     let namespaced = Release::install(&ns2.name, &ns2.name, &["rbac.namespaced=true"]);
     let sa2 = format!(
         "system:serviceaccount:{}:{}-aviary",
         ns2.name, namespaced.name
     );
+    let listed = format!("rbac.watchNamespaces={{{},{}}}", ns2.name, ns3.name);
+    let several = Release::install(
+        &format!("{}-b", ns2.name),
+        &ns2.name,
+        &["rbac.namespaced=true", &listed],
+    );
+    let sa3 = format!("system:serviceaccount:{}:{}-aviary", ns2.name, several.name);
     for (verb, target) in granted
         .iter()
         .filter(|(_, t)| !t.starts_with("clusteranalysistemplates"))
@@ -675,9 +709,21 @@ async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
             !can_i(&sa2, app_ns, verb, target),
             "{verb} {target} outside its namespace"
         );
+        for ns in [&ns2.name, &ns3.name] {
+            assert!(can_i(&sa3, ns, verb, target), "{verb} {target} in {ns}");
+        }
+        assert!(
+            !can_i(&sa3, app_ns, verb, target),
+            "{verb} {target} outside the namespaces listed"
+        );
     }
     let d2 = deploy_args(&client, &ns2.name, &format!("{}-aviary", namespaced.name)).await;
     assert!(d2.contains(&format!("--namespace={}", ns2.name)), "{d2:?}");
+    let d3 = deploy_args(&client, &ns2.name, &format!("{}-aviary", several.name)).await;
+    assert!(
+        d3.contains(&format!("--namespace={},{}", ns2.name, ns3.name)),
+        "{d3:?}"
+    );
 }
 
 async fn deploy_args(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {

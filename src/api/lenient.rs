@@ -20,6 +20,16 @@ pub enum Lenient<K> {
     Undecodable(Box<Undecodable>),
 }
 
+impl<K> Lenient<K> {
+    /// A deleted object known only by its identity (a deletion carries nothing else).
+    pub fn tombstone(metadata: ObjectMeta) -> Self {
+        Lenient::Undecodable(Box::new(Undecodable {
+            metadata,
+            error: String::new(),
+        }))
+    }
+}
+
 /// What is kept of an object that failed to decode.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Undecodable {

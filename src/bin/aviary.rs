@@ -31,9 +31,10 @@ struct Args {
     /// Path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long, env = "AVIARY_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Watch one namespace only (default: all namespaces).
-    #[arg(long, env = "AVIARY_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated or repeated (default: all namespaces). The
+    /// controller then needs its Role in each of them and no ClusterRole.
+    #[arg(long, env = "AVIARY_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Rollouts reconciled at once.
     #[arg(long, env = "AVIARY_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
@@ -91,7 +92,7 @@ struct Args {
         default_value = "aviary-controller"
     )]
     leader_elect_lease_name: String,
-    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else --namespace, else the
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else the first --namespace, else the
     /// kubeconfig's or service account's namespace).
     #[arg(long, env = "AVIARY_LEADER_ELECT_NAMESPACE")]
     leader_elect_namespace: Option<String>,
@@ -294,14 +295,15 @@ async fn main() -> anyhow::Result<()> {
         notifier: notifier(&args, metrics.clone())?,
         metrics: metrics.clone(),
     };
+    let scope = aviary::controller::scope::Scope::from_names(&args.namespace)?;
     let settings = aviary::controller::Settings {
-        namespace: args.namespace.clone(),
+        scope: scope.clone(),
         concurrency: args.concurrency,
         debounce: args.debounce.as_std(),
         http: analysis_http(&args)?,
         run_unowned_analysis: args.run_unowned_analysis,
     };
-    if !aviary::controller::wait_for_crds(&client, args.namespace.as_deref(), &shutdown).await {
+    if !aviary::controller::wait_for_crds(&client, &scope, &shutdown).await {
         return Ok(());
     }
     health.set_ready(true);
@@ -331,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
             .leader_elect_namespace
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .or_else(|| args.namespace.clone())
+            .or_else(|| scope.first().map(str::to_string))
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| client.default_namespace().to_string()),
         identity: args

@@ -32,6 +32,7 @@ pub mod replica_set_cache;
 pub mod report;
 pub mod routing_cache;
 pub mod run_specs;
+pub mod scope;
 pub mod serial;
 pub mod service_cache;
 pub mod service_release;
@@ -106,8 +107,8 @@ impl Context {
 /// Controller settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Watch one namespace only (None: all).
-    pub namespace: Option<String>,
+    /// The namespaces watched and acted on.
+    pub scope: scope::Scope,
     /// Rollouts reconciled at once.
     pub concurrency: u16,
     /// The main lane's trailing-edge debounce (zero: none); the urgent lane has none.

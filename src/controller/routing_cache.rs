@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -24,6 +24,7 @@ use serde_json::Value;
 use tracing::{debug, info};
 
 use super::freshness::ReadYourWrites;
+use super::scope::{self, Scope};
 use crate::traffic::{RoutingObject, RoutingSnapshot};
 
 /// A VirtualService changed (or was deleted), as a watch event told.
@@ -52,49 +53,51 @@ impl RoutingCache {
         }
     }
 
-    /// Watches VirtualServices (in `namespace`, or all) when their API is served. The stream
-    /// drives the watch and must be polled for as long as the cache is used; it yields each
-    /// change delivered as a watch event (not a relist), for [`super::wakers`].
+    /// Watches VirtualServices (in the namespaces of `scope`) when their API is served. The
+    /// stream drives the watch and must be polled for as long as the cache is used; it yields
+    /// each change delivered as a watch event (not a relist), for [`super::wakers`].
     pub async fn watch(
         client: &Client,
-        namespace: Option<&str>,
+        scope: &Scope,
     ) -> (Self, BoxStream<'static, RoutingChange>) {
         let resource = crate::traffic::istio::virtual_service_resource();
-        let api: Api<DynamicObject> = match namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
+        let apis = scope.apis_with(client, &resource);
+        let served = match apis.first() {
+            Some(api) => api.list_metadata(&ListParams::default().limit(1)).await,
+            None => return (Self::none(), futures::stream::pending().boxed()),
         };
-        if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
+        if let Err(e) = served {
             info!(error = %e, "VirtualServices are not served; routers read them on each reconcile");
             return (Self::none(), futures::stream::pending().boxed());
         }
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(|vs| {
-                crate::traffic::istio::trim_virtual_service(vs);
-                compact(vs);
-            })
-            .reflect(writer)
-            .filter_map(|res| {
-                let change = match res {
-                    Ok(watcher::Event::Apply(vs) | watcher::Event::Delete(vs)) => {
-                        Some(RoutingChange {
-                            namespace: vs.namespace().unwrap_or_default(),
-                            name: vs.name_any(),
-                            resource_version: vs.resource_version(),
-                        })
-                    }
-                    Ok(_) => None,
-                    Err(e) => {
-                        debug!(error = %e, "VirtualService watch error");
-                        None
-                    }
-                };
-                futures::future::ready(change)
-            })
-            .boxed();
+        let stream = scope::watch(apis, watcher::Config::default(), |metadata| DynamicObject {
+            types: None,
+            metadata,
+            data: Value::Null,
+        })
+        .modify(|vs| {
+            crate::traffic::istio::trim_virtual_service(vs);
+            compact(vs);
+        })
+        .reflect(writer)
+        .filter_map(|res| {
+            let change = match res {
+                Ok(watcher::Event::Apply(vs) | watcher::Event::Delete(vs)) => Some(RoutingChange {
+                    namespace: vs.namespace().unwrap_or_default(),
+                    name: vs.name_any(),
+                    resource_version: vs.resource_version(),
+                }),
+                Ok(_) => None,
+                Err(e) => {
+                    debug!(error = %e, "VirtualService watch error");
+                    None
+                }
+            };
+            futures::future::ready(change)
+        })
+        .boxed();
         let cache = RoutingCache {
             virtual_services: Some((store, resource)),
             seen: ReadYourWrites::default(),

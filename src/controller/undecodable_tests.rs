@@ -223,7 +223,12 @@ async fn start_up_is_not_stopped_by_a_poison_first_rollout() {
     let (client, mut server) = mock_client();
     let client_side = async move {
         let shutdown = tokio_util::sync::CancellationToken::new();
-        crate::controller::wait_for_crds(&client, None, &shutdown).await
+        crate::controller::wait_for_crds(
+            &client,
+            &crate::controller::scope::Scope::Cluster,
+            &shutdown,
+        )
+        .await
     };
     let server_side = async {
         server

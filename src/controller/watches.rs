@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use kube::api::Api;
 use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use super::routing_cache::{RoutingCache, RoutingChange};
+use super::scope::{self, Scope};
 use super::service_cache::{ServiceCache, WatchedService};
 use super::undecodable::{Lenient, Undecodables};
 use super::view::View;
@@ -43,20 +43,16 @@ pub struct Watches {
     pub virtual_services: BoxStream<'static, RoutingChange>,
 }
 
-/// Builds every watch of the view, in `namespace` or in all of them. Rollouts that do not decode
+/// Builds every watch of the view, in the namespaces of `scope`. Rollouts that do not decode
 /// are skipped and reported ([`Undecodables`]); AnalysisRuns too, silently: the run controller's
 /// watch of every run reports them.
-pub async fn watch(
-    client: &Client,
-    namespace: Option<&str>,
-    metrics: Arc<Metrics>,
-) -> (View, Watches) {
+pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (View, Watches) {
     let rs_cache = replica_set_cache::ReplicaSetCache::default();
-    let replica_sets = watcher(
-        scoped_api::<replica_set_cache::WatchedReplicaSet>(client, namespace),
+    let replica_sets = scope::watch(
+        scope.apis::<replica_set_cache::WatchedReplicaSet>(client),
         watcher::Config::default().labels(ROLLOUT_LABEL),
+        tombstone,
     )
-    .default_backoff()
     .inspect_err(|e| tracing::warn!(kind = "ReplicaSet", error = %e, "watch failed; retrying"))
     .inspect_ok({
         let cache = rs_cache.clone();
@@ -69,11 +65,11 @@ pub async fn watch(
     // Services: every reconcile reads the stable/canary (or active/preview) Services; from a
     // cache that is two requests fewer each time.
     let svc_cache = ServiceCache::default();
-    let services = watcher(
-        scoped_api::<WatchedService>(client, namespace),
+    let services = scope::watch(
+        scope.apis::<WatchedService>(client),
         watcher::Config::default(),
+        tombstone,
     )
-    .default_backoff()
     .map_ok({
         let cache = svc_cache.clone();
         move |e| {
@@ -86,13 +82,11 @@ pub async fn watch(
     let (runs_store, runs_writer) = reflector::store();
     let runs_owners = index::OwnerIndex::default();
     let analysis_runs = Undecodables::new::<AnalysisRun>(None, None)
-        .skip(
-            watcher(
-                scoped_api::<Lenient<AnalysisRun>>(client, namespace),
-                watcher::Config::default().labels(ROLLOUT_LABEL),
-            )
-            .default_backoff(),
-        )
+        .skip(scope::watch(
+            scope.apis::<Lenient<AnalysisRun>>(client),
+            watcher::Config::default().labels(ROLLOUT_LABEL),
+            Lenient::tombstone,
+        ))
         .modify(trim_run)
         .reflect(runs_writer)
         .inspect_ok({
@@ -103,17 +97,15 @@ pub async fn watch(
         .touched_objects()
         .boxed();
 
-    let (routing, virtual_services) = RoutingCache::watch(client, namespace).await;
+    let (routing, virtual_services) = RoutingCache::watch(client, scope).await;
 
     let (rollout_store, rollout_writer) = reflector::store();
     let rollouts = Undecodables::new::<Rollout>(Some(client.clone()), Some(metrics))
-        .skip(
-            watcher(
-                scoped_api::<Lenient<Rollout>>(client, namespace),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-        )
+        .skip(scope::watch(
+            scope.apis::<Lenient<Rollout>>(client),
+            watcher::Config::default(),
+            Lenient::tombstone,
+        ))
         .modify(trim_rollout)
         .reflect(rollout_writer)
         .boxed();
@@ -139,16 +131,11 @@ pub async fn watch(
     (view, watches)
 }
 
-/// The API of a namespaced kind in the watched namespace, or in all of them.
-pub(super) fn scoped_api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
+/// A deleted object as a store needs it: its identity ([`scope::merge`]).
+pub(super) fn tombstone<K: kube::Resource + Default>(metadata: kube::api::ObjectMeta) -> K {
+    let mut k = K::default();
+    *k.meta_mut() = metadata;
+    k
 }
 
 /// Drops what the controller never reads from a cached Rollout: managed fields, the

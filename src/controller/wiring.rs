@@ -16,8 +16,9 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::scope::{self, Scope};
 use super::undecodable::{Lenient, Undecodables};
-use super::watches::{self, ServiceEvent, scoped_api, trim_run};
+use super::watches::{self, ServiceEvent, trim_run};
 use super::{analysis, pacing, report, serial, telemetry, wakers};
 use crate::api::wire::EVENT_REPORTER;
 use crate::api::{AnalysisRun, Rollout};
@@ -30,26 +31,26 @@ use super::{Context, Settings, abort_pending, key};
 /// Slots of the urgent lane: aborts are rare, and each takes a few requests.
 pub(super) const URGENT_CONCURRENCY: u16 = 4;
 
-/// Waits until the Rollout API is served (the CRDs are installed): starting the watch before
-/// that only produces errors. False when `shutdown` came first.
-pub async fn wait_for_crds(
-    client: &Client,
-    namespace: Option<&str>,
-    shutdown: &CancellationToken,
-) -> bool {
+/// Waits until the Rollout API is served (the CRDs are installed) and readable in every
+/// namespace of `scope`: starting the watch before that only produces errors. False when
+/// `shutdown` came first.
+pub async fn wait_for_crds(client: &Client, scope: &Scope, shutdown: &CancellationToken) -> bool {
     // Lenient: one Rollout that does not decode must not look like a missing API.
-    let rollouts: Api<Lenient<Rollout>> = scoped_api(client, namespace);
+    let apis: Vec<Api<Lenient<Rollout>>> = scope.apis(client);
     let mut delay = Duration::from_millis(200);
-    while let Err(e) = rollouts
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-    {
-        warn!(error = %e, "Rollout API not available yet (are the CRDs installed?); retrying");
-        tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            _ = tokio::time::sleep(delay) => {}
+    for rollouts in apis {
+        while let Err(e) = rollouts
+            .list(&kube::api::ListParams::default().limit(1))
+            .await
+        {
+            let namespace = rollouts.namespace().unwrap_or("all namespaces");
+            warn!(error = %e, namespace, "Rollouts cannot be listed yet (are the CRDs installed, and is the controller granted its Role here?); retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
         }
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
     true
 }
@@ -63,15 +64,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Watches are never paced: they deliver the aborts.
     let client = clients.unpaced().clone();
-    if !wait_for_crds(&client, settings.namespace.as_deref(), &shutdown).await {
+    if !wait_for_crds(&client, &settings.scope, &shutdown).await {
         return Ok(());
     }
-    let (view, watches) = watches::watch(
-        &client,
-        settings.namespace.as_deref(),
-        sinks.metrics.clone(),
-    )
-    .await;
+    let (view, watches) = watches::watch(&client, &settings.scope, sinks.metrics.clone()).await;
     let rollout_store = view.rollouts.clone();
     // Triggers of the urgent lane. Bounded and never awaited: when it is full the main lane
     // still reconciles the rollout, only not ahead of the others.
@@ -156,7 +152,7 @@ pub async fn run(
             }
         }),
     );
-    info!(namespace = ?settings.namespace, concurrency = settings.concurrency, "starting the Rollout and AnalysisRun controllers");
+    info!(scope = %settings.scope, concurrency = settings.concurrency, "starting the Rollout and AnalysisRun controllers");
     let controller = Controller::for_stream(rollout_stream, rollout_store.clone());
     let forget_deleted = telemetry::forget_deleted(ctx.clone(), controller.store(), deleted);
     let rollouts_done = controller
@@ -194,10 +190,13 @@ pub async fn run(
     // Rollouts): all of the kind are ours. Its own store holds them all, trimmed as the
     // Rollout side's is; a reconcile reads the run it measures fresh.
     let (all_runs_store, all_runs_writer) = reflector::store();
-    let runs_api: Api<Lenient<AnalysisRun>> = scoped_api(&client, settings.namespace.as_deref());
     let all_runs =
         Undecodables::new::<AnalysisRun>(Some(client.clone()), Some(run_ctx.metrics.clone()))
-            .skip(watcher(runs_api, watcher::Config::default()).default_backoff())
+            .skip(scope::watch(
+                settings.scope.apis::<Lenient<AnalysisRun>>(&client),
+                watcher::Config::default(),
+                Lenient::tombstone,
+            ))
             .modify(trim_run)
             .reflect(all_runs_writer)
             .applied_objects();

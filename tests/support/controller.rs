@@ -13,17 +13,21 @@ use super::{apply_value, poll_until};
 /// rules (the chart's ClusterRole embeds `controller.yaml`, its leader-election Role
 /// `leader-election.yaml`). The test identity gets both, cluster-wide.
 pub fn controller_rules() -> serde_json::Value {
-    let dir = super::repo_root().join("charts/aviary/files/rbac");
     let mut rules = vec![];
     for file in ["controller.yaml", "leader-election.yaml"] {
-        let path = dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let parsed: Vec<serde_json::Value> =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
-        rules.extend(parsed);
+        rules.extend(rule_file(file));
     }
     serde_json::Value::Array(rules)
+}
+
+/// The rules of one of the chart's rule files (`controller.yaml`, `leader-election.yaml`).
+pub fn rule_file(file: &str) -> Vec<serde_json::Value> {
+    let path = super::repo_root()
+        .join("charts/aviary/files/rbac")
+        .join(file);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
 /// Grants the controller's rules to the `aviary-operator` user (idempotent).
@@ -56,6 +60,8 @@ pub struct ControllerProcess {
     extra_args: Vec<String>,
     log: std::path::PathBuf,
     starts: u32,
+    /// Another identity's kubeconfig (default: the operator's).
+    kubeconfig: Option<std::path::PathBuf>,
 }
 
 impl ControllerProcess {
@@ -73,6 +79,12 @@ impl ControllerProcess {
     /// restarts like a pod's name) with extra flags. Metrics and probes listen on ports the OS
     /// hands out ([`Self::metrics_addr`]).
     pub fn start_named(namespace: &str, name: &str, extra_args: &[&str]) -> Self {
+        let mut p = Self::unstarted(namespace, name, extra_args);
+        p.spawn();
+        p
+    }
+
+    fn unstarted(namespace: &str, name: &str, extra_args: &[&str]) -> Self {
         let dir = super::repo_root().join("target/test-logs");
         let _ = std::fs::create_dir_all(&dir);
         let log = if name == "controller" {
@@ -81,16 +93,15 @@ impl ControllerProcess {
             dir.join(format!("controller-{namespace}-{name}.log"))
         };
         let _ = std::fs::remove_file(&log);
-        let mut p = ControllerProcess {
+        ControllerProcess {
             child: None,
             namespace: namespace.to_string(),
             name: name.to_string(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             log,
             starts: 0,
-        };
-        p.spawn();
-        p
+            kubeconfig: None,
+        }
     }
 
     /// Starts a controller of every namespace (no `--namespace`), as the chart installs it, its
@@ -101,14 +112,26 @@ impl ControllerProcess {
         Self::start_named("", name, &args)
     }
 
+    /// Starts a controller named `name` as the identity of `kubeconfig`, with `args` alone
+    /// choosing what it watches (`--namespace`) and where its Lease is.
+    pub fn start_as(name: &str, kubeconfig: std::path::PathBuf, args: &[&str]) -> Self {
+        let mut p = Self::unstarted("", name, args);
+        p.kubeconfig = Some(kubeconfig);
+        p.spawn();
+        p
+    }
+
     /// The Lease identity of this controller.
     pub fn identity(&self) -> String {
         format!("aviary-test-{}", self.name)
     }
 
     fn spawn(&mut self) {
-        let kubeconfig = std::env::var("AVIARY_OPERATOR_KUBECONFIG")
-            .expect("AVIARY_OPERATOR_KUBECONFIG (from hack/cluster.sh env)");
+        let kubeconfig = match &self.kubeconfig {
+            Some(path) => path.display().to_string(),
+            None => std::env::var("AVIARY_OPERATOR_KUBECONFIG")
+                .expect("AVIARY_OPERATOR_KUBECONFIG (from hack/cluster.sh env)"),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

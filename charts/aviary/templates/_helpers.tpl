@@ -37,8 +37,12 @@ app.kubernetes.io/part-of: aviary
 {{- end }}
 {{- end }}
 
-{{- define "aviary.watchNamespace" -}}
-{{- default .Release.Namespace .Values.rbac.watchNamespace }}
+{{/* With rbac.namespaced: the namespaces watched, as a JSON list (fromJsonArray). */}}
+{{- define "aviary.watchNamespaces" -}}
+{{- $ns := .Values.rbac.watchNamespaces | default list }}
+{{- with .Values.rbac.watchNamespace }}{{ $ns = append $ns . }}{{ end }}
+{{- if not $ns }}{{ $ns = list .Release.Namespace }}{{ end }}
+{{- $ns | uniq | toJson }}
 {{- end }}
 
 {{- define "aviary.controllerRules" -}}
