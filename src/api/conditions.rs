@@ -12,7 +12,8 @@ pub mod types {
     /// Summary for generic tools (Flux/kstatus, Argo CD, `kubectl wait --for=condition=Ready`):
     /// `True` when the Rollout is Healthy, `False` otherwise with the phase as reason.
     pub const READY: &str = "Ready";
-    /// kstatus: `True` while the controller is still working towards the desired state.
+    /// kstatus: `True` while the controller is still working towards the desired state, paused
+    /// included (a pause awaits a human or a timer; the update is not done).
     pub const RECONCILING: &str = "Reconciling";
     /// kstatus: `True` when progress stopped and needs a human (aborted, deadline exceeded,
     /// invalid spec).

@@ -1072,34 +1072,46 @@ impl RolloutPhase {
 }
 
 impl RolloutPhase {
-    /// The summary conditions generic tools read, for this phase: `Ready` (True only when
-    /// Healthy; what `kubectl wait --for=condition=Ready` and Argo CD/Flux health checks use),
-    /// `Reconciling` (True while Progressing or Paused: kstatus reports InProgress) and `Stalled`
-    /// (True when Degraded: kstatus reports Failed). Set them with
-    /// [`set_condition`](super::conditions::set_condition) so transition times move only on change.
+    /// The summary conditions generic tools read, for this phase, as kstatus (Flux, `kubectl
+    /// wait`, cli-utils) reads them: `Reconciling=True` while Progressing or Paused (InProgress: a
+    /// `dependsOn` chain waits through a pause), `Stalled=True` when Degraded (Failed), neither
+    /// when Healthy (Current); `Ready` is True only when Healthy. The condition that is True
+    /// carries `reason` and `message` (the step, the pause, the abort, the invalid field); the
+    /// others carry the phase. The one function the status path and the invalid-spec path use.
+    /// Set them with [`set_condition`](super::conditions::set_condition) so transition times
+    /// move only on change.
     pub fn summary_conditions(
         self,
+        reason: &str,
         message: &str,
         observed_generation: Option<i64>,
         now: &Time,
     ) -> [Condition; 3] {
         use super::conditions::{reasons, types};
         let ready = self == Self::Healthy;
+        let reconciling = matches!(self, Self::Progressing | Self::Paused);
+        let stalled = self == Self::Degraded;
         let ready_reason = if ready {
             reasons::ROLLOUT_HEALTHY
         } else {
             self.as_str()
         };
         [
-            (types::READY, ready, ready_reason),
+            (types::READY, ready, ready_reason, message),
             (
                 types::RECONCILING,
-                matches!(self, Self::Progressing | Self::Paused),
-                self.as_str(),
+                reconciling,
+                if reconciling { reason } else { self.as_str() },
+                if reconciling { message } else { "" },
             ),
-            (types::STALLED, self == Self::Degraded, self.as_str()),
+            (
+                types::STALLED,
+                stalled,
+                if stalled { reason } else { self.as_str() },
+                if stalled { message } else { "" },
+            ),
         ]
-        .map(|(type_, status, reason)| {
+        .map(|(type_, status, reason, message)| {
             Condition::new(type_, status, reason, message, now.clone())
                 .with_generation(observed_generation)
         })

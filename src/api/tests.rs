@@ -501,20 +501,28 @@ fn summary_conditions_for_kstatus() {
         k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
     );
     let mut cs = Vec::new();
-    for c in RolloutPhase::Healthy.summary_conditions("ok", Some(2), &now) {
+    for c in RolloutPhase::Healthy.summary_conditions("RolloutHealthy", "", Some(2), &now) {
         set_condition(&mut cs, c);
     }
     assert!(is_condition_true(&cs, types::READY));
     assert!(!is_condition_true(&cs, types::RECONCILING));
     assert!(!is_condition_true(&cs, types::STALLED));
     assert_eq!(cs[0].observed_generation, Some(2));
-    for c in RolloutPhase::Degraded.summary_conditions("aborted", Some(3), &now) {
+    for c in RolloutPhase::Degraded.summary_conditions("RolloutAborted", "aborted", Some(3), &now) {
         set_condition(&mut cs, c);
     }
     assert!(!is_condition_true(&cs, types::READY));
     assert!(is_condition_true(&cs, types::STALLED));
     assert_eq!(cs[0].reason, "Degraded");
-    let paused = RolloutPhase::Paused.summary_conditions("step", None, &now);
+    assert_eq!(
+        (cs[2].reason.as_str(), cs[2].message.as_str()),
+        ("RolloutAborted", "aborted")
+    );
+    let paused = RolloutPhase::Paused.summary_conditions("CanaryPauseStep", "step", None, &now);
+    assert_eq!(
+        paused[1].reason, "CanaryPauseStep",
+        "the reason names the pause"
+    );
     assert!(paused[1].is_true(), "a paused rollout is still reconciling");
 }
 

@@ -274,17 +274,16 @@ pub(super) async fn report_invalid(
         )
         .with_generation(ro.metadata.generation),
     );
-    set_condition(
-        &mut status.conditions,
-        Condition::new(
-            types::READY,
-            false,
-            "Degraded",
-            message,
-            Time(Timestamp::now()),
-        )
-        .with_generation(ro.metadata.generation),
-    );
+    // Stalled=True: kstatus (Flux, `kubectl wait`) reports Failed until the spec is fixed.
+    let now = Time(Timestamp::now());
+    for c in RolloutPhase::Degraded.summary_conditions(
+        reasons::INVALID_SPEC,
+        message,
+        ro.metadata.generation,
+        &now,
+    ) {
+        set_condition(&mut status.conditions, c);
+    }
     status.phase = Some(RolloutPhase::Degraded);
     status.message = Some(message.to_string());
     status.observed_generation = ro.metadata.generation;

@@ -123,6 +123,13 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
     remove_condition(&mut st.conditions, types::INVALID_SPEC);
     st.message = (!message.is_empty()).then_some(message.clone());
 
+    let degraded_reason = if let Some((reason, _)) = s.stuck {
+        reason
+    } else if st.abort != Some(true) && s.deadline_exceeded.is_some() {
+        reasons::PROGRESS_DEADLINE_EXCEEDED
+    } else {
+        reasons::ROLLOUT_ABORTED
+    };
     let active_available = s.active.and_then(rs_of).map(|r| r.available).unwrap_or(0);
     let now = s.now.clone();
     let generation = s.generation;
@@ -136,13 +143,7 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
         RolloutPhase::Degraded => set(
             types::PROGRESSING,
             ConditionStatus::False,
-            if let Some((reason, _)) = s.stuck {
-                reason
-            } else if st.abort != Some(true) && s.deadline_exceeded.is_some() {
-                reasons::PROGRESS_DEADLINE_EXCEEDED
-            } else {
-                reasons::ROLLOUT_ABORTED
-            },
+            degraded_reason,
             message.clone(),
         ),
         RolloutPhase::Paused => set(
@@ -210,23 +211,19 @@ pub fn summarize(st: &mut RolloutStatus, s: &Summary<'_>) {
             message.clone()
         },
     );
-    set(
-        types::READY,
-        healthy.into(),
-        phase.as_str(),
-        message.clone(),
-    );
-    set(
-        types::RECONCILING,
-        (phase == RolloutPhase::Progressing).into(),
-        phase.as_str(),
-        String::new(),
-    );
-    let stalled = phase == RolloutPhase::Degraded;
-    set(
-        types::STALLED,
-        stalled.into(),
-        phase.as_str(),
-        if stalled { message } else { String::new() },
-    );
+    // kstatus' conditions; the True one names the step, the pause or why it stalled.
+    let summary_reason = match phase {
+        RolloutPhase::Healthy => reasons::ROLLOUT_HEALTHY,
+        RolloutPhase::Progressing => reasons::REPLICA_SET_UPDATED,
+        RolloutPhase::Paused if s.paused => reasons::ROLLOUT_PAUSED,
+        RolloutPhase::Paused => st
+            .pause_conditions
+            .first()
+            .map(|pc| pause_reason_str(pc.reason))
+            .unwrap_or(reasons::ROLLOUT_PAUSED),
+        RolloutPhase::Degraded => degraded_reason,
+    };
+    for c in phase.summary_conditions(summary_reason, &message, generation, &now) {
+        set_condition(&mut st.conditions, c);
+    }
 }
