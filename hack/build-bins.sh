@@ -4,10 +4,11 @@
 #   $CACHE/k8s-$K8S_VERSION/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,etcd}
 #   $CACHE/kwok-$KWOK_VERSION/kwok
 #   $CACHE/helm-$HELM_VERSION/helm
+#   $CACHE/gitops-tools-<hash of sources>/{kstatus,argocd-lua}   (hack/gitops-tools)
 # Kubernetes has no installable main module (its go.mod replaces staging modules with local
 # paths), so we generate a wrapper module whose own replaces point each staging module at its
 # published v0.<minor>.<patch>. The staging list is read from the chosen version's go.mod.
-# Usage: hack/build-bins.sh [k8s|kwok|helm|all]   (default all). Idempotent.
+# Usage: hack/build-bins.sh [k8s|kwok|helm|gitops|all]   (default all). Idempotent.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=hack/versions.sh
@@ -87,11 +88,20 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >"$LOG" 2>&1 || fail helm "$LOG"
 }
 
+build_gitops() {
+  local OUT; OUT="$(gitops_tools_dir)"
+  if [ -x "$OUT/kstatus" ] && [ -x "$OUT/argocd-lua" ]; then log "gitops tools cached"; return; fi
+  log "building the gitops test tools (kstatus, argocd-lua)"
+  local LOG="$CACHE/build-gitops-tools.log"; mkdir -p "$OUT"
+  (cd "$HERE/gitops-tools" && go build -trimpath -o "$OUT/" ./cmd/...) >"$LOG" 2>&1 || fail gitops-tools "$LOG"
+}
+
 mkdir -p "$CACHE"
 case "$what" in
   k8s) build_k8s ;;
   kwok) build_kwok ;;
   helm) build_helm ;;
-  all) build_k8s; build_kwok; build_helm ;;
-  *) echo "usage: $0 [k8s|kwok|helm|all]" >&2; exit 2 ;;
+  gitops) build_gitops ;;
+  all) build_k8s; build_kwok; build_helm; build_gitops ;;
+  *) echo "usage: $0 [k8s|kwok|helm|gitops|all]" >&2; exit 2 ;;
 esac

@@ -243,6 +243,7 @@ cmd_env() {
   echo "export AVIARY_PROM_TARGETS_DIR=$STATE/prom/targets"
   echo "export AVIARY_AUDIT_LOG=$STATE/audit.log"
   echo "export AVIARY_SHARED=$SHARED"
+  echo "export AVIARY_GITOPS_TOOLS=$(gitops_tools_dir)"
   echo "export PATH=$BIN:$CACHE/kwok-$KWOK_VERSION:$CACHE/helm-$HELM_VERSION:\$PATH"
 }
 

@@ -11,10 +11,11 @@ step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - t0))" "$*"; }
 
 bash "$HERE/deps.sh"
 
-step "building cluster binaries and helm in the background (cached after the first run)"
+step "building cluster binaries, helm and the gitops tools in the background (cached after the first run)"
 mkdir -p target
 bash "$HERE/build-bins.sh" k8s >target/build-bins.log 2>&1 && bash "$HERE/build-bins.sh" kwok >>target/build-bins.log 2>&1 \
-  && bash "$HERE/build-bins.sh" helm >>target/build-bins.log 2>&1 &
+  && bash "$HERE/build-bins.sh" helm >>target/build-bins.log 2>&1 \
+  && bash "$HERE/build-bins.sh" gitops >>target/build-bins.log 2>&1 &
 bins_pid=$!
 
 step "cargo fmt --check"

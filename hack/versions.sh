@@ -4,3 +4,10 @@ K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 CACHE="${AVIARY_BIN_CACHE:-$HOME/.cache/aviary}"
+# The GitOps consumers' own code, as test helpers (hack/gitops-tools): kstatus from
+# sigs.k8s.io/cli-utils and Argo CD's Lua VM (gopher-lua). Cached per hash of their sources.
+gitops_tools_dir() {
+  local src
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/gitops-tools"
+  echo "$CACHE/gitops-tools-$(cd "$src" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)"
+}

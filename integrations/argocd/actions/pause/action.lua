@@ -1,0 +1,3 @@
+-- `kubectl aviary pause`.
+obj.spec.paused = true
+return obj

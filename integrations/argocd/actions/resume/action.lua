@@ -1,0 +1,3 @@
+-- `kubectl aviary resume`.
+obj.spec.paused = false
+return obj
