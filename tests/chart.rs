@@ -321,6 +321,8 @@ fn chart_variants_render_as_configured() {
     let refused = template(&["rbac.namespaced=true", "rbac.watchNamespaces={Shop}"])
         .expect_err("not a namespace name");
     assert!(refused.contains("watchNamespaces"), "{refused}");
+    let refused = template(&["rbac.watchNamespaces={shop}"]).expect_err("not namespaced");
+    assert!(refused.contains("only with rbac.namespaced"), "{refused}");
 
     // Analysis Secrets: cluster-wide, in the namespaces listed, or in the watched one.
     let docs = template(&["analysis.secretArgs.enabled=true"]).expect("template");

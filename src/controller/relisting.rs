@@ -76,6 +76,13 @@ impl<M> Relisting<M> {
         vec![]
     }
 
+    /// Changes the live map with `f` (outside a watch event: see `scope::RelistHook`).
+    pub fn modify(&self, f: impl FnOnce(&mut M)) {
+        if let Ok(mut st) = self.state.write() {
+            f(&mut st.live);
+        }
+    }
+
     /// `f` of the live map; `None` only if a writer panicked while holding it.
     pub fn read<R>(&self, f: impl FnOnce(&M) -> R) -> Option<R> {
         self.state.read().ok().map(|st| f(&st.live))

@@ -225,6 +225,24 @@ impl ReplicaSetCache {
         self.entries.apply(&Event::Apply(created.clone()));
     }
 
+    /// Forgets the ReplicaSets of `namespace` not among `listed` (names): the end of that
+    /// namespace's relist, when several are watched and merged (`scope::RelistHook`). What a
+    /// single watch's relist does by replacing the whole map: a ReplicaSet we created and
+    /// recorded, then deleted while the watch was down, is gone.
+    pub fn forget_unlisted(&self, namespace: &str, listed: &std::collections::HashSet<String>) {
+        self.entries.modify(|e| {
+            let unlisted: Vec<Key> = e
+                .owner_of
+                .keys()
+                .filter(|(ns, name)| &**ns == namespace && !listed.contains(&**name))
+                .cloned()
+                .collect();
+            for key in unlisted {
+                e.remove(&key);
+            }
+        });
+    }
+
     /// Keeps what is recorded of our writes only for the owners with these UIDs (the Rollouts
     /// that still exist).
     pub fn retain_writes(&self, live_owners: &std::collections::HashSet<String>) {

@@ -72,32 +72,35 @@ impl RoutingCache {
         }
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
-        let stream = scope::watch(apis, watcher::Config::default(), |metadata| DynamicObject {
+        let tombstone = |metadata| DynamicObject {
             types: None,
             metadata,
             data: Value::Null,
-        })
-        .modify(|vs| {
-            crate::traffic::istio::trim_virtual_service(vs);
-            compact(vs);
-        })
-        .reflect(writer)
-        .filter_map(|res| {
-            let change = match res {
-                Ok(watcher::Event::Apply(vs) | watcher::Event::Delete(vs)) => Some(RoutingChange {
-                    namespace: vs.namespace().unwrap_or_default(),
-                    name: vs.name_any(),
-                    resource_version: vs.resource_version(),
-                }),
-                Ok(_) => None,
-                Err(e) => {
-                    debug!(error = %e, "VirtualService watch error");
-                    None
-                }
-            };
-            futures::future::ready(change)
-        })
-        .boxed();
+        };
+        let stream = scope::watch(apis, watcher::Config::default(), tombstone, None)
+            .modify(|vs| {
+                crate::traffic::istio::trim_virtual_service(vs);
+                compact(vs);
+            })
+            .reflect(writer)
+            .filter_map(|res| {
+                let change = match res {
+                    Ok(watcher::Event::Apply(vs) | watcher::Event::Delete(vs)) => {
+                        Some(RoutingChange {
+                            namespace: vs.namespace().unwrap_or_default(),
+                            name: vs.name_any(),
+                            resource_version: vs.resource_version(),
+                        })
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        debug!(error = %e, "VirtualService watch error");
+                        None
+                    }
+                };
+                futures::future::ready(change)
+            })
+            .boxed();
         let cache = RoutingCache {
             virtual_services: Some((store, resource)),
             seen: ReadYourWrites::default(),

@@ -7,11 +7,12 @@
 //! a relist of one namespace passed on as changes to that namespace only — a store fed the
 //! merged stream never loses another namespace's objects to it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_api};
@@ -36,12 +37,16 @@ pub enum ScopeError {
 }
 
 impl Scope {
-    /// The scope of `--namespace` values (each may be a comma-separated list): none is every
-    /// namespace; a name given twice counts once.
+    /// The scope of `--namespace` values (each may be a comma-separated list): none (or only
+    /// empty ones) is every namespace; a name given twice counts once.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, ScopeError> {
         let mut out: Vec<String> = vec![];
         for name in names.iter().flat_map(|n| n.as_ref().split(',')) {
             let name = name.trim();
+            // An empty value (`AVIARY_NAMESPACE=`, a trailing comma) names nothing.
+            if name.is_empty() {
+                continue;
+            }
             if !is_dns_label(name) {
                 return Err(ScopeError::InvalidName(name.to_string()));
             }
@@ -119,43 +124,54 @@ fn is_dns_label(s: &str) -> bool {
 /// A watch stream, as `watcher` yields it.
 pub type WatchStream<K> = BoxStream<'static, Result<Event<K>, watcher::Error>>;
 
+/// Called when a namespace's relist (after every namespace has listed) ends, with the names it
+/// listed: a cache that also holds entries the watch never delivered (our own writes standing
+/// in) forgets that namespace's others, as a single watch's relist replaces the whole cache.
+pub type RelistHook = Box<dyn FnMut(&str, &HashSet<String>) + Send>;
+
 /// Watches `apis` (with backoff) as one stream: the one watch itself, or several merged
 /// ([`merge`]). `tombstone` builds a deletion from an object's identity.
 pub fn watch<K>(
     apis: Vec<Api<K>>,
     config: watcher::Config,
     tombstone: fn(ObjectMeta) -> K,
+    on_relist: Option<RelistHook>,
 ) -> WatchStream<K>
 where
     K: Resource + Clone + fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    let mut streams: Vec<WatchStream<K>> = apis
+    let mut streams: Vec<(String, WatchStream<K>)> = apis
         .into_iter()
-        .map(|api| watch_api(api, config.clone()).default_backoff().boxed())
+        .map(|api| {
+            let ns = api.namespace().unwrap_or_default().to_string();
+            (ns, watch_api(api, config.clone()).default_backoff().boxed())
+        })
         .collect();
     if streams.len() == 1
-        && let Some(one) = streams.pop()
+        && let Some((_, one)) = streams.pop()
     {
         return one;
     }
-    merge(streams, tombstone).boxed()
+    merge(streams, tombstone, on_relist).boxed()
 }
 
 /// The watches `streams` (one namespace each) as one, with a single watch's semantics for a
 /// store fed from it (see the module doc): [`Merged`] applied to their events as they come.
 pub fn merge<K>(
-    streams: Vec<WatchStream<K>>,
+    streams: Vec<(String, WatchStream<K>)>,
     tombstone: fn(ObjectMeta) -> K,
+    on_relist: Option<RelistHook>,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
 where
     K: Resource + Send + 'static,
 {
-    let mut merged = Merged::new(streams.len(), tombstone);
+    let namespaces = streams.iter().map(|(ns, _)| ns.clone()).collect();
+    let mut merged = Merged::new(namespaces, tombstone, on_relist);
     futures::stream::select_all(
         streams
             .into_iter()
             .enumerate()
-            .map(|(i, s)| s.map(move |item| (i, item))),
+            .map(|(i, (_, s))| s.map(move |item| (i, item))),
     )
     .flat_map(move |(i, item)| {
         let out: Vec<_> = match item {
@@ -166,23 +182,27 @@ where
     })
 }
 
-/// `namespace/name`.
-type Key = (String, String);
-
-fn key_of<K: Resource>(obj: &K) -> Key {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+/// What is kept of an object passed on: whether a relist changed it, and what its deletion
+/// needs (the owner is woken when a relist finds an owned object gone).
+struct Known {
+    resource_version: Option<String>,
+    uid: Option<String>,
+    /// The controlling owner reference (the one owners are woken by).
+    owner: Option<OwnerReference>,
 }
 
-/// What a deletion needs of an object: its name, namespace, UID and owners (the owner is woken
-/// when a relist finds an owned object gone).
-fn identity<K: Resource>(obj: &K) -> ObjectMeta {
-    let m = obj.meta();
-    ObjectMeta {
-        name: m.name.clone(),
-        namespace: m.namespace.clone(),
-        uid: m.uid.clone(),
-        owner_references: m.owner_references.clone(),
-        ..Default::default()
+impl Known {
+    fn of<K: Resource>(obj: &K) -> Self {
+        let m = obj.meta();
+        Known {
+            resource_version: m.resource_version.clone(),
+            uid: m.uid.clone(),
+            owner: obj
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))
+                .cloned(),
+        }
     }
 }
 
@@ -191,40 +211,50 @@ fn identity<K: Resource>(obj: &K) -> ObjectMeta {
 /// Until every watch has listed once, each is buffered as a store of its own; then the union
 /// goes out as one list (`Init`, `InitApply` each, `InitDone`), so a store fed from it is
 /// ready exactly when every namespace is listed. From then on a watch's changes pass through,
-/// and its relist (after a watch that could not resume) goes out as changes: each object listed
-/// as an `Apply`, and at its end a `Delete` for each object it passed on before that the relist
-/// no longer holds. A store fed the merge holds, whenever no relist is under way, the union of
-/// what stores fed each watch would hold; during one, that union or newer.
+/// and its relist (after a watch that could not resume) is buffered as kube's store buffers
+/// one, and at its end goes out as changes: an `Apply` for each object new or at another
+/// version, then a `Delete` for each object passed on before that the relist no longer holds.
+/// A store fed the merge holds, after every event, the union of what stores fed each watch
+/// would hold.
 pub struct Merged<K> {
     spaces: Vec<Space<K>>,
     tombstone: fn(ObjectMeta) -> K,
+    on_relist: Option<RelistHook>,
 }
 
-enum Space<K> {
-    /// Before the merged list: its own store (`listed`, once it has listed) and a list under
-    /// way.
-    Buffering {
-        listed: Option<BTreeMap<Key, K>>,
-        relist: Option<BTreeMap<Key, K>>,
-    },
-    /// After: the identity of every object it has passed on, and the keys a relist under way
-    /// has listed so far.
-    Passing {
-        known: HashMap<Key, ObjectMeta>,
-        relist: Option<HashSet<Key>>,
-    },
+struct Space<K> {
+    namespace: String,
+    /// A list under way: its objects by name.
+    relist: Option<BTreeMap<String, K>>,
+    phase: Phase<K>,
+}
+
+enum Phase<K> {
+    /// Before the merged list: this watch's store, once it has listed.
+    Buffering(Option<BTreeMap<String, K>>),
+    /// After: what it has passed on, by name.
+    Passing(HashMap<String, Known>),
 }
 
 impl<K: Resource> Merged<K> {
-    pub fn new(watches: usize, tombstone: fn(ObjectMeta) -> K) -> Self {
+    /// The merge of one watch per namespace of `namespaces` (in the order of the watch
+    /// indices [`Self::on`] is given).
+    pub fn new(
+        namespaces: Vec<String>,
+        tombstone: fn(ObjectMeta) -> K,
+        on_relist: Option<RelistHook>,
+    ) -> Self {
         Merged {
-            spaces: (0..watches)
-                .map(|_| Space::Buffering {
-                    listed: None,
+            spaces: namespaces
+                .into_iter()
+                .map(|namespace| Space {
+                    namespace,
                     relist: None,
+                    phase: Phase::Buffering(None),
                 })
                 .collect(),
             tombstone,
+            on_relist,
         }
     }
 
@@ -234,109 +264,124 @@ impl<K: Resource> Merged<K> {
         let Some(space) = self.spaces.get_mut(i) else {
             return vec![];
         };
-        match space {
-            Space::Buffering { listed, relist } => {
-                match event {
-                    Event::Init => *relist = Some(BTreeMap::new()),
-                    Event::InitApply(obj) => {
-                        relist.get_or_insert_default().insert(key_of(&obj), obj);
-                    }
-                    Event::InitDone => {
-                        *listed = Some(relist.take().unwrap_or_default());
-                        return self.start_if_listed();
-                    }
-                    // Changes after its list (a watch yields none before it).
-                    Event::Apply(obj) => {
-                        listed.get_or_insert_default().insert(key_of(&obj), obj);
-                    }
-                    Event::Delete(obj) => {
-                        if let Some(listed) = listed {
-                            listed.remove(&key_of(&obj));
-                        }
-                    }
-                }
+        match event {
+            Event::Init => {
+                space.relist = Some(BTreeMap::new());
                 vec![]
             }
-            Space::Passing { known, relist } => match event {
-                Event::Init => {
-                    *relist = Some(HashSet::new());
+            Event::InitApply(obj) => {
+                space
+                    .relist
+                    .get_or_insert_default()
+                    .insert(obj.name_any(), obj);
+                vec![]
+            }
+            Event::InitDone => {
+                let listed = space.relist.take().unwrap_or_default();
+                match &mut space.phase {
+                    Phase::Buffering(store) => {
+                        *store = Some(listed);
+                        self.start_if_listed()
+                    }
+                    Phase::Passing(known) => {
+                        let names: HashSet<String> = listed.keys().cloned().collect();
+                        let out = relisted(&space.namespace, known, listed, tombstone);
+                        if let Some(hook) = &mut self.on_relist {
+                            hook(&space.namespace, &names);
+                        }
+                        out
+                    }
+                }
+            }
+            Event::Apply(obj) => match &mut space.phase {
+                // A change after its list (a watch yields none before it).
+                Phase::Buffering(store) => {
+                    store.get_or_insert_default().insert(obj.name_any(), obj);
                     vec![]
                 }
-                Event::InitApply(obj) => {
-                    let key = key_of(&obj);
-                    known.insert(key.clone(), identity(&obj));
-                    relist.get_or_insert_default().insert(key);
+                Phase::Passing(known) => {
+                    known.insert(obj.name_any(), Known::of(&obj));
                     vec![Event::Apply(obj)]
                 }
-                Event::InitDone => {
-                    let Some(listed) = relist.take() else {
-                        return vec![];
-                    };
-                    let mut gone: Vec<Key> = known
-                        .keys()
-                        .filter(|k| !listed.contains(*k))
-                        .cloned()
-                        .collect();
-                    gone.sort();
-                    gone.into_iter()
-                        .filter_map(|k| known.remove(&k))
-                        .map(|meta| Event::Delete(tombstone(meta)))
-                        .collect()
+            },
+            Event::Delete(obj) => match &mut space.phase {
+                Phase::Buffering(store) => {
+                    if let Some(store) = store {
+                        store.remove(&obj.name_any());
+                    }
+                    vec![]
                 }
-                Event::Apply(obj) => {
-                    known.insert(key_of(&obj), identity(&obj));
-                    vec![Event::Apply(obj)]
-                }
-                Event::Delete(obj) => {
-                    known.remove(&key_of(&obj));
+                Phase::Passing(known) => {
+                    known.remove(&obj.name_any());
                     vec![Event::Delete(obj)]
                 }
             },
         }
     }
 
-    /// Once every watch has listed: the merged list, then what relists under way have listed
-    /// so far (as changes); every watch passes through from here on.
+    /// Once every watch has listed: the merged list; every watch passes through from here on
+    /// (a relist under way goes on, buffered).
     fn start_if_listed(&mut self) -> Vec<Event<K>> {
-        let all_listed = self.spaces.iter().all(|s| {
-            matches!(
-                s,
-                Space::Buffering {
-                    listed: Some(_),
-                    ..
-                }
-            )
-        });
+        let all_listed = self
+            .spaces
+            .iter()
+            .all(|s| matches!(s.phase, Phase::Buffering(Some(_))));
         if !all_listed {
             return vec![];
         }
         let mut list = vec![Event::Init];
-        let mut changes = vec![];
         for space in &mut self.spaces {
-            let Space::Buffering { listed, relist } = space else {
+            let Phase::Buffering(store) = &mut space.phase else {
                 continue;
             };
             let mut known = HashMap::new();
-            for (key, obj) in listed.take().unwrap_or_default() {
-                known.insert(key, identity(&obj));
+            for (name, obj) in store.take().unwrap_or_default() {
+                known.insert(name, Known::of(&obj));
                 list.push(Event::InitApply(obj));
             }
-            let relist = relist.take().map(|objects| {
-                objects
-                    .into_iter()
-                    .map(|(key, obj)| {
-                        known.insert(key.clone(), identity(&obj));
-                        changes.push(Event::Apply(obj));
-                        key
-                    })
-                    .collect()
-            });
-            *space = Space::Passing { known, relist };
+            space.phase = Phase::Passing(known);
         }
         list.push(Event::InitDone);
-        list.extend(changes);
         list
     }
+}
+
+/// The end of a relist of `namespace` as changes against what was passed on (`known`, brought
+/// up to date): new or changed objects first, so that nothing is missing in between, then the
+/// deletions.
+fn relisted<K: Resource>(
+    namespace: &str,
+    known: &mut HashMap<String, Known>,
+    listed: BTreeMap<String, K>,
+    tombstone: fn(ObjectMeta) -> K,
+) -> Vec<Event<K>> {
+    let mut out = vec![];
+    let mut gone: BTreeSet<String> = known.keys().cloned().collect();
+    for (name, obj) in listed {
+        gone.remove(&name);
+        let now = Known::of(&obj);
+        let changed = known
+            .get(&name)
+            .is_none_or(|k| k.resource_version != now.resource_version);
+        known.insert(name, now);
+        if changed {
+            out.push(Event::Apply(obj));
+        }
+    }
+    for name in gone {
+        let Some(k) = known.remove(&name) else {
+            continue;
+        };
+        out.push(Event::Delete(tombstone(ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.to_string()),
+            uid: k.uid,
+            resource_version: k.resource_version,
+            owner_references: k.owner.map(|o| vec![o]),
+            ..Default::default()
+        })));
+    }
+    out
 }
 
 #[cfg(test)]

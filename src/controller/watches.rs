@@ -48,10 +48,17 @@ pub struct Watches {
 /// watch of every run reports them.
 pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (View, Watches) {
     let rs_cache = replica_set_cache::ReplicaSetCache::default();
+    // The cache holds our creates before the watch shows them: a namespace's relist must
+    // drop those it did not list, as a single watch's relist does.
+    let relisted: scope::RelistHook = Box::new({
+        let cache = rs_cache.clone();
+        move |ns, names| cache.forget_unlisted(ns, names)
+    });
     let replica_sets = scope::watch(
         scope.apis::<replica_set_cache::WatchedReplicaSet>(client),
         watcher::Config::default().labels(ROLLOUT_LABEL),
         tombstone,
+        Some(relisted),
     )
     .inspect_err(|e| tracing::warn!(kind = "ReplicaSet", error = %e, "watch failed; retrying"))
     .inspect_ok({
@@ -69,6 +76,7 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
         scope.apis::<WatchedService>(client),
         watcher::Config::default(),
         tombstone,
+        None,
     )
     .map_ok({
         let cache = svc_cache.clone();
@@ -86,6 +94,7 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
             scope.apis::<Lenient<AnalysisRun>>(client),
             watcher::Config::default().labels(ROLLOUT_LABEL),
             Lenient::tombstone,
+            None,
         ))
         .modify(trim_run)
         .reflect(runs_writer)
@@ -105,6 +114,7 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
             scope.apis::<Lenient<Rollout>>(client),
             watcher::Config::default(),
             Lenient::tombstone,
+            None,
         ))
         .modify(trim_rollout)
         .reflect(rollout_writer)

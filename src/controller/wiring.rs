@@ -196,6 +196,7 @@ pub async fn run(
                 settings.scope.apis::<Lenient<AnalysisRun>>(&client),
                 watcher::Config::default(),
                 Lenient::tombstone,
+                None,
             ))
             .modify(trim_run)
             .reflect(all_runs_writer)
