@@ -361,3 +361,111 @@ async fn blue_green_phases_read_truthfully_by_kstatus_and_argo_cd() {
     let age = k8s_openapi::jiff::Timestamp::now().duration_since(at);
     assert!(age.as_secs() < 60, "restartAt is now: {at}");
 }
+
+/// Given a canary whose analysis step measures a value neither its success nor its failure
+/// condition holds: the run is Inconclusive and the Rollout pauses for a human — InProgress for
+/// kstatus (Reconciling=True naming InconclusiveAnalysisRun), Suspended for Argo CD; Argo CD's
+/// `promote-full` then finishes it (Current / Healthy).
+#[tokio::test]
+async fn an_inconclusive_analysis_pause_reads_as_in_progress_and_suspended() {
+    let client = client().await;
+    support::controller::prepare(&client).await;
+    let ns = TestNamespace::new(&client, "gitops-inconclusive").await;
+    let receiver = support::webhook::WebhookReceiver::start().await;
+    receiver.serve_document(json!({"v": 5}));
+    let template = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "inc"},
+        "spec": {"metrics": [{"name": "v", "successCondition": "result == 1",
+                              "failureCondition": "result == 0",
+                              "provider": {"web": {"url": receiver.url("/v"), "jsonPath": "{$.v}"}}}]},
+    });
+    apply_value(&client, Some(&ns.name), &template)
+        .await
+        .expect("AnalysisTemplate");
+    let _ctl = ControllerProcess::start(&ns.name);
+    let steps = json!([{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "inc"}]}}]);
+    apply_value(&client, Some(&ns.name), &canary("web:1", steps))
+        .await
+        .expect("Rollout");
+    wait_status(&client, &ns.name, "web", "Healthy", |s| {
+        phase(s) == "Healthy"
+    })
+    .await;
+    set_image(&client, &ns.name, "web", "web:2").await;
+    let paused = |s: &Value| paused_for(s, "InconclusiveAnalysisRun");
+    let obj = wait_status(&client, &ns.name, "web", "paused: inconclusive", paused).await;
+    assert_eq!(kstatus(&obj), "InProgress");
+    assert_eq!(
+        condition(&obj["status"], "Reconciling")["reason"],
+        "InconclusiveAnalysisRun"
+    );
+    assert_eq!(argocd_health(&obj).0, "Suspended");
+
+    let patch = argocd_action("promote-full", &obj);
+    let ro: Rollout = serde_json::from_value(obj.clone()).expect("Rollout");
+    let cli = aviary::cli::actions::promote_plan(&ro, true).expect("promote plan");
+    assert_eq!(
+        Some(&patch),
+        cli.status.as_ref(),
+        "what `promote --full` writes"
+    );
+    apply_action(&client, &ns.name, "web", &patch).await;
+    let obj = wait_status(
+        &client,
+        &ns.name,
+        "web",
+        "Healthy after promote-full",
+        |s| phase(s) == "Healthy" && s["stableRS"] == s["currentPodHash"],
+    )
+    .await;
+    assert_eq!(kstatus(&obj), "Current");
+    assert_eq!(argocd_health(&obj).0, "Healthy");
+}
+
+/// integrations/argocd/argocd-cm.yaml (hack/argocd-cm.py) holds the Lua files byte for byte,
+/// and every action there is.
+#[test]
+fn the_argocd_cm_patch_holds_the_scripts_as_they_are() {
+    let dir = argocd_dir();
+    let read =
+        |p: &str| std::fs::read_to_string(dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let cm: serde_yaml::Value =
+        serde_yaml::from_str(&read("argocd-cm.yaml")).expect("argocd-cm.yaml");
+    let data = &cm["data"];
+    let stale = "stale: run python3 hack/argocd-cm.py";
+    assert_eq!(
+        data["resource.customizations.health.aviary.dev_Rollout"].as_str(),
+        Some(read("health.lua").as_str()),
+        "{stale}"
+    );
+    let actions: serde_yaml::Value = serde_yaml::from_str(
+        data["resource.customizations.actions.aviary.dev_Rollout"]
+            .as_str()
+            .expect("actions"),
+    )
+    .expect("actions YAML");
+    assert_eq!(
+        actions["discovery.lua"].as_str(),
+        Some(read("actions/discovery.lua").as_str()),
+        "{stale}"
+    );
+    let mut names = vec![];
+    for d in actions["definitions"].as_sequence().expect("definitions") {
+        let name = d["name"].as_str().expect("name");
+        assert_eq!(
+            d["action.lua"].as_str(),
+            Some(read(&format!("actions/{name}/action.lua")).as_str()),
+            "{name}: {stale}"
+        );
+        names.push(name.to_string());
+    }
+    let mut dirs: Vec<String> = std::fs::read_dir(dir.join("actions"))
+        .expect("actions dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    names.sort();
+    assert_eq!(names, dirs, "every action is in the patch");
+}
