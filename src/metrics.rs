@@ -164,6 +164,7 @@ pub struct Metrics {
     leader_acquisitions: Counter,
     undecodable: Family<KindLabel, Gauge>,
     watch_errors: Family<KindLabel, Counter>,
+    drift_corrections: Family<KindLabel, Counter>,
     /// Per-rollout series currently exported (for removal and the `aviary_rollouts` totals).
     series: Mutex<HashMap<(String, String), RolloutSeries>>,
 }
@@ -299,6 +300,12 @@ impl Metrics {
             "Failed list or watch requests, by kind (the watch retries with a backoff)",
             watch_errors.clone(),
         );
+        let drift_corrections = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "aviary_drift_corrections",
+            "Writes that put back someone else's change to a routing object's weights or a Service's selector, by kind",
+            drift_corrections.clone(),
+        );
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -326,6 +333,7 @@ impl Metrics {
             leader_acquisitions,
             undecodable,
             watch_errors,
+            drift_corrections,
             series: Mutex::new(HashMap::new()),
         };
         m.zero_rollout_totals();
@@ -584,6 +592,13 @@ impl Metrics {
         self.undecodable
             .get_or_create(&KindLabel { kind })
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// A write put back someone else's change to an object of `kind`.
+    pub fn drift_corrected(&self, kind: &'static str) {
+        self.drift_corrections
+            .get_or_create(&KindLabel { kind })
+            .inc();
     }
 
     /// A list or watch request of `kind` failed.

@@ -2668,3 +2668,125 @@ async fn an_orphaning_deletion_keeps_the_services_on_their_revisions_until_one_i
     // The next sweep (every minute) releases both.
     wait_services_released(&client, &ns.name, Duration::from_secs(90)).await;
 }
+
+/// Issue 23, item 3: a GitOps reset of the weight during `pause: {}`, made by another field
+/// manager, is put back at once — the routing object is watched, whichever the router — and
+/// the write that puts it back names who made the change: a Warning Event `DriftCorrected` on
+/// the Rollout and `aviary_drift_corrections_total{kind}`. The time from the reset to the
+/// correction is printed. (Before, HTTPRoutes and Ingresses were not watched: a reset waited
+/// for the safety resync; and no correction said whose change it undid.)
+async fn a_reset_by_another_manager_is_put_back_and_attributed(router: Router, prefix: &str) {
+    const MANAGER: &str = "gitops-sync";
+    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
+    let v1 = rollout(router, "web:1", steps.clone());
+    let (client, ns, ctl) = given_healthy(prefix, router, &v1).await;
+    apply_value(&client, Some(&ns.name), &rollout(router, "web:2", steps))
+        .await
+        .expect("the update");
+    let (gvk, name) = watched_object(router);
+    let (ar, _) = kube::discovery::pinned_kind(&client, &gvk)
+        .await
+        .expect("the routing kind");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "paused at 20 %",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let (api, rollouts) = (api.clone(), rollouts.clone());
+            async move {
+                let st = rollouts.get("web").await.ok()?.status?;
+                let w = canary_weight(router, &api.get(name).await.ok()?);
+                (st.phase == Some(RolloutPhase::Paused) && w == Some(20)).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let reset = match router {
+        // The canary Ingress is Aviary's own: someone edits its weight.
+        Router::Nginx => {
+            let pp = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            let weight = json!({"metadata": {"annotations": {
+                "nginx.ingress.kubernetes.io/canary-weight": "0"}}});
+            api.patch(name, &pp, &Patch::Merge(&weight)).await
+        }
+        // The object as Git declares it, applied with force as a GitOps sync does.
+        _ => {
+            let pp = PatchParams::apply(MANAGER).force();
+            api.patch(name, &pp, &Patch::Apply(routing_object(router)))
+                .await
+        }
+    }
+    .expect("reset the weight");
+    let t0 = Instant::now();
+    assert_eq!(canary_weight(router, &reset), Some(0), "the reset took");
+    let reset_version = reset.resource_version();
+    poll_until(
+        "the weight back at 20 % by a later write",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || {
+            let (api, reset_version) = (api.clone(), reset_version.clone());
+            async move {
+                let now = api.get(name).await.ok()?;
+                (canary_weight(router, &now) == Some(20) && now.resource_version() != reset_version)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    println!(
+        "{router:?}: a reset by another field manager was put back {:?} after it",
+        t0.elapsed()
+    );
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        "web",
+        "DriftCorrected naming the field manager",
+        |reason, note| reason == "DriftCorrected" && note.contains(MANAGER),
+    )
+    .await;
+    let kind = gvk.kind.clone();
+    let addr = ctl.metrics_addr().await;
+    poll_until(
+        "aviary_drift_corrections_total counted",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let kind = kind.clone();
+            async move {
+                let samples = support::scrape::scrape(addr).await?;
+                samples
+                    .iter()
+                    .any(|s| {
+                        s.name == "aviary_drift_corrections_total"
+                            && s.labels.get("kind") == Some(&kind)
+                            && s.value >= 1.0
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn istio_a_reset_by_another_manager_is_put_back_and_attributed() {
+    a_reset_by_another_manager_is_put_back_and_attributed(Router::Istio, "drift-istio").await;
+}
+
+#[tokio::test]
+async fn gateway_a_reset_by_another_manager_is_put_back_and_attributed() {
+    a_reset_by_another_manager_is_put_back_and_attributed(Router::Gateway, "drift-gateway").await;
+}
+
+#[tokio::test]
+async fn nginx_a_reset_by_another_manager_is_put_back_and_attributed() {
+    a_reset_by_another_manager_is_put_back_and_attributed(Router::Nginx, "drift-nginx").await;
+}

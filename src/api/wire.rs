@@ -81,6 +81,9 @@ pub mod reasons {
     pub const SWITCH_SERVICE: &str = "SwitchService";
     /// A ReplicaSet was scaled.
     pub const SCALING_REPLICA_SET: &str = "ScalingReplicaSet";
+    /// Someone else changed a routing object's weights or a Service's selector; the write
+    /// that put it back names their field manager.
+    pub const DRIFT_CORRECTED: &str = "DriftCorrected";
     /// A routing object's canary weight was written.
     pub const TRAFFIC_WEIGHT_UPDATED: &str = "TrafficWeightUpdated";
     /// An AnalysisRun was created.

@@ -145,6 +145,14 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
             Ok(Some(written)) => {
                 ctx.view.routing.saw(&written.after);
                 if let WeightChange::Updated { from, to } = written.change {
+                    // Our value now (an abort corrects nobody's change).
+                    let _ = ctx.view.drift.wrote(
+                        &object.resource.kind,
+                        &object.namespace,
+                        &object.name,
+                        None,
+                        &to.to_string(),
+                    );
                     info!(target: "aviary::watch", rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
                     let event = act::weight_event(from, to, &object.to_string());
                     report::publish(&ctx.recorder, &ro, &[event]).await;

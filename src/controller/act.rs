@@ -207,7 +207,7 @@ pub async fn apply(
                 }
             }
             Action::SwitchService { service, hash } => {
-                switch_service(ctx, &ns, &name, service, hash).await?
+                events.extend(switch_service(ctx, &ns, &name, service, hash).await?);
             }
             Action::SetWeight {
                 weight,
@@ -239,7 +239,18 @@ pub async fn apply(
                     {
                         ctx.view.routing.own_write(after);
                         info!(rollout = %name, router = router.kind(), from = ?from, to, "traffic weight updated");
-                        events.push(weight_event(from, to, &router.object(&target).to_string()));
+                        let object = router.object(&target);
+                        events.push(weight_event(from, to, &object.to_string()));
+                        if let Some(e) = drift_corrected(
+                            ctx,
+                            (&object.resource.kind, &object.namespace, &object.name),
+                            from.map(|w| w.to_string()).as_deref(),
+                            &to.to_string(),
+                            &object.to_string(),
+                            &format!("its canary weight is set back to {to}"),
+                        ) {
+                            events.push(e);
+                        }
                     }
                 }
             }
@@ -368,7 +379,7 @@ async fn switch_service(
     rollout: &str,
     service: &str,
     hash: &str,
-) -> Result<(), Error> {
+) -> Result<Option<Event>, Error> {
     let api: Api<WatchedService> = Api::namespaced(ctx.client().clone(), ns);
     let svc = super::observe::service(ctx, &api, ns, service)
         .await?
@@ -408,7 +419,34 @@ async fn switch_service(
         .service_writes
         .learnt(&key, cached_rv.as_deref(), written_rv, Some(after));
     info!(rollout, service, hash, "switched Service selector");
-    Ok(())
+    Ok(drift_corrected(
+        ctx,
+        ("Service", ns, service),
+        svc.selects(POD_TEMPLATE_HASH_LABEL),
+        hash,
+        &format!("Service '{ns}/{service}'"),
+        &format!("its selector is set back to revision {hash}"),
+    ))
+}
+
+/// Our write of `(kind, ns, name)` set its steered value from `overwritten` to `written`; when
+/// that put back someone else's change ([`super::drift`]): the Event naming them, and the
+/// count.
+fn drift_corrected(
+    ctx: &Context,
+    (kind, ns, name): (&str, &str, &str),
+    overwritten: Option<&str>,
+    written: &str,
+    object: &str,
+    what: &str,
+) -> Option<Event> {
+    let manager = ctx.view.drift.wrote(kind, ns, name, overwritten, written)?;
+    ctx.telemetry
+        .sinks
+        .metrics
+        .drift_corrected(super::drift::kind_label(kind));
+    warn!(object, manager = %manager, "put back a change someone else made");
+    Some(super::drift::corrected(object, &manager, what))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod analysis;
 pub mod analysis_runs;
 pub mod analysis_slots;
 pub mod cleanup;
+pub mod drift;
 pub mod error;
 pub mod freshness;
 pub mod index;

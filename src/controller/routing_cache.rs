@@ -27,12 +27,69 @@ use super::freshness::ReadYourWrites;
 use super::scope::{self, Scope};
 use crate::traffic::{RoutingObject, RoutingSnapshot};
 
-/// A VirtualService changed (or was deleted), as a watch event told.
+/// A routing object changed (or was deleted), as a watch event told.
 #[derive(Clone, Debug)]
 pub struct RoutingChange {
+    /// `VirtualService`, `HTTPRoute` or `Ingress`.
+    pub kind: &'static str,
     pub namespace: String,
     pub name: String,
     pub resource_version: Option<String>,
+    /// The field manager of the change ([`super::drift::last_writer`]).
+    pub manager: Option<String>,
+}
+
+impl RoutingChange {
+    /// The change an event of `obj` (of `kind`) tells.
+    fn of(kind: &'static str, obj: &DynamicObject) -> Self {
+        RoutingChange {
+            kind,
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            resource_version: obj.resource_version(),
+            manager: super::drift::last_writer(&obj.metadata).map(str::to_string),
+        }
+    }
+}
+
+/// The changes delivered as watch events (not a relist) of the routing objects of `resource`
+/// (`kind`) in `scope`, when its API is served; a stream that never yields otherwise. Nothing
+/// is cached: the events only wake the Rollouts that name the object ([`super::wakers`]).
+pub async fn watch_changes(
+    client: &Client,
+    scope: &Scope,
+    resource: &ApiResource,
+    kind: &'static str,
+) -> BoxStream<'static, RoutingChange> {
+    let apis = scope.apis_with(client, resource);
+    let served = match apis.first() {
+        Some(api) => api.list_metadata(&ListParams::default().limit(1)).await,
+        None => return futures::stream::pending().boxed(),
+    };
+    if let Err(e) = served {
+        info!(kind, error = %e, "not served: external changes to these objects wake no Rollout");
+        return futures::stream::pending().boxed();
+    }
+    let tombstone = |metadata| DynamicObject {
+        types: None,
+        metadata,
+        data: Value::Null,
+    };
+    scope::watch(apis, watcher::Config::default(), tombstone, None)
+        .filter_map(move |res| {
+            let change = match res {
+                Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
+                    Some(RoutingChange::of(kind, &obj))
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    debug!(kind, error = %e, "watch error");
+                    None
+                }
+            };
+            futures::future::ready(change)
+        })
+        .boxed()
 }
 
 /// The cached VirtualServices and the versions our own reads and writes saw of them, by the
@@ -79,18 +136,24 @@ impl RoutingCache {
         };
         let stream = scope::watch(apis, watcher::Config::default(), tombstone, None)
             .modify(|vs| {
+                // Of managedFields, only who changed it last (for drift attribution).
+                let writer = super::drift::last_writer(&vs.metadata).map(str::to_string);
                 crate::traffic::istio::trim_virtual_service(vs);
+                vs.metadata.managed_fields = writer.map(|manager| {
+                    vec![
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                            manager: Some(manager),
+                            ..Default::default()
+                        },
+                    ]
+                });
                 compact(vs);
             })
             .reflect(writer)
             .filter_map(|res| {
                 let change = match res {
                     Ok(watcher::Event::Apply(vs) | watcher::Event::Delete(vs)) => {
-                        Some(RoutingChange {
-                            namespace: vs.namespace().unwrap_or_default(),
-                            name: vs.name_any(),
-                            resource_version: vs.resource_version(),
-                        })
+                        Some(RoutingChange::of("VirtualService", &vs))
                     }
                     Ok(_) => None,
                     Err(e) => {
@@ -265,9 +328,11 @@ mod tests {
     fn only_the_version_our_write_returned_is_our_own_change() {
         let (cache, _writer) = cache_at("5");
         let change = |rv: &str| RoutingChange {
+            kind: "VirtualService",
             namespace: "app".into(),
             name: "web".into(),
             resource_version: Some(rv.into()),
+            manager: None,
         };
         // A fresh read found 6: not ours (another Rollout's news may be in it).
         cache.saw(&at(Some("6")));

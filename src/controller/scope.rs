@@ -213,9 +213,11 @@ impl Known {
 /// ready exactly when every namespace is listed. From then on a watch's changes pass through,
 /// and its relist (after a watch that could not resume) is buffered as kube's store buffers
 /// one, and at its end goes out as changes: an `Apply` for each object new or at another
-/// version, then a `Delete` for each object passed on before that the relist no longer holds.
-/// A store fed the merge holds, after every event, the union of what stores fed each watch
-/// would hold.
+/// version (in resourceVersion order), then a `Delete` for each object passed on before that
+/// the relist no longer holds. A store fed the merge holds, after each relist's events and
+/// every other event, the union of what stores fed each watch would hold; between the events
+/// of one relist's end (passed on at once) it may hold a mix of the old list and the new,
+/// where a single watch's store swaps the whole list in.
 pub struct Merged<K> {
     spaces: Vec<Space<K>>,
     tombstone: fn(ObjectMeta) -> K,
@@ -277,7 +279,11 @@ impl<K: Resource> Merged<K> {
                 vec![]
             }
             Event::InitDone => {
-                let listed = space.relist.take().unwrap_or_default();
+                // kube's watcher never ends a list it did not begin; were one to, it lists
+                // nothing and must not delete everything.
+                let Some(listed) = space.relist.take() else {
+                    return vec![];
+                };
                 match &mut space.phase {
                     Phase::Buffering(store) => {
                         *store = Some(listed);
@@ -355,7 +361,7 @@ fn relisted<K: Resource>(
     listed: BTreeMap<String, K>,
     tombstone: fn(ObjectMeta) -> K,
 ) -> Vec<Event<K>> {
-    let mut out = vec![];
+    let mut applied = vec![];
     let mut gone: BTreeSet<String> = known.keys().cloned().collect();
     for (name, obj) in listed {
         gone.remove(&name);
@@ -365,18 +371,27 @@ fn relisted<K: Resource>(
             .is_none_or(|k| k.resource_version != now.resource_version);
         known.insert(name, now);
         if changed {
-            out.push(Event::Apply(obj));
+            applied.push(obj);
         }
     }
+    // In the order they were written (resourceVersions are etcd revisions), as a watch would
+    // have delivered them.
+    applied.sort_by_key(|o| {
+        o.resource_version()
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    });
+    let mut out: Vec<Event<K>> = applied.into_iter().map(Event::Apply).collect();
     for name in gone {
         let Some(k) = known.remove(&name) else {
             continue;
         };
+        // No resourceVersion: the deletion's is unknown, and the last one passed on may be
+        // our own write's, which would make the deletion look like our own change.
         out.push(Event::Delete(tombstone(ObjectMeta {
             name: Some(name),
             namespace: Some(namespace.to_string()),
             uid: k.uid,
-            resource_version: k.resource_version,
             owner_references: k.owner.map(|o| vec![o]),
             ..Default::default()
         })));

@@ -404,3 +404,50 @@ fn a_relist_drops_a_replica_set_we_created_that_went_while_the_watch_was_down() 
         "b's are kept, a's unlisted one is gone"
     );
 }
+
+/// Found by review: a deletion a relist finds must not carry the last version passed on (our
+/// own write's, maybe), or the wake-up filter takes it for our own change.
+#[test]
+fn a_deletion_found_by_a_relist_carries_no_version() {
+    let mut fed = Fed::new(2);
+    fed.feed(0, listing(vec![obj("a", "stable", 1)]));
+    fed.feed(1, listing(vec![]));
+    fed.feed(0, vec![Event::Apply(obj("a", "stable", 5))]);
+    fed.out.clear();
+    fed.feed(0, listing(vec![]));
+    match fed.out.as_slice() {
+        [Event::Delete(gone)] => assert_eq!(gone.resource_version(), None),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Found by review: an `InitDone` with no `Init` before it deletes nothing.
+#[test]
+fn an_init_done_without_init_deletes_nothing() {
+    let mut fed = Fed::new(2);
+    fed.feed(0, listing(vec![obj("a", "web", 1)]));
+    fed.feed(1, listing(vec![]));
+    fed.out.clear();
+    fed.feed(0, vec![Event::InitDone]);
+    assert!(fed.out.is_empty(), "{:?}", fed.out);
+    assert_eq!(fed.held(), held(&[("a/web", "1")]));
+}
+
+/// A relist's changes go out in the order they were written.
+#[test]
+fn a_relist_s_changes_go_out_in_resource_version_order() {
+    let mut fed = Fed::new(2);
+    fed.feed(0, listing(vec![obj("a", "x", 1), obj("a", "y", 2)]));
+    fed.feed(1, listing(vec![]));
+    fed.out.clear();
+    fed.feed(0, listing(vec![obj("a", "x", 6), obj("a", "y", 5)]));
+    let order: Vec<String> = fed
+        .out
+        .iter()
+        .map(|e| match e {
+            Event::Apply(o) => o.name_any(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(order, ["y", "x"]);
+}

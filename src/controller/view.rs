@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::{analysis_runs, freshness, index, replica_set_cache, routing_cache};
+use super::{analysis_runs, drift, freshness, index, replica_set_cache, routing_cache};
 use super::{service_cache, store_ready};
 use crate::api::{AnalysisRun, Rollout};
 
@@ -34,6 +34,8 @@ pub struct View {
     pub retired_runs: analysis_runs::RetiredRuns,
     /// VirtualServices, and our reads and writes the cache may not show yet ([`routing_cache`]).
     pub routing: routing_cache::RoutingCache,
+    /// Who made the changes to steered objects that a write of ours has yet to put back.
+    pub drift: drift::DriftNotes,
 }
 
 impl View {
@@ -51,6 +53,7 @@ impl View {
             analysis_run_owners: index::OwnerIndex::default(),
             retired_runs: analysis_runs::RetiredRuns::default(),
             routing: routing_cache::RoutingCache::none(),
+            drift: drift::DriftNotes::default(),
         }
     }
 
@@ -69,6 +72,7 @@ impl View {
             Some(cached.and_then(|c| c.resource_version()))
         });
         self.routing.retain_cached();
+        self.drift.forget_stale();
         self.service_writes.retain(|key| {
             let (ns, name) = key.split_once('/')?;
             let cached = self.services.get(ns, name)?;

@@ -1,4 +1,5 @@
-//! Which Rollouts a change to a Service or VirtualService wakes.
+//! Which Rollouts a change to a Service or a routing object (VirtualService, HTTPRoute, Ingress)
+//! wakes.
 //!
 //! A Rollout steers objects it does not own: its Services' selectors and its VirtualServices'
 //! weights. When someone else changes one (a GitOps sync that resets a weight, a hand edit of a
@@ -47,6 +48,54 @@ pub fn names_virtual_service(ro: &Rollout, namespace: &str, name: &str) -> bool 
                 vs.name == name && vs.namespace_or(&own_ns) == namespace
             })
         })
+}
+
+/// Whether `ro` weights the HTTPRoute `namespace/name` (named in the Rollout's namespace).
+pub fn names_http_route(ro: &Rollout, namespace: &str, name: &str) -> bool {
+    ro.namespace().as_deref() == Some(namespace)
+        && ro
+            .spec
+            .strategy
+            .canary
+            .as_ref()
+            .and_then(|c| c.traffic_routing.as_ref())
+            .and_then(|t| t.gateway_api.as_ref())
+            .is_some_and(|g| g.http_routes().contains(&name))
+}
+
+/// Whether `ro` routes through the Ingress `namespace/name`: a stable Ingress it names, or the
+/// canary Ingress it keeps beside one.
+pub fn names_ingress(ro: &Rollout, namespace: &str, name: &str) -> bool {
+    let rollout = ro.name_any();
+    ro.namespace().as_deref() == Some(namespace)
+        && ro
+            .spec
+            .strategy
+            .canary
+            .as_ref()
+            .and_then(|c| c.traffic_routing.as_ref())
+            .and_then(|t| t.nginx.as_ref())
+            .is_some_and(|n| {
+                n.stable_ingresses().into_iter().any(|stable| {
+                    stable == name
+                        || crate::traffic::nginx::canary_ingress_name(&rollout, stable) == name
+                })
+            })
+}
+
+/// The Rollouts that steer the routing object `kind` `namespace/name`.
+pub fn rollouts_naming_routing_object(
+    store: &Store<Rollout>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Rollout>> {
+    match kind {
+        "VirtualService" => rollouts_naming_virtual_service(store, namespace, name),
+        "HTTPRoute" => rollouts_where(store, |ro| names_http_route(ro, namespace, name)),
+        "Ingress" => rollouts_where(store, |ro| names_ingress(ro, namespace, name)),
+        _ => vec![],
+    }
 }
 
 /// The Rollouts of `store` that `names` says name the object.
@@ -170,5 +219,48 @@ mod tests {
             names(rollouts_naming_virtual_service(&store, "b", "local")),
             ["b/web"]
         );
+    }
+
+    #[test]
+    fn http_routes_and_ingresses_wake_the_rollouts_that_steer_them() {
+        let (store, mut writer) = reflector::store::<Rollout>();
+        writer.apply_watcher_event(&Event::Init);
+        for ro in [
+            rollout(
+                "a",
+                "gw",
+                json!({"canary": {"stableService": "s", "canaryService": "c",
+                "trafficRouting": {"gatewayAPI": {"httpRoute": "route"}}}}),
+            ),
+            rollout(
+                "a",
+                "ng",
+                json!({"canary": {"stableService": "s", "canaryService": "c",
+                "trafficRouting": {"nginx": {"stableIngress": "front"}}}}),
+            ),
+        ] {
+            writer.apply_watcher_event(&Event::InitApply(ro));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        let woken = |kind: &str, ns: &str, name: &str| {
+            names(rollouts_naming_routing_object(&store, kind, ns, name))
+        };
+        assert_eq!(woken("HTTPRoute", "a", "route"), ["a/gw"]);
+        assert!(
+            woken("HTTPRoute", "b", "route").is_empty(),
+            "same name, other namespace"
+        );
+        assert_eq!(
+            woken("Ingress", "a", "front"),
+            ["a/ng"],
+            "the stable Ingress"
+        );
+        assert_eq!(
+            woken("Ingress", "a", "ng-front-canary"),
+            ["a/ng"],
+            "the canary Ingress"
+        );
+        assert!(woken("Ingress", "a", "route").is_empty());
+        assert!(woken("Service", "a", "s").is_empty(), "not a routing kind");
     }
 }

@@ -11,7 +11,7 @@ use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
-use super::routing_cache::{RoutingCache, RoutingChange};
+use super::routing_cache::{self, RoutingCache, RoutingChange};
 use super::scope::{self, Scope};
 use super::service_cache::{ServiceCache, WatchedService};
 use super::undecodable::{Lenient, Undecodables};
@@ -39,8 +39,9 @@ pub struct Watches {
     pub analysis_runs: Events<AnalysisRun>,
     /// Service events, with what a relist found changed or gone.
     pub services: Events<ServiceEvent>,
-    /// VirtualService changes delivered as watch events (none without the Istio API).
-    pub virtual_services: BoxStream<'static, RoutingChange>,
+    /// Routing object changes delivered as watch events: VirtualServices (the cache's watch),
+    /// HTTPRoutes and Ingresses (watched for their changes only), each when its API is served.
+    pub routing_changes: BoxStream<'static, RoutingChange>,
 }
 
 /// Builds every watch of the view, in the namespaces of `scope`. Rollouts that do not decode
@@ -107,6 +108,22 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
         .boxed();
 
     let (routing, virtual_services) = RoutingCache::watch(client, scope).await;
+    let http_routes = routing_cache::watch_changes(
+        client,
+        scope,
+        &crate::traffic::gateway::http_route_resource(),
+        "HTTPRoute",
+    )
+    .await;
+    let ingresses = routing_cache::watch_changes(
+        client,
+        scope,
+        &kube::api::ApiResource::erase::<k8s_openapi::api::networking::v1::Ingress>(&()),
+        "Ingress",
+    )
+    .await;
+    let routing_changes =
+        futures::stream::select_all([virtual_services, http_routes, ingresses]).boxed();
 
     let (rollout_store, rollout_writer) = reflector::store();
     let rollouts = Undecodables::new::<Rollout>(Some(client.clone()), Some(metrics))
@@ -130,13 +147,14 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
         analysis_run_owners: runs_owners,
         retired_runs: analysis_runs::RetiredRuns::default(),
         routing,
+        drift: super::drift::DriftNotes::default(),
     };
     let watches = Watches {
         rollouts,
         replica_sets,
         analysis_runs,
         services,
-        virtual_services,
+        routing_changes,
     };
     (view, watches)
 }

@@ -16,10 +16,11 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::routing_cache::RoutingChange;
 use super::scope::{self, Scope};
 use super::undecodable::{Lenient, Undecodables};
 use super::watches::{self, ServiceEvent, trim_run};
-use super::{analysis, pacing, report, serial, telemetry, wakers};
+use super::{analysis, drift, pacing, report, serial, telemetry, wakers};
 use crate::api::wire::EVENT_REPORTER;
 use crate::api::{AnalysisRun, Rollout};
 use crate::traffic::PreparedAborts;
@@ -136,20 +137,9 @@ pub async fn run(
         // Our own weight writes wake nobody (the version a write returned, not one a read
         // found: another Rollout's news may hide behind a read). A woken reconcile that runs
         // before the Rollout watch shows our status write would read the Rollout fresh.
-        watches.virtual_services.flat_map({
+        watches.routing_changes.flat_map({
             let (ctx, rollouts) = (ctx.clone(), rollout_store.clone());
-            move |change| {
-                let woken = if ctx.view.routing.is_own_write(&change) {
-                    vec![]
-                } else {
-                    wakers::rollouts_naming_virtual_service(
-                        &rollouts,
-                        &change.namespace,
-                        &change.name,
-                    )
-                };
-                futures::stream::iter(woken)
-            }
+            move |change| futures::stream::iter(routing_wakes(&ctx, &rollouts, &change))
         }),
     );
     info!(scope = %settings.scope, concurrency = settings.concurrency, "starting the Rollout and AnalysisRun controllers");
@@ -218,6 +208,30 @@ pub async fn run(
     Ok(())
 }
 
+/// The Rollouts a routing object's change wakes: those naming it, when the change is not our
+/// own write (for VirtualServices, the version our write returned; for the kinds watched for
+/// changes only, a change whose newest field manager is ours). Whoever made it is noted, for
+/// the write that puts it back ([`super::drift`]).
+fn routing_wakes(
+    ctx: &Context,
+    rollouts: &Store<Rollout>,
+    change: &RoutingChange,
+) -> Vec<ObjectRef<Rollout>> {
+    let own = match change.kind {
+        "VirtualService" => ctx.view.routing.is_own_write(change),
+        _ => change.manager.as_deref().is_some_and(drift::is_ours),
+    };
+    if own {
+        return vec![];
+    }
+    if let Some(manager) = &change.manager {
+        ctx.view
+            .drift
+            .note(change.kind, &change.namespace, &change.name, manager);
+    }
+    wakers::rollouts_naming_routing_object(rollouts, change.kind, &change.namespace, &change.name)
+}
+
 /// The Rollouts a Service watch event wakes: those naming the Service, when the change is not
 /// one of our own selector writes; at the end of a relist after a broken watch, those naming a
 /// Service the relist found changed or gone (`relisted`).
@@ -245,6 +259,9 @@ pub(super) fn service_wakes(
         svc.metadata.resource_version.as_deref(),
     ) {
         return vec![];
+    }
+    if let Some(manager) = drift::last_writer(&svc.metadata) {
+        ctx.view.drift.note("Service", &ns, &name, manager);
     }
     wakers::rollouts_naming_service(rollouts, &ns, &name)
 }

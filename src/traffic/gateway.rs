@@ -32,6 +32,11 @@ fn http_route_gvk() -> GroupVersionKind {
     GroupVersionKind::gvk(GATEWAY_GROUP, GATEWAY_VERSION, "HTTPRoute")
 }
 
+/// The HTTPRoute API (`gateway.networking.k8s.io/v1`).
+pub fn http_route_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk_with_plural(&http_route_gvk(), "httproutes")
+}
+
 /// A rule to update: indices into `spec.rules[rule].backendRefs`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleBackends {
@@ -278,11 +283,7 @@ impl TrafficRouter for GatewayRouter {
     }
 
     fn object(&self, target: &RouteTarget) -> RoutingObject {
-        RoutingObject::new(
-            kube::api::ApiResource::from_gvk_with_plural(&http_route_gvk(), "httproutes"),
-            &target.namespace,
-            &self.http_route,
-        )
+        RoutingObject::new(http_route_resource(), &target.namespace, &self.http_route)
     }
 
     fn read<'a>(

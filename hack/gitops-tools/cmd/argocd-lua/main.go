@@ -184,8 +184,9 @@ func health(ret lua.LValue) (map[string]string, error) {
 	status := lua.LVAsString(table.RawGetString("status"))
 	message := lua.LVAsString(table.RawGetString("message"))
 	switch status {
-	case "Healthy", "Progressing", "Suspended", "Degraded", "Missing", "Unknown", "":
+	case "Healthy", "Progressing", "Suspended", "Degraded", "Missing", "Unknown":
 	default:
+		// A table without a valid status (none at all included), as Argo CD judges it.
 		return map[string]string{"status": "Unknown", "message": "Lua returned an invalid health status"}, nil
 	}
 	return map[string]string{"status": status, "message": message}, nil
