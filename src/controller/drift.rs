@@ -38,6 +38,16 @@ struct Known {
     touched: Instant,
 }
 
+impl Known {
+    fn new() -> Self {
+        Known {
+            ours: None,
+            changed_by: None,
+            touched: Instant::now(),
+        }
+    }
+}
+
 fn key(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind} {namespace}/{name}")
 }
@@ -48,11 +58,7 @@ impl DriftNotes {
         if let Ok(mut objects) = self.objects.lock() {
             let known = objects
                 .entry(key(kind, namespace, name))
-                .or_insert_with(|| Known {
-                    ours: None,
-                    changed_by: None,
-                    touched: Instant::now(),
-                });
+                .or_insert_with(Known::new);
             known.changed_by = Some(manager.to_string());
             known.touched = Instant::now();
         }
@@ -72,11 +78,7 @@ impl DriftNotes {
         let mut objects = self.objects.lock().ok()?;
         let known = objects
             .entry(key(kind, namespace, name))
-            .or_insert_with(|| Known {
-                ours: None,
-                changed_by: None,
-                touched: Instant::now(),
-            });
+            .or_insert_with(Known::new);
         let changed_by = known.changed_by.take();
         let corrected = known.ours.is_some() && known.ours.as_deref() != overwritten;
         known.ours = Some(written.to_string());

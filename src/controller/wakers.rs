@@ -32,15 +32,16 @@ pub fn services_named(ro: &Rollout) -> impl Iterator<Item = &str> {
         .chain(blue_green.and_then(|b| b.preview_service.as_deref()))
 }
 
+/// The canary's traffic routing, if it has one.
+fn traffic_routing(ro: &Rollout) -> Option<&crate::api::RolloutTrafficRouting> {
+    ro.spec.canary().and_then(|c| c.traffic_routing.as_ref())
+}
+
 /// Whether `ro` weights the VirtualService `namespace/name` (named plainly, in the Rollout's
 /// namespace, or as `namespace/name`).
 pub fn names_virtual_service(ro: &Rollout, namespace: &str, name: &str) -> bool {
     let own_ns = ro.namespace().unwrap_or_default();
-    ro.spec
-        .strategy
-        .canary
-        .as_ref()
-        .and_then(|c| c.traffic_routing.as_ref())
+    traffic_routing(ro)
         .and_then(|t| t.istio.as_ref())
         .is_some_and(|istio| {
             istio.virtual_services().into_iter().any(|vs| {
@@ -53,12 +54,7 @@ pub fn names_virtual_service(ro: &Rollout, namespace: &str, name: &str) -> bool 
 /// Whether `ro` weights the HTTPRoute `namespace/name` (named in the Rollout's namespace).
 pub fn names_http_route(ro: &Rollout, namespace: &str, name: &str) -> bool {
     ro.namespace().as_deref() == Some(namespace)
-        && ro
-            .spec
-            .strategy
-            .canary
-            .as_ref()
-            .and_then(|c| c.traffic_routing.as_ref())
+        && traffic_routing(ro)
             .and_then(|t| t.gateway_api.as_ref())
             .is_some_and(|g| g.http_routes().contains(&name))
 }
@@ -68,12 +64,7 @@ pub fn names_http_route(ro: &Rollout, namespace: &str, name: &str) -> bool {
 pub fn names_ingress(ro: &Rollout, namespace: &str, name: &str) -> bool {
     let rollout = ro.name_any();
     ro.namespace().as_deref() == Some(namespace)
-        && ro
-            .spec
-            .strategy
-            .canary
-            .as_ref()
-            .and_then(|c| c.traffic_routing.as_ref())
+        && traffic_routing(ro)
             .and_then(|t| t.nginx.as_ref())
             .is_some_and(|n| {
                 n.stable_ingresses().into_iter().any(|stable| {
