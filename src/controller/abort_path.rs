@@ -147,9 +147,8 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
                 if let WeightChange::Updated { from, to } = written.change {
                     // Our value now (an abort corrects nobody's change).
                     let _ = ctx.view.drift.wrote(
-                        &object.resource.kind,
-                        &object.namespace,
-                        &object.name,
+                        &ro.name_any(),
+                        (&object.resource.kind, &object.namespace, &object.name),
                         None,
                         &to.to_string(),
                     );

@@ -243,6 +243,7 @@ pub async fn apply(
                         events.push(weight_event(from, to, &object.to_string()));
                         if let Some(e) = drift_corrected(
                             ctx,
+                            &name,
                             (&object.resource.kind, &object.namespace, &object.name),
                             from.map(|w| w.to_string()).as_deref(),
                             &to.to_string(),
@@ -421,6 +422,7 @@ async fn switch_service(
     info!(rollout, service, hash, "switched Service selector");
     Ok(drift_corrected(
         ctx,
+        rollout,
         ("Service", ns, service),
         svc.selects(POD_TEMPLATE_HASH_LABEL),
         hash,
@@ -429,24 +431,29 @@ async fn switch_service(
     ))
 }
 
-/// Our write of `(kind, ns, name)` set its steered value from `overwritten` to `written`; when
-/// that put back someone else's change ([`super::drift`]): the Event naming them, and the
-/// count.
+/// `rollout`'s write of `(kind, ns, name)` set its steered value from `overwritten` to
+/// `written`; when that put back someone else's change ([`super::drift`]): the count, and the
+/// Event naming them (unless one was told just now).
 fn drift_corrected(
     ctx: &Context,
+    rollout: &str,
     (kind, ns, name): (&str, &str, &str),
     overwritten: Option<&str>,
     written: &str,
     object: &str,
     what: &str,
 ) -> Option<Event> {
-    let manager = ctx.view.drift.wrote(kind, ns, name, overwritten, written)?;
+    let c = ctx
+        .view
+        .drift
+        .wrote(rollout, (kind, ns, name), overwritten, written)?;
     ctx.telemetry
         .sinks
         .metrics
         .drift_corrected(super::drift::kind_label(kind));
-    warn!(object, manager = %manager, "put back a change someone else made");
-    Some(super::drift::corrected(object, &manager, what))
+    warn!(object, manager = %c.manager, "put back a change someone else made");
+    c.tell
+        .then(|| super::drift::corrected(object, &c.manager, what))
 }
 
 #[cfg(test)]

@@ -5,14 +5,19 @@
 //! ([`super::wakers`]). For a change that is not our own write they also note here the field
 //! manager that made it: the newest entry of the object's `managedFields`. When a reconcile
 //! then writes the object, and what it overwrote (a canary weight, a selector's revision) is
-//! not what our last write of it had set, someone else changed it: the note becomes a Warning
-//! Event `DriftCorrected` on the Rollout naming that manager, and a count in
+//! not what that Rollout's last write of it had set, someone else changed it: the note becomes
+//! a Warning Event `DriftCorrected` on the Rollout naming that manager, and a count in
 //! `aviary_drift_corrections_total{kind}`. A write that overwrote our own value (the next step
-//! after someone relabelled the object) is no correction. What is kept per object goes after
+//! after someone relabelled the object) is no correction.
+//!
+//! What our writes set is kept per object *and Rollout*: two Rollouts may steer routes of one
+//! VirtualService, and one's write is not the other's drift. A write fight (a sync that resets
+//! the weight every few seconds) is corrected every time and counted every time, but told in an
+//! Event once per [`EVENT_INTERVAL`] per manager. What is kept goes with its Rollout, and after
 //! [`LIFETIME`] without a write or a change: a correction after that is still made, only not
 //! attributed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,28 +29,41 @@ use crate::plan::Event;
 /// How long what is known of an object is kept without a write or a change to it.
 pub const LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Per object (`Kind ns/name`): the value our last write set and who changed it since.
+/// The least time between two `DriftCorrected` Events for one object, Rollout and manager.
+pub const EVENT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Per object (`Kind ns/name`), per Rollout steering it: the value its last write set, and who
+/// changed the object since.
 #[derive(Default)]
 pub struct DriftNotes {
     objects: Mutex<HashMap<String, Known>>,
 }
 
+#[derive(Default)]
 struct Known {
-    /// The value of the field we steer, as our last write set it.
-    ours: Option<String>,
-    /// The field manager of a change not ours since that write.
-    changed_by: Option<String>,
-    touched: Instant,
+    /// By the name of the Rollout (in the object's namespace) that wrote it.
+    by_rollout: HashMap<String, Ours>,
+    touched: Option<Instant>,
 }
 
-impl Known {
-    fn new() -> Self {
-        Known {
-            ours: None,
-            changed_by: None,
-            touched: Instant::now(),
-        }
-    }
+#[derive(Default)]
+struct Ours {
+    /// The value of the field the Rollout steers, as its last write set it.
+    value: Option<String>,
+    /// The field manager of a change not ours since that write.
+    changed_by: Option<String>,
+    /// The manager and time of the last Event told.
+    told: Option<(String, Instant)>,
+}
+
+/// A write put back someone else's change.
+#[derive(Debug, PartialEq)]
+pub struct Correction {
+    /// The field manager whose change it put back.
+    pub manager: String,
+    /// Whether to tell it in an Event (not within [`EVENT_INTERVAL`] of the last for the
+    /// same manager).
+    pub tell: bool,
 }
 
 fn key(kind: &str, namespace: &str, name: &str) -> String {
@@ -53,43 +71,64 @@ fn key(kind: &str, namespace: &str, name: &str) -> String {
 }
 
 impl DriftNotes {
-    /// `manager` changed `kind` `namespace/name` (a change not ours).
+    /// `manager` changed `kind` `namespace/name`. Our own changes are not noted, nor changes
+    /// to objects no Rollout has written.
     pub fn note(&self, kind: &str, namespace: &str, name: &str, manager: &str) {
-        if let Ok(mut objects) = self.objects.lock() {
-            let known = objects
-                .entry(key(kind, namespace, name))
-                .or_insert_with(Known::new);
-            known.changed_by = Some(manager.to_string());
-            known.touched = Instant::now();
+        if is_ours(manager) {
+            return;
+        }
+        let Ok(mut objects) = self.objects.lock() else {
+            return;
+        };
+        if let Some(known) = objects.get_mut(&key(kind, namespace, name)) {
+            for ours in known.by_rollout.values_mut() {
+                ours.changed_by = Some(manager.to_string());
+            }
+            known.touched = Some(Instant::now());
         }
     }
 
-    /// Our write set the object's steered field from `overwritten` to `written`: the manager
-    /// of the change it put back, when `overwritten` is not what our last write had set and a
-    /// change by someone else was noted since.
+    /// Rollout `rollout`'s write set the object's steered field from `overwritten` to
+    /// `written`: the correction it made, when `overwritten` is not what that Rollout's last
+    /// write had set and a change by someone else was noted since.
     pub fn wrote(
         &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
+        rollout: &str,
+        (kind, namespace, name): (&str, &str, &str),
         overwritten: Option<&str>,
         written: &str,
-    ) -> Option<String> {
+    ) -> Option<Correction> {
         let mut objects = self.objects.lock().ok()?;
-        let known = objects
-            .entry(key(kind, namespace, name))
-            .or_insert_with(Known::new);
-        let changed_by = known.changed_by.take();
-        let corrected = known.ours.is_some() && known.ours.as_deref() != overwritten;
-        known.ours = Some(written.to_string());
-        known.touched = Instant::now();
-        changed_by.filter(|_| corrected)
+        let known = objects.entry(key(kind, namespace, name)).or_default();
+        let now = Instant::now();
+        known.touched = Some(now);
+        let ours = known.by_rollout.entry(rollout.to_string()).or_default();
+        let changed_by = ours.changed_by.take();
+        let corrected = ours.value.is_some() && ours.value.as_deref() != overwritten;
+        ours.value = Some(written.to_string());
+        let manager = changed_by.filter(|_| corrected)?;
+        let tell = !matches!(&ours.told, Some((m, at)) if *m == manager && now.duration_since(*at) < EVENT_INTERVAL);
+        if tell {
+            ours.told = Some((manager.clone(), now));
+        }
+        Some(Correction { manager, tell })
     }
 
-    /// Forgets objects neither written nor changed for [`LIFETIME`].
-    pub fn forget_stale(&self) {
+    /// Forgets the Rollouts not in `live` (`ns/name` keys), and objects neither written nor
+    /// changed for [`LIFETIME`].
+    pub fn forget(&self, live: &HashSet<String>) {
         if let Ok(mut objects) = self.objects.lock() {
-            objects.retain(|_, known| known.touched.elapsed() < LIFETIME);
+            objects.retain(|object, known| {
+                let namespace = object
+                    .split_once(' ')
+                    .and_then(|(_, o)| o.split_once('/'))
+                    .map_or("", |(ns, _)| ns);
+                known
+                    .by_rollout
+                    .retain(|rollout, _| live.contains(&format!("{namespace}/{rollout}")));
+                !known.by_rollout.is_empty()
+                    && known.touched.is_some_and(|t| t.elapsed() < LIFETIME)
+            });
         }
     }
 
@@ -104,12 +143,14 @@ impl DriftNotes {
 }
 
 /// The field manager of the object's newest change: the `managedFields` entry with the latest
-/// time (an entry without one counts as oldest). Times have one-second resolution: on a tie
+/// time (an entry without one counts as oldest). Entries of a subresource (`status`, `scale`)
+/// are left out: they change no field we steer. Times have one-second resolution: on a tie
 /// another manager wins over ours, so a change is taken for ours only when it surely is.
 pub fn last_writer(meta: &ObjectMeta) -> Option<&str> {
     meta.managed_fields
         .as_ref()?
         .iter()
+        .filter(|m| m.subresource.as_deref().unwrap_or_default().is_empty())
         .filter_map(|m| Some((m.time.as_ref().map(|t| t.0), m.manager.as_deref()?)))
         .max_by_key(|(time, manager)| (*time, !is_ours(manager)))
         .map(|(_, manager)| manager)
@@ -179,32 +220,84 @@ mod tests {
     }
 
     #[test]
+    fn status_entries_do_not_name_the_writer() {
+        let mut status = entry("kube-controller-manager", 40);
+        status.subresource = Some("status".into());
+        let meta = ObjectMeta {
+            managed_fields: Some(vec![entry("flux", 30), status]),
+            ..Default::default()
+        };
+        assert_eq!(last_writer(&meta), Some("flux"));
+    }
+
+    const VS: (&str, &str, &str) = ("VirtualService", "shop", "web");
+
+    fn manager(c: Option<Correction>) -> Option<String> {
+        c.map(|c| c.manager)
+    }
+
+    #[test]
     fn a_correction_is_attributed_only_when_it_overwrote_someone_else_s_value() {
         let notes = DriftNotes::default();
         // Our first write of it: nothing known to correct.
-        assert_eq!(
-            notes.wrote("VirtualService", "shop", "web", Some("0"), "20"),
-            None
-        );
+        assert_eq!(notes.wrote("web", VS, Some("0"), "20"), None);
         // Reset to 0 by flux; we put 20 back: attributed, once.
         notes.note("VirtualService", "shop", "web", "flux");
         assert_eq!(
-            notes
-                .wrote("VirtualService", "shop", "web", Some("0"), "20")
-                .as_deref(),
+            manager(notes.wrote("web", VS, Some("0"), "20")).as_deref(),
             Some("flux")
         );
-        assert_eq!(
-            notes.wrote("VirtualService", "shop", "web", Some("0"), "20"),
-            None
-        );
+        assert_eq!(notes.wrote("web", VS, Some("0"), "20"), None);
         // Someone relabels it; the next step moves our own 20 to 40: no correction.
         notes.note("VirtualService", "shop", "web", "kubectl");
-        assert_eq!(
-            notes.wrote("VirtualService", "shop", "web", Some("20"), "40"),
-            None
-        );
-        notes.forget_stale();
-        assert_eq!(notes.len(), 1, "a recent object is kept");
+        assert_eq!(notes.wrote("web", VS, Some("20"), "40"), None);
+        // Our own change is never noted as someone else's.
+        notes.note("VirtualService", "shop", "web", wire::FIELD_MANAGER);
+        assert_eq!(notes.wrote("web", VS, Some("0"), "40"), None);
+    }
+
+    #[test]
+    fn rollouts_sharing_an_object_are_not_each_other_s_drift() {
+        let notes = DriftNotes::default();
+        assert_eq!(notes.wrote("web", VS, Some("0"), "20"), None);
+        assert_eq!(notes.wrote("api", VS, Some("0"), "50"), None);
+        // flux touches the object; each Rollout overwrote only its own value: no correction.
+        notes.note("VirtualService", "shop", "web", "flux");
+        assert_eq!(notes.wrote("web", VS, Some("20"), "40"), None);
+        assert_eq!(notes.wrote("api", VS, Some("50"), "100"), None);
+        // flux resets both routes: both corrections are attributed.
+        notes.note("VirtualService", "shop", "web", "flux");
+        assert!(notes.wrote("web", VS, Some("0"), "40").is_some());
+        assert!(notes.wrote("api", VS, Some("0"), "100").is_some());
+    }
+
+    #[test]
+    fn a_write_fight_is_counted_every_time_and_told_once_per_interval() {
+        let notes = DriftNotes::default();
+        let _ = notes.wrote("web", VS, None, "20");
+        let mut told = vec![];
+        for manager in ["flux", "flux", "flux", "argocd"] {
+            notes.note("VirtualService", "shop", "web", manager);
+            let c = notes
+                .wrote("web", VS, Some("0"), "20")
+                .expect("a correction");
+            assert_eq!(c.manager, manager);
+            told.push(c.tell);
+        }
+        assert_eq!(told, [true, false, false, true]);
+    }
+
+    #[test]
+    fn what_is_kept_goes_with_its_rollout() {
+        let notes = DriftNotes::default();
+        let _ = notes.wrote("web", VS, None, "20");
+        let _ = notes.wrote("api", ("Service", "shop", "api"), None, "abc");
+        // A change to an object no Rollout wrote keeps nothing.
+        notes.note("Service", "shop", "other", "kubectl");
+        assert_eq!(notes.len(), 2);
+        notes.forget(&HashSet::from(["shop/web".to_string()]));
+        assert_eq!(notes.len(), 1, "the deleted Rollout's object is forgotten");
+        notes.forget(&HashSet::new());
+        assert!(notes.is_empty());
     }
 }

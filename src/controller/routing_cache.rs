@@ -16,15 +16,16 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::freshness::ReadYourWrites;
 use super::scope::{self, Scope};
+use crate::metrics::Metrics;
 use crate::traffic::{RoutingObject, RoutingSnapshot};
 
 /// A routing object changed (or was deleted), as a watch event told.
@@ -40,14 +41,55 @@ pub struct RoutingChange {
 }
 
 impl RoutingChange {
-    /// The change an event of `obj` (of `kind`) tells.
-    fn of(kind: &'static str, obj: &DynamicObject) -> Self {
-        RoutingChange {
+    /// The change an event of `obj` (of `kind`) tells; `None` for other events. A deletion
+    /// names no manager: the object's last state names who wrote it, not who deleted it.
+    fn of(
+        kind: &'static str,
+        event: Result<watcher::Event<DynamicObject>, watcher::Error>,
+        metrics: &Metrics,
+    ) -> Option<Self> {
+        let (obj, deleted) = match event {
+            Ok(watcher::Event::Apply(obj)) => (obj, false),
+            Ok(watcher::Event::Delete(obj)) => (obj, true),
+            Ok(_) => return None,
+            Err(e) => {
+                metrics.watch_error(kind);
+                warn!(kind, error = %e, "watch failed; retrying");
+                return None;
+            }
+        };
+        Some(RoutingChange {
             kind,
             namespace: obj.namespace().unwrap_or_default(),
             name: obj.name_any(),
             resource_version: obj.resource_version(),
-            manager: super::drift::last_writer(&obj.metadata).map(str::to_string),
+            manager: super::drift::last_writer(&obj.metadata)
+                .filter(|_| !deleted)
+                .map(str::to_string),
+        })
+    }
+}
+
+/// Whether `kind`'s API is served, probed by a one-item list in the first namespace of the
+/// scope. Not served (no such CRD) is told once; any other failure (say, a missing grant) is
+/// a warning and a watch error: its objects' changes wake nothing until a restart.
+async fn served(apis: &[Api<DynamicObject>], kind: &'static str, metrics: &Metrics) -> bool {
+    let Some(api) = apis.first() else {
+        return false;
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            info!(
+                kind,
+                "not served: changes to these objects wake no Rollout (a restart watches them once their CRD is installed)"
+            );
+            false
+        }
+        Err(e) => {
+            metrics.watch_error(kind);
+            warn!(kind, error = %e, "cannot list these objects: their changes wake no Rollout until a restart");
+            false
         }
     }
 }
@@ -60,14 +102,10 @@ pub async fn watch_changes(
     scope: &Scope,
     resource: &ApiResource,
     kind: &'static str,
+    metrics: Arc<Metrics>,
 ) -> BoxStream<'static, RoutingChange> {
     let apis = scope.apis_with(client, resource);
-    let served = match apis.first() {
-        Some(api) => api.list_metadata(&ListParams::default().limit(1)).await,
-        None => return futures::stream::pending().boxed(),
-    };
-    if let Err(e) = served {
-        info!(kind, error = %e, "not served: external changes to these objects wake no Rollout");
+    if !served(&apis, kind, &metrics).await {
         return futures::stream::pending().boxed();
     }
     let tombstone = |metadata| DynamicObject {
@@ -76,19 +114,7 @@ pub async fn watch_changes(
         data: Value::Null,
     };
     scope::watch(apis, watcher::Config::default(), tombstone, None)
-        .filter_map(move |res| {
-            let change = match res {
-                Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
-                    Some(RoutingChange::of(kind, &obj))
-                }
-                Ok(_) => None,
-                Err(e) => {
-                    debug!(kind, error = %e, "watch error");
-                    None
-                }
-            };
-            futures::future::ready(change)
-        })
+        .filter_map(move |res| futures::future::ready(RoutingChange::of(kind, res, &metrics)))
         .boxed()
 }
 
@@ -116,15 +142,12 @@ impl RoutingCache {
     pub async fn watch(
         client: &Client,
         scope: &Scope,
+        metrics: Arc<Metrics>,
     ) -> (Self, BoxStream<'static, RoutingChange>) {
         let resource = crate::traffic::istio::virtual_service_resource();
         let apis = scope.apis_with(client, &resource);
-        let served = match apis.first() {
-            Some(api) => api.list_metadata(&ListParams::default().limit(1)).await,
-            None => return (Self::none(), futures::stream::pending().boxed()),
-        };
-        if let Err(e) = served {
-            info!(error = %e, "VirtualServices are not served; routers read them on each reconcile");
+        if !served(&apis, "VirtualService", &metrics).await {
+            // Routers read them on each reconcile.
             return (Self::none(), futures::stream::pending().boxed());
         }
         let writer = reflector::store::Writer::new(resource.clone());
@@ -150,18 +173,8 @@ impl RoutingCache {
                 compact(vs);
             })
             .reflect(writer)
-            .filter_map(|res| {
-                let change = match res {
-                    Ok(watcher::Event::Apply(vs) | watcher::Event::Delete(vs)) => {
-                        Some(RoutingChange::of("VirtualService", &vs))
-                    }
-                    Ok(_) => None,
-                    Err(e) => {
-                        debug!(error = %e, "VirtualService watch error");
-                        None
-                    }
-                };
-                futures::future::ready(change)
+            .filter_map(move |res| {
+                futures::future::ready(RoutingChange::of("VirtualService", res, &metrics))
             })
             .boxed();
         let cache = RoutingCache {

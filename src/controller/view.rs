@@ -72,7 +72,7 @@ impl View {
             Some(cached.and_then(|c| c.resource_version()))
         });
         self.routing.retain_cached();
-        self.drift.forget_stale();
+        self.drift.forget(live);
         self.service_writes.retain(|key| {
             let (ns, name) = key.split_once('/')?;
             let cached = self.services.get(ns, name)?;

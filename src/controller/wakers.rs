@@ -5,14 +5,15 @@
 //! weights. When someone else changes one (a GitOps sync that resets a weight, a hand edit of a
 //! selector, a Service deleted and re-created), the Rollout must converge it again now, not at
 //! the next safety resync. So the Service and VirtualService watches (which exist anyway, as
-//! caches) wake every Rollout that names the changed object.
+//! caches) and the change-only watches of HTTPRoutes and Ingresses wake every Rollout that
+//! names the changed object.
 //!
 //! Our own writes are not news: the Rollout that made one already planned past it. A Service or
 //! VirtualService change whose resourceVersion is the one our write returned wakes nobody (a
 //! version a read found is not ours: on a VirtualService two Rollouts share, another Rollout's
-//! news may hide behind it). Changes delivered as
-//! watch events wake, and, for Services, what a relist after a broken watch finds changed or
-//! gone; a VirtualService changed while its watch was broken waits for the safety resync.
+//! news may hide behind it); an HTTPRoute or Ingress change whose newest field manager is ours
+//! wakes nobody. Changes delivered as watch events wake; so does what a relist after a broken
+//! watch finds changed or gone (the merged watch of [`super::scope`] sends only those).
 
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};

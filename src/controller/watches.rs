@@ -61,7 +61,13 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
         tombstone,
         Some(relisted),
     )
-    .inspect_err(|e| tracing::warn!(kind = "ReplicaSet", error = %e, "watch failed; retrying"))
+    .inspect_err({
+        let metrics = metrics.clone();
+        move |e| {
+            metrics.watch_error("ReplicaSet");
+            tracing::warn!(kind = "ReplicaSet", error = %e, "watch failed; retrying");
+        }
+    })
     .inspect_ok({
         let cache = rs_cache.clone();
         move |e| cache.apply(e)
@@ -107,12 +113,13 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
         .touched_objects()
         .boxed();
 
-    let (routing, virtual_services) = RoutingCache::watch(client, scope).await;
+    let (routing, virtual_services) = RoutingCache::watch(client, scope, metrics.clone()).await;
     let http_routes = routing_cache::watch_changes(
         client,
         scope,
         &crate::traffic::gateway::http_route_resource(),
         "HTTPRoute",
+        metrics.clone(),
     )
     .await;
     let ingresses = routing_cache::watch_changes(
@@ -120,6 +127,7 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
         scope,
         &kube::api::ApiResource::erase::<k8s_openapi::api::networking::v1::Ingress>(&()),
         "Ingress",
+        metrics.clone(),
     )
     .await;
     let routing_changes =

@@ -240,8 +240,9 @@ pub(super) fn service_wakes(
     rollouts: &Store<Rollout>,
     event: Result<ServiceEvent, watcher::Error>,
 ) -> Vec<ObjectRef<Rollout>> {
-    let svc = match event {
-        Ok((watcher::Event::Apply(svc) | watcher::Event::Delete(svc), _)) => svc,
+    let (svc, deleted) = match event {
+        Ok((watcher::Event::Apply(svc), _)) => (svc, false),
+        Ok((watcher::Event::Delete(svc), _)) => (svc, true),
         Ok((_, relisted)) => {
             return relisted
                 .iter()
@@ -249,6 +250,7 @@ pub(super) fn service_wakes(
                 .collect();
         }
         Err(e) => {
+            ctx.telemetry.sinks.metrics.watch_error("Service");
             warn!(kind = "Service", error = %e, "watch failed; retrying");
             return vec![];
         }
@@ -260,7 +262,8 @@ pub(super) fn service_wakes(
     ) {
         return vec![];
     }
-    if let Some(manager) = drift::last_writer(&svc.metadata) {
+    // A deletion carries the last state's managers, not who deleted it.
+    if let Some(manager) = drift::last_writer(&svc.metadata).filter(|_| !deleted) {
         ctx.view.drift.note("Service", &ns, &name, manager);
     }
     wakers::rollouts_naming_service(rollouts, &ns, &name)
