@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Writes integrations/argocd/argocd-cm.yaml, the argocd-cm merge patch that installs Aviary's
-Argo CD health script and resource actions, from the Lua files beside it (one source; a test in
-tests/gitops.rs checks the patch holds them byte for byte). Usage: python3 hack/argocd-cm.py"""
+Argo CD health script and resource actions, from the Lua files beside it, and the chart's copy
+of it (charts/aviary/files/argocd-cm.yaml, for `argocd.customizations.enabled`). One source: a
+test in tests/gitops.rs checks the patch holds them byte for byte and the copy is the same.
+Usage: python3 hack/argocd-cm.py"""
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIR = os.path.join(HERE, "..", "integrations", "argocd")
+CHART_COPY = os.path.join(HERE, "..", "charts", "aviary", "files", "argocd-cm.yaml")
 ACTIONS = ["promote", "promote-full", "abort", "retry", "pause", "resume", "restart"]
 
 
@@ -29,18 +32,21 @@ def main():
         "# Argo CD health and resource actions for Aviary Rollouts, as a merge patch of argocd-cm:\n"
         "#   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file argocd-cm.yaml\n"
         "# or list it under `patches:` of the kustomization that installs Argo CD (docs/gitops.md).\n"
+        "# metadata comes last: a shell's $(...) strips the text's final newline, which would\n"
+        "# otherwise be the last script's.\n"
         "apiVersion: v1\n"
         "kind: ConfigMap\n"
-        "metadata:\n"
-        "  name: argocd-cm\n"
         "data:\n"
         "  resource.customizations.health.aviary.dev_Rollout: |\n"
         + block(read("health.lua"), 4)
         + "  resource.customizations.actions.aviary.dev_Rollout: |\n"
         + block(actions, 4)
+        + "metadata:\n"
+        "  name: argocd-cm\n"
     )
-    with open(os.path.join(DIR, "argocd-cm.yaml"), "w") as f:
-        f.write(out)
+    for path in [os.path.join(DIR, "argocd-cm.yaml"), CHART_COPY]:
+        with open(path, "w") as f:
+            f.write(out)
 
 
 if __name__ == "__main__":

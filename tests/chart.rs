@@ -739,3 +739,65 @@ async fn deploy_args(client: &kube::Client, ns: &str, name: &str) -> Vec<String>
         .and_then(|c| c.args)
         .unwrap_or_default()
 }
+
+/// Given the chart installed with `argocd.customizations.enabled`, when the command its install
+/// notes print is run (against a stand-in for Argo CD's namespace), then Argo CD's argocd-cm
+/// holds exactly the health script and actions of `integrations/argocd/argocd-cm.yaml`, and
+/// keeps the keys it had.
+#[tokio::test]
+async fn chart_argocd_customizations_patch_argocd_cm_as_the_notes_say() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let client = client().await;
+    support::controller::install_aviary_crds(&client).await;
+    let ns = TestNamespace::new(&client, "chart-argo").await;
+    let argocd = TestNamespace::new(&client, "argocd-standin").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &argocd.name);
+    let shipped: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "argocd-cm"},
+        "data": {"url": "https://argocd.example.com"},
+    }))
+    .expect("argocd-cm");
+    cms.create(&kube::api::PostParams::default(), &shipped)
+        .await
+        .expect("create argocd-cm");
+    let release = Release::install(
+        &ns.name,
+        &ns.name,
+        &["argocd.customizations.enabled=true", "rbac.namespaced=true"],
+    );
+
+    let mut cmd = helm();
+    cmd.args(["get", "notes", &release.name, "--namespace", &ns.name]);
+    let notes = run(cmd).expect("helm get notes");
+    let line = notes
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("kubectl -n argocd patch configmap argocd-cm"))
+        .unwrap_or_else(|| panic!("the notes print the patch command:\n{notes}"));
+    let line = line.replacen("-n argocd ", &format!("-n {} ", argocd.name), 1);
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &line]);
+    run(sh).expect("the notes' command runs");
+
+    let patched = cms.get("argocd-cm").await.expect("argocd-cm").data;
+    let patched = patched.unwrap_or_default();
+    let want: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join("integrations/argocd/argocd-cm.yaml"))
+            .expect("integrations/argocd/argocd-cm.yaml"),
+    )
+    .expect("argocd-cm.yaml");
+    let want = want["data"].as_object().expect("data");
+    assert_eq!(want.len(), 2, "health and actions");
+    for (key, value) in want {
+        assert_eq!(
+            patched.get(key).map(String::as_str),
+            value.as_str(),
+            "argocd-cm {key} is Aviary's"
+        );
+    }
+    assert_eq!(
+        patched.get("url").map(String::as_str),
+        Some("https://argocd.example.com"),
+        "argocd-cm keeps its own keys"
+    );
+}

@@ -429,7 +429,7 @@ async fn an_inconclusive_analysis_pause_reads_as_in_progress_and_suspended() {
 }
 
 /// integrations/argocd/argocd-cm.yaml (hack/argocd-cm.py) holds the Lua files byte for byte,
-/// and every action there is.
+/// and every action there is; the chart's copy is the same file.
 #[test]
 fn the_argocd_cm_patch_holds_the_scripts_as_they_are() {
     let dir = argocd_dir();
@@ -474,4 +474,11 @@ fn the_argocd_cm_patch_holds_the_scripts_as_they_are() {
     dirs.sort();
     names.sort();
     assert_eq!(names, dirs, "every action is in the patch");
+    let chart_copy = support::repo_root().join("charts/aviary/files/argocd-cm.yaml");
+    assert_eq!(
+        std::fs::read_to_string(&chart_copy).ok().as_deref(),
+        Some(read("argocd-cm.yaml").as_str()),
+        "the chart's copy ({}) is {stale}",
+        chart_copy.display()
+    );
 }
