@@ -94,6 +94,7 @@ pub(super) async fn route_to_stable_now(
         match act::set_weight(
             ctx,
             ctx.clients.unpaced(),
+            &key(cached),
             router.as_ref(),
             target,
             &mut None,
@@ -102,6 +103,13 @@ pub(super) async fn route_to_stable_now(
         .await
         {
             Ok(WeightChange::Updated { from, to }) => {
+                // Our value now (an abort judges nobody's change).
+                let object = router.object(target);
+                ctx.view.drift.set(
+                    &key(cached),
+                    (&object.resource.kind, &object.namespace, &object.name),
+                    Some(&to.to_string()),
+                );
                 info!(
                     router = router.kind(),
                     ?from,
@@ -145,12 +153,11 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
             Ok(Some(written)) => {
                 ctx.view.routing.saw(&written.after);
                 if let WeightChange::Updated { from, to } = written.change {
-                    // Our value now (an abort corrects nobody's change).
-                    let _ = ctx.view.drift.wrote(
-                        &ro.name_any(),
+                    // Our value now (an abort judges nobody's change).
+                    ctx.view.drift.set(
+                        &key(&ro),
                         (&object.resource.kind, &object.namespace, &object.name),
-                        None,
-                        &to.to_string(),
+                        Some(&to.to_string()),
                     );
                     info!(target: "aviary::watch", rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
                     let event = act::weight_event(from, to, &object.to_string());

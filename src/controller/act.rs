@@ -116,6 +116,7 @@ pub async fn apply(
     snapshots.resize_with(routing.routers.len(), || None);
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
+    let rollout_key = format!("{ns}/{name}");
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);
     let scale_api: Api<WatchedReplicaSet> = Api::namespaced(ctx.client().clone(), &ns);
     let mut events = Vec::new();
@@ -228,6 +229,7 @@ pub async fn apply(
                     let written = set_weight(
                         ctx,
                         ctx.client(),
+                        &rollout_key,
                         router.as_ref(),
                         &target,
                         snapshot,
@@ -243,7 +245,7 @@ pub async fn apply(
                         events.push(weight_event(from, to, &object.to_string()));
                         if let Some(e) = drift_corrected(
                             ctx,
-                            &name,
+                            &rollout_key,
                             (&object.resource.kind, &object.namespace, &object.name),
                             from.map(|w| w.to_string()).as_deref(),
                             &to.to_string(),
@@ -300,9 +302,12 @@ pub async fn apply(
 
 /// Sets one router's weight from `snapshot` (then holding what the write left), with its prepared
 /// abort write, and records the outcome in the view: the version it left, or that it is unknown.
+/// For drift ([`super::drift`]), a weight found already right is `rollout`'s (`ns/name`) value
+/// now, and a failed write leaves it unknown; a write that changed it is the caller's to judge.
 pub(super) async fn set_weight(
     ctx: &Context,
     client: &kube::Client,
+    rollout: &str,
     router: &dyn TrafficRouter,
     target: &RouteTarget,
     snapshot: &mut Option<RoutingSnapshot>,
@@ -311,17 +316,25 @@ pub(super) async fn set_weight(
     let from = snapshot.take();
     let written =
         prepared::set_weight(router, client, target, from, weight, &ctx.prepared_aborts).await;
+    let object = router.object(target);
+    let drift_key = (&*object.resource.kind, &*object.namespace, &*object.name);
     match written {
         Ok(written) => {
             ctx.view.routing.saw(&written.after);
             *snapshot = Some(written.after);
+            if written.change == WeightChange::Unchanged {
+                ctx.view
+                    .drift
+                    .set(rollout, drift_key, Some(&weight.to_string()));
+            }
             Ok(written.change)
         }
         Err(e) => {
             // A write that may have been sent: its outcome, and so the version, is unknown.
             // (Invalid and NotFound are raised before any write goes out.)
             if matches!(e, TrafficError::Conflict { .. } | TrafficError::Kube(_)) {
-                ctx.view.routing.lost(&router.object(target));
+                ctx.view.routing.lost(&object);
+                ctx.view.drift.set(rollout, drift_key, None);
             }
             Err(e)
         }
@@ -407,9 +420,20 @@ async fn switch_service(
         "metadata": {"annotations": {MANAGED_BY_ANNOTATION: rollout}},
         "spec": {"selector": {POD_TEMPLATE_HASH_LABEL: hash}},
     });
-    let written = api
+    let rollout_key = format!("{ns}/{rollout}");
+    let written = match api
         .patch(service, &wire::patch_params(), &Patch::Merge(&patch))
-        .await?;
+        .await
+    {
+        Ok(written) => written,
+        Err(e) => {
+            // It may have landed: the selector is unknown, and the next write is not judged.
+            ctx.view
+                .drift
+                .set(&rollout_key, ("Service", ns, service), None);
+            return Err(e.into());
+        }
+    };
     // Read back by the view's one rule; its watch event is our own change.
     let after = CachedService::from(&written);
     let written_rv = after.resource_version.as_deref().map(str::to_string);
@@ -422,7 +446,7 @@ async fn switch_service(
     info!(rollout, service, hash, "switched Service selector");
     Ok(drift_corrected(
         ctx,
-        rollout,
+        &rollout_key,
         ("Service", ns, service),
         svc.selects(POD_TEMPLATE_HASH_LABEL),
         hash,

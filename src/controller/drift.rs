@@ -41,7 +41,8 @@ pub struct DriftNotes {
 
 #[derive(Default)]
 struct Known {
-    /// By the name of the Rollout (in the object's namespace) that wrote it.
+    /// By the Rollout (`ns/name`) that wrote it: an Istio VirtualService may live in another
+    /// namespace than the Rollouts that steer it.
     by_rollout: HashMap<String, Ours>,
     touched: Option<Instant>,
 }
@@ -52,8 +53,8 @@ struct Ours {
     value: Option<String>,
     /// The field manager of a change not ours since that write.
     changed_by: Option<String>,
-    /// The manager and time of the last Event told.
-    told: Option<(String, Instant)>,
+    /// When an Event last named each manager (kept for [`EVENT_INTERVAL`]).
+    told: HashMap<String, Instant>,
 }
 
 /// A write put back someone else's change.
@@ -61,7 +62,7 @@ struct Ours {
 pub struct Correction {
     /// The field manager whose change it put back.
     pub manager: String,
-    /// Whether to tell it in an Event (not within [`EVENT_INTERVAL`] of the last for the
+    /// Whether to tell it in an Event (not within [`EVENT_INTERVAL`] of the last naming the
     /// same manager).
     pub tell: bool,
 }
@@ -88,8 +89,28 @@ impl DriftNotes {
         }
     }
 
-    /// Rollout `rollout`'s write set the object's steered field from `overwritten` to
-    /// `written`: the correction it made, when `overwritten` is not what that Rollout's last
+    /// Rollout `rollout` (`ns/name`) left the object's steered field at `value` by a write
+    /// not judged for drift (an abort's, or one that found the value already right), or at an
+    /// unknown value (`None`: a write that failed may have landed). Its next write is judged
+    /// against this.
+    pub fn set(
+        &self,
+        rollout: &str,
+        (kind, namespace, name): (&str, &str, &str),
+        value: Option<&str>,
+    ) {
+        let Ok(mut objects) = self.objects.lock() else {
+            return;
+        };
+        let known = objects.entry(key(kind, namespace, name)).or_default();
+        known.touched = Some(Instant::now());
+        let ours = known.by_rollout.entry(rollout.to_string()).or_default();
+        ours.value = value.map(str::to_string);
+        ours.changed_by = None;
+    }
+
+    /// Rollout `rollout`'s (`ns/name`) write set the object's steered field from `overwritten`
+    /// to `written`: the correction it made, when `overwritten` is not what that Rollout's last
     /// write had set and a change by someone else was noted since.
     pub fn wrote(
         &self,
@@ -107,9 +128,11 @@ impl DriftNotes {
         let corrected = ours.value.is_some() && ours.value.as_deref() != overwritten;
         ours.value = Some(written.to_string());
         let manager = changed_by.filter(|_| corrected)?;
-        let tell = !matches!(&ours.told, Some((m, at)) if *m == manager && now.duration_since(*at) < EVENT_INTERVAL);
+        ours.told
+            .retain(|_, at| now.duration_since(*at) < EVENT_INTERVAL);
+        let tell = !ours.told.contains_key(&manager);
         if tell {
-            ours.told = Some((manager.clone(), now));
+            ours.told.insert(manager.clone(), now);
         }
         Some(Correction { manager, tell })
     }
@@ -118,14 +141,8 @@ impl DriftNotes {
     /// changed for [`LIFETIME`].
     pub fn forget(&self, live: &HashSet<String>) {
         if let Ok(mut objects) = self.objects.lock() {
-            objects.retain(|object, known| {
-                let namespace = object
-                    .split_once(' ')
-                    .and_then(|(_, o)| o.split_once('/'))
-                    .map_or("", |(ns, _)| ns);
-                known
-                    .by_rollout
-                    .retain(|rollout, _| live.contains(&format!("{namespace}/{rollout}")));
+            objects.retain(|_, known| {
+                known.by_rollout.retain(|rollout, _| live.contains(rollout));
                 !known.by_rollout.is_empty()
                     && known.touched.is_some_and(|t| t.elapsed() < LIFETIME)
             });
@@ -240,46 +257,46 @@ mod tests {
     fn a_correction_is_attributed_only_when_it_overwrote_someone_else_s_value() {
         let notes = DriftNotes::default();
         // Our first write of it: nothing known to correct.
-        assert_eq!(notes.wrote("web", VS, Some("0"), "20"), None);
+        assert_eq!(notes.wrote("shop/web", VS, Some("0"), "20"), None);
         // Reset to 0 by flux; we put 20 back: attributed, once.
         notes.note("VirtualService", "shop", "web", "flux");
         assert_eq!(
-            manager(notes.wrote("web", VS, Some("0"), "20")).as_deref(),
+            manager(notes.wrote("shop/web", VS, Some("0"), "20")).as_deref(),
             Some("flux")
         );
-        assert_eq!(notes.wrote("web", VS, Some("0"), "20"), None);
+        assert_eq!(notes.wrote("shop/web", VS, Some("0"), "20"), None);
         // Someone relabels it; the next step moves our own 20 to 40: no correction.
         notes.note("VirtualService", "shop", "web", "kubectl");
-        assert_eq!(notes.wrote("web", VS, Some("20"), "40"), None);
+        assert_eq!(notes.wrote("shop/web", VS, Some("20"), "40"), None);
         // Our own change is never noted as someone else's.
         notes.note("VirtualService", "shop", "web", wire::FIELD_MANAGER);
-        assert_eq!(notes.wrote("web", VS, Some("0"), "40"), None);
+        assert_eq!(notes.wrote("shop/web", VS, Some("0"), "40"), None);
     }
 
     #[test]
     fn rollouts_sharing_an_object_are_not_each_other_s_drift() {
         let notes = DriftNotes::default();
-        assert_eq!(notes.wrote("web", VS, Some("0"), "20"), None);
-        assert_eq!(notes.wrote("api", VS, Some("0"), "50"), None);
+        assert_eq!(notes.wrote("shop/web", VS, Some("0"), "20"), None);
+        assert_eq!(notes.wrote("shop/api", VS, Some("0"), "50"), None);
         // flux touches the object; each Rollout overwrote only its own value: no correction.
         notes.note("VirtualService", "shop", "web", "flux");
-        assert_eq!(notes.wrote("web", VS, Some("20"), "40"), None);
-        assert_eq!(notes.wrote("api", VS, Some("50"), "100"), None);
+        assert_eq!(notes.wrote("shop/web", VS, Some("20"), "40"), None);
+        assert_eq!(notes.wrote("shop/api", VS, Some("50"), "100"), None);
         // flux resets both routes: both corrections are attributed.
         notes.note("VirtualService", "shop", "web", "flux");
-        assert!(notes.wrote("web", VS, Some("0"), "40").is_some());
-        assert!(notes.wrote("api", VS, Some("0"), "100").is_some());
+        assert!(notes.wrote("shop/web", VS, Some("0"), "40").is_some());
+        assert!(notes.wrote("shop/api", VS, Some("0"), "100").is_some());
     }
 
     #[test]
     fn a_write_fight_is_counted_every_time_and_told_once_per_interval() {
         let notes = DriftNotes::default();
-        let _ = notes.wrote("web", VS, None, "20");
+        let _ = notes.wrote("shop/web", VS, None, "20");
         let mut told = vec![];
         for manager in ["flux", "flux", "flux", "argocd"] {
             notes.note("VirtualService", "shop", "web", manager);
             let c = notes
-                .wrote("web", VS, Some("0"), "20")
+                .wrote("shop/web", VS, Some("0"), "20")
                 .expect("a correction");
             assert_eq!(c.manager, manager);
             told.push(c.tell);
@@ -290,8 +307,8 @@ mod tests {
     #[test]
     fn what_is_kept_goes_with_its_rollout() {
         let notes = DriftNotes::default();
-        let _ = notes.wrote("web", VS, None, "20");
-        let _ = notes.wrote("api", ("Service", "shop", "api"), None, "abc");
+        let _ = notes.wrote("shop/web", VS, None, "20");
+        let _ = notes.wrote("shop/api", ("Service", "shop", "api"), None, "abc");
         // A change to an object no Rollout wrote keeps nothing.
         notes.note("Service", "shop", "other", "kubectl");
         assert_eq!(notes.len(), 2);
@@ -299,5 +316,62 @@ mod tests {
         assert_eq!(notes.len(), 1, "the deleted Rollout's object is forgotten");
         notes.forget(&HashSet::new());
         assert!(notes.is_empty());
+    }
+
+    // Istio: `virtualService: mesh/reviews` lives outside the Rollouts' namespaces.
+    const MESH_VS: (&str, &str, &str) = ("VirtualService", "mesh", "reviews");
+
+    #[test]
+    fn an_object_in_another_namespace_is_kept_while_its_rollout_lives() {
+        let notes = DriftNotes::default();
+        let _ = notes.wrote("app/web", MESH_VS, None, "20");
+        notes.forget(&HashSet::from(["app/web".to_string()]));
+        notes.note("VirtualService", "mesh", "reviews", "flux");
+        assert!(notes.wrote("app/web", MESH_VS, Some("0"), "20").is_some());
+    }
+
+    #[test]
+    fn same_named_rollouts_of_two_namespaces_are_not_each_other_s_drift() {
+        let notes = DriftNotes::default();
+        let _ = notes.wrote("app/web", MESH_VS, Some("0"), "20");
+        let _ = notes.wrote("shop/web", MESH_VS, Some("0"), "50");
+        notes.note("VirtualService", "mesh", "reviews", "kubectl");
+        assert_eq!(notes.wrote("app/web", MESH_VS, Some("20"), "40"), None);
+    }
+
+    #[test]
+    fn writes_not_judged_are_recorded_and_use_up_no_event() {
+        let notes = DriftNotes::default();
+        let _ = notes.wrote("shop/web", VS, Some("0"), "40");
+        // kubectl annotates it; an abort sets 0 (not judged); the retry's first step 0 -> 20
+        // is no correction.
+        notes.note("VirtualService", "shop", "web", "kubectl");
+        notes.set("shop/web", VS, Some("0"));
+        assert_eq!(notes.wrote("shop/web", VS, Some("0"), "20"), None);
+        // kubectl then sets 30; the abort's own write was no Event, so this one is told.
+        notes.note("VirtualService", "shop", "web", "kubectl");
+        let c = notes
+            .wrote("shop/web", VS, Some("30"), "0")
+            .expect("a correction");
+        assert!(c.tell);
+        // A failed write leaves the value unknown: the next write is not judged.
+        notes.set("shop/web", VS, None);
+        notes.note("VirtualService", "shop", "web", "flux");
+        assert_eq!(notes.wrote("shop/web", VS, Some("7"), "20"), None);
+    }
+
+    #[test]
+    fn alternating_managers_are_each_told_once_per_interval() {
+        let notes = DriftNotes::default();
+        let _ = notes.wrote("shop/web", VS, None, "20");
+        let mut told = vec![];
+        for m in ["flux", "argocd", "flux", "argocd"] {
+            notes.note("VirtualService", "shop", "web", m);
+            let c = notes
+                .wrote("shop/web", VS, Some("0"), "20")
+                .expect("a correction");
+            told.push(c.tell);
+        }
+        assert_eq!(told, [true, true, false, false]);
     }
 }

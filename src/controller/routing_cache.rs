@@ -77,22 +77,36 @@ async fn served(apis: &[Api<DynamicObject>], kind: &'static str, metrics: &Metri
     let Some(api) = apis.first() else {
         return false;
     };
-    match api.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => true,
-        Err(kube::Error::Api(e)) if e.code == 404 => {
-            info!(
-                kind,
-                "not served: changes to these objects wake no Rollout (a restart watches them once their CRD is installed)"
-            );
-            false
-        }
-        Err(e) => {
-            metrics.watch_error(kind);
-            warn!(kind, error = %e, "cannot list these objects: their changes wake no Rollout until a restart");
-            false
+    // A passing failure (a timeout, 429, 5xx) is tried again a few times; a refusal is final.
+    let mut backoff = std::time::Duration::from_millis(500);
+    for attempt in 1..=PROBE_ATTEMPTS {
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return true,
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                info!(
+                    kind,
+                    "not served: changes to these objects wake no Rollout (a restart watches them once their CRD is installed)"
+                );
+                return false;
+            }
+            Err(e) => {
+                metrics.watch_error(kind);
+                let refused = matches!(&e, kube::Error::Api(s) if s.code == 401 || s.code == 403);
+                if refused || attempt == PROBE_ATTEMPTS {
+                    warn!(kind, error = %e, "cannot list these objects: their changes wake no Rollout until a restart");
+                    return false;
+                }
+                debug!(kind, error = %e, attempt, "probing whether these objects are served failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
         }
     }
+    false
 }
+
+/// How often [`served`] asks before it gives up on a failure that may pass.
+const PROBE_ATTEMPTS: u32 = 4;
 
 /// The changes delivered as watch events (not a relist) of the routing objects of `resource`
 /// (`kind`) in `scope`, when its API is served; a stream that never yields otherwise. Nothing
@@ -469,6 +483,7 @@ mod tests {
         let written = crate::controller::act::set_weight(
             &ctx,
             &client,
+            "shop/web",
             &router,
             &target,
             &mut Some(observed),

@@ -12,8 +12,10 @@
 //! VirtualService change whose resourceVersion is the one our write returned wakes nobody (a
 //! version a read found is not ours: on a VirtualService two Rollouts share, another Rollout's
 //! news may hide behind it); an HTTPRoute or Ingress change whose newest field manager is ours
-//! wakes nobody. Changes delivered as watch events wake; so does what a relist after a broken
-//! watch finds changed or gone (the merged watch of [`super::scope`] sends only those).
+//! wakes nobody. Changes delivered as watch events wake. After a broken watch, what the relist
+//! finds changed or gone wakes for Services; for routing objects only in a multi-namespace
+//! scope (whose merged watch, [`super::scope`], sends a relist's changes as events); otherwise a
+//! routing object changed while its watch was broken waits for the safety resync.
 
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
