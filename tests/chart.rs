@@ -16,44 +16,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
+use support::helm::{Release, chart, helm, run};
 use support::{TestNamespace, client, poll_until, repo_root, yaml_documents};
-
-fn chart() -> PathBuf {
-    repo_root().join("charts/aviary")
-}
-
-/// `helm` from PATH (`hack/cluster.sh env` puts the built one there), else the build cache.
-fn helm() -> Command {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("helm").is_file()))
-        .unwrap_or(false);
-    if on_path {
-        return Command::new("helm");
-    }
-    let cached = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default()
-        .join(".cache/aviary/helm-v3.21.4/helm");
-    assert!(
-        cached.is_file(),
-        "helm not found on PATH nor at {}: run `hack/build-bins.sh helm` (or `make bins`)",
-        cached.display()
-    );
-    Command::new(cached)
-}
-
-fn run(mut cmd: Command) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{cmd:?} failed: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
 
 /// `helm template` with `--set` values, as parsed documents.
 fn template(sets: &[&str]) -> Result<Vec<Value>, String> {
@@ -498,41 +462,6 @@ fn can_i(sa: &str, ns: &str, verb: &str, target: &str) -> bool {
     cmd.args(["-n", ns, &format!("--as={sa}")]);
     let out = cmd.output().expect("kubectl auth can-i");
     String::from_utf8_lossy(&out.stdout).trim() == "yes"
-}
-
-/// Uninstalls a release when dropped (its ClusterRole and binding are cluster-scoped: deleting
-/// the namespace would leave them).
-struct Release {
-    name: String,
-    namespace: String,
-}
-
-impl Release {
-    fn install(name: &str, namespace: &str, sets: &[&str]) -> Self {
-        let mut cmd = helm();
-        cmd.args(["install", name]).arg(chart()).args([
-            "--namespace",
-            namespace,
-            "--set",
-            "crds.install=false",
-        ]);
-        for s in sets {
-            cmd.args(["--set", s]);
-        }
-        run(cmd).expect("helm install");
-        Release {
-            name: name.into(),
-            namespace: namespace.into(),
-        }
-    }
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        let mut cmd = helm();
-        cmd.args(["uninstall", &self.name, "--namespace", &self.namespace]);
-        let _ = cmd.output();
-    }
 }
 
 /// Given the chart installed cluster-wide (with a ServiceMonitor), then its objects exist as

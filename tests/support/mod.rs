@@ -7,6 +7,7 @@
 
 pub mod controller;
 pub mod exporter;
+pub mod helm;
 pub mod scrape;
 pub mod webhook;
 
