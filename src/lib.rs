@@ -8,6 +8,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod build_info;
 pub mod cli;
 pub mod controller;
 pub mod delivery;

@@ -276,6 +276,15 @@ impl Metrics {
             "Webhook notifications, by sink, trigger and result (sent, failed, dropped)",
             notifications.clone(),
         );
+        // The build, as Prometheus' own `*_build_info` (a constant 1 with the version as labels).
+        registry.register(
+            "aviary_build",
+            "The build of this process: version and git revision as labels",
+            prometheus_client::metrics::info::Info::new(vec![
+                ("version", crate::build_info::VERSION),
+                ("revision", crate::build_info::REVISION),
+            ]),
+        );
         let leader = Gauge::default();
         registry.register(
             "aviary_leader",

@@ -24,7 +24,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser, Debug)]
 #[command(
     name = "aviary",
-    version,
+    version = aviary::build_info::LONG_VERSION,
     about = "Progressive delivery controller for Kubernetes"
 )]
 struct Args {
@@ -250,6 +250,12 @@ async fn main() -> anyhow::Result<()> {
             .init();
     }
 
+    info!(
+        version = aviary::build_info::VERSION,
+        revision = aviary::build_info::REVISION,
+        built = aviary::build_info::BUILD_DATE,
+        "aviary starting"
+    );
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     if args.metrics_addr == args.health_addr {

@@ -23,7 +23,7 @@ Exit codes:
 #[command(
     name = "kubectl-aviary",
     bin_name = "kubectl aviary",
-    version,
+    version = aviary::build_info::LONG_VERSION,
     about = "Inspect and steer Aviary Rollouts (canary and blue-green) from the terminal",
     after_help = EXIT_CODES
 )]
@@ -178,8 +178,15 @@ enum Command {
         #[arg(short = 'f', long = "filename", value_name = "FILE")]
         file: PathBuf,
     },
-    /// Print the plugin's version.
-    Version,
+    /// Print the plugin's version, revision and build date, and the version of each Aviary
+    /// controller the cluster runs (warning when it differs).
+    Version {
+        /// The plugin's version only: no cluster is asked.
+        #[arg(long)]
+        client: bool,
+        #[command(flatten)]
+        output: OutputArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,8 +212,20 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
     };
     let connect = || cli::connect(&target);
     match cli.command {
-        Command::Version => {
-            cli::print(&format!("kubectl-aviary {}\n", env!("CARGO_PKG_VERSION")))?;
+        Command::Version { client, output } => {
+            let output = output.get()?;
+            if client {
+                cli::version::run(None, true, output).await?;
+            } else {
+                match connect().await {
+                    Ok(cluster) => cli::version::run(Some(&cluster), false, output).await?,
+                    Err(e) => {
+                        // As kubectl version: what the plugin knows, then why the cluster did not answer.
+                        cli::version::run(None, true, output).await?;
+                        return Err(e);
+                    }
+                }
+            }
         }
         Command::Lint { file } => return cli::lint::run(&file),
         Command::Convert { file } => return cli::convert::run(&file),

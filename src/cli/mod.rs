@@ -19,6 +19,7 @@ pub mod lint;
 pub mod list;
 pub mod render;
 pub mod status;
+pub mod version;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,205 @@
+//! `kubectl aviary version`: the plugin's build, and the Aviary controllers the cluster runs (the
+//! Deployments the chart labels `app.kubernetes.io/name=aviary`), with a warning when their
+//! versions differ from the plugin's.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use super::{CliError, Cluster, Op, Output, print};
+use crate::build_info;
+
+/// The chart's labels of the controller's Deployment.
+pub const CONTROLLER_SELECTOR: &str =
+    "app.kubernetes.io/name=aviary,app.kubernetes.io/component=controller";
+
+/// A build of Aviary.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Build {
+    pub version: String,
+    pub revision: String,
+    pub build_date: String,
+}
+
+/// A controller Deployment found in the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Controller {
+    pub namespace: String,
+    pub name: String,
+    /// Its `app.kubernetes.io/version` label (the chart's appVersion).
+    pub version: Option<String>,
+    pub image: Option<String>,
+    /// `ready/desired` replicas.
+    pub ready: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Versions {
+    plugin: Build,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    controllers: Option<Vec<Controller>>,
+}
+
+/// This binary's build.
+pub fn plugin() -> Build {
+    Build {
+        version: build_info::VERSION.into(),
+        revision: build_info::REVISION.into(),
+        build_date: build_info::BUILD_DATE.into(),
+    }
+}
+
+/// What a controller Deployment tells of the controller it runs.
+pub fn controller(d: &Deployment) -> Controller {
+    let spec = d.spec.as_ref();
+    let image = spec
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == "controller"))
+        .and_then(|c| c.image.clone());
+    let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
+    let ready = d
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    Controller {
+        namespace: d.namespace().unwrap_or_default(),
+        name: d.name_any(),
+        version: d.labels().get("app.kubernetes.io/version").cloned(),
+        image,
+        ready: format!("{ready}/{desired}"),
+    }
+}
+
+/// The text of `version`: the plugin's line, then one per controller, and a warning for each
+/// whose version is not the plugin's.
+pub fn text(plugin: &Build, controllers: Option<&[Controller]>) -> String {
+    let mut out = format!(
+        "kubectl-aviary {} (revision {}, built {})\n",
+        plugin.version, plugin.revision, plugin.build_date
+    );
+    let Some(controllers) = controllers else {
+        return out;
+    };
+    if controllers.is_empty() {
+        out.push_str(&format!(
+            "controller: none found (no Deployment labelled {CONTROLLER_SELECTOR})\n"
+        ));
+    }
+    for c in controllers {
+        out.push_str(&format!(
+            "controller {}/{}: {}, image {}, {} ready\n",
+            c.namespace,
+            c.name,
+            c.version.as_deref().unwrap_or("version unknown"),
+            c.image.as_deref().unwrap_or("unknown"),
+            c.ready
+        ));
+        if let Some(v) = c.version.as_deref().filter(|v| *v != plugin.version) {
+            out.push_str(&format!(
+                "warning: controller {}/{} is {v}, the plugin {}: use the plugin of the controller's version\n",
+                c.namespace, c.name, plugin.version
+            ));
+        }
+    }
+    out
+}
+
+/// Prints the plugin's build and, unless `client_only`, the controllers of the cluster.
+pub async fn run(
+    cluster: Option<&Cluster>,
+    client_only: bool,
+    output: Output,
+) -> Result<(), CliError> {
+    let plugin = plugin();
+    let controllers = match cluster.filter(|_| !client_only) {
+        None => None,
+        Some(cluster) => {
+            let op = Op::new("list", "deployments.apps", "");
+            let api: Api<Deployment> = Api::all(cluster.client.clone());
+            let list = api
+                .list(&ListParams::default().labels(CONTROLLER_SELECTOR))
+                .await;
+            let mut found: Vec<Controller> = match list {
+                Ok(l) => l.items.iter().map(controller).collect(),
+                Err(e) => {
+                    // The plugin's own version is printed before the error.
+                    print(&text(&plugin, None))?;
+                    return Err(cluster.error(e, &op).await);
+                }
+            };
+            found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            Some(found)
+        }
+    };
+    let versions = Versions {
+        plugin,
+        controllers,
+    };
+    match output.encode(&versions)? {
+        Some(encoded) => print(&encoded),
+        None => print(&text(&versions.plugin, versions.controllers.as_deref())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(version: &str, ready: i32) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "aviary", "namespace": "aviary-system",
+                         "labels": {"app.kubernetes.io/version": version}},
+            "spec": {"replicas": 2, "selector": {},
+                     "template": {"spec": {"containers": [
+                         {"name": "controller", "image": "ghcr.io/aviary-dev/aviary:0.1.0"}]}}},
+            "status": {"readyReplicas": ready}
+        }))
+        .expect("deployment")
+    }
+
+    #[test]
+    fn the_plugin_and_each_controller_are_printed_and_skew_is_warned() {
+        let plugin = Build {
+            version: "0.2.0".into(),
+            revision: "abc".into(),
+            build_date: "2026-12-03T00:00:00Z".into(),
+        };
+        let same = controller(&deployment("0.2.0", 2));
+        assert_eq!(same.ready, "2/2");
+        let text_same = text(&plugin, Some(&[same]));
+        assert!(
+            text_same
+                .starts_with("kubectl-aviary 0.2.0 (revision abc, built 2026-12-03T00:00:00Z)\n")
+        );
+        assert!(text_same.contains("controller aviary-system/aviary: 0.2.0, image ghcr.io/aviary-dev/aviary:0.1.0, 2/2 ready"));
+        assert!(!text_same.contains("warning"));
+        let older = text(&plugin, Some(&[controller(&deployment("0.1.0", 1))]));
+        assert!(
+            older.contains("warning: controller aviary-system/aviary is 0.1.0, the plugin 0.2.0"),
+            "{older}"
+        );
+        assert!(text(&plugin, Some(&[])).contains("controller: none found"));
+        assert_eq!(
+            text(&plugin, None).lines().count(),
+            1,
+            "--client: the plugin only"
+        );
+    }
+
+    #[test]
+    fn the_build_information_is_filled_in() {
+        let b = plugin();
+        assert_eq!(b.version, env!("CARGO_PKG_VERSION"));
+        assert!(!b.revision.is_empty());
+        assert_eq!(
+            b.build_date.len(),
+            "2026-12-03T00:00:00Z".len(),
+            "{}",
+            b.build_date
+        );
+    }
+}
