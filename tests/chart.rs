@@ -98,9 +98,10 @@ fn chart_crds_are_the_generated_crds() {
 #[test]
 fn chart_renders_hardened_least_privilege_defaults() {
     let docs = template(&[]).expect("helm template");
+    // The controller's ClusterRole, and the two aggregated into `view` and `edit`.
+    assert_eq!(of_kind(&docs, "ClusterRole").len(), 3);
     for kind in [
         "ServiceAccount",
-        "ClusterRole",
         "ClusterRoleBinding",
         "Role",
         "RoleBinding",
@@ -124,7 +125,10 @@ fn chart_renders_hardened_least_privilege_defaults() {
     }
 
     // RBAC: exactly the rule files, no wildcard, the Lease only in the release namespace.
-    let cluster_role = one(&docs, "ClusterRole");
+    let cluster_role = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "rel-aviary")
+        .expect("the controller's ClusterRole");
     assert_eq!(cluster_role["rules"], rules_file("controller.yaml"));
     // No Secret at all unless analysis.secretArgs asks for it.
     assert!(
@@ -305,11 +309,15 @@ fn chart_variants_render_as_configured() {
         "analysis.secretArgs.namespaces={team-a,team-b}",
     ])
     .expect("template");
-    assert_eq!(
-        of_kind(&docs, "ClusterRole").len(),
-        1,
-        "only the controller's"
-    );
+    let granting: Vec<_> = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .filter(|r| {
+            !r["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("-aggregate-to-"))
+        })
+        .collect();
+    assert_eq!(granting.len(), 1, "only the controller's");
     let secret_roles: Vec<_> = of_kind(&docs, "Role")
         .into_iter()
         .filter(|r| r["rules"] == rules_file("analysis-secrets.yaml"))
@@ -729,4 +737,198 @@ async fn chart_argocd_customizations_patch_argocd_cm_as_the_notes_say() {
         Some("https://argocd.example.com"),
         "argocd-cm keeps its own keys"
     );
+}
+
+/// `hack/release/project.env` (the one place naming the project's home) and Cargo.toml's version
+/// (the one version source): the chart's version, appVersion and default image follow them.
+fn release_vars() -> (String, String) {
+    let env = std::fs::read_to_string(repo_root().join("hack/release/project.env"))
+        .expect("hack/release/project.env");
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in project.env"))
+            .trim()
+            .to_string()
+    };
+    (
+        format!("ghcr.io/{}/{}", var("OWNER"), var("REPO")),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )
+}
+
+/// The published chart: its version and appVersion are the crate's, its default image is the
+/// one the release workflow pushes, at that version (a digest pins it when given); and its values
+/// accept what Helm gives a chart used as a dependency (`global`, `enabled`).
+#[test]
+fn chart_defaults_to_the_published_image_and_takes_dependency_values() {
+    let (image, version) = release_vars();
+    let chart_yaml: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml");
+    assert_eq!(chart_yaml["version"], version.as_str());
+    assert_eq!(chart_yaml["appVersion"], version.as_str());
+    let docs = template(&[]).expect("helm template");
+    assert_eq!(
+        container(one(&docs, "Deployment"))["image"],
+        format!("{image}:{version}").as_str()
+    );
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let docs = template(&[
+        "global.imageRegistry=mirror.example",
+        "enabled=true",
+        &format!("image.digest={digest}"),
+    ])
+    .expect("global and enabled are accepted");
+    assert_eq!(
+        container(one(&docs, "Deployment"))["image"],
+        format!("{image}:{version}@{digest}").as_str()
+    );
+    let bad = template(&["image.digest=latest"]).expect_err("a digest that is not one");
+    assert!(bad.contains("image/digest"), "{bad}");
+}
+
+/// Given the chart installed cluster-wide, a user bound to `edit` in one namespace can read and
+/// steer Rollouts there (promote and abort write the status subresource), not elsewhere; a
+/// `view` user can read them but not steer them.
+#[tokio::test]
+async fn chart_aggregates_rollout_rights_into_view_and_edit() {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let client = client().await;
+    support::controller::install_aviary_crds(&client).await;
+    let ns = TestNamespace::new(&client, "chart-agg").await;
+    let other = TestNamespace::new(&client, "chart-agg-other").await;
+    let _release = Release::install(&ns.name, &ns.name, &[]);
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns.name);
+    for (user, role) in [("jane-edit", "edit"), ("joe-view", "view")] {
+        let rb: RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": user},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }))
+        .expect("RoleBinding");
+        bindings
+            .create(&kube::api::PostParams::default(), &rb)
+            .await
+            .expect("bind");
+    }
+    // The aggregation controller fills `edit` and `view` in a moment.
+    let steer = "rollouts.aviary.dev --subresource=status";
+    poll_until(
+        "edit aggregates Aviary's rights",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async { can_i("jane-edit", &ns.name, "patch", steer).then_some(()) },
+    )
+    .await;
+    for (verb, target) in [
+        ("patch", "rollouts.aviary.dev"),
+        ("create", "rollouts.aviary.dev"),
+        ("get", "analysisruns.aviary.dev"),
+        ("create", "analysistemplates.aviary.dev"),
+    ] {
+        assert!(
+            can_i("jane-edit", &ns.name, verb, target),
+            "edit: {verb} {target}"
+        );
+    }
+    assert!(
+        !can_i("jane-edit", &other.name, "patch", steer),
+        "not in another namespace"
+    );
+    poll_until(
+        "view aggregates Aviary's read rights",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async { can_i("joe-view", &ns.name, "list", "rollouts.aviary.dev").then_some(()) },
+    )
+    .await;
+    assert!(can_i(
+        "joe-view",
+        &ns.name,
+        "get",
+        "analysisruns.aviary.dev"
+    ));
+    assert!(
+        !can_i("joe-view", &ns.name, "patch", steer),
+        "view cannot steer"
+    );
+    assert!(!can_i("joe-view", &ns.name, "patch", "rollouts.aviary.dev"));
+}
+
+/// Given a release of the previous chart (0.1.0, as packaged then: tests/data/charts), when it
+/// is upgraded to this chart with the image pinned by digest (the one `make image` built, when
+/// there is one), then the upgrade succeeds and the Deployment runs the pinned reference.
+#[tokio::test]
+async fn chart_upgrades_from_the_previous_version_to_a_pinned_image() {
+    let client = client().await;
+    support::controller::install_aviary_crds(&client).await;
+    let ns = TestNamespace::new(&client, "chart-up").await;
+    let previous = repo_root().join("tests/data/charts/aviary-0.1.0.tgz");
+    let mut cmd = helm();
+    cmd.args(["install", &ns.name]).arg(&previous).args([
+        "--namespace",
+        &ns.name,
+        "--set",
+        "crds.install=false",
+    ]);
+    run(cmd).expect("install the previous chart");
+    let release = Release {
+        name: ns.name.clone(),
+        namespace: ns.name.clone(),
+    };
+    let built = repo_root().join("target/image/digest");
+    let digest = match std::fs::read_to_string(&built) {
+        Ok(d) => d.trim().to_string(),
+        Err(_) => {
+            println!(
+                "no {} (make image): pinning a stand-in digest",
+                built.display()
+            );
+            format!("sha256:{}", "ab".repeat(32))
+        }
+    };
+    let mut cmd = helm();
+    cmd.args(["upgrade", &release.name])
+        .arg(chart())
+        // Not --reuse-values: that would keep 0.1.0's default image, which was never published.
+        .args([
+            "--namespace",
+            &ns.name,
+            "--set",
+            "crds.install=false",
+            "--set",
+        ])
+        .arg(format!("image.digest={digest}"));
+    run(cmd).expect("upgrade to this chart");
+    let (image, version) = release_vars();
+    let full = format!("{}-aviary", release.name);
+    let d = Api::<Deployment>::namespaced(client.clone(), &ns.name)
+        .get(&full)
+        .await
+        .expect("Deployment");
+    let running = d
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.into_iter().next())
+        .and_then(|c| c.image);
+    assert_eq!(running, Some(format!("{image}:{version}@{digest}")));
+    let mut cmd = helm();
+    cmd.args([
+        "history",
+        &release.name,
+        "--namespace",
+        &ns.name,
+        "-o",
+        "json",
+    ]);
+    let history: Value = serde_json::from_str(&run(cmd).expect("helm history")).expect("json");
+    let last = history
+        .as_array()
+        .and_then(|h| h.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["status"], "deployed", "{history}");
+    assert_eq!(last["chart"], format!("aviary-{version}").as_str());
 }
