@@ -8,12 +8,16 @@ FROM rust:1.95-bookworm AS build
 # aws-lc-sys (the TLS provider) builds its C sources with cmake.
 RUN apt-get update && apt-get install -y --no-install-recommends cmake binutils && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 # Workspace members (test tooling): only their manifests and sources are read, none is built.
 COPY tools ./tools
 COPY hack/image ./hack/image
-RUN cargo build --release --locked --bin aviary
+# No .git in the build context: build.rs takes the revision and date from these (the release
+# workflow passes them; hack/release/vars.sh).
+ARG REVISION=unknown
+ARG SOURCE_DATE_EPOCH=0
+RUN AVIARY_REVISION=$REVISION SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH cargo build --release --locked --bin aviary
 # apt-get download needs the package lists.
 RUN apt-get update && bash hack/image/rootfs.sh /rootfs target/release /debs && rm -rf /var/lib/apt/lists/*
 

@@ -1,7 +1,7 @@
 # Aviary — see README.md. Every target installs or builds what it needs itself.
 SHELL := /bin/bash
 
-.PHONY: test demo lint unit crds chart cluster-up cluster-down bins bench install-plugin
+.PHONY: test demo lint unit crds chart image cluster-up cluster-down bins bench install-plugin
 
 test:            ## fmt, clippy, unit tests, CRD drift, integration tests on a local cluster
 	bash hack/test.sh
@@ -22,6 +22,9 @@ crds:            ## regenerate crds/*.yaml (and the chart's copy) from the Rust 
 
 chart:           ## lint and render the Helm chart (helm from `make bins`)
 	bash -c 'eval "$$(bash hack/cluster.sh env)" && helm lint --strict charts/aviary && helm template aviary charts/aviary >/dev/null'
+
+image:           ## the controller's OCI image, here, with no daemon (target/image/oci; prints digest and size)
+	bash hack/image/build.sh
 
 bins:            ## build and cache the cluster binaries (etcd, kube-*, kubectl, kwok, helm)
 	bash hack/build-bins.sh all

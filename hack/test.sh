@@ -33,6 +33,10 @@ if [ -f src/bin/crdgen.rs ]; then
 fi
 step "building integration tests"
 cargo test --locked --workspace --tests --no-run
+step "the controller's image (make image: a release build on three Debian packages, packed by umoci)"
+bash hack/image/build.sh
+# tests/image.rs runs it (and fails rather than skips when it is missing).
+export AVIARY_REQUIRE_IMAGE=1
 
 step "waiting for the cluster binaries"
 if ! wait "$bins_pid"; then

@@ -24,7 +24,7 @@
 //! | `aviary_notifications_total` | counter | `sink`, `trigger`, `result` |
 //! | `aviary_leader` | gauge | |
 //! | `aviary_leader_acquisitions_total` | counter | |
-//! | `aviary_build_info` | gauge (1) | `version` |
+//! | `aviary_build_info` | gauge (1) | `version`, `revision` |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -103,6 +103,7 @@ struct NotifyLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
+    revision: &'static str,
 }
 
 type GaugeF64 = Gauge<f64, AtomicU64>;
@@ -276,15 +277,6 @@ impl Metrics {
             "Webhook notifications, by sink, trigger and result (sent, failed, dropped)",
             notifications.clone(),
         );
-        // The build, as Prometheus' own `*_build_info` (a constant 1 with the version as labels).
-        registry.register(
-            "aviary_build",
-            "The build of this process: version and git revision as labels",
-            prometheus_client::metrics::info::Info::new(vec![
-                ("version", crate::build_info::VERSION),
-                ("revision", crate::build_info::REVISION),
-            ]),
-        );
         let leader = Gauge::default();
         registry.register(
             "aviary_leader",
@@ -318,10 +310,15 @@ impl Metrics {
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
-                version: env!("CARGO_PKG_VERSION"),
+                version: crate::build_info::VERSION,
+                revision: crate::build_info::REVISION,
             })
             .set(1);
-        registry.register("aviary_build_info", "Aviary's version", build_info);
+        registry.register(
+            "aviary_build_info",
+            "The build of this process: version and git revision (constant 1)",
+            build_info,
+        );
         let m = Metrics {
             registry,
             reconciles,

@@ -411,11 +411,15 @@ async fn the_image_runs_as_the_chart_runs_it() {
     // /metrics from outside: the reconciles, the failed analysis, the build.
     let s = scrape(metrics).await.expect("/metrics");
     assert!(sum(&s, "aviary_reconciles_total", &[]) > 0.0);
+    let revision = git_revision().unwrap_or_else(|| "unknown".into());
     assert_eq!(
         sum(
             &s,
             "aviary_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))]
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", revision.as_str())
+            ]
         ),
         1.0,
         "{}",
