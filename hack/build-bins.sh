@@ -4,11 +4,12 @@
 #   $CACHE/k8s-$K8S_VERSION/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,etcd}
 #   $CACHE/kwok-$KWOK_VERSION/kwok
 #   $CACHE/helm-$HELM_VERSION/helm
+#   $CACHE/actionlint-$ACTIONLINT_VERSION/actionlint   (not in `all`: only the release dry run uses it)
 #   $CACHE/gitops-tools-<hash of sources>/{kstatus,argocd-lua}   (hack/gitops-tools)
 # Kubernetes has no installable main module (its go.mod replaces staging modules with local
 # paths), so we generate a wrapper module whose own replaces point each staging module at its
 # published v0.<minor>.<patch>. The staging list is read from the chosen version's go.mod.
-# Usage: hack/build-bins.sh [k8s|kwok|helm|gitops|all]   (default all). Idempotent.
+# Usage: hack/build-bins.sh [k8s|kwok|helm|gitops|actionlint|all]   (default all). Idempotent.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=hack/versions.sh
@@ -88,6 +89,15 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >"$LOG" 2>&1 || fail helm "$LOG"
 }
 
+build_actionlint() {
+  local OUT="$CACHE/actionlint-$ACTIONLINT_VERSION"
+  if [ -x "$OUT/actionlint" ]; then log "actionlint $ACTIONLINT_VERSION cached"; return; fi
+  log "building actionlint $ACTIONLINT_VERSION"
+  local LOG="$CACHE/build-actionlint-$ACTIONLINT_VERSION.log"; mkdir -p "$OUT"
+  (GOBIN="$OUT" go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION") >"$LOG" 2>&1 \
+    || fail actionlint "$LOG"
+}
+
 build_gitops() {
   local OUT; OUT="$(gitops_tools_dir)"
   if [ -x "$OUT/kstatus" ] && [ -x "$OUT/argocd-lua" ]; then log "gitops tools cached"; return; fi
@@ -102,6 +112,7 @@ case "$what" in
   kwok) build_kwok ;;
   helm) build_helm ;;
   gitops) build_gitops ;;
+  actionlint) build_actionlint ;;
   all) build_k8s; build_kwok; build_helm; build_gitops ;;
-  *) echo "usage: $0 [k8s|kwok|helm|gitops|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [k8s|kwok|helm|gitops|actionlint|all]" >&2; exit 2 ;;
 esac

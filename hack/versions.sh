@@ -3,6 +3,8 @@
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
+# Lints the GitHub workflows (hack/release/dry-run.sh).
+ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 CACHE="${AVIARY_BIN_CACHE:-$HOME/.cache/aviary}"
 # The GitOps consumers' own code, as test helpers (hack/gitops-tools): kstatus from
 # sigs.k8s.io/cli-utils and Argo CD's Lua VM (gopher-lua). Cached per hash of their sources.
