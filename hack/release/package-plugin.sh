@@ -45,7 +45,7 @@ def entry(name, mode, size):
     return info
 with open(binary, "rb") as f:
     data = f.read()
-with open(archive, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+with open(archive, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz, \
         tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
     tar.addfile(entry("README.md", 0o644, len(readme)), io.BytesIO(readme))
     tar.addfile(entry("kubectl-aviary", 0o755, len(data)), io.BytesIO(data))
