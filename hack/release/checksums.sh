@@ -8,7 +8,7 @@ dir="${1:?usage: checksums.sh DIR}"
 cd "$dir"
 if command -v sha256sum >/dev/null 2>&1; then sum() { sha256sum "$@"; }; else sum() { shasum -a 256 "$@"; }; fi
 files=()
-while IFS= read -r f; do files+=("$f"); done < <(find . -maxdepth 1 -type f ! -name checksums.txt ! -name '.*' | sed 's#^\./##' | LC_ALL=C sort)
+while IFS= read -r f; do files+=("$f"); done < <(find . -maxdepth 1 -type f ! -name 'checksums.txt*' ! -name '.*' | sed 's#^\./##' | LC_ALL=C sort)
 [ ${#files[@]} -gt 0 ] || { echo "checksums: no files in $dir" >&2; exit 1; }
 sum "${files[@]}" > checksums.txt.tmp
 mv checksums.txt.tmp checksums.txt
