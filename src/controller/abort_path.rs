@@ -167,6 +167,12 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
             Ok(None) => {}
             Err(e) => {
                 ctx.view.routing.lost(&object);
+                // It may have landed: the weight is unknown, and the next write is not judged.
+                ctx.view.drift.set(
+                    &key(&ro),
+                    (&object.resource.kind, &object.namespace, &object.name),
+                    None,
+                );
                 debug!(rollout = %key(&ro), router = router.kind(), error = %e, "abort: the prepared write failed; the reconcile retries")
             }
         }

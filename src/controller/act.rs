@@ -334,6 +334,10 @@ pub(super) async fn set_weight(
             // (Invalid and NotFound are raised before any write goes out.)
             if matches!(e, TrafficError::Conflict { .. } | TrafficError::Kube(_)) {
                 ctx.view.routing.lost(&object);
+            }
+            // A Conflict surely did not land (the note of who changed it stays for the retry);
+            // another failure may have: the value is unknown.
+            if matches!(e, TrafficError::Kube(_)) {
                 ctx.view.drift.set(rollout, drift_key, None);
             }
             Err(e)

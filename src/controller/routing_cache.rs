@@ -80,7 +80,15 @@ async fn served(apis: &[Api<DynamicObject>], kind: &'static str, metrics: &Metri
     // A passing failure (a timeout, 429, 5xx) is tried again a few times; a refusal is final.
     let mut backoff = std::time::Duration::from_millis(500);
     for attempt in 1..=PROBE_ATTEMPTS {
-        match api.list_metadata(&ListParams::default().limit(1)).await {
+        let one = ListParams::default().limit(1);
+        let probe = api.list_metadata(&one);
+        let answer = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(answer) => answer,
+            Err(_) => Err(kube::Error::Service(
+                format!("no answer within {PROBE_TIMEOUT:?}").into(),
+            )),
+        };
+        match answer {
             Ok(_) => return true,
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 info!(
@@ -91,7 +99,7 @@ async fn served(apis: &[Api<DynamicObject>], kind: &'static str, metrics: &Metri
             }
             Err(e) => {
                 metrics.watch_error(kind);
-                let refused = matches!(&e, kube::Error::Api(s) if s.code == 401 || s.code == 403);
+                let refused = matches!(&e, kube::Error::Api(s) if s.code == 403);
                 if refused || attempt == PROBE_ATTEMPTS {
                     warn!(kind, error = %e, "cannot list these objects: their changes wake no Rollout until a restart");
                     return false;
@@ -105,8 +113,10 @@ async fn served(apis: &[Api<DynamicObject>], kind: &'static str, metrics: &Metri
     false
 }
 
-/// How often [`served`] asks before it gives up on a failure that may pass.
+/// How often [`served`] asks before it gives up on a failure that may pass, and how long it
+/// waits for each answer: start-up waits at most about 24 s per kind.
 const PROBE_ATTEMPTS: u32 = 4;
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The changes delivered as watch events (not a relist) of the routing objects of `resource`
 /// (`kind`) in `scope`, when its API is served; a stream that never yields otherwise. Nothing
