@@ -43,6 +43,8 @@ if ! wait "$bins_pid"; then
   echo "building the cluster binaries failed:" >&2; tail -n 40 target/build-bins.log >&2; exit 1
 fi
 cat target/build-bins.log
+step "release pipeline dry run: actionlint, shellcheck, the release scripts (docs/releasing.md)"
+bash hack/release/dry-run.sh target/debug/kubectl-aviary
 
 cleanup() { [ -n "${AVIARY_KEEP_CLUSTER:-}" ] || bash "$HERE/cluster.sh" down || true; }
 trap cleanup EXIT
