@@ -3,8 +3,11 @@
 # puts the binary on three Debian packages (libc6, libgcc-s1, ca-certificates) and a passwd
 # naming uid 65532. No shell in the image; one process, non-root.
 #
-#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) -t aviary .
+#   docker build --build-arg VERSION=0.2.0 --build-arg REVISION=$(git rev-parse HEAD) \
+#     --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) -t aviary .
 FROM rust:1.95-bookworm AS build
+# BuildKit's SBOM scans this stage too: the Rust crates the binary was built from.
+ARG BUILDKIT_SBOM_SCAN_STAGE=true
 # aws-lc-sys (the TLS provider) builds its C sources with cmake.
 RUN apt-get update && apt-get install -y --no-install-recommends cmake binutils && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -32,28 +32,46 @@ fn rfc3339(epoch: i64) -> String {
     )
 }
 
+/// Whether this crate is the top of a git checkout (not a source tarball unpacked inside
+/// someone else's repository, nor a crate in `~/.cargo` under a dotfiles repository).
+fn own_checkout() -> bool {
+    let (Some(top), Ok(dir)) = (
+        git(&["rev-parse", "--show-toplevel"]),
+        std::env::var("CARGO_MANIFEST_DIR"),
+    ) else {
+        return false;
+    };
+    let canonical = |p: &str| std::fs::canonicalize(p).ok();
+    canonical(&top).is_some_and(|t| Some(t) == canonical(&dir))
+}
+
 fn main() {
     println!("cargo:rerun-if-env-changed=AVIARY_REVISION");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
-    // A new commit (HEAD moving, or the branch it names) builds new information.
-    for path in ["HEAD", "packed-refs"] {
-        if let Some(p) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={p}");
+    let own = own_checkout();
+    if own {
+        // A new commit (HEAD moving, or a branch: refs/heads is scanned as a directory, so a
+        // branch whose ref was packed is seen when it moves again) builds new information. Only
+        // paths that exist: cargo reruns a script whose watched path is missing on every build.
+        for path in ["HEAD", "packed-refs", "refs/heads"] {
+            if let Some(p) = git(&["rev-parse", "--git-path", path])
+                && std::path::Path::new(&p).exists()
+            {
+                println!("cargo:rerun-if-changed={p}");
+            }
         }
+    } else {
+        println!("cargo:rerun-if-changed=build.rs");
     }
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
-        && let Some(p) = git(&["rev-parse", "--git-path", &branch])
-    {
-        println!("cargo:rerun-if-changed={p}");
-    }
+    let from_git = |args: &[&str]| if own { git(args) } else { None };
     let revision = std::env::var("AVIARY_REVISION")
         .ok()
         .filter(|r| !r.is_empty())
-        .or_else(|| git(&["rev-parse", "HEAD"]))
+        .or_else(|| from_git(&["rev-parse", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
-        .or_else(|| git(&["log", "-1", "--format=%ct"]))
+        .or_else(|| from_git(&["log", "-1", "--format=%ct"]))
         .and_then(|s| s.parse::<i64>().ok())
         .unwrap_or(0);
     println!("cargo:rustc-env=AVIARY_REVISION={revision}");

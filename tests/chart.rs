@@ -827,6 +827,7 @@ async fn chart_aggregates_rollout_rights_into_view_and_edit() {
         ("create", "rollouts.aviary.dev"),
         ("get", "analysisruns.aviary.dev"),
         ("create", "analysistemplates.aviary.dev"),
+        ("update", "rollouts.aviary.dev --subresource=scale"),
     ] {
         assert!(
             can_i("jane-edit", &ns.name, verb, target),
@@ -892,12 +893,11 @@ async fn chart_upgrades_from_the_previous_version_to_a_pinned_image() {
     let mut cmd = helm();
     cmd.args(["upgrade", &release.name])
         .arg(chart())
-        // Not --reuse-values: that would keep 0.1.0's default image, which was never published.
+        // As the README says: --reuse-values would keep 0.1.0's default image, never published.
         .args([
             "--namespace",
             &ns.name,
-            "--set",
-            "crds.install=false",
+            "--reset-then-reuse-values",
             "--set",
         ])
         .arg(format!("image.digest={digest}"));
@@ -931,4 +931,38 @@ async fn chart_upgrades_from_the_previous_version_to_a_pinned_image() {
         .unwrap_or_default();
     assert_eq!(last["status"], "deployed", "{history}");
     assert_eq!(last["chart"], format!("aviary-{version}").as_str());
+}
+
+/// Given the chart installed, `kubectl aviary version -o json` names the plugin's build and
+/// finds the controller Deployment with the chart's version and image; `--client` asks no
+/// cluster.
+#[tokio::test]
+async fn kubectl_aviary_version_finds_the_installed_controller() {
+    let client = client().await;
+    support::controller::install_aviary_crds(&client).await;
+    let ns = TestNamespace::new(&client, "chart-ver").await;
+    let release = Release::install(&ns.name, &ns.name, &["rbac.namespaced=true"]);
+    let (image, version) = release_vars();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"));
+    cmd.args(["version", "-o", "json"]);
+    let out: Value =
+        serde_json::from_str(&run(cmd).expect("kubectl aviary version")).expect("json");
+    assert_eq!(out["plugin"]["version"], version.as_str());
+    let full = format!("{}-aviary", release.name);
+    let found = out["controllers"]
+        .as_array()
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c["namespace"] == ns.name.as_str() && c["name"] == full.as_str())
+        })
+        .unwrap_or_else(|| panic!("the release's controller in {out}"));
+    assert_eq!(found["version"], version.as_str());
+    assert_eq!(found["image"], format!("{image}:{version}").as_str());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"));
+    cmd.args(["version", "--client", "--kubeconfig", "/nonexistent"]);
+    let text = run(cmd).expect("--client needs no cluster");
+    assert!(
+        text.starts_with(&format!("kubectl-aviary {version} (revision ")),
+        "{text}"
+    );
 }

@@ -12,15 +12,21 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 . hack/release/vars.sh
 out="${IMAGE_OUT:-$root/target/image}"
-cache="${AVIARY_BIN_CACHE:-$HOME/.cache/aviary}/debs"
+# The .debs are kept per release and architecture of the machine that builds.
+release_id="$(. /etc/os-release && echo "${ID}-${VERSION_ID:-unknown}")"
+cache="${AVIARY_BIN_CACHE:-$HOME/.cache/aviary}/debs-$release_id-$(dpkg --print-architecture)"
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+rootless=()
+[ "$(id -u)" = 0 ] || rootless=(--rootless)
 
 need=()
-for cmd in umoci dpkg-deb apt-get strip; do command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd"); done
+for cmd in umoci dpkg-deb apt-get strip readelf; do command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd"); done
 if [ ${#need[@]} -gt 0 ]; then
   echo "image: installing umoci (and binutils)" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends umoci binutils >/dev/null
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends umoci binutils >/dev/null
 fi
 
 bin="${IMAGE_BIN_DIR:-}"
@@ -38,7 +44,7 @@ ref="$layout:$VERSION"
 rm -rf "$layout"
 umoci init --layout "$layout"
 umoci new --image "$ref"
-umoci insert --image "$ref" --history.created "$CREATED" --history.created_by "hack/image/rootfs.sh" \
+umoci insert "${rootless[@]}" --image "$ref" --history.created "$CREATED" --history.created_by "hack/image/rootfs.sh" \
   --history.comment "aviary $VERSION ($REVISION)" "$rootfs" /
 arch="$(dpkg --print-architecture)"
 umoci config --image "$ref" --created "$CREATED" --author "$SOURCE_URL" \

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::{CliError, Cluster, Op, Output, print};
 use crate::build_info;
 
-/// The chart's labels of the controller's Deployment.
+/// The chart's labels of the controller's Deployment (`part-of`, which `nameOverride` keeps).
 pub const CONTROLLER_SELECTOR: &str =
-    "app.kubernetes.io/name=aviary,app.kubernetes.io/component=controller";
+    "app.kubernetes.io/part-of=aviary,app.kubernetes.io/component=controller";
 
 /// A build of Aviary.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -41,6 +41,9 @@ struct Versions {
     plugin: Build,
     #[serde(skip_serializing_if = "Option::is_none")]
     controllers: Option<Vec<Controller>>,
+    /// Where controllers were looked for, when not in every namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    searched: Option<String>,
 }
 
 /// This binary's build.
@@ -77,6 +80,11 @@ pub fn controller(d: &Deployment) -> Controller {
 /// The text of `version`: the plugin's line, then one per controller, and a warning for each
 /// whose version is not the plugin's.
 pub fn text(plugin: &Build, controllers: Option<&[Controller]>) -> String {
+    text_in(plugin, controllers, None)
+}
+
+/// [`text`], saying where controllers were looked for when not everywhere.
+fn text_in(plugin: &Build, controllers: Option<&[Controller]>, searched: Option<&str>) -> String {
     let mut out = format!(
         "kubectl-aviary {} (revision {}, built {})\n",
         plugin.version, plugin.revision, plugin.build_date
@@ -85,8 +93,9 @@ pub fn text(plugin: &Build, controllers: Option<&[Controller]>) -> String {
         return out;
     };
     if controllers.is_empty() {
+        let where_ = searched.map_or(String::new(), |s| format!(" {s}"));
         out.push_str(&format!(
-            "controller: none found (no Deployment labelled {CONTROLLER_SELECTOR})\n"
+            "controller: none found{where_} (no Deployment labelled {CONTROLLER_SELECTOR})\n"
         ));
     }
     for c in controllers {
@@ -108,40 +117,78 @@ pub fn text(plugin: &Build, controllers: Option<&[Controller]>) -> String {
     out
 }
 
-/// Prints the plugin's build and, unless `client_only`, the controllers of the cluster.
+/// Prints the plugin's build and, unless `client_only`, the controllers of the cluster: in every
+/// namespace, or, for a user who may not list Deployments everywhere (a namespace's `view` or
+/// `edit`), in the current namespace. When neither may be listed, the plugin's build is printed
+/// (as `-o` asks) and the error returned.
 pub async fn run(
     cluster: Option<&Cluster>,
     client_only: bool,
     output: Output,
 ) -> Result<(), CliError> {
     let plugin = plugin();
-    let controllers = match cluster.filter(|_| !client_only) {
-        None => None,
+    let selector = ListParams::default().labels(CONTROLLER_SELECTOR);
+    let (controllers, searched) = match cluster.filter(|_| !client_only) {
+        None => (None, None),
         Some(cluster) => {
-            let op = Op::new("list", "deployments.apps", "");
-            let api: Api<Deployment> = Api::all(cluster.client.clone());
-            let list = api
-                .list(&ListParams::default().labels(CONTROLLER_SELECTOR))
+            let everywhere = Api::<Deployment>::all(cluster.client.clone())
+                .list(&selector)
                 .await;
-            let mut found: Vec<Controller> = match list {
-                Ok(l) => l.items.iter().map(controller).collect(),
+            let (list, searched, op) = match everywhere {
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    let ns = &cluster.namespace;
+                    let here = Api::<Deployment>::namespaced(cluster.client.clone(), ns)
+                        .list(&selector)
+                        .await;
+                    (
+                        here,
+                        Some(format!(
+                            "in namespace '{ns}' (Deployments cannot be listed in every namespace)"
+                        )),
+                        Op::new("list", "deployments.apps", ns),
+                    )
+                }
+                other => (other, None, Op::new("list", "deployments.apps", "")),
+            };
+            match list {
+                Ok(l) => {
+                    let mut found: Vec<Controller> = l.items.iter().map(controller).collect();
+                    found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+                    (Some(found), searched)
+                }
                 Err(e) => {
-                    // The plugin's own version is printed before the error.
-                    print(&text(&plugin, None))?;
+                    // The plugin's own build first, as kubectl version does, then the error.
+                    emit(
+                        &Versions {
+                            plugin,
+                            controllers: None,
+                            searched: None,
+                        },
+                        output,
+                    )?;
                     return Err(cluster.error(e, &op).await);
                 }
-            };
-            found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            Some(found)
+            }
         }
     };
-    let versions = Versions {
-        plugin,
-        controllers,
-    };
-    match output.encode(&versions)? {
+    emit(
+        &Versions {
+            plugin,
+            controllers,
+            searched,
+        },
+        output,
+    )
+}
+
+fn emit(versions: &Versions, output: Output) -> Result<(), CliError> {
+    match output.encode(versions)? {
         Some(encoded) => print(&encoded),
-        None => print(&text(&versions.plugin, versions.controllers.as_deref())),
+        None => print(&text_in(
+            &versions.plugin,
+            versions.controllers.as_deref(),
+            versions.searched.as_deref(),
+        )),
     }
 }
 
