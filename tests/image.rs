@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use aviary::api::{Rollout, RolloutPhase};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use support::helm::Release;
 use support::scrape::{probe, scrape, sum};
@@ -135,21 +133,7 @@ impl Drop for Container {
 /// The files the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount for `sa`: a
 /// token, the cluster's CA and the namespace, readable by uid 65532.
 async fn service_account_dir(client: &kube::Client, ns: &str, sa: &str) -> PathBuf {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request(sa, &PostParams::default(), &request)
-        .await
-        .expect("token request")
-        .status
-        .expect("token")
-        .token;
+    let token = support::service_account_token(client, ns, sa).await;
     let dir = repo_root()
         .join("target/test-logs")
         .join(format!("sa-{ns}"));

@@ -10,9 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::controller::{ControllerProcess, rule_file};
@@ -57,21 +55,7 @@ async fn grant(client: &Client, ns: &str, role: &str, file: &str) {
 
 /// A kubeconfig of the operator's cluster with a token of the ServiceAccount.
 async fn kubeconfig(client: &Client) -> std::path::PathBuf {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(client.clone(), HOME)
-        .create_token_request(SA, &PostParams::default(), &request)
-        .await
-        .expect("token request")
-        .status
-        .expect("token")
-        .token;
+    let token = support::service_account_token(client, HOME, SA).await;
     let base = std::env::var("AVIARY_OPERATOR_KUBECONFIG")
         .expect("AVIARY_OPERATOR_KUBECONFIG (from hack/cluster.sh env)");
     let mut config: serde_yaml::Value =

@@ -329,3 +329,25 @@ pub async fn wait_for_event(
     )
     .await;
 }
+
+/// A token of ServiceAccount `ns/sa`, valid for an hour (a TokenRequest, as the kubelet makes
+/// for a pod).
+pub async fn service_account_token(client: &Client, ns: &str, sa: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .expect("token request")
+        .status
+        .expect("token")
+        .token
+}
