@@ -961,6 +961,15 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
+        "web oauth2",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', authentication: {oauth2: {tokenUrl: 'http://t'}}}}}]}",
+        &[
+            "spec.metrics[0].provider.web.authentication.oauth2",
+            NOT_SUPPORTED,
+        ],
+    ),
+    case(
         "prometheus timeout of 0",
         TEMPLATE,
         "spec: {metrics: [{name: m, provider: {prometheus: {query: up, timeout: 0}}}]}",

@@ -451,7 +451,7 @@ pub struct PrometheusMetric {
     pub range_query: Option<Unsupported>,
 }
 
-/// Authentication to the Prometheus API.
+/// Authentication to a metric's endpoint (the Prometheus API, or a web metric's URL).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = unsupported("sigv4", "authentication.sigv4", "use basicAuth or headers"))]
@@ -519,6 +519,9 @@ pub struct WebMetric {
     /// Skip TLS certificate verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
+    /// Credentials for the URL: `basicAuth` (Argo's `oauth2` and `sigv4` are refused by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<PrometheusAuth>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::unsupported_string")]

@@ -15,7 +15,7 @@ use crate::analysis::template::Args;
 type Seen = Arc<Mutex<Vec<String>>>;
 
 /// A local server answering every request with `answer(path)`: status, `Location`, body. It
-/// records each request's path and its `x-api-key` header.
+/// records each request's path and its `x-api-key` and `authorization` headers.
 #[allow(clippy::type_complexity)]
 async fn serve(
     answer: fn(&str, SocketAddr) -> (u16, Option<String>, Vec<u8>),
@@ -32,14 +32,16 @@ async fn serve(
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
-                        let key = req
-                            .headers()
-                            .get("x-api-key")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-")
-                            .to_string();
+                        let header = |name: &str| {
+                            req.headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_string()
+                        };
+                        let (key, auth) = (header("x-api-key"), header("authorization"));
                         if let Ok(mut l) = log.lock() {
-                            l.push(format!("{addr}{} key={key}", req.uri().path()));
+                            l.push(format!("{addr}{} key={key} auth={auth}", req.uri().path()));
                         }
                         let (status, location, body) = answer(req.uri().path(), addr);
                         let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
@@ -75,6 +77,27 @@ async fn measure(analysis: &Analysis) -> Result<MetricValue, ProviderError> {
     let plan = analysis.metric("m").expect("the metric");
     let provider = provider_for(plan, &HttpOptions::default())?;
     provider.measure(plan).await
+}
+
+/// `web.authentication.basicAuth` (an Argo field once pruned unseen) reaches the endpoint.
+#[tokio::test]
+async fn a_web_metric_sends_its_basic_auth() {
+    let (addr, seen) = serve(|_, _| (200, None, br#"{"ok": 1}"#.to_vec())).await;
+    let metric = json!({"name": "m", "successCondition": "result == 1",
+        "provider": {"web": {"url": format!("http://{addr}/q"), "jsonPath": "{$.ok}",
+            "authentication": {"basicAuth": {"username": "aviary", "password": "s3cret"}}}}});
+    let spec = serde_json::from_value(json!({"metrics": [metric]})).expect("spec");
+    let analysis = Analysis::new(&spec, Args::default()).expect("analysis");
+    assert_eq!(
+        measure(&analysis).await.ok(),
+        Some(MetricValue::Scalar(1.0))
+    );
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    // base64("aviary:s3cret")
+    assert_eq!(
+        seen,
+        [format!("{addr}/q key=- auth=Basic YXZpYXJ5OnMzY3JldA==")]
+    );
 }
 
 #[tokio::test]

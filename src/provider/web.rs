@@ -37,7 +37,11 @@ impl Web {
                     .flatten()
                     .map(|h| (h.key.clone(), h.value.clone()))
                     .collect(),
-                basic_auth: None,
+                basic_auth: spec
+                    .authentication
+                    .as_ref()
+                    .and_then(|a| a.basic_auth.as_ref())
+                    .map(|b| (b.username.clone(), b.password.clone())),
             },
         }
     }
