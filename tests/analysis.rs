@@ -538,13 +538,16 @@ async fn broken_analyses_end_with_their_cause_and_the_rollout_says_why() {
             "no-such-template",
             "AnalysisTemplate 'no-such-template' not found",
         ),
+        // A field path that does not resolve: never the template's default in its place.
+        ("f", "missing-arg", "fieldPath 'status.nope'"),
     ];
     let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
     for (name, tpl, _) in cases {
-        let args = if tpl == "missing-arg" {
-            json!([])
-        } else {
-            json!([{"name": "service-name", "value": "x"}])
+        let args = match (name, tpl) {
+            ("f", _) => json!([{"name": "service-name",
+                                "valueFrom": {"fieldRef": {"fieldPath": "status.nope"}}}]),
+            (_, "missing-arg") => json!([]),
+            _ => json!([{"name": "service-name", "value": "x"}]),
         };
         for image in ["app:1", "app:2"] {
             let ro = json!({

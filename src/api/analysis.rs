@@ -151,12 +151,14 @@ pub struct Argument {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.secretKeyRef) != has(self.fieldRef)").message("valueFrom must set exactly one of secretKeyRef or fieldRef"))]
+#[x_kube(validation = super::field_path::rule(false))]
 pub struct ValueFrom {
     /// A key of a Secret in the run's namespace; the value is redacted from messages and logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
-    /// A field of the AnalysisRun (or the Rollout that created it), e.g.
-    /// `metadata.labels['env']`.
+    /// A field of the AnalysisRun: `metadata.name`, `.namespace`, `.uid`, `.labels['KEY']` or
+    /// `.annotations['KEY']` (a Rollout's args, which override it, may also read its
+    /// `spec`/`status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_ref: Option<FieldRef>,
 }
@@ -178,7 +180,7 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct FieldRef {
     /// The field path.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 256))]
     pub field_path: String,
 }
 

@@ -19,6 +19,7 @@
 pub mod analysis;
 pub mod conditions;
 pub mod duration;
+pub mod field_path;
 pub mod lenient;
 pub mod rollout;
 pub mod wire;

@@ -624,11 +624,13 @@ pub struct RolloutArgument {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.podTemplateHashValue) != has(self.fieldRef)").message("valueFrom must set exactly one of podTemplateHashValue or fieldRef"))]
+#[x_kube(validation = super::field_path::rule(true))]
 pub struct ArgumentValueFrom {
     /// The pod-template hash of the `Stable` or `Latest` (canary) revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template_hash_value: Option<PodTemplateHashValue>,
-    /// A field of the Rollout, e.g. `metadata.labels['env']`.
+    /// A field of the Rollout: `metadata.name`, `.namespace`, `.uid`, `.labels['KEY']`,
+    /// `.annotations['KEY']`, or a `spec.*`/`status.*` path (e.g. `spec.replicas`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_ref: Option<FieldRef>,
 }

@@ -143,10 +143,9 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
                     if let Some(r) = &from.secret_key_ref {
                         return secrets.get(&(r.name.clone(), r.key.clone())).cloned();
                     }
-                    from.field_ref.as_ref().and_then(|f| match f.field_path.as_str() {
-                        "metadata.name" => Some(run.name_any()),
-                        "metadata.namespace" => run.namespace(),
-                        _ => None,
+                    // The run's metadata (admission refuses other paths here).
+                    from.field_ref.as_ref().and_then(|f| {
+                        crate::api::field_path::resolve(&run.metadata, None, &f.field_path).ok()
                     })
                 })
                 .map_err(Into::into)

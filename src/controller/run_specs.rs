@@ -4,13 +4,12 @@
 //! write of the plan (`converge::prepare_runs`), so that a template that cannot be used is the
 //! planner's verdict, not a failure half-way through act.
 
-use std::collections::BTreeMap;
-
 use kube::ResourceExt;
 use kube::api::Api;
 
 use super::Context;
 use super::undecodable::Lenient;
+use crate::api::field_path;
 use crate::api::{
     AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument, ClusterAnalysisTemplate,
     PodTemplateHashValue, Rollout, RolloutAnalysis, RolloutArgument,
@@ -41,47 +40,32 @@ fn analysis_for(ro: &Rollout, kind: AnalysisKind) -> Option<RolloutAnalysis> {
     }
 }
 
-/// Reads `metadata.name`, `metadata.namespace`, `metadata.labels['k']`, `metadata.annotations['k']`.
-fn field_of(ro: &Rollout, path: &str) -> Option<String> {
-    let p = path.trim();
-    let keyed = |prefix: &str, map: &BTreeMap<String, String>| -> Option<Option<String>> {
-        let rest = p.strip_prefix(prefix)?;
-        let key = rest
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .trim_matches(|c| c == '\'' || c == '"');
-        Some(map.get(key).cloned())
-    };
-    match p {
-        "metadata.name" => Some(ro.name_any()),
-        "metadata.namespace" => ro.namespace(),
-        "metadata.uid" => ro.metadata.uid.clone(),
-        _ => keyed("metadata.labels", ro.labels())
-            .or_else(|| keyed("metadata.annotations", ro.annotations()))
-            .flatten(),
-    }
-}
-
-/// Resolves a Rollout arg to a plain value (hash and field references are fixed at creation).
+/// Resolves a Rollout arg to a plain value (hash and field references are fixed at creation);
+/// `None` for the stable hash before there is a stable revision. A field path that does not
+/// resolve is an error naming it: a query must never run with the template's default instead.
 fn rollout_arg_value(
     ro: &Rollout,
     arg: &RolloutArgument,
     stable: Option<&str>,
     latest: &str,
-) -> Option<String> {
+) -> Result<Option<String>, String> {
     if let Some(v) = &arg.value {
-        return Some(v.clone());
+        return Ok(Some(v.clone()));
     }
-    let from = arg.value_from.as_ref()?;
+    let Some(from) = arg.value_from.as_ref() else {
+        return Ok(None);
+    };
     if let Some(which) = &from.pod_template_hash_value {
-        return match which {
+        return Ok(match which {
             PodTemplateHashValue::Stable => stable.map(str::to_string),
             PodTemplateHashValue::Latest => Some(latest.to_string()),
-        };
+        });
     }
-    from.field_ref
-        .as_ref()
-        .and_then(|f| field_of(ro, &f.field_path))
+    let Some(field) = &from.field_ref else {
+        return Ok(None);
+    };
+    let object = serde_json::to_value(ro).map_err(|e| e.to_string())?;
+    field_path::resolve(&ro.metadata, Some(&object), &field.field_path).map(Some)
 }
 
 async fn template_spec(
@@ -182,7 +166,12 @@ async fn build_spec(
     }
     let stable = ro.status.as_ref().and_then(|s| s.stable_rs.as_deref());
     for ra in analysis.args() {
-        let value = rollout_arg_value(ro, ra, stable, hash);
+        let value = rollout_arg_value(ro, ra, stable, hash).map_err(|e| {
+            SpecError::Unusable(format!(
+                "analysis arg '{}': {e}; fix the Rollout's valueFrom.fieldRef",
+                ra.name
+            ))
+        })?;
         if let (Some(arg), Some(v)) = (args.iter_mut().find(|a| a.name == ra.name), value) {
             arg.value = Some(v);
             arg.value_from = None;
@@ -232,4 +221,35 @@ pub async fn prepare(
         return Ok(None);
     };
     build_spec(ctx, ro, &analysis, hash).await.map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::rollout;
+    use serde_json::json;
+
+    fn arg(field_path: &str) -> RolloutArgument {
+        serde_json::from_value(
+            json!({"name": "a", "valueFrom": {"fieldRef": {"fieldPath": field_path}}}),
+        )
+        .expect("arg")
+    }
+
+    /// Issue 26: a `spec.*`/`status.*` fieldRef was dropped without a word, and the template's
+    /// default went into the query. Now it resolves as Argo does, and what does not resolve is
+    /// an error naming the path.
+    #[test]
+    fn field_refs_resolve_against_the_rollout_or_say_why_not() {
+        let ro = rollout(json!({"canary": {}}), json!({"stableRS": "abc"}));
+        let value = |path: &str| rollout_arg_value(&ro, &arg(path), Some("abc"), "def");
+        assert_eq!(
+            value("spec.template.spec.containers[0].image"),
+            Ok(Some("web:2".into()))
+        );
+        assert_eq!(value("spec.replicas"), Ok(Some("1".into())));
+        assert_eq!(value("status.stableRS"), Ok(Some("abc".into())));
+        assert_eq!(value("metadata.labels['env']"), Ok(Some(String::new())));
+        assert!(value("status.nope").is_err_and(|e| e.contains("status.nope")));
+    }
 }
