@@ -151,14 +151,13 @@ pub struct Argument {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.secretKeyRef) != has(self.fieldRef)").message("valueFrom must set exactly one of secretKeyRef or fieldRef"))]
-#[x_kube(validation = super::field_path::rule(false))]
 pub struct ValueFrom {
     /// A key of a Secret in the run's namespace; the value is redacted from messages and logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
     /// A field of the AnalysisRun: `metadata.name`, `.namespace`, `.uid`, `.labels['KEY']` or
-    /// `.annotations['KEY']` (a Rollout's args, which override it, may also read its
-    /// `spec`/`status`).
+    /// `.annotations['KEY']`; another path is accepted, as Argo does, for a Rollout's args to
+    /// override (left unresolved, the run ends in Error naming the arg).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_ref: Option<FieldRef>,
 }
@@ -499,6 +498,7 @@ pub struct WebMetricHeader {
 #[x_kube(validation = Rule::new("!has(self.method) || self.method == 'GET'").message("web.method: only GET is supported by Aviary").field_path(".method"))]
 #[x_kube(validation = unsupported("body", "web.body", "Aviary's web provider only sends GET requests"))]
 #[x_kube(validation = unsupported("jsonBody", "web.jsonBody", "Aviary's web provider only sends GET requests"))]
+#[x_kube(validation = Rule::new("!has(self.authentication) || !has(self.headers) || !self.headers.exists(h, h.key.lowerAscii() == 'authorization')").message("web: set either authentication.basicAuth or an Authorization header, not both").field_path(".authentication"))]
 pub struct WebMetric {
     /// The URL; `{{args.NAME}}` placeholders are substituted first.
     #[schemars(length(min = 1))]
@@ -521,7 +521,8 @@ pub struct WebMetric {
     /// Skip TLS certificate verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
-    /// Credentials for the URL: `basicAuth` (Argo's `oauth2` and `sigv4` are refused by name).
+    /// Credentials for the URL: `basicAuth`, an Aviary extension (Argo's web provider ignores
+    /// it; its `oauth2` and `sigv4` are refused by name). Not with an `Authorization` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<PrometheusAuth>,
     /// Not supported by Aviary.

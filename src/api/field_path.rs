@@ -4,12 +4,14 @@
 //!   (`metadata.labels['env']`; a missing key is the empty string), as Kubernetes' downward API
 //!   (Argo uses its `fieldpath` package). The whole map is `key="value"` lines in key order.
 //! - Any path under `spec` or `status` (Rollout args only): the object as JSON, walked by the
-//!   path's sections (split on `.`, `[` and `]`; a number indexes an array). The path must end
-//!   at a string, number or boolean; a missing field is an error.
+//!   path's sections (split on runs of `.`, `[` and `]`; a number indexes an array). The path
+//!   must end at a string, number or boolean; a missing field is an error.
 //!
-//! Argo fails the reconcile on an unresolvable path and retries; Aviary's admission refuses what
-//! cannot be a path ([`rule`]) and the rest ends the analysis in Error naming the path, never a
-//! silently kept default.
+//! Where Argo differs: it retries the reconcile on a path that does not resolve (and may go on
+//! with "" when a later arg resolves); Aviary ends the analysis in Error naming the path, never
+//! a silently kept default. Numbers print as written (Argo prints 1000000 as `1e+06`); the
+//! whole-map forms quote values as Rust does, which differs from Go's only for control
+//! characters.
 
 use std::collections::BTreeMap;
 
@@ -19,26 +21,20 @@ use serde_json::Value;
 /// A metadata field, or a key of the labels or annotations (`\x27` is `'`: the rule is a raw
 /// CEL string).
 const METADATA: &str = r#"metadata\.(name|namespace|uid|labels|annotations)|metadata\.(labels|annotations)\[(\x27[^\x27]+\x27|"[^"]+")\]"#;
-/// A `spec` or `status` path of names and indexes.
-const SPEC_OR_STATUS: &str = r#"(spec|status)(\.[A-Za-z0-9_-]+|\[[0-9]+\])+"#;
+/// A `spec` or `status` path as Argo splits it: sections between runs of `.`, `[` and `]`.
+const SPEC_OR_STATUS: &str = r#"(spec|status)([.\[\]]+[^.\[\]]+)+[.\[\]]*"#;
 
-/// The admission rule on a `valueFrom` (`self`) with a `fieldRef`: a Rollout arg's may also
-/// name a `spec`/`status` path, a template arg's (read from the AnalysisRun) metadata only.
-pub fn rule(spec_or_status: bool) -> kube::core::Rule {
-    let (pattern, forms) = if spec_or_status {
-        (
-            format!("^({METADATA}|{SPEC_OR_STATUS})$"),
-            ", or a spec.* or status.* path such as spec.replicas",
-        )
-    } else {
-        (format!("^({METADATA})$"), "")
-    };
+/// The admission rule on a Rollout arg's `valueFrom` (`self`) with a `fieldRef`: what Argo
+/// resolves. (A template arg's `fieldRef` is not checked, as Argo does not: the Rollout's args
+/// override it, and one left unresolved ends its run in Error naming the arg.)
+pub fn rule() -> kube::core::Rule {
+    let pattern = format!("^({METADATA}|{SPEC_OR_STATUS})$");
     kube::core::Rule::new(format!(
         "!has(self.fieldRef) || self.fieldRef.fieldPath.matches(r'{pattern}')"
     ))
-    .message(kube::core::Message::Message(format!(
-        "fieldRef.fieldPath must be metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'] or metadata.annotations['KEY']{forms}"
-    )))
+    .message(kube::core::Message::Message(
+        "fieldRef.fieldPath must be metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'] or metadata.annotations['KEY'], or a spec.* or status.* path such as spec.replicas".to_string(),
+    ))
     .field_path(".fieldRef.fieldPath")
     .reason(kube::core::Reason::FieldValueInvalid)
 }
@@ -50,10 +46,12 @@ pub fn resolve(meta: &ObjectMeta, object: Option<&Value>, path: &str) -> Result<
     if path == "metadata" || path.starts_with("metadata.") {
         return metadata(meta, path);
     }
+    let under = |root: &str| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with(['.', '[']))
+    };
     match object {
-        Some(object) if path.starts_with("spec.") || path.starts_with("status.") => {
-            json(object, path)
-        }
+        Some(object) if under("spec") || under("status") => json(object, path),
         _ => Err(format!(
             "fieldPath '{path}' is not supported: use metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'] or metadata.annotations['KEY']{}",
             if object.is_some() {
@@ -175,6 +173,9 @@ mod tests {
             ("spec.template.spec.containers[0].image", Ok("web:2")),
             ("spec.template.spec.containers.0.name", Ok("web")),
             ("status.stableRS", Ok("abc")),
+            ("spec.template.metadata.labels[version]", Ok("v2")),
+            ("spec..replicas", Ok("4")),
+            ("spec.template.spec.containers[0]image", Ok("web:2")),
             (
                 "spec.template.spec.containers[3].image",
                 Err("out of range"),

@@ -624,7 +624,7 @@ pub struct RolloutArgument {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.podTemplateHashValue) != has(self.fieldRef)").message("valueFrom must set exactly one of podTemplateHashValue or fieldRef"))]
-#[x_kube(validation = super::field_path::rule(true))]
+#[x_kube(validation = super::field_path::rule())]
 pub struct ArgumentValueFrom {
     /// The pod-template hash of the `Stable` or `Latest` (canary) revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
