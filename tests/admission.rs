@@ -483,9 +483,9 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "rollout arg fieldRef to metadata.generation",
+        "rollout arg fieldRef outside metadata, spec and status",
         ROLLOUT,
-        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: t}], args: [{name: a, valueFrom: {fieldRef: {fieldPath: metadata.generation}}}]}}]}}}",
+        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: t}], args: [{name: a, valueFrom: {fieldRef: {fieldPath: apiVersion}}}]}}]}}}",
         &[
             "spec.strategy.canary.steps[0].analysis.args[0].valueFrom.fieldRef.fieldPath",
             "or a spec.* or status.* path",
@@ -1024,24 +1024,6 @@ const CASES: &[Case] = &[
         &[
             "spec.args[0].valueFrom",
             "exactly one of secretKeyRef or fieldRef",
-        ],
-    ),
-    case(
-        "template arg fieldRef to the run's status",
-        TEMPLATE,
-        "spec: {args: [{name: a, valueFrom: {fieldRef: {fieldPath: status.phase}}}]}",
-        &[
-            "spec.args[0].valueFrom.fieldRef.fieldPath",
-            "must be metadata.name",
-        ],
-    ),
-    case(
-        "template arg fieldRef to a key without quotes",
-        TEMPLATE,
-        "spec: {args: [{name: a, valueFrom: {fieldRef: {fieldPath: 'metadata.labels[env]'}}}]}",
-        &[
-            "spec.args[0].valueFrom.fieldRef.fieldPath",
-            "metadata.labels['KEY']",
         ],
     ),
     case(

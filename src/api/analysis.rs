@@ -498,7 +498,6 @@ pub struct WebMetricHeader {
 #[x_kube(validation = Rule::new("!has(self.method) || self.method == 'GET'").message("web.method: only GET is supported by Aviary").field_path(".method"))]
 #[x_kube(validation = unsupported("body", "web.body", "Aviary's web provider only sends GET requests"))]
 #[x_kube(validation = unsupported("jsonBody", "web.jsonBody", "Aviary's web provider only sends GET requests"))]
-#[x_kube(validation = Rule::new("!has(self.authentication) || !has(self.headers) || !self.headers.exists(h, h.key.lowerAscii() == 'authorization')").message("web: set either authentication.basicAuth or an Authorization header, not both").field_path(".authentication"))]
 pub struct WebMetric {
     /// The URL; `{{args.NAME}}` placeholders are substituted first.
     #[schemars(length(min = 1))]
@@ -522,7 +521,8 @@ pub struct WebMetric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
     /// Credentials for the URL: `basicAuth`, an Aviary extension (Argo's web provider ignores
-    /// it; its `oauth2` and `sigv4` are refused by name). Not with an `Authorization` header.
+    /// it; its `oauth2` and `sigv4` are refused by name). Beside an `Authorization` header, the
+    /// measurement is an Error saying to choose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<PrometheusAuth>,
     /// Not supported by Aviary.

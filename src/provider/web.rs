@@ -53,6 +53,19 @@ impl Provider for Web {
         _plan: &'a MetricPlan,
     ) -> BoxFuture<'a, Result<MetricValue, ProviderError>> {
         Box::pin(async move {
+            // Both would set the one header (a CEL check of this costs more than admission's
+            // budget for a template's metrics).
+            if self.resolved.basic_auth.is_some()
+                && self
+                    .resolved
+                    .headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(ProviderError::Query(
+                    "web provider: set either authentication.basicAuth or an Authorization header, not both".into(),
+                ));
+            }
             if !self.method.eq_ignore_ascii_case("GET") {
                 return Err(ProviderError::Query(format!(
                     "web provider: method {} is not supported; use GET",
