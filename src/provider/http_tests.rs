@@ -98,6 +98,23 @@ async fn a_web_metric_sends_its_basic_auth() {
         seen,
         [format!("{addr}/q key=- auth=Basic YXZpYXJ5OnMzY3JldA==")]
     );
+
+    // Beside an Authorization header: an error saying to choose, and no request.
+    let both = json!({"name": "m", "successCondition": "result == 1",
+        "provider": {"web": {"url": format!("http://{addr}/q"),
+            "headers": [{"key": "authorization", "value": "Bearer t"}],
+            "authentication": {"basicAuth": {"username": "u", "password": "p"}}}}});
+    let spec = serde_json::from_value(json!({"metrics": [both]})).expect("spec");
+    let analysis = Analysis::new(&spec, Args::default()).expect("analysis");
+    let err = measure(&analysis)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("either authentication.basicAuth or an Authorization header"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
