@@ -16,7 +16,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
-use support::helm::{Release, chart, helm, run};
+use support::helm::{Release, chart, controller_container, helm, run};
 use support::{TestNamespace, client, poll_until, repo_root, yaml_documents};
 
 /// `helm template` with `--set` values, as parsed documents.
@@ -666,14 +666,9 @@ async fn chart_installs_with_exactly_the_rights_the_controller_needs() {
 }
 
 async fn deploy_args(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
-    let d = Api::<Deployment>::namespaced(client.clone(), ns)
-        .get(name)
+    controller_container(client, ns, name)
         .await
-        .expect("Deployment");
-    d.spec
-        .and_then(|s| s.template.spec)
-        .and_then(|p| p.containers.into_iter().next())
-        .and_then(|c| c.args)
+        .args
         .unwrap_or_default()
 }
 
@@ -904,15 +899,7 @@ async fn chart_upgrades_from_the_previous_version_to_a_pinned_image() {
     run(cmd).expect("upgrade to this chart");
     let (image, version) = release_vars();
     let full = format!("{}-aviary", release.name);
-    let d = Api::<Deployment>::namespaced(client.clone(), &ns.name)
-        .get(&full)
-        .await
-        .expect("Deployment");
-    let running = d
-        .spec
-        .and_then(|s| s.template.spec)
-        .and_then(|p| p.containers.into_iter().next())
-        .and_then(|c| c.image);
+    let running = controller_container(&client, &ns.name, &full).await.image;
     assert_eq!(running, Some(format!("{image}:{version}@{digest}")));
     let mut cmd = helm();
     cmd.args([

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use aviary::api::{Rollout, RolloutPhase};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use support::helm::Release;
@@ -168,19 +168,6 @@ fn api_server() -> (u16, PathBuf) {
     (port, ca)
 }
 
-/// The args of the controller container of the installed Deployment.
-async fn chart_args(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .expect("Deployment")
-        .spec
-        .and_then(|s| s.template.spec)
-        .and_then(|p| p.containers.into_iter().next())
-        .and_then(|c| c.args)
-        .expect("args")
-}
-
 /// Starts `image` as the chart's pod would run it, with the chart's `args` (the listen addresses
 /// moved to ports the OS hands out: the host's network is shared).
 fn start(image: &str, name: &str, ns: &str, sa_dir: &Path, args: &[String]) -> Container {
@@ -299,7 +286,10 @@ async fn the_image_runs_as_the_chart_runs_it() {
         ],
     );
     let full = format!("{}-aviary", release.name);
-    let args = chart_args(&client, &ns.name, &full).await;
+    let args = support::helm::controller_container(&client, &ns.name, &full)
+        .await
+        .args
+        .expect("args");
     let sa_dir = service_account_dir(&client, &ns.name, &full).await;
     let ctl = start(
         &image,

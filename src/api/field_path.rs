@@ -7,11 +7,11 @@
 //!   path's sections (split on runs of `.`, `[` and `]`; a number indexes an array). The path
 //!   must end at a string, number or boolean; a missing field is an error.
 //!
-//! Admission checks the root only ([`rule`]). Where Argo differs: it retries the reconcile on a path that does not resolve (and may go on
-//! with "" when a later arg resolves); Aviary ends the analysis in Error naming the path, never
-//! a silently kept default. Numbers print as written (Argo prints 1000000 as `1e+06`); the
-//! whole-map forms quote values as Rust does, which differs from Go's only for control
-//! characters.
+//! Admission checks the root only ([`rule`]). Where Argo differs: it retries the reconcile on a
+//! path that does not resolve (and may go on with "" when a later arg resolves); Aviary ends the
+//! analysis in Error naming the path, never a silently kept default. Numbers print as written
+//! (Argo prints 1000000 as `1e+06`); the whole-map forms quote values as Rust does, which
+//! differs from Go's only for control characters.
 
 use std::collections::BTreeMap;
 

@@ -215,13 +215,13 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Version { client, output } => {
             let output = output.get()?;
             if client {
-                cli::version::run(None, true, output).await?;
+                cli::version::run(None, output).await?;
             } else {
                 match connect().await {
-                    Ok(cluster) => cli::version::run(Some(&cluster), false, output).await?,
+                    Ok(cluster) => cli::version::run(Some(&cluster), output).await?,
                     Err(e) => {
                         // As kubectl version: what the plugin knows, then why the cluster did not answer.
-                        cli::version::run(None, true, output).await?;
+                        cli::version::run(None, output).await?;
                         return Err(e);
                     }
                 }

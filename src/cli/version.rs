@@ -77,14 +77,10 @@ pub fn controller(d: &Deployment) -> Controller {
     }
 }
 
-/// The text of `version`: the plugin's line, then one per controller, and a warning for each
-/// whose version is not the plugin's.
-pub fn text(plugin: &Build, controllers: Option<&[Controller]>) -> String {
-    text_in(plugin, controllers, None)
-}
-
-/// [`text`], saying where controllers were looked for when not everywhere.
-fn text_in(plugin: &Build, controllers: Option<&[Controller]>, searched: Option<&str>) -> String {
+/// The text of `version`: the plugin's line, then one per controller (`None`: none looked
+/// for), and a warning for each whose version is not the plugin's; `searched` says where they
+/// were looked for when not everywhere.
+pub fn text(plugin: &Build, controllers: Option<&[Controller]>, searched: Option<&str>) -> String {
     let mut out = format!(
         "kubectl-aviary {} (revision {}, built {})\n",
         plugin.version, plugin.revision, plugin.build_date
@@ -117,18 +113,14 @@ fn text_in(plugin: &Build, controllers: Option<&[Controller]>, searched: Option<
     out
 }
 
-/// Prints the plugin's build and, unless `client_only`, the controllers of the cluster: in every
-/// namespace, or, for a user who may not list Deployments everywhere (a namespace's `view` or
-/// `edit`), in the current namespace. When neither may be listed, the plugin's build is printed
-/// (as `-o` asks) and the error returned.
-pub async fn run(
-    cluster: Option<&Cluster>,
-    client_only: bool,
-    output: Output,
-) -> Result<(), CliError> {
+/// Prints the plugin's build and, given a `cluster`, its controllers: in every namespace, or,
+/// for a user who may not list Deployments everywhere (a namespace's `view` or `edit`), in the
+/// current namespace. When neither may be listed, the plugin's build is printed (as `-o` asks)
+/// and the error returned.
+pub async fn run(cluster: Option<&Cluster>, output: Output) -> Result<(), CliError> {
     let plugin = plugin();
     let selector = ListParams::default().labels(CONTROLLER_SELECTOR);
-    let (controllers, searched) = match cluster.filter(|_| !client_only) {
+    let (controllers, searched) = match cluster {
         None => (None, None),
         Some(cluster) => {
             let everywhere = Api::<Deployment>::all(cluster.client.clone())
@@ -184,7 +176,7 @@ pub async fn run(
 fn emit(versions: &Versions, output: Output) -> Result<(), CliError> {
     match output.encode(versions)? {
         Some(encoded) => print(&encoded),
-        None => print(&text_in(
+        None => print(&text(
             &versions.plugin,
             versions.controllers.as_deref(),
             versions.searched.as_deref(),
@@ -217,21 +209,21 @@ mod tests {
         };
         let same = controller(&deployment("0.2.0", 2));
         assert_eq!(same.ready, "2/2");
-        let text_same = text(&plugin, Some(&[same]));
+        let text_same = text(&plugin, Some(&[same]), None);
         assert!(
             text_same
                 .starts_with("kubectl-aviary 0.2.0 (revision abc, built 2026-12-03T00:00:00Z)\n")
         );
         assert!(text_same.contains("controller aviary-system/aviary: 0.2.0, image ghcr.io/aviary-dev/aviary:0.1.0, 2/2 ready"));
         assert!(!text_same.contains("warning"));
-        let older = text(&plugin, Some(&[controller(&deployment("0.1.0", 1))]));
+        let older = text(&plugin, Some(&[controller(&deployment("0.1.0", 1))]), None);
         assert!(
             older.contains("warning: controller aviary-system/aviary is 0.1.0, the plugin 0.2.0"),
             "{older}"
         );
-        assert!(text(&plugin, Some(&[])).contains("controller: none found"));
+        assert!(text(&plugin, Some(&[]), None).contains("controller: none found"));
         assert_eq!(
-            text(&plugin, None).lines().count(),
+            text(&plugin, None, None).lines().count(),
             1,
             "--client: the plugin only"
         );

@@ -88,13 +88,14 @@ pub(super) async fn route_to_stable_now(
     if routers.is_empty() {
         return;
     }
-    tracing::debug!(target: "aviary::watch", rollout = %key(cached), weight, ?which, "abort: sending traffic back to stable");
+    let rollout = key(cached);
+    tracing::debug!(target: "aviary::watch", %rollout, weight, ?which, "abort: sending traffic back to stable");
     for router in routers {
         // No snapshot: the write reads the object first (or sends the prepared patch).
         match act::set_weight(
             ctx,
             ctx.clients.unpaced(),
-            &key(cached),
+            &rollout,
             router.as_ref(),
             target,
             &mut None,
@@ -106,8 +107,8 @@ pub(super) async fn route_to_stable_now(
                 // Our value now (an abort judges nobody's change).
                 let object = router.object(target);
                 ctx.view.drift.set(
-                    &key(cached),
-                    (&object.resource.kind, &object.namespace, &object.name),
+                    &rollout,
+                    super::drift::object_key(&object),
                     Some(&to.to_string()),
                 );
                 info!(
@@ -116,8 +117,7 @@ pub(super) async fn route_to_stable_now(
                     to,
                     "abort: traffic back to stable"
                 );
-                let what = router.object(target).to_string();
-                outbox.add(cached, &[act::weight_event(from, to, &what)]);
+                outbox.add(cached, &[act::weight_event(from, to, &object.to_string())]);
             }
             Ok(WeightChange::Unchanged) => {}
             // Another of the abort's writers (the watch, the other lane) came first.
@@ -156,7 +156,7 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
                     // Our value now (an abort judges nobody's change).
                     ctx.view.drift.set(
                         &key(&ro),
-                        (&object.resource.kind, &object.namespace, &object.name),
+                        super::drift::object_key(&object),
                         Some(&to.to_string()),
                     );
                     info!(target: "aviary::watch", rollout = %key(&ro), router = router.kind(), ?from, to, "abort: traffic back to stable (from the watch)");
@@ -168,11 +168,9 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
             Err(e) => {
                 ctx.view.routing.lost(&object);
                 // It may have landed: the weight is unknown, and the next write is not judged.
-                ctx.view.drift.set(
-                    &key(&ro),
-                    (&object.resource.kind, &object.namespace, &object.name),
-                    None,
-                );
+                ctx.view
+                    .drift
+                    .set(&key(&ro), super::drift::object_key(&object), None);
                 debug!(rollout = %key(&ro), router = router.kind(), error = %e, "abort: the prepared write failed; the reconcile retries")
             }
         }

@@ -246,7 +246,7 @@ pub async fn apply(
                         if let Some(e) = drift_corrected(
                             ctx,
                             &rollout_key,
-                            (&object.resource.kind, &object.namespace, &object.name),
+                            super::drift::object_key(&object),
                             from.map(|w| w.to_string()).as_deref(),
                             &to.to_string(),
                             &object.to_string(),
@@ -317,7 +317,7 @@ pub(super) async fn set_weight(
     let written =
         prepared::set_weight(router, client, target, from, weight, &ctx.prepared_aborts).await;
     let object = router.object(target);
-    let drift_key = (&*object.resource.kind, &*object.namespace, &*object.name);
+    let drift_key = super::drift::object_key(&object);
     match written {
         Ok(written) => {
             ctx.view.routing.saw(&written.after);

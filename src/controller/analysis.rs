@@ -143,7 +143,8 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
                     if let Some(r) = &from.secret_key_ref {
                         return secrets.get(&(r.name.clone(), r.key.clone())).cloned();
                     }
-                    // The run's metadata (admission refuses other paths here).
+                    // The run's metadata; another path stays unresolved, and the run ends
+                    // in Error naming the arg.
                     from.field_ref.as_ref().and_then(|f| {
                         crate::api::field_path::resolve(&run.metadata, None, &f.field_path).ok()
                     })

@@ -67,6 +67,11 @@ pub struct Correction {
     pub tell: bool,
 }
 
+/// A routing object as the notes name it: `(kind, namespace, name)`.
+pub fn object_key(object: &crate::traffic::RoutingObject) -> (&str, &str, &str) {
+    (&object.resource.kind, &object.namespace, &object.name)
+}
+
 fn key(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind} {namespace}/{name}")
 }
@@ -288,20 +293,30 @@ mod tests {
         assert!(notes.wrote("shop/api", VS, Some("0"), "100").is_some());
     }
 
-    #[test]
-    fn a_write_fight_is_counted_every_time_and_told_once_per_interval() {
+    /// After a first write of 20, each of `managers` in turn resets the weight and it is put
+    /// back: whether each correction is told (each is counted and names its manager).
+    fn told(managers: &[&str]) -> Vec<bool> {
         let notes = DriftNotes::default();
         let _ = notes.wrote("shop/web", VS, None, "20");
-        let mut told = vec![];
-        for manager in ["flux", "flux", "flux", "argocd"] {
-            notes.note("VirtualService", "shop", "web", manager);
-            let c = notes
-                .wrote("shop/web", VS, Some("0"), "20")
-                .expect("a correction");
-            assert_eq!(c.manager, manager);
-            told.push(c.tell);
-        }
-        assert_eq!(told, [true, false, false, true]);
+        managers
+            .iter()
+            .map(|manager| {
+                notes.note("VirtualService", "shop", "web", manager);
+                let c = notes
+                    .wrote("shop/web", VS, Some("0"), "20")
+                    .expect("a correction");
+                assert_eq!(c.manager, *manager);
+                c.tell
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_write_fight_is_counted_every_time_and_told_once_per_interval() {
+        assert_eq!(
+            told(&["flux", "flux", "flux", "argocd"]),
+            [true, false, false, true]
+        );
     }
 
     #[test]
@@ -362,16 +377,9 @@ mod tests {
 
     #[test]
     fn alternating_managers_are_each_told_once_per_interval() {
-        let notes = DriftNotes::default();
-        let _ = notes.wrote("shop/web", VS, None, "20");
-        let mut told = vec![];
-        for m in ["flux", "argocd", "flux", "argocd"] {
-            notes.note("VirtualService", "shop", "web", m);
-            let c = notes
-                .wrote("shop/web", VS, Some("0"), "20")
-                .expect("a correction");
-            told.push(c.tell);
-        }
-        assert_eq!(told, [true, true, false, false]);
+        assert_eq!(
+            told(&["flux", "argocd", "flux", "argocd"]),
+            [true, true, false, false]
+        );
     }
 }

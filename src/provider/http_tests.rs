@@ -92,10 +92,10 @@ async fn a_web_metric_sends_its_basic_auth() {
         measure(&analysis).await.ok(),
         Some(MetricValue::Scalar(1.0))
     );
-    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let requests = || seen.lock().map(|s| s.clone()).unwrap_or_default();
     // base64("aviary:s3cret")
     assert_eq!(
-        seen,
+        requests(),
         [format!("{addr}/q key=- auth=Basic YXZpYXJ5OnMzY3JldA==")]
     );
 
@@ -115,6 +115,7 @@ async fn a_web_metric_sends_its_basic_auth() {
         err.contains("either authentication.basicAuth or an Authorization header"),
         "{err}"
     );
+    assert_eq!(requests().len(), 1, "the second metric sent no request");
 }
 
 #[tokio::test]

@@ -27,6 +27,25 @@ pub struct Resolved {
     pub basic_auth: Option<(String, String)>,
 }
 
+impl Resolved {
+    /// A metric's `headers` and `authentication.basicAuth` (Prometheus and web alike).
+    pub fn of(
+        headers: Option<&Vec<crate::api::WebMetricHeader>>,
+        authentication: Option<&crate::api::PrometheusAuth>,
+    ) -> Self {
+        Resolved {
+            headers: headers
+                .into_iter()
+                .flatten()
+                .map(|h| (h.key.clone(), h.value.clone()))
+                .collect(),
+            basic_auth: authentication
+                .and_then(|a| a.basic_auth.as_ref())
+                .map(|b| (b.username.clone(), b.password.clone())),
+        }
+    }
+}
+
 /// Measures one metric.
 pub trait Provider: Send + Sync {
     fn measure<'a>(

@@ -54,19 +54,7 @@ impl Prometheus {
             timeout,
             options: options.clone(),
             insecure: spec.insecure.unwrap_or(false),
-            resolved: Resolved {
-                headers: spec
-                    .headers
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.key.clone(), h.value.clone()))
-                    .collect(),
-                basic_auth: spec
-                    .authentication
-                    .as_ref()
-                    .and_then(|a| a.basic_auth.as_ref())
-                    .map(|b| (b.username.clone(), b.password.clone())),
-            },
+            resolved: Resolved::of(spec.headers.as_ref(), spec.authentication.as_ref()),
         }
     }
 }

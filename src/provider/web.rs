@@ -30,19 +30,7 @@ impl Web {
             options: options.clone(),
             insecure: spec.insecure.unwrap_or(false),
             json_path: spec.json_path.clone(),
-            resolved: Resolved {
-                headers: spec
-                    .headers
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.key.clone(), h.value.clone()))
-                    .collect(),
-                basic_auth: spec
-                    .authentication
-                    .as_ref()
-                    .and_then(|a| a.basic_auth.as_ref())
-                    .map(|b| (b.username.clone(), b.password.clone())),
-            },
+            resolved: Resolved::of(spec.headers.as_ref(), spec.authentication.as_ref()),
         }
     }
 }

@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Container;
+use kube::api::Api;
+
 use super::repo_root;
 
 pub fn chart() -> PathBuf {
@@ -76,4 +80,16 @@ impl Drop for Release {
         cmd.args(["uninstall", &self.name, "--namespace", &self.namespace]);
         let _ = cmd.output();
     }
+}
+
+/// The controller container of the chart's Deployment `ns/name`, as installed.
+pub async fn controller_container(client: &kube::Client, ns: &str, name: &str) -> Container {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("Deployment")
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.into_iter().next())
+        .expect("a container")
 }
