@@ -1065,3 +1065,66 @@ async fn finished_runs_beyond_the_history_limit_are_deleted() {
         Some(AnalysisPhase::Successful)
     );
 }
+
+/// Issue 26: Argo's documented web conditions (`result == true`, `result.major == '1'`) pass
+/// through the controller: a web value keeps its JSON type. A boolean is stored as Argo stores
+/// it; an object is described, never quoted (docs/security.md).
+#[tokio::test]
+async fn web_values_keep_their_json_type_through_the_controller() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-web-json").await;
+    let (addr, _) = http_server(|path, _| match path {
+        "/healthz" => (200, None, b"OK".to_vec()),
+        _ => (
+            200,
+            None,
+            br#"{"ok": true, "version": {"major": "1", "minor": "30"}}"#.to_vec(),
+        ),
+    })
+    .await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis"]);
+    let metric = |name: &str, path: &str, json_path: Option<&str>, condition: &str| {
+        let mut web = json!({"url": format!("http://{addr}{path}")});
+        if let Some(p) = json_path {
+            web["jsonPath"] = json!(p);
+        }
+        json!({"name": name, "successCondition": condition, "provider": {"web": web}})
+    };
+    let run = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "typed"},
+        "spec": {"metrics": [
+            metric("ok", "/status", Some("{$.ok}"), "result == true"),
+            metric("major", "/status", Some("{$.version}"), "result.major == '1'"),
+            metric("text", "/healthz", None, "result == 'OK'"),
+        ]},
+    });
+    apply_value(&client, Some(&ns.name), &run)
+        .await
+        .expect("AnalysisRun");
+    let status = finished_run(&client, &ns.name, "typed").await;
+    assert_eq!(
+        status.phase,
+        AnalysisPhase::Successful,
+        "{status:?}\n{}",
+        ctl.log_tail(20)
+    );
+    let value = |metric: &str| {
+        status
+            .metric_result(metric)
+            .and_then(|r| r.measurements.last())
+            .and_then(|m| m.value.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(value("ok"), "true");
+    assert!(
+        value("major").starts_with("(an object; not shown"),
+        "{}",
+        value("major")
+    );
+    assert!(
+        value("text").starts_with("(a string; not shown"),
+        "{}",
+        value("text")
+    );
+}

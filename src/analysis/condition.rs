@@ -6,7 +6,7 @@
 //!
 //! - **Functions** `len(x)` (an alias of `size`), `isNaN(x)`, `isInf(x)`, `asInt(x)`,
 //!   `asFloat(x)`, `isNil(x)` and `default(x, d)` (`d` when `x` is null, an empty list or NaN).
-//! - **Word operators** `and`, `or`, `not` are read as `&&`, `||`, `!`.
+//! - **Word operators** `and`, `or`, `not` are read as `&&`, `||`, `!`, and `nil` as `null`.
 //! - **Mixed int/double arithmetic.** CEL compares ints with doubles (`result[0] >= 1`,
 //!   `result == 0`) but refuses to add or multiply them (`result[0] * 100` is a type error).
 //!   Integer *literals* used in arithmetic next to a double-valued operand are therefore
@@ -15,8 +15,12 @@
 //!   needs an explicit `double(...)`.
 //!
 //! `result` is bound to the provider's value: a `list(double)` for vectors and matrices, a
-//! `double` for scalars. NaN compared with `<`, `>=`, … is an evaluation *error* in this CEL
+//! `double` for scalars, and for a web response its JSON type (`bool`, `double`, `string`,
+//! `map`, `list`, `null`). NaN compared with `<`, `>=`, … is an evaluation *error* in this CEL
 //! implementation (Argo's `expr` answers false); either way such a comparison never passes.
+//!
+//! Messages never quote a string, list or map the value holds (a web response may carry what
+//! status readers must not see): CEL's own errors are rewritten to name types only.
 
 use std::sync::{Arc, LazyLock};
 
@@ -33,6 +37,9 @@ const RESULT: &str = "result";
 const EMPTY_GUARDS: [&str; 3] = ["len", "size", "default"];
 /// Functions that let a condition decide explicitly what a NaN means.
 const NAN_GUARDS: [&str; 2] = ["isNaN", "default"];
+/// Functions that let a condition decide explicitly what a JSON null means (so does comparing
+/// `result` with `null`).
+const NULL_GUARDS: [&str; 2] = ["isNil", "default"];
 
 /// The standard CEL environment is immutable and costly to build, so every evaluation shares one.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
@@ -58,6 +65,7 @@ pub struct Condition {
     program: Program,
     guards_empty: bool,
     guards_nan: bool,
+    guards_null: bool,
 }
 
 impl Condition {
@@ -83,14 +91,22 @@ impl Condition {
         let references = program.references();
         let guards_empty = EMPTY_GUARDS.iter().any(|f| references.has_function(f));
         let guards_nan = NAN_GUARDS.iter().any(|f| references.has_function(f));
+        let guards_null = NULL_GUARDS.iter().any(|f| references.has_function(f));
         let condition = Condition {
             expression: expression.to_owned(),
             program,
             guards_empty,
             guards_nan,
+            guards_null,
         };
         condition.reject_undeclared_references()?;
-        Ok(condition)
+        // `result == nil` says what null means as plainly as `isNil(result)`.
+        let guards_null =
+            condition.guards_null || condition.non_numeric_comparisons().contains(&"null");
+        Ok(Condition {
+            guards_null,
+            ..condition
+        })
     }
 
     /// The expression as written.
@@ -103,6 +119,7 @@ impl Condition {
         match missing {
             MissingData::Empty => self.guards_empty,
             MissingData::NaN => self.guards_nan,
+            MissingData::Null => self.guards_null,
         }
     }
 
@@ -116,7 +133,7 @@ impl Condition {
             }),
             Err(e) => Err(ConditionError::Evaluate {
                 expression: self.expression.clone(),
-                message: e.to_string(),
+                message: error_message(&e, &self.expression),
             }),
         }
     }
@@ -126,6 +143,18 @@ impl Condition {
         context.add_variable_from_value(RESULT, to_cel(value));
         add_functions(&mut context).map_err(|e| ExecutionError::InternalError(e.to_string()))?;
         self.program.execute(&context)
+    }
+
+    /// The kinds of non-numeric literal (`a string`, `a boolean`, `null`) the expression
+    /// compares a value read from `result` with (`result[0] == "1"`, `result == true`). With a
+    /// provider whose values are numbers (Prometheus) such a comparison can never hold, which
+    /// `kubectl aviary lint` reports.
+    pub fn non_numeric_comparisons(&self) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        comparisons(self.program.expression(), &mut Vec::new(), &mut found);
+        found.sort_unstable();
+        found.dedup();
+        found
     }
 
     /// An undeclared name fails whatever the data, so it is a compile error. CEL only finds
@@ -150,24 +179,166 @@ impl Condition {
     }
 }
 
+const COMPARISONS: [&str; 6] = ["_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_"];
+
+fn comparisons(expr: &IdedExpr, result_vars: &mut Vec<String>, found: &mut Vec<&'static str>) {
+    match &expr.expr {
+        Expr::Call(call) => {
+            if let (true, [a, b]) = (
+                COMPARISONS.contains(&call.func_name.as_str()),
+                call.args.as_slice(),
+            ) {
+                for (value, literal) in [(a, b), (b, a)] {
+                    if let (true, Some(kind)) =
+                        (reads_result(value, result_vars), literal_kind(literal))
+                    {
+                        found.push(kind);
+                    }
+                }
+            }
+            for e in call.target.iter().map(|t| &**t).chain(&call.args) {
+                comparisons(e, result_vars, found);
+            }
+        }
+        Expr::Select(select) => comparisons(&select.operand, result_vars, found),
+        Expr::List(list) => {
+            for e in &list.elements {
+                comparisons(e, result_vars, found);
+            }
+        }
+        Expr::Comprehension(c) => {
+            comparisons(&c.iter_range, result_vars, found);
+            comparisons(&c.accu_init, result_vars, found);
+            let over_result = reads_result(&c.iter_range, result_vars);
+            if over_result {
+                result_vars.push(c.iter_var.clone());
+            }
+            for part in [&c.loop_cond, &c.loop_step, &c.result] {
+                comparisons(part, result_vars, found);
+            }
+            if over_result {
+                result_vars.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `expr` is `result`, an element or field of it, or a macro variable ranging over it.
+fn reads_result(expr: &IdedExpr, result_vars: &[String]) -> bool {
+    match &expr.expr {
+        Expr::Ident(name) => name == RESULT || result_vars.contains(name),
+        Expr::Select(select) => reads_result(&select.operand, result_vars),
+        Expr::Call(call) if call.func_name == "_[_]" => call
+            .args
+            .first()
+            .is_some_and(|a| reads_result(a, result_vars)),
+        _ => false,
+    }
+}
+
+fn literal_kind(expr: &IdedExpr) -> Option<&'static str> {
+    match &expr.expr {
+        Expr::Literal(LiteralValue::String(_)) => Some("a string"),
+        Expr::Literal(LiteralValue::Boolean(_)) => Some("a boolean"),
+        Expr::Literal(LiteralValue::Null) => Some("null"),
+        _ => None,
+    }
+}
+
 fn to_cel(value: &MetricValue) -> Value {
     match value {
         MetricValue::Scalar(v) => Value::Float(*v),
         MetricValue::Vector(values) => {
             Value::List(Arc::new(values.iter().map(|v| Value::Float(*v)).collect()))
         }
+        MetricValue::Json(v) => json_to_cel(v),
     }
 }
 
+/// JSON as Argo's `expr` sees it after Go's `json.Unmarshal`: every number a double.
+fn json_to_cel(v: &serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    match v {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => Value::String(Arc::new(s.clone())),
+        Json::Array(items) => Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        Json::Object(fields) => Value::from(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_cel(v)))
+                .collect::<std::collections::HashMap<String, Value>>(),
+        ),
+    }
+}
+
+/// A value for a message: numbers, booleans and null as they are; a string, list or map by
+/// its type only (it may be a web response's content).
 fn describe(value: &Value) -> String {
     match value {
         Value::Int(i) => format!("int {i}"),
         Value::UInt(u) => format!("uint {u}"),
         Value::Float(f) => format!("double {f}"),
-        Value::String(s) => format!("string {s:?}"),
+        Value::Bool(b) => format!("bool {b}"),
+        Value::String(_) => "a string".to_owned(),
         Value::Null => "null".to_owned(),
         Value::List(l) => format!("a list of {}", l.len()),
-        other => format!("{other:?}"),
+        Value::Map(m) => format!("a map of {}", m.map.len()),
+        other => format!("a {}", other.type_of()),
+    }
+}
+
+/// CEL's error, with every value it quotes replaced by [`describe`]. A missing key is named
+/// only when the expression spells it (a key read from the value itself is not).
+fn error_message(e: &ExecutionError, expression: &str) -> String {
+    match e {
+        ExecutionError::UnsupportedTargetType { target } => {
+            format!("invalid argument type: {}", describe(target))
+        }
+        ExecutionError::NotSupportedAsMethod { method, target } => {
+            format!("method '{method}' not supported on {}", describe(target))
+        }
+        ExecutionError::UnsupportedKeyType(v) => {
+            format!("unable to use {} as a key", describe(v))
+        }
+        ExecutionError::NoSuchKey(key) if expression.contains(key.as_str()) => {
+            format!("no such key: {key}")
+        }
+        ExecutionError::NoSuchKey(_) => "no such key".to_owned(),
+        ExecutionError::ValuesNotComparable(a, b) => {
+            format!("{} can not be compared to {}", describe(a), describe(b))
+        }
+        ExecutionError::UnsupportedBinaryOperator(op, a, b) => format!(
+            "unsupported binary operator '{op}': {}, {}",
+            describe(a),
+            describe(b)
+        ),
+        ExecutionError::UnsupportedIndex(index, target) => format!(
+            "cannot use {} to index {}",
+            describe(index),
+            describe(target)
+        ),
+        ExecutionError::DivisionByZero(v) => format!("division by zero of {}", describe(v)),
+        ExecutionError::RemainderByZero(v) => format!("remainder by zero of {}", describe(v)),
+        ExecutionError::Overflow(op, a, b) => format!(
+            "overflow from binary operator '{op}': {}, {}",
+            describe(a),
+            describe(b)
+        ),
+        ExecutionError::IndexOutOfBounds(v) => format!("index out of bounds: {}", describe(v)),
+        ExecutionError::DuplicateKey(v) => format!("repeated key: {}", describe(v)),
+        #[allow(deprecated)]
+        ExecutionError::UnsupportedUnaryOperator(op, v) => {
+            format!("unsupported unary operator '{op}': {}", describe(v))
+        }
+        #[allow(deprecated)]
+        ExecutionError::UnsupportedMapIndex(v) | ExecutionError::UnsupportedListIndex(v) => {
+            format!("cannot use {} as an index", describe(v))
+        }
+        // The rest name types, functions or our own messages (which quote no value).
+        other => other.to_string(),
     }
 }
 
@@ -222,7 +393,7 @@ fn add_functions(context: &mut Context) -> Result<(), cel::DeclarationError> {
                 .trim()
                 .parse::<i64>()
                 .map(Value::Int)
-                .map_err(|e| ExecutionError::function_error("asInt", format!("{s:?}: {e}"))),
+                .map_err(|e| ExecutionError::function_error("asInt", format!("a string: {e}"))),
             other => Err(not_a_number("asInt", &other)),
         }
     })?;
@@ -231,11 +402,11 @@ fn add_functions(context: &mut Context) -> Result<(), cel::DeclarationError> {
             Value::Float(f) => Ok(Value::Float(f)),
             Value::Int(i) => Ok(Value::Float(i as f64)),
             Value::UInt(u) => Ok(Value::Float(u as f64)),
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .map(Value::Float)
-                .map_err(|e| ExecutionError::function_error("asFloat", format!("{s:?}: {e}"))),
+            Value::String(s) => {
+                s.trim().parse::<f64>().map(Value::Float).map_err(|e| {
+                    ExecutionError::function_error("asFloat", format!("a string: {e}"))
+                })
+            }
             other => Err(not_a_number("asFloat", &other)),
         }
     })?;
@@ -292,6 +463,7 @@ fn replace_word_operators(source: &str) -> String {
                 "and" if !is_field => out.push_str("&&"),
                 "or" if !is_field => out.push_str("||"),
                 "not" if !is_field => out.push('!'),
+                "nil" if !is_field => out.push_str("null"),
                 _ => out.push_str(&word),
             }
             previous_significant = chars.get(i - 1).copied();
@@ -591,6 +763,123 @@ mod tests {
         }
     }
 
+    fn web(v: serde_json::Value) -> MetricValue {
+        MetricValue::Json(v)
+    }
+
+    /// F (issue 26): a web value keeps its JSON type, so Argo's documented web conditions hold.
+    #[test]
+    fn web_values_keep_their_json_type() {
+        use serde_json::json;
+        let cases: &[(&str, MetricValue, bool)] = &[
+            ("result == true", web(json!(true)), true),
+            ("result == true", web(json!(false)), false),
+            ("result", web(json!(true)), true),
+            ("!result", web(json!(false)), true),
+            ("result == false", web(json!(true)), false),
+            ("result == 1", web(json!(true)), false),
+            (
+                "result.major == '1'",
+                web(json!({"major": "1", "minor": "30"})),
+                true,
+            ),
+            ("result.major == '1'", web(json!({"major": "2"})), false),
+            ("result['major'] == \"1\"", web(json!({"major": "1"})), true),
+            ("result == 'ok'", web(json!("ok")), true),
+            ("result.startsWith('ok')", web(json!("ok, fine")), true),
+            (
+                "result.ok && result.rate >= 0.95",
+                web(json!({"ok": true, "rate": 0.97})),
+                true,
+            ),
+            ("result.rate * 100 >= 95", web(json!({"rate": 0.97})), true),
+            ("result == 1", web(json!(1)), true),
+            ("result * 100 > 95", web(json!(1)), true),
+            ("result[0] >= 0.95", web(json!([0.97, 0.5])), true),
+            (
+                "result.all(x, x.healthy)",
+                web(json!([{"healthy": true}, {"healthy": true}])),
+                true,
+            ),
+            (
+                "result.items.size() == 2",
+                web(json!({"items": [1, 2]})),
+                true,
+            ),
+            ("isNil(result)", web(json!(null)), true),
+            ("isNil(result.x)", web(json!({"x": null})), true),
+            ("result.x == nil", web(json!({"x": null})), true),
+            ("result.nil == 1", web(json!({"nil": 1})), true),
+            ("default(result, 0.5) == 0.5", web(json!(null)), true),
+            ("asInt(result) == 42", web(json!("42")), true),
+            ("asFloat(result.v) == 0.5", web(json!({"v": "0.5"})), true),
+            ("len(result) == 3", web(json!("abc")), true),
+        ];
+        for (expression, value, expected) in cases {
+            assert_eq!(
+                eval(expression, value),
+                Ok(*expected),
+                "{expression} on {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn comparisons_with_non_numeric_literals_are_found() {
+        let cases: &[(&str, &[&str])] = &[
+            ("result == true", &["a boolean"]),
+            ("result[0] == '1'", &["a string"]),
+            ("'1' != result.major", &["a string"]),
+            ("result.all(x, x == null)", &["null"]),
+            (
+                "result[0] > 0.5 && result[1] == false && result[2] == 'x'",
+                &["a boolean", "a string"],
+            ),
+            ("result[0] >= 0.95", &[]),
+            ("asInt(result[0]) == 1", &[]),
+            ("[1, 2].all(x, x == 'a') && result[0] > 1", &[]),
+            ("isNil(result) || result == 1", &[]),
+        ];
+        for (expression, expected) in cases {
+            let c = Condition::compile(expression).expect(expression);
+            assert_eq!(c.non_numeric_comparisons(), *expected, "{expression}");
+        }
+    }
+
+    /// No message quotes a string, list or map from the value: they may be a web response.
+    #[test]
+    fn errors_on_web_values_name_types_only() {
+        use serde_json::json;
+        let secret = "hunter2";
+        let cases: &[(&str, MetricValue)] = &[
+            ("result > 0.5", web(json!(secret))),
+            ("result + 1 > 2", web(json!(secret))),
+            ("result[0] > 1", web(json!({"k": secret}))),
+            ("result.k > 1", web(json!({"k": secret}))),
+            ("result.missing == 1", web(json!({secret: 1}))),
+            ("result[result.k] == 1", web(json!({"k": secret}))),
+            ("result", web(json!(secret))),
+            ("result", web(json!([secret]))),
+            ("result", web(json!({"k": secret}))),
+            ("asInt(result) == 1", web(json!(secret))),
+            ("asFloat(result) == 1.0", web(json!(secret))),
+            ("isNaN(result)", web(json!(secret))),
+            ("result / 0 == 1", web(json!([secret]))),
+            ("result[5] == 1", web(json!([secret]))),
+            ("-result == 1", web(json!(secret))),
+            ("result.size() > 0 && result[0] > 1", web(json!([secret]))),
+        ];
+        for (expression, value) in cases {
+            let err = eval(expression, value).expect_err(expression).to_string();
+            assert!(!err.contains(secret), "{expression}: {err}");
+        }
+        // The key the expression spells is named; a key taken from the data is not.
+        let err = eval("result.missing == 1", &web(json!({secret: 1})))
+            .expect_err("missing key")
+            .to_string();
+        assert!(err.contains("no such key: missing"), "{err}");
+    }
+
     #[test]
     fn mixed_int_and_double() {
         let cases: &[(&str, MetricValue, bool)] = &[
@@ -752,5 +1041,16 @@ mod tests {
         );
         assert_eq!(guards("default(result, [1.0])[0] >= 0.95"), (true, true));
         assert_eq!(guards("result.all(x, x >= 0.95)"), (false, false));
+        let null = |e: &str| {
+            Condition::compile(e)
+                .unwrap_or_else(|err| panic!("{err}"))
+                .guards(MissingData::Null)
+        };
+        assert!(null("isNil(result) || result.ok"));
+        assert!(null("default(result, true)"));
+        assert!(null("result == nil || result.ok"));
+        assert!(null("result != null && result.ok"));
+        assert!(!null("result.ok == true"));
+        assert!(!null("result == false"));
     }
 }

@@ -401,6 +401,45 @@ mod tests {
         assert_ne!(error.message.as_deref(), Some(NO_DATA));
     }
 
+    /// A web `null` (or `[]`) is missing data: an Error unless a condition says what it means;
+    /// a `false` or `""` is data, judged as it is.
+    #[test]
+    fn web_null_is_missing_data_unless_guarded() {
+        use serde_json::json;
+        let web = |v| MetricValue::Json(v);
+        let cases: &[(Option<&str>, Option<&str>, MetricValue, AnalysisPhase)] = &[
+            (Some("result == true"), None, web(json!(null)), Error),
+            (None, Some("result == false"), web(json!(null)), Error),
+            (
+                Some("isNil(result) || result"),
+                None,
+                web(json!(null)),
+                Successful,
+            ),
+            (None, Some("result == nil"), web(json!(null)), Failed),
+            (
+                Some("default(result, false)"),
+                None,
+                web(json!(null)),
+                Failed,
+            ),
+            (Some("size(result) > 0"), None, web(json!([])), Failed),
+            (Some("result[0] == 1"), None, web(json!([])), Error),
+            (Some("result == true"), None, web(json!(false)), Failed),
+            (Some("result == ''"), None, web(json!("")), Successful),
+        ];
+        for (success, failure, value, phase) in cases {
+            let verdict = judge(*success, *failure, value);
+            assert_eq!(
+                verdict.phase, *phase,
+                "{success:?} {failure:?} {value:?}: {verdict:?}"
+            );
+            if *phase == Error {
+                assert_eq!(verdict.message.as_deref(), Some(NO_DATA));
+            }
+        }
+    }
+
     #[test]
     fn measurement_records_value_text_and_times() {
         let conditions = Conditions::compile(Some(SUCCESS), None).unwrap_or_else(|e| panic!("{e}"));

@@ -2,6 +2,7 @@
 //!
 //! - [`template`]: `{{args.x}}` substitution, PromQL-safe inside label matcher quotes.
 //! - [`condition`]: `successCondition` / `failureCondition` in CEL, with Argo's helpers.
+//! - [`json_path`]: a web metric's `jsonPath`, in Kubernetes' template form.
 //! - [`value`] and [`prometheus`]: what a provider measured, and how it reads as text.
 //! - [`measurement`]: one value judged by the conditions, including the missing-data rule.
 //! - [`metric`]: a metric's counters, limits, phase and next due time.
@@ -13,6 +14,7 @@
 //! Depends only on [`crate::api`].
 
 pub mod condition;
+pub mod json_path;
 pub mod measurement;
 pub mod metric;
 pub mod prometheus;

@@ -25,6 +25,7 @@ use regex::Regex;
 use thiserror::Error;
 
 use super::condition::ConditionError;
+use super::json_path::JsonPath;
 use super::measurement::Conditions;
 use super::metric::{MetricPolicy, PolicyError};
 use super::template::{Args, TemplateError, render, render_promql};
@@ -55,6 +56,8 @@ pub enum RunError {
         index: usize,
         message: String,
     },
+    #[error("metric \"{metric}\": {message}")]
+    JsonPath { metric: String, message: String },
     #[error("metric \"{metric}\": args could not be substituted: {message}")]
     Substitution { metric: String, message: String },
     /// The run may not start as asked: a Secret it may not use, a run no Rollout owns.
@@ -74,6 +77,8 @@ pub struct MetricPlan {
     pub query: Option<String>,
     /// The query with secret args redacted, for status and logs.
     pub query_for_status: Option<String>,
+    /// A web metric's `jsonPath`, parsed (`None` for other providers or when unset).
+    pub json_path: Option<JsonPath>,
 }
 
 /// A run's metrics, compiled.
@@ -133,7 +138,19 @@ impl Analysis {
                     .get(metric.name.as_str())
                     .copied()
                     .unwrap_or(DEFAULT_MEASUREMENT_RETENTION);
+                let json_path = metric
+                    .provider
+                    .web
+                    .as_ref()
+                    .and_then(|w| w.json_path.as_deref())
+                    .map(JsonPath::parse)
+                    .transpose()
+                    .map_err(|message| RunError::JsonPath {
+                        metric: metric.name.clone(),
+                        message,
+                    })?;
                 Ok(MetricPlan {
+                    json_path,
                     policy: MetricPolicy::from_metric(&metric, keep)?,
                     conditions: Conditions::for_metric(&metric)?,
                     dry_run: dry_run.contains(metric.name.as_str()),

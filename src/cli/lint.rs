@@ -426,16 +426,40 @@ pub fn check_document(doc: &Value) -> Vec<Finding> {
         .flatten()
         .enumerate()
     {
+        let prometheus = m["provider"]["prometheus"].is_object();
         for field in ["successCondition", "failureCondition"] {
-            if let Some(expr) = m[field].as_str()
-                && let Err(e) = crate::analysis::condition::Condition::compile(expr)
-            {
-                out.push(Finding {
+            let Some(expr) = m[field].as_str() else {
+                continue;
+            };
+            match crate::analysis::condition::Condition::compile(expr) {
+                Err(e) => out.push(Finding {
                     severity: Severity::Error,
                     path: format!("spec.metrics[{i}].{field}"),
                     message: e.to_string(),
-                });
+                }),
+                Ok(c) if prometheus && !c.non_numeric_comparisons().is_empty() => {
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        path: format!("spec.metrics[{i}].{field}"),
+                        message: format!(
+                            "compares result with {}, but a Prometheus result holds only numbers, so the comparison never means what it says; compare with a number (result[0] == 1)",
+                            c.non_numeric_comparisons().join(" and ")
+                        ),
+                    })
+                }
+                Ok(_) => {}
             }
+        }
+        // A web metric's jsonPath parses as the provider parses it (unless args fill it in).
+        if let Some(path) = m["provider"]["web"]["jsonPath"].as_str()
+            && !path.contains("{{")
+            && let Err(e) = crate::analysis::json_path::JsonPath::parse(path)
+        {
+            out.push(Finding {
+                severity: Severity::Error,
+                path: format!("spec.metrics[{i}].provider.web.jsonPath"),
+                message: e,
+            });
         }
     }
     out
@@ -759,6 +783,16 @@ spec:
                 "      successCondition: result[0] >= 0.95",
                 "      successCondition: result[0] >=",
                 "f.yaml:32: spec.metrics[0].successCondition: invalid condition",
+            ),
+            (
+                "      successCondition: result[0] >= 0.95",
+                "      successCondition: result[0] == 'ok'",
+                "f.yaml:32: spec.metrics[0].successCondition: compares result with a string, but a Prometheus result holds only numbers",
+            ),
+            (
+                "        prometheus:\n          query: up",
+                "        web:\n          url: http://x/\n          jsonPath: \"{$.a[}\"",
+                "f.yaml:36: spec.metrics[0].provider.web.jsonPath: jsonPath '{$.a[}'",
             ),
             (
                 "      interval: 1m",

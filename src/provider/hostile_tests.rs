@@ -164,7 +164,9 @@ fn rejected_run_message_is_not_redacted() {
 
 /// SSRF with read-back: any tenant's web metric reaches what the controller's pod can reach
 /// (cloud metadata with `Metadata-Flavor: Google`, internal services) and a non-numeric
-/// jsonPath pick is quoted into the measurement message (status), up to 1,024 characters.
+/// jsonPath pick was quoted into the measurement message (status), up to 1,024 characters.
+/// Now that web values keep their JSON type, the pick reaches the condition: neither the
+/// stored value nor the condition's error may quote it, whatever the condition does with it.
 #[tokio::test]
 async fn web_provider_echoes_internal_json_into_status() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -173,7 +175,7 @@ async fn web_provider_echoes_internal_json_into_status() {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        if let Ok((mut s, _)) = listener.accept().await {
+        while let Ok((mut s, _)) = listener.accept().await {
             let mut buf = [0u8; 2048];
             let _ = s.read(&mut buf).await;
             let body = r#"{"access_token":"ya29.NODE-IDENTITY-TOKEN","expires_in":3599}"#;
@@ -188,19 +190,40 @@ async fn web_provider_echoes_internal_json_into_status() {
                 .await;
         }
     });
-    let spec = serde_json::from_value(json!({"metrics": [{"name": "m",
-        "successCondition": "result == 1",
-        "provider": {"web": {"url": format!("http://{addr}/computeMetadata/v1/token"),
-            "jsonPath": "{$.access_token}",
-            "headers": [{"key": "Metadata-Flavor", "value": "Google"}]}}}]}))
-    .expect("spec");
-    let a = Analysis::new(&spec, Args::default()).expect("analysis");
-    let plan = a.metric("m").expect("plan");
-    let err = provider_for(plan, &HttpOptions::default())
-        .expect("p")
-        .measure(plan)
-        .await
-        .map(|_| ())
-        .expect_err("not a number");
-    assert!(!err.to_string().contains("NODE-IDENTITY-TOKEN"), "{err}");
+    for (json_path, condition) in [
+        ("{$.access_token}", "result == 1"),
+        ("{$.access_token}", "result > 1"),
+        ("{$.access_token}", "result"),
+        ("{$.access_token}", "result + 1 == 2"),
+        ("{$.access_token}", "asInt(result) == 1"),
+        ("{$}", "result.access_token > 1"),
+        ("{$}", "result == 1"),
+        ("{$}", "result[result.access_token] == 1"),
+    ] {
+        let spec = serde_json::from_value(json!({"metrics": [{"name": "m",
+            "successCondition": condition,
+            "provider": {"web": {"url": format!("http://{addr}/computeMetadata/v1/token"),
+                "jsonPath": json_path,
+                "headers": [{"key": "Metadata-Flavor", "value": "Google"}]}}}]}))
+        .expect("spec");
+        let a = Analysis::new(&spec, Args::default()).expect("analysis");
+        let plan = a.metric("m").expect("plan");
+        let value = provider_for(plan, &HttpOptions::default())
+            .expect("p")
+            .measure(plan)
+            .await
+            .expect("a JSON answer");
+        let mut status = AnalysisRunStatus::default();
+        a.record(
+            &mut status,
+            "m",
+            plan.conditions.measure(&value, now(), now()),
+        );
+        a.assess(&mut status, now());
+        let text = serde_json::to_string(&status).expect("status");
+        assert!(
+            !text.contains("NODE-IDENTITY-TOKEN") && !text.contains("access_token\\\""),
+            "{json_path} / {condition}: {text}"
+        );
+    }
 }

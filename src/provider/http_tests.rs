@@ -11,6 +11,7 @@ use serde_json::json;
 use super::*;
 use crate::analysis::run::Analysis;
 use crate::analysis::template::Args;
+use crate::api::AnalysisPhase;
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
@@ -90,7 +91,7 @@ async fn a_web_metric_sends_its_basic_auth() {
     let analysis = Analysis::new(&spec, Args::default()).expect("analysis");
     assert_eq!(
         measure(&analysis).await.ok(),
-        Some(MetricValue::Scalar(1.0))
+        Some(MetricValue::Json(json!(1)))
     );
     let requests = || seen.lock().map(|s| s.clone()).unwrap_or_default();
     // base64("aviary:s3cret")
@@ -128,7 +129,7 @@ async fn a_redirect_is_followed_on_its_origin_only() {
     })
     .await;
     let got = measure(&web_plan(&format!("http://{addr}/same"), None)).await;
-    assert_eq!(got.ok(), Some(MetricValue::Scalar(1.0)));
+    assert_eq!(got.ok(), Some(MetricValue::Json(json!(1))));
     assert_eq!(seen.lock().map(|s| s.len()).unwrap_or(0), 2);
 
     // To another origin (here another port): refused, and the key never reaches it.
@@ -214,4 +215,106 @@ fn a_ca_bundle_must_hold_a_certificate() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("CA bundle"), "{err}");
+}
+
+/// Issue 26: a web value keeps its JSON type through the provider and the conditions, so
+/// Argo's documented `result == true` and `result.major == '1'` pass; a body that is not JSON
+/// is the string `result`; a jsonPath that selects nothing is an Error naming the path.
+#[tokio::test]
+async fn a_web_value_is_judged_with_its_json_type() {
+    let (addr, _) = serve(|path, _| match path {
+        "/text" => (200, None, b"OK".to_vec()),
+        _ => (
+            200,
+            None,
+            br#"{"ok": true, "version": {"major": "1", "minor": "30"},
+                 "items": [{"name": "web", "rate": 0.5}, {"name": "api", "rate": 0.99}]}"#
+                .to_vec(),
+        ),
+    })
+    .await;
+    let cases = [
+        (
+            "/v",
+            Some("{$.ok}"),
+            "result == true",
+            AnalysisPhase::Successful,
+        ),
+        (
+            "/v",
+            Some("{$.ok}"),
+            "result == false",
+            AnalysisPhase::Failed,
+        ),
+        (
+            "/v",
+            Some("{$.version}"),
+            "result.major == '1'",
+            AnalysisPhase::Successful,
+        ),
+        (
+            "/v",
+            None,
+            "result.version.minor == '30' && result.ok",
+            AnalysisPhase::Successful,
+        ),
+        (
+            "/v",
+            Some("{$.items[?(@.name == 'api')].rate}"),
+            "result >= 0.95",
+            AnalysisPhase::Successful,
+        ),
+        (
+            "/v",
+            Some("{$.items[*].rate}"),
+            "result >= 0.95",
+            AnalysisPhase::Failed,
+        ),
+        ("/text", None, "result == 'OK'", AnalysisPhase::Successful),
+        (
+            "/v",
+            Some("{$.version.major}"),
+            "result > 0",
+            AnalysisPhase::Error,
+        ),
+    ];
+    for (path, json_path, condition, phase) in cases {
+        let mut web = json!({"url": format!("http://{addr}{path}")});
+        if let Some(p) = json_path {
+            web["jsonPath"] = json!(p);
+        }
+        let spec = serde_json::from_value(json!({"metrics": [{"name": "m",
+            "successCondition": condition, "provider": {"web": web}}]}))
+        .expect("spec");
+        let analysis = Analysis::new(&spec, Args::default()).expect("analysis");
+        let plan = analysis.metric("m").expect("plan");
+        let value = measure(&analysis).await.expect("a value");
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let m = plan.conditions.measure(&value, now, now);
+        assert_eq!(m.phase, phase, "{path} {json_path:?} {condition}: {m:?}");
+    }
+
+    let spec = serde_json::from_value(json!({"metrics": [{"name": "m",
+        "successCondition": "result == 1",
+        "provider": {"web": {"url": format!("http://{addr}/v"), "jsonPath": "{$.missing}"}}}]}))
+    .expect("spec");
+    let err = measure(&Analysis::new(&spec, Args::default()).expect("analysis"))
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("jsonPath '{$.missing}' selected nothing"),
+        "{err}"
+    );
+    let spec = serde_json::from_value(json!({"metrics": [{"name": "m",
+        "successCondition": "result == 1",
+        "provider": {"web": {"url": format!("http://{addr}/text"), "jsonPath": "{$.ok}"}}}]}))
+    .expect("spec");
+    let err = measure(&Analysis::new(&spec, Args::default()).expect("analysis"))
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("response is not JSON"), "{err}");
 }
