@@ -1001,9 +1001,20 @@ async fn one_client_cannot_hold_the_probes_hostage() {
         || async { (probe(addr, "/readyz").await == Some(200)).then_some(()) },
     )
     .await;
+    // The readiness probes above may still hold a slot for a moment: a connection the
+    // listener refused (closed at once) is replaced until all 8 are held.
     let mut held = vec![];
-    for _ in 0..aviary::metrics::MAX_CONNECTIONS_PER_PEER {
-        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held.len() < aviary::metrics::MAX_CONNECTIONS_PER_PEER {
+        assert!(Instant::now() < deadline, "only {} connections held", held.len());
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut byte = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(500), s.read(&mut byte))
+            .await
+            .is_err()
+        {
+            held.push(s);
+        }
     }
     let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let _ = extra
