@@ -1128,3 +1128,54 @@ async fn web_values_keep_their_json_type_through_the_controller() {
         value("text")
     );
 }
+
+/// Issue 26: `{{args.*}}` in interval, initialDelay, count and the limits, as Argo's e2e
+/// templates write them, resolve in the run; a value that does not fit once resolved ends the
+/// run in Error naming the field (Argo reads `count: "three"` as 0 without a word).
+#[tokio::test]
+async fn templated_intervals_and_counts_resolve_in_the_run() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-templated").await;
+    let ctl = ControllerProcess::start_with(
+        &ns.name,
+        &[
+            "--prometheus-address",
+            &prometheus_url(),
+            "--run-unowned-analysis",
+        ],
+    );
+    let run = |name: &str, count: &str| {
+        json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": name},
+            "spec": {
+                "args": [{"name": "interval", "value": "1s"}, {"name": "count", "value": count},
+                         {"name": "delay", "value": "1"}],
+                "metrics": [{"name": "one", "interval": "{{args.interval}}",
+                    "initialDelay": "{{args.delay}}s", "count": "{{args.count}}",
+                    "failureLimit": "{{args.count}}", "successCondition": "result[0] == 1",
+                    "provider": {"prometheus": {"query": "vector(1)"}}}]},
+        })
+    };
+    for (name, count) in [("resolved", "3"), ("unfit", "three")] {
+        apply_value(&client, Some(&ns.name), &run(name, count))
+            .await
+            .expect("AnalysisRun");
+    }
+    let resolved = finished_run(&client, &ns.name, "resolved").await;
+    assert_eq!(
+        resolved.phase,
+        AnalysisPhase::Successful,
+        "{resolved:?}\n{}",
+        ctl.log_tail(20)
+    );
+    let result = resolved.metric_result("one").cloned().unwrap_or_default();
+    assert_eq!((result.count, result.successful), (3, 3), "{result:?}");
+    let unfit = finished_run(&client, &ns.name, "unfit").await;
+    assert_eq!(unfit.phase, AnalysisPhase::Error, "{unfit:?}");
+    let message = unfit.message.unwrap_or_default();
+    assert!(
+        message.contains("count \"three\" is not an integer"),
+        "{message}"
+    );
+}

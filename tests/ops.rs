@@ -1006,7 +1006,11 @@ async fn one_client_cannot_hold_the_probes_hostage() {
     let mut held = vec![];
     let deadline = Instant::now() + Duration::from_secs(20);
     while held.len() < aviary::metrics::MAX_CONNECTIONS_PER_PEER {
-        assert!(Instant::now() < deadline, "only {} connections held", held.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} connections held",
+            held.len()
+        );
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let mut byte = [0u8; 1];
         if tokio::time::timeout(Duration::from_millis(500), s.read(&mut byte))

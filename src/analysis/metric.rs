@@ -9,8 +9,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use thiserror::Error;
 
 use crate::api::{
-    AnalysisPhase, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_MEASUREMENT_RETENTION, IntOrArg,
-    MAX_MEASUREMENTS, Measurement, Metric, MetricResult,
+    AnalysisPhase, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_MEASUREMENT_RETENTION, DurationOrArg,
+    IntOrArg, MAX_MEASUREMENTS, Measurement, Metric, MetricResult,
 };
 
 /// Wait after an Error measurement before retrying, whatever the interval: a transient error
@@ -33,6 +33,17 @@ pub enum PolicyError {
         min: i64,
         value: i64,
     },
+    /// An `interval` or `initialDelay` still holding a placeholder after substitution.
+    #[error("metric \"{metric}\": {field} \"{value}\" is not a duration")]
+    NotADuration {
+        metric: String,
+        field: &'static str,
+        value: String,
+    },
+    /// Fields that admission checks together when they are literals, checked again once args
+    /// filled them in.
+    #[error("metric \"{metric}\": {message}")]
+    Inconsistent { metric: String, message: String },
 }
 
 /// The fields of a metric that drive its state machine, with Argo's defaults applied.
@@ -96,22 +107,33 @@ impl MetricPolicy {
             }
             Ok(parsed)
         };
-        let interval = metric
-            .interval
-            .as_ref()
-            .map(|d| d.as_std())
-            .filter(|d| !d.is_zero());
+        let duration = |field: &'static str, value: &Option<DurationOrArg>| {
+            value
+                .as_ref()
+                .map(|v| {
+                    v.duration()
+                        .map(crate::api::Duration::as_std)
+                        .ok_or_else(|| PolicyError::NotADuration {
+                            metric: metric.name.clone(),
+                            field,
+                            value: v.to_string(),
+                        })
+                })
+                .transpose()
+        };
+        let interval = duration("interval", &metric.interval)?.filter(|d| !d.is_zero());
         // Argo's EffectiveCount: an unset or zero count is 1 without an interval, unbounded
         // with one.
-        let count = match int("count", &metric.count, 0, 0)? {
+        let written_count = int("count", &metric.count, 0, 0)?;
+        let count = match written_count {
             0 if interval.is_some() => None,
             0 => Some(1),
             n => Some(n),
         };
-        Ok(MetricPolicy {
+        let policy = MetricPolicy {
             name: metric.name.clone(),
             interval,
-            initial_delay: metric.initial_delay.as_ref().map(|d| d.as_std()),
+            initial_delay: duration("initialDelay", &metric.initial_delay)?,
             count,
             failure_limit: int("failureLimit", &metric.failure_limit, 0, -1)?,
             inconclusive_limit: int("inconclusiveLimit", &metric.inconclusive_limit, 0, 0)?,
@@ -128,7 +150,39 @@ impl MetricPolicy {
                 0,
             )?,
             retention: retention.clamp(1, MAX_MEASUREMENTS),
-        })
+        };
+        policy
+            .check_together(written_count)
+            .map_err(|message| PolicyError::Inconsistent {
+                metric: metric.name.clone(),
+                message,
+            })?;
+        Ok(policy)
+    }
+
+    /// The admission rules that relate fields (src/api/analysis.rs, on `Metric`), for values
+    /// that were placeholders or numeric strings there and so were not checked.
+    /// `count` is as written (0 when unset: only a written count is checked, as in Argo).
+    fn check_together(&self, count: i64) -> Result<(), String> {
+        if count > 1 && self.interval.is_none() {
+            return Err(format!(
+                "count {count} > 1 requires interval: set interval (e.g. 1m) between measurements"
+            ));
+        }
+        if self.failure_limit == -1 && self.consecutive_success_limit == 0 {
+            return Err("failureLimit -1 requires consecutiveSuccessLimit > 0, otherwise the metric can never fail or succeed".into());
+        }
+        if count > 0 {
+            for (field, limit) in [
+                ("failureLimit", self.failure_limit),
+                ("inconclusiveLimit", self.inconclusive_limit),
+            ] {
+                if count < limit {
+                    return Err(format!("count ({count}) must be >= {field} ({limit})"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// When the next measurement is due, or `None` when the metric takes no more.
@@ -358,7 +412,7 @@ mod tests {
             (Some(1), 0, 0, 4, 10)
         );
         let with_interval = Metric {
-            interval: Some(ApiDuration::from_secs(60)),
+            interval: Some(ApiDuration::from_secs(60).into()),
             ..metric.clone()
         };
         let p = MetricPolicy::from_metric(&with_interval, 10).unwrap_or_else(|e| panic!("{e}"));
@@ -374,6 +428,7 @@ mod tests {
         let limits = Metric {
             count: Some(IntOrArg::Str("5".into())),
             failure_limit: Some(IntOrArg::Int(-1)),
+            consecutive_success_limit: Some(IntOrArg::Int(2)),
             consecutive_error_limit: Some(IntOrArg::Str(" 2 ".into())),
             ..with_interval
         };

@@ -58,6 +58,12 @@ pub enum RunError {
     },
     #[error("metric \"{metric}\": {message}")]
     JsonPath { metric: String, message: String },
+    #[error("metric \"{metric}\": {field}: {message}")]
+    Resolved {
+        metric: String,
+        field: &'static str,
+        message: String,
+    },
     #[error("metric \"{metric}\": args could not be substituted: {message}")]
     Substitution { metric: String, message: String },
     /// The run may not start as asked: a Secret it may not use, a run no Rollout owns.
@@ -539,6 +545,19 @@ fn substitute(metric: &Metric, args: &Args) -> Result<(Metric, Option<String>), 
     };
     let mut json = serde_json::to_value(&without_query).map_err(substitution_error)?;
     render_strings(&mut json, args)?;
+    // A duration filled in by args is read now, so its error names the field.
+    for field in ["interval", "initialDelay"] {
+        if let Some(serde_json::Value::String(text)) = json.get(field)
+            && !text.contains("{{")
+            && let Err(e) = crate::api::Duration::parse(text)
+        {
+            return Err(RunError::Resolved {
+                metric: metric.name.clone(),
+                field,
+                message: e.to_string(),
+            });
+        }
+    }
     let mut substituted: Metric = serde_json::from_value(json).map_err(substitution_error)?;
     if let (Some(prometheus), Some(query)) = (substituted.provider.prometheus.as_mut(), &query) {
         prometheus.query.clone_from(query);
@@ -615,8 +634,8 @@ mod tests {
     use crate::analysis::measurement::error_measurement;
     use crate::analysis::value::MetricValue;
     use crate::api::{
-        DryRun, Duration as ApiDuration, IntOrArg, MeasurementRetention, MetricProvider,
-        PrometheusMetric,
+        DryRun, Duration as ApiDuration, DurationOrArg, IntOrArg, MeasurementRetention,
+        MetricProvider, PrometheusMetric,
     };
     use AnalysisPhase::*;
 
@@ -627,7 +646,7 @@ mod tests {
     fn prometheus_metric(name: &str, query: &str, success: &str) -> Metric {
         Metric {
             name: name.into(),
-            interval: Some(ApiDuration::from_secs(60)),
+            interval: Some(ApiDuration::from_secs(60).into()),
             success_condition: Some(success.into()),
             provider: MetricProvider {
                 prometheus: Some(PrometheusMetric {
@@ -838,7 +857,7 @@ mod tests {
     #[test]
     fn initial_delay_counts_from_run_start() {
         let mut m = prometheus_metric("m", "q", "result[0] > 0.5");
-        m.initial_delay = Some(ApiDuration::from_secs(30));
+        m.initial_delay = Some(ApiDuration::from_secs(30).into());
         let a = analysis(&spec(vec![m]));
         let mut status = AnalysisRunStatus::default();
         a.assess(&mut status, at(5));
@@ -937,6 +956,106 @@ mod tests {
             (status.phase, status.message.as_deref(), status.started_at),
             (Failed, Some("x"), None)
         );
+    }
+
+    /// Issue 26: `{{args.*}}` in interval, initialDelay, count and the limits resolve as Argo
+    /// resolves them; a value that does not fit once resolved ends the run naming the field.
+    #[test]
+    fn templated_numeric_fields_resolve_and_are_checked_once_resolved() {
+        let templated = || {
+            let mut m = prometheus_metric("m", "up", "result[0] == 1");
+            m.interval = Some(DurationOrArg::Arg("{{args.interval}}".into()));
+            m.initial_delay = Some(DurationOrArg::Arg("{{ args.delay }}s".into()));
+            m.count = Some(IntOrArg::Str("{{args.count}}".into()));
+            m.failure_limit = Some(IntOrArg::Str("{{args.failures}}".into()));
+            m.inconclusive_limit = Some(IntOrArg::Str("{{args.inconclusive}}".into()));
+            m.consecutive_error_limit = Some(IntOrArg::Str("{{args.errors}}".into()));
+            m
+        };
+        let run = |values: [(&str, &str); 6]| {
+            let args = Args::resolve(values.iter().map(|(k, v)| (*k, Some(*v))))
+                .unwrap_or_else(|e| panic!("{e}"));
+            Analysis::new(&spec(vec![templated()]), args)
+        };
+        let ok = [
+            ("interval", "1m"),
+            ("delay", "30"),
+            ("count", "5"),
+            ("failures", "2"),
+            ("inconclusive", "1"),
+            ("errors", "0"),
+        ];
+        let a = run(ok).unwrap_or_else(|e| panic!("{e}"));
+        let p = &a.metric("m").unwrap_or_else(|| panic!("metric")).policy;
+        assert_eq!(
+            (
+                p.interval,
+                p.initial_delay,
+                p.count,
+                p.failure_limit,
+                p.inconclusive_limit,
+                p.consecutive_error_limit
+            ),
+            (
+                Some(std::time::Duration::from_secs(60)),
+                Some(std::time::Duration::from_secs(30)),
+                Some(5),
+                2,
+                1,
+                0
+            )
+        );
+        let bad: &[((&str, &str), &str)] = &[
+            (
+                ("interval", "soon"),
+                "metric \"m\": interval: invalid duration \"soon\"",
+            ),
+            (
+                ("delay", "-3"),
+                "metric \"m\": initialDelay: invalid duration \"-3s\"",
+            ),
+            (
+                ("count", "three"),
+                "metric \"m\": count \"three\" is not an integer",
+            ),
+            (("count", "-1"), "metric \"m\": count must be >= 0, got -1"),
+            (
+                ("failures", "9"),
+                "metric \"m\": count (5) must be >= failureLimit (9)",
+            ),
+            (
+                ("errors", "-2"),
+                "metric \"m\": consecutiveErrorLimit must be >= 0, got -2",
+            ),
+            (
+                ("failures", "-1"),
+                "metric \"m\": failureLimit -1 requires consecutiveSuccessLimit > 0",
+            ),
+            (
+                ("interval", "{{args.other}}"),
+                "metric \"m\": interval \"{{args.other}}\" is not a duration",
+            ),
+        ];
+        for ((key, value), want) in bad {
+            let mut values = ok;
+            for v in values.iter_mut() {
+                if v.0 == *key {
+                    v.1 = value;
+                }
+            }
+            let err = run(values).map(|_| ()).expect_err(key).to_string();
+            assert!(err.starts_with(want), "{key}={value}: {err}");
+        }
+        // count > 1 without an interval, once resolved.
+        let mut m = prometheus_metric("m", "up", "result[0] == 1");
+        m.count = Some(IntOrArg::Str("{{args.count}}".into()));
+        m.interval = None;
+        let args = Args::resolve([("count", Some("3"))]).unwrap_or_else(|e| panic!("{e}"));
+        let err = Analysis::new(&spec(vec![m]), args)
+            .map(|_| ())
+            .expect_err("count")
+            .to_string();
+        assert!(err.contains("count 3 > 1 requires interval"), "{err}");
     }
 
     #[test]
@@ -1059,7 +1178,7 @@ mod tests {
         let mut metrics = vec![];
         for i in 0..4 {
             let mut m = prometheus_metric(&format!("m{i}"), "q", "result[0] > 0");
-            m.interval = Some(ApiDuration::from_secs(1));
+            m.interval = Some(ApiDuration::from_secs(1).into());
             metrics.push(m);
         }
         let mut s = spec(metrics);

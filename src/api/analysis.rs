@@ -264,6 +264,91 @@ impl JsonSchema for IntOrArg {
     }
 }
 
+/// A metric's `interval` or `initialDelay`: a [`Duration`], or a string holding an
+/// `{{args.NAME}}` placeholder (`"{{args.interval}}"`, `"{{args.minutes}}m"`) that the run
+/// resolves and then reads as a duration, as Argo does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DurationOrArg {
+    Duration(Duration),
+    /// Kept as written until the run substitutes its args.
+    Arg(String),
+}
+
+impl DurationOrArg {
+    /// The duration, once no placeholder is left.
+    pub fn duration(&self) -> Option<&Duration> {
+        match self {
+            Self::Duration(d) => Some(d),
+            Self::Arg(_) => None,
+        }
+    }
+}
+
+impl From<Duration> for DurationOrArg {
+    fn from(d: Duration) -> Self {
+        Self::Duration(d)
+    }
+}
+
+impl fmt::Display for DurationOrArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Duration(d) => write!(f, "{d}"),
+            Self::Arg(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for DurationOrArg {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Duration(d) => d.serialize(serializer),
+            Self::Arg(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationOrArg {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) if s.contains("{{") => Ok(Self::Arg(s)),
+            serde_json::Value::String(s) => Duration::parse(&s)
+                .map(Self::Duration)
+                .map_err(D::Error::custom),
+            other => Duration::deserialize(other)
+                .map(Self::Duration)
+                .map_err(D::Error::custom),
+        }
+    }
+}
+
+impl JsonSchema for DurationOrArg {
+    fn schema_name() -> Cow<'static, str> {
+        "DurationOrArg".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let rule = format!(
+            "(type(self) != int && self.matches('[{{][{{] *args[.][A-Za-z0-9_.-]+ *[}}][}}]')) || ({})",
+            super::duration::DURATION_RULE
+        );
+        let message = format!(
+            "{}; or a string with an {{{{args.NAME}}}} placeholder",
+            super::duration::DURATION_MESSAGE
+        );
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "maxLength": 128,
+            "x-kubernetes-validations": [{"rule": rule, "message": message}],
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
 /// One metric: what to measure, how often, and when it passes or fails.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -283,10 +368,10 @@ pub struct Metric {
     /// Time between measurements (e.g. `30s`, `5m`, `1h`). Without it the metric is measured once
     /// (or `count` times, which then needs an interval).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<Duration>,
+    pub interval: Option<DurationOrArg>,
     /// Wait this long after the run starts before the first measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub initial_delay: Option<Duration>,
+    pub initial_delay: Option<DurationOrArg>,
     /// Number of measurements. Default: 1 without `interval`, unbounded with it. `count > 1`
     /// requires `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -175,7 +175,13 @@ fn examples_say_what_the_issue_asks() {
         let m = &t.spec.metrics[0];
         assert_eq!(m.success_condition.as_deref(), Some(condition));
         assert_eq!(m.failure_limit, Some(IntOrArg::Int(3)));
-        assert_eq!(m.interval.as_ref().map(Duration::as_secs), Some(60));
+        assert_eq!(
+            m.interval
+                .as_ref()
+                .and_then(|d| d.duration())
+                .map(Duration::as_secs),
+            Some(60)
+        );
         let query = &m.provider.prometheus.as_ref().unwrap().query;
         assert!(
             query.contains(needle) && query.contains("{{args.service-name}}"),

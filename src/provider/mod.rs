@@ -124,7 +124,13 @@ const MAX_REDIRECTS: usize = 10;
 fn fitted_timeout(spec_secs: i64, plan: &MetricPlan) -> std::time::Duration {
     let secs = u64::try_from(spec_secs.clamp(1, 600)).unwrap_or(600);
     let timeout = std::time::Duration::from_secs(secs);
-    match plan.metric.interval.as_ref().map(|i| i.as_std()) {
+    match plan
+        .metric
+        .interval
+        .as_ref()
+        .and_then(|i| i.duration())
+        .map(|i| i.as_std())
+    {
         Some(interval) if interval >= std::time::Duration::from_secs(1) => timeout.min(interval),
         _ => timeout,
     }
