@@ -125,16 +125,22 @@ impl Condition {
 
     /// Evaluates the condition with `result` bound to `value`. Anything but a boolean is an error.
     pub fn evaluate(&self, value: &MetricValue) -> Result<bool, ConditionError> {
+        // A web value's strings may hold anything; numbers derived from them too.
+        let show = !matches!(value, MetricValue::Json(_));
         match self.execute(value) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError::NotBoolean {
                 expression: self.expression.clone(),
-                got: describe(&other),
+                got: describe(&other, show),
             }),
-            Err(e) => Err(ConditionError::Evaluate {
-                expression: self.expression.clone(),
-                message: error_message(&e, &self.expression),
-            }),
+            Err(e) => {
+                let mut spelled = Vec::new();
+                spelled_keys(self.program.expression(), &mut spelled);
+                Err(ConditionError::Evaluate {
+                    expression: self.expression.clone(),
+                    message: error_message(&e, &spelled, show),
+                })
+            }
         }
     }
 
@@ -274,25 +280,35 @@ fn json_to_cel(v: &serde_json::Value) -> Value {
     }
 }
 
-/// A value for a message: numbers, booleans and null as they are; a string, list or map by
-/// its type only (it may be a web response's content).
-fn describe(value: &Value) -> String {
+/// A value for a message. With `show`, numbers, booleans and null as they are and a string,
+/// list or map by its type only; without it (a web value, whose strings may hold numbers a
+/// condition parsed out of them), every value by its type only.
+fn describe(value: &Value, show: bool) -> String {
     match value {
-        Value::Int(i) => format!("int {i}"),
-        Value::UInt(u) => format!("uint {u}"),
-        Value::Float(f) => format!("double {f}"),
-        Value::Bool(b) => format!("bool {b}"),
+        Value::Int(i) if show => format!("int {i}"),
+        Value::UInt(u) if show => format!("uint {u}"),
+        Value::Float(f) if show => format!("double {f}"),
+        Value::Bool(b) if show => format!("bool {b}"),
+        Value::List(l) if show => format!("a list of {}", l.len()),
+        Value::Map(m) if show => format!("a map of {}", m.map.len()),
+        Value::Int(_) => "an int".to_owned(),
+        Value::UInt(_) => "a uint".to_owned(),
+        Value::Float(_) => "a double".to_owned(),
+        Value::Bool(_) => "a bool".to_owned(),
+        Value::List(_) => "a list".to_owned(),
+        Value::Map(_) => "a map".to_owned(),
         Value::String(_) => "a string".to_owned(),
         Value::Null => "null".to_owned(),
-        Value::List(l) => format!("a list of {}", l.len()),
-        Value::Map(m) => format!("a map of {}", m.map.len()),
         other => format!("a {}", other.type_of()),
     }
 }
 
 /// CEL's error, with every value it quotes replaced by [`describe`]. A missing key is named
-/// only when the expression spells it (a key read from the value itself is not).
-fn error_message(e: &ExecutionError, expression: &str) -> String {
+/// only when the expression spells it as a field or a string literal (a key read from the
+/// value itself is not). Without `show`, a function's own message is left out unless the
+/// function is one of ours, whose messages name types only.
+fn error_message(e: &ExecutionError, spelled: &[String], show: bool) -> String {
+    let describe = |v: &Value| describe(v, show);
     match e {
         ExecutionError::UnsupportedTargetType { target } => {
             format!("invalid argument type: {}", describe(target))
@@ -303,7 +319,7 @@ fn error_message(e: &ExecutionError, expression: &str) -> String {
         ExecutionError::UnsupportedKeyType(v) => {
             format!("unable to use {} as a key", describe(v))
         }
-        ExecutionError::NoSuchKey(key) if expression.contains(key.as_str()) => {
+        ExecutionError::NoSuchKey(key) if spelled.iter().any(|k| k == key.as_str()) => {
             format!("no such key: {key}")
         }
         ExecutionError::NoSuchKey(_) => "no such key".to_owned(),
@@ -337,15 +353,71 @@ fn error_message(e: &ExecutionError, expression: &str) -> String {
         ExecutionError::UnsupportedMapIndex(v) | ExecutionError::UnsupportedListIndex(v) => {
             format!("cannot use {} as an index", describe(v))
         }
+        ExecutionError::FunctionError { function, .. }
+            if !show && !OUR_FUNCTIONS.contains(&function.as_str()) =>
+        {
+            format!(
+                "function '{function}' failed (its message may quote the value, so it is not shown)"
+            )
+        }
+        ExecutionError::UnexpectedType { want, .. } if !show => {
+            format!("unexpected type: want '{want}'")
+        }
         // The rest name types, functions or our own messages (which quote no value).
         other => other.to_string(),
+    }
+}
+
+/// The functions [`add_functions`] registers; their errors name types only.
+const OUR_FUNCTIONS: [&str; 7] = [
+    "len", "isNaN", "isInf", "asInt", "asFloat", "isNil", "default",
+];
+
+/// The names an expression spells: fields it selects and string literals (map keys).
+fn spelled_keys(expr: &IdedExpr, out: &mut Vec<String>) {
+    match &expr.expr {
+        Expr::Literal(LiteralValue::String(s)) => out.push(s.inner().to_string()),
+        Expr::Select(select) => {
+            out.push(select.field.clone());
+            spelled_keys(&select.operand, out);
+        }
+        Expr::Call(call) => {
+            for e in call.target.iter().map(|t| &**t).chain(&call.args) {
+                spelled_keys(e, out);
+            }
+        }
+        Expr::List(list) => {
+            for e in &list.elements {
+                spelled_keys(e, out);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(e) = &entry.expr {
+                    spelled_keys(&e.key, out);
+                    spelled_keys(&e.value, out);
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            for part in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                spelled_keys(part, out);
+            }
+        }
+        _ => {}
     }
 }
 
 fn not_a_number(function: &str, value: &Value) -> ExecutionError {
     ExecutionError::function_error(
         function,
-        format!("expects a number, got {}", describe(value)),
+        format!("expects a number, got {}", describe(value, false)),
     )
 }
 
@@ -359,7 +431,10 @@ fn add_functions(context: &mut Context) -> Result<(), cel::DeclarationError> {
             Value::Map(m) => Ok(Value::Int(m.map.len() as i64)),
             other => Err(ExecutionError::function_error(
                 "len",
-                format!("expects a list, string or map, got {}", describe(other)),
+                format!(
+                    "expects a list, string or map, got {}",
+                    describe(other, false)
+                ),
             )),
         }
     })?;
@@ -385,9 +460,9 @@ fn add_functions(context: &mut Context) -> Result<(), cel::DeclarationError> {
                 .map_err(|e| ExecutionError::function_error("asInt", e)),
             // Truncates toward zero like Go's int64(f), but refuses what Go would garble.
             Value::Float(f) if f.is_finite() && f.abs() < 9.2e18 => Ok(Value::Int(f as i64)),
-            Value::Float(f) => Err(ExecutionError::function_error(
+            Value::Float(_) => Err(ExecutionError::function_error(
                 "asInt",
-                format!("{f} has no integer value"),
+                "a double with no integer value (NaN, infinite or out of range)",
             )),
             Value::String(s) => s
                 .trim()
@@ -872,6 +947,29 @@ mod tests {
         for (expression, value) in cases {
             let err = eval(expression, value).expect_err(expression).to_string();
             assert!(!err.contains(secret), "{expression}: {err}");
+        }
+        // Numbers a condition parses out of a string, a string's length, a key read from the
+        // data that the expression happens to contain (found by review).
+        let pin = "482913";
+        let data = web(json!({"pin": pin, "total": "0", "name": "hunter2", "user": "resu"}));
+        for expression in [
+            "asInt(result.pin)",
+            "int(result.pin)",
+            "asFloat(result.pin) > 1.0 ? 1 : 0",
+            "asInt(result.pin) / asInt(result.total) > 1",
+            "asInt(result.pin) % 0 == 1",
+            "[1][asInt(result.pin)] == 1",
+            "asInt(result.pin) * 9223372036854775807 > 0",
+            "asInt(result.pin) > 'x'",
+            "asInt(asFloat(result.pin) * 1e30) == 1",
+            "int(asFloat(result.pin) * 1e30) == 1",
+            "result.name.size()",
+            "result[result.user] > 0",
+        ] {
+            let err = eval(expression, &data).expect_err(expression).to_string();
+            for leak in [pin, "4.82913", "int 7", "key: resu", "hunter2"] {
+                assert!(!err.contains(leak), "{expression}: {err}");
+            }
         }
         // The key the expression spells is named; a key taken from the data is not.
         let err = eval("result.missing == 1", &web(json!({secret: 1})))

@@ -34,15 +34,13 @@ impl JsonPath {
             ));
         }
         let inner = inner.trim();
-        let rfc = if inner.starts_with('$') {
-            inner.to_owned()
-        } else if inner.starts_with(['.', '[']) {
-            format!("${inner}")
-        } else {
+        let rest = inner.strip_prefix('$').unwrap_or(inner);
+        if !(rest.is_empty() || rest.starts_with(['.', '['])) {
             return Err(format!(
                 "jsonPath '{path}': must start with '$', '.' or '[' (e.g. {{$.data.value}})"
             ));
-        };
+        }
+        let rfc = to_rfc9535(rest).map_err(|e| format!("jsonPath '{path}': {e}"))?;
         let compiled = Compiled::parse(&rfc).map_err(|e| format!("jsonPath '{path}': {e}"))?;
         Ok(JsonPath {
             written: path.to_owned(),
@@ -61,6 +59,104 @@ impl JsonPath {
     }
 }
 
+/// Kubernetes' dotted names are any run of characters up to `. [ ] , { } $ @`, `(`, `)` or
+/// a space, with `\` escaping one (`.error-rate`, `.http.5xx`, `.labels.app\.kubernetes\.io/name`);
+/// RFC 9535's shorthand allows far fewer, so each becomes a bracketed name (`['error-rate']`).
+/// Brackets (indexes, slices, wildcards, filters) are the same in both and are kept.
+fn to_rfc9535(path: &str) -> Result<String, String> {
+    let chars: Vec<char> = path.chars().collect();
+    let mut out = String::from("$");
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '.' => {
+                i += 1;
+                if chars.get(i) == Some(&'.') {
+                    out.push_str("..");
+                    i += 1;
+                    if chars.get(i) == Some(&'[') {
+                        continue;
+                    }
+                } else if matches!(chars.get(i), None | Some('[')) {
+                    // `{.}` and `.[0]`: the current node.
+                    continue;
+                }
+                if chars.get(i) == Some(&'*') {
+                    out.push_str("[*]");
+                    i += 1;
+                    continue;
+                }
+                let mut name = String::new();
+                while let Some(&c) = chars.get(i) {
+                    match c {
+                        '\\' => {
+                            let escaped = chars
+                                .get(i + 1)
+                                .ok_or("a '\\' at the end escapes nothing")?;
+                            name.push(*escaped);
+                            i += 2;
+                        }
+                        '.' | '[' | ']' | ',' | '{' | '}' | '$' | '@' | '(' | ')' => break,
+                        c if c.is_whitespace() => break,
+                        c => {
+                            name.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+                if name.is_empty() {
+                    return Err(format!("no field name at character {}", i + 1));
+                }
+                out.push_str("['");
+                for c in name.chars() {
+                    if matches!(c, '\'' | '\\') {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push_str("']");
+            }
+            '[' => {
+                let end = bracket_end(&chars, i)
+                    .ok_or_else(|| format!("the '[' at character {} is not closed", i + 1))?;
+                out.extend(&chars[i..end]);
+                i = end;
+            }
+            c => return Err(format!("unexpected '{c}' at character {}", i + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// The index just past the `]` closing the `[` at `start`, skipping quoted strings and nested
+/// brackets (a filter may hold both).
+fn bracket_end(chars: &[char], start: usize) -> Option<usize> {
+    let mut depth = 0;
+    let mut quote: Option<char> = None;
+    let mut i = start;
+    while i < chars.len() {
+        let c = chars[i];
+        match quote {
+            Some(_) if c == '\\' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '[' => depth += 1,
+                ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,7 +170,8 @@ mod tests {
     fn kubernetes_template_forms_select_as_argo_does() {
         let doc = json!({"data": {"ok": 0.97, "flag": true, "items": [
             {"name": "web", "v": 1}, {"name": "api", "v": "2"}]},
-            "a-b": 3, "nothing": null});
+            "a-b": 3, "nothing": null, "http": {"5xx": 2},
+            "labels": {"app.kubernetes.io/name": "x"}, "quote'd": 4});
         let cases: &[(&str, Value)] = &[
             ("{$.data.ok}", json!(0.97)),
             ("$.data.ok", json!(0.97)),
@@ -91,6 +188,19 @@ mod tests {
             ("{$.nothing}", json!(null)),
             ("{$}", doc.clone()),
             ("{$.data.items}", doc["data"]["items"].clone()),
+            // Kubernetes' names that RFC 9535's shorthand refuses (found by review).
+            ("{$.a-b}", json!(3)),
+            ("{.a-b}", json!(3)),
+            ("{$.http.5xx}", json!(2)),
+            (r"{.labels.app\.kubernetes\.io/name}", json!("x")),
+            ("{.quote'd}", json!(4)),
+            (r#"{.data.items[?(@.name=="api")].v}"#, json!("2")),
+            ("{.data.items[?(@.v>0)].name}", json!("web")),
+            ("{$..name}", json!("web")),
+            ("{..items[0].name}", json!("web")),
+            ("{.http.*}", json!(2)),
+            ("{.}", doc.clone()),
+            ("{$['data']['ok']}", json!(0.97)),
         ];
         for (path, expected) in cases {
             assert_eq!(pick(path, &doc).as_ref(), Ok(expected), "{path}");

@@ -13,8 +13,10 @@
 //!
 //! # Missing data
 //!
-//! A value *has no data* when it is an empty vector, or when every number in it is NaN (a
-//! scalar NaN included) — an idle canary's `rate(errors) / rate(requests)` is 0/0. Argo lets such
+//! A value *has no data* when it is an empty Prometheus vector, when every number in it is NaN
+//! (a scalar NaN included) — an idle canary's `rate(errors) / rate(requests)` is 0/0 — or when
+//! it is a web response's JSON `null`. (An empty web list is data: an alerts endpoint with
+//! nothing firing answers `[]`.) Argo lets such
 //! a value decide the verdict: an empty vector errors, but a NaN compares false, so
 //! `result[0] < 0.05` as a failureCondition *passes* a canary that served nothing. Aviary's rule:
 //!
@@ -24,7 +26,8 @@
 //!    with this kind of missing data → **Error**, `no data returned by the query`, *whatever
 //!    verdict the conditions gave* — an accidental pass, fail or inconclusive on no data is
 //!    never trusted. A condition says so by calling a guard: for an empty vector `len`, `size`
-//!    or `default`; for NaN `isNaN` or `default`. So `isNaN(result[0]) || result[0] >= 0.95`
+//!    or `default`; for NaN `isNaN` or `default`; for null `isNil`, `default` or a comparison
+//!    of `result` with `nil`/`null`. So `isNaN(result[0]) || result[0] >= 0.95`
 //!    and `len(result) == 0 || result[0] < 0.2` decide for themselves, while
 //!    `result.all(x, x < 0.05)` (true on `[]`) and a missing condition do not.
 //! 3. Otherwise the table applies.
@@ -401,8 +404,8 @@ mod tests {
         assert_ne!(error.message.as_deref(), Some(NO_DATA));
     }
 
-    /// A web `null` (or `[]`) is missing data: an Error unless a condition says what it means;
-    /// a `false` or `""` is data, judged as it is.
+    /// A web `null` is missing data: an Error unless a condition says what it means; a
+    /// `false`, `""` or `[]` is data, judged as it is.
     #[test]
     fn web_null_is_missing_data_unless_guarded() {
         use serde_json::json;
@@ -424,7 +427,19 @@ mod tests {
                 Failed,
             ),
             (Some("size(result) > 0"), None, web(json!([])), Failed),
-            (Some("result[0] == 1"), None, web(json!([])), Error),
+            // An empty web list is data (an alerts endpoint with nothing firing).
+            (
+                None,
+                Some("result.exists(a, a.severity == 'critical')"),
+                web(json!([])),
+                Successful,
+            ),
+            (
+                Some("result.all(a, a.ok)"),
+                None,
+                web(json!([])),
+                Successful,
+            ),
             (Some("result == true"), None, web(json!(false)), Failed),
             (Some("result == ''"), None, web(json!("")), Successful),
         ];

@@ -149,6 +149,8 @@ impl Analysis {
                     .web
                     .as_ref()
                     .and_then(|w| w.json_path.as_deref())
+                    // Argo reads an empty jsonPath (a Helm value left blank) as unset.
+                    .filter(|p| !p.trim().is_empty())
                     .map(JsonPath::parse)
                     .transpose()
                     .map_err(|message| RunError::JsonPath {

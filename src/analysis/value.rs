@@ -23,7 +23,7 @@ pub enum MetricValue {
 /// Why a value carries no usable data, which decides what guard a condition needs to accept it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MissingData {
-    /// An empty vector: the query matched no series.
+    /// An empty vector: the Prometheus query matched no series.
     Empty,
     /// Every number is NaN: series exist but, e.g., a rate over zero requests is 0/0.
     NaN,
@@ -43,8 +43,9 @@ impl MetricValue {
                 Some(MissingData::NaN)
             }
             MetricValue::Vector(_) => None,
+            // An empty web list is data (an alerts endpoint with nothing firing), judged by
+            // the conditions as Argo judges it; only null is missing.
             MetricValue::Json(Value::Null) => Some(MissingData::Null),
-            MetricValue::Json(Value::Array(items)) if items.is_empty() => Some(MissingData::Empty),
             MetricValue::Json(_) => None,
         }
     }
@@ -194,7 +195,7 @@ mod tests {
             (MetricValue::Scalar(f64::INFINITY), None),
             (MetricValue::Scalar(0.0), None),
             (MetricValue::Json(json!(null)), Some(MissingData::Null)),
-            (MetricValue::Json(json!([])), Some(MissingData::Empty)),
+            (MetricValue::Json(json!([])), None),
             (MetricValue::Json(json!(false)), None),
             (MetricValue::Json(json!("")), None),
             (MetricValue::Json(json!({})), None),

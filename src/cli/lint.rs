@@ -453,6 +453,7 @@ pub fn check_document(doc: &Value) -> Vec<Finding> {
         // A web metric's jsonPath parses as the provider parses it (unless args fill it in).
         if let Some(path) = m["provider"]["web"]["jsonPath"].as_str()
             && !path.contains("{{")
+            && !path.trim().is_empty()
             && let Err(e) = crate::analysis::json_path::JsonPath::parse(path)
         {
             out.push(Finding {

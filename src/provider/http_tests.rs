@@ -271,6 +271,8 @@ async fn a_web_value_is_judged_with_its_json_type() {
             AnalysisPhase::Failed,
         ),
         ("/text", None, "result == 'OK'", AnalysisPhase::Successful),
+        // Blank, as a Helm value left empty renders it: the whole document, as in Argo.
+        ("/v", Some(" "), "result.ok", AnalysisPhase::Successful),
         (
             "/v",
             Some("{$.version.major}"),

@@ -1,6 +1,8 @@
 //! The web provider: HTTP GET of a JSON document, a value picked out with `jsonPath`
-//! ([`crate::analysis::json_path`]). The value keeps its JSON type; a body that is not JSON is
-//! the string `result` when no `jsonPath` picks into it (as Argo Rollouts does since v1.9).
+//! ([`crate::analysis::json_path`]). The value keeps its JSON type. A body that is not JSON is
+//! the string `result` when no `jsonPath` picks into it, and an Error when one does: Argo
+//! Rollouts v1.9.1 passes such a measurement without evaluating any condition (its main
+//! branch has since moved to judging the string, as here).
 
 use futures::future::BoxFuture;
 use serde_json::Value;
