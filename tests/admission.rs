@@ -931,7 +931,7 @@ const CASES: &[Case] = &[
         "no metrics",
         TEMPLATE,
         "spec: {metrics: []}",
-        &["spec.metrics", "at least 1 items"],
+        &["spec", "a template needs metrics, templates"],
     ),
     case(
         "metric without a name",
@@ -970,12 +970,21 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "web oauth2",
+        "web oauth2 without its client",
         TEMPLATE,
         "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', authentication: {oauth2: {tokenUrl: 'http://t'}}}}}]}",
         &[
+            "spec.metrics[0].provider.web.authentication.oauth2.clientId",
+            "Required value",
+        ],
+    ),
+    case(
+        "web basicAuth and oauth2",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', authentication: {basicAuth: {username: u, password: p}, oauth2: {tokenUrl: 'http://t', clientId: c, clientSecret: s}}}}}]}",
+        &[
             "spec.metrics[0].provider.web.authentication.oauth2",
-            NOT_SUPPORTED,
+            "either basicAuth or oauth2",
         ],
     ),
     case(
@@ -1000,16 +1009,31 @@ const CASES: &[Case] = &[
         &["spec.metrics[0].provider.job", NOT_SUPPORTED],
     ),
     case(
-        "web POST",
+        "web PATCH",
         TEMPLATE,
-        "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', method: POST}}}]}",
-        &["spec.metrics[0].provider.web.method", "only GET"],
+        "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', method: PATCH}}}]}",
+        &[
+            "spec.metrics[0].provider.web.method",
+            "GET (the default), POST or PUT",
+        ],
     ),
     case(
-        "web body",
+        "web body with GET",
         TEMPLATE,
         "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', body: '{}'}}}]}",
-        &["spec.metrics[0].provider.web.body", NOT_SUPPORTED],
+        &[
+            "spec.metrics[0].provider.web.method",
+            "only with method POST or PUT",
+        ],
+    ),
+    case(
+        "web body and jsonBody",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {web: {url: 'http://x', method: POST, body: '{}', jsonBody: {a: 1}}}}]}",
+        &[
+            "spec.metrics[0].provider.web.jsonBody",
+            "either body or jsonBody",
+        ],
     ),
     case(
         "argument with value and valueFrom",
@@ -1033,10 +1057,10 @@ const CASES: &[Case] = &[
         &[".spec.args", r#"duplicate entries for key [name="a"]"#],
     ),
     case(
-        "nested templates",
+        "nested template without a name",
         TEMPLATE,
-        "spec: {templates: [{templateName: other}]}",
-        &["spec.templates", NOT_SUPPORTED],
+        "spec: {templates: [{clusterScope: true}]}",
+        &["spec.templates[0].templateName", "Required value"],
     ),
     case(
         "measurementRetention limit 0",

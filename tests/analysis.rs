@@ -1179,3 +1179,161 @@ async fn templated_intervals_and_counts_resolve_in_the_run() {
         "{message}"
     );
 }
+
+/// Issue 26: an AnalysisTemplate's `templates` (Argo's nested references) are flattened into
+/// the run, depth first; a cycle and a metric defined twice degrade the Rollout naming them.
+#[tokio::test]
+async fn nested_templates_are_flattened_and_a_cycle_is_named() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-nested").await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let tpl = |name: &str, metrics: &[&str], refs: &[&str]| {
+        let mut spec =
+            json!({"metrics": metrics.iter().map(|m| always_one(m)).collect::<Vec<_>>()});
+        if !refs.is_empty() {
+            spec["templates"] = refs.iter().map(|r| json!({"templateName": r})).collect();
+        }
+        json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate",
+               "metadata": {"name": name}, "spec": spec})
+    };
+    for t in [
+        tpl("outer", &["outer-one"], &["middle"]),
+        tpl("middle", &[], &["inner"]),
+        tpl("inner", &["inner-one"], &[]),
+        tpl("loop-a", &["a"], &["loop-b"]),
+        tpl("loop-b", &["b"], &["loop-a"]),
+        tpl("twice", &["inner-one"], &["inner"]),
+    ] {
+        apply_value(&client, Some(&ns.name), &t)
+            .await
+            .expect("template");
+    }
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let cases = [("n", "outer"), ("l", "loop-a"), ("d", "twice")];
+    for (name, tpl) in cases {
+        for image in ["app:1", "app:2"] {
+            let ro = json!({
+                "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                         "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": image}]}},
+                         "strategy": {"canary": {"steps": [{"analysis": {"templates": [{"templateName": tpl}]}}]}}}
+            });
+            apply_value(&client, Some(&ns.name), &ro)
+                .await
+                .expect("rollout");
+            if image == "app:1" {
+                poll_until(
+                    &format!("{name} v1 Healthy"),
+                    Duration::from_secs(60),
+                    Duration::from_millis(100),
+                    || {
+                        let api = api.clone();
+                        async move {
+                            (api.get(name).await.ok()?.status?.phase == Some(RolloutPhase::Healthy))
+                                .then_some(())
+                        }
+                    },
+                )
+                .await;
+            }
+        }
+    }
+    // The nested one runs both levels' metrics and completes.
+    ended(&api, "n", RolloutPhase::Healthy).await;
+    let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+    let run = runs
+        .list(&Default::default())
+        .await
+        .expect("runs")
+        .items
+        .into_iter()
+        .find(|r| {
+            r.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("aviary.dev/rollout"))
+                .map(String::as_str)
+                == Some("n")
+        })
+        .expect("the nested rollout's run");
+    let mut metrics: Vec<_> = run.spec.metrics.iter().map(|m| m.name.as_str()).collect();
+    metrics.sort_unstable();
+    assert_eq!(metrics, ["inner-one", "outer-one"], "{}", ctl.log_tail(20));
+    let cycle = ended(&api, "l", RolloutPhase::Degraded).await;
+    assert!(
+        cycle.contains("AnalysisTemplate 'loop-a' references itself (AnalysisTemplate 'loop-a' -> AnalysisTemplate 'loop-b' -> AnalysisTemplate 'loop-a')"),
+        "{cycle}"
+    );
+    let twice = ended(&api, "d", RolloutPhase::Degraded).await;
+    assert!(
+        twice.contains("metric 'inner-one' is defined by both AnalysisTemplate 'twice' and AnalysisTemplate 'inner'"),
+        "{twice}"
+    );
+}
+
+/// Waits until Rollout `name` is in `phase`; returns its message.
+async fn ended(api: &Api<Rollout>, name: &str, phase: RolloutPhase) -> String {
+    poll_until(
+        &format!("{name} {phase:?}"),
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get(name).await.ok()?.status?;
+                (st.phase == Some(phase)).then(|| st.message.unwrap_or_default())
+            }
+        },
+    )
+    .await
+}
+
+/// Issue 26: a web metric that POSTs a JSON body with an OAuth2 token (client credentials),
+/// through the controller: the token is fetched, then sent as a bearer on the POST.
+#[tokio::test]
+async fn a_web_metric_posts_json_with_an_oauth2_token() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-web-post").await;
+    let (addr, seen) = http_server(|path, _| match path {
+        "/token" => (
+            200,
+            None,
+            br#"{"access_token": "t0ken", "token_type": "Bearer"}"#.to_vec(),
+        ),
+        _ => (200, None, br#"{"ok": true}"#.to_vec()),
+    })
+    .await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis"]);
+    let run = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "posted"},
+        "spec": {"metrics": [{"name": "m", "successCondition": "result.ok == true",
+            "provider": {"web": {"url": format!("http://{addr}/query"), "method": "POST",
+                "jsonBody": {"query": "up", "window": 5}, "jsonPath": "{$}",
+                "authentication": {"oauth2": {"tokenUrl": format!("http://{addr}/token"),
+                    "clientId": "aviary", "clientSecret": "s3cret"}}}}}]},
+    });
+    apply_value(&client, Some(&ns.name), &run)
+        .await
+        .expect("AnalysisRun");
+    let status = finished_run(&client, &ns.name, "posted").await;
+    assert_eq!(
+        status.phase,
+        AnalysisPhase::Successful,
+        "{status:?}\n{}",
+        ctl.log_tail(20)
+    );
+    let requests = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let lower: Vec<String> = requests.iter().map(|r| r.to_ascii_lowercase()).collect();
+    assert!(lower[0].starts_with("post /token"), "{requests:?}");
+    let query = lower
+        .iter()
+        .find(|r| r.starts_with("post /query"))
+        .expect("the POST");
+    assert!(
+        query.contains("authorization: bearer t0ken")
+            && query.contains("content-type: application/json"),
+        "{query}"
+    );
+}

@@ -3,6 +3,7 @@
 //! - [`template`]: `{{args.x}}` substitution, PromQL-safe inside label matcher quotes.
 //! - [`condition`]: `successCondition` / `failureCondition` in CEL, with Argo's helpers.
 //! - [`json_path`]: a web metric's `jsonPath`, in Kubernetes' template form.
+//! - [`time_expr`]: a Prometheus `rangeQuery`'s `start` and `end`.
 //! - [`value`] and [`prometheus`]: what a provider measured, and how it reads as text.
 //! - [`measurement`]: one value judged by the conditions, including the missing-data rule.
 //! - [`metric`]: a metric's counters, limits, phase and next due time.
@@ -20,4 +21,5 @@ pub mod metric;
 pub mod prometheus;
 pub mod run;
 pub mod template;
+pub mod time_expr;
 pub mod value;

@@ -540,6 +540,19 @@ fn substitute(metric: &Metric, args: &Args) -> Result<(Metric, Option<String>), 
     {
         args.check_url(address)?;
     }
+    let authentication = (metric
+        .provider
+        .web
+        .as_ref()
+        .and_then(|w| w.authentication.as_ref()))
+    .or(metric
+        .provider
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.authentication.as_ref()));
+    if let Some(oauth2) = authentication.and_then(|a| a.oauth2.as_ref()) {
+        args.check_url(&oauth2.token_url)?;
+    }
     let mut without_query = metric.clone();
     let query = match without_query.provider.prometheus.as_mut() {
         Some(prometheus) => Some(render_promql(&std::mem::take(&mut prometheus.query), args)?),

@@ -35,10 +35,12 @@ macro_rules! analysis_template_spec {
         $(#[$attr])*
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
         #[serde(rename_all = "camelCase")]
-        #[x_kube(validation = unsupported("templates", "templates (nested template references)", "reference each template from the Rollout's analysis.templates instead"))]
+        #[x_kube(validation = Rule::new("(has(self.metrics) && size(self.metrics) > 0) || (has(self.templates) && size(self.templates) > 0)").message("a template needs metrics, templates (references to other templates), or both"))]
         pub struct $name {
-            /// The metrics to measure. Names must be unique.
-            #[schemars(length(min = 1, max = 100))]
+            /// The metrics to measure. Names must be unique, here and across the templates this
+            /// one references.
+            #[serde(default)]
+            #[schemars(length(max = 100))]
             #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
             pub metrics: Vec<Metric>,
             /// Arguments the metrics refer to as `{{args.NAME}}`. An argument without `value` or
@@ -57,10 +59,11 @@ macro_rules! analysis_template_spec {
             #[schemars(length(max = 100))]
             #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["metricName".into()]))]
             pub measurement_retention: Option<Vec<MeasurementRetention>>,
-            /// Not supported by Aviary (Argo's nested template references).
+            /// Other templates whose metrics, args, dryRun and measurementRetention this one
+            /// includes (resolved when a run is created, recursively; a cycle is an error).
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            #[schemars(schema_with = "super::unsupported_array")]
-            pub templates: Option<Unsupported>,
+            #[schemars(length(max = 20))]
+            pub templates: Option<Vec<super::AnalysisTemplateRef>>,
         }
     };
 }
@@ -541,7 +544,7 @@ pub struct PrometheusMetric {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = unsupported("sigv4", "authentication.sigv4", "use basicAuth or headers"))]
-#[x_kube(validation = unsupported("oauth2", "authentication.oauth2", "use basicAuth or headers"))]
+#[x_kube(validation = Rule::new("!has(self.basicAuth) || !has(self.oauth2)").message("authentication: use either basicAuth or oauth2, not both").field_path(".oauth2"))]
 pub struct PrometheusAuth {
     /// HTTP basic authentication. Take the password from a Secret with an argument
     /// (`valueFrom.secretKeyRef`) and write `password: "{{args.prom-password}}"`.
@@ -550,9 +553,28 @@ pub struct PrometheusAuth {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sigv4: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// OAuth2 client credentials: a token from `tokenUrl`, sent as `Authorization: Bearer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oauth2: Option<Unsupported>,
+    pub oauth2: Option<OAuth2>,
+}
+
+/// The OAuth2 client-credentials grant (RFC 6749 §4.4), as Argo's `oauth2` declares it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2 {
+    /// The token endpoint (its host and path may not come from a Secret).
+    #[schemars(length(min = 1))]
+    pub token_url: String,
+    /// The client's id.
+    #[schemars(length(min = 1))]
+    pub client_id: String,
+    /// The client's secret (use an `{{args.NAME}}` placeholder backed by a Secret).
+    #[schemars(length(min = 1))]
+    pub client_secret: String,
+    /// Scopes to ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 50))]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// HTTP basic authentication.
@@ -577,17 +599,17 @@ pub struct WebMetricHeader {
     pub value: String,
 }
 
-/// An HTTP GET whose JSON response, narrowed by `jsonPath`, is the measurement's `result`.
+/// An HTTP request whose JSON response, narrowed by `jsonPath`, is the measurement's `result`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.method) || self.method == 'GET'").message("web.method: only GET is supported by Aviary").field_path(".method"))]
-#[x_kube(validation = unsupported("body", "web.body", "Aviary's web provider only sends GET requests"))]
-#[x_kube(validation = unsupported("jsonBody", "web.jsonBody", "Aviary's web provider only sends GET requests"))]
+#[x_kube(validation = Rule::new("!has(self.method) || self.method in ['GET', 'POST', 'PUT']").message("web.method must be GET (the default), POST or PUT").field_path(".method"))]
+#[x_kube(validation = Rule::new("!has(self.body) || !has(self.jsonBody)").message("web: use either body or jsonBody, not both").field_path(".jsonBody"))]
+#[x_kube(validation = Rule::new("(!has(self.body) && !has(self.jsonBody)) || (has(self.method) && self.method in ['POST', 'PUT'])").message("web.body and web.jsonBody are sent only with method POST or PUT: set method").field_path(".method"))]
 pub struct WebMetric {
     /// The URL; `{{args.NAME}}` placeholders are substituted first.
     #[schemars(length(min = 1))]
     pub url: String,
-    /// HTTP method; only `GET` is supported.
+    /// HTTP method: `GET` (the default), `POST` or `PUT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Extra HTTP headers.
@@ -610,13 +632,23 @@ pub struct WebMetric {
     /// measurement is an Error saying to choose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<PrometheusAuth>,
-    /// Not supported by Aviary.
+    /// The request body, sent as written (args substituted), with POST or PUT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_string")]
-    pub body: Option<Unsupported>,
-    /// Not supported by Aviary.
+    #[schemars(length(max = 65536))]
+    pub body: Option<String>,
+    /// A JSON request body (args substituted in its strings), sent with POST or PUT and
+    /// `Content-Type: application/json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json_body: Option<Unsupported>,
+    #[schemars(schema_with = "json_object")]
+    pub json_body: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Any JSON object, kept as written (`jsonBody`).
+fn json_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -257,14 +257,14 @@ pub struct RolloutStrategy {
 #[x_kube(validation = Rule::new("!has(self.steps) || !self.steps.exists(s, has(s.setCanaryScale)) || has(self.trafficRouting)").message("setCanaryScale steps require trafficRouting").field_path(".steps"))]
 #[x_kube(validation = Rule::new("!has(self.analysis) || !has(self.analysis.startingStep) || (has(self.steps) && self.analysis.startingStep < size(self.steps))").message("analysis.startingStep must be the index of one of the steps").field_path(".analysis.startingStep"))]
 #[x_kube(validation = Rule::new("!(has(self.maxSurge) && has(self.maxUnavailable) && (type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%'))").message("maxSurge and maxUnavailable cannot both be 0").field_path(".maxUnavailable"))]
-#[x_kube(validation = unsupported("antiAffinity", "canary.antiAffinity", ""))]
+#[x_kube(validation = unsupported("antiAffinity", "canary.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("canaryMetadata", "canary.canaryMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("stableMetadata", "canary.stableMetadata", "put labels and annotations in spec.template"))]
-#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "canary.scaleDownDelayRevisionLimit", ""))]
+#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "canary.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("dynamicStableScale", "canary.dynamicStableScale", "the stable ReplicaSet stays at full size while traffic is routed"))]
 #[x_kube(validation = unsupported("pingPong", "canary.pingPong", "use canaryService and stableService"))]
-#[x_kube(validation = unsupported("minPodsPerReplicaSet", "canary.minPodsPerReplicaSet", ""))]
-#[x_kube(validation = unsupported("replicaProgressThreshold", "canary.replicaProgressThreshold", ""))]
+#[x_kube(validation = unsupported("minPodsPerReplicaSet", "canary.minPodsPerReplicaSet", "size the canary with a setCanaryScale step (replicas) instead"))]
+#[x_kube(validation = unsupported("replicaProgressThreshold", "canary.replicaProgressThreshold", "remove it; a step waits until every canary pod is available"))]
 pub struct CanaryStrategy {
     /// Service whose selector Aviary points at the canary (new) pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -383,7 +383,7 @@ fn int_or_percent(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 #[x_kube(validation = unsupported("experiment", "steps[].experiment", "use an analysis step"))]
 #[x_kube(validation = unsupported("setHeaderRoute", "steps[].setHeaderRoute", "header-based routing is not implemented"))]
 #[x_kube(validation = unsupported("setMirrorRoute", "steps[].setMirrorRoute", "traffic mirroring is not implemented"))]
-#[x_kube(validation = unsupported("plugin", "steps[].plugin (step plugins)", ""))]
+#[x_kube(validation = unsupported("plugin", "steps[].plugin (step plugins)", "use setWeight, setCanaryScale, pause and analysis steps"))]
 pub struct CanaryStep {
     /// Send this percentage (0-100) of traffic to the canary, or with a basic canary scale the
     /// canary to this share of the replicas.
@@ -520,7 +520,7 @@ macro_rules! rollout_analysis {
         $(#[$attr])*
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
         #[serde(rename_all = "camelCase")]
-        #[x_kube(validation = unsupported("analysisRunMetadata", "analysis.analysisRunMetadata", ""))]
+        #[x_kube(validation = unsupported("analysisRunMetadata", "analysis.analysisRunMetadata", "remove it; AnalysisRuns are labelled aviary.dev/rollout with the Rollout's name"))]
         pub struct $name {
             /// The templates whose metrics the AnalysisRun measures (merged; metric names must not
             /// clash).
@@ -760,7 +760,7 @@ pub struct IstioVirtualService {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.canarySubsetName != self.stableSubsetName").message("destinationRule.canarySubsetName and stableSubsetName must differ").field_path(".canarySubsetName"))]
-#[x_kube(validation = unsupported("additionalSubsetNames", "destinationRule.additionalSubsetNames", ""))]
+#[x_kube(validation = unsupported("additionalSubsetNames", "destinationRule.additionalSubsetNames", "remove it; only canarySubsetName and stableSubsetName are managed"))]
 pub struct IstioDestinationRule {
     /// The DestinationRule's name.
     #[schemars(length(min = 1, max = 253))]
@@ -866,11 +866,11 @@ pub struct GatewayApiRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.previewService) || self.previewService != self.activeService").message("activeService and previewService must name different Services").field_path(".previewService"))]
-#[x_kube(validation = unsupported("antiAffinity", "blueGreen.antiAffinity", ""))]
+#[x_kube(validation = unsupported("antiAffinity", "blueGreen.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("previewMetadata", "blueGreen.previewMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("activeMetadata", "blueGreen.activeMetadata", "put labels and annotations in spec.template"))]
-#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "blueGreen.scaleDownDelayRevisionLimit", ""))]
-#[x_kube(validation = unsupported("maxUnavailable", "blueGreen.maxUnavailable", ""))]
+#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "blueGreen.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
+#[x_kube(validation = unsupported("maxUnavailable", "blueGreen.maxUnavailable", "remove it; the active ReplicaSet keeps its full size until the switch"))]
 pub struct BlueGreenStrategy {
     /// Service that serves production traffic; switched to the new version at promotion.
     #[schemars(length(min = 1, max = 63))]

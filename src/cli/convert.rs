@@ -287,7 +287,7 @@ metadata:
         assert_eq!(
             c.unsupported,
             vec![
-                "in.yaml:9: spec.strategy.canary.antiAffinity: unsupported: canary.antiAffinity is not supported by Aviary".to_string(),
+                "in.yaml:9: spec.strategy.canary.antiAffinity: unsupported: canary.antiAffinity is not supported by Aviary: set podAntiAffinity in spec.template.spec.affinity".to_string(),
                 "in.yaml:12: spec.strategy.canary.steps[1].experiment: unsupported: steps[].experiment is not supported by Aviary: use an analysis step".to_string(),
                 "in.yaml:33: kind Experiment (argoproj.io/v1alpha1) has no Aviary equivalent: left out".to_string(),
             ]

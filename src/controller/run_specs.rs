@@ -11,8 +11,8 @@ use super::Context;
 use super::undecodable::Lenient;
 use crate::api::field_path;
 use crate::api::{
-    AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument, ClusterAnalysisTemplate,
-    PodTemplateHashValue, Rollout, RolloutAnalysis, RolloutArgument,
+    AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, Argument,
+    ClusterAnalysisTemplate, PodTemplateHashValue, Rollout, RolloutAnalysis, RolloutArgument,
 };
 use crate::plan::AnalysisKind;
 
@@ -134,6 +134,51 @@ impl SpecError {
     }
 }
 
+/// How deep templates may reference templates (Argo sets no bound; a cycle is caught anyway).
+const MAX_TEMPLATE_DEPTH: usize = 10;
+
+/// The templates `refs` name, each followed by the templates it references (its `templates`),
+/// depth first, as Argo flattens them; with each one's description for messages. A template
+/// that references itself, directly or through others, is an error naming the cycle.
+async fn flatten(
+    ctx: &Context,
+    ns: &str,
+    refs: &[AnalysisTemplateRef],
+) -> Result<Vec<(AnalysisTemplateSpec, String)>, SpecError> {
+    // Explicit stack of (reference, path of templates leading to it).
+    let mut todo: Vec<(AnalysisTemplateRef, Vec<String>)> =
+        refs.iter().rev().map(|r| (r.clone(), vec![])).collect();
+    let mut out = vec![];
+    while let Some((r, path)) = todo.pop() {
+        let kind = if r.is_cluster_scope() {
+            "ClusterAnalysisTemplate"
+        } else {
+            "AnalysisTemplate"
+        };
+        let name = format!("{kind} '{}'", r.template_name);
+        if path.contains(&name) {
+            return Err(SpecError::Unusable(format!(
+                "{name} references itself ({} -> {name}): remove one of these references",
+                path.join(" -> ")
+            )));
+        }
+        if path.len() >= MAX_TEMPLATE_DEPTH {
+            return Err(SpecError::Unusable(format!(
+                "templates reference templates more than {MAX_TEMPLATE_DEPTH} deep ({} -> {name})",
+                path.join(" -> ")
+            )));
+        }
+        let tpl = template_spec(ctx, ns, &r.template_name, r.is_cluster_scope()).await?;
+        let mut inner = path.clone();
+        inner.push(name.clone());
+        for child in tpl.templates.iter().flatten().rev() {
+            todo.push((child.clone(), inner.clone()));
+        }
+        out.push((tpl, name));
+    }
+    Ok(out)
+}
+
 /// Builds the run spec: the templates' metrics, their args with the Rollout's values applied
 /// (args a template doesn't declare are ignored, as Argo does).
 async fn build_spec(
@@ -145,8 +190,17 @@ async fn build_spec(
     let ns = ro.namespace().unwrap_or_default();
     let mut spec = AnalysisRunSpec::default();
     let mut args: Vec<Argument> = vec![];
-    for t in &analysis.templates {
-        let tpl = template_spec(ctx, &ns, &t.template_name, t.is_cluster_scope()).await?;
+    let mut defined_by: Vec<(String, String)> = vec![];
+    for (tpl, name) in flatten(ctx, &ns, &analysis.templates).await? {
+        for m in &tpl.metrics {
+            if let Some((_, other)) = defined_by.iter().find(|(metric, _)| *metric == m.name) {
+                return Err(SpecError::Unusable(format!(
+                    "metric '{}' is defined by both {other} and {name}: metric names must be unique across the templates a run uses; rename one",
+                    m.name
+                )));
+            }
+            defined_by.push((m.name.clone(), name.clone()));
+        }
         spec.metrics.extend(tpl.metrics.iter().cloned());
         for a in tpl.args.iter().flatten() {
             if !args.iter().any(|x| x.name == a.name) {
@@ -186,6 +240,11 @@ async fn build_spec(
         spec.measurement_retention
             .get_or_insert_with(Vec::new)
             .extend(r.iter().cloned());
+    }
+    if spec.metrics.is_empty() {
+        return Err(SpecError::Unusable(
+            "the analysis' templates define no metrics: add metrics to one of them".into(),
+        ));
     }
     spec.args = (!args.is_empty()).then_some(args);
     Ok(spec)

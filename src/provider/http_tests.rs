@@ -113,7 +113,7 @@ async fn a_web_metric_sends_its_basic_auth() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("either authentication.basicAuth or an Authorization header"),
+        err.contains("either authentication (basicAuth or oauth2) or an Authorization header"),
         "{err}"
     );
     assert_eq!(requests().len(), 1, "the second metric sent no request");
@@ -319,4 +319,184 @@ async fn a_web_value_is_judged_with_its_json_type() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("response is not JSON"), "{err}");
+}
+
+/// What a request carried, as a server saw it.
+#[derive(Clone, Debug, Default)]
+struct Request {
+    method: String,
+    path: String,
+    content_type: String,
+    authorization: String,
+    body: String,
+}
+
+type Requests = Arc<Mutex<Vec<Request>>>;
+
+/// A server answering with `answer(request)`, recording every request whole.
+async fn serve_full(answer: fn(&Request) -> (u16, String)) -> (SocketAddr, Requests) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: Requests = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let header = |name: &str| {
+                                req.headers()
+                                    .get(name)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("-")
+                                    .to_string()
+                            };
+                            let mut seen = Request {
+                                method: req.method().to_string(),
+                                path: req.uri().path().to_string(),
+                                content_type: header("content-type"),
+                                authorization: header("authorization"),
+                                body: String::new(),
+                            };
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            seen.body = String::from_utf8_lossy(&body.unwrap_or_default()).into();
+                            let (status, text) = answer(&seen);
+                            if let Ok(mut l) = log.lock() {
+                                l.push(seen);
+                            }
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from(text)));
+                            *resp.status_mut() =
+                                hyper::StatusCode::from_u16(status).unwrap_or_default();
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn analysis_of(metric: serde_json::Value, args: Args) -> Analysis {
+    let spec = serde_json::from_value(json!({"metrics": [metric]})).expect("spec");
+    Analysis::new(&spec, args).expect("analysis")
+}
+
+/// Issue 26: `method`, `body` and `jsonBody` as Argo sends them: the body with args
+/// substituted, JSON with its content type (over the metric's own header).
+#[tokio::test]
+async fn a_web_metric_posts_its_body() {
+    let (addr, seen) = serve_full(|_| (200, r#"{"ok": true}"#.into())).await;
+    let args = Args::resolve([("service", Some("checkout \"eu\""))]).expect("args");
+    let json_body = analysis_of(
+        json!({"name": "m", "successCondition": "result.ok",
+            "provider": {"web": {"url": format!("http://{addr}/q"), "method": "POST",
+                "headers": [{"key": "Content-Type", "value": "text/plain"}],
+                "jsonBody": {"service": "{{args.service}}", "window": 5, "tags": ["{{args.service}}"]}}}}),
+        args.clone(),
+    );
+    assert_eq!(
+        measure(&json_body).await.ok(),
+        Some(MetricValue::Json(json!({"ok": true})))
+    );
+    let plain = analysis_of(
+        json!({"name": "m", "successCondition": "result.ok",
+            "provider": {"web": {"url": format!("http://{addr}/p"), "method": "PUT",
+                "body": "service={{args.service}}"}}}),
+        args,
+    );
+    assert!(measure(&plain).await.is_ok());
+    let requests = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(
+        (
+            requests[0].method.as_str(),
+            requests[0].content_type.as_str()
+        ),
+        ("POST", "application/json")
+    );
+    let sent: serde_json::Value = serde_json::from_str(&requests[0].body).expect("JSON body");
+    assert_eq!(
+        sent,
+        json!({"service": "checkout \"eu\"", "window": 5, "tags": ["checkout \"eu\""]})
+    );
+    assert_eq!(
+        (requests[1].method.as_str(), requests[1].body.as_str()),
+        ("PUT", "service=checkout \"eu\"")
+    );
+}
+
+/// Issue 26: `authentication.oauth2` (client credentials): a token from `tokenUrl`, then the
+/// query with `Authorization: Bearer`; a refused token request is an Error naming the status
+/// and the server's error code, never quoting its answer.
+#[tokio::test]
+async fn an_oauth2_token_is_fetched_and_sent() {
+    let (addr, seen) = serve_full(|r| match (r.path.as_str(), r.authorization.as_str()) {
+        // base64("aviary:s3cret")
+        ("/token", "Basic YXZpYXJ5OnMzY3JldA==") => (
+            200,
+            r#"{"access_token": "t0ken", "token_type": "Bearer", "expires_in": 60}"#.into(),
+        ),
+        ("/token", _) => (
+            401,
+            r#"{"error": "invalid_client", "error_description": "hunter2 is wrong"}"#.into(),
+        ),
+        ("/q", "Bearer t0ken") => (200, r#"{"ok": true}"#.into()),
+        _ => (403, "{}".into()),
+    })
+    .await;
+    let metric = |secret: &str| {
+        json!({"name": "m", "successCondition": "result.ok",
+            "provider": {"web": {"url": format!("http://{addr}/q"),
+                "authentication": {"oauth2": {"tokenUrl": format!("http://{addr}/token"),
+                    "clientId": "aviary", "clientSecret": secret, "scopes": ["read", "metrics"]}}}}})
+    };
+    let got = measure(&analysis_of(metric("s3cret"), Args::default())).await;
+    assert_eq!(got.ok(), Some(MetricValue::Json(json!({"ok": true}))));
+    let requests = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(requests[0].path, "/token");
+    assert_eq!(requests[0].method, "POST");
+    assert_eq!(
+        requests[0].body,
+        "grant_type=client_credentials&scope=read+metrics"
+    );
+
+    // Refused both ways (header, then form): an Error with the code, not the description.
+    let err = measure(&analysis_of(metric("wrong"), Args::default()))
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("401 Unauthorized (invalid_client)"), "{err}");
+    assert!(!err.contains("hunter2") && !err.contains("wrong"), "{err}");
+    let requests = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let retried = &requests[requests.len() - 1];
+    assert!(
+        retried.body.contains("client_id=aviary") && retried.body.contains("client_secret=wrong"),
+        "{retried:?}"
+    );
+    assert_eq!(
+        requests.iter().filter(|r| r.path == "/q").count(),
+        1,
+        "no query without a token"
+    );
+
+    // Beside an Authorization header: an error saying to choose.
+    let mut both = metric("s3cret");
+    both["provider"]["web"]["headers"] = json!([{"key": "Authorization", "value": "Bearer x"}]);
+    let err = measure(&analysis_of(both, Args::default()))
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("either authentication"), "{err}");
 }

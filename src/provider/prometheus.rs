@@ -3,8 +3,8 @@
 use futures::future::BoxFuture;
 
 use super::{
-    HttpOptions, MAX_RESPONSE_BYTES, Provider, ProviderError, Resolved, describe, http_client,
-    read_limited,
+    HttpOptions, MAX_RESPONSE_BYTES, Provider, ProviderError, Resolved, authorized_client,
+    describe, read_limited,
 };
 use crate::analysis::prometheus::metric_value;
 use crate::analysis::run::MetricPlan;
@@ -71,7 +71,9 @@ impl Provider for Prometheus {
                 ))
             })?;
             let query = plan.query.as_deref().unwrap_or_default();
-            let http = http_client(self.timeout, self.insecure, &self.resolved, &self.options)?;
+            let http =
+                authorized_client(self.timeout, self.insecure, &self.resolved, &self.options)
+                    .await?;
             let client = prometheus_http_query::Client::from(http, address).map_err(|e| {
                 ProviderError::Query(format!("invalid Prometheus address '{address}': {e}"))
             })?;
