@@ -952,12 +952,12 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "prometheus rangeQuery",
+        "prometheus rangeQuery without a step",
         TEMPLATE,
-        "spec: {metrics: [{name: m, provider: {prometheus: {query: up, rangeQuery: {start: 'now() - duration(\"5m\")', end: 'now()', step: 1m}}}}]}",
+        "spec: {metrics: [{name: m, provider: {prometheus: {query: up, rangeQuery: {start: 'now() - duration(\"5m\")', end: 'now()'}}}}]}",
         &[
-            "spec.metrics[0].provider.prometheus.rangeQuery",
-            NOT_SUPPORTED,
+            "spec.metrics[0].provider.prometheus.rangeQuery.step",
+            "Required value",
         ],
     ),
     case(

@@ -1337,3 +1337,45 @@ async fn a_web_metric_posts_json_with_an_oauth2_token() {
         "{query}"
     );
 }
+
+/// Issue 26: `rangeQuery` against the real Prometheus: `vector(1)` over the last minute, 15 s
+/// apart, is a matrix whose samples are all 1; the run counts its measurement Successful.
+#[tokio::test]
+async fn a_range_query_measures_every_sample_of_the_range() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-range").await;
+    let ctl = ControllerProcess::start_with(
+        &ns.name,
+        &[
+            "--prometheus-address",
+            &prometheus_url(),
+            "--run-unowned-analysis",
+        ],
+    );
+    let run = json!({
+        "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "ranged"},
+        "spec": {"args": [{"name": "lookback", "value": "1m"}],
+            "metrics": [{"name": "r",
+                "successCondition": "size(result) == 5 && result.all(x, x == 1)",
+                "provider": {"prometheus": {"query": "vector(1)",
+                    "rangeQuery": {"start": "now() - duration(\"{{args.lookback}}\")",
+                                   "end": "now()", "step": "15s"}}}}]},
+    });
+    apply_value(&client, Some(&ns.name), &run)
+        .await
+        .expect("AnalysisRun");
+    let status = finished_run(&client, &ns.name, "ranged").await;
+    assert_eq!(
+        status.phase,
+        AnalysisPhase::Successful,
+        "{status:?}\n{}",
+        ctl.log_tail(20)
+    );
+    let value = status
+        .metric_result("r")
+        .and_then(|r| r.measurements.last())
+        .and_then(|m| m.value.clone())
+        .unwrap_or_default();
+    assert_eq!(value, "[1,1,1,1,1]");
+}

@@ -29,6 +29,7 @@ use super::json_path::JsonPath;
 use super::measurement::Conditions;
 use super::metric::{MetricPolicy, PolicyError};
 use super::template::{Args, TemplateError, render, render_promql};
+use super::time_expr::TimeExpr;
 use crate::api::{
     AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, DEFAULT_MEASUREMENT_RETENTION, Measurement,
     Metric, MetricResult, RunSummary,
@@ -85,6 +86,50 @@ pub struct MetricPlan {
     pub query_for_status: Option<String>,
     /// A web metric's `jsonPath`, parsed (`None` for other providers or when unset).
     pub json_path: Option<JsonPath>,
+    /// A Prometheus `rangeQuery`, parsed (`None` for an instant query).
+    pub range: Option<RangePlan>,
+}
+
+/// A range query's bounds, evaluated at each measurement.
+#[derive(Debug)]
+pub struct RangePlan {
+    pub start: TimeExpr,
+    pub end: TimeExpr,
+    pub step: std::time::Duration,
+}
+
+impl RangePlan {
+    fn of(metric: &Metric) -> Result<Option<RangePlan>, RunError> {
+        let Some(range) = metric
+            .provider
+            .prometheus
+            .as_ref()
+            .and_then(|p| p.range_query.as_ref())
+        else {
+            return Ok(None);
+        };
+        let error = |field: &'static str, message: String| RunError::Resolved {
+            metric: metric.name.clone(),
+            field,
+            message,
+        };
+        let step = range
+            .step
+            .duration()
+            .map(crate::api::Duration::as_std)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                error(
+                    "rangeQuery.step",
+                    format!("\"{}\" is not a duration above zero", range.step),
+                )
+            })?;
+        Ok(Some(RangePlan {
+            start: TimeExpr::parse(&range.start).map_err(|e| error("rangeQuery.start", e))?,
+            end: TimeExpr::parse(&range.end).map_err(|e| error("rangeQuery.end", e))?,
+            step,
+        }))
+    }
 }
 
 /// A run's metrics, compiled.
@@ -158,6 +203,7 @@ impl Analysis {
                         message,
                     })?;
                 Ok(MetricPlan {
+                    range: RangePlan::of(&metric)?,
                     json_path,
                     policy: MetricPolicy::from_metric(&metric, keep)?,
                     conditions: Conditions::for_metric(&metric)?,
@@ -561,8 +607,15 @@ fn substitute(metric: &Metric, args: &Args) -> Result<(Metric, Option<String>), 
     let mut json = serde_json::to_value(&without_query).map_err(substitution_error)?;
     render_strings(&mut json, args)?;
     // A duration filled in by args is read now, so its error names the field.
-    for field in ["interval", "initialDelay"] {
-        if let Some(serde_json::Value::String(text)) = json.get(field)
+    for (field, text) in [
+        ("interval", json.get("interval")),
+        ("initialDelay", json.get("initialDelay")),
+        (
+            "rangeQuery.step",
+            json.pointer("/provider/prometheus/rangeQuery/step"),
+        ),
+    ] {
+        if let Some(serde_json::Value::String(text)) = text
             && !text.contains("{{")
             && let Err(e) = crate::api::Duration::parse(text)
         {
@@ -1071,6 +1124,58 @@ mod tests {
             .expect_err("count")
             .to_string();
         assert!(err.contains("count 3 > 1 requires interval"), "{err}");
+    }
+
+    /// Issue 26: a rangeQuery's bounds and step are read when the run starts; one that does not
+    /// parse ends the run naming the field and the forms to write.
+    #[test]
+    fn range_query_bounds_are_checked_at_start() {
+        let with_range = |start: &str, end: &str, step: &str| {
+            let mut m = prometheus_metric("m", "up", "result[0] == 1");
+            if let Some(p) = m.provider.prometheus.as_mut() {
+                p.range_query = Some(crate::api::RangeQuery {
+                    start: start.into(),
+                    end: end.into(),
+                    step: DurationOrArg::Arg(step.into()),
+                });
+            }
+            let args = Args::resolve([("step", Some("30s")), ("bad", Some("0s"))])
+                .unwrap_or_else(|e| panic!("{e}"));
+            Analysis::new(&spec(vec![m]), args)
+        };
+        let a = with_range("now() - duration('1h')", "now()", "{{args.step}}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let range = a
+            .metric("m")
+            .and_then(|p| p.range.as_ref())
+            .unwrap_or_else(|| panic!("a range"));
+        assert_eq!(range.step, std::time::Duration::from_secs(30));
+        for (start, end, step, want) in [
+            (
+                "an hour ago",
+                "now()",
+                "{{args.step}}",
+                "metric \"m\": rangeQuery.start: \"an hour ago\" is not a time expression",
+            ),
+            (
+                "now()",
+                "now() - 1h",
+                "{{args.step}}",
+                "metric \"m\": rangeQuery.end: \"now() - 1h\": only duration",
+            ),
+            (
+                "now()",
+                "now()",
+                "{{args.bad}}",
+                "metric \"m\": rangeQuery.step: \"0s\" is not a duration above zero",
+            ),
+        ] {
+            let err = with_range(start, end, step)
+                .map(|_| ())
+                .expect_err(start)
+                .to_string();
+            assert!(err.starts_with(want), "{err}");
+        }
     }
 
     #[test]

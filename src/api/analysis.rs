@@ -508,11 +508,10 @@ pub struct MetricProvider {
     pub plugin: Option<Unsupported>,
 }
 
-/// An instant PromQL query; `result` is a float (scalar) or a list of floats (vector, one per
-/// series).
+/// A PromQL query; `result` is a float (scalar) or a list of floats (vector, one per series;
+/// with `rangeQuery`, every sample of every series).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = unsupported("rangeQuery", "prometheus.rangeQuery", "use an instant query with a range selector, e.g. rate(x[5m])"))]
 pub struct PrometheusMetric {
     /// Base URL of the Prometheus API, e.g. `http://prometheus.monitoring:9090`. Empty: the
     /// controller's default address.
@@ -535,9 +534,25 @@ pub struct PrometheusMetric {
     /// Credentials for the Prometheus API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<PrometheusAuth>,
-    /// Not supported by Aviary.
+    /// Query a range instead of an instant: every sample of every series from `start` to
+    /// `end`, `step` apart, is one number of `result`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub range_query: Option<Unsupported>,
+    pub range_query: Option<RangeQuery>,
+}
+
+/// A Prometheus range query's bounds, as Argo writes them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RangeQuery {
+    /// The first time: `now()`, `date("2026-01-02T15:04:05Z")`, either followed by
+    /// `- duration("1h")` or `+ duration("…")` (args may fill in the duration).
+    #[schemars(length(min = 1, max = 256))]
+    pub start: String,
+    /// The last time, in the same forms (usually `now()`).
+    #[schemars(length(min = 1, max = 256))]
+    pub end: String,
+    /// The time between two samples (e.g. `30s`, `1m`).
+    pub step: DurationOrArg,
 }
 
 /// Authentication to a metric's endpoint (the Prometheus API, or a web metric's URL).

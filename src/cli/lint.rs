@@ -802,8 +802,8 @@ spec:
             ),
             (
                 "          query: up",
-                "          query: up\n          rangeQuery: {}",
-                "f.yaml:36: spec.metrics[0].provider.prometheus.rangeQuery: unsupported: prometheus.rangeQuery is not supported by Aviary",
+                "          query: up\n          authentication: {sigv4: {region: x}}",
+                "f.yaml:36: spec.metrics[0].provider.prometheus.authentication.sigv4: unsupported: authentication.sigv4 is not supported by Aviary",
             ),
             (
                 "  selector:\n    matchLabels:\n      app: web\n",

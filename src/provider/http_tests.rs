@@ -326,6 +326,7 @@ async fn a_web_value_is_judged_with_its_json_type() {
 struct Request {
     method: String,
     path: String,
+    query: String,
     content_type: String,
     authorization: String,
     body: String,
@@ -360,6 +361,7 @@ async fn serve_full(answer: fn(&Request) -> (u16, String)) -> (SocketAddr, Reque
                             let mut seen = Request {
                                 method: req.method().to_string(),
                                 path: req.uri().path().to_string(),
+                                query: req.uri().query().unwrap_or_default().to_string(),
                                 content_type: header("content-type"),
                                 authorization: header("authorization"),
                                 body: String::new(),
@@ -499,4 +501,49 @@ async fn an_oauth2_token_is_fetched_and_sent() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("either authentication"), "{err}");
+}
+
+/// Issue 26: `rangeQuery` asks Prometheus' query_range with the bounds evaluated now and the
+/// step in seconds; every sample of every series is one number of `result`.
+#[tokio::test]
+async fn a_range_query_sends_its_bounds_and_flattens_the_matrix() {
+    let (addr, seen) = serve_full(|_| {
+        (
+            200,
+            r#"{"status": "success", "data": {"resultType": "matrix", "result": [
+                {"metric": {"pod": "a"}, "values": [[1700000000, "0.5"], [1700000060, "0.75"]]},
+                {"metric": {"pod": "b"}, "values": [[1700000000, "1"]]}]}}"#
+                .into(),
+        )
+    })
+    .await;
+    let args = Args::resolve([("lookback", Some("10m"))]).expect("args");
+    let analysis = analysis_of(
+        json!({"name": "m", "successCondition": "result.all(x, x >= 0.5)",
+            "provider": {"prometheus": {"address": format!("http://{addr}"), "query": "up",
+                "rangeQuery": {"start": "now() - duration(\"{{args.lookback}}\")", "end": "now()", "step": "1m"}}}}),
+        args,
+    );
+    let before = k8s_openapi::jiff::Timestamp::now().as_second();
+    let got = measure(&analysis).await;
+    let after = k8s_openapi::jiff::Timestamp::now().as_second();
+    assert_eq!(got.ok(), Some(MetricValue::Vector(vec![0.5, 0.75, 1.0])));
+    let requests = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let request = requests.first().expect("a request");
+    assert_eq!(request.path, "/api/v1/query_range");
+    let params: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(format!("{}&{}", request.query, request.body).as_bytes())
+            .into_owned()
+            .collect();
+    let number = |k: &str| {
+        params
+            .get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(params.get("query").map(String::as_str), Some("up"));
+    assert_eq!(number("step"), 60.0);
+    let (start, end) = (number("start") as i64, number("end") as i64);
+    assert!((before..=after).contains(&end), "{params:?}");
+    assert_eq!(end - start, 600, "{params:?}");
 }

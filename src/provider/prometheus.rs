@@ -78,7 +78,23 @@ impl Provider for Prometheus {
                 ProviderError::Query(format!("invalid Prometheus address '{address}': {e}"))
             })?;
             // Raw, so the body is read within MAX_RESPONSE_BYTES; the crate's own types parse it.
-            let response = client.query(query).get_raw().await.map_err(|e| {
+            let response = match &plan.range {
+                None => client.query(query).get_raw().await,
+                Some(range) => {
+                    let now = k8s_openapi::jiff::Timestamp::now();
+                    let bound = |name: &str, t: &crate::analysis::time_expr::TimeExpr| {
+                        t.at(now)
+                            .map(|t| t.as_second())
+                            .map_err(|e| ProviderError::Query(format!("rangeQuery.{name}: {e}")))
+                    };
+                    let (start, end) = (bound("start", &range.start)?, bound("end", &range.end)?);
+                    client
+                        .query_range(query, start, end, range.step.as_secs_f64())
+                        .get_raw()
+                        .await
+                }
+            }
+            .map_err(|e| {
                 ProviderError::Query(format!("Prometheus query failed: {}", describe(&e)))
             })?;
             let status = response.status();
