@@ -2790,3 +2790,79 @@ async fn gateway_a_reset_by_another_manager_is_put_back_and_attributed() {
 async fn nginx_a_reset_by_another_manager_is_put_back_and_attributed() {
     a_reset_by_another_manager_is_put_back_and_attributed(Router::Nginx, "drift-nginx").await;
 }
+
+/// Issue 26: a pod template the API server refuses when the ReplicaSet is created
+/// (`memory: invalid` passes the Rollout's schema, which holds quantities as strings) ends in
+/// a status condition and an Event quoting the API server, not a silent retry loop; v1 keeps
+/// serving, and fixing the template clears it.
+#[tokio::test]
+async fn a_pod_template_the_api_server_refuses_is_reported_quoting_it() {
+    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
+    let v1 = rollout(Router::Istio, "web:1", steps.clone());
+    let (client, ns, ctl) = given_healthy("canary-refused-template", Router::Istio, &v1).await;
+    let mut v2 = rollout(Router::Istio, "web:2", steps);
+    v2["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"memory": "invalid"}});
+    apply_value(&client, Some(&ns.name), &v2)
+        .await
+        .expect("v2 is admitted");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let (st, message) = poll_until(
+        "a condition quoting the API server",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                let c = st
+                    .conditions
+                    .iter()
+                    .find(|c| {
+                        c.type_ == "InvalidSpec" && c.message.contains("quantities must match")
+                    })?
+                    .clone();
+                Some((st, format!("{}: {}", c.type_, c.message)))
+            }
+        },
+    )
+    .await;
+    println!("{message}");
+    assert!(
+        message.starts_with("InvalidSpec: the API server refused ReplicaSet")
+            && message.ends_with("fix spec.template"),
+        "{message}\n{}",
+        ctl.log_tail(20)
+    );
+    assert_eq!(st.stable_rs.as_deref(), Some(hash_of(&v1).as_str()));
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        "web",
+        "an Event quoting the API server",
+        |_, n| n.contains("quantities must match"),
+    )
+    .await;
+    let mut fixed = v2.clone();
+    fixed["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"memory": "64Mi"}});
+    apply_value(&client, Some(&ns.name), &fixed)
+        .await
+        .expect("fixed");
+    poll_until(
+        "the condition cleared once the template is fixed",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            async move {
+                let st = api.get("web").await.ok()?.status?;
+                (!st.conditions
+                    .iter()
+                    .any(|c| c.message.contains("quantities must match")))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+}

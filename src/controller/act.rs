@@ -159,6 +159,16 @@ pub async fn apply(
                             format!("Created ReplicaSet {} (revision {revision}) with {replicas} replicas", rs.name_any()),
                         ));
                     }
+                    // The API server refuses what the template makes (a quantity, a name, an
+                    // admission webhook): the user must fix the template, so it is reported
+                    // (InvalidSpec, quoting the server) and not retried in a loop.
+                    Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => {
+                        return Err(Error::InvalidSpec(format!(
+                            "the API server refused ReplicaSet '{}' made from spec.template: {}; fix spec.template",
+                            rs.name_any(),
+                            e.message
+                        )));
+                    }
                     // The cache had not seen our own earlier create: it exists, which is what we want,
                     // as long as it is ours.
                     Err(kube::Error::Api(e)) if e.code == 409 => {
