@@ -862,13 +862,13 @@ const CASES: &[Case] = &[
         "metric with an empty provider",
         TEMPLATE,
         "spec: {metrics: [{name: m, provider: {}}]}",
-        &["spec.metrics[0].provider", "one of prometheus or web"],
+        &["spec.metrics[0].provider", "one of prometheus, web or job"],
     ),
     case(
         "metric with two providers",
         TEMPLATE,
         "spec: {metrics: [{name: m, provider: {prometheus: {query: up}, web: {url: 'http://x'}}}]}",
-        &["spec.metrics[0].provider", "only one of prometheus or web"],
+        &["spec.metrics[0].provider", "only one of prometheus, web or job"],
     ),
     case(
         "count above 1 without interval",
@@ -880,7 +880,10 @@ const CASES: &[Case] = &[
         "count below failureLimit",
         TEMPLATE,
         "spec: {metrics: [{name: m, interval: 1m, count: 2, failureLimit: 3, provider: {prometheus: {query: up}}}]}",
-        &["spec.metrics[0].count", "count must be >= failureLimit"],
+        &[
+            "spec.metrics[0].count",
+            "count must be >= failureLimit + consecutiveSuccessLimit",
+        ],
     ),
     case(
         "interval not a duration",
@@ -1003,10 +1006,16 @@ const CASES: &[Case] = &[
         &["spec.metrics[0].provider.datadog", NOT_SUPPORTED],
     ),
     case(
-        "job provider",
+        "job provider with a condition",
         TEMPLATE,
-        "spec: {metrics: [{name: m, provider: {job: {spec: {template: {}}}}}]}",
-        &["spec.metrics[0].provider.job", NOT_SUPPORTED],
+        "spec: {metrics: [{name: m, successCondition: 'result == 1', provider: {job: {spec: {template: {}}}}}]}",
+        &["spec.metrics[0].provider.job", "a job metric's result is its Job's outcome"],
+    ),
+    case(
+        "job and prometheus",
+        TEMPLATE,
+        "spec: {metrics: [{name: m, provider: {prometheus: {query: up}, job: {spec: {template: {}}}}}]}",
+        &["spec.metrics[0].provider", "only one of prometheus, web or job"],
     ),
     case(
         "web PATCH",

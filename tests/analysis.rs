@@ -1379,3 +1379,126 @@ async fn a_range_query_measures_every_sample_of_the_range() {
         .unwrap_or_default();
     assert_eq!(value, "[1,1,1,1,1]");
 }
+
+/// Issue 26: the Job provider on the local cluster (KWOK completes or fails the pods): a Job
+/// per measurement, owned by the run; Complete is Successful, Failed is Failed; a Rollout's
+/// step with a job template goes Healthy; terminating a run whose Job still runs deletes it.
+#[tokio::test]
+async fn job_metrics_run_a_job_per_measurement() {
+    use k8s_openapi::api::batch::v1::Job;
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-job").await;
+    let ctl = ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis"]);
+    // labels: pod labels; node_selector: one no node has keeps the pod (and its Job) pending.
+    let job = |labels: Value, node_selector: Value| {
+        json!({"spec": {"backoffLimit": 0, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"restartPolicy": "Never", "nodeSelector": node_selector,
+                     "containers": [{"name": "smoke", "image": "smoke:{{args.version}}"}]}}}})
+    };
+    let run = |name: &str, job: Value| {
+        json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": name},
+               "spec": {"args": [{"name": "version", "value": "1.2"}],
+                        "metrics": [{"name": "smoke", "provider": {"job": job}}]}})
+    };
+    let failing = json!({"pod-container-running-failed.stage.kwok.x-k8s.io": "true"});
+    for (name, job) in [
+        ("passes", job(json!({}), json!({}))),
+        ("fails", job(failing, json!({}))),
+        (
+            "stuck",
+            job(json!({}), json!({"aviary-test/no-such-node": "x"})),
+        ),
+    ] {
+        apply_value(&client, Some(&ns.name), &run(name, job))
+            .await
+            .expect("AnalysisRun");
+    }
+    let passes = finished_run(&client, &ns.name, "passes").await;
+    assert_eq!(
+        passes.phase,
+        AnalysisPhase::Successful,
+        "{passes:?}\n{}",
+        ctl.log_tail(20)
+    );
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns.name);
+    let m = passes
+        .metric_result("smoke")
+        .and_then(|r| r.measurements.last().cloned())
+        .expect("a measurement");
+    let job_name = m.metadata.get("job-name").cloned().unwrap_or_default();
+    let created = jobs.get(&job_name).await.expect("the Job");
+    let image = created
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.first().and_then(|c| c.image.clone()));
+    assert_eq!(
+        image.as_deref(),
+        Some("smoke:1.2"),
+        "args are substituted in the Job"
+    );
+    assert_eq!(
+        created
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .first()
+            .map(|o| o.kind.as_str()),
+        Some("AnalysisRun")
+    );
+    let fails = finished_run(&client, &ns.name, "fails").await;
+    assert_eq!(fails.phase, AnalysisPhase::Failed, "{fails:?}");
+    let message = fails
+        .metric_result("smoke")
+        .and_then(|r| r.measurements.last())
+        .and_then(|m| m.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("failed"), "{message}");
+    // The stuck one runs until terminated; then its Job goes.
+    let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+    let stuck_job = poll_until(
+        "the stuck run's Job",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let runs = runs.clone();
+            async move {
+                let st = runs.get("stuck").await.ok()?.status?;
+                st.metric_result("smoke")?
+                    .measurements
+                    .last()?
+                    .metadata
+                    .get("job-name")
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    runs.patch(
+        "stuck",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"terminate": true}})),
+    )
+    .await
+    .expect("terminate");
+    let stuck = finished_run(&client, &ns.name, "stuck").await;
+    assert_eq!(stuck.phase, AnalysisPhase::Successful, "{stuck:?}");
+    poll_until(
+        "the terminated run's Job deleted",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let jobs = jobs.clone();
+            let name = stuck_job.clone();
+            async move {
+                match jobs.get_opt(&name).await {
+                    Ok(None) => Some(()),
+                    Ok(Some(j)) => j.metadata.deletion_timestamp.map(|_| ()),
+                    Err(_) => None,
+                }
+            }
+        },
+    )
+    .await;
+}

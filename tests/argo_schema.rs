@@ -85,6 +85,11 @@ fn rejection(parent: &Value, field: &str) -> Option<String> {
 
 /// Kubernetes' own parts (the PodTemplateSpec both embed, validated when the ReplicaSet is
 /// created; object metadata) and what the controller, not the user, writes.
+/// Subtrees Aviary keeps whole and hands to Kubernetes, which validates them: a job metric's
+/// `spec` becomes the Job's (an invalid one is refused when the Job is created, and the
+/// measurement is an Error quoting the API server).
+const PASS_THROUGH: [&str; 1] = ["spec.metrics[].provider.job.spec"];
+
 fn skipped(path: &str) -> bool {
     matches!(
         path,
@@ -106,6 +111,18 @@ fn walk(argo: &Value, ours: &Value, path: &mut Vec<Seg>, out: &mut Walk) {
     for (name, argo_child) in argo_fields.into_iter().flatten() {
         path.push(Seg::Field(name.clone()));
         if skipped(&show(path)) {
+            path.pop();
+            continue;
+        }
+        if PASS_THROUGH.contains(&show(path).as_str()) {
+            if ours["properties"][name]["x-kubernetes-preserve-unknown-fields"] == json!(true) {
+                out.implemented += 1;
+            } else {
+                out.missing.push(format!(
+                    "{} (declared pass-through, but not kept whole)",
+                    show(path)
+                ));
+            }
             path.pop();
             continue;
         }

@@ -152,7 +152,7 @@ impl MetricPolicy {
             retention: retention.clamp(1, MAX_MEASUREMENTS),
         };
         policy
-            .check_together(written_count)
+            .check_together(written_count, metric.interval.is_some())
             .map_err(|message| PolicyError::Inconsistent {
                 metric: metric.name.clone(),
                 message,
@@ -162,9 +162,10 @@ impl MetricPolicy {
 
     /// The admission rules that relate fields (src/api/analysis.rs, on `Metric`), for values
     /// that were placeholders or numeric strings there and so were not checked.
-    /// `count` is as written (0 when unset: only a written count is checked, as in Argo).
-    fn check_together(&self, count: i64) -> Result<(), String> {
-        if count > 1 && self.interval.is_none() {
+    /// `count` is as written (0 when unset: only a written count is checked, as in Argo), and
+    /// `interval_written` whether an interval was (`"0"` counts, as for admission and Argo).
+    fn check_together(&self, count: i64, interval_written: bool) -> Result<(), String> {
+        if count > 1 && !interval_written {
             return Err(format!(
                 "count {count} > 1 requires interval: set interval (e.g. 1m) between measurements"
             ));
@@ -172,14 +173,24 @@ impl MetricPolicy {
         if self.failure_limit == -1 && self.consecutive_success_limit == 0 {
             return Err("failureLimit -1 requires consecutiveSuccessLimit > 0, otherwise the metric can never fail or succeed".into());
         }
+        // Argo's ValidateMetric.
+        let (failures, successes) = (self.failure_limit, self.consecutive_success_limit);
         if count > 0 {
-            for (field, limit) in [
-                ("failureLimit", self.failure_limit),
-                ("inconclusiveLimit", self.inconclusive_limit),
-            ] {
-                if count < limit {
-                    return Err(format!("count ({count}) must be >= {field} ({limit})"));
-                }
+            if failures >= 0 && count < failures + successes {
+                return Err(format!(
+                    "count ({count}) must be >= failureLimit + consecutiveSuccessLimit ({failures} + {successes})"
+                ));
+            }
+            if failures < 0 && count < successes {
+                return Err(format!(
+                    "count ({count}) must be >= consecutiveSuccessLimit ({successes})"
+                ));
+            }
+            if count < self.inconclusive_limit {
+                return Err(format!(
+                    "count ({count}) must be >= inconclusiveLimit ({})",
+                    self.inconclusive_limit
+                ));
             }
         }
         Ok(())

@@ -642,9 +642,18 @@ fn render_strings(value: &mut serde_json::Value, args: &Args) -> Result<(), Temp
             }
         }
         serde_json::Value::Object(fields) => {
-            for field in fields.values_mut() {
-                render_strings(field, args)?;
+            // Keys too (a jsonBody's), as Argo substitutes over the metric's whole JSON text.
+            let mut rendered = serde_json::Map::with_capacity(fields.len());
+            for (key, mut field) in std::mem::take(fields) {
+                render_strings(&mut field, args)?;
+                let key = if key.contains("{{") {
+                    render(&key, args)?
+                } else {
+                    key
+                };
+                rendered.insert(key, field);
             }
+            *fields = rendered;
         }
         _ => {}
     }
@@ -1089,7 +1098,7 @@ mod tests {
             (("count", "-1"), "metric \"m\": count must be >= 0, got -1"),
             (
                 ("failures", "9"),
-                "metric \"m\": count (5) must be >= failureLimit (9)",
+                "metric \"m\": count (5) must be >= failureLimit + consecutiveSuccessLimit (9 + 0)",
             ),
             (
                 ("errors", "-2"),
@@ -1397,5 +1406,52 @@ mod thread_safety {
     fn analysis_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<super::Analysis>();
+    }
+}
+
+/// Found by review: jsonBody keys, a written zero interval.
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+    use crate::analysis::template::Args;
+    use serde_json::json;
+
+    /// Argo resolves args in the metric's whole JSON text (ResolveMetricArgs), keys included.
+    #[test]
+    fn json_body_keys_are_substituted_as_in_argo() {
+        let spec: AnalysisRunSpec = serde_json::from_value(json!({"metrics": [{
+            "name": "m", "successCondition": "result.ok",
+            "provider": {"web": {"url": "http://x/q", "method": "POST",
+                "jsonBody": {"{{args.field}}": "{{args.field}}"}}}}]}))
+        .expect("spec");
+        let args = Args::resolve([("field", Some("service"))]).expect("args");
+        let a = Analysis::new(&spec, args).expect("analysis");
+        let body = a
+            .metric("m")
+            .and_then(|p| p.metric.provider.web.clone())
+            .and_then(|w| w.json_body);
+        assert_eq!(
+            body,
+            Some(
+                json!({"service": "service"})
+                    .as_object()
+                    .cloned()
+                    .expect("obj")
+            )
+        );
+    }
+
+    /// Admission accepts `count: 3, interval: "0"` (has(self.interval)); Argo measures 3 times
+    /// (interval "0" != ""), and so does Aviary.
+    #[test]
+    fn a_zero_interval_with_count_is_admitted_and_runs() {
+        let spec: AnalysisRunSpec = serde_json::from_value(json!({"metrics": [{
+            "name": "m", "successCondition": "result[0] > 0", "count": 3, "interval": "0",
+            "provider": {"prometheus": {"query": "up"}}}]}))
+        .expect("spec");
+        let a = Analysis::new(&spec, Args::default())
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(a, Ok(()));
     }
 }

@@ -357,12 +357,13 @@ impl JsonSchema for DurationOrArg {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.count) || type(self.count) != int || self.count <= 1 || has(self.interval)").message("count > 1 requires interval: set interval (e.g. 1m) between measurements").field_path(".count"))]
 #[x_kube(validation = Rule::new("!has(self.count) || type(self.count) != int || self.count >= 0").message("count must be >= 0").field_path(".count"))]
+#[x_kube(validation = Rule::new("!has(self.provider.job) || (!has(self.successCondition) && !has(self.failureCondition))").message("a job metric's result is its Job's outcome (complete: Successful, failed: Failed): remove successCondition and failureCondition").field_path(".provider.job"))]
 #[x_kube(validation = Rule::new("!has(self.failureLimit) || type(self.failureLimit) != int || self.failureLimit >= -1").message("failureLimit must be >= -1 (-1 disables the failure limit)").field_path(".failureLimit"))]
 #[x_kube(validation = Rule::new("!has(self.inconclusiveLimit) || type(self.inconclusiveLimit) != int || self.inconclusiveLimit >= 0").message("inconclusiveLimit must be >= 0").field_path(".inconclusiveLimit"))]
 #[x_kube(validation = Rule::new("!has(self.consecutiveErrorLimit) || type(self.consecutiveErrorLimit) != int || self.consecutiveErrorLimit >= 0").message("consecutiveErrorLimit must be >= 0").field_path(".consecutiveErrorLimit"))]
 #[x_kube(validation = Rule::new("!has(self.consecutiveSuccessLimit) || type(self.consecutiveSuccessLimit) != int || self.consecutiveSuccessLimit >= 0").message("consecutiveSuccessLimit must be >= 0").field_path(".consecutiveSuccessLimit"))]
 #[x_kube(validation = Rule::new("!has(self.failureLimit) || type(self.failureLimit) != int || self.failureLimit != -1 || (has(self.consecutiveSuccessLimit) && (type(self.consecutiveSuccessLimit) != int || self.consecutiveSuccessLimit > 0))").message("failureLimit -1 requires consecutiveSuccessLimit > 0, otherwise the metric can never fail or succeed").field_path(".failureLimit"))]
-#[x_kube(validation = Rule::new("!has(self.count) || !has(self.failureLimit) || type(self.count) != int || type(self.failureLimit) != int || self.count == 0 || self.count >= self.failureLimit").message("count must be >= failureLimit").field_path(".count"))]
+#[x_kube(validation = Rule::new("!has(self.count) || type(self.count) != int || self.count == 0 || (has(self.failureLimit) && type(self.failureLimit) != int) || (has(self.consecutiveSuccessLimit) && type(self.consecutiveSuccessLimit) != int) || ((has(self.failureLimit) ? self.failureLimit : 0) >= 0 ? self.count >= (has(self.failureLimit) ? self.failureLimit : 0) + (has(self.consecutiveSuccessLimit) ? self.consecutiveSuccessLimit : 0) : self.count >= (has(self.consecutiveSuccessLimit) ? self.consecutiveSuccessLimit : 0))").message("count must be >= failureLimit + consecutiveSuccessLimit (or >= consecutiveSuccessLimit when failureLimit is -1), as Argo requires").field_path(".count"))]
 #[x_kube(validation = Rule::new("!has(self.count) || !has(self.inconclusiveLimit) || type(self.count) != int || type(self.inconclusiveLimit) != int || self.count == 0 || self.count >= self.inconclusiveLimit").message("count must be >= inconclusiveLimit").field_path(".count"))]
 pub struct Metric {
     /// Unique within the template; names the metric's results.
@@ -454,21 +455,43 @@ impl Metric {
     }
 }
 
-/// The system a metric is measured in. Exactly one of `prometheus` or `web`.
+/// A Job run for each measurement, as Argo's job provider runs it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetric {
+    /// Labels and annotations for the Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<JobMetadata>,
+    /// The Job's spec, as in a `batch/v1` Job (args substituted in its strings). The API server
+    /// checks it when the Job is created; what it refuses is an Error measurement quoting it.
+    #[schemars(schema_with = "json_object")]
+    pub spec: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A Job's labels and annotations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The system a metric is measured in. Exactly one of `prometheus`, `web` or `job`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.prometheus) || has(self.web) || has(self.kayenta) || has(self.datadog) || has(self.wavefront) || has(self.newRelic) || has(self.job) || has(self.cloudWatch) || has(self.graphite) || has(self.influxdb) || has(self.skywalking) || has(self.plugin)").message("provider must set one of prometheus or web").reason(kube::core::Reason::FieldValueRequired))]
-#[x_kube(validation = Rule::new("!(has(self.prometheus) && has(self.web))").message("provider must set only one of prometheus or web"))]
-#[x_kube(validation = unsupported("kayenta", "provider.kayenta", "use prometheus or web"))]
-#[x_kube(validation = unsupported("datadog", "provider.datadog", "use prometheus or web"))]
-#[x_kube(validation = unsupported("wavefront", "provider.wavefront", "use prometheus or web"))]
-#[x_kube(validation = unsupported("newRelic", "provider.newRelic", "use prometheus or web"))]
-#[x_kube(validation = unsupported("job", "provider.job", "use prometheus or web"))]
-#[x_kube(validation = unsupported("cloudWatch", "provider.cloudWatch", "use prometheus or web"))]
-#[x_kube(validation = unsupported("graphite", "provider.graphite", "use prometheus or web"))]
-#[x_kube(validation = unsupported("influxdb", "provider.influxdb", "use prometheus or web"))]
-#[x_kube(validation = unsupported("skywalking", "provider.skywalking", "use prometheus or web"))]
-#[x_kube(validation = unsupported("plugin", "provider.plugin (metric provider plugins)", "use prometheus or web"))]
+#[x_kube(validation = Rule::new("has(self.prometheus) || has(self.web) || has(self.kayenta) || has(self.datadog) || has(self.wavefront) || has(self.newRelic) || has(self.job) || has(self.cloudWatch) || has(self.graphite) || has(self.influxdb) || has(self.skywalking) || has(self.plugin)").message("provider must set one of prometheus, web or job").reason(kube::core::Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("[has(self.prometheus), has(self.web), has(self.job)].filter(x, x).size() <= 1").message("provider must set only one of prometheus, web or job"))]
+#[x_kube(validation = unsupported("kayenta", "provider.kayenta", "use prometheus, web or job"))]
+#[x_kube(validation = unsupported("datadog", "provider.datadog", "use prometheus, web or job"))]
+#[x_kube(validation = unsupported("wavefront", "provider.wavefront", "use prometheus, web or job"))]
+#[x_kube(validation = unsupported("newRelic", "provider.newRelic", "use prometheus, web or job"))]
+#[x_kube(validation = unsupported("cloudWatch", "provider.cloudWatch", "use prometheus, web or job"))]
+#[x_kube(validation = unsupported("graphite", "provider.graphite", "use prometheus, web or job"))]
+#[x_kube(validation = unsupported("influxdb", "provider.influxdb", "use prometheus, web or job"))]
+#[x_kube(validation = unsupported("skywalking", "provider.skywalking", "use prometheus, web or job"))]
+#[x_kube(validation = unsupported("plugin", "provider.plugin (metric provider plugins)", "use prometheus, web or job"))]
 pub struct MetricProvider {
     /// A PromQL query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -488,9 +511,10 @@ pub struct MetricProvider {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_relic: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// A Kubernetes Job per measurement: Successful when the Job completes, Failed when it
+    /// fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job: Option<Unsupported>,
+    pub job: Option<JobMetric>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch: Option<Unsupported>,

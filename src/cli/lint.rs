@@ -798,7 +798,7 @@ spec:
             (
                 "      interval: 1m",
                 "      interval: 1m\n      count: 3\n      failureLimit: 5",
-                "f.yaml:32: spec.metrics[0].count: count must be >= failureLimit",
+                "f.yaml:32: spec.metrics[0].count: count must be >= failureLimit + consecutiveSuccessLimit",
             ),
             (
                 "          query: up",

@@ -170,6 +170,12 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
         let due = analysis.due(&status, now);
         let measuring = futures::future::join_all(due.into_iter().map(|plan| async {
             let started = Timestamp::now();
+            // A Job spans reconciles: its measurement is created, then resumed.
+            if plan.metric.provider.job.is_some() {
+                let result = status.metric_result(&plan.metric.name);
+                let measurement = crate::provider::job::measure(&ctx.client, &run, plan, result).await;
+                return (plan.metric.name.clone(), measurement);
+            }
             let measurement = match (ctx.providers)(plan) {
                 Ok(provider) => match provider.measure(plan).await {
                     Ok(value) => plan.conditions.measure(&value, started, Timestamp::now()),
@@ -195,6 +201,8 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
         write_status(&api, &run, &old, &status).await?;
         ctx.metrics.record_analysis_run(Some(&old), &status);
         if status.phase.is_completed() {
+            // A terminated (or otherwise ended) run's Jobs still running are stopped.
+            crate::provider::job::delete_unfinished(&ctx.client, &run, &status).await;
             info!(phase = %status.phase.as_str(), message = ?status.message, "AnalysisRun completed");
             return Ok(Requeue::await_change());
         }

@@ -149,6 +149,9 @@ async fn flatten(
     let mut todo: Vec<(AnalysisTemplateRef, Vec<String>)> =
         refs.iter().rev().map(|r| (r.clone(), vec![])).collect();
     let mut out = vec![];
+    // A template reached twice (listed twice, or a diamond) is included once, as Argo's
+    // FilterUniqueTemplates does; this also bounds the reads to the distinct templates.
+    let mut seen: std::collections::BTreeSet<String> = Default::default();
     while let Some((r, path)) = todo.pop() {
         let kind = if r.is_cluster_scope() {
             "ClusterAnalysisTemplate"
@@ -161,6 +164,9 @@ async fn flatten(
                 "{name} references itself ({} -> {name}): remove one of these references",
                 path.join(" -> ")
             )));
+        }
+        if !seen.insert(name.clone()) {
+            continue;
         }
         if path.len() >= MAX_TEMPLATE_DEPTH {
             return Err(SpecError::Unusable(format!(
@@ -202,9 +208,21 @@ async fn build_spec(
             defined_by.push((m.name.clone(), name.clone()));
         }
         spec.metrics.extend(tpl.metrics.iter().cloned());
+        // As Argo's flattenArgs: an arg declared again fills in a value the first declaration
+        // lacked; two different values are an error.
         for a in tpl.args.iter().flatten() {
-            if !args.iter().any(|x| x.name == a.name) {
-                args.push(a.clone());
+            match args.iter_mut().find(|x| x.name == a.name) {
+                None => args.push(a.clone()),
+                Some(prev) => match (&prev.value, &a.value) {
+                    (Some(p), Some(v)) if p != v => {
+                        return Err(SpecError::Unusable(format!(
+                            "arg '{}' is declared by more than one template with different values ('{p}' and '{v}', the second in {name}): give it one value",
+                            a.name
+                        )));
+                    }
+                    (None, _) if prev.value_from.is_none() => *prev = a.clone(),
+                    _ => {}
+                },
             }
         }
         if let Some(d) = &tpl.dry_run {
@@ -310,5 +328,143 @@ mod tests {
         assert_eq!(value("status.stableRS"), Ok(Some("abc".into())));
         assert_eq!(value("metadata.labels['env']"), Ok(Some(String::new())));
         assert!(value("status.nope").is_err_and(|e| e.contains("status.nope")));
+    }
+}
+
+/// Nested `templates` as Argo's getAnalysisTemplatesFromRefs resolves them (found by review).
+#[cfg(test)]
+mod nested_tests {
+    use super::*;
+    use crate::controller::Context;
+    use crate::controller::fixtures::{mock_client, rollout, within_deadline};
+    use http::StatusCode;
+    use serde_json::{Value, json};
+
+    fn tpl(name: &str, spec: Value) -> Value {
+        json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": name, "namespace": "shop"}, "spec": spec})
+    }
+
+    fn path(name: &str) -> String {
+        format!("/apis/aviary.dev/v1alpha1/namespaces/shop/analysistemplates/{name}")
+    }
+
+    fn step_rollout() -> Rollout {
+        rollout(
+            json!({"canary": {"steps": [{"analysis": {"templates": [{"templateName": "a"}]}}]}}),
+            Value::Null,
+        )
+    }
+
+    const METRIC: &str = "m";
+
+    fn leaf() -> Value {
+        json!({"metrics": [{"name": METRIC, "successCondition": "result[0] > 0",
+            "provider": {"prometheus": {"query": "up"}}}]})
+    }
+
+    /// Argo dedups templates reached twice (FilterUniqueTemplates): a -> [b, b] runs b's
+    /// metric once, and b is read once.
+    #[tokio::test]
+    async fn a_template_reached_twice_is_included_once_as_in_argo() {
+        let (client, mut server) = mock_client();
+        let ro = step_rollout();
+        let (got, ()) = within_deadline(async {
+            tokio::join!(
+                async {
+                    let ctx = Context::for_tests(client);
+                    prepare(&ctx, &ro, AnalysisKind::Step(0), "h").await
+                },
+                async {
+                    let ab = tpl(
+                        "a",
+                        json!({"templates": [{"templateName": "b"}, {"templateName": "b"}]}),
+                    );
+                    server.expect("GET", &path("a"), StatusCode::OK, ab).await;
+                    server
+                        .expect("GET", &path("b"), StatusCode::OK, tpl("b", leaf()))
+                        .await;
+                    server.expect_no_more().await;
+                }
+            )
+        })
+        .await;
+        let spec = got.map_err(|e| e.to_string());
+        assert!(
+            spec.is_ok(),
+            "Argo runs this with metric 'm' once; Aviary: {spec:?}"
+        );
+    }
+
+    /// Argo's flattenArgs: an arg declared without a value by one template takes the value
+    /// another (here nested) template declares; two different values are an error.
+    #[tokio::test]
+    async fn a_nested_templates_arg_default_fills_an_outer_valueless_arg_as_in_argo() {
+        let (client, mut server) = mock_client();
+        let ro = step_rollout();
+        let (got, ()) = within_deadline(async {
+            tokio::join!(
+                async {
+                    let ctx = Context::for_tests(client);
+                    prepare(&ctx, &ro, AnalysisKind::Step(0), "h").await
+                },
+                async {
+                    let a = tpl(
+                        "a",
+                        json!({"args": [{"name": "x"}], "templates": [{"templateName": "b"}]}),
+                    );
+                    let mut b = leaf();
+                    b["args"] = json!([{"name": "x", "value": "5"}]);
+                    server.expect("GET", &path("a"), StatusCode::OK, a).await;
+                    server
+                        .expect("GET", &path("b"), StatusCode::OK, tpl("b", b))
+                        .await;
+                    server.expect_no_more().await;
+                }
+            )
+        })
+        .await;
+        let spec = got
+            .map_err(|e| e.to_string())
+            .expect("spec")
+            .expect("analysis");
+        let x = spec.args.iter().flatten().find(|a| a.name == "x").cloned();
+        assert_eq!(x.and_then(|a| a.value), Some("5".to_owned()), "Argo: x = 5");
+    }
+
+    #[tokio::test]
+    async fn two_templates_giving_an_arg_different_values_is_an_error() {
+        let (client, mut server) = mock_client();
+        let ro = step_rollout();
+        let (got, ()) = within_deadline(async {
+            tokio::join!(
+                async {
+                    let ctx = Context::for_tests(client);
+                    prepare(&ctx, &ro, AnalysisKind::Step(0), "h").await
+                },
+                async {
+                    let a = tpl(
+                        "a",
+                        json!({"args": [{"name": "x", "value": "4"}], "templates": [{"templateName": "b"}]}),
+                    );
+                    let mut b = leaf();
+                    b["args"] = json!([{"name": "x", "value": "5"}]);
+                    server.expect("GET", &path("a"), StatusCode::OK, a).await;
+                    server.expect("GET", &path("b"), StatusCode::OK, tpl("b", b)).await;
+                    server.expect_no_more().await;
+                }
+            )
+        })
+        .await;
+        let err = got
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+            .expect_err("conflict");
+        assert!(
+            err.contains(
+                "arg 'x' is declared by more than one template with different values ('4' and '5'"
+            ),
+            "{err}"
+        );
     }
 }

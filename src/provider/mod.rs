@@ -2,6 +2,7 @@
 //! provider; the controller picks the provider a metric names. Each measurement is one bounded
 //! request (the metric's timeout) — no provider keeps state between measurements.
 
+pub mod job;
 mod oauth2;
 pub mod prometheus;
 pub mod web;
