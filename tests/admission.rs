@@ -868,7 +868,10 @@ const CASES: &[Case] = &[
         "metric with two providers",
         TEMPLATE,
         "spec: {metrics: [{name: m, provider: {prometheus: {query: up}, web: {url: 'http://x'}}}]}",
-        &["spec.metrics[0].provider", "only one of prometheus, web or job"],
+        &[
+            "spec.metrics[0].provider",
+            "only one of prometheus, web or job",
+        ],
     ),
     case(
         "count above 1 without interval",
@@ -1009,13 +1012,19 @@ const CASES: &[Case] = &[
         "job provider with a condition",
         TEMPLATE,
         "spec: {metrics: [{name: m, successCondition: 'result == 1', provider: {job: {spec: {template: {}}}}}]}",
-        &["spec.metrics[0].provider.job", "a job metric's result is its Job's outcome"],
+        &[
+            "spec.metrics[0].provider.job",
+            "a job metric's result is its Job's outcome",
+        ],
     ),
     case(
         "job and prometheus",
         TEMPLATE,
         "spec: {metrics: [{name: m, provider: {prometheus: {query: up}, job: {spec: {template: {}}}}}]}",
-        &["spec.metrics[0].provider", "only one of prometheus, web or job"],
+        &[
+            "spec.metrics[0].provider",
+            "only one of prometheus, web or job",
+        ],
     ),
     case(
         "web PATCH",
