@@ -17,7 +17,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RULE_FILES = ["controller.yaml", "leader-election.yaml", "analysis-secrets.yaml"]
+RULE_FILES = ["controller.yaml", "leader-election.yaml", "analysis-secrets.yaml", "job-metrics.yaml"]
 USER = "aviary-operator"
 
 # Grants that authorize something other than a request of their own.

@@ -510,12 +510,12 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "analysisRunMetadata",
+        "analysisRunMetadata with a number for a label",
         ROLLOUT,
-        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: t}], analysisRunMetadata: {labels: {a: b}}}}]}}}",
+        "spec: {strategy: {canary: {steps: [{analysis: {templates: [{templateName: t}], analysisRunMetadata: {labels: {a: 1}}}}]}}}",
         &[
-            "spec.strategy.canary.steps[0].analysis.analysisRunMetadata",
-            NOT_SUPPORTED,
+            "spec.strategy.canary.steps[0].analysis.analysisRunMetadata.labels.a",
+            "expected string",
         ],
     ),
     case(

@@ -1182,6 +1182,8 @@ async fn templated_intervals_and_counts_resolve_in_the_run() {
 
 /// Issue 26: an AnalysisTemplate's `templates` (Argo's nested references) are flattened into
 /// the run, depth first; a cycle and a metric defined twice degrade the Rollout naming them.
+/// A step's `analysisRunMetadata` labels and annotates its run; one the API server refuses
+/// degrades the Rollout quoting it.
 #[tokio::test]
 async fn nested_templates_are_flattened_and_a_cycle_is_named() {
     let client = client().await;
@@ -1210,14 +1212,27 @@ async fn nested_templates_are_flattened_and_a_cycle_is_named() {
             .expect("template");
     }
     let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
-    let cases = [("n", "outer"), ("l", "loop-a"), ("d", "twice")];
-    for (name, tpl) in cases {
+    // (rollout, template, the step analysis' analysisRunMetadata)
+    let cases = [
+        (
+            "n",
+            "outer",
+            json!({"labels": {"team": "payments", "aviary.dev/rollout": "someone-else"},
+                   "annotations": {"runbook": "https://example.com/rb"}}),
+        ),
+        ("l", "loop-a", json!({})),
+        ("d", "twice", json!({})),
+        ("m", "inner", json!({"labels": {"not a label!": "x"}})),
+    ];
+    for (name, tpl, metadata) in &cases {
+        let (name, tpl) = (*name, *tpl);
         for image in ["app:1", "app:2"] {
             let ro = json!({
                 "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
                 "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                          "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": image}]}},
-                         "strategy": {"canary": {"steps": [{"analysis": {"templates": [{"templateName": tpl}]}}]}}}
+                         "strategy": {"canary": {"steps": [{"analysis": {"templates": [{"templateName": tpl}],
+                                                                           "analysisRunMetadata": metadata}}]}}}
             });
             apply_value(&client, Some(&ns.name), &ro)
                 .await
@@ -1260,6 +1275,22 @@ async fn nested_templates_are_flattened_and_a_cycle_is_named() {
     let mut metrics: Vec<_> = run.spec.metrics.iter().map(|m| m.name.as_str()).collect();
     metrics.sort_unstable();
     assert_eq!(metrics, ["inner-one", "outer-one"], "{}", ctl.log_tail(20));
+    // analysisRunMetadata: added, except over Aviary's own label (found by that label above).
+    assert_eq!(
+        run.labels().get("team").map(String::as_str),
+        Some("payments")
+    );
+    assert_eq!(
+        run.annotations().get("runbook").map(String::as_str),
+        Some("https://example.com/rb")
+    );
+    // A label the API server refuses: the Rollout says so, quoting it.
+    let refused = ended(&api, "m", RolloutPhase::Degraded).await;
+    assert!(
+        refused.contains("the API server refused AnalysisRun")
+            && refused.contains("analysisRunMetadata"),
+        "{refused}"
+    );
     let cycle = ended(&api, "l", RolloutPhase::Degraded).await;
     assert!(
         cycle.contains("AnalysisTemplate 'loop-a' references itself (AnalysisTemplate 'loop-a' -> AnalysisTemplate 'loop-b' -> AnalysisTemplate 'loop-a')"),
@@ -1389,7 +1420,8 @@ async fn job_metrics_run_a_job_per_measurement() {
     let client = client().await;
     prepare(&client).await;
     let ns = TestNamespace::new(&client, "analysis-job").await;
-    let ctl = ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis"]);
+    let ctl =
+        ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis", "--allow-job-metrics"]);
     // labels: pod labels; node_selector: one no node has keeps the pod (and its Job) pending.
     let job = |labels: Value, node_selector: Value| {
         json!({"spec": {"backoffLimit": 0, "template": {

@@ -599,6 +599,10 @@ fn substitute(metric: &Metric, args: &Args) -> Result<(Metric, Option<String>), 
     if let Some(oauth2) = authentication.and_then(|a| a.oauth2.as_ref()) {
         args.check_url(&oauth2.token_url)?;
     }
+    if let Some(job) = &metric.provider.job {
+        let text = serde_json::to_string(job).map_err(substitution_error)?;
+        args.check_no_secret(&text)?;
+    }
     let mut without_query = metric.clone();
     let query = match without_query.provider.prometheus.as_mut() {
         Some(prometheus) => Some(render_promql(&std::mem::take(&mut prometheus.query), args)?),
@@ -651,6 +655,9 @@ fn render_strings(value: &mut serde_json::Value, args: &Args) -> Result<(), Temp
                 } else {
                     key
                 };
+                if rendered.contains_key(&key) {
+                    return Err(TemplateError::DuplicateKey(key));
+                }
                 rendered.insert(key, field);
             }
             *fields = rendered;
@@ -1438,6 +1445,52 @@ mod review_tests {
                     .cloned()
                     .expect("obj")
             )
+        );
+    }
+
+    /// A Secret's value would be written into the Job (readable by whoever reads Jobs); keys
+    /// made equal by args would silently drop a field.
+    #[test]
+    fn job_specs_refuse_secret_args_and_rendered_keys_never_collide() {
+        let secret_args = Args::from_arguments(
+            &[crate::api::Argument {
+                name: "token".into(),
+                value: None,
+                value_from: Some(crate::api::ValueFrom {
+                    secret_key_ref: Some(crate::api::SecretKeyRef {
+                        name: "s".into(),
+                        key: "k".into(),
+                    }),
+                    field_ref: None,
+                }),
+            }],
+            |_| Some("hunter2".to_owned()),
+        )
+        .expect("args");
+        let spec: AnalysisRunSpec = serde_json::from_value(json!({"metrics": [{
+            "name": "m", "provider": {"job": {"spec": {"template": {"spec": {
+                "containers": [{"name": "c", "image": "x", "args": ["{{ args.token }}"]}]}}}}}}]}))
+        .expect("spec");
+        let err = Analysis::new(&spec, secret_args)
+            .map(|_| ())
+            .expect_err("secret");
+        assert!(
+            err.to_string().contains("args.token comes from a Secret"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"));
+        let spec: AnalysisRunSpec = serde_json::from_value(json!({"metrics": [{
+            "name": "m", "successCondition": "result.ok",
+            "provider": {"web": {"url": "http://x/q", "method": "POST",
+                "jsonBody": {"{{args.field}}": 1, "service": 2}}}}]}))
+        .expect("spec");
+        let args = Args::resolve([("field", Some("service"))]).expect("args");
+        let err = Analysis::new(&spec, args)
+            .map(|_| ())
+            .expect_err("duplicate");
+        assert!(
+            err.to_string().contains("the key \"service\" twice"),
+            "{err}"
         );
     }
 

@@ -50,6 +50,14 @@ pub enum TemplateError {
         "args.{0} comes from a Secret and cannot be placed in a URL's host or path: pass it in a header or after the '?' of the query"
     )]
     SecretInUrl(String),
+    /// A Secret's value would be written into a Job (readable by whoever may read Jobs).
+    #[error(
+        "args.{0} comes from a Secret and cannot be written into a job metric's Job: reference the Secret from the pod instead (env[].valueFrom.secretKeyRef)"
+    )]
+    SecretInJob(String),
+    /// Args made two keys of one object equal.
+    #[error("args make the key \"{0}\" twice in one object: give the keys distinct values")]
+    DuplicateKey(String),
 }
 
 /// Arg values, fixed when the run is created.
@@ -144,6 +152,22 @@ impl Args {
     /// Whether any arg came from a Secret.
     pub fn has_secrets(&self) -> bool {
         !self.secrets.is_empty()
+    }
+
+    /// Refuses a secret arg anywhere in `text` (a job metric's Job: its spec is readable by
+    /// whoever may read Jobs and pods, so a Secret's value must not be written into it).
+    pub fn check_no_secret(&self, text: &str) -> Result<(), TemplateError> {
+        let mut rest = text;
+        while let Some((_, tag, after)) = next_placeholder(rest)? {
+            if let Some(name) = tag
+                .strip_prefix("args.")
+                .filter(|name| self.secrets.contains(*name))
+            {
+                return Err(TemplateError::SecretInJob(name.to_owned()));
+            }
+            rest = after;
+        }
+        Ok(())
     }
 
     /// Refuses a secret arg placed before the query (`?`) or fragment (`#`) of `url`, a URL

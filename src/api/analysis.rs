@@ -461,17 +461,18 @@ impl Metric {
 pub struct JobMetric {
     /// Labels and annotations for the Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<JobMetadata>,
+    pub metadata: Option<ExtraMetadata>,
     /// The Job's spec, as in a `batch/v1` Job (args substituted in its strings). The API server
     /// checks it when the Job is created; what it refuses is an Error measurement quoting it.
     #[schemars(schema_with = "json_object")]
     pub spec: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A Job's labels and annotations.
+/// Labels and annotations added to an object Aviary creates (a job metric's Job, a Rollout's
+/// AnalysisRuns). Aviary's own labels win over one of the same key.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct JobMetadata {
+pub struct ExtraMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

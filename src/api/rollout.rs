@@ -520,7 +520,6 @@ macro_rules! rollout_analysis {
         $(#[$attr])*
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
         #[serde(rename_all = "camelCase")]
-        #[x_kube(validation = unsupported("analysisRunMetadata", "analysis.analysisRunMetadata", "remove it; AnalysisRuns are labelled aviary.dev/rollout with the Rollout's name"))]
         pub struct $name {
             /// The templates whose metrics the AnalysisRun measures (merged; metric names must not
             /// clash).
@@ -541,9 +540,9 @@ macro_rules! rollout_analysis {
             #[schemars(length(max = 100))]
             #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["metricName".into()]))]
             pub measurement_retention: Option<Vec<MeasurementRetention>>,
-            /// Not supported by Aviary.
+            /// Labels and annotations for the AnalysisRuns created (Aviary's own labels win).
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub analysis_run_metadata: Option<Unsupported>,
+            pub analysis_run_metadata: Option<super::ExtraMetadata>,
             $($extra)*
         }
 

@@ -68,6 +68,10 @@ struct Args {
     /// a run ends in Error saying so: the controller measures only what its Rollouts ask for.
     #[arg(long, env = "AVIARY_RUN_UNOWNED_ANALYSIS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     run_unowned_analysis: bool,
+    /// Run job metrics (`provider.job`): a Job, so pods, per measurement, with the pod spec the
+    /// template wrote. Off, such a run ends in Error saying so (see docs/security.md).
+    #[arg(long, env = "AVIARY_ALLOW_JOB_METRICS", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_job_metrics: bool,
     /// Log format.
     #[arg(long, env = "AVIARY_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -308,6 +312,7 @@ async fn main() -> anyhow::Result<()> {
         debounce: args.debounce.as_std(),
         http: analysis_http(&args)?,
         run_unowned_analysis: args.run_unowned_analysis,
+        allow_job_metrics: args.allow_job_metrics,
     };
     if !aviary::controller::wait_for_crds(&client, &scope, &shutdown).await {
         return Ok(());

@@ -22,7 +22,7 @@ use crate::analysis::run::{Analysis, RunError, reject};
 use crate::analysis::template::Args;
 use crate::api::wire;
 use crate::api::{AnalysisRun, AnalysisRunStatus, ValueFrom};
-use crate::provider::Providers;
+use crate::provider::{Providers, job};
 
 /// What the run reconciler shares.
 pub struct RunContext {
@@ -38,6 +38,8 @@ pub struct RunContext {
     /// Whether AnalysisRuns no Rollout owns (created by hand) are run; off, they end in Error
     /// saying why.
     pub run_unowned: bool,
+    /// Whether job metrics (which run pods) are run; off, their runs end in Error saying why.
+    pub allow_job_metrics: bool,
 }
 
 /// Reads every Secret value the run's args reference (so the pure resolver needs no I/O): only
@@ -117,6 +119,46 @@ fn unowned(run: &AnalysisRun, ctx: &RunContext) -> Option<String> {
     })
 }
 
+fn has_job_metrics(run: &AnalysisRun) -> bool {
+    run.spec.metrics.iter().any(|m| m.provider.job.is_some())
+}
+
+/// Why a run's job metrics may not run: a job metric runs pods (with any ServiceAccount of the
+/// namespace), so they are off unless the controller was started with `--allow-job-metrics`;
+/// and, unless hand-made runs are allowed, the Rollout its owner reference names must exist
+/// with that uid (a forged reference passes [`unowned`], which only reads the reference).
+async fn job_metrics_refused(run: &AnalysisRun, ctx: &RunContext) -> Result<Option<String>, Error> {
+    if !has_job_metrics(run) {
+        return Ok(None);
+    }
+    if !ctx.allow_job_metrics {
+        return Ok(Some(
+            "not run: job metrics run pods, and this controller does not run them (start it with              --allow-job-metrics, chart value analysis.jobMetrics.enabled: true; see              docs/security.md)"
+                .to_string(),
+        ));
+    }
+    if ctx.run_unowned {
+        return Ok(None);
+    }
+    let Some(owner) = run
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "Rollout" && o.controller == Some(true))
+    else {
+        return Ok(Some("not run: no Rollout owns this AnalysisRun".into()));
+    };
+    let rollouts: Api<crate::api::Rollout> =
+        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    let real = rollouts.get_opt(&owner.name).await?;
+    Ok(match real {
+        Some(ro) if ro.metadata.uid.as_deref() == Some(owner.uid.as_str()) => None,
+        _ => Some(format!(
+            "not run: its owner reference names Rollout '{}' with a uid no Rollout has; only a              Rollout's own runs may run job metrics",
+            owner.name
+        )),
+    })
+}
+
 pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result<Requeue, Error> {
     let ns = cached.namespace().unwrap_or_default();
     let span = info_span!("analysis_run", run = %format!("{ns}/{}", cached.name_any()));
@@ -130,12 +172,20 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
         let Some(run) = api.get_opt(&cached.name_any()).await? else { return Ok(Requeue::await_change()) };
         let old = run.status.clone().unwrap_or_default();
         if old.phase.is_completed() {
+            // Again here: the delete after completing may have failed, or the leader changed.
+            if has_job_metrics(&run) {
+                job::delete_unfinished(&ctx.client, &run).await;
+            }
             return Ok(Requeue::await_change());
         }
         let now = Timestamp::now();
         let mut status = old.clone();
         // A run that may not start (refused, or unusable as written) ends in Error saying why.
-        let started = match unowned(&run, &ctx) {
+        let refused = match unowned(&run, &ctx) {
+            Some(why) => Some(why),
+            None => job_metrics_refused(&run, &ctx).await?,
+        };
+        let started = match refused {
             Some(why) => Err(RunError::Refused(why)),
             None => match secret_values(&ctx.client, &ns, &run).await? {
                 Err(why) => Err(RunError::Refused(why)),
@@ -163,6 +213,18 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
                 return Ok(Requeue::await_change());
             }
         };
+        // Terminated: a job metric's running measurement ends as Argo ends it (Successful,
+        // "Metric Terminated"), and its Job goes once the run is complete (below).
+        if run.spec.terminated() {
+            let ended: Vec<_> = status
+                .metric_results
+                .iter()
+                .filter_map(|r| job::terminated(r, now).map(|m| (r.name.clone(), m)))
+                .collect();
+            for (name, m) in ended {
+                analysis.record(&mut status, &name, m);
+            }
+        }
         analysis.assess(&mut status, now);
         // The due metrics are measured together (a run takes as long as its slowest metric,
         // not their sum), and abandoned at shutdown: nothing is recorded, the next leader
@@ -173,7 +235,7 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
             // A Job spans reconciles: its measurement is created, then resumed.
             if plan.metric.provider.job.is_some() {
                 let result = status.metric_result(&plan.metric.name);
-                let measurement = crate::provider::job::measure(&ctx.client, &run, plan, result).await;
+                let measurement = job::measure(&ctx.client, &run, plan, result).await;
                 return (plan.metric.name.clone(), measurement);
             }
             let measurement = match (ctx.providers)(plan) {
@@ -183,7 +245,7 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
                 },
                 Err(e) => error_measurement(e.to_string(), started, Timestamp::now()),
             };
-            (plan.metric.name.clone(), measurement)
+            (plan.metric.name.clone(), Some(measurement))
         }));
         let measured = tokio::select! {
             () = ctx.shutdown.cancelled() => {
@@ -192,7 +254,13 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
             }
             measured = measuring => measured,
         };
+        // A Job still running changes nothing: no status write, looked at again in job::POLL.
+        let mut polling = false;
         for (name, measurement) in measured {
+            let Some(measurement) = measurement else {
+                polling = true;
+                continue;
+            };
             debug!(metric = %name, phase = ?measurement.phase, value = ?measurement.value, "measured");
             analysis.record(&mut status, &name, measurement);
         }
@@ -202,13 +270,19 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, ctx: Arc<RunContext>) -> Result
         ctx.metrics.record_analysis_run(Some(&old), &status);
         if status.phase.is_completed() {
             // A terminated (or otherwise ended) run's Jobs still running are stopped.
-            crate::provider::job::delete_unfinished(&ctx.client, &run, &status).await;
+            if has_job_metrics(&run) {
+                job::delete_unfinished(&ctx.client, &run).await;
+            }
             info!(phase = %status.phase.as_str(), message = ?status.message, "AnalysisRun completed");
             return Ok(Requeue::await_change());
         }
-        Ok(match analysis.requeue_after(&status, now) {
-            Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
-            None => Requeue::requeue(Duration::from_secs(10)),
+        let next = analysis.requeue_after(&status, now);
+        Ok(match (next, polling) {
+            // A running Job's resume time has passed: not sooner than the poll.
+            (Some(d), true) => Requeue::requeue(d.max(job::POLL)),
+            (None, true) => Requeue::requeue(job::POLL),
+            (Some(d), false) => Requeue::requeue(d.max(Duration::from_millis(50))),
+            (None, false) => Requeue::requeue(Duration::from_secs(10)),
         })
     }
     .instrument(span)

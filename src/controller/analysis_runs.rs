@@ -2,8 +2,6 @@
 //! Rollout, labelled with what they measure; and terminated, retired or deleted (beyond the run
 //! history limits) when the planner says so.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PostParams};
 use kube::{Resource, ResourceExt};
@@ -89,7 +87,13 @@ pub async fn create(
         AnalysisKind::PrePromotion => format!("{}-{hash}-{revision}-pre", ro.name_any()),
         AnalysisKind::PostPromotion => format!("{}-{hash}-{revision}-post", ro.name_any()),
     };
-    let mut labels = BTreeMap::from([
+    // The Rollout's analysisRunMetadata first: Aviary's own labels, which tie the run to its
+    // Rollout and step, overwrite one of the same key.
+    let extra = super::run_specs::analysis_for(ro, kind)
+        .and_then(|a| a.analysis_run_metadata)
+        .unwrap_or_default();
+    let mut labels = extra.labels.unwrap_or_default();
+    labels.extend([
         (ROLLOUT_LABEL.to_string(), ro.name_any()),
         (POD_TEMPLATE_HASH_LABEL.to_string(), hash.to_string()),
         (
@@ -97,6 +101,7 @@ pub async fn create(
             kind_label(kind).to_string(),
         ),
     ]);
+    let annotations = extra.annotations.filter(|a| !a.is_empty());
     if let AnalysisKind::Step(i) = kind {
         labels.insert(STEP_INDEX_LABEL.into(), i.to_string());
     }
@@ -116,6 +121,7 @@ pub async fn create(
                 name: Some(name.clone()),
                 namespace: Some(ns.clone()),
                 labels: Some(labels.clone()),
+                annotations: annotations.clone(),
                 owner_references: ro.controller_owner_ref(&()).map(|o| vec![o]),
                 ..Default::default()
             },
@@ -157,6 +163,14 @@ pub async fn create(
                 if ours {
                     return Ok(vec![]);
                 }
+            }
+            // Refused as written (a label in analysisRunMetadata that is not a label, an
+            // admission webhook): the user must fix it; reported, not retried in a loop.
+            Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => {
+                return Err(Error::InvalidSpec(format!(
+                    "the API server refused AnalysisRun '{name}': {}; fix the analysis' analysisRunMetadata or its templates",
+                    e.message
+                )));
             }
             Err(e) => return Err(e.into()),
         }

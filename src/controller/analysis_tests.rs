@@ -54,6 +54,7 @@ fn run_ctx_with(
         ),
         metrics: Arc::new(crate::metrics::Metrics::new()),
         run_unowned,
+        allow_job_metrics: false,
         shutdown: Default::default(),
         slots: crate::controller::analysis_slots::NamespaceSlots::new(16),
     })
@@ -301,4 +302,20 @@ async fn a_run_over_its_namespace_s_share_waits_without_a_request() {
         "waits its turn"
     );
     drop(held);
+}
+
+/// A job metric runs pods: off unless the controller allows it, the run ends in Error saying
+/// how to allow it, and no Job is created (found by review).
+#[tokio::test]
+async fn a_job_metric_is_not_run_unless_allowed() {
+    let mut run = analysis_run();
+    run["spec"]["args"] = json!([]);
+    run["spec"]["metrics"] = json!([{"name": "smoke", "provider": {"job": {"spec": {
+        "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}}}]);
+    let body = refused(run, None, false).await;
+    let message = body["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("job metrics run pods") && message.contains("--allow-job-metrics"),
+        "{message}"
+    );
 }

@@ -118,6 +118,8 @@ pub struct Settings {
     pub http: crate::provider::HttpOptions,
     /// Run AnalysisRuns no Rollout owns (created by hand), as Argo Rollouts does.
     pub run_unowned_analysis: bool,
+    /// Run job metrics, which run pods.
+    pub allow_job_metrics: bool,
 }
 
 pub use crate::plan::abort_pending;

@@ -17,7 +17,7 @@ use crate::api::{
 use crate::plan::AnalysisKind;
 
 /// The analysis block the rollout declares for `kind`.
-fn analysis_for(ro: &Rollout, kind: AnalysisKind) -> Option<RolloutAnalysis> {
+pub(super) fn analysis_for(ro: &Rollout, kind: AnalysisKind) -> Option<RolloutAnalysis> {
     match kind {
         AnalysisKind::Step(i) => ro
             .spec

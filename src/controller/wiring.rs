@@ -99,6 +99,7 @@ pub async fn run(
         providers: crate::provider::providers(settings.http.clone()),
         metrics: sinks.metrics,
         run_unowned: settings.run_unowned_analysis,
+        allow_job_metrics: settings.allow_job_metrics,
         shutdown: shutdown.clone(),
         slots: super::analysis_slots::NamespaceSlots::new(settings.concurrency),
     });

@@ -11,10 +11,15 @@ use super::{apply_value, poll_until};
 
 /// What the controller may do, verb by verb: the chart's rule files, the one source of the
 /// rules (the chart's ClusterRole embeds `controller.yaml`, its leader-election Role
-/// `leader-election.yaml`). The test identity gets both, cluster-wide.
+/// `leader-election.yaml`, and with job metrics on `job-metrics.yaml`). The test identity gets
+/// all three, cluster-wide.
 pub fn controller_rules() -> serde_json::Value {
     let mut rules = vec![];
-    for file in ["controller.yaml", "leader-election.yaml"] {
+    for file in [
+        "controller.yaml",
+        "leader-election.yaml",
+        "job-metrics.yaml",
+    ] {
         rules.extend(rule_file(file));
     }
     serde_json::Value::Array(rules)

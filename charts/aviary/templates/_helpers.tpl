@@ -47,4 +47,7 @@ app.kubernetes.io/part-of: aviary
 
 {{- define "aviary.controllerRules" -}}
 {{ .Files.Get "files/rbac/controller.yaml" }}
+{{- if .Values.analysis.jobMetrics.enabled }}
+{{ .Files.Get "files/rbac/job-metrics.yaml" }}
+{{- end }}
 {{- end }}
