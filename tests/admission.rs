@@ -720,10 +720,13 @@ const CASES: &[Case] = &[
         &["spec.strategy.canary.pingPong", NOT_SUPPORTED],
     ),
     case(
-        "minPodsPerReplicaSet",
+        "minPodsPerReplicaSet without trafficRouting",
         ROLLOUT,
-        "spec: {strategy: {canary: {minPodsPerReplicaSet: 2}}}",
-        &["spec.strategy.canary.minPodsPerReplicaSet", NOT_SUPPORTED],
+        "spec: {strategy: {canary: {minPodsPerReplicaSet: 2, trafficRouting: null}}}",
+        &[
+            "spec.strategy.canary.minPodsPerReplicaSet",
+            "applies only with trafficRouting",
+        ],
     ),
     case(
         "unknown canary field",

@@ -260,10 +260,9 @@ pub struct RolloutStrategy {
 #[x_kube(validation = unsupported("antiAffinity", "canary.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("canaryMetadata", "canary.canaryMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("stableMetadata", "canary.stableMetadata", "put labels and annotations in spec.template"))]
-#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "canary.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("dynamicStableScale", "canary.dynamicStableScale", "the stable ReplicaSet stays at full size while traffic is routed"))]
 #[x_kube(validation = unsupported("pingPong", "canary.pingPong", "use canaryService and stableService"))]
-#[x_kube(validation = unsupported("minPodsPerReplicaSet", "canary.minPodsPerReplicaSet", "size the canary with a setCanaryScale step (replicas) instead"))]
+#[x_kube(validation = Rule::new("!has(self.minPodsPerReplicaSet) || has(self.trafficRouting)").message("canary.minPodsPerReplicaSet applies only with trafficRouting (without a router, pods are the weight): remove it or set trafficRouting").field_path(".minPodsPerReplicaSet"))]
 #[x_kube(validation = unsupported("replicaProgressThreshold", "canary.replicaProgressThreshold", "remove it; a step waits until every canary pod is available"))]
 pub struct CanaryStrategy {
     /// Service whose selector Aviary points at the canary (new) pods.
@@ -311,10 +310,11 @@ pub struct CanaryStrategy {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_metadata: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// How many old ReplicaSets may wait out `scaleDownDelaySeconds` at once: past it the
+    /// oldest are scaled down without waiting (once no traffic reaches them). Unset: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_integer")]
-    pub scale_down_delay_revision_limit: Option<Unsupported>,
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::unsupported_boolean")]
@@ -322,10 +322,12 @@ pub struct CanaryStrategy {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping_pong: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// With trafficRouting, the fewest pods the canary runs while it has any (a weight of
+    /// 1 % of 10 replicas is still this many pods), for availability; not with setCanaryScale
+    /// replicas, as in Argo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_integer")]
-    pub min_pods_per_replica_set: Option<Unsupported>,
+    #[schemars(range(min = 1))]
+    pub min_pods_per_replica_set: Option<i32>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_progress_threshold: Option<Unsupported>,
@@ -868,7 +870,6 @@ pub struct GatewayApiRoute {
 #[x_kube(validation = unsupported("antiAffinity", "blueGreen.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("previewMetadata", "blueGreen.previewMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("activeMetadata", "blueGreen.activeMetadata", "put labels and annotations in spec.template"))]
-#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "blueGreen.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("maxUnavailable", "blueGreen.maxUnavailable", "remove it; the active ReplicaSet keeps its full size until the switch"))]
 pub struct BlueGreenStrategy {
     /// Service that serves production traffic; switched to the new version at promotion.
@@ -912,10 +913,11 @@ pub struct BlueGreenStrategy {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_metadata: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// How many old ReplicaSets may wait out `scaleDownDelaySeconds` at once: past it the
+    /// oldest are scaled down without waiting (once no traffic reaches them). Unset: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_integer")]
-    pub scale_down_delay_revision_limit: Option<Unsupported>,
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::unsupported_int_or_string")]

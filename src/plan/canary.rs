@@ -46,6 +46,10 @@ struct Planner<'o, 'a> {
     replicas: i32,
     hash: String,
     routed: bool,
+    /// `minPodsPerReplicaSet` (0: none): a routed canary's weight-derived pods, at least.
+    min_pods: i32,
+    /// `scaleDownDelayRevisionLimit`.
+    delay_revision_limit: Option<usize>,
     steps: &'a [CanaryStep],
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
@@ -69,6 +73,9 @@ struct Planner<'o, 'a> {
 }
 
 impl Moves for Planner<'_, '_> {
+    fn delay_revision_limit(&self) -> Option<usize> {
+        self.delay_revision_limit
+    }
     fn observed(&self) -> &Observed<'_> {
         self.obs
     }
@@ -117,6 +124,13 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         now: obs.now,
         replicas: ro.spec.replicas().max(0),
         routed: canary.and_then(|c| c.traffic_routing.as_ref()).is_some(),
+        min_pods: canary
+            .and_then(|c| c.min_pods_per_replica_set)
+            .unwrap_or(0)
+            .max(0),
+        delay_revision_limit: canary
+            .and_then(|c| c.scale_down_delay_revision_limit)
+            .map(|n| usize::try_from(n).unwrap_or(0)),
         steps: ro.spec.steps(),
         canary_service: canary.and_then(|c| c.canary_service.as_deref()),
         stable_service: canary.and_then(|c| c.stable_service.as_deref()),
@@ -601,6 +615,15 @@ impl Planner<'_, '_> {
     }
 
     /// Canary pods the step at `idx` asks for.
+    /// The routed canary's pods for `weight` %: what carries it, and `minPodsPerReplicaSet` at
+    /// least while there are any (Argo's CheckMinPodsPerReplicaSet).
+    fn routed_pods(&self, weight: i32) -> i32 {
+        match routed_canary_replicas(self.replicas, weight) {
+            0 => 0,
+            n => n.max(self.min_pods),
+        }
+    }
+
     fn canary_replicas_at(&self, idx: i32) -> i32 {
         let w = self.weight_at(idx);
         if !self.routed {
@@ -615,7 +638,7 @@ impl Planner<'_, '_> {
         } else {
             None
         };
-        let for_weight = routed_canary_replicas(self.replicas, w);
+        let for_weight = self.routed_pods(w);
         // setCanaryScale may add pods beyond what the weight needs, never fewer: a weight is
         // only given to pods that can carry it, so fewer would hold the rollout forever.
         match scale {
@@ -623,7 +646,7 @@ impl Planner<'_, '_> {
                 if let Some(r) = s.replicas {
                     r.max(0).max(for_weight)
                 } else if let Some(pw) = s.weight {
-                    routed_canary_replicas(self.replicas, pw).max(for_weight)
+                    self.routed_pods(pw).max(for_weight)
                 } else {
                     for_weight
                 }
@@ -1017,8 +1040,7 @@ impl Planner<'_, '_> {
         let mut canary_target = self.canary_replicas_at(target_idx);
         if self.routed {
             // Never fewer canary pods than the weight it carries right now needs.
-            canary_target =
-                canary_target.max(routed_canary_replicas(self.replicas, current_weight));
+            canary_target = canary_target.max(self.routed_pods(current_weight));
             self.ensure_rs(&hash, canary_target);
             self.ensure_rs(&stable, self.replicas);
         } else {

@@ -444,6 +444,39 @@ fn istio_canary_walks_the_declared_weights_in_order_then_promotes() {
     assert!(r.contains(&"RolloutCompleted"));
 }
 
+/// scaleDownDelayRevisionLimit: with a limit of 1, two quick updates leave one old revision
+/// waiting out its delay; the older one goes at once (no traffic reaches it).
+#[test]
+fn scale_down_delay_revision_limit_keeps_only_the_newest_waiting() {
+    let yaml = ISTIO.replace(
+        "      canaryService: web-canary\n",
+        "      canaryService: web-canary\n      scaleDownDelayRevisionLimit: 1\n",
+    );
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    let first = w.canary_hash();
+    w.update_image("web:2");
+    let second = w.canary_hash();
+    w.run_to_end(100);
+    assert_eq!(
+        w.rs[&first].replicas, 5,
+        "within its delay, under the limit"
+    );
+    w.update_image("web:3");
+    w.run_to_end(100);
+    assert_eq!(
+        w.rs[&second].replicas, 5,
+        "the newest waiting one keeps its delay"
+    );
+    assert_eq!(
+        w.rs[&first].replicas, 0,
+        "past the limit: scaled down without waiting"
+    );
+    w.advance(31);
+    w.run(5);
+    assert_eq!(w.rs[&second].replicas, 0);
+}
+
 fn routed_canary_replicas_for_test(r: i32, w: i32) -> i32 {
     super::replicas::routed_canary_replicas(r, w)
 }
@@ -472,6 +505,31 @@ fn weight_waits_for_available_canary_pods() {
         Some(1),
         "setWeight done, now in the 2 s pause"
     );
+}
+
+/// minPodsPerReplicaSet: a routed canary at 10 % of 5 replicas runs 3 pods, not 1, and the
+/// weight is still written only once they are available; at 50 % (3 pods) nothing more.
+#[test]
+fn min_pods_per_replica_set_sizes_the_routed_canary() {
+    let yaml = ISTIO.replace(
+        "      canaryService: web-canary\n",
+        "      canaryService: web-canary\n      minPodsPerReplicaSet: 3\n",
+    );
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.frozen.push(new.clone());
+    w.run(10);
+    assert_eq!(w.rs[&new].replicas, 3, "at least minPodsPerReplicaSet");
+    assert!(w.weights.iter().all(|(wt, _)| *wt == 0), "{:?}", w.weights);
+    w.frozen.clear();
+    w.settle();
+    w.run(5);
+    assert_eq!(w.weight, Some(10));
+    assert_eq!(w.rs[&new].replicas, 3);
+    w.run_to_end(200);
+    assert_eq!(w.rs[&new].replicas, 5, "promoted: the full count");
 }
 
 #[test]

@@ -48,6 +48,10 @@ struct SpecChoice {
     scale_down_delay: i32,
     abort_scale_down_delay: i32,
     deadline_abort: bool,
+    /// `minPodsPerReplicaSet` (routed only).
+    min_pods: Option<i32>,
+    /// `scaleDownDelayRevisionLimit`.
+    delay_revision_limit: Option<i32>,
     /// A blue-green Rollout instead (the canary-only fields above are then unused).
     blue_green: Option<bluegreen::BlueGreenChoice>,
 }
@@ -120,6 +124,12 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
                 "destinationRule": {"name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable"},
             }});
         }
+    }
+    if let (Some(n), true) = (spec.min_pods, spec.routing != Routing::None) {
+        canary["minPodsPerReplicaSet"] = json!(n);
+    }
+    if let Some(n) = spec.delay_revision_limit {
+        canary["scaleDownDelayRevisionLimit"] = json!(n);
     }
     if let Some(start) = spec.background {
         canary["analysis"] = json!({"templates": [{"templateName": "bg"}], "startingStep": start});
@@ -570,6 +580,8 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             prop::sample::select(vec![0, 5, 30]),
             prop::sample::select(vec![0, 5, 30]),
             any::<bool>(),
+            prop::option::weighted(0.3, 1i32..5),
+            prop::option::weighted(0.3, 0i32..2),
         )
             .prop_map(
                 move |(
@@ -582,6 +594,8 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                     sd,
                     asd,
                     dab,
+                    min_pods,
+                    delay_revision_limit,
                 )| {
                     let both_zero = surge == json!(0) && unavailable == json!(0);
                     SpecChoice {
@@ -595,6 +609,8 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         scale_down_delay: sd,
                         abort_scale_down_delay: asd,
                         deadline_abort: dab,
+                        min_pods,
+                        delay_revision_limit,
                         blue_green: None,
                     }
                 },

@@ -23,6 +23,8 @@ fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
         scale_down_delay: 0,
         abort_scale_down_delay: 0,
         deadline_abort: false,
+        min_pods: None,
+        delay_revision_limit: None,
         blue_green: None,
     }
 }
@@ -1070,4 +1072,41 @@ fn an_unlabelled_stable_subset_is_named_short_only_for_an_abort() {
             events(abort),
         );
     }
+}
+
+/// I2, found by a random-seed run (15,000 cases) at the ninth stop and not yet fixed: with
+/// Istio subsets, after several new templates, killed pods, an external edit and a reconcile
+/// that reads ReplicaSets as they were before its last writes (StaleRs), the planner moves the
+/// stable Service back to the status' stable revision while it has 1 of the 2 available pods
+/// the Service needs. Kept here, ignored, so the next change to stale-view handling replays it.
+#[test]
+#[ignore = "open: I2 under a stale ReplicaSet view (closing note of the ninth stop)"]
+fn a_stale_replica_set_view_never_moves_the_stable_service_to_a_short_revision() {
+    let mut s = spec(Routing::Subset, 2, vec![Weight(10), Weight(0)]);
+    s.other_steps = vec![Weight(0)];
+    replay(
+        s,
+        vec![0, 0, 1, 0, 1, 0],
+        vec![
+            Reconcile,
+            Verdict(0, AnalysisPhase::Successful),
+            Reconcile,
+            Kill(0, 0),
+            User(UserAct::NewTemplate),
+            Reconcile,
+            Kill(0, 0),
+            Reconcile,
+            Kill(0, 0),
+            DeleteRs(31),
+            User(UserAct::NewTemplate),
+            StaleRs,
+            Reconcile,
+            Kill(0, 0),
+            Reconcile,
+            Ev::External(105, 135),
+            DeleteRs(45),
+            Kill(92, 0),
+            StaleRs,
+        ],
+    );
 }
