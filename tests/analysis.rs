@@ -549,32 +549,9 @@ async fn broken_analyses_end_with_their_cause_and_the_rollout_says_why() {
             (_, "missing-arg") => json!([]),
             _ => json!([{"name": "service-name", "value": "x"}]),
         };
-        for image in ["app:1", "app:2"] {
-            let ro = json!({
-                "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
-                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                         "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": image}]}},
-                         "strategy": {"canary": {"steps": [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": tpl}], "args": args}}]}}}
-            });
-            apply_value(&client, Some(&ns.name), &ro)
-                .await
-                .expect("rollout");
-            if image == "app:1" {
-                poll_until(
-                    &format!("{name} v1 Healthy"),
-                    Duration::from_secs(60),
-                    Duration::from_millis(100),
-                    || {
-                        let api = api.clone();
-                        async move {
-                            (api.get(name).await.ok()?.status?.phase == Some(RolloutPhase::Healthy))
-                                .then_some(())
-                        }
-                    },
-                )
-                .await;
-            }
-        }
+        let steps = json!([{"setWeight": 50},
+                           {"analysis": {"templates": [{"templateName": tpl}], "args": args}}]);
+        deploy_then_update(&client, &ns.name, name, 2, steps).await;
     }
     for (name, _, needle) in cases {
         let msg = poll_until(
@@ -1225,34 +1202,9 @@ async fn nested_templates_are_flattened_and_a_cycle_is_named() {
         ("m", "inner", json!({"labels": {"not a label!": "x"}})),
     ];
     for (name, tpl, metadata) in &cases {
-        let (name, tpl) = (*name, *tpl);
-        for image in ["app:1", "app:2"] {
-            let ro = json!({
-                "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                         "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": image}]}},
-                         "strategy": {"canary": {"steps": [{"analysis": {"templates": [{"templateName": tpl}],
-                                                                           "analysisRunMetadata": metadata}}]}}}
-            });
-            apply_value(&client, Some(&ns.name), &ro)
-                .await
-                .expect("rollout");
-            if image == "app:1" {
-                poll_until(
-                    &format!("{name} v1 Healthy"),
-                    Duration::from_secs(60),
-                    Duration::from_millis(100),
-                    || {
-                        let api = api.clone();
-                        async move {
-                            (api.get(name).await.ok()?.status?.phase == Some(RolloutPhase::Healthy))
-                                .then_some(())
-                        }
-                    },
-                )
-                .await;
-            }
-        }
+        let steps = json!([{"analysis": {"templates": [{"templateName": tpl}],
+                                          "analysisRunMetadata": metadata}}]);
+        deploy_then_update(&client, &ns.name, name, 1, steps).await;
     }
     // The nested one runs both levels' metrics and completes.
     ended(&api, "n", RolloutPhase::Healthy).await;
@@ -1533,4 +1485,23 @@ async fn job_metrics_run_a_job_per_measurement() {
         },
     )
     .await;
+}
+
+/// Rollout `name` (`replicas`, canary `steps`) applied at `app:1` until Healthy, then updated
+/// to `app:2`.
+async fn deploy_then_update(client: &Client, ns: &str, name: &str, replicas: i32, steps: Value) {
+    let api: Api<Rollout> = Api::namespaced(client.clone(), ns);
+    for image in ["app:1", "app:2"] {
+        let ro = json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}},
+                     "strategy": {"canary": {"steps": steps}}}
+        });
+        apply_value(client, Some(ns), &ro).await.expect("rollout");
+        if image == "app:1" {
+            ended(&api, name, RolloutPhase::Healthy).await;
+        }
+    }
 }
