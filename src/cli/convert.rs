@@ -281,6 +281,36 @@ metadata:
   name: x
 "#;
 
+    /// The Argo manifests tests/porting.rs runs on the cluster convert with nothing removed:
+    /// what Aviary now implements (job metrics, nested templates, rangeQuery, args in
+    /// intervals) passes through.
+    #[test]
+    fn the_porting_manifests_convert_whole() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/argo");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("tests/data/argo").flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read");
+            let c = convert_text("f.yaml", &text).expect("converts");
+            assert!(
+                c.unsupported.is_empty(),
+                "{}: {:?}",
+                path.display(),
+                c.unsupported
+            );
+            assert!(
+                !c.yaml.contains("argoproj.io/v1alpha1\n"),
+                "{}",
+                path.display()
+            );
+            seen += 1;
+        }
+        assert!(seen >= 5, "{seen}");
+    }
+
     #[test]
     fn converts_removes_and_lists_unsupported_fields() {
         let c = convert_text("in.yaml", ARGO).expect("converts");
