@@ -32,6 +32,11 @@ fn expectation(file: &Path, text: &str) -> Expectation {
     let expect =
         header("expect").unwrap_or_else(|| panic!("{}: no '# expect:' line", file.display()));
     let (phase, message) = expect.split_once(' ').unwrap_or((expect, ""));
+    assert!(
+        phase == "Healthy" || !message.trim().is_empty(),
+        "{}: '# expect: Degraded' needs the text its message must hold",
+        file.display()
+    );
     let phase = match phase {
         "Healthy" => RolloutPhase::Healthy,
         "Degraded" => RolloutPhase::Degraded,
@@ -114,6 +119,13 @@ async fn run_file(file: &Path) {
         format!("{} v1 Healthy", file.display()),
     )
     .await;
+    let v1_hash = api
+        .get(&name)
+        .await
+        .ok()
+        .and_then(|r| r.status)
+        .and_then(|s| s.stable_rs)
+        .unwrap_or_default();
     let update = if expected.update.is_null() {
         let mut containers = rollout["spec"]["template"]["spec"]["containers"].clone();
         containers[0]["image"] = json!("web:2");
@@ -136,6 +148,42 @@ async fn run_file(file: &Path) {
         expected.message,
         ctl.log_tail(20)
     );
+    // Degraded: the update was not promoted; v1 stays the stable revision.
+    if expected.phase == RolloutPhase::Degraded {
+        let live = api.get(&name).await.expect("rollout");
+        let stable = live.status.and_then(|s| s.stable_rs).unwrap_or_default();
+        assert_eq!(stable, v1_hash, "{}: v1 stays stable", file.display());
+    }
+    // Healthy means the update itself was promoted, and every analysis it ran passed.
+    if expected.phase == RolloutPhase::Healthy {
+        let live = api.get(&name).await.expect("rollout");
+        let hash = aviary::plan::pod_template_hash(&live.spec.template, None);
+        let stable = live.status.and_then(|s| s.stable_rs).unwrap_or_default();
+        assert_eq!(
+            stable,
+            hash,
+            "{}: the update is the stable revision",
+            file.display()
+        );
+        let runs: Api<aviary::api::AnalysisRun> = Api::namespaced(client.clone(), &ns.name);
+        let runs = runs.list(&Default::default()).await.expect("runs").items;
+        let has_analysis = docs.iter().any(|d| d["kind"] == json!("AnalysisTemplate"));
+        assert!(
+            !has_analysis || !runs.is_empty(),
+            "{}: no AnalysisRun",
+            file.display()
+        );
+        for run in runs {
+            let phase = run.status.map(|s| s.phase);
+            assert_eq!(
+                phase,
+                Some(aviary::api::AnalysisPhase::Successful),
+                "{}: AnalysisRun {:?}",
+                file.display(),
+                run.metadata.name
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -262,6 +262,7 @@ pub struct RolloutStrategy {
 #[x_kube(validation = unsupported("stableMetadata", "canary.stableMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("dynamicStableScale", "canary.dynamicStableScale", "the stable ReplicaSet stays at full size while traffic is routed"))]
 #[x_kube(validation = unsupported("pingPong", "canary.pingPong", "use canaryService and stableService"))]
+#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "canary.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
 #[x_kube(validation = Rule::new("!has(self.minPodsPerReplicaSet) || has(self.trafficRouting)").message("canary.minPodsPerReplicaSet applies only with trafficRouting (without a router, pods are the weight): remove it or set trafficRouting").field_path(".minPodsPerReplicaSet"))]
 #[x_kube(validation = unsupported("replicaProgressThreshold", "canary.replicaProgressThreshold", "remove it; a step waits until every canary pod is available"))]
 pub struct CanaryStrategy {
@@ -310,11 +311,10 @@ pub struct CanaryStrategy {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_metadata: Option<Unsupported>,
-    /// How many old ReplicaSets may wait out `scaleDownDelaySeconds` at once: past it the
-    /// oldest are scaled down without waiting (once no traffic reaches them). Unset: no limit.
+    /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub scale_down_delay_revision_limit: Option<i32>,
+    #[schemars(schema_with = "super::unsupported_integer")]
+    pub scale_down_delay_revision_limit: Option<Unsupported>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::unsupported_boolean")]
@@ -323,8 +323,9 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping_pong: Option<Unsupported>,
     /// With trafficRouting, the fewest pods the canary runs while it has any (a weight of
-    /// 1 % of 10 replicas is still this many pods), for availability; not with setCanaryScale
-    /// replicas, as in Argo.
+    /// 1 % of 10 replicas is still this many pods). Unlike Argo, it also raises a
+    /// `setCanaryScale` replicas count, and a weight is routed once the pods its share needs
+    /// are available (Argo waits for all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub min_pods_per_replica_set: Option<i32>,
@@ -867,6 +868,7 @@ pub struct GatewayApiRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.previewService) || self.previewService != self.activeService").message("activeService and previewService must name different Services").field_path(".previewService"))]
+#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "blueGreen.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("antiAffinity", "blueGreen.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("previewMetadata", "blueGreen.previewMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("activeMetadata", "blueGreen.activeMetadata", "put labels and annotations in spec.template"))]
@@ -913,11 +915,10 @@ pub struct BlueGreenStrategy {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_metadata: Option<Unsupported>,
-    /// How many old ReplicaSets may wait out `scaleDownDelaySeconds` at once: past it the
-    /// oldest are scaled down without waiting (once no traffic reaches them). Unset: no limit.
+    /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub scale_down_delay_revision_limit: Option<i32>,
+    #[schemars(schema_with = "super::unsupported_integer")]
+    pub scale_down_delay_revision_limit: Option<Unsupported>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::unsupported_int_or_string")]

@@ -53,8 +53,6 @@ struct Planner<'p> {
     obs: &'p Observed<'p>,
     bg: &'p BlueGreenStrategy,
     replicas: i32,
-    /// `scaleDownDelayRevisionLimit`.
-    delay_revision_limit: Option<usize>,
     hash: String,
     plan: Plan,
     /// Set when the new revision's pods missed `progressDeadlineSeconds`.
@@ -65,9 +63,6 @@ struct Planner<'p> {
 }
 
 impl Moves for Planner<'_> {
-    fn delay_revision_limit(&self) -> Option<usize> {
-        self.delay_revision_limit
-    }
     fn observed(&self) -> &Observed<'_> {
         self.obs
     }
@@ -106,9 +101,6 @@ pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
         obs,
         bg,
         replicas: ro.spec.replicas().max(0),
-        delay_revision_limit: bg
-            .scale_down_delay_revision_limit
-            .map(|n| usize::try_from(n).unwrap_or(0)),
         hash,
         plan: Plan {
             actions: vec![],

@@ -48,8 +48,6 @@ struct Planner<'o, 'a> {
     routed: bool,
     /// `minPodsPerReplicaSet` (0: none): a routed canary's weight-derived pods, at least.
     min_pods: i32,
-    /// `scaleDownDelayRevisionLimit`.
-    delay_revision_limit: Option<usize>,
     steps: &'a [CanaryStep],
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
@@ -73,9 +71,6 @@ struct Planner<'o, 'a> {
 }
 
 impl Moves for Planner<'_, '_> {
-    fn delay_revision_limit(&self) -> Option<usize> {
-        self.delay_revision_limit
-    }
     fn observed(&self) -> &Observed<'_> {
         self.obs
     }
@@ -128,9 +123,6 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
             .and_then(|c| c.min_pods_per_replica_set)
             .unwrap_or(0)
             .max(0),
-        delay_revision_limit: canary
-            .and_then(|c| c.scale_down_delay_revision_limit)
-            .map(|n| usize::try_from(n).unwrap_or(0)),
         steps: ro.spec.steps(),
         canary_service: canary.and_then(|c| c.canary_service.as_deref()),
         stable_service: canary.and_then(|c| c.stable_service.as_deref()),

@@ -113,13 +113,7 @@ pub(super) trait Moves {
         0
     }
 
-    /// `scaleDownDelayRevisionLimit`: how many old ReplicaSets may wait out their delay at once.
-    fn delay_revision_limit(&self) -> Option<usize> {
-        None
-    }
-
-    /// Scales every ReplicaSet not in `keep` to zero, honouring running scale-down delays (the
-    /// newest `scaleDownDelayRevisionLimit` of them; older ones go without waiting).
+    /// Scales every ReplicaSet not in `keep` to zero, honouring running scale-down delays.
     fn scale_down_others(&mut self, keep: &[&str]) {
         let now = self.now();
         let others: Vec<ObservedReplicaSet> = self
@@ -129,21 +123,6 @@ pub(super) trait Moves {
             .filter(|rs| !keep.contains(&rs.hash.as_str()) && rs.replicas > 0)
             .cloned()
             .collect();
-        let mut waiting: Vec<&ObservedReplicaSet> = others
-            .iter()
-            .filter(|rs| rs.scale_down_at.is_some_and(|at| at > now))
-            .collect();
-        waiting.sort_by_key(|rs| std::cmp::Reverse(rs.revision.unwrap_or(0)));
-        let past_limit: Vec<String> = self
-            .delay_revision_limit()
-            .map(|limit| {
-                waiting
-                    .iter()
-                    .skip(limit)
-                    .map(|rs| rs.name.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
         for rs in others {
             if self.serving_needs(&rs.hash) > 0 {
                 // Traffic still reaches it: look again once the selector has moved.
@@ -152,9 +131,7 @@ pub(super) trait Moves {
                 continue;
             }
             match rs.scale_down_at {
-                Some(at) if at > now && !past_limit.contains(&rs.name) => {
-                    self.plan_mut().requeue_at(now, at)
-                }
+                Some(at) if at > now => self.plan_mut().requeue_at(now, at),
                 at => self.plan_mut().actions.push(Action::ScaleReplicaSet {
                     name: rs.name,
                     replicas: 0,

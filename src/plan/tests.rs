@@ -444,39 +444,6 @@ fn istio_canary_walks_the_declared_weights_in_order_then_promotes() {
     assert!(r.contains(&"RolloutCompleted"));
 }
 
-/// scaleDownDelayRevisionLimit: with a limit of 1, two quick updates leave one old revision
-/// waiting out its delay; the older one goes at once (no traffic reaches it).
-#[test]
-fn scale_down_delay_revision_limit_keeps_only_the_newest_waiting() {
-    let yaml = ISTIO.replace(
-        "      canaryService: web-canary\n",
-        "      canaryService: web-canary\n      scaleDownDelayRevisionLimit: 1\n",
-    );
-    let mut w = World::new(&yaml);
-    w.deploy_first();
-    let first = w.canary_hash();
-    w.update_image("web:2");
-    let second = w.canary_hash();
-    w.run_to_end(100);
-    assert_eq!(
-        w.rs[&first].replicas, 5,
-        "within its delay, under the limit"
-    );
-    w.update_image("web:3");
-    w.run_to_end(100);
-    assert_eq!(
-        w.rs[&second].replicas, 5,
-        "the newest waiting one keeps its delay"
-    );
-    assert_eq!(
-        w.rs[&first].replicas, 0,
-        "past the limit: scaled down without waiting"
-    );
-    w.advance(31);
-    w.run(5);
-    assert_eq!(w.rs[&second].replicas, 0);
-}
-
 fn routed_canary_replicas_for_test(r: i32, w: i32) -> i32 {
     super::replicas::routed_canary_replicas(r, w)
 }

@@ -38,9 +38,6 @@ pub fn strategy_json(spec: &SpecChoice, bg: &BlueGreenChoice) -> Value {
     if bg.preview {
         s["previewService"] = json!(PREVIEW_SVC);
     }
-    if let Some(n) = spec.delay_revision_limit {
-        s["scaleDownDelayRevisionLimit"] = json!(n);
-    }
     if bg.auto_seconds > 0 {
         s["autoPromotionSeconds"] = json!(bg.auto_seconds);
     }
@@ -187,9 +184,8 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
         prop::sample::select(vec![0, 5, 30]),
         prop::sample::select(vec![0, 5, 30]),
         any::<bool>(),
-        prop::option::weighted(0.3, 0i32..2),
     )
-        .prop_map(|(bg, replicas, sd, asd, dab, drl)| SpecChoice {
+        .prop_map(|(bg, replicas, sd, asd, dab)| SpecChoice {
             routing: Routing::None,
             replicas,
             steps: vec![],
@@ -201,7 +197,6 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             abort_scale_down_delay: asd,
             deadline_abort: dab,
             min_pods: None,
-            delay_revision_limit: drl,
             blue_green: Some(bg),
         })
 }

@@ -205,22 +205,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
             } else {
                 bg.scale_down_delay_seconds()
             });
-            // scaleDownDelayRevisionLimit: past the limit, the oldest waiting revisions go
-            // early (the newest `limit` ones keep their delay).
-            let newer_waiting = before
-                .rs
-                .values()
-                .filter(|x| {
-                    x.hash != h
-                        && x.replicas > 0
-                        && x.scale_down_at.is_some_and(|t| t > before.now)
-                        && x.revision > rs.revision
-                })
-                .count();
-            let past_limit = bg
-                .scale_down_delay_revision_limit
-                .is_some_and(|l| newer_waiting >= usize::try_from(l).unwrap_or(0));
-            if after.now < later(*left, delay) && !past_limit {
+            if after.now < later(*left, delay) {
                 return fail(
                     "I6",
                     format!(

@@ -50,8 +50,6 @@ struct SpecChoice {
     deadline_abort: bool,
     /// `minPodsPerReplicaSet` (routed only).
     min_pods: Option<i32>,
-    /// `scaleDownDelayRevisionLimit`.
-    delay_revision_limit: Option<i32>,
     /// A blue-green Rollout instead (the canary-only fields above are then unused).
     blue_green: Option<bluegreen::BlueGreenChoice>,
 }
@@ -127,9 +125,6 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
     }
     if let (Some(n), true) = (spec.min_pods, spec.routing != Routing::None) {
         canary["minPodsPerReplicaSet"] = json!(n);
-    }
-    if let Some(n) = spec.delay_revision_limit {
-        canary["scaleDownDelayRevisionLimit"] = json!(n);
     }
     if let Some(start) = spec.background {
         canary["analysis"] = json!({"templates": [{"templateName": "bg"}], "startingStep": start});
@@ -581,7 +576,6 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             prop::sample::select(vec![0, 5, 30]),
             any::<bool>(),
             prop::option::weighted(0.3, 1i32..5),
-            prop::option::weighted(0.3, 0i32..2),
         )
             .prop_map(
                 move |(
@@ -595,7 +589,6 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                     asd,
                     dab,
                     min_pods,
-                    delay_revision_limit,
                 )| {
                     let both_zero = surge == json!(0) && unavailable == json!(0);
                     SpecChoice {
@@ -610,7 +603,6 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         abort_scale_down_delay: asd,
                         deadline_abort: dab,
                         min_pods,
-                        delay_revision_limit,
                         blue_green: None,
                     }
                 },

@@ -24,7 +24,6 @@ fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
         abort_scale_down_delay: 0,
         deadline_abort: false,
         min_pods: None,
-        delay_revision_limit: None,
         blue_green: None,
     }
 }
