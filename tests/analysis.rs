@@ -510,10 +510,11 @@ async fn a_query_returning_no_series_is_an_error_never_a_success() {
 /// Each broken analysis ends with a message naming its cause, and the rollout says why.
 #[tokio::test]
 async fn broken_analyses_end_with_their_cause_and_the_rollout_says_why() {
-    let client = client().await;
-    prepare(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-broken").await;
-    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let (client, ns, ctl) = controller_in(
+        "analysis-broken",
+        &["--prometheus-address", &prometheus_url()],
+    )
+    .await;
     let mut bad_query = template(
         "bad-query",
         json!({"consecutiveErrorLimit": 0, "initialDelay": "0s"}),
@@ -606,17 +607,15 @@ fn always_one(name: &str) -> Value {
 /// when told to (`--run-unowned-analysis`), and otherwise says why it does not.
 #[tokio::test]
 async fn an_analysis_run_created_by_hand_runs_to_completion() {
-    let client = client().await;
-    prepare(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-standalone").await;
-    let ctl = ControllerProcess::start_with(
-        &ns.name,
+    let (client, ns, ctl) = controller_in(
+        "analysis-standalone",
         &[
             "--prometheus-address",
             &prometheus_url(),
             "--run-unowned-analysis",
         ],
-    );
+    )
+    .await;
     let run = json!({
         "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "by-hand"},
         "spec": {"metrics": [always_one("one")]},
@@ -940,10 +939,11 @@ async fn a_redirect_elsewhere_and_an_oversized_answer_are_refused() {
 /// to allow it.
 #[tokio::test]
 async fn an_analysis_run_no_rollout_owns_is_not_run_by_default() {
-    let client = client().await;
-    prepare(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-unowned").await;
-    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let (client, ns, ctl) = controller_in(
+        "analysis-unowned",
+        &["--prometheus-address", &prometheus_url()],
+    )
+    .await;
     let run = json!({
         "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "by-hand"},
         "spec": {"metrics": [always_one("one")]},
@@ -962,10 +962,11 @@ async fn an_analysis_run_no_rollout_owns_is_not_run_by_default() {
 /// behind (four of four kept with a limit of 1). Now the older finished runs are deleted.
 #[tokio::test]
 async fn finished_runs_beyond_the_history_limit_are_deleted() {
-    let client = client().await;
-    prepare(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-history").await;
-    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let (client, ns, ctl) = controller_in(
+        "analysis-history",
+        &["--prometheus-address", &prometheus_url()],
+    )
+    .await;
     let template = json!({
         "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "ok"},
         "spec": {"metrics": [always_one("one")]},
@@ -1111,17 +1112,15 @@ async fn web_values_keep_their_json_type_through_the_controller() {
 /// run in Error naming the field (Argo reads `count: "three"` as 0 without a word).
 #[tokio::test]
 async fn templated_intervals_and_counts_resolve_in_the_run() {
-    let client = client().await;
-    prepare(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-templated").await;
-    let ctl = ControllerProcess::start_with(
-        &ns.name,
+    let (client, ns, ctl) = controller_in(
+        "analysis-templated",
         &[
             "--prometheus-address",
             &prometheus_url(),
             "--run-unowned-analysis",
         ],
-    );
+    )
+    .await;
     let run = |name: &str, count: &str| {
         json!({
             "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": name},
@@ -1163,10 +1162,11 @@ async fn templated_intervals_and_counts_resolve_in_the_run() {
 /// degrades the Rollout quoting it.
 #[tokio::test]
 async fn nested_templates_are_flattened_and_a_cycle_is_named() {
-    let client = client().await;
-    prepare(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-nested").await;
-    let ctl = ControllerProcess::start_with(&ns.name, &["--prometheus-address", &prometheus_url()]);
+    let (client, ns, ctl) = controller_in(
+        "analysis-nested",
+        &["--prometheus-address", &prometheus_url()],
+    )
+    .await;
     let tpl = |name: &str, metrics: &[&str], refs: &[&str]| {
         let mut spec =
             json!({"metrics": metrics.iter().map(|m| always_one(m)).collect::<Vec<_>>()});
@@ -1325,17 +1325,15 @@ async fn a_web_metric_posts_json_with_an_oauth2_token() {
 /// apart, is a matrix whose samples are all 1; the run counts its measurement Successful.
 #[tokio::test]
 async fn a_range_query_measures_every_sample_of_the_range() {
-    let client = client().await;
-    prepare(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-range").await;
-    let ctl = ControllerProcess::start_with(
-        &ns.name,
+    let (client, ns, ctl) = controller_in(
+        "analysis-range",
         &[
             "--prometheus-address",
             &prometheus_url(),
             "--run-unowned-analysis",
         ],
-    );
+    )
+    .await;
     let run = json!({
         "apiVersion": "aviary.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": "ranged"},
         "spec": {"args": [{"name": "lookback", "value": "1m"}],
@@ -1369,11 +1367,11 @@ async fn a_range_query_measures_every_sample_of_the_range() {
 #[tokio::test]
 async fn job_metrics_run_a_job_per_measurement() {
     use k8s_openapi::api::batch::v1::Job;
-    let client = client().await;
-    prepare(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-job").await;
-    let ctl =
-        ControllerProcess::start_with(&ns.name, &["--run-unowned-analysis", "--allow-job-metrics"]);
+    let (client, ns, ctl) = controller_in(
+        "analysis-job",
+        &["--run-unowned-analysis", "--allow-job-metrics"],
+    )
+    .await;
     // labels: pod labels; node_selector: one no node has keeps the pod (and its Job) pending.
     let job = |labels: Value, node_selector: Value| {
         json!({"spec": {"backoffLimit": 0, "template": {
@@ -1504,4 +1502,14 @@ async fn deploy_then_update(client: &Client, ns: &str, name: &str, replicas: i32
             ended(&api, name, RolloutPhase::Healthy).await;
         }
     }
+}
+
+/// A fresh namespace named from `prefix`, with the CRDs and RBAC in place, and a controller
+/// started for it with `flags`.
+async fn controller_in(prefix: &str, flags: &[&str]) -> (Client, TestNamespace, ControllerProcess) {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let ctl = ControllerProcess::start_with(&ns.name, flags);
+    (client, ns, ctl)
 }
