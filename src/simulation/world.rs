@@ -32,6 +32,10 @@ pub enum Routing {
 pub struct Pod {
     /// When it becomes available.
     pub ready_at: Timestamp,
+    /// Created by the reconcile under way: not available before that reconcile ends, whatever
+    /// its delay. The planner never sees such a pod, and in a cluster the reconcile's next write
+    /// comes milliseconds after the create, long before a pod is scheduled, started and ready.
+    pub fresh: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -48,7 +52,11 @@ pub struct SimReplicaSet {
 impl SimReplicaSet {
     /// Available pods, never above `spec.replicas` (as the observer counts them).
     pub fn available(&self, now: Timestamp) -> i32 {
-        let ready = self.pods.iter().filter(|p| p.ready_at <= now).count() as i32;
+        let ready = self
+            .pods
+            .iter()
+            .filter(|p| p.ready_at <= now && !p.fresh)
+            .count() as i32;
         ready.min(self.replicas)
     }
 }
@@ -213,6 +221,7 @@ impl World {
                 .now
                 .checked_add(SignedDuration::from_secs(d))
                 .unwrap_or(self.now),
+            fresh: true,
         }
     }
 
@@ -338,6 +347,17 @@ impl World {
     /// in order (stopping at an injected failure), then write the status under the
     /// resourceVersion guard. `check` is called after every write with the world before it.
     pub fn reconcile(
+        &mut self,
+        check: &mut dyn FnMut(&World, &World, &Write<'_>) -> Result<(), String>,
+    ) -> Result<Plan, String> {
+        let planned = self.reconcile_writes(check);
+        for p in self.rs.values_mut().flat_map(|rs| rs.pods.iter_mut()) {
+            p.fresh = false;
+        }
+        planned
+    }
+
+    fn reconcile_writes(
         &mut self,
         check: &mut dyn FnMut(&World, &World, &Write<'_>) -> Result<(), String>,
     ) -> Result<Plan, String> {
@@ -500,7 +520,7 @@ impl World {
                     rs.scaled_at = Some(now);
                     rs.pods.extend(extra);
                     // The ReplicaSet controller removes pods that are not ready first.
-                    rs.pods.sort_by_key(|p| p.ready_at);
+                    rs.pods.sort_by_key(|p| (p.fresh, p.ready_at));
                     rs.pods.truncate(rs.replicas.max(0) as usize);
                     if let Some(at) = scale_down_at {
                         rs.scale_down_at = *at;
@@ -513,10 +533,9 @@ impl World {
                 if let (Some(Some(old)), Some(active)) = (old, active)
                     && active == service
                     && old != *hash
-                    && self
-                        .rs
-                        .get(&old)
-                        .is_some_and(|rs| rs.pods.iter().any(|p| p.ready_at <= self.now))
+                    && self.rs.get(&old).is_some_and(|rs| {
+                        rs.pods.iter().any(|p| p.ready_at <= self.now && !p.fresh)
+                    })
                 {
                     // (Traffic that reached no pod — a selector on a revision without pods, put
                     // there by someone else — leaves nothing to drain.)
@@ -630,7 +649,11 @@ impl World {
         let Some(hash) = self.rs.keys().nth(i % self.rs.len().max(1)).cloned() else {
             return;
         };
-        let replacement = self.new_pod();
+        let replacement = Pod {
+            // Between reconciles: it counts once its delay has passed.
+            fresh: false,
+            ..self.new_pod()
+        };
         if let Some(rs) = self.rs.get_mut(&hash)
             && !rs.pods.is_empty()
         {
