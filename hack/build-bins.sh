@@ -5,7 +5,8 @@
 #   $CACHE/kwok-$KWOK_VERSION/kwok
 #   $CACHE/helm-$HELM_VERSION/helm
 #   $CACHE/actionlint-$ACTIONLINT_VERSION/actionlint   (not in `all`: only the release dry run uses it)
-#   $CACHE/gitops-tools-<hash of sources>/{kstatus,argocd-lua}   (hack/gitops-tools)
+#   $CACHE/gitops-tools-<hash of sources>/{kstatus,argocd-lua,argo-hash}   (hack/gitops-tools,
+#     hack/argo-tools)
 # Kubernetes has no installable main module (its go.mod replaces staging modules with local
 # paths), so we generate a wrapper module whose own replaces point each staging module at its
 # published v0.<minor>.<patch>. The staging list is read from the chosen version's go.mod.
@@ -100,10 +101,13 @@ build_actionlint() {
 
 build_gitops() {
   local OUT; OUT="$(gitops_tools_dir)"
-  if [ -x "$OUT/kstatus" ] && [ -x "$OUT/argocd-lua" ]; then log "gitops tools cached"; return; fi
-  log "building the gitops test tools (kstatus, argocd-lua)"
+  if [ -x "$OUT/kstatus" ] && [ -x "$OUT/argocd-lua" ] && [ -x "$OUT/argo-hash" ]; then
+    log "gitops tools cached"; return
+  fi
+  log "building the test tools of other projects (kstatus, argocd-lua, argo-hash)"
   local LOG="$CACHE/build-gitops-tools.log"; mkdir -p "$OUT"
   (cd "$HERE/gitops-tools" && go build -trimpath -o "$OUT/" ./cmd/...) >"$LOG" 2>&1 || fail gitops-tools "$LOG"
+  (cd "$HERE/argo-tools" && go build -trimpath -o "$OUT/" ./cmd/...) >>"$LOG" 2>&1 || fail argo-tools "$LOG"
 }
 
 mkdir -p "$CACHE"

@@ -31,6 +31,9 @@ pub const ANALYSIS_SECRET_LABEL: &str = "aviary.dev/analysis-secret";
 
 /// Revision number of a ReplicaSet (1, 2, …), for history and undo.
 pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
+/// Argo Rollouts' revision annotation: read, when Aviary's is absent, on a ReplicaSet taken over
+/// from Argo Rollouts, so its history keeps its numbers.
+pub const ARGO_REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
 /// RFC 3339 time after which a ReplicaSet kept for a scale-down delay goes to zero.
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "aviary.dev/scale-down-deadline";
 /// RFC 3339 time Aviary last created or scaled a ReplicaSet: `progressDeadlineSeconds` counts

@@ -26,7 +26,7 @@ use super::info::current_hash;
 use super::render::{age, table};
 use super::{CliError, Cluster, Output, print, revision_of};
 use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
-use crate::plan::pod_template_hash;
+use crate::plan::TemplateHashes;
 
 /// One revision in the history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -315,7 +315,7 @@ pub fn reproduce_template(
     let mut budget: u32 = 200_000;
     for kept in 0..=candidates.len() {
         let mut check = |keep: &[usize]| {
-            build(keep).is_some_and(|t| pod_template_hash(&t, collision_count) == want)
+            build(keep).is_some_and(|t| TemplateHashes::of(&t, collision_count).names(&want))
         };
         if let Some(keep) = find_subset(candidates.len(), kept, &mut budget, &mut check)
             && let Some(t) = build(&keep)
@@ -398,7 +398,7 @@ pub fn undo_plan(
     }
     let collision = ro.status.as_ref().and_then(|s| s.collision_count);
     let (template, exact) = reproduce_template(rs, collision);
-    if pod_template_hash(&template, collision) == current {
+    if TemplateHashes::of(&template, collision).names(&current) {
         return Ok(UndoPlan::Skip { revision: target });
     }
     Ok(UndoPlan::Rollback {
@@ -475,6 +475,7 @@ pub async fn run_undo(
 mod tests {
     use super::*;
     use crate::api::wire::{REVISION_ANNOTATION, ROLLOUT_LABEL};
+    use crate::plan::pod_template_hash;
 
     fn template(v: Value) -> PodTemplateSpec {
         serde_json::from_value(v).unwrap_or_default()

@@ -17,8 +17,8 @@ use crate::api::wire::{
     STEP_INDEX_LABEL,
 };
 use crate::api::{AnalysisRun, POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase};
+use crate::plan::TemplateHashes;
 use crate::plan::canary::weight_at;
-use crate::plan::pod_template_hash;
 
 /// The whole picture of one Rollout.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -207,10 +207,20 @@ fn status_run_names(ro: &Rollout) -> Vec<String> {
     names
 }
 
-/// The hash of the Rollout's current template (as the controller computes it).
+/// The hash of the Rollout's current template, as the controller names its revision: the one
+/// the status records when it is this template's (a ReplicaSet of Aviary 0.2 keeps its older
+/// hash), else the template's own.
 pub fn current_hash(ro: &Rollout) -> String {
     let collision = ro.status.as_ref().and_then(|s| s.collision_count);
-    pod_template_hash(&ro.spec.template, collision)
+    let hashes = TemplateHashes::of(&ro.spec.template, collision);
+    match ro
+        .status
+        .as_ref()
+        .and_then(|s| s.current_pod_hash.as_deref())
+    {
+        Some(h) if hashes.names(h) => h.to_string(),
+        _ => hashes.current,
+    }
 }
 
 /// The phase to show and why: the status' phase, except Progressing while the controller has
@@ -609,6 +619,7 @@ mod tests {
     use super::super::render::{Style, rollout_tree};
     use super::*;
     use crate::api::wire::REVISION_ANNOTATION;
+    use crate::plan::pod_template_hash;
     use serde_json::{Value, json};
 
     fn template(image: &str) -> Value {
@@ -683,6 +694,11 @@ mod tests {
         .unwrap_or_default()
     }
 
+    /// A line of the tree: the NAME column is 29 characters wide (a hash may have 9 or 10).
+    fn row(prefix: &str, name: &str, rest: &str) -> String {
+        format!("{:<29}{rest}", format!("{prefix}{name}"))
+    }
+
     #[test]
     fn the_tree_of_a_paused_routed_canary() {
         let status = json!({"phase": "Paused", "message": "CanaryPauseStep", "stableRS": hash("web:1"),
@@ -723,14 +739,42 @@ Replicas:
 NAME                         KIND         STATUS     INFO
 ⟳ web                        Rollout      ॥ Paused
 ├──# revision:2
-│  ├──⧉ web-{h2}       ReplicaSet   ✔ Healthy  canary, 1/1 available
-│  │  └──□ web-{h2}-0  Pod          ◌ Running  ready:0/1
-│  └──α web-{h2}-2-1   AnalysisRun  ◌ Running  step 1, ✔ 4,✖ 0
+{}
 │     └──# success-rate      Metric       ◌ Running  last: [0.97], [0.98], [0.99]
 └──# revision:1
-   └──⧉ web-{h1}       ReplicaSet   ✔ Healthy  stable, 4/4 available
-      └──□ web-{h1}-0  Pod          ✔ Running  ready:1/1
-"
+{}
+",
+            [
+                row(
+                    "│  ├──⧉ ",
+                    &format!("web-{h2}"),
+                    "ReplicaSet   ✔ Healthy  canary, 1/1 available"
+                ),
+                row(
+                    "│  │  └──□ ",
+                    &format!("web-{h2}-0"),
+                    "Pod          ◌ Running  ready:0/1"
+                ),
+                row(
+                    "│  └──α ",
+                    &format!("web-{h2}-2-1"),
+                    "AnalysisRun  ◌ Running  step 1, ✔ 4,✖ 0"
+                ),
+            ]
+            .join("\n"),
+            [
+                row(
+                    "   └──⧉ ",
+                    &format!("web-{h1}"),
+                    "ReplicaSet   ✔ Healthy  stable, 4/4 available"
+                ),
+                row(
+                    "      └──□ ",
+                    &format!("web-{h1}-0"),
+                    "Pod          ✔ Running  ready:1/1"
+                ),
+            ]
+            .join("\n"),
         );
         assert_eq!(text, want, "\n{text}");
     }

@@ -31,7 +31,7 @@ use kube::{Client, Config, ResourceExt};
 use serde::Serialize;
 
 use crate::api::lenient::Lenient;
-use crate::api::wire::{REVISION_ANNOTATION, ROLLOUT_LABEL};
+use crate::api::wire::{ARGO_REVISION_ANNOTATION, REVISION_ANNOTATION, ROLLOUT_LABEL};
 use crate::api::{AnalysisRun, Rollout};
 pub use errors::{CliError, Op};
 
@@ -303,10 +303,12 @@ pub fn selector_string(ro: &Rollout) -> String {
         .join(",")
 }
 
-/// A ReplicaSet's revision number.
+/// A ReplicaSet's revision number (Argo Rollouts' on one taken over from it, as the controller
+/// reads it).
 pub fn revision_of(rs: &ReplicaSet) -> Option<i64> {
     rs.annotations()
         .get(REVISION_ANNOTATION)
+        .or_else(|| rs.annotations().get(ARGO_REVISION_ANNOTATION))
         .and_then(|r| r.parse().ok())
 }
 

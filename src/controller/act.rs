@@ -24,7 +24,7 @@ use crate::api::wire::{
 };
 use crate::plan::{
     Action, Event, ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL, replica_set_name,
-    rollout_template_hash,
+    rollout_template_hashes,
 };
 use crate::traffic::{
     RouteTarget, Routing, RoutingSnapshot, TrafficError, TrafficRouter, WeightChange, prepared,
@@ -88,11 +88,12 @@ async fn with_template<'r>(
     let api: Api<Rollout> =
         Api::namespaced(ctx.client().clone(), &ro.namespace().unwrap_or_default());
     let fresh = api.get(&ro.name_any()).await?;
-    let now = rollout_template_hash(&fresh);
-    if now != hash {
+    let now = rollout_template_hashes(&fresh);
+    if !now.names(hash) {
         return Err(Error::Replan(format!(
-            "the pod template changed while ReplicaSet {} was planned (its hash is now {now})",
-            replica_set_name(&ro.name_any(), hash)
+            "the pod template changed while ReplicaSet {} was planned (its hash is now {})",
+            replica_set_name(&ro.name_any(), hash),
+            now.current
         )));
     }
     Ok(std::borrow::Cow::Owned(fresh))

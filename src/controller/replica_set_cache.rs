@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::index::controller_uid;
 use super::relisting::{Relisting, WatchedMap};
-use crate::api::wire::{REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SCALED_AT_ANNOTATION};
+use crate::api::wire::{
+    ARGO_REVISION_ANNOTATION, REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
+    SCALED_AT_ANNOTATION,
+};
 use crate::plan::{ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL};
 
 /// A ReplicaSet as the watch decodes it: without its pod template and selector. It lives only
@@ -64,6 +67,7 @@ pub fn observe_replica_set(rs: &WatchedReplicaSet) -> Option<ObservedReplicaSet>
         current: status.map(|s| s.replicas).unwrap_or(0),
         revision: annotations
             .get(REVISION_ANNOTATION)
+            .or_else(|| annotations.get(ARGO_REVISION_ANNOTATION))
             .and_then(|r| r.parse().ok()),
         scale_down_at: annotations
             .get(SCALE_DOWN_DEADLINE_ANNOTATION)

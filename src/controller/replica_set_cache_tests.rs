@@ -227,3 +227,20 @@ fn a_relist_replaces_the_cache_only_when_done() {
     assert_eq!(names(cache.owned("u1")), ["web-b"]);
     assert!(cache.is_ready());
 }
+
+/// A ReplicaSet taken over from Argo Rollouts keeps its revision number; Aviary's own
+/// annotation, once written, wins.
+#[test]
+fn argo_rollouts_revision_is_read_when_aviarys_is_absent() {
+    let mut r = rs("web-a", Some("u1"), Some("a"));
+    r.metadata.annotations = Some(
+        [("rollout.argoproj.io/revision".to_string(), "7".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    assert_eq!(observe_replica_set(&r).and_then(|o| o.revision), Some(7));
+    if let Some(a) = r.metadata.annotations.as_mut() {
+        a.insert("aviary.dev/revision".into(), "9".into());
+    }
+    assert_eq!(observe_replica_set(&r).and_then(|o| o.revision), Some(9));
+}

@@ -176,7 +176,7 @@ pub(super) fn tombstone<K: kube::Resource + Default>(metadata: kube::api::Object
 
 /// Drops what the controller never reads from a cached Rollout: managed fields, the
 /// last-applied annotation, and the pod template but for its labels (the Services' selectors are
-/// checked against them). The template's hash is kept instead ([`plan::TRIMMED_TEMPLATE_HASH`]),
+/// checked against them). The template's hashes are kept instead ([`plan::TRIMMED_TEMPLATE_HASH`]),
 /// so a reconcile can plan from the cache ([`freshness`]); creating a ReplicaSet, the one
 /// action that needs the whole template, reads the Rollout fresh ([`super::act`]).
 pub(super) fn trim_rollout(ro: &mut Rollout) {
@@ -186,9 +186,11 @@ pub(super) fn trim_rollout(ro: &mut Rollout) {
     if ro.spec.template.spec.is_none() {
         return;
     }
-    let hash = plan::rollout_template_hash(ro);
-    ro.annotations_mut()
-        .insert(plan::TRIMMED_TEMPLATE_HASH.to_string(), hash);
+    let hashes = plan::rollout_template_hashes(ro);
+    ro.annotations_mut().insert(
+        plan::TRIMMED_TEMPLATE_HASH.to_string(),
+        format!("{} {}", hashes.current, hashes.legacy),
+    );
     let labels = ro.spec.template.metadata.take().and_then(|m| m.labels);
     ro.spec.template = k8s_openapi::api::core::v1::PodTemplateSpec {
         metadata: Some(kube::api::ObjectMeta {

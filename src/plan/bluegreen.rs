@@ -34,7 +34,7 @@ use super::moves::Moves;
 use super::status::{Summary, summarize};
 use super::{
     Action, AnalysisKind, Event, Observed, ObservedAnalysisRun, ObservedReplicaSet, Plan, after,
-    rollout_template_hash,
+    revision_hash,
 };
 use crate::api::wire::reasons;
 use crate::api::{
@@ -96,7 +96,7 @@ impl Moves for Planner<'_> {
 pub fn plan(obs: &Observed<'_>, bg: &BlueGreenStrategy) -> Plan {
     let ro = obs.rollout;
     let old = ro.status.clone().unwrap_or_default();
-    let hash = rollout_template_hash(ro);
+    let hash = revision_hash(ro, &obs.replica_sets);
     let mut p = Planner {
         obs,
         bg,

@@ -17,8 +17,8 @@ use super::moves::{Moves, WAIT_FOR_PODS_SECS};
 use super::replicas::{PacedSet, basic_split, pace, routed_canary_replicas, surge_and_unavailable};
 use super::status::{Summary, summarize};
 use super::{
-    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, Plan, hash::hash_of,
-    rollout_template_hash, secs,
+    Action, AnalysisKind, Event, Observed, ObservedReplicaSet, Plan, hash::hash_of, revision_hash,
+    secs,
 };
 use crate::api::wire::reasons;
 use crate::api::{
@@ -113,7 +113,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
     let ro = obs.rollout;
     let old = ro.status.clone().unwrap_or_default();
     let canary = ro.spec.canary();
-    let hash = rollout_template_hash(ro);
+    let hash = revision_hash(ro, &obs.replica_sets);
     let mut p = Planner {
         obs,
         now: obs.now,

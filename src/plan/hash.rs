@@ -1,7 +1,13 @@
 //! The pod-template hash that names a revision's ReplicaSet (`<rollout>-<hash>`) and labels its
-//! pods (`rollouts-pod-template-hash`). Computed as Argo Rollouts does — FNV-32a over the JSON of
-//! the pod template (plus the collision count, when set), "safe-encoded" — so that a template
-//! always maps to the same ReplicaSet, across restarts and controller replicas.
+//! pods (`rollouts-pod-template-hash`): so that a template always maps to the same ReplicaSet,
+//! across restarts and controller replicas.
+//!
+//! It is Argo Rollouts' hash, to the byte: FNV-32a over Go's JSON of the template
+//! ([`super::go_json`]) and the collision count (when set) as 8 little-endian bytes,
+//! "safe-encoded". So a Rollout taken over from Argo Rollouts finds its ReplicaSets and keeps its
+//! pods. Aviary 0.2 and earlier hashed serde's JSON instead ([`legacy_pod_template_hash`]); a
+//! ReplicaSet labelled so is still the template's own ([`revision_hash`]), as Argo still finds
+//! ReplicaSets by its own former hash — upgrading Aviary restarts no pod.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
@@ -33,36 +39,111 @@ pub fn hash_of<T: serde::Serialize>(value: &T) -> String {
     safe_encode(&fnv32a(&serde_json::to_vec(value).unwrap_or_default()).to_string())
 }
 
-/// The hash of a pod template. The hash label itself is ignored, so a template read back from a
-/// ReplicaSet hashes like the one in the Rollout.
-pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+/// The template without the hash label: a template read back from a ReplicaSet hashes like the
+/// one in the Rollout.
+fn without_hash_label(template: &PodTemplateSpec) -> std::borrow::Cow<'_, PodTemplateSpec> {
+    let labelled = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .is_some_and(|l| l.contains_key(POD_TEMPLATE_HASH_LABEL));
+    if !labelled {
+        return std::borrow::Cow::Borrowed(template);
+    }
     let mut t = template.clone();
     if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(POD_TEMPLATE_HASH_LABEL);
     }
-    // Serialising a k8s-openapi struct is deterministic: fields in declaration order, maps sorted.
-    let mut bytes = serde_json::to_vec(&t).unwrap_or_default();
+    std::borrow::Cow::Owned(t)
+}
+
+/// The hash of a pod template, as Argo Rollouts computes it (`ComputePodTemplateHash`).
+pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    let t = without_hash_label(template);
+    // A template Go could not decode (a fractional number where Go has an integer) could not
+    // be an Argo Rollout's: serde's JSON names it as well.
+    let mut bytes = super::go_json::pod_template_json(&t)
+        .map(String::into_bytes)
+        .unwrap_or_else(|_| serde_json::to_vec(&*t).unwrap_or_default());
+    if let Some(c) = collision_count {
+        // Go: binary.LittleEndian.PutUint32 into an 8-byte slice.
+        bytes.extend_from_slice(&(c as u32).to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+    }
+    safe_encode(&fnv32a(&bytes).to_string())
+}
+
+/// The hash Aviary 0.2 and earlier computed: FNV-32a over serde's JSON of the template (fields
+/// in alphabetical order) and the collision count in decimal. Only read, never given to a new
+/// ReplicaSet.
+pub fn legacy_pod_template_hash(
+    template: &PodTemplateSpec,
+    collision_count: Option<i32>,
+) -> String {
+    let t = without_hash_label(template);
+    let mut bytes = serde_json::to_vec(&*t).unwrap_or_default();
     if let Some(c) = collision_count {
         bytes.extend_from_slice(c.to_string().as_bytes());
     }
     safe_encode(&fnv32a(&bytes).to_string())
 }
 
-/// Where a cached Rollout trimmed of its pod spec keeps its template's hash (in the
-/// controller's memory only; never written).
+/// A template's hash, and the one Aviary 0.2 gave its ReplicaSet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateHashes {
+    pub current: String,
+    pub legacy: String,
+}
+
+impl TemplateHashes {
+    pub fn of(template: &PodTemplateSpec, collision_count: Option<i32>) -> Self {
+        Self {
+            current: pod_template_hash(template, collision_count),
+            legacy: legacy_pod_template_hash(template, collision_count),
+        }
+    }
+
+    /// Whether a ReplicaSet labelled `hash` is this template's.
+    pub fn names(&self, hash: &str) -> bool {
+        hash == self.current || hash == self.legacy
+    }
+}
+
+/// Where a cached Rollout trimmed of its pod spec keeps its template's hashes, current and
+/// legacy, space-separated (in the controller's memory only; never written).
 pub const TRIMMED_TEMPLATE_HASH: &str = "aviary.dev/trimmed-template-hash";
 
-/// The hash of the Rollout's pod template with its `status.collisionCount`: computed from the
+/// The hashes of the Rollout's pod template with its `status.collisionCount`: computed from the
 /// template, or, for a cached Rollout whose pod spec was trimmed away (the API server never
-/// serves a template without one), the hash computed before trimming.
-pub fn rollout_template_hash(ro: &Rollout) -> String {
+/// serves a template without one), those computed before trimming.
+pub fn rollout_template_hashes(ro: &Rollout) -> TemplateHashes {
     if ro.spec.template.spec.is_none()
-        && let Some(hash) = ro.annotations().get(TRIMMED_TEMPLATE_HASH)
+        && let Some(kept) = ro.annotations().get(TRIMMED_TEMPLATE_HASH)
     {
-        return hash.clone();
+        let (current, legacy) = kept.split_once(' ').unwrap_or((kept, kept));
+        return TemplateHashes {
+            current: current.to_string(),
+            legacy: legacy.to_string(),
+        };
     }
     let collision_count = ro.status.as_ref().and_then(|s| s.collision_count);
-    pod_template_hash(&ro.spec.template, collision_count)
+    TemplateHashes::of(&ro.spec.template, collision_count)
+}
+
+/// The hash of the Rollout's pod template (see [`rollout_template_hashes`]).
+pub fn rollout_template_hash(ro: &Rollout) -> String {
+    rollout_template_hashes(ro).current
+}
+
+/// The hash the Rollout's current revision goes by: the template's, unless only a ReplicaSet
+/// labelled with its Aviary 0.2 hash exists — that one is the revision (its pods stay).
+pub fn revision_hash(ro: &Rollout, replica_sets: &[super::ObservedReplicaSet]) -> String {
+    let h = rollout_template_hashes(ro);
+    let has = |hash: &str| replica_sets.iter().any(|r| r.hash == hash);
+    if !has(&h.current) && h.legacy != h.current && has(&h.legacy) {
+        return h.legacy;
+    }
+    h.current
 }
 
 /// The name of a revision's ReplicaSet.
@@ -116,5 +197,78 @@ mod tests {
     fn collision_count_changes_the_hash() {
         let t = template("web:1");
         assert_ne!(pod_template_hash(&t, None), pod_template_hash(&t, Some(1)));
+    }
+
+    fn nginx() -> PodTemplateSpec {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}
+        }))
+        .expect("template")
+    }
+
+    /// Argo Rollouts' own answers (`argo-hash`, hack/argo-tools), with and without a collision
+    /// count; tests/argo_hash.rs checks many more against Go.
+    #[test]
+    fn the_hash_is_argo_rollouts_hash() {
+        assert_eq!(pod_template_hash(&nginx(), None), "5b4b8c567c");
+        assert_eq!(pod_template_hash(&nginx(), Some(2)), "7b6dfdb84c");
+    }
+
+    /// What Aviary 0.2 labelled this template's ReplicaSets with: it must not drift, or an
+    /// upgrade would restart every rollout's pods.
+    #[test]
+    fn the_legacy_hash_is_aviary_0_2s() {
+        assert_eq!(legacy_pod_template_hash(&nginx(), None), "75f67448f4");
+        assert_eq!(legacy_pod_template_hash(&nginx(), Some(2)), "65bcbcbccb");
+    }
+
+    fn rollout_with(template: PodTemplateSpec) -> Rollout {
+        let mut ro: Rollout = serde_json::from_value(serde_json::json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"spec": {"containers": []}},
+                     "strategy": {"canary": {}}}
+        }))
+        .expect("rollout");
+        ro.spec.template = template;
+        ro
+    }
+
+    fn rs(hash: &str) -> super::super::ObservedReplicaSet {
+        super::super::ObservedReplicaSet {
+            name: format!("web-{hash}"),
+            hash: hash.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_replica_set_of_aviary_0_2_stays_the_revision_until_one_has_the_current_hash() {
+        let ro = rollout_with(nginx());
+        assert_eq!(revision_hash(&ro, &[]), "5b4b8c567c");
+        assert_eq!(revision_hash(&ro, &[rs("75f67448f4")]), "75f67448f4");
+        assert_eq!(
+            revision_hash(&ro, &[rs("75f67448f4"), rs("5b4b8c567c")]),
+            "5b4b8c567c"
+        );
+        // Another template's ReplicaSet is not this one's.
+        assert_eq!(revision_hash(&ro, &[rs("65bcbcbccb")]), "5b4b8c567c");
+    }
+
+    #[test]
+    fn a_trimmed_rollout_keeps_both_hashes() {
+        let full = rollout_with(nginx());
+        let mut trimmed = full.clone();
+        trimmed.spec.template.spec = None;
+        trimmed
+            .annotations_mut()
+            .insert(TRIMMED_TEMPLATE_HASH.into(), "5b4b8c567c 75f67448f4".into());
+        assert_eq!(
+            rollout_template_hashes(&trimmed),
+            rollout_template_hashes(&full)
+        );
+        assert_eq!(revision_hash(&trimmed, &[rs("75f67448f4")]), "75f67448f4");
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod bluegreen;
 pub mod canary;
+pub mod go_json;
 pub mod hash;
 pub mod history;
 mod moves;
@@ -24,8 +25,9 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use crate::api::{AnalysisPhase, Rollout, RolloutStatus};
 
 pub use hash::{
-    POD_TEMPLATE_HASH_LABEL, TRIMMED_TEMPLATE_HASH, pod_template_hash, replica_set_name,
-    rollout_template_hash,
+    POD_TEMPLATE_HASH_LABEL, TRIMMED_TEMPLATE_HASH, TemplateHashes, legacy_pod_template_hash,
+    pod_template_hash, replica_set_name, revision_hash, rollout_template_hash,
+    rollout_template_hashes,
 };
 pub use restart::ObservedPod;
 

@@ -1093,3 +1093,48 @@ fn a_pause_started_with_its_step_keeps_an_earlier_wake_up() {
     }
     panic!("step 0 never completed: {:?}", w.status());
 }
+
+/// A Rollout deployed by Aviary 0.2, whose ReplicaSet, Services and status carry the hash that
+/// version computed, is at rest after the upgrade: no new ReplicaSet, no pod restarted, nothing
+/// written. Its next template rolls out from it as from any stable revision.
+#[test]
+fn a_revision_labelled_by_aviary_0_2_is_kept_across_the_upgrade() {
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    let now = w.canary_hash();
+    let legacy = crate::plan::legacy_pod_template_hash(&w.ro.spec.template, None);
+    assert_ne!(now, legacy);
+    // What Aviary 0.2 left.
+    let mut rs = w.rs.remove(&now).expect("the first revision");
+    rs.name = format!("web-{legacy}");
+    rs.hash = legacy.clone();
+    w.rs.insert(legacy.clone(), rs);
+    for s in w.services.values_mut() {
+        *s = Some(legacy.clone());
+    }
+    let mut st = w.status();
+    st.stable_rs = Some(legacy.clone());
+    st.current_pod_hash = Some(legacy.clone());
+    w.ro.status = Some(st.clone());
+
+    let plan = w.reconcile();
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    let st = w.status();
+    assert_eq!(st.current_pod_hash.as_deref(), Some(legacy.as_str()));
+    assert_eq!(st.stable_rs.as_deref(), Some(legacy.as_str()));
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy));
+    let again = w.reconcile();
+    assert!(again.actions.is_empty(), "{:?}", again.actions);
+    assert_eq!(w.status(), st, "at rest");
+
+    w.update_image("web:2");
+    let next = w.canary_hash();
+    w.run_to_end(100);
+    let st = w.status();
+    assert_eq!(st.stable_rs.as_deref(), Some(next.as_str()));
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(w.services["web-stable"].as_deref(), Some(next.as_str()));
+    w.advance(31);
+    w.run(5);
+    assert_eq!(w.rs[&legacy].replicas, 0, "the old revision is scaled down");
+}

@@ -47,6 +47,9 @@ pub struct SimReplicaSet {
     pub revision: Option<i64>,
     pub scale_down_at: Option<Timestamp>,
     pub scaled_at: Option<Timestamp>,
+    /// Where the events that pick "the i-th ReplicaSet" find it: its template's Aviary 0.2 hash,
+    /// the order the recorded regressions were found in (hashes changed to Argo's since).
+    pub order: String,
 }
 
 impl SimReplicaSet {
@@ -480,6 +483,13 @@ impl World {
                     return Err(format!("created ReplicaSet {hash}, which exists"));
                 }
                 let pods = (0..*replicas).map(|_| self.new_pod()).collect();
+                let collision = self.ro.status.as_ref().and_then(|s| s.collision_count);
+                let order =
+                    if crate::plan::pod_template_hash(&self.ro.spec.template, collision) == *hash {
+                        crate::plan::legacy_pod_template_hash(&self.ro.spec.template, collision)
+                    } else {
+                        hash.clone()
+                    };
                 self.active_left_at.remove(hash);
                 self.scaled_last.push(format!("web-{hash}"));
                 self.rs.insert(
@@ -492,6 +502,7 @@ impl World {
                         revision: Some(*revision),
                         scale_down_at: None,
                         scaled_at: Some(self.now),
+                        order,
                     },
                 );
             }
@@ -644,9 +655,16 @@ impl World {
 
     // ---- what happens to the cluster besides the controller --------------------------------
 
-    /// A pod of the `i`-th ReplicaSet (in hash order) dies; its ReplicaSet replaces it.
+    /// The hash of the `i`-th ReplicaSet (modulo their number), by [`SimReplicaSet::order`].
+    fn nth_hash(&self, i: usize) -> Option<String> {
+        let mut sets: Vec<&SimReplicaSet> = self.rs.values().collect();
+        sets.sort_by(|a, b| a.order.cmp(&b.order));
+        sets.get(i % sets.len().max(1)).map(|r| r.hash.clone())
+    }
+
+    /// A pod of the `i`-th ReplicaSet dies; its ReplicaSet replaces it.
     pub fn kill_pod(&mut self, i: usize, j: usize) {
-        let Some(hash) = self.rs.keys().nth(i % self.rs.len().max(1)).cloned() else {
+        let Some(hash) = self.nth_hash(i) else {
             return;
         };
         let replacement = Pod {
@@ -667,11 +685,7 @@ impl World {
     /// for the weight, to `i` % 101. The controller must put it back; the edit itself is not
     /// the controller's to answer for.
     pub fn external_edit(&mut self, what: u8, i: u8) {
-        let hash = self
-            .rs
-            .keys()
-            .nth(usize::from(i) % self.rs.len().max(1))
-            .cloned();
+        let hash = self.nth_hash(usize::from(i));
         match what % 4 {
             0 if self.routing != Routing::None => self.weight = i32::from(i % 101),
             1 => {
@@ -688,7 +702,7 @@ impl World {
 
     /// Someone deletes the `i`-th ReplicaSet (its pods go with it).
     pub fn delete_rs(&mut self, i: usize) {
-        if let Some(hash) = self.rs.keys().nth(i % self.rs.len().max(1)).cloned() {
+        if let Some(hash) = self.nth_hash(i) {
             self.rs.remove(&hash);
             self.active_left_at.remove(&hash);
         }

@@ -1,0 +1,375 @@
+//! Aviary names a template's ReplicaSet with Argo Rollouts' own `rollouts-pod-template-hash`, so a
+//! Rollout taken over from Argo Rollouts keeps its pods. Checked against Argo's code itself:
+//! `argo-hash` (hack/argo-tools) runs Argo v1.9.1's `ComputePodTemplateHash` on k8s.io/api v0.34
+//! and prints Go's JSON of each template with its hash. Every pod template in the repository's
+//! manifests, and a template that sets nearly every field, must hash the same in both.
+#![recursion_limit = "256"]
+
+mod support;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use aviary::plan::go_json::pod_template_json;
+use aviary::plan::pod_template_hash;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde_json::{Value, json};
+
+fn tools() -> PathBuf {
+    PathBuf::from(std::env::var("AVIARY_GITOPS_TOOLS").expect(
+        "AVIARY_GITOPS_TOOLS (from hack/cluster.sh env; build with hack/build-bins.sh gitops)",
+    ))
+}
+
+/// Runs a tool of hack/argo-tools with `args` on `input`; its standard output.
+fn run(tool: &str, args: &[&str], input: &str) -> String {
+    let mut child = Command::new(tools().join(tool))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    // Written from a thread: the tool answers as it reads, and would block on a full pipe.
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer").expect("write the input");
+    assert!(
+        out.status.success(),
+        "{tool}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Every `spec.template` of a Rollout or Deployment in the YAML files under `dir`.
+fn templates_in(dir: &Path, found: &mut Vec<(String, Value)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            templates_in(&path, found);
+            continue;
+        }
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let Ok(v) = <Value as serde::Deserialize>::deserialize(doc) else {
+                continue;
+            };
+            if matches!(v["kind"].as_str(), Some("Rollout" | "Deployment"))
+                && v["spec"]["template"]["spec"].is_object()
+            {
+                found.push((
+                    format!("{} {}", path.display(), v["metadata"]["name"]),
+                    v["spec"]["template"].clone(),
+                ));
+            }
+        }
+    }
+}
+
+/// A template that sets nearly every field of a pod, in the forms users write them: quantities
+/// that Go rewrites to canonical form, named and numbered ports, HTML and control characters,
+/// empty lists and objects, false booleans and zero numbers where Go's `omitempty` drops them.
+fn every_field() -> Value {
+    let probe = json!({
+        "httpGet": {"path": "/healthz?a=1&b=<2>", "port": "http", "scheme": "HTTP",
+                    "httpHeaders": [{"name": "X-A", "value": "b"}]},
+        "initialDelaySeconds": 0, "periodSeconds": 5, "timeoutSeconds": 1,
+        "successThreshold": 1, "failureThreshold": 3, "terminationGracePeriodSeconds": 10
+    });
+    let container = json!({
+        "name": "web", "image": "registry.example/web:1.2.3@sha256:abc",
+        "command": ["/bin/web"], "args": ["--flag=\"quoted\"", "line\nbreak", ""],
+        "workingDir": "/srv",
+        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                  {"containerPort": 9090, "hostPort": 0}],
+        "envFrom": [{"configMapRef": {"name": "cm", "optional": false}, "prefix": "CM_"}],
+        "env": [
+            {"name": "PLAIN", "value": "a & b"},
+            {"name": "EMPTY", "value": ""},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+            {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+        ],
+        "resources": {
+            "limits": {"cpu": "1000m", "memory": "1024Mi", "ephemeral-storage": "2G", "nvidia.com/gpu": 1},
+            "requests": {"cpu": "0.25", "memory": "300000Ki", "hugepages-2Mi": "0"}
+        },
+        "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "NotRequired"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true, "subPath": ""}],
+        "livenessProbe": probe,
+        "readinessProbe": {"tcpSocket": {"port": 8080}},
+        "startupProbe": {"exec": {"command": ["true"]}, "failureThreshold": 30},
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}},
+                      "postStart": {"httpGet": {"port": 8080, "path": "/"}}},
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "imagePullPolicy": "IfNotPresent",
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 0, "readOnlyRootFilesystem": false,
+                            "allowPrivilegeEscalation": false,
+                            "capabilities": {"drop": ["ALL"], "add": []},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "stdin": false, "tty": false
+    });
+    json!({
+        "metadata": {
+            "labels": {"app": "web", "tier": "front<end>", "empty": ""},
+            "annotations": {"prometheus.io/scrape": "true", "note": "tab\there \u{1} \u{2028} é ☃"}
+        },
+        "spec": {
+            "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "pvc", "readOnly": false}},
+                {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "0.5Gi"}},
+                {"name": "cfg", "configMap": {"name": "cm", "defaultMode": 420,
+                                              "items": [{"key": "a", "path": "a.conf", "mode": 0}]}},
+                {"name": "proj", "projected": {"sources": [
+                    {"serviceAccountToken": {"audience": "x", "expirationSeconds": 3600, "path": "t"}},
+                    {"downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
+                ]}},
+                {"name": "host", "hostPath": {"path": "/var/log", "type": ""}},
+                {"name": "eph", "ephemeral": {"volumeClaimTemplate": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1e3"}}}
+                }}}
+            ],
+            "initContainers": [{"name": "init", "image": "busybox", "restartPolicy": "Always"}],
+            "containers": [container, {"name": "side", "image": "side:1", "resources": {}}],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "activeDeadlineSeconds": 0,
+            "dnsPolicy": "ClusterFirst",
+            "nodeSelector": {"kubernetes.io/os": "linux", "b": "", "a": "z"},
+            "serviceAccountName": "web",
+            "automountServiceAccountToken": false,
+            "hostNetwork": false,
+            "shareProcessNamespace": true,
+            "securityContext": {"fsGroup": 2000, "runAsGroup": 0, "sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "hostname": "", "subdomain": "web",
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}
+                ]}},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                     "labelSelector": {"matchLabels": {"app": "web"}}, "matchLabelKeys": ["rollouts-pod-template-hash"]}}
+                ]}
+            },
+            "schedulerName": "default-scheduler",
+            "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 0},
+                            {"operator": "Exists"}],
+            "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a", "b"]}],
+            "priorityClassName": "high", "priority": 0,
+            "dnsConfig": {"nameservers": ["1.1.1.1"], "options": [{"name": "ndots", "value": "2"}], "searches": []},
+            "readinessGates": [{"conditionType": "example.com/ready"}],
+            "runtimeClassName": "runc",
+            "enableServiceLinks": false,
+            "preemptionPolicy": "Never",
+            "overhead": {"cpu": "100m", "memory": "0.1Gi"},
+            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+                                           "labelSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+                                           "minDomains": 2, "nodeAffinityPolicy": "Honor"}],
+            "setHostnameAsFQDN": false,
+            "os": {"name": "linux"},
+            "schedulingGates": [],
+            "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "gpu-template"}]
+        }
+    })
+}
+
+/// Quantities as users write them, each in a template of its own.
+fn quantities() -> Vec<Value> {
+    [
+        json!("1"),
+        json!("1000m"),
+        json!("1500m"),
+        json!("0.5"),
+        json!(".5"),
+        json!("1.5Gi"),
+        json!("1024Mi"),
+        json!("1536Mi"),
+        json!("1e3"),
+        json!("1E6"),
+        json!("100M"),
+        json!("1k"),
+        json!("0"),
+        json!("0m"),
+        json!("0.1m"),
+        json!("0.0000000001"),
+        json!(" 2 "),
+        json!("+3"),
+        json!("12345678901234567890"),
+        json!("1.000"),
+        json!("1Ki"),
+        json!("1023"),
+        json!("1025Ki"),
+        json!("5e-3"),
+        json!("9.5Ti"),
+        json!(2),
+        json!(0.5),
+        json!(1024),
+    ]
+    .into_iter()
+    .map(|q| {
+        json!({"spec": {"containers": [{"name": "c", "image": "i",
+            "resources": {"limits": {"memory": q.clone()}, "requests": {"cpu": q}}}]}})
+    })
+    .collect()
+}
+
+#[test]
+fn aviary_hashes_every_template_as_argo_rollouts_does() {
+    let root = support::repo_root();
+    let mut cases: Vec<(String, Value)> = vec![];
+    // (Not charts/: serde_yaml does not finish on some Helm templates.)
+    for dir in ["examples", "tests/data"] {
+        templates_in(&root.join(dir), &mut cases);
+    }
+    assert!(
+        cases.len() >= 10,
+        "only {} templates found in the repository's manifests",
+        cases.len()
+    );
+    cases.push(("every field".into(), every_field()));
+    for (i, q) in quantities().into_iter().enumerate() {
+        cases.push((format!("quantity {i}"), q));
+    }
+
+    // Each template, without and with a collision count, as Argo's controller would hash it.
+    let mut input = String::new();
+    let mut expected = vec![];
+    for (name, template) in &cases {
+        for collision in [None, Some(0), Some(1), Some(7), Some(i32::MAX)] {
+            input.push_str(&json!({"template": template, "collisionCount": collision}).to_string());
+            input.push('\n');
+            expected.push((name.clone(), template.clone(), collision));
+        }
+    }
+    let out = run("argo-hash", &[], &input);
+    let answers: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON line per template"))
+        .collect();
+    assert_eq!(answers.len(), expected.len(), "one answer per template");
+
+    let mut wrong = vec![];
+    for ((name, template, collision), go) in expected.iter().zip(&answers) {
+        let t: PodTemplateSpec = serde_json::from_value(template.clone())
+            .unwrap_or_else(|e| panic!("{name}: not a pod template: {e}"));
+        let ours = pod_template_json(&t).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if Some(ours.as_str()) != go["json"].as_str() {
+            wrong.push(format!(
+                "{name}: JSON differs\n  Go:     {}\n  Aviary: {ours}",
+                go["json"]
+            ));
+            continue;
+        }
+        let hash = pod_template_hash(&t, *collision);
+        if Some(hash.as_str()) != go["hash"].as_str() {
+            wrong.push(format!(
+                "{name} (collisionCount {collision:?}): Argo {} Aviary {hash}",
+                go["hash"]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} differ from Argo Rollouts:\n{}",
+        wrong.len(),
+        expected.len(),
+        wrong.join("\n")
+    );
+}
+
+/// src/plan/go_json/layout.rs is what the generator writes from k8s.io/api.
+#[test]
+fn the_go_json_layout_is_generated_from_k8s_io_api() {
+    let generated = run("argo-hash", &["layout"], "");
+    let path = support::repo_root().join("src/plan/go_json/layout.rs");
+    let checked_in = std::fs::read_to_string(&path).expect("layout.rs");
+    assert!(
+        generated == checked_in,
+        "{} is stale: regenerate it with `argo-hash layout > {}` (hack/argo-tools)",
+        path.display(),
+        path.display()
+    );
+}
+
+/// Decodes the escapes of hack/argo-tools/quantity-vectors.py: \\, \t, \n, \r, \xHH, \u{HEX}.
+fn unescape(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                let byte = u8::from_str_radix(&hex, 16).expect("\\x escape");
+                out.push(char::from(byte));
+            }
+            Some('u') => {
+                let hex: String = chars.by_ref().skip(1).take_while(|&c| c != '}').collect();
+                let code = u32::from_str_radix(&hex, 16).expect("\\u escape");
+                out.push(char::from_u32(code).expect("scalar value"));
+            }
+            other => panic!("bad escape {other:?} in {text:?}"),
+        }
+    }
+    out
+}
+
+/// Tens of thousands of quantity texts — every sign, number form and suffix, edge cases, random
+/// strings — written back as Go writes them, or refused where Go refuses them.
+#[test]
+fn quantities_are_written_as_go_writes_them() {
+    let generator = support::repo_root().join("hack/argo-tools/quantity-vectors.py");
+    let texts = Command::new("python3")
+        .arg(&generator)
+        .output()
+        .expect("run quantity-vectors.py");
+    assert!(texts.status.success(), "quantity-vectors.py failed");
+    let texts = String::from_utf8(texts.stdout).expect("utf-8");
+    let answers = run("quantity-oracle", &[], &texts);
+    let (mut count, mut wrong) = (0, vec![]);
+    for (text, go) in texts.lines().zip(answers.lines()) {
+        count += 1;
+        let ours = match aviary::plan::go_json::quantity::canonical(&unescape(text)) {
+            Ok(q) => q,
+            Err(aviary::plan::go_json::quantity::QuantityError::GoPanic) => "PANIC".into(),
+            Err(_) => "ERR".into(),
+        };
+        if ours != go {
+            wrong.push(format!("{text:?}: Go {go:?}, Aviary {ours:?}"));
+        }
+    }
+    assert!(count > 10_000, "only {count} quantities");
+    assert_eq!(count, answers.lines().count(), "one answer per text");
+    assert!(
+        wrong.is_empty(),
+        "{} of {count} differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
