@@ -745,10 +745,10 @@ const CASES: &[Case] = &[
         &["spec.workloadRef", NOT_SUPPORTED, "spec.template"],
     ),
     case(
-        "rollbackWindow",
+        "negative rollbackWindow",
         ROLLOUT,
-        "spec: {rollbackWindow: {revisions: 3}}",
-        &["spec.rollbackWindow", NOT_SUPPORTED],
+        "spec: {rollbackWindow: {revisions: -1}}",
+        &["spec.rollbackWindow.revisions"],
     ),
     case(
         "selector not matching the template's labels",

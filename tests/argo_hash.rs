@@ -2,7 +2,9 @@
 //! Rollout taken over from Argo Rollouts keeps its pods. Checked against Argo's code itself:
 //! `argo-hash` (hack/argo-tools) runs Argo v1.9.1's `ComputePodTemplateHash` on k8s.io/api v0.34
 //! and prints Go's JSON of each template with its hash. Every pod template in the repository's
-//! manifests, and a template that sets nearly every field, must hash the same in both.
+//! manifests, and a template that sets nearly every field, must hash the same in both — as Argo
+//! hashes it, after the API server stored it through Argo's CRD (pruned and defaulted), and as
+//! Aviary hashes it after storing it through Aviary's.
 #![recursion_limit = "256"]
 
 mod support;
@@ -14,6 +16,9 @@ use std::process::{Command, Stdio};
 use aviary::plan::go_json::pod_template_json;
 use aviary::plan::pod_template_hash;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
 use serde_json::{Value, json};
 
 fn tools() -> PathBuf {
@@ -232,14 +237,143 @@ fn quantities() -> Vec<Value> {
     .collect()
 }
 
-#[test]
-fn aviary_hashes_every_template_as_argo_rollouts_does() {
+/// Argo Rollouts' Rollout CRD, renamed into a group of its own (`ArgoRollout` in
+/// `argo-hash.aviary.test`): the same schema, pruning and defaults, without a second `rollouts`
+/// resource that `kubectl get rollouts` would have to choose between.
+fn renamed_argo_crd() -> Value {
+    let path = support::repo_root().join("tests/data/argo-v1.9.1/rollout-crd.yaml");
+    let text = std::fs::read_to_string(&path).expect("Argo's Rollout CRD");
+    let mut crd = support::yaml_documents(&text)
+        .into_iter()
+        .next()
+        .expect("one CRD");
+    crd["metadata"] = json!({"name": "argorollouts.argo-hash.aviary.test"});
+    crd["spec"]["group"] = json!("argo-hash.aviary.test");
+    crd["spec"]["names"] = json!({"kind": "ArgoRollout", "listKind": "ArgoRolloutList",
+                                  "plural": "argorollouts", "singular": "argorollout"});
+    crd
+}
+
+/// `template` as the API server stores it through `kind` (server-side dry run of a create).
+async fn stored(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    version: &str,
+    i: usize,
+    template: &Value,
+) -> Value {
+    let labels = template["metadata"]["labels"].clone();
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": version, "kind": kind,
+        "metadata": {"name": format!("t{i}")},
+        "spec": {"selector": {"matchLabels": labels}, "template": template,
+                 "strategy": {"canary": {}}}
+    }))
+    .expect("object");
+    let created = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &obj,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("dry-run {kind} with template {i}: {e}"));
+    created.data["spec"]["template"].clone()
+}
+
+/// The hash Argo Rollouts gives each template stored through its own CRD equals the one Aviary
+/// gives it stored through Aviary's: the templates of `examples/` and `tests/data/`, and one
+/// with nearly every field — ports without a protocol, gRPC probes, template metadata Argo's
+/// CRD prunes — so a Rollout taken over from Argo names its ReplicaSets as Argo did.
+#[tokio::test]
+async fn argo_and_aviary_hash_a_template_alike_as_their_crds_store_it() {
+    let client = support::client().await;
+    let crd_file = std::env::temp_dir().join(format!("argo-hash-crd-{}.yaml", std::process::id()));
+    std::fs::write(
+        &crd_file,
+        serde_yaml::to_string(&renamed_argo_crd()).expect("yaml"),
+    )
+    .expect("write CRD");
+    let ours = support::repo_root().join("crds/rollouts.yaml");
+    support::install_crds(&client, &[crd_file.as_path(), ours.as_path()]).await;
+    let _ = std::fs::remove_file(&crd_file);
+    let ns = support::TestNamespace::new(&client, "argo-hash").await;
+    let argo_gvk = GroupVersionKind::gvk("argo-hash.aviary.test", "v1alpha1", "ArgoRollout");
+    let (argo_ar, _) = pinned_kind(&client, &argo_gvk)
+        .await
+        .expect("discover ArgoRollout");
+    let argo: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &argo_ar);
+    let aviary_gvk = GroupVersionKind::gvk("aviary.dev", "v1alpha1", "Rollout");
+    let (aviary_ar, _) = pinned_kind(&client, &aviary_gvk)
+        .await
+        .expect("discover Rollout");
+    let aviary: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &aviary_ar);
+
+    let mut cases = repository_templates();
+    let mut every = every_field();
+    // What Argo's CRD prunes from template metadata, and Aviary's keeps.
+    every["metadata"]["name"] = json!("ignored");
+    every["metadata"]["finalizers"] = json!(["example.com/x"]);
+    every["spec"]["containers"][0]["readinessProbe"] = json!({"grpc": {"port": 9000}});
+    cases.push(("every field".into(), every));
+
+    let mut input = String::new();
+    let mut ours = vec![];
+    for (i, (name, template)) in cases.iter().enumerate() {
+        let in_argo = stored(
+            &argo,
+            "ArgoRollout",
+            "argo-hash.aviary.test/v1alpha1",
+            i,
+            template,
+        )
+        .await;
+        let in_aviary = stored(&aviary, "Rollout", "aviary.dev/v1alpha1", i, template).await;
+        let t: PodTemplateSpec = serde_json::from_value(in_aviary)
+            .unwrap_or_else(|e| panic!("{name}: stored template: {e}"));
+        // Without and with a collision count, as Argo's controller would hash it.
+        for collision in [None, Some(0), Some(1), Some(7), Some(i32::MAX)] {
+            input.push_str(&json!({"template": in_argo, "collisionCount": collision}).to_string());
+            input.push('\n');
+            ours.push((
+                format!("{name} (collisionCount {collision:?})"),
+                pod_template_hash(&t, collision),
+            ));
+        }
+    }
+    let out = run("argo-hash", &[], &input);
+    let wrong: Vec<String> = out
+        .lines()
+        .zip(&ours)
+        .filter_map(|(line, (name, hash))| {
+            let go: Value = serde_json::from_str(line).expect("one JSON line");
+            (go["hash"].as_str() != Some(hash.as_str()))
+                .then(|| format!("{name}: Argo {} Aviary {hash}", go["hash"]))
+        })
+        .collect();
+    assert_eq!(out.lines().count(), ours.len(), "one answer per template");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Every pod template of the repository's manifests (`examples/`, `tests/data/`).
+fn repository_templates() -> Vec<(String, Value)> {
     let root = support::repo_root();
-    let mut cases: Vec<(String, Value)> = vec![];
+    let mut cases = vec![];
     // (Not charts/: serde_yaml does not finish on some Helm templates.)
     for dir in ["examples", "tests/data"] {
         templates_in(&root.join(dir), &mut cases);
     }
+    cases
+}
+
+/// Aviary's Go JSON of each template is byte for byte Go's `json.Marshal` of the same manifest
+/// decoded into `corev1.PodTemplateSpec` (what Argo hashes, once its CRD stored it: see the
+/// test above).
+#[test]
+fn go_json_is_what_go_writes_for_every_template() {
+    let mut cases = repository_templates();
     assert!(
         cases.len() >= 10,
         "only {} templates found in the repository's manifests",
@@ -249,26 +383,19 @@ fn aviary_hashes_every_template_as_argo_rollouts_does() {
     for (i, q) in quantities().into_iter().enumerate() {
         cases.push((format!("quantity {i}"), q));
     }
-
-    // Each template, without and with a collision count, as Argo's controller would hash it.
     let mut input = String::new();
-    let mut expected = vec![];
-    for (name, template) in &cases {
-        for collision in [None, Some(0), Some(1), Some(7), Some(i32::MAX)] {
-            input.push_str(&json!({"template": template, "collisionCount": collision}).to_string());
-            input.push('\n');
-            expected.push((name.clone(), template.clone(), collision));
-        }
+    for (_, template) in &cases {
+        input.push_str(&json!({"template": template}).to_string());
+        input.push('\n');
     }
     let out = run("argo-hash", &[], &input);
     let answers: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON line per template"))
         .collect();
-    assert_eq!(answers.len(), expected.len(), "one answer per template");
-
+    assert_eq!(answers.len(), cases.len(), "one answer per template");
     let mut wrong = vec![];
-    for ((name, template, collision), go) in expected.iter().zip(&answers) {
+    for ((name, template), go) in cases.iter().zip(&answers) {
         let t: PodTemplateSpec = serde_json::from_value(template.clone())
             .unwrap_or_else(|e| panic!("{name}: not a pod template: {e}"));
         let ours = pod_template_json(&t).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -277,21 +404,13 @@ fn aviary_hashes_every_template_as_argo_rollouts_does() {
                 "{name}: JSON differs\n  Go:     {}\n  Aviary: {ours}",
                 go["json"]
             ));
-            continue;
-        }
-        let hash = pod_template_hash(&t, *collision);
-        if Some(hash.as_str()) != go["hash"].as_str() {
-            wrong.push(format!(
-                "{name} (collisionCount {collision:?}): Argo {} Aviary {hash}",
-                go["hash"]
-            ));
         }
     }
     assert!(
         wrong.is_empty(),
-        "{} of {} differ from Argo Rollouts:\n{}",
+        "{} of {} differ from Go:\n{}",
         wrong.len(),
-        expected.len(),
+        cases.len(),
         wrong.join("\n")
     );
 }

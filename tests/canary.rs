@@ -2866,3 +2866,73 @@ async fn a_pod_template_the_api_server_refuses_is_reported_quoting_it() {
     )
     .await;
 }
+
+/// `rollbackWindow: {revisions: 1}`: back to the revision just before the stable one, the
+/// update skips its steps — an indefinite pause included — and says so in a SkipSteps Event;
+/// forward again to the newer revision, the steps hold it as usual.
+#[tokio::test]
+async fn a_rollback_within_the_window_skips_the_steps_and_forward_does_not() {
+    let steps = json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]);
+    let with_window = |image: &str| {
+        let mut ro = rollout(Router::Istio, image, steps.clone());
+        ro["spec"]["rollbackWindow"] = json!({"revisions": 1});
+        ro
+    };
+    let v1 = with_window("web:1");
+    let h1 = hash_of(&v1);
+    let (client, ns, ctl) = given_healthy("canary-window", Router::Istio, &v1).await;
+    let v2 = with_window("web:2");
+    let h2 = hash_of(&v2);
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let paused = || {
+        let api = api.clone();
+        async move {
+            let st = api.get("web").await.ok()?.status?;
+            (st.phase == Some(RolloutPhase::Paused)).then_some(st.current_pod_hash)
+        }
+    };
+    let on = poll_until(
+        "v2 paused at its pause step",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        paused,
+    )
+    .await;
+    assert_eq!(on.as_deref(), Some(h2.as_str()));
+    patch_status(&client, &ns.name, json!({"promoteFull": true})).await;
+    wait_healthy(&client, &ns.name, &h2, Duration::from_secs(60), &ctl).await;
+
+    let (log, watch) = record_weights(&client, &ns.name, Router::Istio, format!("web-{h1}")).await;
+    apply_value(&client, Some(&ns.name), &v1)
+        .await
+        .expect("back to v1");
+    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(60), &ctl).await;
+    watch.abort();
+    assert!(
+        !log.weights().contains(&20),
+        "the steps' weight was set on a rollback inside the window: {:?}",
+        log.weights()
+    );
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        "web",
+        "a SkipSteps Event naming the window",
+        |reason, note| reason == "SkipSteps" && note.contains("rollbackWindow"),
+    )
+    .await;
+
+    // Forward to v2, newer than the stable v1: not a rollback; the pause holds it.
+    apply_value(&client, Some(&ns.name), &v2)
+        .await
+        .expect("v2 again");
+    let on = poll_until(
+        "v2 paused again",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        paused,
+    )
+    .await;
+    assert_eq!(on.as_deref(), Some(h2.as_str()));
+}

@@ -116,7 +116,6 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
 #[x_kube(validation = Rule::new("!has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))").message("selector.matchLabels must match template.metadata.labels").field_path(".selector"))]
 #[x_kube(validation = Rule::new("(has(self.progressDeadlineSeconds) ? self.progressDeadlineSeconds : 600) > (has(self.minReadySeconds) ? self.minReadySeconds : 0)").message("progressDeadlineSeconds (default 600) must be greater than minReadySeconds").field_path(".progressDeadlineSeconds"))]
 #[x_kube(validation = unsupported("workloadRef", "spec.workloadRef", "inline the pod template in spec.template"))]
-#[x_kube(validation = unsupported("rollbackWindow", "spec.rollbackWindow", "remove it; rolling back to a recent revision always goes through the strategy"))]
 pub struct RolloutSpec {
     /// Desired number of pods (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,12 +155,37 @@ pub struct RolloutSpec {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_ref: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// Rolling back to one of the last `revisions` revisions skips the steps and analysis: the
+    /// earlier revision goes out at once, as with `promote --full`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback_window: Option<Unsupported>,
+    pub rollback_window: Option<RollbackWindow>,
+}
+
+/// `spec.rollbackWindow`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackWindow {
+    /// A rollback skips the steps when fewer than this many revisions were created between the
+    /// revision rolled back to and the stable one (1: only to the revision just before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub revisions: Option<i32>,
 }
 
 impl RolloutSpec {
+    /// Whether a rollback from the stable revision `stable` to the earlier revision `to` skips
+    /// the steps (`rollbackWindow`), as Argo Rollouts decides it: `to` was created before
+    /// `stable`, and fewer than `rollbackWindow.revisions` revisions were created between them.
+    /// Revisions are ReplicaSet revision numbers, which, like Argo's creation times, a rollback
+    /// does not change; `between` holds every other revision's.
+    pub fn rollback_within_window(&self, to: i64, stable: i64, between: &[i64]) -> bool {
+        let Some(window) = self.rollback_window.as_ref().and_then(|w| w.revisions) else {
+            return false;
+        };
+        let newer = between.iter().filter(|r| **r > to && **r < stable).count();
+        window > 0 && to < stable && newer < usize::try_from(window).unwrap_or(0)
+    }
+
     /// `replicas`, default 1.
     pub fn replicas(&self) -> i32 {
         self.replicas.unwrap_or(DEFAULT_REPLICAS)

@@ -186,6 +186,14 @@ impl<'p> Planner<'p> {
             .filter(|s| self.rs(s).is_some() || *s == hash);
         if template_changed {
             self.new_template(stable.as_deref());
+            if !super::abort_pending(self.obs.rollout)
+                && let Some(revision) = self.rollback_in_window(&hash, stable.as_deref())
+            {
+                // Persisted with the new template: it is promoted as by `promote --full`.
+                self.st().promote_full = Some(true);
+                let event = self.rollback_in_window_event(revision);
+                self.plan.events.push(event);
+            }
         }
         self.st().current_pod_hash = Some(hash.clone());
         let lost = old.stable_rs.clone().filter(|_| stable.is_none());

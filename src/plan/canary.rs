@@ -204,6 +204,15 @@ impl Planner<'_, '_> {
                 }
             }
         }
+        if template_changed
+            && !abort_pending
+            && let Some(revision) = self.rollback_in_window(&hash, old.stable_rs.as_deref())
+        {
+            // Persisted with the new template, so every later reconcile goes on promoting.
+            self.st().promote_full = Some(true);
+            let event = self.rollback_in_window_event(revision);
+            self.plan.events.push(event);
+        }
         self.st().current_pod_hash = Some(hash.clone());
         self.st().current_step_hash = Some(steps_hash);
         if steps_changed {

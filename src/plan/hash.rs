@@ -57,12 +57,71 @@ fn without_hash_label(template: &PodTemplateSpec) -> std::borrow::Cow<'_, PodTem
     std::borrow::Cow::Owned(t)
 }
 
-/// The hash of a pod template, as Argo Rollouts computes it (`ComputePodTemplateHash`).
+/// The template as Argo Rollouts' CRD stores it — what Argo's informer hands its hash, where
+/// Aviary's CRD stores the manifest as written: `metadata` pruned to `labels` and `annotations`,
+/// and the CRD's defaults (k8s.io/api's `+default` markers) filled in: a container port's
+/// `protocol: TCP`, a gRPC probe's `service: ""`, an env `fileKeyRef`'s `optional: false`. (Its
+/// `name: ""` defaults change nothing: Go omits an empty name.) tests/argo_hash.rs checks this
+/// against objects stored through Argo's CRD.
+fn as_argo_stores_it(template: &PodTemplateSpec) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut v = serde_json::to_value(template).unwrap_or_default();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.retain(|k, _| k == "labels" || k == "annotations");
+    }
+    fn default(obj: &mut Value, key: &str, value: Value) {
+        if let Some(o) = obj.as_object_mut()
+            && o.get(key).is_none_or(Value::is_null)
+        {
+            o.insert(key.to_string(), value);
+        }
+    }
+    let Some(spec) = v.get_mut("spec") else {
+        return v;
+    };
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in containers {
+            for port in c
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                default(port, "protocol", json!("TCP"));
+            }
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                if let Some(grpc) = c.get_mut(probe).and_then(|p| p.get_mut("grpc")) {
+                    default(grpc, "service", json!(""));
+                }
+            }
+            for env in c
+                .get_mut("env")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(file) = env
+                    .get_mut("valueFrom")
+                    .and_then(|f| f.get_mut("fileKeyRef"))
+                {
+                    default(file, "optional", json!(false));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The hash of a pod template, as Argo Rollouts computes it (`ComputePodTemplateHash`) for the
+/// same manifest stored through its CRD ([`as_argo_stores_it`]).
 pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
     let t = without_hash_label(template);
     // A template Go could not decode (a fractional number where Go has an integer) could not
     // be an Argo Rollout's: serde's JSON names it as well.
-    let mut bytes = super::go_json::pod_template_json(&t)
+    let mut bytes = super::go_json::pod_template_value_json(&as_argo_stores_it(&t))
         .map(String::into_bytes)
         .unwrap_or_else(|_| serde_json::to_vec(&*t).unwrap_or_default());
     if let Some(c) = collision_count {
@@ -135,12 +194,21 @@ pub fn rollout_template_hash(ro: &Rollout) -> String {
     rollout_template_hashes(ro).current
 }
 
-/// The hash the Rollout's current revision goes by: the template's, unless only a ReplicaSet
-/// labelled with its Aviary 0.2 hash exists — that one is the revision (its pods stay).
+/// The hash the Rollout's current revision goes by: the template's, unless no ReplicaSet has it
+/// and the revision is known by its Aviary 0.2 hash — a ReplicaSet labelled so exists (its pods
+/// stay), or the status records it (someone deleted that ReplicaSet: it is recreated under the
+/// name the status, the Services and the stable revision know, as Aviary 0.2 would have).
 pub fn revision_hash(ro: &Rollout, replica_sets: &[super::ObservedReplicaSet]) -> String {
     let h = rollout_template_hashes(ro);
     let has = |hash: &str| replica_sets.iter().any(|r| r.hash == hash);
-    if !has(&h.current) && h.legacy != h.current && has(&h.legacy) {
+    if has(&h.current) || h.legacy == h.current {
+        return h.current;
+    }
+    let recorded = ro
+        .status
+        .as_ref()
+        .and_then(|s| s.current_pod_hash.as_deref());
+    if has(&h.legacy) || recorded == Some(h.legacy.as_str()) {
         return h.legacy;
     }
     h.current
@@ -255,6 +323,14 @@ mod tests {
         );
         // Another template's ReplicaSet is not this one's.
         assert_eq!(revision_hash(&ro, &[rs("65bcbcbccb")]), "5b4b8c567c");
+        // Its ReplicaSet deleted, the revision the status records keeps its name.
+        let mut recorded = ro.clone();
+        recorded.status = Some(crate::api::RolloutStatus {
+            current_pod_hash: Some("75f67448f4".into()),
+            ..Default::default()
+        });
+        assert_eq!(revision_hash(&recorded, &[]), "75f67448f4");
+        assert_eq!(revision_hash(&recorded, &[rs("5b4b8c567c")]), "5b4b8c567c");
     }
 
     #[test]

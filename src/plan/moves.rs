@@ -42,6 +42,45 @@ pub(super) trait Moves {
             .find(|rs| rs.hash == hash)
     }
 
+    /// `rollbackWindow`: the revision number of `hash` when going back to it from the stable
+    /// revision skips the steps and analysis (see
+    /// [`crate::api::RolloutSpec::rollback_within_window`]). Both ReplicaSets must exist.
+    fn rollback_in_window(&self, hash: &str, stable: Option<&str>) -> Option<i64> {
+        let stable = stable.filter(|s| *s != hash)?;
+        let to = self.rs(hash)?.revision?;
+        let from = self.rs(stable)?.revision?;
+        let others: Vec<i64> = self
+            .observed()
+            .replica_sets
+            .iter()
+            .filter(|r| r.hash != hash && r.hash != stable)
+            .filter_map(|r| r.revision)
+            .collect();
+        self.observed()
+            .rollout
+            .spec
+            .rollback_within_window(to, from, &others)
+            .then_some(to)
+    }
+
+    /// The Event of a rollback inside `rollbackWindow`.
+    fn rollback_in_window_event(&self, revision: i64) -> Event {
+        let window = self
+            .observed()
+            .rollout
+            .spec
+            .rollback_window
+            .as_ref()
+            .and_then(|w| w.revisions)
+            .unwrap_or(0);
+        Event::normal(
+            reasons::SKIP_STEPS,
+            format!(
+                "Rollback to revision {revision}, within rollbackWindow.revisions ({window}): skipping all steps and analysis"
+            ),
+        )
+    }
+
     fn next_revision(&self) -> i64 {
         self.observed()
             .replica_sets

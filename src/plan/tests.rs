@@ -1127,6 +1127,18 @@ fn a_revision_labelled_by_aviary_0_2_is_kept_across_the_upgrade() {
     assert!(again.actions.is_empty(), "{:?}", again.actions);
     assert_eq!(w.status(), st, "at rest");
 
+    // Its ReplicaSet deleted by someone: recreated under the name everything knows it by.
+    w.rs.remove(&legacy);
+    w.run_to_end(40);
+    let st = w.status();
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(st.stable_rs.as_deref(), Some(legacy.as_str()));
+    assert_eq!(w.rs[&legacy].replicas, 5);
+    assert!(
+        !w.rs.contains_key(&now),
+        "no second ReplicaSet for one template"
+    );
+
     w.update_image("web:2");
     let next = w.canary_hash();
     w.run_to_end(100);
@@ -1137,4 +1149,79 @@ fn a_revision_labelled_by_aviary_0_2_is_kept_across_the_upgrade() {
     w.advance(31);
     w.run(5);
     assert_eq!(w.rs[&legacy].replicas, 0, "the old revision is scaled down");
+}
+
+fn with_rollback_window(revisions: i32) -> String {
+    ISTIO.replace(
+        "  replicas: 5\n",
+        &format!("  replicas: 5\n  rollbackWindow: {{revisions: {revisions}}}\n"),
+    )
+}
+
+/// `rollbackWindow`: back to the revision just before the stable one, the steps are skipped —
+/// the earlier revision goes out at once, capacity before traffic, as with `promote --full`.
+#[test]
+fn a_rollback_within_the_window_skips_the_steps() {
+    let mut w = World::new(&with_rollback_window(1));
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_and_settle("web:2");
+    assert_ne!(w.status().stable_rs.as_deref(), Some(v1.as_str()));
+    w.weights.clear();
+    w.events.clear();
+
+    w.update_image("web:1");
+    let plan = w.reconcile();
+    assert_eq!(plan.status.promote_full, Some(true));
+    let skip = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "SkipSteps")
+        .expect("a SkipSteps Event");
+    assert!(skip.message.contains("revision 1"), "{}", skip.message);
+    w.run_to_end(60);
+    let st = w.status();
+    assert_eq!(st.stable_rs.as_deref(), Some(v1.as_str()));
+    assert_eq!(st.phase, Some(RolloutPhase::Healthy));
+    let seq: Vec<i32> = w.weights.iter().map(|(wt, _)| *wt).collect();
+    assert!(
+        !seq.contains(&10) && !seq.contains(&50),
+        "no step weights: {seq:?}"
+    );
+    for (weight, available) in &w.weights {
+        assert!(
+            routed_canary_replicas_for_test(5, *weight) <= *available,
+            "weight {weight} given to a revision with {available} available pods"
+        );
+    }
+}
+
+/// Outside the window (a revision was created between), a rollback is an update like any other.
+#[test]
+fn a_rollback_outside_the_window_goes_through_the_steps() {
+    let mut w = World::new(&with_rollback_window(1));
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_and_settle("web:2");
+    w.update_and_settle("web:3");
+    w.weights.clear();
+    w.update_image("web:1");
+    let plan = w.reconcile();
+    assert_eq!(plan.status.promote_full, None);
+    w.run_to_end(100);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(v1.as_str()));
+    let seq: Vec<i32> = w.weights.iter().map(|(wt, _)| *wt).collect();
+    assert_eq!(seq, vec![10, 50, 100, 0], "the steps' weights");
+}
+
+/// Forward is never a rollback: a newer revision than the stable one goes through the steps.
+#[test]
+fn a_window_never_skips_the_steps_of_a_newer_revision() {
+    let spec: crate::api::RolloutSpec = rollout(&with_rollback_window(3)).spec;
+    assert!(spec.rollback_within_window(1, 3, &[2]));
+    assert!(!spec.rollback_within_window(3, 1, &[2]));
+    assert!(!spec.rollback_within_window(1, 5, &[2, 3, 4]));
+    assert!(spec.rollback_within_window(2, 5, &[1, 3, 4]));
+    let none: crate::api::RolloutSpec = rollout(ISTIO).spec;
+    assert!(!none.rollback_within_window(1, 2, &[]));
 }

@@ -184,8 +184,9 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
         prop::sample::select(vec![0, 5, 30]),
         prop::sample::select(vec![0, 5, 30]),
         any::<bool>(),
+        prop::option::weighted(0.3, 1i32..3),
     )
-        .prop_map(|(bg, replicas, sd, asd, dab)| SpecChoice {
+        .prop_map(|(bg, replicas, sd, asd, dab, rollback_window)| SpecChoice {
             routing: Routing::None,
             replicas,
             steps: vec![],
@@ -197,6 +198,7 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             abort_scale_down_delay: asd,
             deadline_abort: dab,
             min_pods: None,
+            rollback_window,
             blue_green: Some(bg),
         })
 }
@@ -212,6 +214,7 @@ fn user_act() -> BoxedStrategy<UserAct> {
         1 => Just(UserAct::Resume),
         2 => Just(UserAct::NewTemplate),
         2 => Just(UserAct::Undo),
+        1 => any::<u8>().prop_map(UserAct::UndoTo),
         1 => (0i32..7).prop_map(UserAct::Scale),
     ]
     .boxed()

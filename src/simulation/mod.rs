@@ -50,6 +50,8 @@ struct SpecChoice {
     deadline_abort: bool,
     /// `minPodsPerReplicaSet` (routed only).
     min_pods: Option<i32>,
+    /// `rollbackWindow.revisions`.
+    rollback_window: Option<i32>,
     /// A blue-green Rollout instead (the canary-only fields above are then unused).
     blue_green: Option<bluegreen::BlueGreenChoice>,
 }
@@ -66,6 +68,9 @@ enum UserAct {
     Resume,
     NewTemplate,
     Undo,
+    /// Back to the `i`-th newest earlier release (modulo their number): rollbacks of every
+    /// distance, for `rollbackWindow`.
+    UndoTo(u8),
     EditSteps,
     Scale(i32),
 }
@@ -147,6 +152,7 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
                 "spec": {"containers": [{"name": "web", "image": image}]},
             },
             "strategy": strategy,
+            "rollbackWindow": spec.rollback_window.map(|n| json!({"revisions": n})),
         },
     });
     serde_json::from_value(value).unwrap_or_else(|e| panic!("simulated Rollout: {e}"))
@@ -276,6 +282,18 @@ impl Driver {
                     .find(|i| **i != self.image)
                     .copied();
                 if let Some(prev) = prev {
+                    self.history.push(prev);
+                    self.set_template(prev);
+                }
+            }
+            UserAct::UndoTo(i) => {
+                let mut earlier: Vec<u32> = vec![];
+                for image in self.history.iter().rev() {
+                    if *image != self.image && !earlier.contains(image) {
+                        earlier.push(*image);
+                    }
+                }
+                if let Some(prev) = earlier.get(usize::from(i) % earlier.len().max(1)).copied() {
                     self.history.push(prev);
                     self.set_template(prev);
                 }
@@ -576,6 +594,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             prop::sample::select(vec![0, 5, 30]),
             any::<bool>(),
             prop::option::weighted(0.3, 1i32..5),
+            prop::option::weighted(0.3, 1i32..3),
         )
             .prop_map(
                 move |(
@@ -589,6 +608,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                     asd,
                     dab,
                     min_pods,
+                    rollback_window,
                 )| {
                     let both_zero = surge == json!(0) && unavailable == json!(0);
                     SpecChoice {
@@ -603,6 +623,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         abort_scale_down_delay: asd,
                         deadline_abort: dab,
                         min_pods,
+                        rollback_window,
                         blue_green: None,
                     }
                 },
@@ -621,6 +642,7 @@ fn user_act() -> impl Strategy<Value = UserAct> {
         1 => Just(UserAct::Resume),
         2 => Just(UserAct::NewTemplate),
         1 => Just(UserAct::Undo),
+        1 => any::<u8>().prop_map(UserAct::UndoTo),
         1 => Just(UserAct::EditSteps),
         1 => (0i32..7).prop_map(UserAct::Scale),
     ]

@@ -24,6 +24,7 @@ fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
         abort_scale_down_delay: 0,
         deadline_abort: false,
         min_pods: None,
+        rollback_window: None,
         blue_green: None,
     }
 }
@@ -1107,6 +1108,30 @@ fn a_stale_replica_set_view_never_moves_the_stable_service_to_a_short_revision()
             DeleteRs(45),
             Kill(92, 0),
             StaleRs,
+        ],
+    );
+}
+
+/// `rollbackWindow`: the stable ReplicaSet deleted mid-update and recreated by an undo, then an
+/// undo to the revision that was rolling out — created before the recreated stable, so a
+/// rollback inside the window by Argo's rule: promoted in the same reconcile, skipping its
+/// analysis. The simulation took that for an I3 breach, having looked only for a persisted
+/// `promoteFull`; the planner's own promotion is now checked against the window either way.
+#[test]
+fn a_rollback_inside_the_window_promoted_at_once_is_checked_against_the_window() {
+    let mut s = spec(Routing::Host, 1, vec![Analysis]);
+    s.scale_down_delay = 5;
+    s.rollback_window = Some(1);
+    replay(
+        s,
+        vec![0],
+        vec![
+            DeleteRs(0),
+            Reconcile,
+            Ev::External(21, 19),
+            User(UserAct::Undo),
+            Reconcile,
+            User(UserAct::Undo),
         ],
     );
 }

@@ -450,6 +450,20 @@ impl World {
                 self.human_promoted = false;
                 self.bg_pause_start = None;
             }
+            let own_full_promotion = (planned.status.promote_full == Some(true)
+                && persisted.promote_full != Some(true))
+                || planned
+                    .events
+                    .iter()
+                    .any(|e| e.message.contains("rollbackWindow"));
+            if own_full_promotion {
+                // No user asked (their `promote --full` is on the persisted status): the
+                // planner's own (persisted, or acted on at once), allowed only for a rollback
+                // inside `rollbackWindow` — the spec author's standing decision, which waives
+                // the analysis as a human's would.
+                self.rollback_in_window(&planned.status, &persisted)?;
+                self.human_promoted = true;
+            }
             self.ro.status = Some(planned.status.clone());
             if planned.status.abort != Some(true) {
                 self.abort_from = None;
@@ -654,6 +668,39 @@ impl World {
     }
 
     // ---- what happens to the cluster besides the controller --------------------------------
+
+    /// Checks a promotion the planner decided itself: back to an earlier revision than the stable
+    /// one, with fewer than `rollbackWindow.revisions` revisions created between them.
+    fn rollback_in_window(
+        &self,
+        planned: &RolloutStatus,
+        persisted: &RolloutStatus,
+    ) -> Result<(), String> {
+        let revision = |h: Option<&String>| h.and_then(|h| self.rs.get(h)).and_then(|r| r.revision);
+        let to = revision(planned.current_pod_hash.as_ref());
+        let from = revision(persisted.stable_rs.as_ref());
+        let window = self
+            .ro
+            .spec
+            .rollback_window
+            .as_ref()
+            .and_then(|w| w.revisions)
+            .unwrap_or(0);
+        if let (Some(to), Some(from)) = (to, from) {
+            let between = self
+                .rs
+                .values()
+                .filter_map(|r| r.revision)
+                .filter(|r| *r > to && *r < from)
+                .count();
+            if to < from && (between as i64) < i64::from(window) {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "I3: the planner set promoteFull itself outside rollbackWindow ({window}): revision {to:?} from stable revision {from:?}"
+        ))
+    }
 
     /// The hash of the `i`-th ReplicaSet (modulo their number), by [`SimReplicaSet::order`].
     fn nth_hash(&self, i: usize) -> Option<String> {

@@ -82,8 +82,13 @@ fn invalid(path: &str, problem: impl Into<String>) -> GoJsonError {
 /// `json.Marshal` of the template, as Go's `corev1.PodTemplateSpec` decoded from the same JSON.
 pub fn pod_template_json(template: &PodTemplateSpec) -> Result<String, GoJsonError> {
     let value = serde_json::to_value(template).map_err(|e| invalid("", e.to_string()))?;
+    pod_template_value_json(&value)
+}
+
+/// [`pod_template_json`] of a template given as JSON.
+pub fn pod_template_value_json(value: &Value) -> Result<String, GoJsonError> {
     let mut out = String::with_capacity(1024);
-    encode(Some(&value), &layout::POD_TEMPLATE_SPEC, "", &mut out)?;
+    encode(Some(value), &layout::POD_TEMPLATE_SPEC, "", &mut out)?;
     Ok(out)
 }
 
@@ -127,6 +132,8 @@ fn is_zero(v: Option<&Value>, ty: &Ty) -> bool {
         Ty::Str => v.as_str() == Some(""),
         Ty::Bool => v.as_bool() == Some(false),
         Ty::Int => v.as_f64() == Some(0.0),
+        // `metav1.Time.IsZero`: Go's zero time, as RFC 3339.
+        Ty::Time => v.as_str() == Some("0001-01-01T00:00:00Z"),
         _ => false,
     }
 }

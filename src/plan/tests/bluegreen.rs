@@ -1123,3 +1123,31 @@ fn an_aborted_preview_still_in_its_delay_is_not_fast_tracked() {
     );
     assert_eq!(active(&w).as_deref(), Some(v1.as_str()), "not {v2}");
 }
+
+/// `rollbackWindow` on blue-green: back to the previous revision, it is promoted at once — no
+/// pause for a human, once its pods can carry the active Service.
+#[test]
+fn a_rollback_within_the_window_is_promoted_without_the_pause() {
+    let yaml = BLUE_GREEN.replace(
+        "  replicas: 3\n",
+        "  replicas: 3\n  rollbackWindow: {revisions: 1}\n",
+    );
+    let (mut w, v1, v2) = updated(&yaml, |_| {});
+    w.run(10);
+    promote(&mut w);
+    w.run_to_end(40);
+    w.advance(30);
+    w.run(10);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(v2.as_str()));
+
+    w.switches.clear();
+    w.update_image("web:1");
+    let plan = w.reconcile();
+    assert_eq!(plan.status.promote_full, Some(true));
+    w.run_to_end(40);
+    let st = w.status();
+    assert_eq!(st.stable_rs.as_deref(), Some(v1.as_str()));
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+    assert!(st.pause_conditions.is_empty());
+    assert_active_only_moved_to_saturated(&w, 3);
+}
