@@ -9,9 +9,8 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use aviary::plan::go_json::pod_template_json;
 use aviary::plan::pod_template_hash;
@@ -29,25 +28,7 @@ fn tools() -> PathBuf {
 
 /// Runs a tool of hack/argo-tools with `args` on `input`; its standard output.
 fn run(tool: &str, args: &[&str], input: &str) -> String {
-    let mut child = Command::new(tools().join(tool))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
-    // Written from a thread: the tool answers as it reads, and would block on a full pipe.
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("wait");
-    writer.join().expect("writer").expect("write the input");
-    assert!(
-        out.status.success(),
-        "{tool}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    support::run_with_input(&tools().join(tool), args, input)
 }
 
 /// Every `spec.template` of a Rollout or Deployment in the YAML files under `dir`.

@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aviary::api::Rollout;
@@ -29,27 +28,8 @@ fn argocd_dir() -> PathBuf {
 
 /// Runs a helper of hack/gitops-tools on `obj` and decodes its one line of JSON.
 fn tool(bin: &str, args: &[&str], obj: &Value) -> Value {
-    use std::io::Write;
-    let mut child = Command::new(tools().join(bin))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(obj.to_string().as_bytes())
-        .expect("write object");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{bin} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
+    let out = support::run_with_input(&tools().join(bin), args, &obj.to_string());
+    serde_json::from_str(&out).expect("one JSON line")
 }
 
 /// kstatus' verdict: InProgress, Current, Failed, …

@@ -204,7 +204,9 @@ impl Planner<'_, '_> {
                 }
             }
         }
-        if template_changed
+        // Steps edited while a rollback goes out (a revert in two writes, say) start the steps
+        // over: the window is judged again, as Argo judges it on every reconcile.
+        if (template_changed || steps_changed)
             && !abort_pending
             && let Some(revision) = self.rollback_in_window(&hash, old.stable_rs.as_deref())
         {
@@ -388,7 +390,9 @@ impl Planner<'_, '_> {
         else {
             return;
         };
-        if self.plan.status.abort == Some(true) {
+        // Promoted in full (by a human, or a rollback inside `rollbackWindow`): no analysis
+        // judges it any more, as in Argo; `tidy_analysis_runs` ends a run still measuring.
+        if self.plan.status.abort == Some(true) || self.plan.status.promote_full == Some(true) {
             return;
         }
         let idx = self.plan.status.current_step_index.unwrap_or(0);

@@ -359,7 +359,9 @@ pub(super) trait Moves {
             // A run of steps since edited (created just before the edit, seen only now).
             let stale = !self.observed().counts(run);
             let retire = superseded || stale || ((aborted || restarted) && run.hash == hash);
-            let done_background = steady && run.kind == AnalysisKind::Background;
+            // Promoted in full: its background run no longer judges it.
+            let full = self.plan().status.promote_full == Some(true);
+            let done_background = (steady || full) && run.kind == AnalysisKind::Background;
             let skipped =
                 matches!((run.kind, current_step), (AnalysisKind::Step(i), Some(c)) if i < c);
             if retire || (running && (superseded || done_background || skipped)) {

@@ -1225,3 +1225,65 @@ fn a_window_never_skips_the_steps_of_a_newer_revision() {
     let none: crate::api::RolloutSpec = rollout(ISTIO).spec;
     assert!(!none.rollback_within_window(1, 2, &[]));
 }
+
+/// helper-33 F1: a rollback inside the window with background analysis: no run judges the
+/// earlier revision (a failing one would have aborted the rollback back to the bad release).
+#[test]
+fn a_rollback_within_the_window_runs_no_background_analysis() {
+    let yaml = with_rollback_window(1).replace(
+        "      steps:\n",
+        "      analysis: {templates: [{templateName: error-rate}]}\n      steps:\n",
+    );
+    let mut w = World::new(&yaml);
+    w.run_analysis = true;
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_image("web:2");
+    w.run(5);
+    let v2 = w.canary_hash();
+    assert!(
+        w.runs
+            .iter()
+            .any(|r| r.kind == AnalysisKind::Background && r.hash == v2),
+        "the update's background run"
+    );
+    w.update_and_settle("web:2");
+    w.update_image("web:1");
+    w.run_to_end(60);
+    let st = w.status();
+    assert_eq!(st.stable_rs.as_deref(), Some(v1.as_str()));
+    assert_eq!(st.abort, None);
+    assert!(
+        !w.runs
+            .iter()
+            .chain(&w.retired)
+            .any(|r| r.kind == AnalysisKind::Background && r.hash == v1),
+        "no background run of the rollback: {:?}",
+        w.runs
+    );
+}
+
+/// helper-33 F2: the steps edited while a rollback inside the window goes out (a revert in two
+/// writes): still inside the window, still skipped.
+#[test]
+fn steps_edited_during_a_rollback_within_the_window_keep_it_skipped() {
+    let mut w = World::new(&with_rollback_window(1));
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_and_settle("web:2");
+    w.update_image("web:1");
+    // Its pods not ready yet: the rollback is still going out when the steps change.
+    w.frozen.push(v1.clone());
+    assert_eq!(w.reconcile().status.promote_full, Some(true));
+    let canary = w.ro.spec.strategy.canary.as_mut().expect("canary");
+    canary
+        .steps
+        .get_or_insert_with(Vec::new)
+        .push(serde_json::from_value(serde_json::json!({"pause": {}})).expect("step"));
+    assert_eq!(w.reconcile().status.promote_full, Some(true));
+    w.frozen.clear();
+    w.weights.clear();
+    w.run_to_end(60);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(v1.as_str()));
+    assert!(!w.weights.iter().any(|(wt, _)| *wt == 10 || *wt == 50));
+}

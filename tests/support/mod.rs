@@ -25,6 +25,33 @@ use kube::{Client, ResourceExt};
 
 pub const FIELD_MANAGER: &str = "aviary-test";
 
+/// Runs `program` with `args`, `input` on its standard input; its standard output. Panics with
+/// its standard error when it fails. The input is written from a thread: a tool that answers as
+/// it reads would otherwise block on a full pipe.
+pub fn run_with_input(program: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let name = program.display();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer").expect("write the input");
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
 /// A client for the local cluster. Panics with the fix when no cluster is configured: a test that
 /// needs the cluster must fail loudly rather than pass without it.
 pub async fn client() -> Client {
