@@ -696,10 +696,22 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "dynamicStableScale",
+        "dynamicStableScale without trafficRouting",
         ROLLOUT,
-        "spec: {strategy: {canary: {dynamicStableScale: true}}}",
-        &["spec.strategy.canary.dynamicStableScale", NOT_SUPPORTED],
+        "spec: {strategy: {canary: {dynamicStableScale: true, trafficRouting: null}}}",
+        &[
+            "spec.strategy.canary.dynamicStableScale",
+            "applies only with trafficRouting",
+        ],
+    ),
+    case(
+        "dynamicStableScale with scaleDownDelaySeconds",
+        ROLLOUT,
+        "spec: {strategy: {canary: {dynamicStableScale: true, scaleDownDelaySeconds: 30}}}",
+        &[
+            "spec.strategy.canary.scaleDownDelaySeconds",
+            "cannot be used with scaleDownDelaySeconds",
+        ],
     ),
     case(
         "antiAffinity",

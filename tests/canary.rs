@@ -2936,3 +2936,139 @@ async fn a_rollback_within_the_window_skips_the_steps_and_forward_does_not() {
     .await;
     assert_eq!(on.as_deref(), Some(h2.as_str()));
 }
+
+/// `dynamicStableScale` behind NGINX, 10 replicas, weights 20 and 60. Given the update paused at
+/// 20 % then at 60 %, the stable ReplicaSet has shrunk to 8 then 4 pods (each after its traffic
+/// left). When the rollout is aborted while no new pod can become ready (the test's nodes
+/// cordoned), then the weight stays at 60 % — reconcile after reconcile, the 4 stable pods
+/// cannot carry 80 % — while the stable asks for the pods of the next weight down (8, not all
+/// 10); once pods can run again, the traffic comes back one declared weight at a time (60 →
+/// 20 → 0), and the canary goes after abortScaleDownDelaySeconds.
+#[tokio::test]
+async fn dynamic_stable_scale_shrinks_the_stable_and_an_abort_grows_it_before_traffic_returns() {
+    const R: i32 = 10;
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-dynamic").await;
+    let pool = NodePool::new(&ns.name);
+    for obj in [
+        service("web-stable"),
+        service("web-canary"),
+        routing_object(Router::Nginx),
+    ] {
+        apply_value(&client, Some(&ns.name), &obj)
+            .await
+            .expect("fixture");
+    }
+    let dynamic = |image: &str| {
+        json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+            "spec": {
+                "replicas": R,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"nodeSelector": pool.node_selector(),
+                                      "containers": [{"name": "web", "image": image}]}},
+                "strategy": {"canary": {
+                    "canaryService": "web-canary", "stableService": "web-stable",
+                    "dynamicStableScale": true, "abortScaleDownDelaySeconds": 2,
+                    "trafficRouting": traffic_routing(Router::Nginx),
+                    "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}],
+                }}
+            }
+        })
+    };
+    let (v1, v2) = (dynamic("web:1"), dynamic("web:2"));
+    let (h1, h2) = (hash_of(&v1), hash_of(&v2));
+    let (stable, canary) = (format!("web-{h1}"), format!("web-{h2}"));
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(60), &ctl).await;
+    let (cap, rs_watch) =
+        record_capacity(&client, &ns.name, stable.clone(), canary.clone(), 0).await;
+    let (log, watch) = record_weights(&client, &ns.name, Router::Nginx, canary.clone()).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let paused_at = |weight: i32, stable_pods: i32, canary_pods: i32| {
+        let (api, cap, log) = (api.clone(), cap.clone(), log.clone());
+        let (stable, canary) = (stable.clone(), canary.clone());
+        async move {
+            poll_until(
+                &format!("paused at {weight} %: stable {stable_pods} pods, canary {canary_pods}"),
+                Duration::from_secs(60),
+                Duration::from_millis(100),
+                || {
+                    let api = api.clone();
+                    let (s, c, w) = (cap.set(&stable), cap.set(&canary), log.last());
+                    async move {
+                        let st = api.get("web").await.ok()?.status?;
+                        (st.phase == Some(RolloutPhase::Paused)
+                            && w == Some(weight)
+                            && s == Some((stable_pods, stable_pods, stable_pods))
+                            && c == Some((canary_pods, canary_pods, canary_pods)))
+                        .then_some(())
+                    }
+                },
+            )
+            .await
+        }
+    };
+    paused_at(20, 8, 2).await;
+    patch_status(&client, &ns.name, json!({"pauseConditions": null})).await;
+    paused_at(60, 4, 6).await;
+
+    // When: nothing new can become ready, and the rollout is aborted.
+    pool.cordon();
+    patch_status(&client, &ns.name, json!({"abort": true})).await;
+    poll_until(
+        "the stable asks for the 8 pods of 20 %, its new ones Pending",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let s = cap.set(&stable);
+            async move { (s? == (8, 8, 4)).then_some(()) }
+        },
+    )
+    .await;
+    for n in 0..3 {
+        await_a_reconcile(&client, &ns.name, n, &ctl).await;
+    }
+    assert_eq!(
+        log.last(),
+        Some(60),
+        "traffic moved onto a stable that could not carry it: {:?}\n{}",
+        log.weights(),
+        ctl.log_tail(40)
+    );
+    assert_eq!(
+        cap.set(&canary),
+        Some((6, 6, 6)),
+        "the canary keeps its pods"
+    );
+
+    // Then, once pods can run: back one declared weight at a time.
+    pool.uncordon();
+    log.wait_for(
+        "all traffic back on the stable",
+        0,
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+    )
+    .await;
+    poll_until(
+        "the stable at 10 available, the canary at 0",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let (s, c) = (cap.set(&stable), cap.set(&canary));
+            async move { (s? == (R, R, R) && c?.0 == 0).then_some(()) }
+        },
+    )
+    .await;
+    watch.abort();
+    rs_watch.abort();
+    assert_eq!(log.weights(), vec![20, 60, 20, 0]);
+    let st = get_rollout(&client, &ns.name).await.status.expect("status");
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    assert_eq!(st.stable_rs.as_deref(), Some(h1.as_str()));
+}

@@ -1134,12 +1134,18 @@ async fn convert_turns_the_scenarios_into_manifests_the_api_server_accepts() {
     // Unsupported Argo fields: listed with path and line, removed, exit 1; the output still
     // applies.
     let input = dir.join("unsupported.yaml");
-    let text = argo[0].replacen("  strategy:\n    canary:\n", "  strategy:\n    canary:\n      dynamicStableScale: true\n      scaleDownDelayRevisionLimit: 2\n", 1);
+    let text = argo[0].replacen("  strategy:\n    canary:\n", "  strategy:\n    canary:\n      pingPong: {pingService: ping, pongService: pong}\n      scaleDownDelayRevisionLimit: 2\n", 1);
     assert_ne!(&text, argo[0]);
     std::fs::write(&input, &text).expect("write");
     let run = aviary(&["convert", "-f", &input.to_string_lossy()]).await;
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("spec.strategy.canary.dynamicStableScale: unsupported: canary.dynamicStableScale is not supported by Aviary"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "spec.strategy.canary.pingPong: unsupported: canary.pingPong is not supported by Aviary"
+        ),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr
             .contains("spec.strategy.canary.scaleDownDelayRevisionLimit"),

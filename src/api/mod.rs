@@ -111,11 +111,6 @@ pub(crate) fn unsupported_integer(_: &mut SchemaGenerator) -> Schema {
     unsupported_schema("integer")
 }
 
-/// Schema of an unsupported Argo field that is a boolean.
-pub(crate) fn unsupported_boolean(_: &mut SchemaGenerator) -> Schema {
-    unsupported_schema("boolean")
-}
-
 /// Schema of an unsupported Argo field that is an integer or a string.
 pub(crate) fn unsupported_int_or_string(_: &mut SchemaGenerator) -> Schema {
     unsupported_schema("int-or-string")

@@ -284,7 +284,8 @@ pub struct RolloutStrategy {
 #[x_kube(validation = unsupported("antiAffinity", "canary.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("canaryMetadata", "canary.canaryMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("stableMetadata", "canary.stableMetadata", "put labels and annotations in spec.template"))]
-#[x_kube(validation = unsupported("dynamicStableScale", "canary.dynamicStableScale", "the stable ReplicaSet stays at full size while traffic is routed"))]
+#[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)").message("canary.dynamicStableScale applies only with trafficRouting (without a router the stable already shrinks as the canary grows): remove it or set trafficRouting").field_path(".dynamicStableScale"))]
+#[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || !has(self.scaleDownDelaySeconds)").message("canary.dynamicStableScale cannot be used with scaleDownDelaySeconds, as in Argo Rollouts (the old stable has shrunk as traffic left it): remove scaleDownDelaySeconds").field_path(".scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("pingPong", "canary.pingPong", "use canaryService and stableService"))]
 #[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "canary.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
 #[x_kube(validation = Rule::new("!has(self.minPodsPerReplicaSet) || has(self.trafficRouting)").message("canary.minPodsPerReplicaSet applies only with trafficRouting (without a router, pods are the weight): remove it or set trafficRouting").field_path(".minPodsPerReplicaSet"))]
@@ -339,10 +340,12 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::unsupported_integer")]
     pub scale_down_delay_revision_limit: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// With trafficRouting: the stable ReplicaSet shrinks as traffic leaves it (to the pods its
+    /// share needs, and one) instead of staying at full size. On the way back — abort, undo, a
+    /// lower weight — the stable grows first and traffic returns to it one declared weight at a
+    /// time, as its pods become available (the canary shrinks with its weight after an abort).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_boolean")]
-    pub dynamic_stable_scale: Option<Unsupported>,
+    pub dynamic_stable_scale: Option<bool>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping_pong: Option<Unsupported>,
@@ -382,6 +385,11 @@ impl CanaryStrategy {
     pub fn scale_down_delay_seconds(&self) -> i32 {
         self.scale_down_delay_seconds
             .unwrap_or(DEFAULT_SCALE_DOWN_DELAY_SECONDS)
+    }
+
+    /// `dynamicStableScale` with a router (it means nothing without one).
+    pub fn dynamic_stable_scale(&self) -> bool {
+        self.dynamic_stable_scale == Some(true) && self.traffic_routing.is_some()
     }
 
     /// `abortScaleDownDelaySeconds`, default 30.

@@ -8,7 +8,9 @@
 //!   ReplicaSet can carry the current weight;
 //! - abort sets the weight to 0 first, then points the canary Service back at stable, and only
 //!   later scales the canary down;
-//! - promotion points the stable Service at the new ReplicaSet first, then sets the weight to 0.
+//! - promotion points the stable Service at the new ReplicaSet first, then sets the weight to 0;
+//! - with `dynamicStableScale` the stable shrinks only after traffic left it, and traffic comes
+//!   back to it only as far as its available pods carry (abort and undo included).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -48,6 +50,9 @@ struct Planner<'o, 'a> {
     routed: bool,
     /// `minPodsPerReplicaSet` (0: none): a routed canary's weight-derived pods, at least.
     min_pods: i32,
+    /// `dynamicStableScale` (routed only): the stable shrinks as traffic leaves it, and traffic
+    /// returns to it only as it grows back ([`Planner::dynamic_weight_now`]).
+    dynamic: bool,
     steps: &'a [CanaryStep],
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
@@ -123,6 +128,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
             .and_then(|c| c.min_pods_per_replica_set)
             .unwrap_or(0)
             .max(0),
+        dynamic: canary.is_some_and(|c| c.dynamic_stable_scale()),
         steps: ro.spec.steps(),
         canary_service: canary.and_then(|c| c.canary_service.as_deref()),
         stable_service: canary.and_then(|c| c.stable_service.as_deref()),
@@ -464,6 +470,16 @@ impl Planner<'_, '_> {
         if !self.routed {
             return true;
         }
+        // dynamicStableScale: traffic comes back only as far as the shrunk stable carries it.
+        let wanted = weight;
+        let weight = self.dynamic_weight_now(wanted, stable_hash);
+        // Held above what was asked: the canary subset stays on the pods that carry it.
+        let held_canary = self
+            .route_subsets
+            .as_ref()
+            .and_then(|s| s.canary.clone())
+            .filter(|_| weight != wanted);
+        let canary_hash = held_canary.as_deref().unwrap_or(canary_hash);
         // The stable subset moves to a revision only once it can carry the stable's share (or
         // at least what the subset selects now carries): like the stable Service.
         let kept_stable;
@@ -592,7 +608,95 @@ impl Planner<'_, '_> {
             }
         }
         self.record_weights(weight, canary_hash, stable_hash);
+        if weight != wanted {
+            // Part of the way, or none of it: the rest as the stable's pods become available.
+            let now = self.now;
+            self.plan
+                .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
+            return false;
+        }
         true
+    }
+
+    /// The weights a descent from the current weight to `target` passes through: the declared
+    /// ones in between, and `target` (highest first).
+    fn rungs_down_to(&self, target: i32) -> Vec<i32> {
+        let current = self.route_weight.unwrap_or(0);
+        let mut rungs: Vec<i32> = self
+            .steps
+            .iter()
+            .filter_map(|s| s.set_weight)
+            .filter(|w| *w > target && *w < current)
+            .chain([target])
+            .collect();
+        rungs.sort_unstable_by(|a, b| b.cmp(a));
+        rungs.dedup();
+        rungs
+    }
+
+    /// The stable's pods for a canary weight of `weight`: what the rest of the traffic needs.
+    fn stable_share_pods(&self, weight: i32) -> i32 {
+        routed_canary_replicas(self.replicas, 100 - weight.clamp(0, 100))
+    }
+
+    /// With `dynamicStableScale`, how far the canary weight may come down toward `target` now:
+    /// to the lowest of [`Planner::rungs_down_to`] whose stable share the stable destination's
+    /// available pods carry (the stable shrank as traffic left it, so traffic returns only as
+    /// it grows back — Argo's reverse-step descent). The current weight when none fits; `target`
+    /// when going up, or without dynamic scaling.
+    fn dynamic_weight_now(&self, target: i32, stable_hash: &str) -> i32 {
+        let dest = match self.route_subsets {
+            Some(_) => Some(stable_hash.to_string()),
+            None => self.destinations().1,
+        };
+        // Its pods as this plan leaves them: a scale-down planned above counts.
+        let available = match dest.as_deref() {
+            Some(h) => self
+                .rs_as_planned(h)
+                .map(|r| r.available.min(r.replicas))
+                .unwrap_or(0),
+            None => self.serving_available(None),
+        };
+        self.descend(target, available)
+    }
+
+    /// The lowest of [`Planner::rungs_down_to`] `target` whose stable share `available` pods
+    /// carry; the current weight when none; `target` when going up or without dynamic scaling.
+    fn descend(&self, target: i32, available: i32) -> i32 {
+        let Some(current) = self.route_weight else {
+            return target;
+        };
+        if !self.dynamic || target >= current || self.replicas == 0 {
+            return target;
+        }
+        self.rungs_down_to(target)
+            .into_iter()
+            .filter(|w| self.stable_share_pods(*w) <= available)
+            .min()
+            .unwrap_or(current)
+    }
+
+    /// With `dynamicStableScale`, the stable's pods on the way to a canary weight of `target`:
+    /// while the weight goes up, what the stable carries now (it shrinks only once traffic has
+    /// left it); on the way down, what the next weight down needs (capacity before traffic, one
+    /// declared weight at a time, so an abort never needs room for two full revisions). One pod
+    /// at least: the stable Service keeps selecting it.
+    fn dynamic_stable_pods(&self, target: i32, stable_hash: &str) -> i32 {
+        let current = self.route_weight.unwrap_or(0);
+        let pods = if target < current {
+            // Judged by the stable revision's own pods: its Service and subset return to it
+            // before traffic does.
+            let now = self.descend(target, self.available(stable_hash));
+            let next = self
+                .rungs_down_to(target)
+                .into_iter()
+                .find(|w| *w < now)
+                .unwrap_or(now);
+            self.stable_share_pods(next)
+        } else {
+            self.stable_share_pods(current)
+        };
+        pods.max(1).min(self.replicas)
     }
 
     fn record_weights(&mut self, weight: i32, canary_hash: &str, stable_hash: &str) {
@@ -700,7 +804,12 @@ impl Planner<'_, '_> {
     }
 
     /// The available pods the stable Service must keep: `replicas − maxUnavailable`, and one.
+    /// With `dynamicStableScale` only one: the stable shrinks to its share of the routed traffic
+    /// by design (in-cluster clients of the stable Service share what is left).
     fn stable_floor(&self) -> i32 {
+        if self.dynamic {
+            return self.replicas.min(1);
+        }
         let (_, unavailable) = self.surge_and_unavailable();
         (self.replicas - unavailable).max(1).min(self.replicas)
     }
@@ -860,13 +969,20 @@ impl Planner<'_, '_> {
         self.return_stable_service(&stable);
         // Then canary traffic, then the canary Service, then the pods.
         if self.routed {
-            self.ensure_rs(&stable, self.replicas);
-            // The subsets move to the stable revision as it can carry their shares, and the
-            // weight goes to 0 once the stable destination has pods (`set_weight` waits for
-            // both): a Service or subset still on a deleted revision moves first.
-            self.set_weight(0, &stable, &stable);
+            let pods = if self.dynamic {
+                self.dynamic_stable_pods(0, &stable)
+            } else {
+                self.replicas
+            };
+            self.ensure_rs(&stable, pods);
         }
-        if available > 0 || self.replicas == 0 {
+        // The subsets move to the stable revision as it can carry their shares, and the weight
+        // goes to 0 once the stable destination has pods (`set_weight` waits for both): a
+        // Service or subset still on a deleted revision moves first.
+        let zeroed = !self.routed || self.set_weight(0, &stable, &stable);
+        // With dynamicStableScale the weight may still be on its way down (the stable growing
+        // back): the canary Service keeps the canary's pods until it is 0.
+        if (zeroed || !self.dynamic) && (available > 0 || self.replicas == 0) {
             self.switch_service(self.canary_service, &stable);
         }
         if self.routed {
@@ -970,7 +1086,13 @@ impl Planner<'_, '_> {
         let hash = self.hash.clone();
         let canary = self.obs.rollout.spec.canary();
         if self.routed {
-            self.ensure_rs(&stable, self.replicas);
+            let pods = if self.dynamic {
+                // It grows back one declared weight ahead of the traffic.
+                self.dynamic_stable_pods(0, &stable)
+            } else {
+                self.replicas
+            };
+            self.ensure_rs(&stable, pods);
         } else {
             // Without a router traffic follows pods: back to stable as fast as its pods become
             // available, never faster.
@@ -995,12 +1117,25 @@ impl Planner<'_, '_> {
             self.switch_service(self.canary_service, &stable);
         }
         let stable_available = self.available(&stable);
+        let delay = canary
+            .map(|c| c.abort_scale_down_delay_seconds())
+            .unwrap_or(30);
+        let weight = self.route_weight.unwrap_or(0);
+        if self.dynamic
+            && delay > 0
+            && weight > 0
+            && let Some(rs) = self.rs(&hash).cloned()
+        {
+            // The canary shrinks with the weight it still carries (after the weight write):
+            // the room the stable grows into. (0 keeps it whole, for inspection.)
+            let pods = self.routed_pods(weight);
+            if pods < rs.replicas {
+                self.ensure_rs(&hash, pods);
+            }
+        }
         if let Some(rs) = self.rs(&hash).cloned()
             && self.routed
         {
-            let delay = canary
-                .map(|c| c.abort_scale_down_delay_seconds())
-                .unwrap_or(30);
             // 0 keeps the canary up for inspection, as Argo Rollouts does.
             if delay > 0 && stable_available >= self.replicas {
                 self.scale_down_after(&rs, i64::from(delay));
@@ -1047,7 +1182,27 @@ impl Planner<'_, '_> {
             // Never fewer canary pods than the weight it carries right now needs.
             canary_target = canary_target.max(self.routed_pods(current_weight));
             self.ensure_rs(&hash, canary_target);
-            self.ensure_rs(&stable, self.replicas);
+            let stable_pods = if self.dynamic {
+                // The weight this plan heads for (see below): 0 first when the canary
+                // destination moves to pods that can't carry the current weight.
+                let moving = self.service_hash(self.canary_service).as_deref()
+                    != Some(hash.as_str())
+                    || self
+                        .route_subsets
+                        .as_ref()
+                        .is_some_and(|s| s.canary.as_deref() != Some(hash.as_str()));
+                let can_carry = canary_available > 0
+                    && canary_available >= routed_canary_replicas(self.replicas, current_weight);
+                let aim = if moving && !can_carry && current_weight > 0 {
+                    0
+                } else {
+                    self.desired_weight(target_idx, full, canary_available, current_weight)
+                };
+                self.dynamic_stable_pods(aim, &stable)
+            } else {
+                self.replicas
+            };
+            self.ensure_rs(&stable, stable_pods);
         } else {
             let weight = self.weight_at(target_idx);
             let (_, mut stable_target) = basic_split(self.replicas, weight, self.surge_allowed());

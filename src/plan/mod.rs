@@ -283,14 +283,15 @@ pub fn abort_pending(ro: &Rollout) -> bool {
 
 /// The canary weight to set at once for a pending abort, before the rollout's other objects
 /// are even read: 0 — all traffic back to stable — when the canary routes traffic. Safe without
-/// looking further because the stable ReplicaSet is never scaled down while a canary runs
-/// (`dynamicStableScale` is not supported), so it can always take all the traffic back; the full
-/// plan that follows does the rest (Services, scale-down, status) and finds the weight set.
+/// looking further because the stable ReplicaSet is never scaled down while a canary runs, so it
+/// can always take all the traffic back; the full plan that follows does the rest (Services,
+/// scale-down, status) and finds the weight set. With `dynamicStableScale` the stable has shrunk:
+/// none — the full plan brings traffic back as the stable grows.
 pub fn immediate_abort_weight(ro: &Rollout) -> Option<i32> {
     let routed = ro
         .spec
         .canary()
-        .is_some_and(|c| c.traffic_routing.is_some());
+        .is_some_and(|c| c.traffic_routing.is_some() && !c.dynamic_stable_scale());
     // Nothing to abort once the revision is stable (a promotion already decided): the weight
     // must not bounce to the old pods and back.
     let promoted = ro

@@ -10,6 +10,7 @@ use super::*;
 use crate::api::{PauseReason, Rollout, RolloutPhase};
 
 mod bluegreen;
+mod dynamic;
 mod run_history;
 mod safety;
 mod unknown_status;

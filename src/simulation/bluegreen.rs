@@ -199,6 +199,7 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             deadline_abort: dab,
             min_pods: None,
             rollback_window,
+            dynamic: false,
             blue_green: Some(bg),
         })
 }

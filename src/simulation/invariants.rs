@@ -74,8 +74,15 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
 
     // I1: no destination gets weight while it has no available pod, nor more share than its
     // available pods carry. Moving traffic away from the canary may leave the stable short
-    // (that is what an abort must do), but never on a stable without pods.
-    let weight_lowered = after.weight < before.weight;
+    // (that is what an abort must do), but never on a stable without pods — and with
+    // dynamicStableScale, whose stable shrank by design, never short at all: traffic returns
+    // to it only as it grows back.
+    let dynamic = after
+        .ro
+        .spec
+        .canary()
+        .is_some_and(|c| c.dynamic_stable_scale());
+    let weight_lowered = after.weight < before.weight && !dynamic;
     let shortfall = |w: &World, weight: i32, hash: &str| {
         (routed_canary_replicas(r, weight) - w.available(hash)).max(0)
     };
@@ -147,6 +154,10 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
                 } else {
                     (r - unavailable).clamp(0, 1)
                 }
+            } else if dynamic {
+                // The stable shrinks to its share of the routed traffic by design (I1 holds the
+                // destinations to their shares): the Service itself keeps a pod.
+                1
             } else {
                 (r - unavailable).max(1).min(r)
             };

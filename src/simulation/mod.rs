@@ -52,6 +52,8 @@ struct SpecChoice {
     min_pods: Option<i32>,
     /// `rollbackWindow.revisions`.
     rollback_window: Option<i32>,
+    /// `dynamicStableScale` (routed only; it then goes without `scaleDownDelaySeconds`).
+    dynamic: bool,
     /// A blue-green Rollout instead (the canary-only fields above are then unused).
     blue_green: Option<bluegreen::BlueGreenChoice>,
 }
@@ -130,6 +132,12 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
     }
     if let (Some(n), true) = (spec.min_pods, spec.routing != Routing::None) {
         canary["minPodsPerReplicaSet"] = json!(n);
+    }
+    if spec.dynamic && spec.routing != Routing::None {
+        canary["dynamicStableScale"] = json!(true);
+        if let Some(c) = canary.as_object_mut() {
+            c.remove("scaleDownDelaySeconds");
+        }
     }
     if let Some(start) = spec.background {
         canary["analysis"] = json!({"templates": [{"templateName": "bg"}], "startingStep": start});
@@ -335,14 +343,49 @@ impl Driver {
         let failing = self.w.fail_at.is_some() || self.w.status_conflict;
         let stale = self.w.stale_rs.is_some();
         let start = self.blue_green().then(|| self.w.clone());
+        // With dynamicStableScale the stable has shrunk: the weight comes down as far as the
+        // stable's available pods carry — to the lowest declared weight (or 0) whose stable
+        // share they hold, never to one they don't.
+        let reachable = match st.stable_rs.as_deref() {
+            Some(stable)
+                if self
+                    .w
+                    .ro
+                    .spec
+                    .canary()
+                    .is_some_and(|c| c.dynamic_stable_scale()) =>
+            {
+                let (r, avail) = (self.w.replicas(), self.w.available(stable));
+                self.w
+                    .ro
+                    .spec
+                    .steps()
+                    .iter()
+                    .filter_map(|s| s.set_weight)
+                    .chain([0])
+                    .filter(|w| {
+                        *w <= self.w.weight
+                            && crate::plan::replicas::routed_canary_replicas(r, 100 - w) <= avail
+                    })
+                    .min()
+                    .unwrap_or(self.w.weight)
+            }
+            _ => 0,
+        };
         let plan = self.w.reconcile(&mut invariants::check_write)?;
         if let Some(start) = start {
             bluegreen::check_converge(&start, &self.w, failing || stale)?;
         }
-        // I5: an abort persisted when the reconcile began reaches weight 0 in that converge.
-        if aborting && !failing && !stale && self.w.routing != Routing::None && self.w.weight != 0 {
+        // I5: an abort persisted when the reconcile began reaches weight 0 in that converge
+        // (with dynamicStableScale, the weight its stable can carry).
+        if aborting
+            && !failing
+            && !stale
+            && self.w.routing != Routing::None
+            && self.w.weight > reachable
+        {
             return Err(format!(
-                "I5: the rollout was aborted, yet the weight is {} after a full converge",
+                "I5: the rollout was aborted, yet the weight is {} after a full converge (the stable carries {reachable})",
                 self.w.weight
             ));
         }
@@ -595,6 +638,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             any::<bool>(),
             prop::option::weighted(0.3, 1i32..5),
             prop::option::weighted(0.3, 1i32..3),
+            prop::bool::weighted(0.3),
         )
             .prop_map(
                 move |(
@@ -609,6 +653,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                     dab,
                     min_pods,
                     rollback_window,
+                    dynamic,
                 )| {
                     let both_zero = surge == json!(0) && unavailable == json!(0);
                     SpecChoice {
@@ -624,6 +669,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         deadline_abort: dab,
                         min_pods,
                         rollback_window,
+                        dynamic: dynamic && routed,
                         blue_green: None,
                     }
                 },

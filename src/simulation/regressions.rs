@@ -25,6 +25,7 @@ fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
         deadline_abort: false,
         min_pods: None,
         rollback_window: None,
+        dynamic: false,
         blue_green: None,
     }
 }
@@ -1132,6 +1133,34 @@ fn a_rollback_inside_the_window_promoted_at_once_is_checked_against_the_window()
             User(UserAct::Undo),
             Reconcile,
             User(UserAct::Undo),
+        ],
+    );
+}
+
+// ---- dynamicStableScale ------------------------------------------------------------------------
+
+/// A dynamicStableScale canary (routed, the stable shrunk to its share).
+fn dynamic(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
+    SpecChoice {
+        dynamic: true,
+        ..spec(routing, replicas, steps)
+    }
+}
+
+/// I1: someone set the weight to 21 % on a canary without pods; the stable (shrunk to the 4
+/// pods of its 79 %) could not take all of it back, yet the weight went to 0.
+#[test]
+fn dynamic_an_external_weight_comes_back_only_as_far_as_the_stable_carries() {
+    let mut s = dynamic(Routing::Host, 5, vec![Weight(0)]);
+    s.other_steps = vec![Weight(20)];
+    replay(
+        s,
+        vec![1],
+        vec![
+            UserMidReconcile(UserAct::EditSteps),
+            Ev::External(12, 21),
+            Ev::External(1, 29),
+            Reconcile,
         ],
     );
 }

@@ -1,0 +1,218 @@
+//! `dynamicStableScale`: the stable shrinks only after traffic has left it, and traffic returns
+//! to it (abort, undo) only as far as its available pods carry, one declared weight at a time.
+
+use super::*;
+
+/// 10 replicas behind nginx, weights 20 and 60 with indefinite pauses.
+const DYNAMIC: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 10
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      dynamicStableScale: true
+      trafficRouting: {nginx: {stableIngress: web}}
+      steps:
+      - setWeight: 20
+      - pause: {}
+      - setWeight: 60
+      - pause: {}
+"#;
+
+fn available(w: &World, hash: &str) -> i32 {
+    w.rs.get(hash).map(|r| r.available).unwrap_or(0)
+}
+
+/// One reconcile, then the traffic check every write must pass: each side of the split has the
+/// available pods its share needs (the stable Service's revision for the stable side).
+fn reconcile_checked(w: &mut World, canary: &str) -> Plan {
+    let p = w.reconcile();
+    let weight = w.weight.unwrap_or(0);
+    let stable_side = w.services["web-stable"].clone().unwrap_or_default();
+    assert!(
+        available(w, &stable_side) >= routed_canary_replicas_for_test(10, 100 - weight),
+        "stable {stable_side} has {} available pods under {} % of the traffic",
+        available(w, &stable_side),
+        100 - weight
+    );
+    if weight > 0 {
+        assert!(
+            available(w, canary) >= routed_canary_replicas_for_test(10, weight),
+            "canary has {} available pods under {weight} %",
+            available(w, canary)
+        );
+    }
+    p
+}
+
+fn run_checked(w: &mut World, canary: &str, n: usize) {
+    for _ in 0..n {
+        let p = reconcile_checked(w, canary);
+        if p.actions.is_empty() && p.requeue_after.is_none_or(|d| d.as_millis() > 100) {
+            return;
+        }
+    }
+}
+
+fn promote(w: &mut World) {
+    let mut st = w.status();
+    st.pause_conditions.clear();
+    st.controller_pause = None;
+    let idx = st.current_step_index.unwrap_or(0);
+    st.current_step_index = Some(idx + 1);
+    w.ro.status = Some(st);
+}
+
+fn abort(w: &mut World) {
+    let mut st = w.status();
+    st.abort = Some(true);
+    w.ro.status = Some(st);
+}
+
+/// Up to weight 60 of 10 replicas: 8 then 4 stable pods, each shrink after the weight moved.
+fn at_sixty() -> (World, String, String) {
+    let mut w = World::new(DYNAMIC);
+    w.deploy_first();
+    let stable = w.canary_hash();
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    run_checked(&mut w, &canary, 20);
+    assert_eq!(w.weight, Some(20));
+    assert_eq!(w.rs[&stable].replicas, 8, "stable shrinks to its 80 %");
+    promote(&mut w);
+    run_checked(&mut w, &canary, 20);
+    assert_eq!(w.weight, Some(60));
+    assert_eq!(w.rs[&stable].replicas, 4, "stable shrinks to its 40 %");
+    assert_eq!(w.rs[&canary].replicas, 6);
+    (w, stable, canary)
+}
+
+#[test]
+fn the_stable_shrinks_as_traffic_leaves_it_and_the_old_one_goes_after_promotion() {
+    let (mut w, stable, canary) = at_sixty();
+    promote(&mut w);
+    for _ in 0..40 {
+        reconcile_checked(&mut w, &canary);
+        if w.status().phase == Some(RolloutPhase::Healthy) {
+            break;
+        }
+        w.advance(1);
+    }
+    assert_eq!(w.status().phase, Some(RolloutPhase::Healthy));
+    assert_eq!(w.status().stable_rs.as_deref(), Some(canary.as_str()));
+    assert_eq!(w.weight, Some(0));
+    assert_eq!(w.rs[&canary].replicas, 10);
+    w.advance(31);
+    run_checked(&mut w, &canary, 10);
+    assert_eq!(w.rs[&stable].replicas, 0, "old stable gone after the delay");
+}
+
+#[test]
+fn an_abort_brings_traffic_back_only_as_the_stable_grows_one_declared_weight_at_a_time() {
+    let (mut w, stable, canary) = at_sixty();
+    // The stable's new pods take their time.
+    w.frozen.push(stable.clone());
+    abort(&mut w);
+    assert_eq!(
+        crate::plan::immediate_abort_weight(&w.ro),
+        None,
+        "no weight 0 before reading: the stable has only 4 pods"
+    );
+    run_checked(&mut w, &canary, 5);
+    assert_eq!(
+        w.weight,
+        Some(60),
+        "traffic stays until the stable can take it"
+    );
+    assert_eq!(
+        w.rs[&stable].replicas, 8,
+        "the stable grows to the next weight down (20 %): not to 10 at once"
+    );
+    assert_eq!(w.status().phase, Some(RolloutPhase::Degraded));
+    // Its pods come up: traffic to 20 %, the canary shrinks with it, the stable grows to 10.
+    w.frozen.clear();
+    w.settle();
+    let p = reconcile_checked(&mut w, &canary);
+    assert_eq!(w.weight, Some(20));
+    let set = p
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::SetWeight { weight: 20, .. }))
+        .expect("weight 20 written");
+    let shrink = p
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::ScaleReplicaSet { replicas: 2, .. }))
+        .expect("canary shrunk to 2");
+    assert!(
+        set < shrink,
+        "the canary shrinks after its traffic left: {p:?}"
+    );
+    assert_eq!(w.rs[&stable].replicas, 10);
+    run_checked(&mut w, &canary, 10);
+    assert_eq!(w.weight, Some(0));
+    assert_eq!(w.services["web-canary"].as_deref(), Some(stable.as_str()));
+    assert_eq!(
+        w.rs[&canary].replicas, 2,
+        "kept for abortScaleDownDelaySeconds"
+    );
+    w.advance(31);
+    run_checked(&mut w, &canary, 10);
+    assert_eq!(w.rs[&canary].replicas, 0);
+    let seq: Vec<i32> = w.weights.iter().map(|(wt, _)| *wt).collect();
+    assert_eq!(seq, vec![20, 60, 20, 0]);
+}
+
+#[test]
+fn an_undo_mid_rollout_grows_the_stable_back_before_the_traffic() {
+    let (mut w, stable, canary) = at_sixty();
+    w.frozen.push(stable.clone());
+    w.update_image("web:1");
+    run_checked(&mut w, &canary, 5);
+    assert_eq!(w.weight, Some(60), "nothing moves onto the 4 stable pods");
+    assert_eq!(
+        w.rs[&canary].replicas, 6,
+        "the canary keeps what its traffic needs"
+    );
+    w.frozen.clear();
+    w.settle();
+    run_checked(&mut w, &canary, 20);
+    assert_eq!(w.weight, Some(0));
+    assert_eq!(w.status().phase, Some(RolloutPhase::Healthy));
+    assert_eq!(w.rs[&stable].replicas, 10);
+}
+
+#[test]
+fn a_canary_losing_pods_hands_traffic_back_only_as_the_stable_carries_it() {
+    let (mut w, stable, canary) = at_sixty();
+    // Three canary pods fail; the stable's new ones are slow.
+    w.frozen.push(canary.clone());
+    w.frozen.push(stable.clone());
+    if let Some(rs) = w.rs.get_mut(&canary) {
+        rs.available = 3;
+    }
+    let p = w.reconcile();
+    assert_eq!(
+        w.weight,
+        Some(60),
+        "the stable's 4 pods cannot take 80 %: {p:?}"
+    );
+    assert_eq!(w.rs[&stable].replicas, 8, "it grows to carry 80 %");
+    if let Some(rs) = w.rs.get_mut(&stable) {
+        rs.available = 8;
+    }
+    w.reconcile();
+    assert_eq!(
+        w.weight,
+        Some(20),
+        "back to the weight the canary's 3 pods carry"
+    );
+}
