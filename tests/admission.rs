@@ -837,6 +837,24 @@ const CASES: &[Case] = &[
         &["spec.strategy.blueGreen.activeService", "Required value"],
     ),
     case(
+        "scaleDownDelayRevisionLimit above revisionHistoryLimit",
+        BLUE_GREEN,
+        "spec: {revisionHistoryLimit: 2, strategy: {blueGreen: {scaleDownDelayRevisionLimit: 3}}}",
+        &[
+            "spec.strategy.blueGreen.scaleDownDelayRevisionLimit",
+            "cannot exceed revisionHistoryLimit",
+        ],
+    ),
+    case(
+        "negative scaleDownDelayRevisionLimit",
+        ROLLOUT,
+        "spec: {strategy: {canary: {scaleDownDelayRevisionLimit: -1}}}",
+        &[
+            "spec.strategy.canary.scaleDownDelayRevisionLimit",
+            "greater than or equal to 0",
+        ],
+    ),
+    case(
         "negative autoPromotionSeconds",
         BLUE_GREEN,
         "spec: {strategy: {blueGreen: {autoPromotionSeconds: -5}}}",

@@ -3072,3 +3072,69 @@ async fn dynamic_stable_scale_shrinks_the_stable_and_an_abort_grows_it_before_tr
     assert_eq!(st.phase, Some(RolloutPhase::Degraded));
     assert_eq!(st.stable_rs.as_deref(), Some(h1.as_str()));
 }
+
+/// `scaleDownDelayRevisionLimit: 1` with a 60 s `scaleDownDelaySeconds`: given v1 → v2 promoted
+/// (v1 waiting out its delay with its pods), when v3 is promoted too, then v2 — the newest old
+/// revision — keeps its pods and its deadline while v1 goes to 0 at once, long before its delay.
+#[tokio::test]
+async fn the_scale_down_delay_revision_limit_keeps_only_the_newest_old_replica_set() {
+    let limited = |image: &str| {
+        let mut ro = rollout(Router::Istio, image, json!([{"setWeight": 50}]));
+        ro["spec"]["strategy"]["canary"]["scaleDownDelaySeconds"] = json!(60);
+        ro["spec"]["strategy"]["canary"]["scaleDownDelayRevisionLimit"] = json!(1);
+        ro
+    };
+    let v1 = limited("web:1");
+    let (client, ns, ctl) = given_healthy("canary-delay-limit", Router::Istio, &v1).await;
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    let spec_of = |hash: String| {
+        let rs_api = rs_api.clone();
+        async move {
+            let rs = rs_api.get(&format!("web-{hash}")).await.ok()?;
+            let waits = rs
+                .annotations()
+                .keys()
+                .any(|k| k.contains("scale-down-deadline"));
+            Some((rs.spec?.replicas?, waits))
+        }
+    };
+    let (v2, v3) = (limited("web:2"), limited("web:3"));
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    wait_healthy(
+        &client,
+        &ns.name,
+        &hash_of(&v2),
+        Duration::from_secs(60),
+        &ctl,
+    )
+    .await;
+    let t0 = Instant::now();
+    assert_eq!(
+        spec_of(hash_of(&v1)).await,
+        Some((REPLICAS, true)),
+        "v1 waits out its delay with its pods"
+    );
+    apply_value(&client, Some(&ns.name), &v3).await.expect("v3");
+    wait_healthy(
+        &client,
+        &ns.name,
+        &hash_of(&v3),
+        Duration::from_secs(60),
+        &ctl,
+    )
+    .await;
+    poll_until(
+        "v1 at 0 while v2 waits with its pods",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let (a, b) = (spec_of(hash_of(&v1)), spec_of(hash_of(&v2)));
+            async move { (a.await?.0 == 0 && b.await? == (REPLICAS, true)).then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "v1 went at the limit, not at the end of its delay"
+    );
+}

@@ -116,6 +116,7 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
 #[x_kube(validation = Rule::new("!has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))").message("selector.matchLabels must match template.metadata.labels").field_path(".selector"))]
 #[x_kube(validation = Rule::new("(has(self.progressDeadlineSeconds) ? self.progressDeadlineSeconds : 600) > (has(self.minReadySeconds) ? self.minReadySeconds : 0)").message("progressDeadlineSeconds (default 600) must be greater than minReadySeconds").field_path(".progressDeadlineSeconds"))]
 #[x_kube(validation = unsupported("workloadRef", "spec.workloadRef", "inline the pod template in spec.template"))]
+#[x_kube(validation = Rule::new("!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.scaleDownDelayRevisionLimit) || (has(self.revisionHistoryLimit) ? self.revisionHistoryLimit : 10) >= self.strategy.blueGreen.scaleDownDelayRevisionLimit").message("strategy.blueGreen.scaleDownDelayRevisionLimit cannot exceed revisionHistoryLimit (default 10), as in Argo Rollouts: lower it or raise revisionHistoryLimit").field_path(".strategy.blueGreen.scaleDownDelayRevisionLimit"))]
 pub struct RolloutSpec {
     /// Desired number of pods (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,6 +229,16 @@ impl RolloutSpec {
         self.strategy.blue_green.as_ref()
     }
 
+    /// `scaleDownDelayRevisionLimit` of whichever strategy (None: no limit).
+    pub fn scale_down_delay_revision_limit(&self) -> Option<i32> {
+        match (self.canary(), self.blue_green()) {
+            (Some(c), _) => c.scale_down_delay_revision_limit,
+            (_, Some(bg)) => bg.scale_down_delay_revision_limit,
+            _ => None,
+        }
+        .map(|n| n.max(0))
+    }
+
     /// The canary steps (empty for blue-green or a canary without steps).
     pub fn steps(&self) -> &[CanaryStep] {
         self.canary().map(CanaryStrategy::steps).unwrap_or_default()
@@ -287,7 +298,6 @@ pub struct RolloutStrategy {
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)").message("canary.dynamicStableScale applies only with trafficRouting (without a router the stable already shrinks as the canary grows): remove it or set trafficRouting").field_path(".dynamicStableScale"))]
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || !has(self.scaleDownDelaySeconds)").message("canary.dynamicStableScale cannot be used with scaleDownDelaySeconds, as in Argo Rollouts (the old stable has shrunk as traffic left it): remove scaleDownDelaySeconds").field_path(".scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("pingPong", "canary.pingPong", "use canaryService and stableService"))]
-#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "canary.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
 #[x_kube(validation = Rule::new("!has(self.minPodsPerReplicaSet) || has(self.trafficRouting)").message("canary.minPodsPerReplicaSet applies only with trafficRouting (without a router, pods are the weight): remove it or set trafficRouting").field_path(".minPodsPerReplicaSet"))]
 #[x_kube(validation = unsupported("replicaProgressThreshold", "canary.replicaProgressThreshold", "remove it; a step waits until every canary pod is available"))]
 pub struct CanaryStrategy {
@@ -336,10 +346,12 @@ pub struct CanaryStrategy {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_metadata: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// How many old ReplicaSets may keep their pods while they wait out
+    /// `scaleDownDelaySeconds` (newest first); older ones go at once. 0: none wait. Unset: no
+    /// limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_integer")]
-    pub scale_down_delay_revision_limit: Option<Unsupported>,
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
     /// With trafficRouting: the stable ReplicaSet shrinks as traffic leaves it (to the pods its
     /// share needs, and one) instead of staying at full size. On the way back — abort, undo, a
     /// lower weight — the stable grows first and traffic returns to it one declared weight at a
@@ -900,7 +912,6 @@ pub struct GatewayApiRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.previewService) || self.previewService != self.activeService").message("activeService and previewService must name different Services").field_path(".previewService"))]
-#[x_kube(validation = unsupported("scaleDownDelayRevisionLimit", "blueGreen.scaleDownDelayRevisionLimit", "remove it; old ReplicaSets are scaled down after scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("antiAffinity", "blueGreen.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("previewMetadata", "blueGreen.previewMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("activeMetadata", "blueGreen.activeMetadata", "put labels and annotations in spec.template"))]
@@ -947,10 +958,12 @@ pub struct BlueGreenStrategy {
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_metadata: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// How many old ReplicaSets may keep their pods while they wait out
+    /// `scaleDownDelaySeconds` (newest first); older ones go at once. 0: none wait. Unset: no
+    /// limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_integer")]
-    pub scale_down_delay_revision_limit: Option<Unsupported>,
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::unsupported_int_or_string")]

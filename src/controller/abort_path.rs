@@ -177,19 +177,21 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
     }
 }
 
-/// Whether the stable revision has an available pod in the ReplicaSet cache: the abort's fast
-/// writes send all traffic there before anything else is read, so they go only if it can take
-/// it (a deleted stable ReplicaSet, or one whose pods all died, cannot).
+/// Whether the stable revision has an available pod in the ReplicaSet cache, at full size: the
+/// abort's fast writes send all traffic there before anything else is read, so they go only if
+/// it can take it (a deleted stable ReplicaSet, or one whose pods all died, cannot; nor one
+/// shrunk by `dynamicStableScale`, even if the field was removed since — the plan then brings
+/// traffic back as it grows).
 pub(super) fn stable_has_pods(ctx: &Context, ro: &Rollout) -> bool {
     let Some(stable) = ro.status.as_ref().and_then(|s| s.stable_rs.as_deref()) else {
         return false;
     };
     let uid = ro.uid().unwrap_or_default();
-    ctx.view
-        .replica_sets
-        .owned(&uid)
-        .iter()
-        .any(|c| c.observed.hash == stable && c.observed.available > 0)
+    ctx.view.replica_sets.owned(&uid).iter().any(|c| {
+        c.observed.hash == stable
+            && c.observed.available > 0
+            && c.observed.replicas >= ro.spec.replicas()
+    })
 }
 
 /// Whether the watch has delivered an abort that `read` — the Rollout this reconcile read and

@@ -53,6 +53,10 @@ struct Planner<'o, 'a> {
     /// `dynamicStableScale` (routed only): the stable shrinks as traffic leaves it, and traffic
     /// returns to it only as it grows back ([`Planner::dynamic_weight_now`]).
     dynamic: bool,
+    /// Traffic returns to the stable only as far as its available pods carry: with
+    /// `dynamicStableScale`, or whenever the stable ReplicaSet is below full size (the field
+    /// removed mid-rollout, a scale-up): pods that were never there are not a short stable.
+    descends: bool,
     steps: &'a [CanaryStep],
     canary_service: Option<&'a str>,
     stable_service: Option<&'a str>,
@@ -129,6 +133,13 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
             .unwrap_or(0)
             .max(0),
         dynamic: canary.is_some_and(|c| c.dynamic_stable_scale()),
+        descends: canary.is_some_and(|c| c.dynamic_stable_scale())
+            || canary.is_some_and(|c| c.traffic_routing.is_some())
+                && old
+                    .stable_rs
+                    .as_deref()
+                    .and_then(|s| obs.replica_sets.iter().find(|r| r.hash == s))
+                    .is_some_and(|r| r.replicas < ro.spec.replicas().max(0)),
         steps: ro.spec.steps(),
         canary_service: canary.and_then(|c| c.canary_service.as_deref()),
         stable_service: canary.and_then(|c| c.stable_service.as_deref()),
@@ -621,7 +632,7 @@ impl Planner<'_, '_> {
     /// The weights a descent from the current weight to `target` passes through: the declared
     /// ones in between, and `target` (highest first).
     fn rungs_down_to(&self, target: i32) -> Vec<i32> {
-        let current = self.route_weight.unwrap_or(0);
+        let current = self.route_weight.unwrap_or(100);
         let mut rungs: Vec<i32> = self
             .steps
             .iter()
@@ -636,7 +647,11 @@ impl Planner<'_, '_> {
 
     /// The stable's pods for a canary weight of `weight`: what the rest of the traffic needs.
     fn stable_share_pods(&self, weight: i32) -> i32 {
-        routed_canary_replicas(self.replicas, 100 - weight.clamp(0, 100))
+        // `minPodsPerReplicaSet` holds for the stable too, as in Argo.
+        match routed_canary_replicas(self.replicas, 100 - weight.clamp(0, 100)) {
+            0 => 0,
+            n => n.max(self.min_pods).min(self.replicas),
+        }
     }
 
     /// With `dynamicStableScale`, how far the canary weight may come down toward `target` now:
@@ -663,10 +678,13 @@ impl Planner<'_, '_> {
     /// The lowest of [`Planner::rungs_down_to`] `target` whose stable share `available` pods
     /// carry; the current weight when none; `target` when going up or without dynamic scaling.
     fn descend(&self, target: i32, available: i32) -> i32 {
-        let Some(current) = self.route_weight else {
+        if !self.descends || self.replicas == 0 {
             return target;
-        };
-        if !self.dynamic || target >= current || self.replicas == 0 {
+        }
+        // Routers that disagree (a write that reached one of two) show no weight: assume the
+        // highest, and come down only as far as the stable carries.
+        let current = self.route_weight.unwrap_or(100);
+        if target >= current {
             return target;
         }
         self.rungs_down_to(target)
@@ -679,10 +697,13 @@ impl Planner<'_, '_> {
     /// With `dynamicStableScale`, the stable's pods on the way to a canary weight of `target`:
     /// while the weight goes up, what the stable carries now (it shrinks only once traffic has
     /// left it); on the way down, what the next weight down needs (capacity before traffic, one
-    /// declared weight at a time, so an abort never needs room for two full revisions). One pod
+    /// declared weight at a time: an abort needs room for a step, not a second revision, unless
+    /// the steps declare no weight in between). One pod
     /// at least: the stable Service keeps selecting it.
     fn dynamic_stable_pods(&self, target: i32, stable_hash: &str) -> i32 {
-        let current = self.route_weight.unwrap_or(0);
+        // Unknown (routers that disagree): as if the highest; `serving_needs` keeps the stable
+        // whole meanwhile.
+        let current = self.route_weight.unwrap_or(100);
         let pods = if target < current {
             // Judged by the stable revision's own pods: its Service and subset return to it
             // before traffic does.
@@ -808,7 +829,7 @@ impl Planner<'_, '_> {
     /// by design (in-cluster clients of the stable Service share what is left).
     fn stable_floor(&self) -> i32 {
         if self.dynamic {
-            return self.replicas.min(1);
+            return self.replicas.min(self.min_pods.max(1));
         }
         let (_, unavailable) = self.surge_and_unavailable();
         (self.replicas - unavailable).max(1).min(self.replicas)
@@ -984,6 +1005,19 @@ impl Planner<'_, '_> {
         // back): the canary Service keeps the canary's pods until it is 0.
         if (zeroed || !self.dynamic) && (available > 0 || self.replicas == 0) {
             self.switch_service(self.canary_service, &stable);
+        }
+        // On the way down the canary shrinks with the weight it still carries, as after an
+        // abort: the room the stable grows into.
+        let weight = self.route_weight.unwrap_or(0);
+        if self.dynamic
+            && weight > 0
+            && let Some(canary) = self.destinations().0.filter(|h| *h != stable)
+            && let Some(rs) = self.rs(&canary).cloned()
+        {
+            let pods = self.routed_pods(weight);
+            if pods < rs.replicas {
+                self.ensure_rs(&canary, pods);
+            }
         }
         if self.routed {
             // Revisions that carried traffic (the old stable after a promotion) wait out

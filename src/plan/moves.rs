@@ -170,7 +170,9 @@ pub(super) trait Moves {
                 continue;
             }
             match rs.scale_down_at {
-                Some(at) if at > now => self.plan_mut().requeue_at(now, at),
+                Some(at) if at > now && !self.over_delay_limit(&rs) => {
+                    self.plan_mut().requeue_at(now, at)
+                }
                 at => self.plan_mut().actions.push(Action::ScaleReplicaSet {
                     name: rs.name,
                     replicas: 0,
@@ -186,7 +188,16 @@ pub(super) trait Moves {
             return;
         }
         let now = self.now();
+        let serving = self.serving_needs(&rs.hash) > 0;
         match rs.scale_down_at {
+            // Past `scaleDownDelayRevisionLimit`: no delay, once no traffic reaches it.
+            _ if !serving && self.over_delay_limit(rs) => {
+                self.plan_mut().actions.push(Action::ScaleReplicaSet {
+                    name: rs.name.clone(),
+                    replicas: 0,
+                    scale_down_at: rs.scale_down_at.map(|_| None),
+                })
+            }
             None => {
                 let at = after(now, delay_secs);
                 let plan = self.plan_mut();
@@ -198,7 +209,7 @@ pub(super) trait Moves {
                 plan.requeue_at(now, at);
             }
             Some(at) if at > now => self.plan_mut().requeue_at(now, at),
-            Some(_) if self.serving_needs(&rs.hash) > 0 => self
+            Some(_) if serving => self
                 .plan_mut()
                 .requeue_at(now, after(now, WAIT_FOR_PODS_SECS)),
             Some(_) => self.plan_mut().actions.push(Action::ScaleReplicaSet {
@@ -207,6 +218,55 @@ pub(super) trait Moves {
                 scale_down_at: Some(None),
             }),
         }
+    }
+
+    /// `scaleDownDelayRevisionLimit`: whether `rs` is past the old ReplicaSets that may keep
+    /// their pods through a scale-down delay — newer revisions take the places first (Argo's
+    /// order). The revision rolling out and the stable one never count, nor go by it.
+    fn over_delay_limit(&self, rs: &ObservedReplicaSet) -> bool {
+        let Some(limit) = self
+            .observed()
+            .rollout
+            .spec
+            .scale_down_delay_revision_limit()
+        else {
+            return false;
+        };
+        let st = &self.plan().status;
+        let exempt = |hash: &str| {
+            st.current_pod_hash.as_deref() == Some(hash) || st.stable_rs.as_deref() == Some(hash)
+        };
+        if exempt(&rs.hash) {
+            return false;
+        }
+        let now = self.now();
+        let order = |r: &ObservedReplicaSet| (r.revision.unwrap_or(0), r.name.clone());
+        let waiting = self
+            .observed()
+            .replica_sets
+            .iter()
+            .filter(|r| r.name != rs.name && !exempt(&r.hash) && order(r) > order(rs))
+            .filter_map(|r| self.rs_as_planned(&r.hash))
+            .filter(|r| r.replicas > 0 && self.deadline_as_planned(r).is_some_and(|at| at > now))
+            .count();
+        waiting >= usize::try_from(limit).unwrap_or(0)
+    }
+
+    /// The scale-down deadline `rs` carries once the actions planned so far are applied.
+    fn deadline_as_planned(&self, rs: &ObservedReplicaSet) -> Option<Timestamp> {
+        self.plan()
+            .actions
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                Action::ScaleReplicaSet {
+                    name,
+                    scale_down_at: Some(at),
+                    ..
+                } if *name == rs.name => Some(*at),
+                _ => None,
+            })
+            .unwrap_or(rs.scale_down_at)
     }
 
     fn observed_service(&self, name: &str) -> Option<&ObservedService> {

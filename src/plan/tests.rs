@@ -1288,3 +1288,40 @@ fn steps_edited_during_a_rollback_within_the_window_keep_it_skipped() {
     assert_eq!(w.status().stable_rs.as_deref(), Some(v1.as_str()));
     assert!(!w.weights.iter().any(|(wt, _)| *wt == 10 || *wt == 50));
 }
+
+/// scaleDownDelayRevisionLimit: only that many old ReplicaSets keep their pods through
+/// `scaleDownDelaySeconds`, the newest first; older ones go at once (0: none waits).
+#[test]
+fn the_scale_down_delay_revision_limit_keeps_only_the_newest_old_replica_sets() {
+    let with_limit = |limit: i32| {
+        ISTIO.replace(
+            "      stableService: web-stable\n",
+            &format!(
+                "      stableService: web-stable\n      scaleDownDelayRevisionLimit: {limit}\n"
+            ),
+        )
+    };
+    let mut w = World::new(&with_limit(1));
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_image("web:2");
+    let v2 = w.canary_hash();
+    w.run_to_end(100);
+    assert_eq!(w.rs[&v1].replicas, 5, "v1 waits out its delay");
+    assert!(w.rs[&v1].scale_down_at.is_some());
+    w.update_image("web:3");
+    w.run_to_end(100);
+    w.run(5);
+    assert_eq!(w.rs[&v2].replicas, 5, "v2, the newest old one, waits");
+    assert!(w.rs[&v2].scale_down_at.is_some());
+    assert_eq!(w.rs[&v1].replicas, 0, "v1 is past the limit: gone at once");
+
+    let mut w = World::new(&with_limit(0));
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_image("web:2");
+    w.run_to_end(100);
+    w.run(5);
+    assert_eq!(w.rs[&v1].replicas, 0, "limit 0: no old ReplicaSet waits");
+    assert_eq!(w.status().phase, Some(RolloutPhase::Healthy));
+}

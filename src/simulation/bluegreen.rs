@@ -34,6 +34,7 @@ pub fn strategy_json(spec: &SpecChoice, bg: &BlueGreenChoice) -> Value {
         "autoPromotionEnabled": bg.auto_promotion,
         "scaleDownDelaySeconds": spec.scale_down_delay,
         "abortScaleDownDelaySeconds": spec.abort_scale_down_delay,
+        "scaleDownDelayRevisionLimit": spec.delay_limit,
     });
     if bg.preview {
         s["previewService"] = json!(PREVIEW_SVC);
@@ -185,23 +186,27 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
         prop::sample::select(vec![0, 5, 30]),
         any::<bool>(),
         prop::option::weighted(0.3, 1i32..3),
+        prop::option::weighted(0.3, 0i32..3),
     )
-        .prop_map(|(bg, replicas, sd, asd, dab, rollback_window)| SpecChoice {
-            routing: Routing::None,
-            replicas,
-            steps: vec![],
-            other_steps: vec![],
-            surge: json!(1),
-            unavailable: json!(0),
-            background: None,
-            scale_down_delay: sd,
-            abort_scale_down_delay: asd,
-            deadline_abort: dab,
-            min_pods: None,
-            rollback_window,
-            dynamic: false,
-            blue_green: Some(bg),
-        })
+        .prop_map(
+            |(bg, replicas, sd, asd, dab, rollback_window, delay_limit)| SpecChoice {
+                routing: Routing::None,
+                replicas,
+                steps: vec![],
+                other_steps: vec![],
+                surge: json!(1),
+                unavailable: json!(0),
+                background: None,
+                scale_down_delay: sd,
+                abort_scale_down_delay: asd,
+                deadline_abort: dab,
+                min_pods: None,
+                rollback_window,
+                dynamic: false,
+                delay_limit,
+                blue_green: Some(bg),
+            },
+        )
 }
 
 fn user_act() -> BoxedStrategy<UserAct> {

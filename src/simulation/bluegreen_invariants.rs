@@ -200,12 +200,37 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         {
             // Left by an abort, the aborted revision is kept abortScaleDownDelaySeconds from
             // then (0: until the next update, which this is); otherwise scaleDownDelaySeconds.
-            let delay = i64::from(if *by_abort {
-                bg.abort_scale_down_delay_seconds()
-            } else {
-                bg.scale_down_delay_seconds()
-            });
-            if after.now < later(*left, delay) {
+            let delay_of = |by_abort: bool| {
+                i64::from(if by_abort {
+                    bg.abort_scale_down_delay_seconds()
+                } else {
+                    bg.scale_down_delay_seconds()
+                })
+            };
+            let delay = delay_of(*by_abort);
+            // scaleDownDelayRevisionLimit: that many newer revisions waiting out their own
+            // delays with pods take the places first.
+            let order = |x: &super::world::SimReplicaSet| (x.revision.unwrap_or(0), x.name.clone());
+            let newer_waiting = before
+                .rs
+                .values()
+                .filter(|x| {
+                    order(x) > order(rs)
+                        && x.replicas > 0
+                        && x.hash != hash
+                        && stable.as_deref() != Some(x.hash.as_str())
+                        && after
+                            .active_left_at
+                            .get(&x.hash)
+                            .is_some_and(|(l, a)| after.now < later(*l, delay_of(*a)))
+                })
+                .count();
+            let over_limit = after
+                .ro
+                .spec
+                .scale_down_delay_revision_limit()
+                .is_some_and(|l| newer_waiting >= usize::try_from(l).unwrap_or(0));
+            if after.now < later(*left, delay) && !over_limit {
                 return fail(
                     "I6",
                     format!(

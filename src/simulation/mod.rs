@@ -54,6 +54,8 @@ struct SpecChoice {
     rollback_window: Option<i32>,
     /// `dynamicStableScale` (routed only; it then goes without `scaleDownDelaySeconds`).
     dynamic: bool,
+    /// `scaleDownDelayRevisionLimit`.
+    delay_limit: Option<i32>,
     /// A blue-green Rollout instead (the canary-only fields above are then unused).
     blue_green: Option<bluegreen::BlueGreenChoice>,
 }
@@ -117,6 +119,7 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
         "maxUnavailable": spec.unavailable,
         "scaleDownDelaySeconds": spec.scale_down_delay,
         "abortScaleDownDelaySeconds": spec.abort_scale_down_delay,
+        "scaleDownDelayRevisionLimit": spec.delay_limit,
     });
     match spec.routing {
         Routing::None => {}
@@ -346,16 +349,21 @@ impl Driver {
         // With dynamicStableScale the stable has shrunk: the weight comes down as far as the
         // stable's available pods carry — to the lowest declared weight (or 0) whose stable
         // share they hold, never to one they don't.
+        // So too whenever the stable ReplicaSet is below full size (never there, not lost).
+        let dynamic = self
+            .w
+            .ro
+            .spec
+            .canary()
+            .is_some_and(|c| c.dynamic_stable_scale());
+        let r = self.w.replicas();
         let reachable = match st.stable_rs.as_deref() {
             Some(stable)
-                if self
-                    .w
-                    .ro
-                    .spec
-                    .canary()
-                    .is_some_and(|c| c.dynamic_stable_scale()) =>
+                if dynamic
+                    || (self.w.routing != Routing::None
+                        && self.w.rs.get(stable).is_some_and(|x| x.replicas < r)) =>
             {
-                let (r, avail) = (self.w.replicas(), self.w.available(stable));
+                let avail = self.w.available(stable);
                 self.w
                     .ro
                     .spec
@@ -638,7 +646,10 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             any::<bool>(),
             prop::option::weighted(0.3, 1i32..5),
             prop::option::weighted(0.3, 1i32..3),
-            prop::bool::weighted(0.3),
+            (
+                prop::bool::weighted(0.3),
+                prop::option::weighted(0.3, 0i32..3),
+            ),
         )
             .prop_map(
                 move |(
@@ -653,7 +664,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                     dab,
                     min_pods,
                     rollback_window,
-                    dynamic,
+                    (dynamic, delay_limit),
                 )| {
                     let both_zero = surge == json!(0) && unavailable == json!(0);
                     SpecChoice {
@@ -670,6 +681,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         min_pods,
                         rollback_window,
                         dynamic: dynamic && routed,
+                        delay_limit,
                         blue_green: None,
                     }
                 },

@@ -1151,3 +1151,23 @@ fn a_rollback_within_the_window_is_promoted_without_the_pause() {
     assert!(st.pause_conditions.is_empty());
     assert_active_only_moved_to_saturated(&w, 3);
 }
+
+/// scaleDownDelayRevisionLimit 1: after two promotions within the delay, only the newest old
+/// revision keeps its pods; the older goes as soon as the newer one takes the place.
+#[test]
+fn the_scale_down_delay_revision_limit_keeps_only_the_newest_old_active() {
+    let (mut w, v1, v2) = updated(BLUE_GREEN, |w| {
+        bg(w).scale_down_delay_revision_limit = Some(1);
+        bg(w).auto_promotion_enabled = Some(true);
+    });
+    w.run(10);
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    assert_eq!(w.rs[&v1].replicas, 3, "v1 waits out scaleDownDelaySeconds");
+    w.update_image("web:3");
+    let v3 = w.canary_hash();
+    w.run(10);
+    w.run(5);
+    assert_eq!(active(&w).as_deref(), Some(v3.as_str()));
+    assert_eq!(w.rs[&v2].replicas, 3, "v2, the newest old one, waits");
+    assert_eq!(w.rs[&v1].replicas, 0, "v1 is past the limit");
+}

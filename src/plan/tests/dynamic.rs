@@ -182,6 +182,16 @@ fn an_undo_mid_rollout_grows_the_stable_back_before_the_traffic() {
         w.rs[&canary].replicas, 6,
         "the canary keeps what its traffic needs"
     );
+    assert_eq!(w.rs[&stable].replicas, 8, "the stable grows for 20 % first");
+    if let Some(rs) = w.rs.get_mut(&stable) {
+        rs.available = 8;
+    }
+    reconcile_checked(&mut w, &canary);
+    assert_eq!(w.weight, Some(20));
+    assert_eq!(
+        w.rs[&canary].replicas, 2,
+        "the canary shrinks with its weight"
+    );
     w.frozen.clear();
     w.settle();
     run_checked(&mut w, &canary, 20);
