@@ -714,10 +714,19 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "antiAffinity",
+        "antiAffinity with both kinds",
         ROLLOUT,
-        "spec: {strategy: {canary: {antiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: {weight: 1}}}}}",
-        &["spec.strategy.canary.antiAffinity", NOT_SUPPORTED],
+        "spec: {strategy: {canary: {antiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: {weight: 1}, requiredDuringSchedulingIgnoredDuringExecution: {}}}}}",
+        &["spec.strategy.canary.antiAffinity", "exactly one of"],
+    ),
+    case(
+        "antiAffinity weight above 100",
+        ROLLOUT,
+        "spec: {strategy: {canary: {antiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: {weight: 101}}}}}",
+        &[
+            "spec.strategy.canary.antiAffinity.preferredDuringSchedulingIgnoredDuringExecution.weight",
+            "less than or equal to 100",
+        ],
     ),
     case(
         "canaryMetadata",

@@ -3138,3 +3138,88 @@ async fn the_scale_down_delay_revision_limit_keeps_only_the_newest_old_replica_s
         "v1 went at the limit, not at the end of its delay"
     );
 }
+
+/// `antiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {}}` on a basic canary of one
+/// replica, on the two KWOK nodes: given v1 Healthy (its pod on one node), when v2 goes out,
+/// then v2's ReplicaSet carries Argo's injected anti-affinity term against v1's hash, and the
+/// real scheduler puts v2's pod on the other node.
+#[tokio::test]
+async fn anti_affinity_keeps_the_canary_off_the_stable_nodes() {
+    let client = client().await;
+    setup(&client).await;
+    let ns = TestNamespace::new(&client, "canary-anti-affinity").await;
+    let basic = |image: &str| {
+        json!({
+            "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "web", "image": image}]}},
+                "strategy": {"canary": {
+                    "antiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}},
+                    "steps": [{"setWeight": 50}, {"pause": {}}],
+                }}
+            }
+        })
+    };
+    let (v1, v2) = (basic("web:1"), basic("web:2"));
+    let (h1, h2) = (hash_of(&v1), hash_of(&v2));
+    apply_value(&client, Some(&ns.name), &v1).await.expect("v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_healthy(&client, &ns.name, &h1, Duration::from_secs(60), &ctl).await;
+    apply_value(&client, Some(&ns.name), &v2).await.expect("v2");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns.name);
+    let node_of = |hash: String| {
+        let pods = pods.clone();
+        async move {
+            let lp = kube::api::ListParams::default()
+                .labels(&format!("rollouts-pod-template-hash={hash}"));
+            let list = pods.list(&lp).await.ok()?;
+            let pod = list.items.into_iter().find(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })?;
+            pod.spec?.node_name
+        }
+    };
+    let (stable_node, canary_node) = poll_until(
+        "a ready pod of each revision",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let (a, b) = (node_of(h1.clone()), node_of(h2.clone()));
+            async move { Some((a.await?, b.await?)) }
+        },
+    )
+    .await;
+    assert_ne!(
+        stable_node,
+        canary_node,
+        "the canary's pod shares the stable's node\n{}",
+        ctl.log_tail(20)
+    );
+    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    let canary = rs
+        .get(&format!("web-{h2}"))
+        .await
+        .expect("canary ReplicaSet");
+    let term = serde_json::to_value(
+        canary
+            .spec
+            .and_then(|s| s.template)
+            .and_then(|t| t.spec)
+            .and_then(|p| p.affinity),
+    )
+    .expect("affinity json");
+    assert_eq!(
+        term["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0],
+        json!({"labelSelector": {"matchExpressions": [
+                  {"key": "rollouts-pod-template-hash", "operator": "In", "values": [h1]}]},
+               "namespaces": [ns.name.clone()],
+               "topologyKey": "kubernetes.io/hostname"})
+    );
+    println!("stable pod on {stable_node}, canary pod on {canary_node}");
+}

@@ -162,6 +162,32 @@ pub struct RolloutSpec {
     pub rollback_window: Option<RollbackWindow>,
 }
 
+/// `antiAffinity` of either strategy: exactly one of the two.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.preferredDuringSchedulingIgnoredDuringExecution) != has(self.requiredDuringSchedulingIgnoredDuringExecution)").message("antiAffinity must set exactly one of preferredDuringSchedulingIgnoredDuringExecution or requiredDuringSchedulingIgnoredDuringExecution"))]
+pub struct AntiAffinity {
+    /// Prefer other nodes, with this weight among the pod's scheduling preferences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_during_scheduling_ignored_during_execution: Option<PreferredAntiAffinity>,
+    /// Require other nodes: a pod that finds none stays Pending (the step waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_during_scheduling_ignored_during_execution: Option<RequiredAntiAffinity>,
+}
+
+/// `antiAffinity.preferredDuringSchedulingIgnoredDuringExecution`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreferredAntiAffinity {
+    /// 1 to 100, as for any preferred pod affinity term.
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: i32,
+}
+
+/// `antiAffinity.requiredDuringSchedulingIgnoredDuringExecution`: no fields.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RequiredAntiAffinity {}
+
 /// `spec.rollbackWindow`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -229,6 +255,15 @@ impl RolloutSpec {
         self.strategy.blue_green.as_ref()
     }
 
+    /// `antiAffinity` of whichever strategy.
+    pub fn anti_affinity(&self) -> Option<&AntiAffinity> {
+        match (self.canary(), self.blue_green()) {
+            (Some(c), _) => c.anti_affinity.as_ref(),
+            (_, Some(bg)) => bg.anti_affinity.as_ref(),
+            _ => None,
+        }
+    }
+
     /// `scaleDownDelayRevisionLimit` of whichever strategy (None: no limit).
     pub fn scale_down_delay_revision_limit(&self) -> Option<i32> {
         match (self.canary(), self.blue_green()) {
@@ -292,7 +327,6 @@ pub struct RolloutStrategy {
 #[x_kube(validation = Rule::new("!has(self.steps) || !self.steps.exists(s, has(s.setCanaryScale)) || has(self.trafficRouting)").message("setCanaryScale steps require trafficRouting").field_path(".steps"))]
 #[x_kube(validation = Rule::new("!has(self.analysis) || !has(self.analysis.startingStep) || (has(self.steps) && self.analysis.startingStep < size(self.steps))").message("analysis.startingStep must be the index of one of the steps").field_path(".analysis.startingStep"))]
 #[x_kube(validation = Rule::new("!(has(self.maxSurge) && has(self.maxUnavailable) && (type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%'))").message("maxSurge and maxUnavailable cannot both be 0").field_path(".maxUnavailable"))]
-#[x_kube(validation = unsupported("antiAffinity", "canary.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("canaryMetadata", "canary.canaryMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("stableMetadata", "canary.stableMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)").message("canary.dynamicStableScale applies only with trafficRouting (without a router the stable already shrinks as the canary grows): remove it or set trafficRouting").field_path(".dynamicStableScale"))]
@@ -337,9 +371,11 @@ pub struct CanaryStrategy {
     /// Background analysis, running from `startingStep` until the update completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<RolloutAnalysisBackground>,
-    /// Not supported by Aviary.
+    /// Keep the new revision's pods off the nodes that run the stable revision's (Argo's
+    /// injected pod anti-affinity on `rollouts-pod-template-hash`, topology
+    /// `kubernetes.io/hostname`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anti_affinity: Option<Unsupported>,
+    pub anti_affinity: Option<AntiAffinity>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_metadata: Option<Unsupported>,
@@ -912,7 +948,6 @@ pub struct GatewayApiRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.previewService) || self.previewService != self.activeService").message("activeService and previewService must name different Services").field_path(".previewService"))]
-#[x_kube(validation = unsupported("antiAffinity", "blueGreen.antiAffinity", "set podAntiAffinity in spec.template.spec.affinity"))]
 #[x_kube(validation = unsupported("previewMetadata", "blueGreen.previewMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("activeMetadata", "blueGreen.activeMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("maxUnavailable", "blueGreen.maxUnavailable", "remove it; the active ReplicaSet keeps its full size until the switch"))]
@@ -949,9 +984,11 @@ pub struct BlueGreenStrategy {
     /// Analysis after the switch; Failed or Error switches back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_promotion_analysis: Option<RolloutAnalysis>,
-    /// Not supported by Aviary.
+    /// Keep the new revision's pods off the nodes that run the stable revision's (Argo's
+    /// injected pod anti-affinity on `rollouts-pod-template-hash`, topology
+    /// `kubernetes.io/hostname`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anti_affinity: Option<Unsupported>,
+    pub anti_affinity: Option<AntiAffinity>,
     /// Not supported by Aviary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_metadata: Option<Unsupported>,

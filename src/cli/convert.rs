@@ -251,7 +251,7 @@ spec:
   replicas: 5
   strategy:
     canary:
-      antiAffinity: {}
+      pingPong: {}
       steps:
         - setWeight: 10
         - experiment: {templates: []}
@@ -317,7 +317,7 @@ metadata:
         assert_eq!(
             c.unsupported,
             vec![
-                "in.yaml:9: spec.strategy.canary.antiAffinity: unsupported: canary.antiAffinity is not supported by Aviary: set podAntiAffinity in spec.template.spec.affinity".to_string(),
+                "in.yaml:9: spec.strategy.canary.pingPong: unsupported: canary.pingPong is not supported by Aviary: use canaryService and stableService".to_string(),
                 "in.yaml:12: spec.strategy.canary.steps[1].experiment: unsupported: steps[].experiment is not supported by Aviary: use an analysis step".to_string(),
                 "in.yaml:33: kind Experiment (argoproj.io/v1alpha1) has no Aviary equivalent: left out".to_string(),
             ]
@@ -335,11 +335,7 @@ metadata:
             ro["spec"]["strategy"]["canary"]["canaryService"],
             "bff-canary"
         );
-        assert!(
-            ro["spec"]["strategy"]["canary"]
-                .get("antiAffinity")
-                .is_none()
-        );
+        assert!(ro["spec"]["strategy"]["canary"].get("pingPong").is_none());
         // The step whose only key was unsupported is gone.
         assert_eq!(
             ro["spec"]["strategy"]["canary"]["steps"],
@@ -348,7 +344,7 @@ metadata:
         assert_eq!(docs[1]["kind"], "Service");
         assert!(
             c.yaml
-                .contains("# removed: in.yaml:9: spec.strategy.canary.antiAffinity")
+                .contains("# removed: in.yaml:9: spec.strategy.canary.pingPong")
         );
         // Key order is the author's.
         let spec_pos = c.yaml.find("spec:").unwrap_or(0);

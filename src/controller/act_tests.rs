@@ -341,3 +341,72 @@ async fn a_run_is_created_from_its_prepared_spec_and_named_by_revision() {
         "{events:?}"
     );
 }
+
+/// antiAffinity: a revision created while another is stable gets Argo's injected term (next to
+/// the template's own affinity, which — like the hash — is left as written); the first
+/// revision and the stable itself get none.
+#[test]
+fn anti_affinity_keeps_a_new_revision_off_the_stable_nodes() {
+    let spec =
+        |anti: Value| json!({"canary": {"antiAffinity": anti, "steps": [{"setWeight": 20}]}});
+    let own = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}});
+    let mut ro = fixtures::rollout(
+        spec(json!({"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 40}})),
+        json!({"stableRS": "old"}),
+    );
+    if let Some(pod) = ro.spec.template.spec.as_mut() {
+        pod.affinity = serde_json::from_value(own.clone()).ok();
+    }
+    let written = |ro: &Rollout, hash: &str| {
+        let rs = build_replica_set(ro, hash, 1, 2);
+        serde_json::to_value(rs.spec.and_then(|s| s.template)).unwrap_or_default()
+    };
+    let affinity = &written(&ro, "new")["spec"]["affinity"];
+    assert_eq!(
+        affinity["nodeAffinity"], own["nodeAffinity"],
+        "the template's own kept"
+    );
+    assert_eq!(
+        affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"],
+        json!([{"weight": 40, "podAffinityTerm": {
+            "labelSelector": {"matchExpressions": [
+                {"key": POD_TEMPLATE_HASH_LABEL, "operator": "In", "values": ["old"]}]},
+            "namespaces": ["shop"],
+            "topologyKey": "kubernetes.io/hostname"}}])
+    );
+    assert_eq!(
+        ro.spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|p| p.affinity.as_ref())
+            .and_then(|a| a.pod_anti_affinity.as_ref()),
+        None,
+        "the Rollout's template is not touched"
+    );
+    assert_eq!(
+        written(&ro, "old")["spec"]["affinity"]["podAntiAffinity"],
+        Value::Null,
+        "the stable revision itself"
+    );
+
+    let ro = fixtures::rollout(
+        spec(json!({"requiredDuringSchedulingIgnoredDuringExecution": {}})),
+        json!({"stableRS": "old"}),
+    );
+    assert_eq!(
+        written(&ro, "new")["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            [0]["labelSelector"]["matchExpressions"][0]["values"],
+        json!(["old"])
+    );
+    let first = fixtures::rollout(
+        spec(json!({"requiredDuringSchedulingIgnoredDuringExecution": {}})),
+        Value::Null,
+    );
+    assert_eq!(
+        written(&first, "new")["spec"]["affinity"],
+        Value::Null,
+        "a first deploy"
+    );
+}

@@ -562,7 +562,11 @@ impl Planner<'_, '_> {
                     let mut c = match now.canary {
                         Some(c) => c,
                         None if unlabelled => {
-                            let need = routed_canary_replicas(self.replicas, w).max(1);
+                            // What carries its weight — or at least as much as it serves now
+                            // (every pod of the host): naming it then takes nothing away.
+                            let need = routed_canary_replicas(self.replicas, w)
+                                .max(1)
+                                .min(self.serving_available(None).max(1));
                             let Some(h) = [canary_hash, stable_hash]
                                 .into_iter()
                                 .find(|h| self.available(h) >= need)
@@ -717,7 +721,9 @@ impl Planner<'_, '_> {
         } else {
             self.stable_share_pods(current)
         };
-        pods.max(1).min(self.replicas)
+        // As many as `serving_needs` keeps (a pod, `minPodsPerReplicaSet`): a smaller target
+        // would be raised again and again, never at rest.
+        pods.max(self.stable_floor())
     }
 
     fn record_weights(&mut self, weight: i32, canary_hash: &str, stable_hash: &str) {

@@ -124,8 +124,10 @@ fn max_unavailable(ro: &Rollout, replicas: i32) -> i32 {
 /// The pods to evict next, and how many old ones are left.
 ///
 /// `stable` and `current` are the stable and newest revisions' hashes (restart order);
-/// `protected` are the hashes of ReplicaSets that must keep their last available pod (those a
-/// router sends part of the traffic to while it is split).
+/// `protected` are the hashes of ReplicaSets a router sends part of the traffic to while it is
+/// split: each keeps its last available pod, and loses at most its own share of
+/// `maxUnavailable` at a time (a stable shrunk by `dynamicStableScale` to 4 pods of 20 carries
+/// 20 % of the traffic: it must not lose 3 of them to a budget counted over all 20).
 pub fn decide(
     ro: &Rollout,
     replica_sets: &[ObservedReplicaSet],
@@ -166,8 +168,9 @@ pub fn decide(
     let mut old: Vec<&ObservedPod> = pods.iter().filter(|p| p.created < restart_at).collect();
     old.sort_by_key(|p| rank(p));
 
-    // Available pods per protected ReplicaSet, lowered as its pods are picked.
-    let mut keep: Vec<(&str, i32)> = protected
+    // Available pods per protected ReplicaSet, lowered as its pods are picked, and the fewest
+    // it keeps.
+    let mut keep: Vec<(&str, i32, i32)> = protected
         .iter()
         .filter_map(|hash| {
             let rs = replica_sets.iter().find(|r| r.hash == *hash)?;
@@ -175,7 +178,12 @@ pub fn decide(
                 .iter()
                 .filter(|p| p.replica_set == rs.name && p.is_available(min_ready, now))
                 .count() as i32;
-            Some((rs.name.as_str(), n))
+            let share = if replicas > 0 {
+                (n * concurrent / replicas).max(1)
+            } else {
+                1
+            };
+            Some((rs.name.as_str(), n, (n - share).max(1)))
         })
         .collect();
 
@@ -189,8 +197,8 @@ pub fn decide(
         if available && can_evict <= 0 {
             continue;
         }
-        if let Some((_, n)) = keep.iter_mut().find(|(rs, _)| *rs == pod.replica_set) {
-            if available && *n <= 1 {
+        if let Some((_, n, floor)) = keep.iter_mut().find(|(rs, _, _)| *rs == pod.replica_set) {
+            if available && *n <= *floor {
                 continue;
             }
             if available {
@@ -536,6 +544,18 @@ spec:
         assert_eq!(d.remaining, 4);
         let d = decide_at(&ro, &sets, &pods, &[]);
         assert_eq!(d.evict, vec!["s1", "s2", "s3", "c1"]);
+    }
+
+    /// A stable shrunk by dynamicStableScale to 4 of 20 pods carries 20 % of the traffic: it
+    /// loses at most its share of `maxUnavailable` (1 of 4), not 3 of 4 to the global budget.
+    #[test]
+    fn a_split_replicaset_loses_at_most_its_share_of_max_unavailable() {
+        let ro = rollout_of(20, "      maxUnavailable: 5");
+        let sets = [rs("s", 4, 1), rs("c", 16, 2)];
+        let mut pods: Vec<ObservedPod> = (0..4).map(|i| pod(&format!("s{i}"), "s", i)).collect();
+        pods.extend((0..16).map(|i| pod(&format!("c{i:02}"), "c", 10 + i)));
+        let d = decide_at(&ro, &sets, &pods, &["c", "s"]);
+        assert_eq!(d.evict, vec!["s0", "c00", "c01", "c02", "c03"]);
     }
 
     #[test]

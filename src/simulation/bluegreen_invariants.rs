@@ -209,7 +209,8 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
             };
             let delay = delay_of(*by_abort);
             // scaleDownDelayRevisionLimit: that many newer revisions waiting out their own
-            // delays with pods take the places first.
+            // delays with pods (any delay, an abort's included, as Argo counts them) take the
+            // places first.
             let order = |x: &super::world::SimReplicaSet| (x.revision.unwrap_or(0), x.name.clone());
             let newer_waiting = before
                 .rs
@@ -219,10 +220,11 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
                         && x.replicas > 0
                         && x.hash != hash
                         && stable.as_deref() != Some(x.hash.as_str())
-                        && after
-                            .active_left_at
-                            .get(&x.hash)
-                            .is_some_and(|(l, a)| after.now < later(*l, delay_of(*a)))
+                        && (x.scale_down_at.is_some_and(|at| at > after.now)
+                            || after
+                                .active_left_at
+                                .get(&x.hash)
+                                .is_some_and(|(l, a)| after.now < later(*l, delay_of(*a))))
                 })
                 .count();
             let over_limit = after

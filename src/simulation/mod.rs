@@ -393,8 +393,10 @@ impl Driver {
             && self.w.weight > reachable
         {
             return Err(format!(
-                "I5: the rollout was aborted, yet the weight is {} after a full converge (the stable carries {reachable})",
-                self.w.weight
+                "I5: the rollout was aborted, yet the weight is {} after a full converge (the stable carries {reachable})\n  world: {}\n  actions: {:?}",
+                self.w.weight,
+                self.w.describe(),
+                plan.actions
             ));
         }
         Ok(plan)
