@@ -299,6 +299,28 @@ pub fn reproduce_template(
         labels.remove(POD_TEMPLATE_HASH_LABEL);
     }
     let want = rs_hash(rs);
+    // `antiAffinity` added a term to the ReplicaSet that the Rollout's template never had: the
+    // template without it first, then as it is (the user may have written such a term).
+    let stripped = crate::plan::anti_affinity::without_injected(&template);
+    if let Some(t) = &stripped {
+        let (found, exact) = reproduce_from(t.clone(), &want, collision_count);
+        if exact {
+            return (found, true);
+        }
+    }
+    let (found, exact) = reproduce_from(template, &want, collision_count);
+    match (exact, stripped) {
+        (false, Some(t)) => (reproduce_from(t, &want, collision_count).0, false),
+        _ => (found, exact),
+    }
+}
+
+/// [`reproduce_template`] for one candidate template (hash label already removed).
+fn reproduce_from(
+    template: PodTemplateSpec,
+    want: &str,
+    collision_count: Option<i32>,
+) -> (PodTemplateSpec, bool) {
     let value = serde_json::to_value(&template).unwrap_or(Value::Null);
     let candidates = defaulted_fields(&value);
     let build = |keep: &[usize]| -> Option<PodTemplateSpec> {
@@ -315,7 +337,7 @@ pub fn reproduce_template(
     let mut budget: u32 = 200_000;
     for kept in 0..=candidates.len() {
         let mut check = |keep: &[usize]| {
-            build(keep).is_some_and(|t| TemplateHashes::of(&t, collision_count).names(&want))
+            build(keep).is_some_and(|t| TemplateHashes::of(&t, collision_count).names(want))
         };
         if let Some(keep) = find_subset(candidates.len(), kept, &mut budget, &mut check)
             && let Some(t) = build(&keep)
@@ -543,6 +565,51 @@ mod tests {
                     "an explicit default the hash does see stays"
                 );
             }
+        }
+    }
+
+    /// antiAffinity: the ReplicaSet carries a term the Rollout's template never had (beside
+    /// the user's own anti-affinity); undo finds the template without it.
+    #[test]
+    fn reproduces_the_template_without_the_injected_anti_affinity_term() {
+        let own = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        for (anti, affinity) in [
+            (
+                json!({"requiredDuringSchedulingIgnoredDuringExecution": {}}),
+                Value::Null,
+            ),
+            (
+                json!({"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 10}}),
+                Value::Null,
+            ),
+            (
+                json!({"requiredDuringSchedulingIgnoredDuringExecution": {}}),
+                own.clone(),
+            ),
+        ] {
+            let original = template(json!({"metadata": {"labels": {"app": "web"}},
+                "spec": {"affinity": affinity, "containers": [{"name": "web", "image": "web:1"}]}}));
+            let ro: Rollout = serde_json::from_value(json!({
+                "apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": original,
+                    "strategy": {"canary": {"antiAffinity": anti}}},
+                "status": {"stableRS": "old"}
+            }))
+            .unwrap_or_default();
+            let mut injected = original.clone();
+            crate::plan::anti_affinity::inject(&ro, "new", &mut injected);
+            assert_ne!(injected, original, "the term was injected");
+            let mut rs = stored_rs(2, &original, json!({}));
+            if let Some(spec) = rs.spec.as_mut()
+                && let Some(t) = spec.template.as_mut()
+            {
+                t.spec = injected.spec.clone();
+            }
+            let (t, exact) = reproduce_template(&rs, None);
+            assert!(exact, "{anti}, {affinity}");
+            assert_eq!(t, original);
         }
     }
 

@@ -177,11 +177,11 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
     }
 }
 
-/// Whether the stable revision has an available pod in the ReplicaSet cache, at full size: the
-/// abort's fast writes send all traffic there before anything else is read, so they go only if
-/// it can take it (a deleted stable ReplicaSet, or one whose pods all died, cannot; nor one
-/// shrunk by `dynamicStableScale`, even if the field was removed since — the plan then brings
-/// traffic back as it grows).
+/// Whether the stable revision is fully available in the ReplicaSet cache: the abort's fast
+/// writes send all traffic there before anything else is read, so they go only if it can take
+/// it all (a deleted stable ReplicaSet, one whose pods died, one shrunk by `dynamicStableScale`
+/// — even if the field was removed since — cannot). Otherwise the reconcile's plan brings the
+/// traffic back, as far as the stable carries.
 pub(super) fn stable_has_pods(ctx: &Context, ro: &Rollout) -> bool {
     let Some(stable) = ro.status.as_ref().and_then(|s| s.stable_rs.as_deref()) else {
         return false;
@@ -190,7 +190,7 @@ pub(super) fn stable_has_pods(ctx: &Context, ro: &Rollout) -> bool {
     ctx.view.replica_sets.owned(&uid).iter().any(|c| {
         c.observed.hash == stable
             && c.observed.available > 0
-            && c.observed.replicas >= ro.spec.replicas()
+            && c.observed.available >= ro.spec.replicas()
     })
 }
 

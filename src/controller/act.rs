@@ -5,10 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodTemplateSpec, WeightedPodAffinityTerm};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, LabelSelectorRequirement, OwnerReference,
-};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, EvictParams, Patch, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -36,67 +34,11 @@ fn owner_reference(ro: &Rollout) -> Option<OwnerReference> {
     ro.controller_owner_ref(&())
 }
 
-/// The pod anti-affinity term `antiAffinity` adds to a new revision's pods: not on a node that
-/// runs a pod of the stable revision (Argo's `CreateInjectedAntiAffinityRule`).
-fn stable_anti_affinity_term(ro: &Rollout, stable: &str) -> PodAffinityTerm {
-    PodAffinityTerm {
-        label_selector: Some(LabelSelector {
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: POD_TEMPLATE_HASH_LABEL.into(),
-                operator: "In".into(),
-                values: Some(vec![stable.into()]),
-            }]),
-            ..Default::default()
-        }),
-        namespaces: ro.namespace().map(|n| vec![n]),
-        topology_key: "kubernetes.io/hostname".into(),
-        ..Default::default()
-    }
-}
-
-/// `antiAffinity`: a revision created while another one is stable keeps its pods off the
-/// stable's nodes, added to whatever the template's own affinity says (the template — and so
-/// the pod-template hash — is left as written). Decided when the ReplicaSet is created, from
-/// the persisted status, as Argo does; nothing is added for the first revision or the stable.
-fn inject_anti_affinity(ro: &Rollout, hash: &str, template: &mut PodTemplateSpec) {
-    let Some(anti) = ro.spec.anti_affinity() else {
-        return;
-    };
-    let Some(stable) = ro.status.as_ref().and_then(|s| s.stable_rs.as_deref()) else {
-        return;
-    };
-    if stable == hash {
-        return;
-    }
-    let Some(spec) = template.spec.as_mut() else {
-        return;
-    };
-    let term = stable_anti_affinity_term(ro, stable);
-    let pod_anti = spec
-        .affinity
-        .get_or_insert_with(Default::default)
-        .pod_anti_affinity
-        .get_or_insert_with(Default::default);
-    match &anti.preferred_during_scheduling_ignored_during_execution {
-        Some(preferred) => pod_anti
-            .preferred_during_scheduling_ignored_during_execution
-            .get_or_insert_with(Vec::new)
-            .push(WeightedPodAffinityTerm {
-                weight: preferred.weight,
-                pod_affinity_term: term,
-            }),
-        None => pod_anti
-            .required_during_scheduling_ignored_during_execution
-            .get_or_insert_with(Vec::new)
-            .push(term),
-    }
-}
-
 /// The ReplicaSet of a revision, built from the Rollout's template.
 pub fn build_replica_set(ro: &Rollout, hash: &str, replicas: i32, revision: i64) -> ReplicaSet {
     let name = ro.name_any();
     let mut template = ro.spec.template.clone();
-    inject_anti_affinity(ro, hash, &mut template);
+    crate::plan::anti_affinity::inject(ro, hash, &mut template);
     let meta = template.metadata.get_or_insert_with(Default::default);
     meta.labels
         .get_or_insert_with(BTreeMap::new)

@@ -483,7 +483,12 @@ impl Planner<'_, '_> {
         }
         // dynamicStableScale: traffic comes back only as far as the shrunk stable carries it.
         let wanted = weight;
-        let weight = self.dynamic_weight_now(wanted, stable_hash);
+        let Some(weight) = self.dynamic_weight_now(wanted, stable_hash) else {
+            let now = self.now;
+            self.plan
+                .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
+            return false;
+        };
         // Held above what was asked: the canary subset stays on the pods that carry it.
         let held_canary = self
             .route_subsets
@@ -663,7 +668,7 @@ impl Planner<'_, '_> {
     /// available pods carry (the stable shrank as traffic left it, so traffic returns only as
     /// it grows back — Argo's reverse-step descent). The current weight when none fits; `target`
     /// when going up, or without dynamic scaling.
-    fn dynamic_weight_now(&self, target: i32, stable_hash: &str) -> i32 {
+    fn dynamic_weight_now(&self, target: i32, stable_hash: &str) -> Option<i32> {
         let dest = match self.route_subsets {
             Some(_) => Some(stable_hash.to_string()),
             None => self.destinations().1,
@@ -681,21 +686,24 @@ impl Planner<'_, '_> {
 
     /// The lowest of [`Planner::rungs_down_to`] `target` whose stable share `available` pods
     /// carry; the current weight when none; `target` when going up or without dynamic scaling.
-    fn descend(&self, target: i32, available: i32) -> i32 {
+    /// None — write nothing — when none fits and the routers show no weight (they disagree: a
+    /// write that reached one of two): the current weight is then unknown, and a write of any
+    /// weight the stable cannot carry could be a step up for one of them.
+    fn descend(&self, target: i32, available: i32) -> Option<i32> {
         if !self.descends || self.replicas == 0 {
-            return target;
+            return Some(target);
         }
-        // Routers that disagree (a write that reached one of two) show no weight: assume the
-        // highest, and come down only as far as the stable carries.
+        // Unknown, it is taken as the highest: the weight comes down only as far as the stable
+        // carries.
         let current = self.route_weight.unwrap_or(100);
         if target >= current {
-            return target;
+            return Some(target);
         }
         self.rungs_down_to(target)
             .into_iter()
             .filter(|w| self.stable_share_pods(*w) <= available)
             .min()
-            .unwrap_or(current)
+            .or(self.route_weight)
     }
 
     /// With `dynamicStableScale`, the stable's pods on the way to a canary weight of `target`:
@@ -711,7 +719,9 @@ impl Planner<'_, '_> {
         let pods = if target < current {
             // Judged by the stable revision's own pods: its Service and subset return to it
             // before traffic does.
-            let now = self.descend(target, self.available(stable_hash));
+            let now = self
+                .descend(target, self.available(stable_hash))
+                .unwrap_or(current);
             let next = self
                 .rungs_down_to(target)
                 .into_iter()
@@ -1007,9 +1017,10 @@ impl Planner<'_, '_> {
         // goes to 0 once the stable destination has pods (`set_weight` waits for both): a
         // Service or subset still on a deleted revision moves first.
         let zeroed = !self.routed || self.set_weight(0, &stable, &stable);
-        // With dynamicStableScale the weight may still be on its way down (the stable growing
-        // back): the canary Service keeps the canary's pods until it is 0.
-        if (zeroed || !self.dynamic) && (available > 0 || self.replicas == 0) {
+        // With dynamicStableScale (or a stable below full size) the weight may still be on its
+        // way down, the stable growing back: the canary Service keeps the canary's pods until
+        // it is 0.
+        if (zeroed || !self.descends) && (available > 0 || self.replicas == 0) {
             self.switch_service(self.canary_service, &stable);
         }
         // On the way down the canary shrinks with the weight it still carries, as after an

@@ -9,6 +9,7 @@
 //! in the status it returns — never act on a step it has not yet persisted. A controller killed at
 //! any point therefore resumes by re-applying the persisted step, which is idempotent.
 
+pub mod anti_affinity;
 pub mod bluegreen;
 pub mod canary;
 pub mod go_json;

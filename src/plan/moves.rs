@@ -221,8 +221,11 @@ pub(super) trait Moves {
     }
 
     /// `scaleDownDelayRevisionLimit`: whether `rs` is past the old ReplicaSets that may keep
-    /// their pods through a scale-down delay — newer revisions take the places first (Argo's
-    /// order). The revision rolling out and the stable one never count, nor go by it.
+    /// their pods through a scale-down delay — those traffic left most recently take the places
+    /// first (a later deadline; one about to start its delay is the latest). Not by revision:
+    /// a revision returned to by an undo keeps its old number (Argo renumbers it), and the one
+    /// traffic just left is the one proxies may still send to. The revision rolling out and the
+    /// stable one never count, nor go by it.
     fn over_delay_limit(&self, rs: &ObservedReplicaSet) -> bool {
         let Some(limit) = self
             .observed()
@@ -240,7 +243,13 @@ pub(super) trait Moves {
             return false;
         }
         let now = self.now();
-        let order = |r: &ObservedReplicaSet| (r.revision.unwrap_or(0), r.name.clone());
+        let order = |r: &ObservedReplicaSet| {
+            (
+                self.deadline_as_planned(r).unwrap_or(Timestamp::MAX),
+                r.revision.unwrap_or(0),
+                r.name.clone(),
+            )
+        };
         let waiting = self
             .observed()
             .replica_sets

@@ -19,8 +19,9 @@
 //!   new anyway, and the old ones go).
 //!
 //! Stricter than Argo: while a router splits traffic between two ReplicaSets, neither loses its
-//! last available pod to a restart (Argo would route that ReplicaSet's share to no pod at all);
-//! the restart resumes once the ReplicaSet has more pods or the update ends.
+//! last available pod to a restart (Argo would route that ReplicaSet's share to no pod at all),
+//! nor more at once than its own share of `maxUnavailable`; the restart resumes once the
+//! ReplicaSet has more pods or the update ends.
 //!
 //! Pure: the controller lists the pods (only while a restart is due) and applies
 //! [`Action::EvictPod`]; everything decided here is a table test.

@@ -1316,6 +1316,25 @@ fn the_scale_down_delay_revision_limit_keeps_only_the_newest_old_replica_sets() 
     assert!(w.rs[&v2].scale_down_at.is_some());
     assert_eq!(w.rs[&v1].replicas, 0, "v1 is past the limit: gone at once");
 
+    // Ranked by when traffic left, not by revision: after an undo to v1 (v2 waiting), v3's
+    // promotion keeps v1 — the revision proxies may still send to — and v2 goes.
+    let mut w = World::new(&with_limit(1));
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_image("web:2");
+    let v2 = w.canary_hash();
+    w.run_to_end(100);
+    w.update_image("web:1");
+    w.run_to_end(100);
+    w.run(5);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(v1.as_str()));
+    assert!(w.rs[&v2].scale_down_at.is_some(), "v2 waits after the undo");
+    w.update_image("web:3");
+    w.run_to_end(100);
+    w.run(5);
+    assert_eq!(w.rs[&v1].replicas, 5, "v1, which traffic just left, waits");
+    assert_eq!(w.rs[&v2].replicas, 0, "v2 left earlier: past the limit");
+
     let mut w = World::new(&with_limit(0));
     w.deploy_first();
     let v1 = w.canary_hash();

@@ -211,7 +211,13 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
             // scaleDownDelayRevisionLimit: that many newer revisions waiting out their own
             // delays with pods (any delay, an abort's included, as Argo counts them) take the
             // places first.
-            let order = |x: &super::world::SimReplicaSet| (x.revision.unwrap_or(0), x.name.clone());
+            let order = |x: &super::world::SimReplicaSet| {
+                (
+                    x.scale_down_at.unwrap_or(k8s_openapi::jiff::Timestamp::MAX),
+                    x.revision.unwrap_or(0),
+                    x.name.clone(),
+                )
+            };
             let newer_waiting = before
                 .rs
                 .values()

@@ -357,6 +357,19 @@ impl Driver {
             .canary()
             .is_some_and(|c| c.dynamic_stable_scale());
         let r = self.w.replicas();
+        // The stable's pods for a canary weight: its share, and minPodsPerReplicaSet.
+        let min_pods = self
+            .w
+            .ro
+            .spec
+            .canary()
+            .and_then(|c| c.min_pods_per_replica_set)
+            .unwrap_or(0);
+        let stable_share = |w: i32| match crate::plan::replicas::routed_canary_replicas(r, 100 - w)
+        {
+            0 => 0,
+            n => n.max(min_pods).min(r),
+        };
         let reachable = match st.stable_rs.as_deref() {
             Some(stable)
                 if dynamic
@@ -371,10 +384,7 @@ impl Driver {
                     .iter()
                     .filter_map(|s| s.set_weight)
                     .chain([0])
-                    .filter(|w| {
-                        *w <= self.w.weight
-                            && crate::plan::replicas::routed_canary_replicas(r, 100 - w) <= avail
-                    })
+                    .filter(|w| *w <= self.w.weight && stable_share(*w) <= avail)
                     .min()
                     .unwrap_or(self.w.weight)
             }

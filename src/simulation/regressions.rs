@@ -1225,3 +1225,46 @@ fn blue_green_an_aborted_preview_waiting_takes_the_delay_limit_place() {
         ],
     );
 }
+
+/// I1: an undo while 100 % went to the canary, then `replicas` raised: the stable below full
+/// size held the weight (traffic returns only as it grows), yet the canary Service moved to
+/// the short stable under that weight. Fix: it waits for weight 0 whenever the weight does.
+#[test]
+fn an_undo_under_a_scale_up_moves_the_canary_service_only_at_weight_zero() {
+    let mut s = spec(Routing::Host, 2, vec![Pause(None)]);
+    s.min_pods = Some(3);
+    replay(
+        s,
+        vec![0],
+        vec![
+            Reconcile,
+            User(UserAct::Promote),
+            Reconcile,
+            UserMidReconcile(UserAct::Pause),
+            Reconcile,
+            User(UserAct::Undo),
+            User(UserAct::Scale(3)),
+            Reconcile,
+        ],
+    );
+}
+
+/// I5 (the invariant's own): with minPodsPerReplicaSet 2 the stable needs 2 available pods for
+/// any share, as the planner sizes it (Argo's rule); the abort at 80 % waits for them.
+#[test]
+fn dynamic_an_abort_waits_for_the_stables_min_pods() {
+    let mut s = dynamic(Routing::Host, 2, vec![Weight(80), Weight(50)]);
+    s.min_pods = Some(2);
+    replay(
+        s,
+        vec![1],
+        vec![
+            Reconcile,
+            Tick(1),
+            Kill(20, 0),
+            Reconcile,
+            User(UserAct::Abort),
+            Reconcile,
+        ],
+    );
+}

@@ -226,3 +226,33 @@ fn a_canary_losing_pods_hands_traffic_back_only_as_the_stable_carries_it() {
         "back to the weight the canary's 3 pods carry"
     );
 }
+
+/// Routers that disagree show no weight: the planner writes none the stable cannot carry (an
+/// unknown weight could be lower on one router), and comes down from there as it grows.
+#[test]
+fn routers_that_disagree_get_no_weight_the_stable_cannot_carry() {
+    let (mut w, stable, _canary) = at_sixty();
+    abort(&mut w);
+    w.weight = None;
+    w.frozen.push(stable.clone());
+    if let Some(rs) = w.rs.get_mut(&stable) {
+        rs.available = 3;
+    }
+    let p = w.reconcile();
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetWeight { .. })),
+        "a weight written onto 3 stable pods: {p:?}"
+    );
+    assert_eq!(w.weight, None);
+    if let Some(rs) = w.rs.get_mut(&stable) {
+        rs.available = 4;
+    }
+    w.reconcile();
+    assert_eq!(
+        w.weight,
+        Some(60),
+        "what 4 stable pods carry, on every router"
+    );
+}
