@@ -302,15 +302,17 @@ pub fn reproduce_template(
     // `antiAffinity` added a term to the ReplicaSet that the Rollout's template never had: the
     // template without it first, then as it is (the user may have written such a term).
     let stripped = crate::plan::anti_affinity::without_injected(&template);
-    if let Some(t) = &stripped {
-        let (found, exact) = reproduce_from(t.clone(), &want, collision_count);
+    let mut first = None;
+    for t in stripped {
+        let (found, exact) = reproduce_from(t, &want, collision_count);
         if exact {
             return (found, true);
         }
+        first.get_or_insert(found);
     }
     let (found, exact) = reproduce_from(template, &want, collision_count);
-    match (exact, stripped) {
-        (false, Some(t)) => (reproduce_from(t, &want, collision_count).0, false),
+    match (exact, first) {
+        (false, Some(t)) => (t, false),
         _ => (found, exact),
     }
 }
@@ -586,6 +588,15 @@ mod tests {
             (
                 json!({"requiredDuringSchedulingIgnoredDuringExecution": {}}),
                 own.clone(),
+            ),
+            // Written empty by the user: kept so.
+            (
+                json!({"requiredDuringSchedulingIgnoredDuringExecution": {}}),
+                json!({}),
+            ),
+            (
+                json!({"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 5}}),
+                json!({"podAntiAffinity": {}}),
             ),
         ] {
             let original = template(json!({"metadata": {"labels": {"app": "web"}},

@@ -81,58 +81,81 @@ pub fn inject(ro: &Rollout, hash: &str, template: &mut PodTemplateSpec) {
     }
 }
 
-/// `template` without the injected term (the last one of Argo's shape, as [`inject`] appends
-/// it), emptied containers removed; None when it has none.
-pub fn without_injected(template: &PodTemplateSpec) -> Option<PodTemplateSpec> {
-    let mut t = template.clone();
-    let spec = t.spec.as_mut()?;
-    let anti: &mut PodAntiAffinity = spec.affinity.as_mut()?.pod_anti_affinity.as_mut()?;
-    let mut found = false;
-    if let Some(req) = anti
-        .required_during_scheduling_ignored_during_execution
-        .as_mut()
-        && let Some(i) = req.iter().rposition(injected)
-    {
-        req.remove(i);
-        found = true;
-    } else if let Some(pref) = anti
-        .preferred_during_scheduling_ignored_during_execution
-        .as_mut()
-        && let Some(i) = pref.iter().rposition(|w| injected(&w.pod_affinity_term))
-    {
-        pref.remove(i);
-        found = true;
-    }
-    if !found {
-        return None;
-    }
-    if anti
-        .required_during_scheduling_ignored_during_execution
-        .as_ref()
-        .is_some_and(Vec::is_empty)
-    {
-        anti.required_during_scheduling_ignored_during_execution = None;
-    }
-    if anti
-        .preferred_during_scheduling_ignored_during_execution
-        .as_ref()
-        .is_some_and(Vec::is_empty)
-    {
-        anti.preferred_during_scheduling_ignored_during_execution = None;
-    }
-    let empty_anti = anti
-        .required_during_scheduling_ignored_during_execution
-        .is_none()
-        && anti
-            .preferred_during_scheduling_ignored_during_execution
-            .is_none();
-    if let Some(affinity) = spec.affinity.as_mut() {
-        if empty_anti {
-            affinity.pod_anti_affinity = None;
+/// `template` without the injected term, as candidates for the template the Rollout had: the
+/// last term of Argo's shape removed from the required list, or from the preferred one, each
+/// with the containers it leaves empty removed and, should the user have written them empty,
+/// kept. Empty when it has no such term.
+pub fn without_injected(template: &PodTemplateSpec) -> Vec<PodTemplateSpec> {
+    let mut out = vec![];
+    for required in [true, false] {
+        let mut t = template.clone();
+        let Some(anti) = t
+            .spec
+            .as_mut()
+            .and_then(|s| s.affinity.as_mut())
+            .and_then(|a| a.pod_anti_affinity.as_mut())
+        else {
+            return out;
+        };
+        let removed = if required {
+            anti.required_during_scheduling_ignored_during_execution
+                .as_mut()
+                .and_then(|v| v.iter().rposition(injected).map(|i| v.remove(i)))
+                .is_some()
+        } else {
+            anti.preferred_during_scheduling_ignored_during_execution
+                .as_mut()
+                .and_then(|v| {
+                    v.iter()
+                        .rposition(|w| injected(&w.pod_affinity_term))
+                        .map(|i| v.remove(i))
+                })
+                .is_some()
+        };
+        if !removed {
+            continue;
         }
-        if *affinity == Affinity::default() {
+        // The user may have written any of these empty: from all removed to none.
+        for level in (0..=3).rev() {
+            out.push(tidy(t.clone(), level));
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Removes what the removal left empty, up to `level`: 1 the lists, 2 the pod anti-affinity
+/// too, 3 the affinity too.
+fn tidy(mut t: PodTemplateSpec, level: u8) -> PodTemplateSpec {
+    let Some(spec) = t.spec.as_mut() else {
+        return t;
+    };
+    if level == 0 {
+        return t;
+    }
+    if let Some(affinity) = spec.affinity.as_mut() {
+        if let Some(anti) = affinity.pod_anti_affinity.as_mut() {
+            if anti
+                .required_during_scheduling_ignored_during_execution
+                .as_ref()
+                .is_some_and(Vec::is_empty)
+            {
+                anti.required_during_scheduling_ignored_during_execution = None;
+            }
+            if anti
+                .preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+                .is_some_and(Vec::is_empty)
+            {
+                anti.preferred_during_scheduling_ignored_during_execution = None;
+            }
+            if level >= 2 && *anti == PodAntiAffinity::default() {
+                affinity.pod_anti_affinity = None;
+            }
+        }
+        if level >= 3 && *affinity == Affinity::default() {
             spec.affinity = None;
         }
     }
-    Some(t)
+    t
 }

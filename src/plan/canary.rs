@@ -95,14 +95,19 @@ impl Moves for Planner<'_, '_> {
         if !self.routed {
             return 0;
         }
-        let weight = self.route_weight.unwrap_or(0).clamp(0, 100);
+        // An unknown weight (routers that disagree, none written yet) may be anything on
+        // either side: both keep what all the traffic needs until it is known.
+        let (canary_share, stable_share) = match self.route_weight {
+            Some(w) => (w.clamp(0, 100), 100 - w.clamp(0, 100)),
+            None => (100, 100),
+        };
         let (canary, stable) = self.destinations();
         let mut share = 0;
         if canary.as_deref() == Some(hash) {
-            share += weight;
+            share += canary_share;
         }
         if stable.as_deref() == Some(hash) {
-            share += 100 - weight;
+            share += stable_share;
         }
         // What the stable destination or the stable Service (in-cluster traffic, subset mode
         // included) selects keeps replicas − maxUnavailable, and a pod.
@@ -812,7 +817,7 @@ impl Planner<'_, '_> {
         let mut serving: Vec<String> = self.service_hash(self.stable_service).into_iter().collect();
         let subsets = self.route_subsets.as_ref();
         serving.extend(subsets.and_then(|s| s.stable.clone()));
-        if self.routed && self.route_weight.unwrap_or(0) > 0 {
+        if self.routed && self.route_weight.is_none_or(|w| w > 0) {
             serving.extend(self.service_hash(self.canary_service));
             serving.extend(subsets.and_then(|s| s.canary.clone()));
         }

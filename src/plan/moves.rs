@@ -170,7 +170,7 @@ pub(super) trait Moves {
                 continue;
             }
             match rs.scale_down_at {
-                Some(at) if at > now && !self.over_delay_limit(&rs) => {
+                Some(at) if at > now && !self.over_delay_limit(&rs, Some(at)) => {
                     self.plan_mut().requeue_at(now, at)
                 }
                 at => self.plan_mut().actions.push(Action::ScaleReplicaSet {
@@ -190,8 +190,11 @@ pub(super) trait Moves {
         let now = self.now();
         let serving = self.serving_needs(&rs.hash) > 0;
         match rs.scale_down_at {
-            // Past `scaleDownDelayRevisionLimit`: no delay, once no traffic reaches it.
-            _ if !serving && self.over_delay_limit(rs) => {
+            // Past `scaleDownDelayRevisionLimit`: no delay, once no traffic reaches it. (Ranked
+            // by the deadline it would get, as it will be from the next reconcile on.)
+            _ if !serving
+                && self.over_delay_limit(rs, rs.scale_down_at.or(Some(after(now, delay_secs)))) =>
+            {
                 self.plan_mut().actions.push(Action::ScaleReplicaSet {
                     name: rs.name.clone(),
                     replicas: 0,
@@ -222,11 +225,11 @@ pub(super) trait Moves {
 
     /// `scaleDownDelayRevisionLimit`: whether `rs` is past the old ReplicaSets that may keep
     /// their pods through a scale-down delay — those traffic left most recently take the places
-    /// first (a later deadline; one about to start its delay is the latest). Not by revision:
+    /// first (a later deadline; `deadline` is the one `rs` has or is about to get). Not by revision:
     /// a revision returned to by an undo keeps its old number (Argo renumbers it), and the one
     /// traffic just left is the one proxies may still send to. The revision rolling out and the
     /// stable one never count, nor go by it.
-    fn over_delay_limit(&self, rs: &ObservedReplicaSet) -> bool {
+    fn over_delay_limit(&self, rs: &ObservedReplicaSet, deadline: Option<Timestamp>) -> bool {
         let Some(limit) = self
             .observed()
             .rollout
@@ -243,18 +246,21 @@ pub(super) trait Moves {
             return false;
         }
         let now = self.now();
-        let order = |r: &ObservedReplicaSet| {
+        let order = |r: &ObservedReplicaSet, at: Option<Timestamp>| {
             (
-                self.deadline_as_planned(r).unwrap_or(Timestamp::MAX),
+                at.unwrap_or(Timestamp::MAX),
                 r.revision.unwrap_or(0),
                 r.name.clone(),
             )
         };
+        let own = order(rs, deadline);
         let waiting = self
             .observed()
             .replica_sets
             .iter()
-            .filter(|r| r.name != rs.name && !exempt(&r.hash) && order(r) > order(rs))
+            .filter(|r| {
+                r.name != rs.name && !exempt(&r.hash) && order(r, self.deadline_as_planned(r)) > own
+            })
             .filter_map(|r| self.rs_as_planned(&r.hash))
             .filter(|r| r.replicas > 0 && self.deadline_as_planned(r).is_some_and(|at| at > now))
             .count();

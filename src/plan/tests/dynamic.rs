@@ -256,3 +256,28 @@ fn routers_that_disagree_get_no_weight_the_stable_cannot_carry() {
         "what 4 stable pods carry, on every router"
     );
 }
+
+/// An undo while the routers disagree and the stable cannot carry any declared weight: no
+/// weight is written, and the old canary, which a router may still send 60 % to, keeps its pods
+/// (an unknown weight may be anything on either side).
+#[test]
+fn an_undo_under_routers_that_disagree_keeps_the_canarys_pods() {
+    let (mut w, stable, canary) = at_sixty();
+    w.weight = None;
+    w.frozen.push(stable.clone());
+    if let Some(rs) = w.rs.get_mut(&stable) {
+        rs.available = 3;
+    }
+    w.update_image("web:1");
+    let p = w.reconcile();
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetWeight { .. })),
+        "{p:?}"
+    );
+    assert_eq!(
+        w.rs[&canary].replicas, 6,
+        "the canary keeps its pods: {p:?}"
+    );
+}
