@@ -729,10 +729,22 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "canaryMetadata",
+        "canaryMetadata reusing a template label",
         ROLLOUT,
-        "spec: {strategy: {canary: {canaryMetadata: {labels: {role: canary}}}}}",
-        &["spec.strategy.canary.canaryMetadata", NOT_SUPPORTED],
+        "spec: {strategy: {canary: {canaryMetadata: {labels: {app: other}}}}}",
+        &[
+            "spec.strategy.canary.canaryMetadata.labels",
+            "may not reuse a key of template.metadata.labels",
+        ],
+    ),
+    case(
+        "stableMetadata setting the pod-template hash",
+        ROLLOUT,
+        "spec: {strategy: {canary: {stableMetadata: {labels: {rollouts-pod-template-hash: x}}}}}",
+        &[
+            "spec.strategy.canary.stableMetadata.labels",
+            "rollouts-pod-template-hash label is Aviary's",
+        ],
     ),
     case(
         "pingPong",
@@ -873,10 +885,13 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "previewMetadata",
+        "activeMetadata reusing a template annotation",
         BLUE_GREEN,
-        "spec: {strategy: {blueGreen: {previewMetadata: {labels: {role: preview}}}}}",
-        &["spec.strategy.blueGreen.previewMetadata", NOT_SUPPORTED],
+        "spec: {template: {metadata: {annotations: {team: a}}}, strategy: {blueGreen: {activeMetadata: {annotations: {team: b}}}}}",
+        &[
+            "spec.strategy.blueGreen.activeMetadata.annotations",
+            "may not reuse a key of template.metadata.annotations",
+        ],
     ),
     case(
         "blue-green maxUnavailable",

@@ -3223,3 +3223,156 @@ async fn anti_affinity_keeps_the_canary_off_the_stable_nodes() {
     );
     println!("stable pod on {stable_node}, canary pod on {canary_node}");
 }
+
+/// The pods of the ReplicaSet of `hash` once there are `count` of them and every one passes
+/// `holds`; their UIDs.
+async fn pods_once(
+    client: &Client,
+    ns: &str,
+    hash: &str,
+    count: usize,
+    what: &str,
+    holds: impl Fn(&k8s_openapi::api::core::v1::Pod) -> bool,
+) -> Vec<String> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let holds = &holds;
+    poll_until(
+        what,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let pods = pods.clone();
+            async move {
+                let params = kube::api::ListParams::default()
+                    .labels(&format!("rollouts-pod-template-hash={hash}"));
+                let list: Vec<_> = pods
+                    .list(&params)
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .collect();
+                (list.len() == count && list.iter().all(holds))
+                    .then(|| list.iter().filter_map(|p| p.metadata.uid.clone()).collect())
+            }
+        },
+    )
+    .await
+}
+
+fn label_of<'a>(pod: &'a k8s_openapi::api::core::v1::Pod, key: &str) -> Option<&'a str> {
+    pod.labels().get(key).map(String::as_str)
+}
+
+fn annotation_of<'a>(pod: &'a k8s_openapi::api::core::v1::Pod, key: &str) -> Option<&'a str> {
+    pod.annotations().get(key).map(String::as_str)
+}
+
+/// Given a canary with `canaryMetadata` and `stableMetadata`, when v2 pauses at 40 %, then the
+/// canary's pods carry the canary role and the stable's pods the stable role; when promoted,
+/// then the very same canary pods (none restarted) carry the stable role instead, without the
+/// canary's annotation, and the old ReplicaSet's template has no role left.
+#[tokio::test]
+async fn role_metadata_follows_promotion_in_place_without_restarting_pods() {
+    let with_roles = |image: &str| {
+        let mut ro = rollout(
+            Router::Istio,
+            image,
+            json!([{"setWeight": 40}, {"pause": {}}]),
+        );
+        ro["spec"]["strategy"]["canary"]["canaryMetadata"] =
+            json!({"labels": {"role": "canary"}, "annotations": {"release": "candidate"}});
+        ro["spec"]["strategy"]["canary"]["stableMetadata"] = json!({"labels": {"role": "stable"}});
+        ro
+    };
+    let v1 = with_roles("web:1");
+    let h1 = hash_of(&v1);
+    let (client, ns, ctl) = given_healthy("canary-roles", Router::Istio, &v1).await;
+    let count = REPLICAS as usize;
+    let stable = |p: &k8s_openapi::api::core::v1::Pod| {
+        label_of(p, "role") == Some("stable") && annotation_of(p, "release").is_none()
+    };
+    pods_once(
+        &client,
+        &ns.name,
+        &h1,
+        count,
+        "v1's pods labelled role=stable",
+        stable,
+    )
+    .await;
+
+    let v2 = with_roles("web:2");
+    let h2 = hash_of(&v2);
+    let (_api, _log, watch) = update_to_paused_at(&client, &ns.name, &v2, 40).await;
+    let canary_uids = pods_once(
+        &client,
+        &ns.name,
+        &h2,
+        2,
+        "the canary's pods labelled role=canary, annotated release=candidate",
+        |p| {
+            label_of(p, "role") == Some("canary")
+                && annotation_of(p, "release") == Some("candidate")
+        },
+    )
+    .await;
+    pods_once(
+        &client,
+        &ns.name,
+        &h1,
+        count,
+        "the stable keeps role=stable",
+        stable,
+    )
+    .await;
+
+    patch_status(&client, &ns.name, json!({"pauseConditions": null})).await;
+    wait_healthy(&client, &ns.name, &h2, Duration::from_secs(60), &ctl).await;
+    let after = pods_once(
+        &client,
+        &ns.name,
+        &h2,
+        count,
+        "v2's pods labelled role=stable, the canary annotation gone",
+        stable,
+    )
+    .await;
+    for uid in &canary_uids {
+        assert!(
+            after.contains(uid),
+            "the canary's pod {uid} was replaced, not relabelled in place"
+        );
+    }
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "the old stable's template without a role",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let rs_api = rs_api.clone();
+            let name = format!("web-{h1}");
+            async move {
+                let rs = rs_api.get(&name).await.ok()?;
+                let template_labels = rs.spec?.template?.metadata?.labels.unwrap_or_default();
+                let clean = !template_labels.contains_key("role")
+                    && !rs.metadata.annotations.unwrap_or_default().keys().any(|k| {
+                        k == "aviary.dev/ephemeral-metadata"
+                            || k == "aviary.dev/ephemeral-metadata-pending"
+                    });
+                clean.then_some(())
+            }
+        },
+    )
+    .await;
+    support::wait_for_event(
+        &client,
+        &ns.name,
+        "web",
+        "Event PodMetadataSynced",
+        |reason, message| reason == "PodMetadataSynced" && message.contains("role"),
+    )
+    .await;
+    watch.abort();
+}

@@ -116,6 +116,14 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
 #[x_kube(validation = Rule::new("!has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))").message("selector.matchLabels must match template.metadata.labels").field_path(".selector"))]
 #[x_kube(validation = Rule::new("(has(self.progressDeadlineSeconds) ? self.progressDeadlineSeconds : 600) > (has(self.minReadySeconds) ? self.minReadySeconds : 0)").message("progressDeadlineSeconds (default 600) must be greater than minReadySeconds").field_path(".progressDeadlineSeconds"))]
 #[x_kube(validation = unsupported("workloadRef", "spec.workloadRef", "inline the pod template in spec.template"))]
+#[x_kube(validation = role_key_clash("canary", "canaryMetadata", "labels"))]
+#[x_kube(validation = role_key_clash("canary", "canaryMetadata", "annotations"))]
+#[x_kube(validation = role_key_clash("canary", "stableMetadata", "labels"))]
+#[x_kube(validation = role_key_clash("canary", "stableMetadata", "annotations"))]
+#[x_kube(validation = role_key_clash("blueGreen", "previewMetadata", "labels"))]
+#[x_kube(validation = role_key_clash("blueGreen", "previewMetadata", "annotations"))]
+#[x_kube(validation = role_key_clash("blueGreen", "activeMetadata", "labels"))]
+#[x_kube(validation = role_key_clash("blueGreen", "activeMetadata", "annotations"))]
 #[x_kube(validation = Rule::new("!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.scaleDownDelayRevisionLimit) || (has(self.revisionHistoryLimit) ? self.revisionHistoryLimit : 10) >= self.strategy.blueGreen.scaleDownDelayRevisionLimit").message("strategy.blueGreen.scaleDownDelayRevisionLimit cannot exceed revisionHistoryLimit (default 10), as in Argo Rollouts: lower it or raise revisionHistoryLimit").field_path(".strategy.blueGreen.scaleDownDelayRevisionLimit"))]
 pub struct RolloutSpec {
     /// Desired number of pods (default 1).
@@ -327,8 +335,6 @@ pub struct RolloutStrategy {
 #[x_kube(validation = Rule::new("!has(self.steps) || !self.steps.exists(s, has(s.setCanaryScale)) || has(self.trafficRouting)").message("setCanaryScale steps require trafficRouting").field_path(".steps"))]
 #[x_kube(validation = Rule::new("!has(self.analysis) || !has(self.analysis.startingStep) || (has(self.steps) && self.analysis.startingStep < size(self.steps))").message("analysis.startingStep must be the index of one of the steps").field_path(".analysis.startingStep"))]
 #[x_kube(validation = Rule::new("!(has(self.maxSurge) && has(self.maxUnavailable) && (type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%'))").message("maxSurge and maxUnavailable cannot both be 0").field_path(".maxUnavailable"))]
-#[x_kube(validation = unsupported("canaryMetadata", "canary.canaryMetadata", "put labels and annotations in spec.template"))]
-#[x_kube(validation = unsupported("stableMetadata", "canary.stableMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)").message("canary.dynamicStableScale applies only with trafficRouting (without a router the stable already shrinks as the canary grows): remove it or set trafficRouting").field_path(".dynamicStableScale"))]
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || !has(self.scaleDownDelaySeconds)").message("canary.dynamicStableScale cannot be used with scaleDownDelaySeconds, as in Argo Rollouts (the old stable has shrunk as traffic left it): remove scaleDownDelaySeconds").field_path(".scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("pingPong", "canary.pingPong", "use canaryService and stableService"))]
@@ -376,12 +382,13 @@ pub struct CanaryStrategy {
     /// `kubernetes.io/hostname`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anti_affinity: Option<AntiAffinity>,
-    /// Not supported by Aviary.
+    /// Labels and annotations on the canary's pods while it is the canary (removed in place at
+    /// promotion, when `stableMetadata` takes over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary_metadata: Option<Unsupported>,
-    /// Not supported by Aviary.
+    pub canary_metadata: Option<PodMetadata>,
+    /// Labels and annotations on the stable's pods while it is the stable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stable_metadata: Option<Unsupported>,
+    pub stable_metadata: Option<PodMetadata>,
     /// How many old ReplicaSets may keep their pods while they wait out
     /// `scaleDownDelaySeconds` (newest first); older ones go at once. 0: none wait. Unset: no
     /// limit.
@@ -940,6 +947,43 @@ pub struct GatewayApiRoute {
     pub name: String,
 }
 
+/// Labels and annotations a ReplicaSet's pods carry while it holds a role (canary or stable;
+/// preview or active): set on its pod template and on its running pods in place, and taken off
+/// both when the role passes (Argo Rollouts' ephemeral metadata).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.labels) || !('rollouts-pod-template-hash' in self.labels)").message("the rollouts-pod-template-hash label is Aviary's (it ties pods to their ReplicaSet): remove it from these labels").field_path(".labels"))]
+pub struct PodMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl PodMetadata {
+    /// Neither labels nor annotations (as good as unset).
+    pub fn is_empty(&self) -> bool {
+        self.labels.as_ref().is_none_or(BTreeMap::is_empty)
+            && self.annotations.as_ref().is_none_or(BTreeMap::is_empty)
+    }
+}
+
+/// A role's `labels` or `annotations` may not reuse a key of the pod template's: the role's
+/// value would hide the template's, and taking the role off would take the template's key away
+/// too (a label a Service selects, say).
+fn role_key_clash(strategy: &str, field: &str, map: &str) -> kube::core::Rule {
+    let ours = format!("self.strategy.{strategy}.{field}.{map}");
+    kube::core::Rule::new(format!(
+        "!has(self.strategy.{strategy}) || !has(self.strategy.{strategy}.{field}) || !has({ours}) || !has(self.template.metadata) || !has(self.template.metadata.{map}) || {ours}.all(k, !(k in self.template.metadata.{map}))"
+    ))
+    .message(kube::core::Message::Message(format!(
+        "strategy.{strategy}.{field}.{map} may not reuse a key of template.metadata.{map}: the role's value would replace the template's, and taking the role off would remove the template's key: use another key"
+    )))
+    .field_path(format!(".strategy.{strategy}.{field}.{map}"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Blue-green
 
@@ -948,8 +992,6 @@ pub struct GatewayApiRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.previewService) || self.previewService != self.activeService").message("activeService and previewService must name different Services").field_path(".previewService"))]
-#[x_kube(validation = unsupported("previewMetadata", "blueGreen.previewMetadata", "put labels and annotations in spec.template"))]
-#[x_kube(validation = unsupported("activeMetadata", "blueGreen.activeMetadata", "put labels and annotations in spec.template"))]
 #[x_kube(validation = unsupported("maxUnavailable", "blueGreen.maxUnavailable", "remove it; the active ReplicaSet keeps its full size until the switch"))]
 pub struct BlueGreenStrategy {
     /// Service that serves production traffic; switched to the new version at promotion.
@@ -989,12 +1031,13 @@ pub struct BlueGreenStrategy {
     /// `kubernetes.io/hostname`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anti_affinity: Option<AntiAffinity>,
-    /// Not supported by Aviary.
+    /// Labels and annotations on the new revision's pods while they await promotion (removed
+    /// in place at promotion, when `activeMetadata` takes over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preview_metadata: Option<Unsupported>,
-    /// Not supported by Aviary.
+    pub preview_metadata: Option<PodMetadata>,
+    /// Labels and annotations on the active revision's pods while it is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_metadata: Option<Unsupported>,
+    pub active_metadata: Option<PodMetadata>,
     /// How many old ReplicaSets may keep their pods while they wait out
     /// `scaleDownDelaySeconds` (newest first); older ones go at once. 0: none wait. Unset: no
     /// limit.

@@ -29,6 +29,15 @@ pub const RETIRED_LABEL: &str = "aviary.dev/retired";
 /// creates an AnalysisRun may not have; without the owner's consent it would lend them.
 pub const ANALYSIS_SECRET_LABEL: &str = "aviary.dev/analysis-secret";
 
+/// On a ReplicaSet: the role metadata (`canaryMetadata`, `stableMetadata`, …) its template
+/// carries, as JSON; its pods carry it too unless [`POD_METADATA_STALE_ANNOTATION`] is present.
+pub const POD_METADATA_ANNOTATION: &str = "aviary.dev/ephemeral-metadata";
+/// Argo Rollouts' counterpart of [`POD_METADATA_ANNOTATION`], read where ours is absent.
+pub const ARGO_POD_METADATA_ANNOTATION: &str = "rollout.argoproj.io/ephemeral-metadata";
+/// On a ReplicaSet while its pods are being brought to its role metadata: the label and
+/// annotation keys still to take off them (JSON).
+pub const POD_METADATA_STALE_ANNOTATION: &str = "aviary.dev/ephemeral-metadata-pending";
+
 /// Revision number of a ReplicaSet (1, 2, …), for history and undo.
 pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
 /// Argo Rollouts' revision annotation: read, when Aviary's is absent, on a ReplicaSet taken over
@@ -93,6 +102,8 @@ pub mod reasons {
     pub const ANALYSIS_RUN_CREATED: &str = "AnalysisRunCreated";
     /// Every pod created before `spec.restartAt` was restarted.
     pub const ROLLOUT_RESTARTED: &str = "RolloutRestarted";
+    /// A ReplicaSet's template and pods took on (or gave up) role metadata.
+    pub const POD_METADATA_SYNCED: &str = "PodMetadataSynced";
     /// A new revision made a pending restart moot.
     pub const ROLLOUT_RESTART_CANCELLED: &str = "RolloutRestartCancelled";
     /// A routing object was set back to all-stable for the Rollout's deletion (its own reason,

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::info::current_hash;
 use super::render::{age, table};
 use super::{CliError, Cluster, Output, print, revision_of};
-use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout, wire};
 use crate::plan::TemplateHashes;
 
 /// One revision in the history.
@@ -297,6 +297,20 @@ pub fn reproduce_template(
         .unwrap_or_default();
     if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    // Role metadata (canaryMetadata, …) is the ReplicaSet's, never the Rollout template's.
+    let annotations = rs.annotations();
+    let role_keys = crate::plan::pod_metadata::recorded_keys(
+        annotations
+            .get(wire::POD_METADATA_ANNOTATION)
+            .or_else(|| annotations.get(wire::ARGO_POD_METADATA_ANNOTATION))
+            .map(String::as_str),
+        annotations
+            .get(wire::POD_METADATA_STALE_ANNOTATION)
+            .map(String::as_str),
+    );
+    if let Some(meta) = template.metadata.as_mut() {
+        crate::plan::pod_metadata::strip(meta, &role_keys);
     }
     let want = rs_hash(rs);
     // `antiAffinity` added a term to the ReplicaSet that the Rollout's template never had: the
@@ -622,6 +636,49 @@ mod tests {
             assert!(exact, "{anti}, {affinity}");
             assert_eq!(t, original);
         }
+    }
+
+    /// Role metadata (canaryMetadata, …): the ReplicaSet's template carries labels and
+    /// annotations the Rollout's never had, listed in its record annotations; undo finds the
+    /// template without them, including keys an unfinished sync still had to take off.
+    #[test]
+    fn reproduces_the_template_without_role_metadata() {
+        let original = template(
+            json!({"metadata": {"labels": {"app": "web"}, "annotations": {"team": "a"}},
+            "spec": {"containers": [{"name": "web", "image": "web:1"}]}}),
+        );
+        let mut rs = stored_rs(2, &original, json!({}));
+        if let Some(meta) = rs
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.as_mut())
+            .and_then(|t| t.metadata.as_mut())
+        {
+            meta.labels.get_or_insert_with(Default::default).extend([
+                ("role".to_string(), "canary".to_string()),
+                ("old".to_string(), "x".to_string()),
+            ]);
+            meta.annotations
+                .get_or_insert_with(Default::default)
+                .insert("release".to_string(), "candidate".to_string());
+        }
+        rs.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .extend([
+                (
+                    wire::POD_METADATA_ANNOTATION.to_string(),
+                    r#"{"labels":{"role":"canary"},"annotations":{"release":"candidate"}}"#
+                        .to_string(),
+                ),
+                (
+                    wire::POD_METADATA_STALE_ANNOTATION.to_string(),
+                    r#"{"labels":["old"]}"#.to_string(),
+                ),
+            ]);
+        let (t, exact) = reproduce_template(&rs, None);
+        assert!(exact);
+        assert_eq!(t, original);
     }
 
     fn ro_with(image: &str, stable: &str) -> Rollout {

@@ -54,17 +54,28 @@ pub fn build_replica_set(ro: &Rollout, hash: &str, replicas: i32, revision: i64)
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     labels.insert(ROLLOUT_LABEL.into(), name.clone());
+    // Its pods start with their role's metadata (after the ReplicaSet's own labels are taken:
+    // the role's are the pods' only).
+    let role = crate::plan::pod_metadata::at_creation(ro, hash);
+    if let (Some(md), Some(meta)) = (role, template.metadata.as_mut()) {
+        let protected = crate::plan::pod_metadata::protected_keys(selector.match_labels.as_ref());
+        crate::plan::pod_metadata::apply(meta, md, &protected);
+    }
     let mut rs = ReplicaSet::default();
     rs.metadata.name = Some(replica_set_name(&name, hash));
     rs.metadata.namespace = ro.namespace();
     rs.metadata.labels = Some(labels);
-    rs.metadata.annotations = Some(BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (REVISION_ANNOTATION.to_string(), revision.to_string()),
         (
             SCALED_AT_ANNOTATION.to_string(),
             k8s_openapi::jiff::Timestamp::now().to_string(),
         ),
-    ]));
+    ]);
+    if let Some(recorded) = role.and_then(|md| serde_json::to_string(md).ok()) {
+        annotations.insert(wire::POD_METADATA_ANNOTATION.to_string(), recorded);
+    }
+    rs.metadata.annotations = Some(annotations);
     rs.metadata.owner_references = owner_reference(ro).map(|o| vec![o]);
     rs.spec = Some(k8s_openapi::api::apps::v1::ReplicaSetSpec {
         replicas: Some(replicas),
@@ -296,6 +307,16 @@ pub async fn apply(
                 }
             }
             Action::EvictPod { name: pod } => evict_pod(ctx, &ns, &name, pod).await?,
+            Action::SyncPodMetadata {
+                name: rs_name,
+                metadata,
+            } => {
+                if let Some(event) =
+                    super::pod_metadata::sync(ctx, ro, rs_name, metadata.as_ref()).await?
+                {
+                    events.push(event);
+                }
+            }
             Action::DeleteReplicaSet { name: rs_name } => {
                 // Background: its pods are gone already (the planner only deletes a ReplicaSet
                 // at zero); a 404 means an earlier reconcile got there first.

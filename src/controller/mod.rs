@@ -28,6 +28,7 @@ pub mod freshness;
 pub mod index;
 pub mod observe;
 pub mod pacing;
+pub mod pod_metadata;
 pub mod relisting;
 pub mod replica_set_cache;
 pub mod report;

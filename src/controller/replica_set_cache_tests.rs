@@ -94,7 +94,8 @@ fn decodes_what_the_planner_reads_and_nothing_of_the_template() {
                      "creationTimestamp": "2026-11-25T10:00:00Z",
                      "labels": {"rollouts-pod-template-hash": "abc"},
                      "annotations": {"aviary.dev/revision": "3",
-                                     "aviary.dev/scaled-at": "2026-11-25T10:00:05Z"},
+                                     "aviary.dev/scaled-at": "2026-11-25T10:00:05Z",
+                                     "aviary.dev/ephemeral-metadata": "{\"labels\":{\"role\":\"canary\"}}"},
                      "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1",
                          "kind": "Rollout", "name": "web", "uid": "u1", "controller": true}],
                      "managedFields": [{"manager": "aviary", "operation": "Update"}]},
@@ -135,6 +136,13 @@ fn decodes_what_the_planner_reads_and_nothing_of_the_template() {
             revision: Some(3),
             scale_down_at: None,
             scaled_at: ts("2026-11-25T10:00:05Z"),
+            pod_metadata: crate::plan::pod_metadata::Recorded {
+                applied: Some(crate::api::PodMetadata {
+                    labels: Some([("role".to_string(), "canary".to_string())].into()),
+                    annotations: None,
+                }),
+                pending: false,
+            },
         }
     );
     assert_eq!(c.created, ts("2026-11-25T10:00:00Z"));

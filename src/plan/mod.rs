@@ -16,6 +16,7 @@ pub mod go_json;
 pub mod hash;
 pub mod history;
 mod moves;
+pub mod pod_metadata;
 pub mod replicas;
 pub mod restart;
 pub mod run_history;
@@ -53,6 +54,8 @@ pub struct ObservedReplicaSet {
     pub scale_down_at: Option<Timestamp>,
     /// When Aviary last created or scaled it (annotation): the start of the progress deadline.
     pub scaled_at: Option<Timestamp>,
+    /// The role metadata its annotations record ([`pod_metadata`]).
+    pub pod_metadata: pod_metadata::Recorded,
 }
 
 /// Where a Service's `rollouts-pod-template-hash` selector points now.
@@ -207,6 +210,12 @@ pub enum Action {
     DeleteReplicaSet { name: String },
     /// Delete a finished AnalysisRun beyond `spec.analysis`'s run history limits.
     DeleteAnalysisRun { name: String },
+    /// Bring a ReplicaSet's template and running pods to its role's metadata (`None`: no role),
+    /// taking off what an earlier role put there ([`pod_metadata`]).
+    SyncPodMetadata {
+        name: String,
+        metadata: Option<crate::api::PodMetadata>,
+    },
 }
 
 /// Normal or Warning, as Kubernetes Events have it.
@@ -332,6 +341,11 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
     plan.actions.extend(pruned);
     let runs = run_history::prune(observed, &plan);
     plan.actions.extend(runs);
+    // Last: labels never hold back a move of traffic or capacity, and a sync that fails (say,
+    // a pod the API server refuses to patch) blocks nothing before it.
+    let hashes = rollout_template_hashes(observed.rollout);
+    let syncs = pod_metadata::sync(observed, &hashes, &plan.actions);
+    plan.actions.extend(syncs);
     plan
 }
 

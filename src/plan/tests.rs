@@ -11,6 +11,7 @@ use crate::api::{PauseReason, Rollout, RolloutPhase};
 
 mod bluegreen;
 mod dynamic;
+mod pod_metadata;
 mod run_history;
 mod safety;
 mod unknown_status;
@@ -69,6 +70,8 @@ struct World {
     routes: Vec<(i32, Option<String>, i32)>,
     /// Every AnalysisRun deleted, in order.
     deleted_runs: Vec<String>,
+    /// Every role metadata sync, in order: ReplicaSet and metadata.
+    synced: Vec<(String, Option<crate::api::PodMetadata>)>,
 }
 
 impl World {
@@ -110,6 +113,7 @@ impl World {
             subsets: None,
             routes: vec![],
             deleted_runs: vec![],
+            synced: vec![],
         }
     }
 
@@ -192,6 +196,10 @@ impl World {
                     replicas: *replicas,
                     revision: Some(*revision),
                     scaled_at: Some(self.now),
+                    pod_metadata: crate::plan::pod_metadata::Recorded {
+                        applied: crate::plan::pod_metadata::at_creation(&self.ro, hash).cloned(),
+                        pending: false,
+                    },
                     ..Default::default()
                 };
                 assert!(
@@ -288,6 +296,18 @@ impl World {
                 self.deleted_runs.push(name.clone());
             }
             Action::EvictPod { name } => panic!("no restart was asked for, yet {name} evicted"),
+            Action::SyncPodMetadata { name, metadata } => {
+                let rs = self
+                    .rs
+                    .values_mut()
+                    .find(|r| &r.name == name)
+                    .expect("synced RS exists");
+                rs.pod_metadata = crate::plan::pod_metadata::Recorded {
+                    applied: metadata.clone(),
+                    pending: false,
+                };
+                self.synced.push((name.clone(), metadata.clone()));
+            }
             Action::DeleteReplicaSet { name } => {
                 let rs = self
                     .rs

@@ -35,6 +35,8 @@ pub fn strategy_json(spec: &SpecChoice, bg: &BlueGreenChoice) -> Value {
         "scaleDownDelaySeconds": spec.scale_down_delay,
         "abortScaleDownDelaySeconds": spec.abort_scale_down_delay,
         "scaleDownDelayRevisionLimit": spec.delay_limit,
+        "previewMetadata": {"labels": {"role": "preview"}},
+        "activeMetadata": {"labels": {"role": "active"}, "annotations": {"active": "yes"}},
     });
     if bg.preview {
         s["previewService"] = json!(PREVIEW_SVC);

@@ -120,6 +120,8 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
         "scaleDownDelaySeconds": spec.scale_down_delay,
         "abortScaleDownDelaySeconds": spec.abort_scale_down_delay,
         "scaleDownDelayRevisionLimit": spec.delay_limit,
+        "canaryMetadata": {"labels": {"role": "canary"}, "annotations": {"canary": "yes"}},
+        "stableMetadata": {"labels": {"role": "stable"}},
     });
     match spec.routing {
         Routing::None => {}
@@ -487,6 +489,17 @@ impl Driver {
     }
 
     fn check_rest(&self) -> Result<(), String> {
+        // Every ReplicaSet's pods carry their role's metadata, and only theirs.
+        let hashes = crate::plan::rollout_template_hashes(&self.w.ro);
+        for rs in self.w.rs.values() {
+            let want = crate::plan::pod_metadata::desired(&self.w.ro, &hashes, &rs.hash);
+            if rs.pod_metadata.as_ref() != want {
+                return Err(format!(
+                    "at rest, ReplicaSet {} carries role metadata {:?}, not {want:?}",
+                    rs.hash, rs.pod_metadata
+                ));
+            }
+        }
         if self.blue_green() {
             return bluegreen::check_rest(&self.w);
         }

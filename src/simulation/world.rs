@@ -50,6 +50,8 @@ pub struct SimReplicaSet {
     /// Where the events that pick "the i-th ReplicaSet" find it: its template's Aviary 0.2 hash,
     /// the order the recorded regressions were found in (hashes changed to Argo's since).
     pub order: String,
+    /// The role metadata its template and pods carry.
+    pub pod_metadata: Option<crate::api::PodMetadata>,
 }
 
 impl SimReplicaSet {
@@ -250,6 +252,10 @@ impl World {
                     revision: r.revision,
                     scale_down_at: r.scale_down_at,
                     scaled_at: r.scaled_at,
+                    pod_metadata: crate::plan::pod_metadata::Recorded {
+                        applied: r.pod_metadata.clone(),
+                        pending: false,
+                    },
                 }
             })
             .collect()
@@ -506,6 +512,8 @@ impl World {
                     };
                 self.active_left_at.remove(hash);
                 self.scaled_last.push(format!("web-{hash}"));
+                // act builds the template with its role's metadata, as of the persisted status.
+                let pod_metadata = crate::plan::pod_metadata::at_creation(&self.ro, hash).cloned();
                 self.rs.insert(
                     hash.clone(),
                     SimReplicaSet {
@@ -517,6 +525,7 @@ impl World {
                         scale_down_at: None,
                         scaled_at: Some(self.now),
                         order,
+                        pod_metadata,
                     },
                 );
             }
@@ -637,6 +646,12 @@ impl World {
                 self.runs.retain(|r| &r.run.name != name);
             }
             Action::EvictPod { .. } => return Err("no restart was asked for".into()),
+            Action::SyncPodMetadata { name, metadata } => {
+                let Some(rs) = self.rs.values_mut().find(|r| &r.name == name) else {
+                    return Err(format!("synced the pod metadata of {name}, which is gone"));
+                };
+                rs.pod_metadata = metadata.clone();
+            }
             Action::DeleteReplicaSet { name } => {
                 if let Some(rs) = self.rs.values().find(|r| &r.name == name)
                     && (rs.replicas != 0 || !rs.pods.is_empty())
