@@ -894,10 +894,13 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "blue-green maxUnavailable",
+        "blue-green maxUnavailable not a count or percentage",
         BLUE_GREEN,
-        "spec: {strategy: {blueGreen: {maxUnavailable: 1}}}",
-        &["spec.strategy.blueGreen.maxUnavailable", NOT_SUPPORTED],
+        "spec: {strategy: {blueGreen: {maxUnavailable: half}}}",
+        &[
+            "spec.strategy.blueGreen.maxUnavailable",
+            "must be an integer from 0 to 2147483647 or a percentage",
+        ],
     ),
     case(
         "prePromotionAnalysis without templates",

@@ -16,6 +16,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use support::controller::{ControllerProcess, grant_rbac, install_aviary_crds, wait_rbac};
+use support::pods::{NodePool, record_availability};
 use support::{TestNamespace, apply_value, client, poll_until};
 
 const REPLICAS: i32 = 3;
@@ -795,4 +796,123 @@ async fn the_blue_green_example_previews_pauses_and_promotes() {
     )
     .await;
     wait_endpoints_n(&client, &ns.name, "bff-active", &h2, replicas, t).await;
+}
+
+/// Given a Healthy blue-green rollout of 4 pods with `maxUnavailable: 2`, pinned to nodes that
+/// then take no new pod, when it is restarted, then two pods are evicted at once (Argo's restart
+/// budget; the default, 25 % of 4, would stop at one while its replacement cannot start); once
+/// the nodes take pods again every pod is replaced, the ReplicaSet never showing fewer than 2
+/// available.
+#[tokio::test]
+async fn a_restart_evicts_max_unavailable_pods_at_once() {
+    let client = client().await;
+    let ns = setup(&client, "bg-restart").await;
+    let pool = NodePool::new(&ns.name);
+    for s in services() {
+        apply_value(&client, Some(&ns.name), &s)
+            .await
+            .expect("service");
+    }
+    let mut v1 = rollout(
+        "web:1",
+        json!({"autoPromotionEnabled": true, "maxUnavailable": 2}),
+    );
+    v1["spec"]["replicas"] = json!(4);
+    v1["spec"]["template"]["spec"]["nodeSelector"] = pool.node_selector();
+    let h1 = hash_of(&v1);
+    apply_value(&client, Some(&ns.name), &v1)
+        .await
+        .expect("apply v1");
+    let ctl = ControllerProcess::start(&ns.name);
+    wait_status(
+        &client,
+        &ns.name,
+        "Healthy on v1",
+        Duration::from_secs(60),
+        &ctl,
+        healthy_on(&h1),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let ready_names = || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            Some(
+                list.items
+                    .into_iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .filter(|p| {
+                        p.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                    })
+                    .filter_map(|p| p.metadata.name)
+                    .collect::<BTreeSet<String>>(),
+            )
+        }
+    };
+    let originals = poll_until(
+        "4 ready pods",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async { ready_names().await.filter(|n| n.len() == 4) },
+    )
+    .await;
+    let (low, watch) = record_availability(&client, &ns.name, &format!("web-{h1}")).await;
+
+    pool.cordon();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["-n", &ns.name, "restart", "web"])
+        .output()
+        .await
+        .expect("run kubectl-aviary restart");
+    assert!(
+        out.status.success(),
+        "kubectl aviary restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    poll_until(
+        "two original pods evicted together while no replacement can start",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async {
+            let left = ready_names().await?;
+            (originals.iter().filter(|n| !left.contains(*n)).count() == 2).then_some(())
+        },
+    )
+    .await;
+
+    pool.uncordon();
+    wait_status(
+        &client,
+        &ns.name,
+        "status.restartedAt recorded",
+        Duration::from_secs(90),
+        &ctl,
+        |st| st.restarted_at.is_some(),
+    )
+    .await;
+    poll_until(
+        "4 ready pods, none from before the restart",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let now = ready_names().await?;
+            (now.len() == 4 && now.is_disjoint(&originals)).then_some(())
+        },
+    )
+    .await;
+    watch.abort();
+    assert!(
+        low.lowest().is_some_and(|l| l >= 2),
+        "the ReplicaSet showed {:?} available pods at its lowest: more than maxUnavailable went at once",
+        low.lowest()
+    );
 }

@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::controller::ControllerProcess;
+use support::pods::{NodePool, record_availability};
 use support::{TestNamespace, apply_value, client, poll_until};
 
 const REPLICAS: i32 = 5;
@@ -867,47 +868,6 @@ async fn a_missing_virtualservice_is_a_clear_condition_and_event_not_a_crash_loo
     );
 }
 
-/// The available pods a watch saw on a ReplicaSet: the lowest `availableReplicas` of any
-/// status it showed, and how many statuses it saw.
-#[derive(Clone, Default)]
-struct AvailabilityLog(Arc<Mutex<(Option<i32>, usize)>>);
-
-impl AvailabilityLog {
-    fn lowest(&self) -> Option<i32> {
-        self.0.lock().ok().and_then(|l| l.0)
-    }
-    fn seen(&self) -> usize {
-        self.0.lock().map(|l| l.1).unwrap_or(0)
-    }
-}
-
-/// Watches a ReplicaSet (every change, not polling) and keeps the lowest availableReplicas.
-async fn record_availability(
-    client: &Client,
-    ns: &str,
-    name: &str,
-) -> (AvailabilityLog, tokio::task::JoinHandle<()>) {
-    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let log = AvailabilityLog::default();
-    let out = log.clone();
-    let handle = tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, cfg).boxed();
-        while let Some(ev) = stream.next().await {
-            let rs = match ev {
-                Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => o,
-                _ => continue,
-            };
-            let available = rs.status.and_then(|s| s.available_replicas).unwrap_or(0);
-            if let Ok(mut l) = out.0.lock() {
-                l.0 = Some(l.0.map_or(available, |low: i32| low.min(available)));
-                l.1 += 1;
-            }
-        }
-    });
-    (log, handle)
-}
-
 /// The UIDs of the Rollout's pods that are Ready and not going away.
 async fn ready_pod_uids(client: &Client, ns: &str) -> Vec<String> {
     let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
@@ -1330,62 +1290,6 @@ async fn an_abort_still_acts_on_a_rollout_degraded_by_an_invalid_spec() {
     .await;
     watch.abort();
     drop(ctl);
-}
-
-/// Pods only on nodes that carry a label of the test's own: its Rollout's pods select
-/// `{KEY: "yes"}` and every KWOK node gets the label. Taking the label away works as a cordon
-/// for this test's pods (new ones stay Pending, unschedulable; running ones stay) without
-/// cordoning the nodes that tests running beside it schedule onto. Dropped: label removed.
-struct NodePool {
-    key: String,
-}
-
-impl NodePool {
-    fn new(ns: &str) -> Self {
-        let pool = NodePool {
-            key: format!("e2e.aviary.dev/{ns}"),
-        };
-        pool.uncordon();
-        pool
-    }
-
-    fn node_selector(&self) -> Value {
-        json!({ self.key.clone(): "yes" })
-    }
-
-    fn label(&self, arg: &str) {
-        let status = std::process::Command::new("kubectl")
-            .args(["label", "nodes", "-l", "type=kwok", arg, "--overwrite"])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run kubectl label nodes");
-        assert!(status.success(), "kubectl label nodes {arg}");
-    }
-
-    /// No new pod of the test's can be scheduled.
-    fn cordon(&self) {
-        self.label(&format!("{}-", self.key));
-    }
-
-    fn uncordon(&self) {
-        self.label(&format!("{}=yes", self.key));
-    }
-}
-
-impl Drop for NodePool {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kubectl")
-            .args([
-                "label",
-                "nodes",
-                "-l",
-                "type=kwok",
-                &format!("{}-", self.key),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
 }
 
 /// What a watch of every ReplicaSet of the namespace saw (one watch: its events come in the

@@ -88,10 +88,6 @@ fn unsupported_schema(ty: &str) -> Schema {
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": true,
         }),
-        "int-or-string" => json_schema!({
-            "description": DESCRIPTION,
-            "x-kubernetes-int-or-string": true,
-        }),
         scalar => json_schema!({ "description": DESCRIPTION, "type": scalar }),
     }
 }
@@ -109,11 +105,6 @@ pub(crate) fn unsupported_string_array(_: &mut SchemaGenerator) -> Schema {
 /// Schema of an unsupported Argo field that is an integer.
 pub(crate) fn unsupported_integer(_: &mut SchemaGenerator) -> Schema {
     unsupported_schema("integer")
-}
-
-/// Schema of an unsupported Argo field that is an integer or a string.
-pub(crate) fn unsupported_int_or_string(_: &mut SchemaGenerator) -> Schema {
-    unsupported_schema("int-or-string")
 }
 
 /// The CEL rule rejecting an [`Unsupported`] field `field` of the object it is declared on.

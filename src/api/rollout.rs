@@ -992,7 +992,6 @@ fn role_key_clash(strategy: &str, field: &str, map: &str) -> kube::core::Rule {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.previewService) || self.previewService != self.activeService").message("activeService and previewService must name different Services").field_path(".previewService"))]
-#[x_kube(validation = unsupported("maxUnavailable", "blueGreen.maxUnavailable", "remove it; the active ReplicaSet keeps its full size until the switch"))]
 pub struct BlueGreenStrategy {
     /// Service that serves production traffic; switched to the new version at promotion.
     #[schemars(length(min = 1, max = 63))]
@@ -1044,10 +1043,12 @@ pub struct BlueGreenStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub scale_down_delay_revision_limit: Option<i32>,
-    /// Not supported by Aviary.
+    /// Pods a restart (`spec.restartAt`) may take away at once: a number or a percentage of
+    /// `replicas`, rounded down (default 25%; at least one goes at a time). As in Argo, it
+    /// paces nothing else: the active ReplicaSet keeps its full size until the switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_int_or_string")]
-    pub max_unavailable: Option<Unsupported>,
+    #[schemars(schema_with = "int_or_percent")]
+    pub max_unavailable: Option<IntOrString>,
 }
 
 impl BlueGreenStrategy {

@@ -106,12 +106,17 @@ pub struct Decision {
 }
 
 /// `maxUnavailable` as a pod count (a percentage of `replicas` rounded down, as Argo and
-/// Deployments do); 0 for blue-green, which does not take the field.
+/// Deployments do), the canary's or blue-green's (Argo: only restarts read blue-green's), 25 %
+/// when unset.
 fn max_unavailable(ro: &Rollout, replicas: i32) -> i32 {
-    let Some(canary) = ro.spec.canary() else {
-        return 0;
+    let value = match (ro.spec.canary(), ro.spec.blue_green()) {
+        (_, Some(bg)) => bg.max_unavailable.clone().unwrap_or_else(|| {
+            IntOrString::String(crate::api::DEFAULT_MAX_SURGE_UNAVAILABLE.into())
+        }),
+        (Some(canary), None) => canary.max_unavailable(),
+        (None, None) => return 0,
     };
-    match canary.max_unavailable() {
+    match value {
         IntOrString::Int(n) => n.max(0),
         IntOrString::String(s) => s
             .trim_end_matches('%')
@@ -484,6 +489,43 @@ spec:
         short[7].ready_since = None;
         let d = decide_at(&rollout_of(8, ""), &sets, &short, &[]);
         assert_eq!(d.evict, vec!["p0", "p7"]);
+    }
+
+    /// Blue-green's `maxUnavailable` paces restarts only, as in Argo: 25 % when unset.
+    #[test]
+    fn blue_green_max_unavailable_sets_how_many_go_at_once() {
+        let bg = |extra: &str| -> Rollout {
+            let yaml = format!(
+                r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {{name: web, namespace: t, uid: u1}}
+spec:
+  replicas: 8
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "web:1"}}]}}
+  strategy:
+    blueGreen:
+      activeService: web-active
+{extra}
+"#
+            );
+            serde_yaml::from_str(&yaml).expect("rollout yaml")
+        };
+        let sets = [rs("s", 8, 1)];
+        let pods: Vec<ObservedPod> = (0..8).map(|i| pod(&format!("p{i}"), "s", i)).collect();
+        for (extra, n) in [
+            ("", 2),
+            ("      maxUnavailable: 3", 3),
+            ("      maxUnavailable: \"50%\"", 4),
+            ("      maxUnavailable: 0", 1),
+            ("      maxUnavailable: 20", 8),
+        ] {
+            let d = decide_at(&bg(extra), &sets, &pods, &[]);
+            assert_eq!(d.evict.len(), n, "{extra:?}");
+        }
     }
 
     #[test]

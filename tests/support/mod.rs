@@ -8,6 +8,7 @@
 pub mod controller;
 pub mod exporter;
 pub mod helm;
+pub mod pods;
 pub mod scrape;
 pub mod webhook;
 
