@@ -738,12 +738,48 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
+        "canaryMetadata with a label value Kubernetes refuses",
+        ROLLOUT,
+        "spec: {strategy: {canary: {canaryMetadata: {labels: {role: 'canary pods!'}}}}}",
+        &[
+            "spec.strategy.canary.canaryMetadata.labels.role",
+            "should match",
+        ],
+    ),
+    case(
+        "stableMetadata with a label key Kubernetes refuses",
+        ROLLOUT,
+        "spec: {strategy: {canary: {stableMetadata: {labels: {'bad key': x}}}}}",
+        &[
+            "spec.strategy.canary.stableMetadata.labels",
+            "label keys must be Kubernetes label keys",
+        ],
+    ),
+    case(
         "stableMetadata setting the pod-template hash",
         ROLLOUT,
         "spec: {strategy: {canary: {stableMetadata: {labels: {rollouts-pod-template-hash: x}}}}}",
         &[
             "spec.strategy.canary.stableMetadata.labels",
             "rollouts-pod-template-hash label is Aviary's",
+        ],
+    ),
+    case(
+        "replicaProgressThreshold above 100 %",
+        ROLLOUT,
+        "spec: {strategy: {canary: {replicaProgressThreshold: {type: Percent, value: 101}}}}",
+        &[
+            "spec.strategy.canary.replicaProgressThreshold.value",
+            "at most 100",
+        ],
+    ),
+    case(
+        "replicaProgressThreshold of another type",
+        ROLLOUT,
+        "spec: {strategy: {canary: {replicaProgressThreshold: {type: Replicas, value: 2}}}}",
+        &[
+            "spec.strategy.canary.replicaProgressThreshold.type",
+            "Unsupported value",
         ],
     ),
     case(

@@ -3280,3 +3280,44 @@ async fn role_metadata_follows_promotion_in_place_without_restarting_pods() {
     .await;
     watch.abort();
 }
+
+/// Given a canary with `replicaProgressThreshold: {type: Percent, value: 60}` whose new pods
+/// can run only one per node (a host port; the cluster has two nodes), when v2 goes to 60 % of
+/// 5 replicas (3 pods wanted), then the weight is routed, and the rollout pauses at the next
+/// step, with 2 of the 3 pods available (60 % rounded up), the third Pending. Without the
+/// threshold it would wait for the third for ever.
+#[tokio::test]
+async fn replica_progress_threshold_routes_a_weight_before_every_canary_pod_is_up() {
+    let steps = json!([{"setWeight": 60}, {"pause": {}}]);
+    let mut v1 = rollout(Router::Istio, "web:1", steps);
+    v1["spec"]["strategy"]["canary"]["replicaProgressThreshold"] =
+        json!({"type": "Percent", "value": 60});
+    let (client, ns, _ctl) = given_healthy("canary-threshold", Router::Istio, &v1).await;
+    let mut v2 = v1.clone();
+    v2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("web:2");
+    v2["spec"]["template"]["spec"]["containers"][0]["ports"] =
+        json!([{"containerPort": 8080, "hostPort": 18431}]);
+    let h2 = hash_of(&v2);
+    let (_api, log, watch) = update_to_paused_at(&client, &ns.name, &v2, 60).await;
+    assert_eq!(
+        log.entries().last(),
+        Some(&(60, 2)),
+        "60 % routed on 2 available canary pods: {:?}",
+        log.entries()
+    );
+    let rs = Api::<ReplicaSet>::namespaced(client.clone(), &ns.name)
+        .get(&format!("web-{h2}"))
+        .await
+        .expect("canary ReplicaSet");
+    assert_eq!(
+        rs.spec.and_then(|s| s.replicas),
+        Some(3),
+        "the canary is still sized for its whole share"
+    );
+    assert_eq!(
+        rs.status.and_then(|s| s.available_replicas),
+        Some(2),
+        "one pod per node: the third cannot be placed"
+    );
+    watch.abort();
+}

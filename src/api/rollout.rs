@@ -170,6 +170,48 @@ pub struct RolloutSpec {
     pub rollback_window: Option<RollbackWindow>,
 }
 
+/// `replicaProgressThreshold`: a percentage of the pods wanted, or a number of pods.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type != 'Percent' || self.value <= 100").message("replicaProgressThreshold.value is a percentage with type Percent: at most 100").field_path(".value"))]
+pub struct ReplicaProgressThreshold {
+    /// `Percent` (of the pods the step wants) or `Pods`.
+    #[serde(rename = "type")]
+    pub type_: ProgressType,
+    /// Greater than 0.
+    #[schemars(range(min = 1))]
+    pub value: i32,
+}
+
+/// What a `replicaProgressThreshold` value counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ProgressType {
+    Percent,
+    Pods,
+}
+
+impl ReplicaProgressThreshold {
+    /// The available pods that satisfy it when `wanted` are wanted: every one without a
+    /// threshold, never more than `wanted`, and at least one while any is wanted.
+    pub fn pods_for(threshold: Option<&Self>, wanted: i32) -> i32 {
+        let Some(t) = threshold else {
+            return wanted;
+        };
+        if wanted <= 0 {
+            return wanted;
+        }
+        let n = match t.type_ {
+            // Argo: available / wanted * 100 >= value, so the count rounds up.
+            ProgressType::Percent => {
+                let need = (i64::from(wanted) * i64::from(t.value.clamp(0, 100)) + 99) / 100;
+                i32::try_from(need).unwrap_or(wanted)
+            }
+            ProgressType::Pods => t.value,
+        };
+        n.clamp(1, wanted)
+    }
+}
+
 /// `antiAffinity` of either strategy: exactly one of the two.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -339,7 +381,6 @@ pub struct RolloutStrategy {
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || !has(self.scaleDownDelaySeconds)").message("canary.dynamicStableScale cannot be used with scaleDownDelaySeconds, as in Argo Rollouts (the old stable has shrunk as traffic left it): remove scaleDownDelaySeconds").field_path(".scaleDownDelaySeconds"))]
 #[x_kube(validation = unsupported("pingPong", "canary.pingPong", "use canaryService and stableService"))]
 #[x_kube(validation = Rule::new("!has(self.minPodsPerReplicaSet) || has(self.trafficRouting)").message("canary.minPodsPerReplicaSet applies only with trafficRouting (without a router, pods are the weight): remove it or set trafficRouting").field_path(".minPodsPerReplicaSet"))]
-#[x_kube(validation = unsupported("replicaProgressThreshold", "canary.replicaProgressThreshold", "remove it; a step waits until every canary pod is available"))]
 pub struct CanaryStrategy {
     /// Service whose selector Aviary points at the canary (new) pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -411,9 +452,12 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub min_pods_per_replica_set: Option<i32>,
-    /// Not supported by Aviary.
+    /// How many of the canary's pods must be available before a step's weight is routed, a
+    /// step completes and the update is promoted (default: every pod), as in Argo Rollouts.
+    /// The canary then serves its share on fewer pods than the share needs: a trade of
+    /// capacity for speed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica_progress_threshold: Option<Unsupported>,
+    pub replica_progress_threshold: Option<ReplicaProgressThreshold>,
 }
 
 impl CanaryStrategy {
@@ -953,9 +997,12 @@ pub struct GatewayApiRoute {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.labels) || !('rollouts-pod-template-hash' in self.labels)").message("the rollouts-pod-template-hash label is Aviary's (it ties pods to their ReplicaSet): remove it from these labels").field_path(".labels"))]
+#[x_kube(validation = Rule::new("!has(self.labels) || self.labels.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$') && size(k.split('/')[size(k.split('/')) - 1]) <= 63)").message("label keys must be Kubernetes label keys: an optional DNS prefix and '/', then up to 63 characters of [A-Za-z0-9_.-] starting and ending alphanumeric").field_path(".labels"))]
 pub struct PodMetadata {
+    /// Label values as Kubernetes takes them (up to 63 characters of `[A-Za-z0-9_.-]`, starting
+    /// and ending alphanumeric), so a bad one is refused here, not by a pod patch later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"}))]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]

@@ -37,6 +37,9 @@ pub const ARGO_POD_METADATA_ANNOTATION: &str = "rollout.argoproj.io/ephemeral-me
 /// On a ReplicaSet while its pods are being brought to its role metadata: the label and
 /// annotation keys still to take off them (JSON).
 pub const POD_METADATA_STALE_ANNOTATION: &str = "aviary.dev/ephemeral-metadata-pending";
+/// On a ReplicaSet: keys of its own template that a role's metadata names (JSON): left as the
+/// template has them, never set or taken off by a role.
+pub const POD_METADATA_KEPT_ANNOTATION: &str = "aviary.dev/ephemeral-metadata-kept";
 
 /// Revision number of a ReplicaSet (1, 2, …), for history and undo.
 pub const REVISION_ANNOTATION: &str = "aviary.dev/revision";
@@ -104,6 +107,8 @@ pub mod reasons {
     pub const ROLLOUT_RESTARTED: &str = "RolloutRestarted";
     /// A ReplicaSet's template and pods took on (or gave up) role metadata.
     pub const POD_METADATA_SYNCED: &str = "PodMetadataSynced";
+    /// A role metadata sync the API server refused; retried.
+    pub const POD_METADATA_SYNC_FAILED: &str = "PodMetadataSyncFailed";
     /// A new revision made a pending restart moot.
     pub const ROLLOUT_RESTART_CANCELLED: &str = "RolloutRestartCancelled";
     /// A routing object was set back to all-stable for the Rollout's deletion (its own reason,

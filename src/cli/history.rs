@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::info::current_hash;
 use super::render::{age, table};
 use super::{CliError, Cluster, Output, print, revision_of};
-use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout, wire};
+use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::plan::TemplateHashes;
 
 /// One revision in the history.
@@ -299,16 +299,10 @@ pub fn reproduce_template(
         labels.remove(POD_TEMPLATE_HASH_LABEL);
     }
     // Role metadata (canaryMetadata, …) is the ReplicaSet's, never the Rollout template's.
-    let annotations = rs.annotations();
-    let role_keys = crate::plan::pod_metadata::recorded_keys(
-        annotations
-            .get(wire::POD_METADATA_ANNOTATION)
-            .or_else(|| annotations.get(wire::ARGO_POD_METADATA_ANNOTATION))
-            .map(String::as_str),
-        annotations
-            .get(wire::POD_METADATA_STALE_ANNOTATION)
-            .map(String::as_str),
-    );
+    let role_keys = crate::plan::pod_metadata::read(crate::plan::pod_metadata::Annotations::of(
+        rs.annotations(),
+    ))
+    .role_keys();
     if let Some(meta) = template.metadata.as_mut() {
         crate::plan::pod_metadata::strip(meta, &role_keys);
     }
@@ -512,7 +506,7 @@ pub async fn run_undo(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::wire::{REVISION_ANNOTATION, ROLLOUT_LABEL};
+    use crate::api::wire::{self, REVISION_ANNOTATION, ROLLOUT_LABEL};
     use crate::plan::pod_template_hash;
 
     fn template(v: Value) -> PodTemplateSpec {

@@ -311,10 +311,21 @@ pub async fn apply(
                 name: rs_name,
                 metadata,
             } => {
-                if let Some(event) =
-                    super::pod_metadata::sync(ctx, ro, rs_name, metadata.as_ref()).await?
-                {
-                    events.push(event);
+                // Labels never hold back the rest: a sync the API server refuses (RBAC, an
+                // admission policy on pods) is a Warning, the status is still written, and the
+                // next reconcile tries again (the record stays pending).
+                match super::pod_metadata::sync(ctx, ro, rs_name, metadata.as_ref()).await {
+                    Ok(Some(event)) => events.push(event),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(rollout = %name, replica_set = %rs_name, error = %e, "role metadata sync failed");
+                        events.push(Event::warning(
+                            reasons::POD_METADATA_SYNC_FAILED,
+                            format!(
+                                "Could not bring ReplicaSet {rs_name} and its pods to their role metadata (retried): {e}"
+                            ),
+                        ));
+                    }
                 }
             }
             Action::DeleteReplicaSet { name: rs_name } => {

@@ -23,8 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::index::controller_uid;
 use super::relisting::{Relisting, WatchedMap};
 use crate::api::wire::{
-    ARGO_POD_METADATA_ANNOTATION, ARGO_REVISION_ANNOTATION, POD_METADATA_ANNOTATION,
-    POD_METADATA_STALE_ANNOTATION, REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
+    ARGO_REVISION_ANNOTATION, REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
     SCALED_AT_ANNOTATION,
 };
 use crate::plan::{ObservedReplicaSet, POD_TEMPLATE_HASH_LABEL};
@@ -76,16 +75,10 @@ pub fn observe_replica_set(rs: &WatchedReplicaSet) -> Option<ObservedReplicaSet>
         scaled_at: annotations
             .get(SCALED_AT_ANNOTATION)
             .and_then(|t| t.parse::<Timestamp>().ok()),
-        pod_metadata: crate::plan::pod_metadata::read(
-            annotations
-                .get(POD_METADATA_ANNOTATION)
-                .or_else(|| annotations.get(ARGO_POD_METADATA_ANNOTATION))
-                .map(String::as_str),
-            annotations
-                .get(POD_METADATA_STALE_ANNOTATION)
-                .map(String::as_str),
-        )
-        .0,
+        pod_metadata: crate::plan::pod_metadata::read(crate::plan::pod_metadata::Annotations::of(
+            annotations,
+        ))
+        .recorded,
     })
 }
 

@@ -1309,7 +1309,7 @@ impl Planner<'_, '_> {
             .any(|c| c.reason == PauseReason::InconclusiveAnalysisRun);
         // -- promotion, when the steps are done (or skipped) and the canary is full size
         let ready_to_promote = (full || idx >= n)
-            && canary_available >= self.replicas
+            && canary_available >= self.enough(self.replicas)
             && !waiting_on_inconclusive
             && !self.obs.rollout.spec.is_paused();
         if ready_to_promote {
@@ -1376,7 +1376,7 @@ impl Planner<'_, '_> {
             .map(|w| w.canary.weight);
         let step_done = match self.steps[idx as usize].action() {
             Some(StepAction::SetWeight(w)) => {
-                let pods_ready = canary_available >= canary_target;
+                let pods_ready = canary_available >= self.enough(canary_target);
                 if self.routed {
                     // With no replicas at all there are no pods to route to: the step is done
                     // at weight 0 (F12: it waited forever).
@@ -1394,7 +1394,7 @@ impl Planner<'_, '_> {
                     pods_ready && stable_ok && others_gone
                 }
             }
-            Some(StepAction::SetCanaryScale(_)) => canary_available >= canary_target,
+            Some(StepAction::SetCanaryScale(_)) => canary_available >= self.enough(canary_target),
             Some(StepAction::Pause(p)) => self.pause_for(
                 PauseReason::CanaryPauseStep,
                 p.duration.as_ref().map(|d| secs(d.as_secs())),
@@ -1435,6 +1435,18 @@ impl Planner<'_, '_> {
         }
     }
 
+    /// The available canary pods that count as enough when `wanted` are wanted: all of them, or
+    /// what `replicaProgressThreshold` asks for.
+    fn enough(&self, wanted: i32) -> i32 {
+        let threshold = self
+            .obs
+            .rollout
+            .spec
+            .canary()
+            .and_then(|c| c.replica_progress_threshold.as_ref());
+        crate::api::ReplicaProgressThreshold::pods_for(threshold, wanted)
+    }
+
     /// The weight to route now: the step's weight once the canary can carry it; otherwise the
     /// last earlier weight it can carry; 0 while it has no available pod. Under `promote
     /// --full`, the weight it has, or the largest lower declared one its pods carry.
@@ -1442,7 +1454,8 @@ impl Planner<'_, '_> {
         if canary_available == 0 {
             return 0;
         }
-        let fits = |w: i32| routed_canary_replicas(self.replicas, w) <= canary_available;
+        let fits =
+            |w: i32| self.enough(routed_canary_replicas(self.replicas, w)) <= canary_available;
         let want = if full {
             // `promote --full` holds the weight until the canary is full size and promoted —
             // only what its available pods carry (F21: it held the weight of pods since lost):

@@ -260,6 +260,9 @@ pub struct Plan {
     pub requeue_after: Option<std::time::Duration>,
 }
 
+/// How soon a plan with a role metadata sync looks again.
+const POD_METADATA_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The longest a plan asks the controller to wait before looking again: a day.
 const MAX_REQUEUE_MS: u64 = 24 * 3600 * 1000;
 
@@ -345,6 +348,14 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
     // a pod the API server refuses to patch) blocks nothing before it.
     let hashes = rollout_template_hashes(observed.rollout);
     let syncs = pod_metadata::sync(observed, &hashes, &plan.actions);
+    if !syncs.is_empty() {
+        // A sync waiting for the ReplicaSet controller, or refused, is tried again soon even
+        // if nothing else changes.
+        plan.requeue_after = Some(
+            plan.requeue_after
+                .map_or(POD_METADATA_RETRY, |d| d.min(POD_METADATA_RETRY)),
+        );
+    }
     plan.actions.extend(syncs);
     plan
 }

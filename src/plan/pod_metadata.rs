@@ -8,7 +8,9 @@
 //! other ReplicaSet carries none. The ReplicaSet records what its pods were given in an
 //! annotation, and while the pods are being brought to it a second annotation lists the keys
 //! still to take off: a controller stopped half-way finds the work unfinished and redoes it, and
-//! a role changed again before the pods caught up still takes the older keys off.
+//! a role changed again before the pods caught up still takes the older keys off. A key the
+//! ReplicaSet's own template has (an older revision's label that a role now names) is never set
+//! or taken off: a third annotation keeps it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,11 +26,11 @@ pub struct Recorded {
     /// The role metadata its template carries (`None`: none, or unreadable).
     pub applied: Option<PodMetadata>,
     /// Its pods may not carry `applied` yet, or still carry keys of an earlier role: a sync
-    /// started and has not finished (or the record was unreadable).
+    /// started and has not finished (or the record was unreadable, or only Argo's).
     pub pending: bool,
 }
 
-/// Label and annotation keys to take off.
+/// Label and annotation keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Keys {
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -38,7 +40,7 @@ pub struct Keys {
 }
 
 impl Keys {
-    fn of(md: &PodMetadata) -> Self {
+    pub fn of(md: &PodMetadata) -> Self {
         let keys = |m: &Option<BTreeMap<String, String>>| {
             m.iter()
                 .flat_map(|m| m.keys().cloned())
@@ -50,9 +52,93 @@ impl Keys {
         }
     }
 
-    fn extend(&mut self, other: Keys) {
+    pub fn extend(&mut self, other: Keys) {
         self.labels.extend(other.labels);
         self.annotations.extend(other.annotations);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.annotations.is_empty()
+    }
+
+    fn without(mut self, other: &Keys) -> Keys {
+        self.labels.retain(|k| !other.labels.contains(k));
+        self.annotations.retain(|k| !other.annotations.contains(k));
+        self
+    }
+
+    fn intersect(&self, other: &Keys) -> Keys {
+        Keys {
+            labels: self.labels.intersection(&other.labels).cloned().collect(),
+            annotations: self
+                .annotations
+                .intersection(&other.annotations)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// A ReplicaSet's record annotations, read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub recorded: Recorded,
+    /// Keys an unfinished sync still has to take off the pods.
+    pub stale: Keys,
+    /// The template's own keys a role names and leaves alone.
+    pub kept: Keys,
+}
+
+impl Record {
+    /// Every key a role put on the template: what it applied and what is still to come off,
+    /// kept keys (the template's own) aside.
+    pub fn role_keys(&self) -> Keys {
+        let mut all = self.stale.clone();
+        if let Some(a) = &self.recorded.applied {
+            all.extend(Keys::of(a));
+        }
+        all.without(&self.kept)
+    }
+
+    /// The template's own keys: those on it no role put there, and the kept ones.
+    pub fn own_keys(
+        &self,
+        labels: Option<&BTreeMap<String, String>>,
+        annotations: Option<&BTreeMap<String, String>>,
+    ) -> Keys {
+        let role = self.role_keys();
+        let names = |m: Option<&BTreeMap<String, String>>| {
+            m.into_iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect::<BTreeSet<_>>()
+        };
+        let mut own = Keys {
+            labels: names(labels),
+            annotations: names(annotations),
+        }
+        .without(&role);
+        own.extend(self.kept.clone());
+        own
+    }
+
+    /// The keys to take off the template and pods on the way to `want`: the role keys `want`
+    /// does not set.
+    pub fn to_remove(&self, want: Option<&PodMetadata>) -> Keys {
+        let role = self.role_keys();
+        match want {
+            Some(w) => role.without(&Keys::of(w)),
+            None => role,
+        }
+    }
+}
+
+/// The template's own keys that `want` names: left as they are, and recorded as kept so that
+/// they are never taken off.
+pub fn kept_keys(own: &Keys, want: Option<&PodMetadata>) -> Keys {
+    match want {
+        Some(w) => own.intersect(&Keys::of(w)),
+        None => Keys::default(),
     }
 }
 
@@ -100,9 +186,25 @@ pub fn sync(observed: &Observed<'_>, hashes: &TemplateHashes, actions: &[Action]
             .iter()
             .any(|a| matches!(a, Action::DeleteReplicaSet { name } if *name == rs.name))
     };
-    observed
-        .replica_sets
-        .iter()
+    let stable = observed
+        .rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.stable_rs.as_deref());
+    // The desired revision first, then the stable, then the rest (Argo's order): at promotion
+    // the new stable gains its labels before the old one loses them.
+    let rank = |rs: &&ObservedReplicaSet| {
+        if hashes.names(&rs.hash) {
+            0
+        } else if stable == Some(rs.hash.as_str()) {
+            1
+        } else {
+            2
+        }
+    };
+    let mut sets: Vec<&ObservedReplicaSet> = observed.replica_sets.iter().collect();
+    sets.sort_by_key(rank);
+    sets.into_iter()
         .filter(|rs| !deleted(rs))
         .filter_map(|rs| {
             let want = desired(observed.rollout, hashes, &rs.hash);
@@ -115,53 +217,29 @@ pub fn sync(observed: &Observed<'_>, hashes: &TemplateHashes, actions: &[Action]
         .collect()
 }
 
-/// The keys to take off a ReplicaSet's template and pods when it moves to `want`: those it
-/// recorded applying, and those an unfinished sync left to take off, that `want` does not set.
-pub fn keys_to_remove(
-    applied: Option<&PodMetadata>,
-    stale: Keys,
-    want: Option<&PodMetadata>,
-) -> Keys {
-    let mut all = stale;
-    if let Some(a) = applied {
-        all.extend(Keys::of(a));
-    }
-    if let Some(w) = want {
-        let keep = Keys::of(w);
-        all.labels.retain(|k| !keep.labels.contains(k));
-        all.annotations.retain(|k| !keep.annotations.contains(k));
-    }
-    all
-}
-
 /// The JSON merge patch of an object's `labels` and `annotations` that sets `want` and takes
 /// `remove` off, as far as they differ from `labels`/`annotations` now; `None` when nothing
-/// differs. Keys in `protected` (the pod-template hash, the selector's) are never touched.
+/// differs. Keys in `protected` (the pod-template hash, the selector's, the template's own) are
+/// never touched.
 pub fn metadata_patch(
     labels: Option<&BTreeMap<String, String>>,
     annotations: Option<&BTreeMap<String, String>>,
     want: Option<&PodMetadata>,
     remove: &Keys,
-    protected: &BTreeSet<String>,
+    protected: &Keys,
 ) -> Option<Value> {
     let side = |now: Option<&BTreeMap<String, String>>,
                 set: Option<&BTreeMap<String, String>>,
                 drop: &BTreeSet<String>,
-                guard: bool| {
+                guard: &BTreeSet<String>| {
         let mut patch = Map::new();
         for (k, v) in set.into_iter().flatten() {
-            if guard && protected.contains(k) {
-                continue;
-            }
-            if now.and_then(|n| n.get(k)) != Some(v) {
+            if !guard.contains(k) && now.and_then(|n| n.get(k)) != Some(v) {
                 patch.insert(k.clone(), Value::String(v.clone()));
             }
         }
         for k in drop {
-            if guard && protected.contains(k) {
-                continue;
-            }
-            if now.is_some_and(|n| n.contains_key(k)) {
+            if !guard.contains(k) && now.is_some_and(|n| n.contains_key(k)) {
                 patch.insert(k.clone(), Value::Null);
             }
         }
@@ -171,13 +249,13 @@ pub fn metadata_patch(
         labels,
         want.and_then(|w| w.labels.as_ref()),
         &remove.labels,
-        true,
+        &protected.labels,
     );
     let a = side(
         annotations,
         want.and_then(|w| w.annotations.as_ref()),
         &remove.annotations,
-        false,
+        &protected.annotations,
     );
     if l.is_empty() && a.is_empty() {
         return None;
@@ -192,39 +270,45 @@ pub fn metadata_patch(
     Some(Value::Object(meta))
 }
 
-/// The keys never set or removed on a ReplicaSet's pods: its hash label and its selector's.
-pub fn protected_keys(selector: Option<&BTreeMap<String, String>>) -> BTreeSet<String> {
-    let mut keys: BTreeSet<String> = selector
+/// The keys never set or removed on a ReplicaSet's pods by a role: its hash label and its
+/// selector's.
+pub fn protected_keys(selector: Option<&BTreeMap<String, String>>) -> Keys {
+    let mut labels: BTreeSet<String> = selector
         .into_iter()
         .flatten()
         .map(|(k, _)| k.clone())
         .collect();
-    keys.insert(POD_TEMPLATE_HASH_LABEL.to_string());
-    keys
+    labels.insert(POD_TEMPLATE_HASH_LABEL.to_string());
+    Keys {
+        labels,
+        annotations: BTreeSet::new(),
+    }
 }
 
 /// Sets `md` on a template being built (a new ReplicaSet's), protected keys aside.
 pub fn apply(
     meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     md: &PodMetadata,
-    protected: &BTreeSet<String>,
+    protected: &Keys,
 ) {
     for (k, v) in md.labels.iter().flatten() {
-        if !protected.contains(k) {
+        if !protected.labels.contains(k) {
             meta.labels
                 .get_or_insert_with(BTreeMap::new)
                 .insert(k.clone(), v.clone());
         }
     }
     for (k, v) in md.annotations.iter().flatten() {
-        meta.annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(k.clone(), v.clone());
+        if !protected.annotations.contains(k) {
+            meta.annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(k.clone(), v.clone());
+        }
     }
 }
 
-/// Takes the recorded role keys off a ReplicaSet's template (to find the Rollout template it
-/// was made from, for undo).
+/// Takes the role keys off a ReplicaSet's template (to find the Rollout template it was made
+/// from, for undo).
 pub fn strip(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, keys: &Keys) {
     if let Some(l) = meta.labels.as_mut() {
         l.retain(|k, _| !keys.labels.contains(k));
@@ -237,28 +321,53 @@ pub fn strip(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMe
     }
 }
 
-/// Every role key a ReplicaSet's template may carry, by its record annotations: what it
-/// applied, and what an unfinished sync still had to take off.
-pub fn recorded_keys(applied: Option<&str>, stale: Option<&str>) -> Keys {
-    let (recorded, stale) = read(applied, stale);
-    keys_to_remove(recorded.applied.as_ref(), stale, None)
+/// The record annotations of a ReplicaSet, as found on it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Annotations<'a> {
+    /// Ours (`aviary.dev/ephemeral-metadata`).
+    pub applied: Option<&'a str>,
+    /// Argo Rollouts' (`rollout.argoproj.io/ephemeral-metadata`), read when ours is absent.
+    pub argo: Option<&'a str>,
+    /// The keys still to take off its pods.
+    pub stale: Option<&'a str>,
+    /// The template's own keys a role names.
+    pub kept: Option<&'a str>,
 }
 
-/// Reads the record annotations (`applied`: ours, else Argo's; `stale`: the keys an unfinished
-/// sync has left to take off).
-pub fn read(applied: Option<&str>, stale: Option<&str>) -> (Recorded, Keys) {
-    let parsed = applied.map(serde_json::from_str::<PodMetadata>);
-    let stale_keys = stale.map(serde_json::from_str::<Keys>);
-    let unreadable = matches!(parsed, Some(Err(_)));
-    let keys = match &stale_keys {
-        Some(Ok(k)) => k.clone(),
-        _ => Keys::default(),
+impl<'a> Annotations<'a> {
+    /// The record annotations among `annotations`.
+    pub fn of(annotations: &'a BTreeMap<String, String>) -> Self {
+        use crate::api::wire;
+        let get = |k: &str| annotations.get(k).map(String::as_str);
+        Annotations {
+            applied: get(wire::POD_METADATA_ANNOTATION),
+            argo: get(wire::ARGO_POD_METADATA_ANNOTATION),
+            stale: get(wire::POD_METADATA_STALE_ANNOTATION),
+            kept: get(wire::POD_METADATA_KEPT_ANNOTATION),
+        }
+    }
+}
+
+/// Reads the record annotations. A record only Argo Rollouts wrote is pending once: Argo kept
+/// no mark of an unfinished sync (it listed pods every reconcile instead).
+pub fn read(a: Annotations<'_>) -> Record {
+    let (text, from_argo) = match (a.applied, a.argo) {
+        (Some(t), _) => (Some(t), false),
+        (None, Some(t)) => (Some(t), true),
+        (None, None) => (None, false),
     };
-    (
-        Recorded {
+    let parsed = text.map(serde_json::from_str::<PodMetadata>);
+    let unreadable = matches!(parsed, Some(Err(_)));
+    let keys = |t: Option<&str>| {
+        t.and_then(|t| serde_json::from_str::<Keys>(t).ok())
+            .unwrap_or_default()
+    };
+    Record {
+        recorded: Recorded {
             applied: parsed.and_then(Result::ok),
-            pending: stale.is_some() || unreadable,
+            pending: a.stale.is_some() || unreadable || from_argo,
         },
-        keys,
-    )
+        stale: keys(a.stale),
+        kept: keys(a.kept),
+    }
 }

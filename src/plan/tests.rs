@@ -12,6 +12,7 @@ use crate::api::{PauseReason, Rollout, RolloutPhase};
 mod bluegreen;
 mod dynamic;
 mod pod_metadata;
+mod progress_threshold;
 mod run_history;
 mod safety;
 mod unknown_status;

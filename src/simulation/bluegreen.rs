@@ -206,6 +206,7 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                 rollback_window,
                 dynamic: false,
                 delay_limit,
+                threshold: None,
                 blue_green: Some(bg),
             },
         )

@@ -7,7 +7,7 @@
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::world::{Routing, STABLE_SVC, World, Write};
-use crate::api::{AnalysisPhase, StepAction};
+use crate::api::{AnalysisPhase, ReplicaProgressThreshold, StepAction};
 use crate::plan::replicas::routed_canary_replicas;
 use crate::plan::{Action, AnalysisKind};
 
@@ -83,6 +83,26 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         .canary()
         .is_some_and(|c| c.dynamic_stable_scale());
     let weight_lowered = after.weight < before.weight && !dynamic;
+    // replicaProgressThreshold: the desired revision may carry its share on that many of the
+    // pods the share needs, by the user's choice — and so may the stable, which may have been
+    // promoted so (Argo checks the stable against the threshold too). A write is blamed when it
+    // leaves a destination short of the pods its share needs (counted in full, before and
+    // after alike) by more than before, and below what the threshold accepts.
+    let threshold = after
+        .ro
+        .spec
+        .canary()
+        .and_then(|c| c.replica_progress_threshold.clone());
+    let current = after.current_hash();
+    let stable_now = after.status().stable_rs;
+    let accepted = |weight: i32, hash: &str| {
+        let pods = routed_canary_replicas(r, weight);
+        if hash == current || stable_now.as_deref() == Some(hash) {
+            ReplicaProgressThreshold::pods_for(threshold.as_ref(), pods)
+        } else {
+            pods
+        }
+    };
     let shortfall = |w: &World, weight: i32, hash: &str| {
         (routed_canary_replicas(r, weight) - w.available(hash)).max(0)
     };
@@ -127,14 +147,14 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
             _ => 0,
         };
         let exempt = a.role == "stable" && weight_lowered;
-        if short_after > short_before && !exempt {
+        if short_after > short_before && avail < accepted(a.weight, hash) && !exempt {
             return fail(
                 "I1",
                 format!(
                     "{} destination carries {} % on revision {hash} with {avail} of the {} pods it needs",
                     a.role,
                     a.weight,
-                    routed_canary_replicas(r, a.weight)
+                    accepted(a.weight, hash)
                 ),
             );
         }
@@ -160,6 +180,12 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
                 1
             } else {
                 (r - unavailable).max(1).min(r)
+            };
+            // A revision promoted at replicaProgressThreshold takes the Service with that many.
+            let floor = if hash == current || stable_now.as_deref() == Some(hash.as_str()) {
+                floor.min(ReplicaProgressThreshold::pods_for(threshold.as_ref(), r))
+            } else {
+                floor
             };
             let a = after.available(&hash);
             // What the Service had before the write, on whichever revision it selected.

@@ -56,6 +56,8 @@ struct SpecChoice {
     dynamic: bool,
     /// `scaleDownDelayRevisionLimit`.
     delay_limit: Option<i32>,
+    /// `replicaProgressThreshold`: Percent (true) or Pods, and its value.
+    threshold: Option<(bool, i32)>,
     /// A blue-green Rollout instead (the canary-only fields above are then unused).
     blue_green: Option<bluegreen::BlueGreenChoice>,
 }
@@ -143,6 +145,10 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
         if let Some(c) = canary.as_object_mut() {
             c.remove("scaleDownDelaySeconds");
         }
+    }
+    if let Some((percent, value)) = spec.threshold {
+        let kind = if percent { "Percent" } else { "Pods" };
+        canary["replicaProgressThreshold"] = json!({"type": kind, "value": value});
     }
     if let Some(start) = spec.background {
         canary["analysis"] = json!({"templates": [{"templateName": "bg"}], "startingStep": start});
@@ -674,6 +680,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
             (
                 prop::bool::weighted(0.3),
                 prop::option::weighted(0.3, 0i32..3),
+                prop::option::weighted(0.25, (any::<bool>(), 1i32..101)),
             ),
         )
             .prop_map(
@@ -689,7 +696,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                     dab,
                     min_pods,
                     rollback_window,
-                    (dynamic, delay_limit),
+                    (dynamic, delay_limit, threshold),
                 )| {
                     let both_zero = surge == json!(0) && unavailable == json!(0);
                     SpecChoice {
@@ -707,6 +714,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         rollback_window,
                         dynamic: dynamic && routed,
                         delay_limit,
+                        threshold: threshold.map(|(pct, v)| (pct, if pct { v } else { v % 4 + 1 })),
                         blue_green: None,
                     }
                 },

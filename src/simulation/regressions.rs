@@ -27,6 +27,7 @@ fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
         rollback_window: None,
         dynamic: false,
         delay_limit: None,
+        threshold: None,
         blue_green: None,
     }
 }
@@ -1265,6 +1266,74 @@ fn dynamic_an_abort_waits_for_the_stables_min_pods() {
             Reconcile,
             User(UserAct::Abort),
             Reconcile,
+        ],
+    );
+}
+
+// ---- replicaProgressThreshold ------------------------------------------------------------------
+
+fn with_threshold(mut s: SpecChoice, percent: bool, value: i32) -> SpecChoice {
+    s.threshold = Some((percent, value));
+    s
+}
+
+/// I1 (the check's own fault): a stable promoted at 2 of 5 pods under `Pods: 2`, moved back
+/// onto the old revision with 4 of 5, was blamed: the threshold made "before" look whole and
+/// "after" short. Shortfalls are now counted in full on both sides.
+#[test]
+fn threshold_a_move_onto_more_pods_is_not_blamed() {
+    let s = with_threshold(spec(Routing::Subset, 5, vec![Weight(80)]), false, 2);
+    replay(
+        s,
+        vec![0, 1, 5, 0, 0, 1, 1],
+        vec![
+            Reconcile,
+            Kill(74, 0),
+            Tick(1),
+            Ev::External(102, 7),
+            Reconcile,
+        ],
+    );
+}
+
+/// I1: under `Percent: 1` `promote --full` made a revision stable at 1 pod of 4; after an undo
+/// the stable Service returns to it with 2 — the stable may be as short as the threshold.
+#[test]
+fn threshold_the_stable_promoted_under_it_may_serve_as_short() {
+    let s = with_threshold(spec(Routing::Host, 4, vec![Weight(0)]), true, 1);
+    replay(
+        s,
+        vec![1, 8],
+        vec![
+            Reconcile,
+            User(UserAct::PromoteFull),
+            Reconcile,
+            Tick(1),
+            DeleteRs(2),
+            Reconcile,
+            User(UserAct::Undo),
+            Reconcile,
+        ],
+    );
+}
+
+/// I1: an abort under `Percent: 1` returns the stable Service to a stable with 1 of 2 pods.
+#[test]
+fn threshold_an_abort_returns_to_a_stable_as_short_as_the_threshold() {
+    let s = with_threshold(spec(Routing::Host, 2, vec![Pause(None)]), true, 1);
+    replay(
+        s,
+        vec![0, 0, 0, 1],
+        vec![
+            Reconcile,
+            User(UserAct::Abort),
+            Kill(0, 0),
+            Kill(84, 0),
+            Reconcile,
+            Ev::External(233, 7),
+            Ev::External(52, 1),
+            User(UserAct::Retry),
+            StaleRs,
         ],
     );
 }

@@ -277,13 +277,19 @@ fn a_patch_sets_what_differs_removes_what_is_there_and_never_touches_protected_k
 
 #[test]
 fn keys_to_take_off_are_the_earlier_roles_and_the_unfinished_syncs_but_not_the_wanted() {
-    let applied = md(&[("role", "canary"), ("tier", "a")], &[("note", "x")]);
-    let stale = Keys {
-        labels: BTreeSet::from(["leftover".to_string()]),
-        annotations: BTreeSet::new(),
+    let record = pod_metadata::Record {
+        recorded: pod_metadata::Recorded {
+            applied: Some(md(&[("role", "canary"), ("tier", "a")], &[("note", "x")])),
+            pending: true,
+        },
+        stale: Keys {
+            labels: BTreeSet::from(["leftover".to_string()]),
+            annotations: BTreeSet::new(),
+        },
+        kept: Keys::default(),
     };
     let want = md(&[("role", "stable")], &[]);
-    let k = pod_metadata::keys_to_remove(Some(&applied), stale, Some(&want));
+    let k = record.to_remove(Some(&want));
     assert_eq!(
         k.labels,
         BTreeSet::from(["leftover".to_string(), "tier".to_string()])
@@ -291,17 +297,107 @@ fn keys_to_take_off_are_the_earlier_roles_and_the_unfinished_syncs_but_not_the_w
     assert_eq!(k.annotations, BTreeSet::from(["note".to_string()]));
 }
 
+/// An older revision's template has its own `tier`; a role that names `tier` leaves it alone
+/// (not set, never taken off), and undo still finds it.
+#[test]
+fn a_key_of_the_replica_sets_own_template_is_kept_not_set_nor_removed() {
+    let template_labels: BTreeMap<String, String> = [("app", "web"), ("tier", "frontend")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let fresh = pod_metadata::Record::default();
+    let own = fresh.own_keys(Some(&template_labels), None);
+    assert_eq!(
+        own.labels,
+        BTreeSet::from(["app".to_string(), "tier".to_string()])
+    );
+    let want = md(&[("tier", "live"), ("role", "stable")], &[]);
+    let kept = pod_metadata::kept_keys(&own, Some(&want));
+    assert_eq!(kept.labels, BTreeSet::from(["tier".to_string()]));
+    let patch = pod_metadata::metadata_patch(
+        Some(&template_labels),
+        None,
+        Some(&want),
+        &fresh.to_remove(Some(&want)),
+        &own,
+    );
+    assert_eq!(patch, Some(json!({"labels": {"role": "stable"}})));
+
+    // Later the role passes: `role` comes off, the kept `tier` stays.
+    let after = pod_metadata::Record {
+        recorded: pod_metadata::Recorded {
+            applied: Some(want.clone()),
+            pending: false,
+        },
+        stale: Keys::default(),
+        kept,
+    };
+    let mut labels = template_labels.clone();
+    labels.insert("role".into(), "stable".into());
+    let own = after.own_keys(Some(&labels), None);
+    let remove = after.to_remove(None);
+    assert_eq!(remove.labels, BTreeSet::from(["role".to_string()]));
+    assert_eq!(
+        pod_metadata::metadata_patch(Some(&labels), None, None, &remove, &own),
+        Some(json!({"labels": {"role": null}}))
+    );
+    assert_eq!(
+        after.role_keys().labels,
+        BTreeSet::from(["role".to_string()])
+    );
+}
+
 #[test]
 fn an_unreadable_record_is_pending_and_a_pending_one_lists_its_keys() {
-    let (r, _) = pod_metadata::read(Some("{not json"), None);
-    assert!(r.pending && r.applied.is_none());
-    let (r, keys) = pod_metadata::read(
+    let read = |applied, argo, stale| {
+        pod_metadata::read(pod_metadata::Annotations {
+            applied,
+            argo,
+            stale,
+            kept: None,
+        })
+    };
+    let r = read(Some("{not json"), None, None);
+    assert!(r.recorded.pending && r.recorded.applied.is_none());
+    let r = read(
         Some(r#"{"labels":{"role":"canary"}}"#),
+        None,
         Some(r#"{"labels":["old"]}"#),
     );
-    assert!(r.pending);
-    assert_eq!(r.applied, Some(md(&[("role", "canary")], &[])));
-    assert_eq!(keys.labels, BTreeSet::from(["old".to_string()]));
-    let (r, _) = pod_metadata::read(Some(r#"{"labels":{"role":"canary"}}"#), None);
-    assert!(!r.pending);
+    assert!(r.recorded.pending);
+    assert_eq!(r.recorded.applied, Some(md(&[("role", "canary")], &[])));
+    assert_eq!(r.stale.labels, BTreeSet::from(["old".to_string()]));
+    let r = read(Some(r#"{"labels":{"role":"canary"}}"#), None, None);
+    assert!(!r.recorded.pending);
+    // Only Argo's record: its pods may have been left half done; synced once.
+    let r = read(None, Some(r#"{"labels":{"role":"canary"}}"#), None);
+    assert!(r.recorded.pending);
+    assert_eq!(r.recorded.applied, Some(md(&[("role", "canary")], &[])));
+}
+
+/// At promotion the new stable is synced before the old one loses its role.
+#[test]
+fn the_desired_revision_is_synced_first() {
+    let mut w = World::new(CANARY);
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_image("web:2");
+    w.run(10);
+    let v2 = w.canary_hash();
+    promote(&mut w);
+    for _ in 0..20 {
+        let p = w.reconcile();
+        let order: Vec<&str> = syncs(&p)
+            .iter()
+            .filter_map(|a| match a {
+                Action::SyncPodMetadata { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !order.is_empty() {
+            assert_eq!(order, vec![format!("web-{v2}"), format!("web-{v1}")]);
+            return;
+        }
+    }
+    panic!("no sync planned after the promotion");
 }

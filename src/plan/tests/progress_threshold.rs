@@ -1,0 +1,144 @@
+//! `replicaProgressThreshold`: a step's weight is routed, a step completes and the update is
+//! promoted once that many of the canary's pods are available, not all of them.
+
+use super::*;
+
+/// 10 replicas behind Istio, weight 50 then an indefinite pause, 70 % of the canary's pods.
+const THRESHOLD: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 10
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      replicaProgressThreshold: {type: Percent, value: 70}
+      trafficRouting: {istio: {virtualService: {name: web}}}
+      steps:
+      - setWeight: 50
+      - pause: {}
+"#;
+
+/// Holds the canary at `n` available pods.
+fn hold_at(w: &mut World, hash: &str, n: i32) {
+    if !w.frozen.iter().any(|h| h == hash) {
+        w.frozen.push(hash.to_string());
+    }
+    if let Some(rs) = w.rs.get_mut(hash) {
+        rs.available = n.min(rs.replicas);
+        rs.ready = rs.available;
+        rs.current = rs.replicas;
+    }
+}
+
+fn run_held(w: &mut World, hash: &str, n: i32, times: usize) {
+    for _ in 0..times {
+        w.reconcile();
+        hold_at(w, hash, n);
+    }
+}
+
+#[test]
+fn a_weight_is_routed_once_the_threshold_of_its_pods_is_available() {
+    let mut w = World::new(THRESHOLD);
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.frozen.push(new.clone());
+    run_held(&mut w, &new, 3, 6);
+    assert_eq!(
+        w.rs[&new].replicas, 5,
+        "the canary is sized for its whole share"
+    );
+    assert_eq!(w.weight, Some(0), "3 of 5 pods is under 70 %");
+    assert_eq!(w.status().current_step_index, Some(0));
+
+    run_held(&mut w, &new, 4, 6);
+    assert_eq!(
+        w.weight,
+        Some(50),
+        "4 of 5 pods is 80 %: the weight is routed"
+    );
+    assert_eq!(
+        w.status().current_step_index,
+        Some(1),
+        "and the step completes without the fifth pod"
+    );
+}
+
+#[test]
+fn the_update_is_promoted_once_the_threshold_of_all_replicas_is_available() {
+    let yaml = THRESHOLD.replace("      - pause: {}\n", "");
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.frozen.push(new.clone());
+    run_held(&mut w, &new, 6, 10);
+    assert_ne!(
+        w.status().stable_rs.as_deref(),
+        Some(new.as_str()),
+        "6 of 10 is under 70 %"
+    );
+    run_held(&mut w, &new, 7, 10);
+    assert_eq!(
+        w.status().stable_rs.as_deref(),
+        Some(new.as_str()),
+        "7 of 10 meets 70 %: promoted"
+    );
+}
+
+#[test]
+fn a_pods_threshold_counts_pods_and_never_more_than_are_wanted() {
+    let pods = |n: i32| {
+        THRESHOLD.replace(
+            "{type: Percent, value: 70}",
+            &format!("{{type: Pods, value: {n}}}"),
+        )
+    };
+    let mut w = World::new(&pods(2));
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.frozen.push(new.clone());
+    run_held(&mut w, &new, 2, 6);
+    assert_eq!(w.weight, Some(50), "2 pods are enough");
+
+    // 9 asked for, 5 wanted: all 5 (never more than the step wants).
+    let mut w = World::new(&pods(9));
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.frozen.push(new.clone());
+    run_held(&mut w, &new, 4, 6);
+    assert_eq!(w.weight, Some(0));
+    run_held(&mut w, &new, 5, 6);
+    assert_eq!(w.weight, Some(50));
+}
+
+#[test]
+fn pods_for_rounds_a_percentage_up_and_keeps_one_pod() {
+    use crate::api::{ProgressType, ReplicaProgressThreshold as T};
+    let pct = |v| T {
+        type_: ProgressType::Percent,
+        value: v,
+    };
+    assert_eq!(T::pods_for(None, 5), 5);
+    assert_eq!(T::pods_for(Some(&pct(70)), 5), 4);
+    assert_eq!(T::pods_for(Some(&pct(70)), 10), 7);
+    assert_eq!(T::pods_for(Some(&pct(1)), 10), 1);
+    assert_eq!(T::pods_for(Some(&pct(100)), 3), 3);
+    assert_eq!(T::pods_for(Some(&pct(50)), 0), 0);
+    let pods = T {
+        type_: ProgressType::Pods,
+        value: 3,
+    };
+    assert_eq!(T::pods_for(Some(&pods), 2), 2);
+    assert_eq!(T::pods_for(Some(&pods), 8), 3);
+}
