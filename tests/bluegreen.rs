@@ -868,16 +868,7 @@ async fn a_restart_evicts_max_unavailable_pods_at_once() {
     let (low, watch) = record_availability(&client, &ns.name, &format!("web-{h1}")).await;
 
     pool.cordon();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
-        .args(["-n", &ns.name, "restart", "web"])
-        .output()
-        .await
-        .expect("run kubectl-aviary restart");
-    assert!(
-        out.status.success(),
-        "kubectl aviary restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::pods::run_restart(&ns.name, "web").await;
     poll_until(
         "two original pods evicted together while no replacement can start",
         Duration::from_secs(30),

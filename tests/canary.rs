@@ -914,16 +914,7 @@ async fn restart_replaces_every_pod_keeping_all_but_one_available() {
     let (low, watch) = record_availability(&client, &ns.name, &rs_name).await;
 
     let t0 = Instant::now();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
-        .args(["-n", &ns.name, "restart", "web"])
-        .output()
-        .await
-        .expect("run kubectl-aviary restart");
-    assert!(
-        out.status.success(),
-        "kubectl aviary restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::pods::run_restart(&ns.name, "web").await;
     let restart_at = get_rollout(&client, &ns.name)
         .await
         .spec

@@ -106,3 +106,17 @@ pub async fn record_availability(
     });
     (log, handle)
 }
+
+/// `kubectl aviary restart NAME` in `ns`, as an SRE runs it; panics when it fails.
+pub async fn run_restart(ns: &str, name: &str) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["-n", ns, "restart", name])
+        .output()
+        .await
+        .expect("run kubectl-aviary restart");
+    assert!(
+        out.status.success(),
+        "kubectl aviary restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

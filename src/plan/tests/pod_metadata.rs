@@ -63,6 +63,17 @@ fn syncs(p: &Plan) -> Vec<&Action> {
         .collect()
 }
 
+/// v1 stable, v2 the canary paused at 50 %: the world and both hashes.
+fn paused_canary() -> (World, String, String) {
+    let mut w = World::new(CANARY);
+    w.deploy_first();
+    let v1 = w.canary_hash();
+    w.update_image("web:2");
+    w.run(10);
+    let v2 = w.canary_hash();
+    (w, v1, v2)
+}
+
 fn promote(w: &mut World) {
     let mut st = w.status();
     st.pause_conditions.clear();
@@ -98,12 +109,7 @@ fn the_canary_is_created_with_its_role_and_the_stable_keeps_its_own() {
 
 #[test]
 fn promotion_hands_the_stable_role_to_the_canary_in_place_and_clears_the_old_stable() {
-    let mut w = World::new(CANARY);
-    w.deploy_first();
-    let v1 = w.canary_hash();
-    w.update_image("web:2");
-    w.run(10);
-    let v2 = w.canary_hash();
+    let (mut w, v1, v2) = paused_canary();
     promote(&mut w);
     w.run_to_end(20);
     w.run(5);
@@ -125,12 +131,7 @@ fn promotion_hands_the_stable_role_to_the_canary_in_place_and_clears_the_old_sta
 
 #[test]
 fn an_aborted_canary_keeps_the_canary_role_and_an_undo_clears_it() {
-    let mut w = World::new(CANARY);
-    w.deploy_first();
-    let v1 = w.canary_hash();
-    w.update_image("web:2");
-    w.run(10);
-    let v2 = w.canary_hash();
+    let (mut w, v1, v2) = paused_canary();
     let mut st = w.status();
     st.abort = Some(true);
     w.ro.status = Some(st);
@@ -151,12 +152,7 @@ fn an_aborted_canary_keeps_the_canary_role_and_an_undo_clears_it() {
 
 #[test]
 fn edited_metadata_reaches_the_replica_set_that_holds_the_role() {
-    let mut w = World::new(CANARY);
-    w.deploy_first();
-    let v1 = w.canary_hash();
-    w.update_image("web:2");
-    w.run(10);
-    let v2 = w.canary_hash();
+    let (mut w, v1, v2) = paused_canary();
     let canary = w.ro.spec.strategy.canary.as_mut().expect("canary");
     canary.canary_metadata = Some(md(&[("role", "candidate")], &[]));
     canary.stable_metadata = None;
@@ -378,12 +374,7 @@ fn an_unreadable_record_is_pending_and_a_pending_one_lists_its_keys() {
 /// At promotion the new stable is synced before the old one loses its role.
 #[test]
 fn the_desired_revision_is_synced_first() {
-    let mut w = World::new(CANARY);
-    w.deploy_first();
-    let v1 = w.canary_hash();
-    w.update_image("web:2");
-    w.run(10);
-    let v2 = w.canary_hash();
+    let (mut w, v1, v2) = paused_canary();
     promote(&mut w);
     for _ in 0..20 {
         let p = w.reconcile();
