@@ -3312,3 +3312,97 @@ async fn replica_progress_threshold_routes_a_weight_before_every_canary_pod_is_u
     );
     watch.abort();
 }
+
+/// Given a canary paused at 20 % over two routes of one VirtualService, when someone (a GitOps
+/// sync of an older copy) sets the second route back to 0 %, then the routes disagree — the
+/// weight is unknown, not the higher 20 — and the controller writes 20 to both again.
+#[tokio::test]
+async fn a_route_set_back_to_zero_beside_another_is_rewritten() {
+    let two_routes = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+        "spec": {"hosts": ["web.example.com"], "http": [
+            {"name": "primary", "route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0}]},
+            {"name": "secondary", "route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0}]}]}
+    });
+    let both = |image: &str| {
+        let mut ro = rollout(
+            Router::Istio,
+            image,
+            json!([{"setWeight": 20}, {"pause": {}}]),
+        );
+        ro["spec"]["strategy"]["canary"]["trafficRouting"] = json!({"istio": {"virtualService": {"name": "web", "routes": ["primary", "secondary"]}}});
+        ro
+    };
+    let v1 = rollout(
+        Router::Istio,
+        "web:1",
+        json!([{"setWeight": 20}, {"pause": {}}]),
+    );
+    let (client, ns, _ctl) = given_healthy("canary-two-routes", Router::Istio, &v1).await;
+    // given_healthy applied the one-route VirtualService; the update routes over two.
+    apply_value(&client, Some(&ns.name), &two_routes)
+        .await
+        .expect("two-route VirtualService");
+    let v2 = both("web:2");
+    let (_api, _log, watch) = update_to_paused_at(&client, &ns.name, &v2, 20).await;
+    let (ar, _) = kube::discovery::pinned_kind(
+        &client,
+        &GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService"),
+    )
+    .await
+    .expect("discover VirtualService");
+    let vs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
+    let canary_weights = |obj: &DynamicObject| -> Vec<i64> {
+        obj.data["spec"]["http"]
+            .as_array()
+            .map(|routes| {
+                routes
+                    .iter()
+                    .filter_map(|r| {
+                        r["route"].as_array()?.iter().find_map(|d| {
+                            (d["destination"]["host"] == "web-canary")
+                                .then(|| d["weight"].as_i64().unwrap_or(0))
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    poll_until(
+        "both routes at 20",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let vs = vs.clone();
+            async move { (canary_weights(&vs.get("web").await.ok()?) == vec![20, 20]).then_some(()) }
+        },
+    )
+    .await;
+    // Someone sets the second route back (a JSON patch of that route's weights only).
+    let reset = json!([
+        {"op": "replace", "path": "/spec/http/1/route/0/weight", "value": 100},
+        {"op": "replace", "path": "/spec/http/1/route/1/weight", "value": 0}
+    ]);
+    vs.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::<()>::Json(serde_json::from_value(reset).expect("json patch")),
+    )
+    .await
+    .expect("reset the second route");
+    poll_until(
+        "the second route rewritten to 20",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let vs = vs.clone();
+            async move { (canary_weights(&vs.get("web").await.ok()?) == vec![20, 20]).then_some(()) }
+        },
+    )
+    .await;
+    watch.abort();
+}

@@ -130,14 +130,15 @@ pub fn matching_rules(
     Ok(found)
 }
 
-/// The canary's share of traffic, in percent, the HTTPRoute shows: the highest over the
-/// matching rules; None when no rule has any weight to share.
+/// The canary's share of traffic, in percent, the HTTPRoute shows: the one every matching rule
+/// gives it; None when no rule has any weight to share, or when rules disagree (unknown: the
+/// planner's next write brings them together).
 pub fn current_canary_weight(
     route: &Value,
     route_name: &str,
     target: &RouteTarget,
 ) -> Result<Option<i32>, TrafficError> {
-    let mut highest: Option<i32> = None;
+    let mut seen: Option<i32> = None;
     for found in matching_rules(route, route_name, target)? {
         let refs = rules(route).get(found.rule).map_or(&[][..], backend_refs);
         let total: i64 = refs.iter().map(weight_of).sum();
@@ -149,9 +150,12 @@ pub fn current_canary_weight(
         }
         let percent = (canary * i64::from(MAX_WEIGHT) + total / 2) / total;
         let percent = i32::try_from(percent.clamp(0, i64::from(MAX_WEIGHT))).unwrap_or(MAX_WEIGHT);
-        highest = Some(highest.map_or(percent, |h| h.max(percent)));
+        match seen {
+            Some(h) if h != percent => return Ok(None),
+            _ => seen = Some(percent),
+        }
     }
-    Ok(highest)
+    Ok(seen)
 }
 
 /// The guarded JSON patch that gives the canary `canary_weight` and the stable backend the
@@ -485,6 +489,25 @@ mod tests {
         ]}]}});
         let err = weight_patch(&twice, "app/web", &target(), 10).expect_err("ambiguous");
         assert!(err.to_string().contains("more than once"), "{err}");
+    }
+
+    #[test]
+    fn current_weight_is_unknown_when_rules_disagree() {
+        let rules = |a: i64, b: i64| {
+            json!({"spec": {"rules": [
+                {"backendRefs": [{"name": "web-stable", "weight": 100 - a}, {"name": "web-canary", "weight": a}]},
+                {"backendRefs": [{"name": "web-stable", "weight": 100 - b}, {"name": "web-canary", "weight": b}]}
+            ]}})
+        };
+        assert_eq!(
+            current_canary_weight(&rules(30, 0), "app/web", &target()).expect("valid"),
+            None,
+            "a rule added at 0 beside one at 30: neither is the weight"
+        );
+        assert_eq!(
+            current_canary_weight(&rules(30, 30), "app/web", &target()).expect("valid"),
+            Some(30)
+        );
     }
 
     #[test]

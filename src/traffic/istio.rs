@@ -278,16 +278,17 @@ pub fn find_destinations(
     })
 }
 
-/// The canary weight the VirtualService shows: the highest over the selected routes (the
-/// most traffic the canary may be getting). A destination without `weight` next to others gets
-/// none in Istio, so it counts as 0.
+/// The canary weight the VirtualService shows: the one every selected route gives it; `None`
+/// when routes disagree (a route added mid-rollout, one half written): unknown, so the planner
+/// neither trusts the highest nor the lowest, and its next write brings them together. A
+/// destination without `weight` next to others gets none in Istio, so it counts as 0.
 pub fn current_canary_weight(
     vs: &Value,
     vs_name: &str,
     route_names: &[String],
     split: &Split,
 ) -> Result<Option<i32>, TrafficError> {
-    let mut highest: Option<i32> = None;
+    let mut seen: Option<i32> = None;
     for http_index in select_http_routes(vs, vs_name, route_names)? {
         let found = find_destinations(vs, vs_name, http_index, split)?;
         let weight = destinations(vs, http_index)
@@ -295,9 +296,12 @@ pub fn current_canary_weight(
             .and_then(weight_of)
             .unwrap_or(0);
         let weight = i32::try_from(weight.clamp(0, i64::from(MAX_WEIGHT))).unwrap_or(MAX_WEIGHT);
-        highest = Some(highest.map_or(weight, |h| h.max(weight)));
+        match seen {
+            Some(w) if w != weight => return Ok(None),
+            _ => seen = Some(weight),
+        }
     }
-    Ok(highest)
+    Ok(seen)
 }
 
 /// The guarded JSON patch that gives the canary `canary_weight` in every selected route and
@@ -1236,19 +1240,29 @@ mod tests {
     }
 
     #[test]
-    fn current_weight_is_the_highest_over_routes() {
+    fn current_weight_is_unknown_when_routes_disagree() {
         let mut vs = two_routes();
         vs["spec"]["http"][1]["route"][0]["weight"] = json!(30);
         vs["spec"]["http"][1]["route"][1]["weight"] = json!(70);
         let both = names(&["primary", "secondary"]);
         assert_eq!(
             current_canary_weight(&vs, "app/web", &both, &host_split()).expect("valid"),
-            Some(30)
+            None,
+            "30 on one route, 0 on the other: neither is the weight"
+        );
+        // primary lists the stable first, secondary the canary.
+        vs["spec"]["http"][0]["route"][0]["weight"] = json!(70);
+        vs["spec"]["http"][0]["route"][1]["weight"] = json!(30);
+        assert_eq!(
+            current_canary_weight(&vs, "app/web", &both, &host_split()).expect("valid"),
+            Some(30),
+            "routes that agree give their weight"
         );
         assert_eq!(
             current_canary_weight(&vs, "app/web", &names(&["primary"]), &host_split())
                 .expect("valid"),
-            Some(0)
+            Some(30),
+            "only the routes named count"
         );
         let unweighted = json!({"spec": {"http": [{"route": [
             {"destination": {"host": "web-stable"}},
