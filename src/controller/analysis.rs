@@ -137,7 +137,9 @@ async fn job_metrics_refused(run: &AnalysisRun, ctx: &RunContext) -> Result<Opti
                 .to_string(),
         ));
     }
-    if ctx.run_unowned {
+    // Checked before the run started; a started run was checked then (only the controller
+    // writes a run's status), so its measurements every 2 s read no Rollout.
+    if ctx.run_unowned || run.status.as_ref().is_some_and(|s| s.started_at.is_some()) {
         return Ok(None);
     }
     let Some(owner) = run
