@@ -752,7 +752,25 @@ const CASES: &[Case] = &[
         "spec: {strategy: {canary: {stableMetadata: {labels: {'bad key': x}}}}}",
         &[
             "spec.strategy.canary.stableMetadata.labels",
-            "label keys must be Kubernetes label keys",
+            "label keys must be Kubernetes qualified names",
+        ],
+    ),
+    case(
+        "previewMetadata with a label key prefix over 253 characters",
+        BLUE_GREEN,
+        "spec: {strategy: {blueGreen: {previewMetadata: {labels: {aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/x: x}}}}}",
+        &[
+            "spec.strategy.blueGreen.previewMetadata.labels",
+            "label keys must be Kubernetes qualified names",
+        ],
+    ),
+    case(
+        "canaryMetadata with an annotation key Kubernetes refuses",
+        ROLLOUT,
+        "spec: {strategy: {canary: {canaryMetadata: {annotations: {'not a valid key!': x}}}}}",
+        &[
+            "spec.strategy.canary.canaryMetadata.annotations",
+            "annotation keys must be Kubernetes qualified names",
         ],
     ),
     case(

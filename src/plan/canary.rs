@@ -511,7 +511,10 @@ impl Planner<'_, '_> {
                 let lowest = weight
                     .min(self.route_weight.unwrap_or(weight))
                     .clamp(0, 100);
-                let need = routed_canary_replicas(self.replicas, 100 - lowest).max(1);
+                let need = self.accepted(
+                    stable_hash,
+                    routed_canary_replicas(self.replicas, 100 - lowest).max(1),
+                );
                 // A subset naming no revision (someone removed its label) selects every pod of
                 // the host.
                 let serving = self.serving_available(current.as_deref());
@@ -904,6 +907,7 @@ impl Planner<'_, '_> {
         } else {
             floor
         };
+        let enough = self.accepted(stable, enough);
         if self.available(stable) >= enough.min(self.available(&current).max(1)) {
             self.switch_service(self.stable_service, stable);
         }
@@ -1432,6 +1436,18 @@ impl Planner<'_, '_> {
             if !waits {
                 self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
             }
+        }
+    }
+
+    /// The available pods of `hash` that count as enough to take the stable's place when
+    /// `wanted` are wanted: `replicaProgressThreshold`'s share for the desired revision (it was
+    /// promoted on that many: the stable Service and subset follow it, as in Argo, instead of
+    /// the traffic going back to the old revision until every pod is up), all for any other.
+    fn accepted(&self, hash: &str, wanted: i32) -> i32 {
+        if hash == self.hash {
+            self.enough(wanted)
+        } else {
+            wanted
         }
     }
 

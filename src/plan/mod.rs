@@ -261,7 +261,7 @@ pub struct Plan {
 }
 
 /// How soon a plan with a role metadata sync looks again.
-const POD_METADATA_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+const POD_METADATA_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The longest a plan asks the controller to wait before looking again: a day.
 const MAX_REQUEUE_MS: u64 = 24 * 3600 * 1000;
@@ -349,8 +349,8 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
     let hashes = rollout_template_hashes(observed.rollout);
     let syncs = pod_metadata::sync(observed, &hashes, &plan.actions);
     if !syncs.is_empty() {
-        // A sync waiting for the ReplicaSet controller, or refused, is tried again soon even
-        // if nothing else changes.
+        // A sync waiting for the ReplicaSet controller (its status change wakes the Rollout
+        // first, as a rule), or refused, is tried again even if nothing else changes.
         plan.requeue_after = Some(
             plan.requeue_after
                 .map_or(POD_METADATA_RETRY, |d| d.min(POD_METADATA_RETRY)),

@@ -84,10 +84,11 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         .is_some_and(|c| c.dynamic_stable_scale());
     let weight_lowered = after.weight < before.weight && !dynamic;
     // replicaProgressThreshold: the desired revision may carry its share on that many of the
-    // pods the share needs, by the user's choice — and so may the stable, which may have been
-    // promoted so (Argo checks the stable against the threshold too). A write is blamed when it
-    // leaves a destination short of the pods its share needs (counted in full, before and
-    // after alike) by more than before, and below what the threshold accepts.
+    // pods the share needs, by the user's choice — and so, once promoted so, may the stable
+    // until its pods are up. Only pods not up yet are excused: the revision's ReplicaSet must
+    // want every pod of the share (pods scaled away are never excused). A write is blamed
+    // when it leaves a destination short of the pods its share needs (counted in full, before
+    // and after alike) by more than before, and below what the threshold accepts.
     let threshold = after
         .ro
         .spec
@@ -95,9 +96,10 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         .and_then(|c| c.replica_progress_threshold.clone());
     let current = after.current_hash();
     let stable_now = after.status().stable_rs;
+    let wants = |hash: &str, pods: i32| after.rs.get(hash).is_some_and(|rs| rs.replicas >= pods);
     let accepted = |weight: i32, hash: &str| {
         let pods = routed_canary_replicas(r, weight);
-        if hash == current || stable_now.as_deref() == Some(hash) {
+        if (hash == current || stable_now.as_deref() == Some(hash)) && wants(hash, pods) {
             ReplicaProgressThreshold::pods_for(threshold.as_ref(), pods)
         } else {
             pods
@@ -182,7 +184,9 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
                 (r - unavailable).max(1).min(r)
             };
             // A revision promoted at replicaProgressThreshold takes the Service with that many.
-            let floor = if hash == current || stable_now.as_deref() == Some(hash.as_str()) {
+            let floor = if (hash == current || stable_now.as_deref() == Some(hash.as_str()))
+                && wants(&hash, floor)
+            {
                 floor.min(ReplicaProgressThreshold::pods_for(threshold.as_ref(), r))
             } else {
                 floor

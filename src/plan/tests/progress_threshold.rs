@@ -142,3 +142,43 @@ fn pods_for_rounds_a_percentage_up_and_keeps_one_pod() {
     assert_eq!(T::pods_for(Some(&pods), 2), 2);
     assert_eq!(T::pods_for(Some(&pods), 8), 3);
 }
+
+/// Promoted at 7 of 10 pods (70 %), the revision takes the stable Service at once, as in Argo:
+/// the weight going to 0 must not send the traffic back to the old revision until every new pod
+/// is up (helper-39 found 50 → 100 → 0 on the old pods).
+#[test]
+fn a_revision_promoted_at_the_threshold_takes_the_stable_service() {
+    let yaml = THRESHOLD.replace("      - pause: {}\n", "      - setWeight: 100\n");
+    for subsets in [false, true] {
+        let mut w = World::new(&yaml);
+        if subsets {
+            w.subsets = Some(SubsetHashes::default());
+        }
+        w.deploy_first();
+        w.update_image("web:2");
+        let new = w.canary_hash();
+        w.frozen.push(new.clone());
+        for _ in 0..40 {
+            w.reconcile();
+            hold_at(&mut w, &new, 7);
+            // The stable destination: the stable subset in subset mode, else the Service.
+            let stable_dest = match &w.subsets {
+                Some(s) => s.stable.clone(),
+                None => w.services["web-stable"].clone(),
+            };
+            if w.status().stable_rs.as_deref() == Some(new.as_str()) && w.weight == Some(0) {
+                assert_eq!(
+                    stable_dest.as_deref(),
+                    Some(new.as_str()),
+                    "promoted at 7 of 10, the traffic went back to the old revision (subsets: {subsets})"
+                );
+            }
+        }
+        assert_eq!(
+            w.status().stable_rs.as_deref(),
+            Some(new.as_str()),
+            "promoted at 7"
+        );
+        assert_eq!(w.weight, Some(0), "the canary weight is 0 once promoted");
+    }
+}
