@@ -138,13 +138,8 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
             .unwrap_or(0)
             .max(0),
         dynamic: canary.is_some_and(|c| c.dynamic_stable_scale()),
-        descends: canary.is_some_and(|c| c.dynamic_stable_scale())
-            || canary.is_some_and(|c| c.traffic_routing.is_some())
-                && old
-                    .stable_rs
-                    .as_deref()
-                    .and_then(|s| obs.replica_sets.iter().find(|r| r.hash == s))
-                    .is_some_and(|r| r.replicas < ro.spec.replicas().max(0)),
+        // Set below, from `dynamic`.
+        descends: false,
         steps: ro.spec.steps(),
         canary_service: canary.and_then(|c| c.canary_service.as_deref()),
         stable_service: canary.and_then(|c| c.stable_service.as_deref()),
@@ -163,6 +158,15 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         route_weight: obs.current_weight,
         route_subsets: obs.subset_hashes.clone(),
     };
+    // Traffic comes back one declared weight at a time with dynamicStableScale, and also when
+    // the stable is below full size without it (the field removed mid-rollout).
+    p.descends = p.dynamic
+        || p.routed
+            && old
+                .stable_rs
+                .as_deref()
+                .and_then(|s| obs.replica_sets.iter().find(|r| r.hash == s))
+                .is_some_and(|r| r.replicas < p.replicas);
     p.run(&old);
     // Traffic still moving to the stable revision (right after a promotion, say) is not done:
     // Progressing until the Services, subsets and weight hold.
@@ -1034,16 +1038,8 @@ impl Planner<'_, '_> {
         }
         // On the way down the canary shrinks with the weight it still carries, as after an
         // abort: the room the stable grows into.
-        let weight = self.route_weight.unwrap_or(0);
-        if self.dynamic
-            && weight > 0
-            && let Some(canary) = self.destinations().0.filter(|h| *h != stable)
-            && let Some(rs) = self.rs(&canary).cloned()
-        {
-            let pods = self.routed_pods(weight);
-            if pods < rs.replicas {
-                self.ensure_rs(&canary, pods);
-            }
+        if let Some(canary) = self.destinations().0.filter(|h| *h != stable) {
+            self.shrink_with_weight(&canary);
         }
         if self.routed {
             // Revisions that carried traffic (the old stable after a promotion) wait out
@@ -1180,18 +1176,10 @@ impl Planner<'_, '_> {
         let delay = canary
             .map(|c| c.abort_scale_down_delay_seconds())
             .unwrap_or(30);
-        let weight = self.route_weight.unwrap_or(0);
-        if self.dynamic
-            && delay > 0
-            && weight > 0
-            && let Some(rs) = self.rs(&hash).cloned()
-        {
-            // The canary shrinks with the weight it still carries (after the weight write):
-            // the room the stable grows into. (0 keeps it whole, for inspection.)
-            let pods = self.routed_pods(weight);
-            if pods < rs.replicas {
-                self.ensure_rs(&hash, pods);
-            }
+        // The canary shrinks with the weight it still carries (after the weight write): the
+        // room the stable grows into. (0 keeps it whole, for inspection.)
+        if delay > 0 {
+            self.shrink_with_weight(&hash);
         }
         if let Some(rs) = self.rs(&hash).cloned()
             && self.routed
@@ -1436,6 +1424,19 @@ impl Planner<'_, '_> {
             if !waits {
                 self.plan.requeue_after = Some(std::time::Duration::from_millis(50));
             }
+        }
+    }
+
+    /// With `dynamicStableScale`, the canary `hash` no larger than the pods of the weight it
+    /// still carries, on the way down (abort, undo): the room the stable grows into.
+    fn shrink_with_weight(&mut self, hash: &str) {
+        let weight = self.route_weight.unwrap_or(0);
+        if !self.dynamic || weight <= 0 {
+            return;
+        }
+        let pods = self.routed_pods(weight);
+        if self.rs(hash).is_some_and(|rs| pods < rs.replicas) {
+            self.ensure_rs(hash, pods);
         }
     }
 

@@ -258,11 +258,13 @@ pub(super) trait Moves {
             .observed()
             .replica_sets
             .iter()
+            .filter(|r| r.name != rs.name && !exempt(&r.hash))
             .filter(|r| {
-                r.name != rs.name && !exempt(&r.hash) && order(r, self.deadline_as_planned(r)) > own
+                let at = self.deadline_as_planned(r);
+                order(r, at) > own
+                    && at.is_some_and(|at| at > now)
+                    && self.rs_as_planned(&r.hash).is_some_and(|p| p.replicas > 0)
             })
-            .filter_map(|r| self.rs_as_planned(&r.hash))
-            .filter(|r| r.replicas > 0 && self.deadline_as_planned(r).is_some_and(|at| at > now))
             .count();
         waiting >= usize::try_from(limit).unwrap_or(0)
     }
