@@ -526,7 +526,8 @@ impl Planner<'_, '_> {
                     let now = self.now;
                     self.plan
                         .requeue_at(now, super::after(now, WAIT_FOR_PODS_SECS));
-                    let aborting = self.aborting && self.route_weight.is_some_and(|w| weight < w);
+                    // An unknown weight (routes that disagree) counts as coming down.
+                    let aborting = self.aborting && self.route_weight.is_none_or(|w| weight < w);
                     match current {
                         Some(current) => {
                             kept_stable = current;
@@ -546,7 +547,8 @@ impl Planner<'_, '_> {
             _ => stable_hash,
         };
         // (With no replicas at all there are no pods anywhere: nothing to wait for.)
-        if self.replicas > 0 && self.route_weight.is_some_and(|w| weight < w) {
+        // An unknown weight (routes that disagree) counts as coming down: some route may be.
+        if self.replicas > 0 && self.route_weight.is_none_or(|w| weight < w) {
             let dest = match self.route_subsets {
                 Some(_) => Some(stable_hash.to_string()),
                 None => self.destinations().1,
@@ -711,9 +713,16 @@ impl Planner<'_, '_> {
         if target >= current {
             return Some(target);
         }
+        // Unknown, a rung may also be a step *up* for a route below it (one added at 0, say):
+        // it must then fit the canary's pods too (helper-40).
+        let canary_available = match self.route_weight {
+            Some(_) => i32::MAX,
+            None => self.serving_available(self.destinations().0.as_deref()),
+        };
         self.rungs_down_to(target)
             .into_iter()
             .filter(|w| self.stable_share_pods(*w) <= available)
+            .filter(|w| *w == 0 || routed_canary_replicas(self.replicas, *w) <= canary_available)
             .min()
             .or(self.route_weight)
     }
@@ -1445,7 +1454,13 @@ impl Planner<'_, '_> {
     /// promoted on that many: the stable Service and subset follow it, as in Argo, instead of
     /// the traffic going back to the old revision until every pod is up), all for any other.
     fn accepted(&self, hash: &str, wanted: i32) -> i32 {
-        if hash == self.hash {
+        // Only while it carries canary traffic already (the canary destination selects it at a
+        // known weight above 0): not on an undo back to the old stable, which took no traffic
+        // at the threshold (helper-40).
+        let carrying = self.routed
+            && self.route_weight.is_some_and(|w| w > 0)
+            && self.destinations().0.as_deref() == Some(hash);
+        if hash == self.hash && carrying {
             self.enough(wanted)
         } else {
             wanted

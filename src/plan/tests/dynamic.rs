@@ -281,3 +281,61 @@ fn an_undo_under_routers_that_disagree_keeps_the_canarys_pods() {
         "the canary keeps its pods: {p:?}"
     );
 }
+
+/// At 20 % (stable 8 pods, canary 2) a route is added at 0 beside the one at 20: the weight is
+/// unknown. With a stable pod lost (7 of 8), no rung may be written that is a step up for the
+/// new route onto the canary's 2 pods — in progress or in an abort (helper-40: 60 was written).
+#[test]
+fn an_unknown_weight_is_never_raised_onto_a_canary_that_cannot_carry_it() {
+    for aborted in [false, true] {
+        let mut w = World::new(DYNAMIC);
+        w.deploy_first();
+        let stable = w.canary_hash();
+        w.update_image("web:2");
+        let canary = w.canary_hash();
+        run_checked(&mut w, &canary, 20);
+        assert_eq!(w.weight, Some(20));
+        if aborted {
+            abort(&mut w);
+        }
+        w.weight = None;
+        w.frozen.push(stable.clone());
+        if let Some(rs) = w.rs.get_mut(&stable) {
+            rs.available = if aborted { 4 } else { 7 };
+        }
+        w.reconcile();
+        assert!(
+            w.weight.is_none_or(|x| x <= 20),
+            "wrote {:?} onto a canary with {} available pods (aborted: {aborted})",
+            w.weight,
+            w.rs[&canary].available
+        );
+    }
+}
+
+/// An abort with an unknown weight sends nothing to a stable without an available pod (as
+/// with a known weight: the unknown one counts as coming down).
+#[test]
+fn an_abort_with_an_unknown_weight_waits_for_a_stable_with_pods() {
+    let yaml = DYNAMIC.replace("      dynamicStableScale: true\n", "");
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    let stable = w.canary_hash();
+    w.update_image("web:2");
+    for _ in 0..20 {
+        w.reconcile();
+    }
+    assert_eq!(w.weight, Some(20));
+    abort(&mut w);
+    w.weight = None;
+    w.frozen.push(stable.clone());
+    if let Some(rs) = w.rs.get_mut(&stable) {
+        rs.available = 0;
+    }
+    w.reconcile();
+    assert_ne!(
+        w.weight,
+        Some(0),
+        "the abort sent every route's traffic to a stable with no available pod"
+    );
+}

@@ -182,3 +182,49 @@ fn a_revision_promoted_at_the_threshold_takes_the_stable_service() {
         assert_eq!(w.weight, Some(0), "the canary weight is 0 once promoted");
     }
 }
+
+/// No router, a 100 % step moved the stable Service to the new revision; an undo returns it to
+/// the old one only with `replicas − maxUnavailable` available, as without a threshold — never
+/// at the threshold's share (helper-40: it moved at 1 pod of 10).
+#[test]
+fn an_undo_takes_the_stable_service_back_only_with_the_pods_it_needs() {
+    let base = THRESHOLD
+        .replace(
+            "      trafficRouting: {istio: {virtualService: {name: web}}}\n",
+            "",
+        )
+        .replace("      - setWeight: 50\n", "      - setWeight: 100\n");
+    for threshold in ["{type: Pods, value: 1}", ""] {
+        let yaml = if threshold.is_empty() {
+            base.replace(
+                "      replicaProgressThreshold: {type: Percent, value: 70}\n",
+                "",
+            )
+        } else {
+            base.replace("{type: Percent, value: 70}", threshold)
+        };
+        let mut w = World::new(&yaml);
+        w.deploy_first();
+        let old = w.canary_hash();
+        w.update_image("web:2");
+        let new = w.canary_hash();
+        for _ in 0..40 {
+            w.reconcile();
+        }
+        assert_eq!(w.services["web-stable"].as_deref(), Some(new.as_str()));
+        w.update_image("web:1");
+        w.frozen.push(old.clone());
+        for _ in 0..3 {
+            w.reconcile();
+            if let Some(rs) = w.rs.get_mut(&old) {
+                rs.available = rs.replicas.min(1);
+                rs.ready = rs.available;
+            }
+        }
+        assert_eq!(
+            w.services["web-stable"].as_deref(),
+            Some(new.as_str()),
+            "the stable Service stays on the revision with pods (threshold {threshold:?})"
+        );
+    }
+}
