@@ -518,6 +518,7 @@ impl Planner<'_, '_> {
                 let need = self.accepted(
                     stable_hash,
                     routed_canary_replicas(self.replicas, 100 - lowest).max(1),
+                    current.as_deref(),
                 );
                 // A subset naming no revision (someone removed its label) selects every pod of
                 // the host.
@@ -547,8 +548,14 @@ impl Planner<'_, '_> {
             _ => stable_hash,
         };
         // (With no replicas at all there are no pods anywhere: nothing to wait for.)
-        // An unknown weight (routes that disagree) counts as coming down: some route may be.
-        if self.replicas > 0 && self.route_weight.is_none_or(|w| weight < w) {
+        // An unknown weight (routes that disagree) counts as coming down for an abort or a
+        // write of 0 (some route may be); going up, the write goes (it lifts routes off a
+        // dead stable as much as it may lower others: helper-41).
+        if self.replicas > 0
+            && self
+                .route_weight
+                .map_or(self.aborting || weight == 0, |w| weight < w)
+        {
             let dest = match self.route_subsets {
                 Some(_) => Some(stable_hash.to_string()),
                 None => self.destinations().1,
@@ -734,8 +741,12 @@ impl Planner<'_, '_> {
     /// the steps declare no weight in between). One pod
     /// at least: the stable Service keeps selecting it.
     fn dynamic_stable_pods(&self, target: i32, stable_hash: &str) -> i32 {
-        // Unknown (routers that disagree): as if the highest; `serving_needs` keeps the stable
-        // whole meanwhile.
+        // Unknown (routers or routes that disagree): the stable grows whole, so that some
+        // weight — 0 at worst — fits it and is written (helper-41: an abort whose canary lost
+        // a pod fitted no rung and stalled).
+        if self.route_weight.is_none() {
+            return self.replicas.max(self.stable_floor());
+        }
         let current = self.route_weight.unwrap_or(100);
         let pods = if target < current {
             // Judged by the stable revision's own pods: its Service and subset return to it
@@ -920,7 +931,7 @@ impl Planner<'_, '_> {
         } else {
             floor
         };
-        let enough = self.accepted(stable, enough);
+        let enough = self.accepted(stable, enough, Some(current.as_str()));
         if self.available(stable) >= enough.min(self.available(&current).max(1)) {
             self.switch_service(self.stable_service, stable);
         }
@@ -1453,14 +1464,15 @@ impl Planner<'_, '_> {
     /// `wanted` are wanted: `replicaProgressThreshold`'s share for the desired revision (it was
     /// promoted on that many: the stable Service and subset follow it, as in Argo, instead of
     /// the traffic going back to the old revision until every pod is up), all for any other.
-    fn accepted(&self, hash: &str, wanted: i32) -> i32 {
-        // Only while it carries canary traffic already (the canary destination selects it at a
-        // known weight above 0): not on an undo back to the old stable, which took no traffic
-        // at the threshold (helper-40).
-        let carrying = self.routed
-            && self.route_weight.is_some_and(|w| w > 0)
-            && self.destinations().0.as_deref() == Some(hash);
-        if hash == self.hash && carrying {
+    fn accepted(&self, hash: &str, wanted: i32, from: Option<&str>) -> i32 {
+        // Only a newer revision taking the place of an older one (`from`): a promotion, not an
+        // undo back to the old stable (helper-40) — whatever the weight reads (helper-41).
+        let rev = |h: &str| self.rs(h).and_then(|r| r.revision);
+        let newer = matches!(
+            (rev(hash), from.and_then(rev)),
+            (Some(a), Some(b)) if a > b
+        );
+        if hash == self.hash && newer {
             self.enough(wanted)
         } else {
             wanted

@@ -339,3 +339,29 @@ fn an_abort_with_an_unknown_weight_waits_for_a_stable_with_pods() {
         "the abort sent every route's traffic to a stable with no available pod"
     );
 }
+
+/// An abort at 20 % with an unknown weight after the canary lost a pod (1 of 2): no rung fitted
+/// both the canary and the shrunk stable, and nothing was ever written (helper-41). The stable
+/// grows whole while the weight is unknown, and the abort reaches 0.
+#[test]
+fn an_abort_with_an_unknown_weight_and_a_short_canary_still_reaches_zero() {
+    let mut w = World::new(DYNAMIC);
+    w.deploy_first();
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    run_checked(&mut w, &canary, 20);
+    assert_eq!(w.weight, Some(20));
+    abort(&mut w);
+    w.weight = None;
+    w.frozen.push(canary.clone());
+    if let Some(rs) = w.rs.get_mut(&canary) {
+        rs.available = 1;
+    }
+    for _ in 0..40 {
+        w.reconcile();
+        if let Some(rs) = w.rs.get_mut(&canary) {
+            rs.available = rs.available.min(1);
+        }
+    }
+    assert_eq!(w.weight, Some(0), "the abort never completed");
+}

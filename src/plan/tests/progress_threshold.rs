@@ -228,3 +228,43 @@ fn an_undo_takes_the_stable_service_back_only_with_the_pods_it_needs() {
         );
     }
 }
+
+/// Promoted at 7 of 10, the weight then reads unknown (routes that disagree) before the stable
+/// Service moved: the promoted revision still takes it (helper-41: the traffic went back to the
+/// old revision for good).
+#[test]
+fn a_promotion_at_the_threshold_holds_when_the_weight_reads_unknown() {
+    let yaml = THRESHOLD.replace("      - pause: {}\n", "      - setWeight: 100\n");
+    for subsets in [false, true] {
+        let mut w = World::new(&yaml);
+        if subsets {
+            w.subsets = Some(SubsetHashes::default());
+        }
+        w.deploy_first();
+        w.update_image("web:2");
+        let new = w.canary_hash();
+        w.frozen.push(new.clone());
+        let mut made_unknown = false;
+        let stable_dest = |w: &World| match &w.subsets {
+            Some(s) => s.stable.clone(),
+            None => w.services["web-stable"].clone(),
+        };
+        for _ in 0..40 {
+            w.reconcile();
+            hold_at(&mut w, &new, 7);
+            if !made_unknown
+                && w.status().stable_rs.as_deref() == Some(new.as_str())
+                && stable_dest(&w).as_deref() != Some(new.as_str())
+            {
+                w.weight = None;
+                made_unknown = true;
+            }
+        }
+        assert!(made_unknown, "the case was reached (subsets: {subsets})");
+        assert_eq!(
+            stable_dest(&w).as_deref(),
+            Some(new.as_str()),
+            "the promoted revision has the stable destination (subsets: {subsets})"
+        );
+    }
+}
