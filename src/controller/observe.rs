@@ -33,7 +33,7 @@ pub fn owned_replica_sets(ctx: &Context, ro: &Rollout) -> Vec<ObservedReplicaSet
 }
 
 /// Pods listed per request while looking for a restart's pods: bounds what one response holds.
-const POD_PAGE: u32 = 250;
+pub(super) const POD_PAGE: u32 = 250;
 
 /// The pods of the Rollout's ReplicaSets, listed by the Rollout's selector, page by page, each
 /// trimmed at once to what a restart needs. Only called while a restart is due: the controller

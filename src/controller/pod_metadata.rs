@@ -31,8 +31,6 @@ use crate::plan::{Event, POD_TEMPLATE_HASH_LABEL};
 
 /// Pods patched at once.
 const CONCURRENT_PATCHES: usize = 8;
-/// Pods listed per request (metadata only).
-const POD_PAGE: u32 = 250;
 
 /// Brings the ReplicaSet `name` of `ro` and its pods to `want`. `None` when there was nothing
 /// to do (the ReplicaSet is gone, is not this Rollout's, or already holds `want`) or the pods
@@ -140,7 +138,7 @@ pub async fn sync(
     let rs_uid = rs.meta().uid.clone();
     let mut params_list = ListParams::default()
         .labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}"))
-        .limit(POD_PAGE);
+        .limit(super::observe::POD_PAGE);
     let mut patches: Vec<(String, Value)> = vec![];
     loop {
         let page = pod_api.list_metadata(&params_list).await?;

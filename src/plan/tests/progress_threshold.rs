@@ -143,29 +143,40 @@ fn pods_for_rounds_a_percentage_up_and_keeps_one_pod() {
     assert_eq!(T::pods_for(Some(&pods), 8), 3);
 }
 
+/// Steps 50 then 100, v2 applied (by Service, or by subset) and its ReplicaSet frozen: the
+/// world and v2's hash.
+fn updated_to_100_held(subsets: bool) -> (World, String) {
+    let yaml = THRESHOLD.replace("      - pause: {}\n", "      - setWeight: 100\n");
+    let mut w = World::new(&yaml);
+    if subsets {
+        w.subsets = Some(SubsetHashes::default());
+    }
+    w.deploy_first();
+    w.update_image("web:2");
+    let new = w.canary_hash();
+    w.frozen.push(new.clone());
+    (w, new)
+}
+
+/// The stable destination: the stable subset in subset mode, else the stable Service.
+fn stable_dest(w: &World) -> Option<String> {
+    match &w.subsets {
+        Some(s) => s.stable.clone(),
+        None => w.services["web-stable"].clone(),
+    }
+}
+
 /// Promoted at 7 of 10 pods (70 %), the revision takes the stable Service at once, as in Argo:
 /// the weight going to 0 must not send the traffic back to the old revision until every new pod
 /// is up (helper-39 found 50 → 100 → 0 on the old pods).
 #[test]
 fn a_revision_promoted_at_the_threshold_takes_the_stable_service() {
-    let yaml = THRESHOLD.replace("      - pause: {}\n", "      - setWeight: 100\n");
     for subsets in [false, true] {
-        let mut w = World::new(&yaml);
-        if subsets {
-            w.subsets = Some(SubsetHashes::default());
-        }
-        w.deploy_first();
-        w.update_image("web:2");
-        let new = w.canary_hash();
-        w.frozen.push(new.clone());
+        let (mut w, new) = updated_to_100_held(subsets);
         for _ in 0..40 {
             w.reconcile();
             hold_at(&mut w, &new, 7);
-            // The stable destination: the stable subset in subset mode, else the Service.
-            let stable_dest = match &w.subsets {
-                Some(s) => s.stable.clone(),
-                None => w.services["web-stable"].clone(),
-            };
+            let stable_dest = stable_dest(&w);
             if w.status().stable_rs.as_deref() == Some(new.as_str()) && w.weight == Some(0) {
                 assert_eq!(
                     stable_dest.as_deref(),
@@ -234,21 +245,9 @@ fn an_undo_takes_the_stable_service_back_only_with_the_pods_it_needs() {
 /// old revision for good).
 #[test]
 fn a_promotion_at_the_threshold_holds_when_the_weight_reads_unknown() {
-    let yaml = THRESHOLD.replace("      - pause: {}\n", "      - setWeight: 100\n");
     for subsets in [false, true] {
-        let mut w = World::new(&yaml);
-        if subsets {
-            w.subsets = Some(SubsetHashes::default());
-        }
-        w.deploy_first();
-        w.update_image("web:2");
-        let new = w.canary_hash();
-        w.frozen.push(new.clone());
+        let (mut w, new) = updated_to_100_held(subsets);
         let mut made_unknown = false;
-        let stable_dest = |w: &World| match &w.subsets {
-            Some(s) => s.stable.clone(),
-            None => w.services["web-stable"].clone(),
-        };
         for _ in 0..40 {
             w.reconcile();
             hold_at(&mut w, &new, 7);
