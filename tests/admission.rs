@@ -826,10 +826,31 @@ const CASES: &[Case] = &[
     ),
     // --- Rollout: spec ------------------------------------------------------------------
     case(
-        "workloadRef",
+        "workloadRef beside a template",
         ROLLOUT,
         "spec: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}}",
-        &["spec.workloadRef", NOT_SUPPORTED, "spec.template"],
+        &[
+            "spec.template",
+            "template and workloadRef exclude each other",
+        ],
+    ),
+    case(
+        "workloadRef to a ReplicaSet",
+        ROLLOUT,
+        "spec: {template: null, workloadRef: {apiVersion: apps/v1, kind: ReplicaSet, name: web}}",
+        &["spec.workloadRef.kind", "apps/v1 Deployment only"],
+    ),
+    case(
+        "workloadRef scaleDown misspelt",
+        ROLLOUT,
+        "spec: {template: null, workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web, scaleDown: onSuccess}}",
+        &["spec.workloadRef.scaleDown", "onsuccess"],
+    ),
+    case(
+        "workloadRef without a name",
+        ROLLOUT,
+        "spec: {template: null, workloadRef: {apiVersion: apps/v1, kind: Deployment, name: \"\"}}",
+        &["spec.workloadRef.name"],
     ),
     case(
         "negative rollbackWindow",
@@ -859,13 +880,13 @@ const CASES: &[Case] = &[
         "missing selector",
         ROLLOUT,
         "spec: {selector: null}",
-        &["spec.selector", "Required value"],
+        &["spec.selector", "selector is required"],
     ),
     case(
         "missing template",
         ROLLOUT,
         "spec: {template: null}",
-        &["spec.template", "Required value"],
+        &["spec.template", "template is required"],
     ),
     case(
         "negative replicas",

@@ -373,7 +373,8 @@ async fn argo_fields_aviary_rejects_are_refused_by_name_on_the_api_server() {
         }
     }
     println!("{checked} rejected Argo fields dry-run");
-    assert!(checked > 30, "only {checked} fields were tried");
+    // A floor against a walk that silently tries nothing (it falls as fields are implemented).
+    assert!(checked >= 20, "only {checked} fields were tried");
     assert!(
         failures.is_empty(),
         "{}",

@@ -1134,7 +1134,17 @@ async fn convert_turns_the_scenarios_into_manifests_the_api_server_accepts() {
     // Unsupported Argo fields: listed with path and line, removed, exit 1; the output still
     // applies.
     let input = dir.join("unsupported.yaml");
-    let text = argo[0].replacen("  strategy:\n    canary:\n", "  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  strategy:\n    canary:\n      pingPong: {pingService: ping, pongService: pong}\n", 1);
+    let text = argo[0]
+        .replacen(
+            "  strategy:\n    canary:\n",
+            "  strategy:\n    canary:\n      pingPong: {pingService: ping, pongService: pong}\n",
+            1,
+        )
+        .replacen(
+            "      trafficRouting:\n",
+            "      trafficRouting:\n        maxTrafficWeight: 1000\n",
+            1,
+        );
     assert_ne!(&text, argo[0]);
     std::fs::write(&input, &text).expect("write");
     let run = aviary(&["convert", "-f", &input.to_string_lossy()]).await;
@@ -1147,7 +1157,8 @@ async fn convert_turns_the_scenarios_into_manifests_the_api_server_accepts() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("spec.workloadRef: unsupported"),
+        run.stderr
+            .contains("spec.strategy.canary.trafficRouting.maxTrafficWeight: unsupported"),
         "{}",
         run.stderr
     );

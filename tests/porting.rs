@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aviary::api::{Rollout, RolloutPhase};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::controller::{ControllerProcess, prepare};
@@ -91,9 +92,16 @@ async fn run_file(file: &Path) {
         .unwrap_or("web")
         .to_owned();
     let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    // With workloadRef the template is the Deployment's: updated, and read, there; a status is
+    // current once it reflects the Deployment's generation too.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let workload = rollout["spec"]["workloadRef"].clone();
+    let referenced = workload["name"].as_str().map(str::to_owned);
     let phase_is = |phase: RolloutPhase, what: String| {
         let api = api.clone();
         let name = name.clone();
+        let deployments = deployments.clone();
+        let referenced = referenced.clone();
         async move {
             poll_until(
                 &what,
@@ -102,11 +110,21 @@ async fn run_file(file: &Path) {
                 || {
                     let api = api.clone();
                     let name = name.clone();
+                    let deployments = deployments.clone();
+                    let referenced = referenced.clone();
                     async move {
                         let ro = api.get(&name).await.ok()?;
                         let st = ro.status?;
+                        let workload_seen = match &referenced {
+                            Some(d) => {
+                                let generation = deployments.get(d).await.ok()?.metadata.generation;
+                                st.workload_observed_generation == generation.map(|g| g.to_string())
+                            }
+                            None => true,
+                        };
                         (st.phase == Some(phase)
-                            && st.observed_generation == ro.metadata.generation)
+                            && st.observed_generation == ro.metadata.generation
+                            && workload_seen)
                             .then(|| st.message.unwrap_or_default())
                     }
                 },
@@ -126,16 +144,50 @@ async fn run_file(file: &Path) {
         .and_then(|r| r.status)
         .and_then(|s| s.stable_rs)
         .unwrap_or_default();
+    let ends_deployment = matches!(
+        workload["scaleDown"].as_str(),
+        Some("onsuccess" | "progressively")
+    );
+    let template_of = |doc: &Value| match &referenced {
+        Some(d) => docs
+            .iter()
+            .find(|x| x["kind"] == json!("Deployment") && x["metadata"]["name"] == json!(d))
+            .map(|x| x["spec"]["template"].clone())
+            .unwrap_or_else(|| panic!("{}: no Deployment {d}", file.display())),
+        None => doc["spec"]["template"].clone(),
+    };
+    if let (Some(d), true) = (&referenced, ends_deployment) {
+        let scaled = deployments
+            .get(d)
+            .await
+            .ok()
+            .and_then(|d| d.spec)
+            .and_then(|s| s.replicas);
+        assert_eq!(
+            scaled,
+            Some(0),
+            "{}: the Deployment is scaled to 0 once the Rollout is Healthy",
+            file.display()
+        );
+    }
     let update = if expected.update.is_null() {
-        let mut containers = rollout["spec"]["template"]["spec"]["containers"].clone();
+        let mut containers = template_of(rollout)["spec"]["containers"].clone();
         containers[0]["image"] = json!("web:2");
         json!({"spec": {"template": {"spec": {"containers": containers}}}})
     } else {
         expected.update.clone()
     };
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&update))
-        .await
-        .expect("update");
+    match &referenced {
+        Some(d) => deployments
+            .patch(d, &PatchParams::default(), &Patch::Merge(&update))
+            .await
+            .map(drop),
+        None => api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&update))
+            .await
+            .map(drop),
+    }
+    .expect("update");
     let message = phase_is(
         expected.phase,
         format!("{}: {:?} after the update", file.display(), expected.phase),
@@ -157,7 +209,17 @@ async fn run_file(file: &Path) {
     // Healthy means the update itself was promoted, and every analysis it ran passed.
     if expected.phase == RolloutPhase::Healthy {
         let live = api.get(&name).await.expect("rollout");
-        let hash = aviary::plan::pod_template_hash(&live.spec.template, None);
+        let template = match &referenced {
+            Some(d) => deployments
+                .get(d)
+                .await
+                .expect("deployment")
+                .spec
+                .map(|s| s.template)
+                .unwrap_or_default(),
+            None => live.spec.template.clone(),
+        };
+        let hash = aviary::plan::pod_template_hash(&template, None);
         let stable = live.status.and_then(|s| s.stable_rs).unwrap_or_default();
         assert_eq!(
             stable,
@@ -199,4 +261,211 @@ async fn argo_manifests_run_to_the_outcome_argo_documents() {
     prepare(&client().await).await;
     // One namespace and controller per file, all at once: they are independent.
     futures::future::join_all(files.iter().map(|f| run_file(f))).await;
+}
+
+/// The Rollout `name`'s status once `done` holds for it (90 s).
+async fn rollout_status(
+    api: &Api<Rollout>,
+    name: &str,
+    what: &str,
+    done: impl Fn(&aviary::api::RolloutStatus) -> bool,
+) -> aviary::api::RolloutStatus {
+    poll_until(
+        what,
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || async { api.get(name).await.ok()?.status.filter(|s| done(s)) },
+    )
+    .await
+}
+
+/// The hash selector of Service `name` (`None`: it has none yet).
+async fn selected_hash(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
+    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
+    api.get(name)
+        .await
+        .expect("service")
+        .spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get(aviary::api::POD_TEMPLATE_HASH_LABEL).cloned())
+}
+
+/// Given a Deployment of 3 serving pods behind the stable and canary Services, when a Rollout
+/// takes it over with `workloadRef` (`scaleDown: progressively`) while no new pod can start, then
+/// nothing of the Deployment's goes and the Services are not adopted; once the Rollout's pods
+/// are all available the Services select them and the Deployment is scaled to 0 and marked; an
+/// edit of the Deployment's template is a canary update (the Deployment stays at 0). A Rollout
+/// naming a missing Deployment says so (InvalidSpec, an Event) and creates nothing.
+#[tokio::test]
+async fn a_deployment_is_taken_over_without_a_gap_and_updated_through_its_template() {
+    let client = client().await;
+    prepare(&client).await;
+    let ns = TestNamespace::new(&client, "workload-ref").await;
+    let pool = support::pods::NodePool::new(&ns.name);
+    for svc in ["web-stable", "web-canary"] {
+        let doc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+        apply_value(&client, Some(&ns.name), &doc)
+            .await
+            .expect("service");
+    }
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"nodeSelector": pool.node_selector(),
+                    "containers": [{"name": "web", "image": "web:1"}]}}}});
+    apply_value(&client, Some(&ns.name), &deployment)
+        .await
+        .expect("deployment");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let deployment_now = || async {
+        let d = deployments.get("web").await.expect("deployment");
+        let marked = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(aviary::plan::workload::SCALED_DOWN_FOR).cloned());
+        (
+            d.metadata.generation,
+            d.spec.and_then(|s| s.replicas),
+            d.status,
+            marked,
+        )
+    };
+    poll_until(
+        "the Deployment's 3 pods available",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let (_, _, status, _) = deployment_now().await;
+            (status?.available_replicas == Some(3)).then_some(())
+        },
+    )
+    .await;
+
+    pool.cordon();
+    let ctl = ControllerProcess::start(&ns.name);
+    let rollout = json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3,
+            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                "scaleDown": "progressively"},
+            "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+                "steps": [{"setWeight": 50}, {"pause": {}}]}}}});
+    apply_value(&client, Some(&ns.name), &rollout)
+        .await
+        .expect("rollout");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let (generation, ..) = deployment_now().await;
+    let st = rollout_status(
+        &api,
+        "web",
+        "the first revision planned from the Deployment",
+        |s| {
+            s.workload_observed_generation == generation.map(|g| g.to_string())
+                && s.current_pod_hash.is_some()
+        },
+    )
+    .await;
+    let h1 = st.current_pod_hash.clone().unwrap_or_default();
+    let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), &ns.name);
+    poll_until(
+        "the Rollout's ReplicaSet at 3, its pods unschedulable",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let rs = replica_sets.get(&format!("web-{h1}")).await.ok()?;
+            (rs.spec?.replicas == Some(3)).then_some(())
+        },
+    )
+    .await;
+    let (_, replicas, _, marked) = deployment_now().await;
+    assert_eq!(
+        (replicas, marked),
+        (Some(3), None),
+        "the Deployment keeps every pod while the Rollout has none\n{}",
+        ctl.log_tail(30)
+    );
+    for svc in ["web-stable", "web-canary"] {
+        assert_eq!(
+            selected_hash(&client, &ns.name, svc).await,
+            None,
+            "{svc} is not adopted before the Rollout's pods are all available"
+        );
+    }
+
+    pool.uncordon();
+    rollout_status(&api, "web", "Healthy on the Deployment's template", |s| {
+        s.phase == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() == Some(h1.as_str())
+    })
+    .await;
+    poll_until(
+        "the Deployment scaled to 0 and marked",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let (_, replicas, _, marked) = deployment_now().await;
+            (replicas == Some(0) && marked.as_deref() == Some("web")).then_some(())
+        },
+    )
+    .await;
+    for svc in ["web-stable", "web-canary"] {
+        assert_eq!(
+            selected_hash(&client, &ns.name, svc).await.as_deref(),
+            Some(h1.as_str()),
+            "{svc} adopted"
+        );
+    }
+    support::wait_for_event(&client, &ns.name, "web", "ScalingDeployment", |r, n| {
+        r == "ScalingDeployment" && n.contains("Scaled Deployment web to 0")
+    })
+    .await;
+
+    // An update is an edit of the Deployment's template.
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}});
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("edit the Deployment");
+    let (generation, ..) = deployment_now().await;
+    let st = rollout_status(&api, "web", "the update paused at its step", |s| {
+        s.workload_observed_generation == generation.map(|g| g.to_string())
+            && s.phase == Some(RolloutPhase::Paused)
+    })
+    .await;
+    assert_ne!(st.current_pod_hash.as_deref(), Some(h1.as_str()));
+    assert_eq!(st.stable_rs.as_deref(), Some(h1.as_str()));
+    let (_, replicas, ..) = deployment_now().await;
+    assert_eq!(
+        replicas,
+        Some(0),
+        "the Deployment stays at 0 during an update"
+    );
+
+    // A Rollout naming a Deployment that does not exist.
+    let ghost = json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "ghost"},
+        "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "absent"},
+            "strategy": {"canary": {}}}});
+    apply_value(&client, Some(&ns.name), &ghost)
+        .await
+        .expect("ghost rollout");
+    let st = rollout_status(&api, "ghost", "InvalidSpec naming the Deployment", |s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == "InvalidSpec" && c.message.contains("Deployment 'absent' not found")
+        })
+    })
+    .await;
+    assert_eq!(st.phase, Some(RolloutPhase::Degraded));
+    support::wait_for_event(&client, &ns.name, "ghost", "InvalidSpec Event", |r, n| {
+        r == "InvalidSpec" && n.contains("spec.workloadRef.name")
+    })
+    .await;
+    let listed = replica_sets
+        .list(&kube::api::ListParams::default().labels("aviary.dev/rollout=ghost"))
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "nothing created for ghost");
 }

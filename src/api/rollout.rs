@@ -112,10 +112,12 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.selector == oldSelf.selector").message("selector is immutable: create a new Rollout to change it").field_path(".selector"))]
-#[x_kube(validation = Rule::new("!has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))").message("selector.matchLabels must match template.metadata.labels").field_path(".selector"))]
+#[x_kube(validation = Rule::new("has(self.selector) == has(oldSelf.selector) && (!has(self.selector) || self.selector == oldSelf.selector)").message("selector is immutable: create a new Rollout to change it").field_path(".selector"))]
+#[x_kube(validation = Rule::new("has(self.workloadRef) || has(self.template)").message("template is required: the pod template to roll out (or spec.workloadRef naming a Deployment whose template is used)").field_path(".template"))]
+#[x_kube(validation = Rule::new("!has(self.workloadRef) || !has(self.template)").message("template and workloadRef exclude each other: with workloadRef the pod template is the Deployment's; remove spec.template, or remove spec.workloadRef").field_path(".template"))]
+#[x_kube(validation = Rule::new("has(self.workloadRef) || has(self.selector)").message("selector is required (it may be left out only with spec.workloadRef, whose Deployment's selector is then used)").field_path(".selector"))]
+#[x_kube(validation = Rule::new("!has(self.selector) || !has(self.selector.matchLabels) || !has(self.template) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))").message("selector.matchLabels must match template.metadata.labels").field_path(".selector"))]
 #[x_kube(validation = Rule::new("(has(self.progressDeadlineSeconds) ? self.progressDeadlineSeconds : 600) > (has(self.minReadySeconds) ? self.minReadySeconds : 0)").message("progressDeadlineSeconds (default 600) must be greater than minReadySeconds").field_path(".progressDeadlineSeconds"))]
-#[x_kube(validation = unsupported("workloadRef", "spec.workloadRef", "inline the pod template in spec.template"))]
 #[x_kube(validation = role_key_clash("canary", "canaryMetadata", "labels"))]
 #[x_kube(validation = role_key_clash("canary", "canaryMetadata", "annotations"))]
 #[x_kube(validation = role_key_clash("canary", "stableMetadata", "labels"))]
@@ -130,9 +132,12 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub replicas: Option<i32>,
-    /// Label selector for the pods. Must match `template.metadata.labels`; immutable.
+    /// Label selector for the pods. Must match `template.metadata.labels`; immutable. May be
+    /// left out with `workloadRef`: the Deployment's is used.
+    #[serde(default, skip_serializing_if = "selector_is_empty")]
     pub selector: LabelSelector,
-    /// The pod template. Changing it starts an update.
+    /// The pod template. Changing it starts an update. Required unless `workloadRef` is set.
+    #[serde(default, skip_serializing_if = "template_is_empty")]
     pub template: PodTemplateSpec,
     /// Seconds a new pod must be ready, without crashing, to count as available (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,13 +166,55 @@ pub struct RolloutSpec {
     /// How many finished AnalysisRuns to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisRunHistory>,
-    /// Not supported by Aviary.
+    /// A Deployment whose pod template (and selector, when `selector` is left out) the Rollout
+    /// rolls out, instead of `template`. Editing the Deployment's template starts an update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_ref: Option<Unsupported>,
+    pub workload_ref: Option<WorkloadRef>,
     /// Rolling back to one of the last `revisions` revisions skips the steps and analysis: the
     /// earlier revision goes out at once, as with `promote --full`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_window: Option<RollbackWindow>,
+}
+
+fn selector_is_empty(s: &LabelSelector) -> bool {
+    s.match_labels.is_none() && s.match_expressions.is_none()
+}
+
+fn template_is_empty(t: &PodTemplateSpec) -> bool {
+    t.metadata.is_none() && t.spec.is_none()
+}
+
+/// `workloadRef`: the Deployment whose pod template the Rollout rolls out (Argo Rollouts'
+/// migration path: the Deployment stays, scaled down, and is where the template is edited).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.apiVersion == 'apps/v1' && self.kind == 'Deployment'").message("workloadRef may name an apps/v1 Deployment only (a ReplicaSet or PodTemplate, which Argo Rollouts also takes, is not supported): set apiVersion: apps/v1 and kind: Deployment, or copy the pod template into spec.template").field_path(".kind"))]
+pub struct WorkloadRef {
+    /// `apps/v1`.
+    pub api_version: String,
+    /// `Deployment`.
+    pub kind: String,
+    /// The Deployment, in the Rollout's namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// What becomes of the Deployment's own pods: `never` (left alone, the default),
+    /// `onsuccess` (scaled to 0 once the Rollout is Healthy) or `progressively` (it keeps the
+    /// pods the Rollout still lacks — `replicas` minus the Rollout's available pods — until the
+    /// Rollout is Healthy, then 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<WorkloadScaleDown>,
+}
+
+/// `workloadRef.scaleDown`, spelt as in Argo Rollouts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WorkloadScaleDown {
+    #[default]
+    #[serde(rename = "never")]
+    Never,
+    #[serde(rename = "onsuccess")]
+    OnSuccess,
+    #[serde(rename = "progressively")]
+    Progressively,
 }
 
 /// `replicaProgressThreshold`: a percentage of the pods wanted, or a number of pods.
@@ -1024,7 +1071,7 @@ impl PodMetadata {
 fn role_key_clash(strategy: &str, field: &str, map: &str) -> kube::core::Rule {
     let ours = format!("self.strategy.{strategy}.{field}.{map}");
     kube::core::Rule::new(format!(
-        "!has(self.strategy.{strategy}) || !has(self.strategy.{strategy}.{field}) || !has({ours}) || !has(self.template.metadata) || !has(self.template.metadata.{map}) || {ours}.all(k, !(k in self.template.metadata.{map}))"
+        "!has(self.strategy.{strategy}) || !has(self.strategy.{strategy}.{field}) || !has({ours}) || !has(self.template) || !has(self.template.metadata) || !has(self.template.metadata.{map}) || {ours}.all(k, !(k in self.template.metadata.{map}))"
     ))
     .message(kube::core::Message::Message(format!(
         "strategy.{strategy}.{field}.{map} may not reuse a key of template.metadata.{map}: the role's value would replace the template's, and taking the role off would remove the template's key: use another key"
@@ -1143,6 +1190,10 @@ pub struct RolloutStatus {
     /// writes a string here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// With `workloadRef`: the Deployment's `metadata.generation` whose template the status
+    /// reflects (a string, as in Argo Rollouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_observed_generation: Option<String>,
     /// Pod-template hash of the newest revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_pod_hash: Option<String>,

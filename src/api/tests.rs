@@ -29,6 +29,14 @@ const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../../tests/data/valid/rollout-canary-all-fields.yaml"),
     ),
     (
+        "tests/data/valid/rollout-workload-ref.yaml",
+        include_str!("../../tests/data/valid/rollout-workload-ref.yaml"),
+    ),
+    (
+        "examples/workload-ref.yaml",
+        include_str!("../../examples/workload-ref.yaml"),
+    ),
+    (
         "tests/data/valid/analysis-all-fields.yaml",
         include_str!("../../tests/data/valid/analysis-all-fields.yaml"),
     ),
@@ -73,7 +81,7 @@ fn manifests_round_trip_without_loss() {
             *seen.entry(kind).or_default() += 1;
         }
     }
-    assert_eq!(seen.get("Rollout"), Some(&8), "{seen:?}");
+    assert_eq!(seen.get("Rollout"), Some(&10), "{seen:?}");
     assert_eq!(seen.get("AnalysisTemplate"), Some(&4), "{seen:?}");
     assert_eq!(seen.get("ClusterAnalysisTemplate"), Some(&1), "{seen:?}");
     assert_eq!(seen.get("AnalysisRun"), Some(&1), "{seen:?}");

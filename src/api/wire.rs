@@ -96,6 +96,8 @@ pub mod reasons {
     pub const SWITCH_SERVICE: &str = "SwitchService";
     /// A ReplicaSet was scaled.
     pub const SCALING_REPLICA_SET: &str = "ScalingReplicaSet";
+    /// `workloadRef.scaleDown`: the referenced Deployment scaled.
+    pub const SCALING_DEPLOYMENT: &str = "ScalingDeployment";
     /// Someone else changed a routing object's weights or a Service's selector; the write
     /// that put it back names their field manager.
     pub const DRIFT_CORRECTED: &str = "DriftCorrected";

@@ -808,7 +808,7 @@ spec:
             (
                 "  selector:\n    matchLabels:\n      app: web\n",
                 "",
-                "f.yaml:5: spec.selector: required field is missing",
+                "f.yaml:5: spec.selector: selector is required (it may be left out only with spec.workloadRef",
             ),
         ];
         for (from, to, want) in cases {

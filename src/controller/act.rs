@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, EvictParams, Patch, PostParams};
@@ -176,8 +176,12 @@ pub async fn apply(
                     // admission webhook): the user must fix the template, so it is reported
                     // (InvalidSpec, quoting the server) and not retried in a loop.
                     Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => {
+                        let source = match &ro.spec.workload_ref {
+                            Some(w) => format!("Deployment '{}''s pod template", w.name),
+                            None => "spec.template".to_string(),
+                        };
                         return Err(Error::InvalidSpec(format!(
-                            "the API server refused ReplicaSet '{}' made from spec.template: {}; fix spec.template",
+                            "the API server refused ReplicaSet '{}' made from {source}: {}; fix {source}",
                             rs.name_any(),
                             e.message
                         )));
@@ -307,6 +311,30 @@ pub async fn apply(
                 }
             }
             Action::EvictPod { name: pod } => evict_pod(ctx, &ns, &name, pod).await?,
+            Action::ScaleDeployment {
+                name: deployment,
+                replicas,
+                mark_scaled_down,
+            } => {
+                let mut patch = json!({"spec": {"replicas": replicas}});
+                if *mark_scaled_down {
+                    patch["metadata"] =
+                        json!({"annotations": {crate::plan::workload::SCALED_DOWN_FOR: name}});
+                }
+                let api: Api<Deployment> = Api::namespaced(ctx.client().clone(), &ns);
+                api.patch(deployment, &wire::patch_params(), &Patch::Merge(&patch))
+                    .await?;
+                info!(rollout = %name, deployment, replicas, "scaled the referenced Deployment");
+                let why = if *mark_scaled_down {
+                    "the Rollout is Healthy"
+                } else {
+                    "it keeps the pods the Rollout still lacks"
+                };
+                events.push(Event::normal(
+                    reasons::SCALING_DEPLOYMENT,
+                    format!("Scaled Deployment {deployment} to {replicas} (workloadRef.scaleDown): {why}"),
+                ));
+            }
             Action::SyncPodMetadata {
                 name: rs_name,
                 metadata,

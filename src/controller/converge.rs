@@ -31,8 +31,17 @@ pub(super) async fn plan_and_act(
     ro: &Rollout,
     outbox: &report::Outbox,
 ) -> Result<Requeue, Error> {
+    // With workloadRef, everything below sees the Deployment's template as the Rollout's own.
+    let resolved;
+    let (ro, workload) = match observe::workload(ctx, ro).await? {
+        Some((with_template, workload)) => {
+            resolved = with_template;
+            (&resolved, Some(workload))
+        }
+        None => (ro, None),
+    };
     let routing = Routing::for_rollout(ro);
-    let (mut observed, snapshots) = observe_all(ctx, ro, &routing).await?;
+    let (mut observed, snapshots) = observe_all(ctx, ro, &routing, workload).await?;
     let plan = plan::plan(&observed);
     let (plan, runs) = prepare_runs(ctx, ro, plan, &mut observed).await;
     // An abort the watch delivered after `ro` was read: this plan is stale (`abort_path`).
@@ -53,6 +62,7 @@ async fn observe_all<'r>(
     ctx: &Context,
     ro: &'r Rollout,
     routing: &Routing,
+    workload: Option<plan::workload::ObservedWorkload>,
 ) -> Result<(Observed<'r>, Vec<RoutingSnapshot>), Error> {
     let now = Timestamp::now();
     let replica_sets = observe::owned_replica_sets(ctx, ro);
@@ -77,6 +87,7 @@ async fn observe_all<'r>(
         analysis_runs,
         analysis_run_history,
         pods,
+        workload,
         now,
     };
     Ok((observed, routed.snapshots))

@@ -48,6 +48,7 @@ fn observed_for<'r>(ro: &'r Rollout, rss: Vec<ObservedReplicaSet>) -> Observed<'
         analysis_runs: vec![],
         analysis_run_history: vec![],
         pods: None,
+        workload: None,
         now: k8s_openapi::jiff::Timestamp::now(),
     }
 }

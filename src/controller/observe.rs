@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -17,7 +18,9 @@ use super::error::Error;
 use super::freshness::Take;
 use super::service_cache::{CachedService, WatchedService};
 use crate::api::{AnalysisRun, Rollout};
-use crate::plan::{ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL};
+use crate::plan::{
+    self, ObservedPod, ObservedReplicaSet, ObservedService, POD_TEMPLATE_HASH_LABEL,
+};
 use crate::traffic::{Routing, RoutingSnapshot};
 
 /// The ReplicaSets the Rollout controls, from the cache.
@@ -30,6 +33,31 @@ pub fn owned_replica_sets(ctx: &Context, ro: &Rollout) -> Vec<ObservedReplicaSet
         .into_iter()
         .map(|c| c.observed)
         .collect()
+}
+
+/// With `spec.workloadRef`: the Rollout with the Deployment's pod template in place of its own
+/// ([`plan::workload::resolve`]), and the Deployment as observed; `None` without one. Read from
+/// the API server on every reconcile of such a Rollout (one small GET): no cache of every
+/// Deployment in the cluster for a migration path. A Deployment that is missing or unusable is
+/// the user's to fix (InvalidSpec): nothing is planned without the template.
+pub async fn workload(
+    ctx: &Context,
+    ro: &Rollout,
+) -> Result<Option<(Rollout, plan::workload::ObservedWorkload)>, Error> {
+    let Some(reference) = &ro.spec.workload_ref else {
+        return Ok(None);
+    };
+    let ns = ro.namespace().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(ctx.client().clone(), &ns);
+    let Some(deployment) = api.get_opt(&reference.name).await? else {
+        return Err(Error::InvalidSpec(format!(
+            "spec.workloadRef.name: Deployment '{}' not found in namespace '{ns}'; create it or fix spec.workloadRef.name",
+            reference.name
+        )));
+    };
+    plan::workload::resolve(ro, &deployment)
+        .map(Some)
+        .map_err(|e| Error::InvalidSpec(e.to_string()))
 }
 
 /// Pods listed per request while looking for a restart's pods: bounds what one response holds.

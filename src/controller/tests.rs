@@ -136,6 +136,7 @@ fn the_trimmed_rollout_plans_like_the_whole_one() {
             analysis_runs: vec![],
             analysis_run_history: vec![],
             pods: None,
+            workload: None,
             now: then,
         };
         let p = plan::plan(&observed);
@@ -155,6 +156,7 @@ fn the_trimmed_rollout_plans_like_the_whole_one() {
             analysis_runs: vec![],
             analysis_run_history: vec![],
             pods: None,
+            workload: None,
             now,
         };
         assert_eq!(

@@ -1,5 +1,5 @@
 //! Which Rollouts a change to a Service or a routing object (VirtualService, HTTPRoute, Ingress)
-//! wakes.
+//! wakes; and a change to a Deployment, the Rollouts whose `workloadRef` names it.
 //!
 //! A Rollout steers objects it does not own: its Services' selectors and its VirtualServices'
 //! weights. When someone else changes one (a GitOps sync that resets a weight, a hand edit of a
@@ -77,6 +77,16 @@ pub fn names_ingress(ro: &Rollout, namespace: &str, name: &str) -> bool {
             })
 }
 
+/// Whether `ro`'s `workloadRef` names the Deployment `namespace/name`.
+pub fn names_deployment(ro: &Rollout, namespace: &str, name: &str) -> bool {
+    ro.namespace().as_deref() == Some(namespace)
+        && ro
+            .spec
+            .workload_ref
+            .as_ref()
+            .is_some_and(|w| w.name == name)
+}
+
 /// The Rollouts that steer the routing object `kind` `namespace/name`.
 pub fn rollouts_naming_routing_object(
     store: &Store<Rollout>,
@@ -88,6 +98,7 @@ pub fn rollouts_naming_routing_object(
         "VirtualService" => rollouts_naming_virtual_service(store, namespace, name),
         "HTTPRoute" => rollouts_where(store, |ro| names_http_route(ro, namespace, name)),
         "Ingress" => rollouts_where(store, |ro| names_ingress(ro, namespace, name)),
+        "Deployment" => rollouts_where(store, |ro| names_deployment(ro, namespace, name)),
         _ => vec![],
     }
 }
@@ -232,6 +243,16 @@ mod tests {
                 json!({"canary": {"stableService": "s", "canaryService": "c",
                 "trafficRouting": {"nginx": {"stableIngress": "front"}}}}),
             ),
+            {
+                let mut ro = rollout("a", "migrated", json!({"canary": {}}));
+                ro.spec.workload_ref = Some(crate::api::WorkloadRef {
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    name: "legacy".into(),
+                    scale_down: None,
+                });
+                ro
+            },
         ] {
             writer.apply_watcher_event(&Event::InitApply(ro));
         }
@@ -255,6 +276,15 @@ mod tests {
             "the canary Ingress"
         );
         assert!(woken("Ingress", "a", "route").is_empty());
+        assert!(
+            woken("Deployment", "a", "front").is_empty(),
+            "no workloadRef"
+        );
+        assert_eq!(woken("Deployment", "a", "legacy"), ["a/migrated"]);
+        assert!(
+            woken("Deployment", "b", "legacy").is_empty(),
+            "other namespace"
+        );
         assert!(woken("Service", "a", "s").is_empty(), "not a routing kind");
     }
 }

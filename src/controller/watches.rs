@@ -40,7 +40,8 @@ pub struct Watches {
     /// Service events, with what a relist found changed or gone.
     pub services: Events<ServiceEvent>,
     /// Routing object changes delivered as watch events: VirtualServices (the cache's watch),
-    /// HTTPRoutes and Ingresses (watched for their changes only), each when its API is served.
+    /// HTTPRoutes and Ingresses (watched for their changes only), each when its API is served;
+    /// and Deployments' changes, for the Rollouts whose `workloadRef` names them.
     pub routing_changes: BoxStream<'static, RoutingChange>,
 }
 
@@ -130,8 +131,19 @@ pub async fn watch(client: &Client, scope: &Scope, metrics: Arc<Metrics>) -> (Vi
         metrics.clone(),
     )
     .await;
+    // Deployments a workloadRef names: a new pod template there is a new revision. Watched for
+    // their changes only, like the routing objects: a reconcile reads its Deployment fresh.
+    let deployments = routing_cache::watch_changes(
+        client,
+        scope,
+        &kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+        "Deployment",
+        metrics.clone(),
+    )
+    .await;
     let routing_changes =
-        futures::stream::select_all([virtual_services, http_routes, ingresses]).boxed();
+        futures::stream::select_all([virtual_services, http_routes, ingresses, deployments])
+            .boxed();
 
     let (rollout_store, rollout_writer) = reflector::store();
     let rollouts = Undecodables::new::<Rollout>(Some(client.clone()), Some(metrics))

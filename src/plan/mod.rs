@@ -21,6 +21,7 @@ pub mod replicas;
 pub mod restart;
 pub mod run_history;
 pub mod status;
+pub mod workload;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -137,6 +138,8 @@ pub struct Observed<'a> {
     /// ([`restart::due`]), `None` otherwise (no pod cache: its memory would grow with every pod
     /// of every rollout, for a rare operation).
     pub pods: Option<Vec<ObservedPod>>,
+    /// The Deployment `spec.workloadRef` names, when it does ([`workload`]).
+    pub workload: Option<workload::ObservedWorkload>,
     pub now: Timestamp,
 }
 
@@ -215,6 +218,13 @@ pub enum Action {
     SyncPodMetadata {
         name: String,
         metadata: Option<crate::api::PodMetadata>,
+    },
+    /// Scale the Deployment `spec.workloadRef` names (`workloadRef.scaleDown`), marking it
+    /// scaled down for good in the same write when `mark_scaled_down` ([`workload`]).
+    ScaleDeployment {
+        name: String,
+        replicas: i32,
+        mark_scaled_down: bool,
     },
 }
 
@@ -340,6 +350,19 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         None => canary::plan(observed),
     };
     restart::plan(observed, &mut plan);
+    plan.status.workload_observed_generation = observed
+        .workload
+        .as_ref()
+        .and_then(|w| w.generation)
+        .map(|g| g.to_string());
+    if let Some(w) = &observed.workload {
+        // After every move of traffic and capacity: the Deployment's pods go only once the
+        // Rollout's own can take their place.
+        let healthy = plan.status.phase == Some(crate::api::RolloutPhase::Healthy);
+        let available = plan.status.available_replicas;
+        plan.actions
+            .extend(workload::scale(observed.rollout, w, healthy, available));
+    }
     let pruned = history::prune(observed, &plan);
     plan.actions.extend(pruned);
     let runs = run_history::prune(observed, &plan);

@@ -336,7 +336,15 @@ pub(super) trait Moves {
     /// Points `service` at `hash` unless it already selects it.
     fn switch_service(&mut self, service: Option<&str>, hash: &str) {
         let Some(name) = service else { return };
-        if self.service_hash(Some(name)).as_deref() != Some(hash) {
+        let current = self.service_hash(Some(name));
+        // Adopting a Service (no hash selector yet: it selects every pod with its labels — a
+        // Deployment's, before a workloadRef migration): only once the revision is fully
+        // available, so that its pods can take all of what the Service's old pods served.
+        let replicas = self.observed().rollout.spec.replicas.unwrap_or(1);
+        if current.is_none() && self.available(hash) < replicas {
+            return;
+        }
+        if current.as_deref() != Some(hash) {
             let plan = self.plan_mut();
             plan.actions.push(Action::SwitchService {
                 service: name.into(),

@@ -637,6 +637,7 @@ spec:
             analysis_runs: vec![],
             analysis_run_history: vec![],
             pods,
+            workload: None,
             now: t(now),
         }
     }

@@ -16,6 +16,7 @@ mod progress_threshold;
 mod run_history;
 mod safety;
 mod unknown_status;
+mod workload;
 
 fn rollout(yaml: &str) -> Rollout {
     serde_yaml::from_str(yaml).expect("rollout yaml")
@@ -73,6 +74,8 @@ struct World {
     deleted_runs: Vec<String>,
     /// Every role metadata sync, in order: ReplicaSet and metadata.
     synced: Vec<(String, Option<crate::api::PodMetadata>)>,
+    /// `workloadRef`'s Deployment, when the test gives one.
+    workload: Option<crate::plan::workload::ObservedWorkload>,
 }
 
 impl World {
@@ -115,6 +118,7 @@ impl World {
             routes: vec![],
             deleted_runs: vec![],
             synced: vec![],
+            workload: None,
         }
     }
 
@@ -144,6 +148,7 @@ impl World {
                 .collect(),
             analysis_run_history: self.history(),
             pods: None,
+            workload: self.workload.clone(),
             now: self.now,
         }
     }
@@ -186,6 +191,15 @@ impl World {
 
     fn apply(&mut self, a: &Action) {
         match a {
+            Action::ScaleDeployment {
+                replicas,
+                mark_scaled_down,
+                ..
+            } => {
+                let w = self.workload.as_mut().expect("a Deployment to scale");
+                w.replicas = *replicas;
+                w.scaled_down |= *mark_scaled_down;
+            }
             Action::CreateReplicaSet {
                 hash,
                 replicas,

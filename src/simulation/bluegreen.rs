@@ -189,9 +189,10 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
         any::<bool>(),
         prop::option::weighted(0.3, 1i32..3),
         prop::option::weighted(0.3, 0i32..3),
+        super::workload_choice(),
     )
         .prop_map(
-            |(bg, replicas, sd, asd, dab, rollback_window, delay_limit)| SpecChoice {
+            |(bg, replicas, sd, asd, dab, rollback_window, delay_limit, workload)| SpecChoice {
                 routing: Routing::None,
                 replicas,
                 steps: vec![],
@@ -208,6 +209,7 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                 delay_limit,
                 threshold: None,
                 blue_green: Some(bg),
+                workload,
             },
         )
 }

@@ -23,7 +23,7 @@ mod world;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::api::{AnalysisPhase, Rollout, RolloutPhase};
+use crate::api::{AnalysisPhase, Rollout, RolloutPhase, WorkloadScaleDown};
 use world::{Routing, World};
 
 /// One step of a canary, as the generator picks it.
@@ -60,6 +60,8 @@ struct SpecChoice {
     threshold: Option<(bool, i32)>,
     /// A blue-green Rollout instead (the canary-only fields above are then unused).
     blue_green: Option<bluegreen::BlueGreenChoice>,
+    /// `workloadRef`: the Deployment's `scaleDown` and the pods it has when the Rollout starts.
+    workload: Option<(WorkloadScaleDown, i32)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -172,6 +174,11 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
             },
             "strategy": strategy,
             "rollbackWindow": spec.rollback_window.map(|n| json!({"revisions": n})),
+            // The planner reads the template where the shell put the Deployment's
+            // (`plan::workload::resolve`): inline here.
+            "workloadRef": spec.workload.map(|(mode, _)| json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": world::DEPLOYMENT, "scaleDown": mode,
+            })),
         },
     });
     serde_json::from_value(value).unwrap_or_else(|e| panic!("simulated Rollout: {e}"))
@@ -495,6 +502,17 @@ impl Driver {
     }
 
     fn check_rest(&self) -> Result<(), String> {
+        // W3: a Healthy Rollout has ended its Deployment's pods, unless told never to.
+        if let (Some(d), Some((mode, _))) = (&self.w.deployment, self.spec.workload)
+            && mode != WorkloadScaleDown::Never
+            && self.w.status().phase == Some(RolloutPhase::Healthy)
+            && (d.replicas != 0 || !d.scaled_down)
+        {
+            return Err(format!(
+                "W3: at rest and Healthy, the Deployment ({mode:?}) still has {} pods (marked: {})",
+                d.replicas, d.scaled_down
+            ));
+        }
         // Every ReplicaSet's pods carry their role's metadata, and only theirs.
         let hashes = crate::plan::rollout_template_hashes(&self.w.ro);
         for rs in self.w.rs.values() {
@@ -608,7 +626,11 @@ impl Driver {
 
 fn run(spec: &SpecChoice, delays: Vec<u8>, events: &[Ev]) -> Result<(), String> {
     let ro = rollout(spec, "web:1", &spec.steps);
-    let world = World::new(ro, spec.routing, delays);
+    let mut world = World::new(ro, spec.routing, delays);
+    world.deployment = spec.workload.map(|(_, replicas)| world::SimDeployment {
+        replicas,
+        scaled_down: false,
+    });
     let mut d = Driver {
         w: world,
         spec: spec.clone(),
@@ -681,6 +703,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                 prop::bool::weighted(0.3),
                 prop::option::weighted(0.3, 0i32..3),
                 prop::option::weighted(0.25, (any::<bool>(), 1i32..101)),
+                workload_choice(),
             ),
         )
             .prop_map(
@@ -696,7 +719,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                     dab,
                     min_pods,
                     rollback_window,
-                    (dynamic, delay_limit, threshold),
+                    (dynamic, delay_limit, threshold, workload),
                 )| {
                     let both_zero = surge == json!(0) && unavailable == json!(0);
                     SpecChoice {
@@ -716,10 +739,26 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         delay_limit,
                         threshold: threshold.map(|(pct, v)| (pct, if pct { v } else { v % 4 + 1 })),
                         blue_green: None,
+                        workload,
                     }
                 },
             )
     })
+}
+
+/// `workloadRef` in a quarter of the cases: its `scaleDown`, and the Deployment's pods then.
+fn workload_choice() -> impl Strategy<Value = Option<(WorkloadScaleDown, i32)>> {
+    prop::option::weighted(
+        0.25,
+        (
+            prop::sample::select(vec![
+                WorkloadScaleDown::Never,
+                WorkloadScaleDown::OnSuccess,
+                WorkloadScaleDown::Progressively,
+            ]),
+            0i32..7,
+        ),
+    )
 }
 
 fn user_act() -> impl Strategy<Value = UserAct> {

@@ -29,6 +29,7 @@ fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
         delay_limit: None,
         threshold: None,
         blue_green: None,
+        workload: None,
     }
 }
 
@@ -359,6 +360,7 @@ fn bg_spec(replicas: i32, tweak: impl FnOnce(&mut BlueGreenChoice)) -> SpecChoic
     tweak(&mut choice);
     SpecChoice {
         blue_green: Some(choice),
+        workload: None,
         ..spec(Routing::None, replicas, vec![])
     }
 }

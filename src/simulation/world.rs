@@ -98,6 +98,15 @@ pub const CANARY_SVC: &str = "web-canary";
 pub const STABLE_SVC: &str = "web-stable";
 pub const ACTIVE_SVC: &str = "web-active";
 pub const PREVIEW_SVC: &str = "web-preview";
+/// The Deployment a `workloadRef` case names.
+pub const DEPLOYMENT: &str = "web";
+
+/// The Deployment of a `workloadRef` case: its pods are not modelled, only its size and mark.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimDeployment {
+    pub replicas: i32,
+    pub scaled_down: bool,
+}
 
 #[derive(Clone, Debug)]
 pub struct World {
@@ -151,6 +160,8 @@ pub struct World {
     pub planning_abort: bool,
     /// Blue-green: when the `BlueGreenPause` of the current attempt began, as persisted.
     pub bg_pause_start: Option<Timestamp>,
+    /// `workloadRef`'s Deployment, when the case has one.
+    pub deployment: Option<SimDeployment>,
 }
 
 impl World {
@@ -191,6 +202,7 @@ impl World {
             abort_from: None,
             planning_abort: false,
             bg_pause_start: None,
+            deployment: None,
         }
     }
 
@@ -323,6 +335,15 @@ impl World {
                 })
                 .collect(),
             pods: None,
+            workload: self
+                .deployment
+                .as_ref()
+                .map(|d| crate::plan::workload::ObservedWorkload {
+                    name: DEPLOYMENT.to_string(),
+                    replicas: d.replicas,
+                    generation: Some(1),
+                    scaled_down: d.scaled_down,
+                }),
             now: self.now,
         }
     }
@@ -646,6 +667,50 @@ impl World {
                 self.runs.retain(|r| &r.run.name != name);
             }
             Action::EvictPod { .. } => return Err("no restart was asked for".into()),
+            Action::ScaleDeployment {
+                name,
+                replicas,
+                mark_scaled_down,
+            } => {
+                let r = self.replicas();
+                // What serves: the Service production traffic goes through, and its pods.
+                let serving = match self.ro.spec.blue_green() {
+                    Some(_) => ACTIVE_SVC,
+                    None => STABLE_SVC,
+                };
+                let serving = self.services.get(serving).cloned().flatten();
+                let serving_pods = serving.as_deref().map_or(0, |h| self.available(h));
+                let available: i32 = self.rs.values().map(|rs| rs.available(self.now)).sum();
+                let Some(d) = self.deployment.as_mut() else {
+                    return Err(format!(
+                        "scaled Deployment {name}, which no workloadRef names"
+                    ));
+                };
+                // W1: the migration ended once: the Deployment's pods never come back (they
+                // would run the newest template, outside every Service).
+                if d.scaled_down && *replicas > d.replicas {
+                    return Err(format!(
+                        "W1: scaled Deployment {name} up from {} to {replicas} after its migration ended",
+                        d.replicas
+                    ));
+                }
+                // W2: its pods go only as the Rollout's can take their place: at the end, once
+                // the Service selects a revision with every pod; before, never below what the
+                // Rollout still lacks.
+                let covered = if *mark_scaled_down {
+                    serving_pods >= r
+                } else {
+                    replicas + available >= r
+                };
+                if *replicas < d.replicas && !covered {
+                    return Err(format!(
+                        "W2: scaled Deployment {name} from {} to {replicas} with {available} of {r} Rollout pods available (the Service's revision {serving:?} has {serving_pods})",
+                        d.replicas
+                    ));
+                }
+                d.replicas = *replicas;
+                d.scaled_down |= *mark_scaled_down;
+            }
             Action::SyncPodMetadata { name, metadata } => {
                 let Some(rs) = self.rs.values_mut().find(|r| &r.name == name) else {
                     return Err(format!("synced the pod metadata of {name}, which is gone"));

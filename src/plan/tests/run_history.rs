@@ -140,6 +140,7 @@ fn prune_with(
         analysis_runs,
         analysis_run_history: history,
         pods: None,
+        workload: None,
         now: Timestamp::from_second(1_700_000_000).expect("time"),
     };
     let plan = Plan {

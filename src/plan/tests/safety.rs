@@ -699,6 +699,7 @@ spec:
         }],
         analysis_run_history: vec![],
         pods: None,
+        workload: None,
         now: Timestamp::from_second(1_800_000_100).expect("time"),
     };
     let p = plan(&observed);

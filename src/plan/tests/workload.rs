@@ -1,0 +1,297 @@
+//! `workloadRef`: the Deployment's template resolved in place of the Rollout's, and what becomes
+//! of the Deployment's own pods (`scaleDown`).
+
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::*;
+use crate::api::WorkloadScaleDown;
+use crate::plan::workload::{ObservedWorkload, SCALED_DOWN_FOR, WorkloadError, resolve, scale};
+
+/// A basic canary naming Deployment `web` (its template inline, as the shell resolves it).
+const BASIC: &str = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web, scaleDown: progressively}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      steps:
+      - setWeight: 50
+      - pause: {}
+"#;
+
+fn deployment(yaml: &str) -> Deployment {
+    serde_yaml::from_str(yaml).expect("deployment yaml")
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: t, generation: 7}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web, tier: front}, annotations: {note: "1"}}
+    spec: {containers: [{name: web, image: "web:9"}]}
+"#;
+
+/// The Rollout as a user writes it: no template, no selector.
+fn referencing(extra: &str) -> Rollout {
+    rollout(&format!(
+        r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {{name: web, namespace: t}}
+spec:
+  workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  strategy:
+    canary:
+      steps: [{{setWeight: 50}}]
+{extra}"#
+    ))
+}
+
+#[test]
+fn the_deployments_template_and_selector_become_the_rollouts() {
+    let ro = referencing("");
+    let (resolved, observed) = resolve(&ro, &deployment(DEPLOYMENT)).expect("resolves");
+    let image = resolved
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .expect("pod spec")
+        .containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("web:9"));
+    assert_eq!(
+        resolved.spec.selector.match_labels,
+        Some(BTreeMap::from([("app".to_string(), "web".to_string())]))
+    );
+    assert_eq!(
+        observed,
+        ObservedWorkload {
+            name: "web".into(),
+            replicas: 3,
+            generation: Some(7),
+            scaled_down: false,
+        }
+    );
+    // The hash is the template's: the same as an inline copy of it would have.
+    let mut inline = ro.clone();
+    inline.spec.template = deployment(DEPLOYMENT).spec.expect("spec").template;
+    assert_eq!(
+        rollout_template_hash(&resolved),
+        rollout_template_hash(&inline)
+    );
+}
+
+#[test]
+fn the_rollouts_own_selector_is_kept_and_must_match_the_deployments_labels() {
+    let narrower = rollout(
+        r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t}
+spec:
+  selector: {matchLabels: {app: web, tier: front}}
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  strategy: {canary: {}}
+"#,
+    );
+    let (resolved, _) = resolve(&narrower, &deployment(DEPLOYMENT)).expect("resolves");
+    assert_eq!(
+        resolved.spec.selector.match_labels.map(|m| m.len()),
+        Some(2)
+    );
+
+    let other = rollout(
+        r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t}
+spec:
+  selector: {matchLabels: {app: api}}
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  strategy: {canary: {}}
+"#,
+    );
+    let err = resolve(&other, &deployment(DEPLOYMENT)).expect_err("mismatch");
+    assert!(matches!(err, WorkloadError::SelectorMismatch { .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("spec.selector.matchLabels") && text.contains("app=api"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_role_key_the_deployments_template_has_is_refused_by_name() {
+    let ro = referencing("      canaryMetadata: {labels: {tier: canary}}\n");
+    let err = resolve(&ro, &deployment(DEPLOYMENT)).expect_err("clash");
+    let text = err.to_string();
+    assert!(
+        text.contains("canary.canaryMetadata.labels") && text.contains("'tier'"),
+        "{text}"
+    );
+    let ro = referencing("      stableMetadata: {annotations: {note: x}}\n");
+    assert!(matches!(
+        resolve(&ro, &deployment(DEPLOYMENT)),
+        Err(WorkloadError::RoleKeyClash {
+            map: "annotations",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_mark_counts_only_when_it_names_this_rollout() {
+    let mut dep = deployment(DEPLOYMENT);
+    dep.metadata.annotations = Some(BTreeMap::from([(
+        SCALED_DOWN_FOR.to_string(),
+        "other".to_string(),
+    )]));
+    let (_, observed) = resolve(&referencing(""), &dep).expect("resolves");
+    assert!(!observed.scaled_down);
+    dep.metadata.annotations = Some(BTreeMap::from([(
+        SCALED_DOWN_FOR.to_string(),
+        "web".to_string(),
+    )]));
+    let (_, observed) = resolve(&referencing(""), &dep).expect("resolves");
+    assert!(observed.scaled_down);
+}
+
+fn with_mode(mode: Option<WorkloadScaleDown>) -> Rollout {
+    let mut ro = rollout(BASIC);
+    if let Some(w) = ro.spec.workload_ref.as_mut() {
+        w.scale_down = mode;
+    }
+    ro
+}
+
+fn dep(replicas: i32, scaled_down: bool) -> ObservedWorkload {
+    ObservedWorkload {
+        name: "web".into(),
+        replicas,
+        generation: Some(1),
+        scaled_down,
+    }
+}
+
+/// The size `scale` asks for (`None`: no write), and whether it marks.
+fn asked(ro: &Rollout, w: &ObservedWorkload, healthy: bool, available: i32) -> Option<(i32, bool)> {
+    scale(ro, w, healthy, available).map(|a| match a {
+        Action::ScaleDeployment {
+            replicas,
+            mark_scaled_down,
+            ..
+        } => (replicas, mark_scaled_down),
+        other => panic!("not a Deployment scale: {other:?}"),
+    })
+}
+
+/// Mode, the Deployment's pods, marked, Healthy, the Rollout's available pods -> what is asked.
+type Case = (
+    Option<WorkloadScaleDown>,
+    i32,
+    bool,
+    bool,
+    i32,
+    Option<(i32, bool)>,
+);
+
+#[test]
+fn scale_down_modes_as_a_table() {
+    use WorkloadScaleDown::*;
+    let cases: &[Case] = &[
+        // mode, Deployment pods, marked, Healthy, Rollout available -> asked
+        (None, 3, false, true, 4, None),
+        (Some(Never), 3, false, true, 4, None),
+        (Some(OnSuccess), 3, false, false, 4, None),
+        (Some(OnSuccess), 3, false, true, 4, Some((0, true))),
+        (Some(OnSuccess), 0, true, true, 4, None),
+        // Scaled to 0 by a human first: the mark is still written, once.
+        (Some(OnSuccess), 0, false, true, 4, Some((0, true))),
+        // Scaled up again by someone while Healthy: back to 0.
+        (Some(OnSuccess), 2, true, true, 4, Some((0, true))),
+        // Progressively: the pods the Rollout still lacks, down and back up.
+        (Some(Progressively), 4, false, false, 0, None),
+        (Some(Progressively), 4, false, false, 1, Some((3, false))),
+        (Some(Progressively), 3, false, false, 3, Some((1, false))),
+        (Some(Progressively), 1, false, false, 2, Some((2, false))),
+        (Some(Progressively), 0, false, false, 9, None),
+        (Some(Progressively), 1, false, true, 4, Some((0, true))),
+        // Never more than the Rollout's replicas.
+        (Some(Progressively), 9, false, false, 0, Some((4, false))),
+        // The migration ended: an update under way never brings its pods back.
+        (Some(Progressively), 0, true, false, 1, None),
+    ];
+    for (i, (mode, pods, marked, healthy, available, want)) in cases.iter().enumerate() {
+        let ro = with_mode(*mode);
+        assert_eq!(
+            asked(&ro, &dep(*pods, *marked), *healthy, *available),
+            *want,
+            "case {i}: {mode:?}, Deployment {pods} (marked {marked}), Healthy {healthy}, {available} available"
+        );
+    }
+}
+
+#[test]
+fn the_deployment_goes_only_as_the_rollouts_pods_come_and_last_after_the_services_move() {
+    let mut w = World::new(BASIC);
+    w.workload = Some(dep(4, false));
+    let hash = w.canary_hash();
+    // The first revision's pods are not up yet: the Deployment keeps all of its own.
+    w.frozen.push(hash.clone());
+    let p = w.reconcile();
+    assert!(
+        p.actions
+            .iter()
+            .all(|a| !matches!(a, Action::ScaleDeployment { .. })),
+        "{:?}",
+        p.actions
+    );
+    assert_eq!(p.status.workload_observed_generation.as_deref(), Some("1"));
+    // Three of four up: the Deployment keeps one; no Service adopted yet.
+    let rs = w.rs.get_mut(&hash).expect("first ReplicaSet");
+    (rs.available, rs.ready, rs.current) = (3, 3, 4);
+    w.reconcile();
+    assert_eq!(w.workload.as_ref().map(|d| d.replicas), Some(1));
+    assert!(w.switches.is_empty(), "{:?}", w.switches);
+    // All four: the Services move to the revision, then the Deployment goes, marked.
+    w.frozen.clear();
+    let p = w.run(5);
+    assert_eq!(p.status.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(
+        w.workload.as_ref().map(|d| (d.replicas, d.scaled_down)),
+        Some((0, true))
+    );
+    assert_eq!(w.switches.len(), 2, "{:?}", w.switches);
+    assert!(
+        w.switches
+            .iter()
+            .all(|(_, h, available)| *h == hash && *available == 4)
+    );
+
+    // An update: its canary pods are lost for a while, and the Deployment stays at 0.
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    w.frozen.push(canary);
+    w.run(5);
+    assert_eq!(w.status().phase, Some(RolloutPhase::Progressing));
+    let stable = w.rs.get_mut(&hash).expect("stable");
+    stable.available = 1;
+    w.frozen.push(hash);
+    w.reconcile();
+    assert_eq!(w.workload.as_ref().map(|d| d.replicas), Some(0));
+}
