@@ -444,6 +444,40 @@ async fn a_deployment_is_taken_over_without_a_gap_and_updated_through_its_templa
         "the Deployment stays at 0 during an update"
     );
 
+    // `kubectl aviary set image` and `undo` write the Deployment's template, not the Rollout's.
+    let plugin = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+            .args(["-n", &ns.name])
+            .args(args)
+            .output()
+            .expect("run kubectl-aviary");
+        assert!(
+            out.status.success(),
+            "kubectl aviary {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let image = || async {
+        deployments
+            .get("web")
+            .await
+            .ok()
+            .and_then(|d| d.spec)
+            .and_then(|s| s.template.spec)
+            .and_then(|s| s.containers.first().and_then(|c| c.image.clone()))
+    };
+    plugin(&["set", "image", "web", "web=web:3"]);
+    assert_eq!(image().await.as_deref(), Some("web:3"));
+    plugin(&["undo", "web", "--to-revision", "1"]);
+    assert_eq!(image().await.as_deref(), Some("web:1"));
+    let (generation, ..) = deployment_now().await;
+    rollout_status(&api, "web", "back on revision 1 at once", |s| {
+        s.workload_observed_generation == generation.map(|g| g.to_string())
+            && s.phase == Some(RolloutPhase::Healthy)
+            && s.current_pod_hash.as_deref() == Some(h1.as_str())
+    })
+    .await;
+
     // A Rollout naming a Deployment that does not exist.
     let ghost = json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
         "metadata": {"name": "ghost"},

@@ -240,6 +240,40 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// A JSON Patch of the Deployment a `workloadRef` names: its pod template is the Rollout's.
+    pub async fn json_patch_deployment(&self, name: &str, ops: Value) -> Result<(), CliError> {
+        let patch: json_patch::Patch = serde_json::from_value(ops)
+            .map_err(|e| CliError::Api(format!("building the patch: {e}")))?;
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(self.client.clone(), &self.namespace);
+        match api.patch(name, &params(), &Patch::Json::<()>(patch)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self
+                .error(
+                    e,
+                    &Op::new("patch", "deployments.apps", &self.namespace).named(name),
+                )
+                .await),
+        }
+    }
+
+    /// The resourceVersion of Deployment `name` (an undo's patch tests it).
+    pub async fn deployment_version(&self, name: &str) -> Result<Option<String>, CliError> {
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(self.client.clone(), &self.namespace);
+        match api.get(name).await {
+            Ok(d) => Ok(d.metadata.resource_version),
+            Err(e) => Err(self
+                .error(
+                    e,
+                    &Op::new("get", "deployments.apps", &self.namespace).named(name),
+                )
+                .await),
+        }
+    }
+}
+
 /// `promote NAME [--full]`. A step skip that loses a race with the controller is re-planned
 /// from a fresh read, as long as the rollout is still on the same step (so it never skips two).
 pub async fn promote(cluster: &Cluster, name: &str, full: bool) -> Result<(), CliError> {
@@ -343,7 +377,11 @@ pub async fn set_image(cluster: &Cluster, name: &str, args: &[String]) -> Result
     let pairs = parse_image_pairs(args)?;
     let ro = cluster.rollout(name).await?;
     let ops = set_image_patch(&ro, &pairs)?;
-    cluster.json_patch_rollout(name, ops).await?;
+    // With workloadRef the template is the Deployment's: the same paths, there.
+    match &ro.spec.workload_ref {
+        Some(w) => cluster.json_patch_deployment(&w.name, ops).await?,
+        None => drop(cluster.json_patch_rollout(name, ops).await?),
+    }
     let list: Vec<String> = pairs.iter().map(|(c, i)| format!("{c}={i}")).collect();
     print(&format!(
         "rollout '{name}' image updated ({})\n",

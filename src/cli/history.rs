@@ -486,11 +486,25 @@ pub async fn run_undo(
             template,
             exact,
         } => {
-            let ops = json!([
-                {"op": "test", "path": "/metadata/resourceVersion", "value": ro.resource_version()},
-                {"op": "replace", "path": "/spec/template", "value": template},
-            ]);
-            cluster.json_patch_rollout(name, ops).await?;
+            match &ro.spec.workload_ref {
+                // The template is the Deployment's: rolled back there (the Rollout then takes
+                // it as it takes any edit of the Deployment).
+                Some(w) => {
+                    let version = cluster.deployment_version(&w.name).await?;
+                    let ops = json!([
+                        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+                        {"op": "replace", "path": "/spec/template", "value": template},
+                    ]);
+                    cluster.json_patch_deployment(&w.name, ops).await?;
+                }
+                None => {
+                    let ops = json!([
+                        {"op": "test", "path": "/metadata/resourceVersion", "value": ro.resource_version()},
+                        {"op": "replace", "path": "/spec/template", "value": template},
+                    ]);
+                    cluster.json_patch_rollout(name, ops).await?;
+                }
+            }
             if !exact {
                 eprintln!(
                     "warning: could not reproduce revision {revision}'s exact template (its ReplicaSet's hash did not match); the controller may roll it out as a new revision"

@@ -211,6 +211,13 @@ fn status_run_names(ro: &Rollout) -> Vec<String> {
 /// the status records when it is this template's (a ReplicaSet of Aviary 0.2 keeps its older
 /// hash), else the template's own.
 pub fn current_hash(ro: &Rollout) -> String {
+    // A workloadRef Rollout whose Deployment could not be read has no template here: the
+    // controller's last word stands.
+    if ro.spec.template.spec.is_none()
+        && let Some(h) = ro.status.as_ref().and_then(|s| s.current_pod_hash.clone())
+    {
+        return h;
+    }
     let collision = ro.status.as_ref().and_then(|s| s.collision_count);
     let hashes = TemplateHashes::of(&ro.spec.template, collision);
     match ro

@@ -23,7 +23,7 @@ pub mod version;
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -202,7 +202,7 @@ impl Cluster {
     pub async fn rollout(&self, name: &str) -> Result<Rollout, CliError> {
         let api: Api<Lenient<Rollout>> = Api::namespaced(self.client.clone(), &self.namespace);
         match api.get(name).await {
-            Ok(Lenient::Decoded(r)) => Ok(r),
+            Ok(Lenient::Decoded(r)) => Ok(self.with_workload(r).await),
             Ok(Lenient::Undecodable(u)) => Err(CliError::Refused(format!(
                 "rollout '{name}' cannot be read: {}; fix that field (the controller leaves the rollout alone until then)",
                 u.error
@@ -213,6 +213,22 @@ impl Cluster {
                     &Op::new("get", "rollouts.aviary.dev", &self.namespace).named(name),
                 )
                 .await),
+        }
+    }
+
+    /// With `workloadRef`: the Rollout with its Deployment's pod template (and selector, when it
+    /// has none), as the controller sees it. Unresolved when the Deployment can't be read or
+    /// used: what the Rollout shows then comes from its status, and the controller reports why.
+    async fn with_workload(&self, ro: Rollout) -> Rollout {
+        let Some(reference) = &ro.spec.workload_ref else {
+            return ro;
+        };
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        match api.get(&reference.name).await {
+            Ok(deployment) => crate::plan::workload::resolve(&ro, &deployment)
+                .map(|(resolved, _)| resolved)
+                .unwrap_or(ro),
+            Err(_) => ro,
         }
     }
 
