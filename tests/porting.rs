@@ -503,3 +503,251 @@ async fn a_deployment_is_taken_over_without_a_gap_and_updated_through_its_templa
         .expect("list");
     assert!(listed.items.is_empty(), "nothing created for ghost");
 }
+
+/// Argo Rollouts' Rollout CRD (v1.9.1, as vendored), installed for one test and removed after
+/// it: with it, `kubectl get rollouts` must choose between two groups.
+struct ArgoCrd;
+
+impl ArgoCrd {
+    async fn install(client: &kube::Client) -> Self {
+        let path = support::repo_root().join("tests/data/argo-v1.9.1/rollout-crd.yaml");
+        support::install_crds(client, &[path.as_path()]).await;
+        ArgoCrd
+    }
+}
+
+impl Drop for ArgoCrd {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kubectl")
+            .args([
+                "delete",
+                "crd",
+                "rollouts.argoproj.io",
+                "--wait=false",
+                "--ignore-not-found",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The names and UIDs of the namespace's `app=web` pods that are not being deleted.
+async fn web_pods(client: &kube::Client, ns: &str) -> std::collections::BTreeSet<(String, String)> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    api.list(&kube::api::ListParams::default().labels("app=web"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            (
+                p.metadata.name.unwrap_or_default(),
+                p.metadata.uid.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Given an Argo Rollout paused mid-canary as Argo Rollouts leaves it (Istio, 20 % on a canary
+/// ReplicaSet of 1 pod beside a stable of 4, Services pointed at each with Argo's annotation; both
+/// CRDs installed), when `kubectl aviary migrate` hands it over while the Aviary controller runs,
+/// then the Aviary Rollout of that name is paused at the same step with the same weight, controls
+/// the same ReplicaSets at the same sizes, the Services still select the same revisions, no pod
+/// was replaced, and the Argo Rollout is gone; `promote` then goes on to the next step's weight.
+#[tokio::test]
+async fn an_argo_rollout_is_taken_over_mid_canary_without_restarting_a_pod() {
+    let client = client().await;
+    prepare(&client).await;
+    let _crd = ArgoCrd::install(&client).await;
+    let ns = TestNamespace::new(&client, "migrate").await;
+    let argo_ar = kube::api::ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    };
+    let argo_api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns.name, &argo_ar);
+    let argo_rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+                "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+                "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]}}}});
+    let created = apply_value(&client, Some(&ns.name), &argo_rollout)
+        .await
+        .expect("the Argo Rollout");
+    let argo_uid = created.metadata.uid.clone().expect("uid");
+    // The revisions' hashes, as Argo computes them on the template its CRD stored.
+    let stored: k8s_openapi::api::core::v1::PodTemplateSpec =
+        serde_json::from_value(created.data["spec"]["template"].clone()).expect("template");
+    let mut v1 = stored.clone();
+    if let Some(c) = v1.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        c.image = Some("web:1".into());
+    }
+    let h1 = aviary::plan::pod_template_hash(&v1, None);
+    let h2 = aviary::plan::pod_template_hash(&stored, None);
+    // What Argo left: two ReplicaSets it controls, Services and the VirtualService at 20 %.
+    for (template, hash, revision, replicas) in [(&v1, &h1, 1, 4), (&stored, &h2, 2, 1)] {
+        let mut t = serde_json::to_value(template).expect("template");
+        t["metadata"]["labels"][aviary::api::POD_TEMPLATE_HASH_LABEL] = json!(hash);
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": format!("web-{hash}"),
+                "labels": {"app": "web", "rollouts-pod-template-hash": hash},
+                "annotations": {"rollout.argoproj.io/revision": revision.to_string()},
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                    "name": "web", "uid": argo_uid, "controller": true, "blockOwnerDeletion": true}]},
+            "spec": {"replicas": replicas,
+                "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": hash}},
+                "template": t}});
+        apply_value(&client, Some(&ns.name), &rs)
+            .await
+            .expect("ReplicaSet");
+    }
+    for (svc, hash) in [("web-stable", &h1), ("web-canary", &h2)] {
+        let doc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": svc, "annotations": {"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
+            "spec": {"selector": {"app": "web", "rollouts-pod-template-hash": hash}, "ports": [{"port": 80}]}});
+        apply_value(&client, Some(&ns.name), &doc)
+            .await
+            .expect("service");
+    }
+    let vs = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "web"},
+        "spec": {"hosts": ["web.example.com"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "web-stable"}, "weight": 80},
+            {"destination": {"host": "web-canary"}, "weight": 20}]}]}});
+    apply_value(&client, Some(&ns.name), &vs)
+        .await
+        .expect("VirtualService");
+    let status = json!({"status": {"stableRS": h1, "currentPodHash": h2, "currentStepIndex": 1,
+        "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-12-01T10:00:00Z"}],
+        "controllerPause": true, "observedGeneration": "1", "phase": "Paused",
+        "message": "CanaryPauseStep", "currentStepHash": "argos",
+        "canary": {"weights": {
+            "canary": {"weight": 20, "podTemplateHash": h2, "serviceName": "web-canary"},
+            "stable": {"weight": 80, "podTemplateHash": h1, "serviceName": "web-stable"}}}}});
+    argo_api
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("Argo's status");
+    let before = poll_until(
+        "the 5 pods Argo's ReplicaSets run",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let pods = web_pods(&client, &ns.name).await;
+            (pods.len() == 5).then_some(pods)
+        },
+    )
+    .await;
+
+    let ctl = ControllerProcess::start(&ns.name);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["-n", &ns.name, "migrate", "web"])
+        .output()
+        .expect("run kubectl-aviary migrate");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "migrate: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("adopted ReplicaSet web-{h1} (4 replicas)")),
+        "{stdout}"
+    );
+    assert!(
+        argo_api.get_opt("web").await.expect("get").is_none(),
+        "the Argo Rollout is gone"
+    );
+
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    let st = rollout_status(
+        &api,
+        "web",
+        "the Aviary controller's status, paused at step 1",
+        |s| {
+            s.observed_generation.is_some()
+                && s.phase == Some(RolloutPhase::Paused)
+                && s.current_step_index == Some(1)
+        },
+    )
+    .await;
+    assert_eq!(st.stable_rs.as_deref(), Some(h1.as_str()));
+    assert_eq!(st.current_pod_hash.as_deref(), Some(h2.as_str()));
+    let live = api.get("web").await.expect("rollout");
+    assert!(!aviary::api::wire::migrating(&live.metadata), "released");
+    let uid = live.metadata.uid.clone().unwrap_or_default();
+    let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), &ns.name);
+    for (hash, replicas) in [(&h1, 4), (&h2, 1)] {
+        let rs = replica_sets
+            .get(&format!("web-{hash}"))
+            .await
+            .expect("ReplicaSet");
+        let owner = rs
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.uid.clone());
+        assert_eq!(owner.as_deref(), Some(uid.as_str()), "web-{hash} adopted");
+        assert_eq!(
+            rs.spec.and_then(|s| s.replicas),
+            Some(replicas),
+            "web-{hash} keeps its size\n{}",
+            ctl.log_tail(30)
+        );
+    }
+    for (svc, hash) in [("web-stable", &h1), ("web-canary", &h2)] {
+        assert_eq!(
+            selected_hash(&client, &ns.name, svc).await.as_deref(),
+            Some(hash.as_str()),
+            "{svc} still selects its revision"
+        );
+    }
+    let vs_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "networking.istio.io",
+            "v1",
+            "VirtualService",
+        )),
+    );
+    let canary_weight = || async {
+        let vs = vs_api.get("web").await.ok()?;
+        vs.data["spec"]["http"][0]["route"]
+            .as_array()?
+            .iter()
+            .find(|d| d["destination"]["host"] == "web-canary")
+            .and_then(|d| d["weight"].as_i64())
+    };
+    assert_eq!(canary_weight().await, Some(20), "the weight did not move");
+    assert_eq!(
+        web_pods(&client, &ns.name).await,
+        before,
+        "no pod was replaced"
+    );
+
+    // Aviary's from now on: promote goes on to 60 %.
+    let promote = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["-n", &ns.name, "promote", "web"])
+        .output()
+        .expect("run kubectl-aviary promote");
+    assert!(promote.status.success(), "{promote:?}");
+    poll_until(
+        "60 % on the canary after promote",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async { (canary_weight().await == Some(60)).then_some(()) },
+    )
+    .await;
+}

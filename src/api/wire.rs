@@ -53,6 +53,25 @@ pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "aviary.dev/scale-down-deadline
 pub const SCALED_AT_ANNOTATION: &str = "aviary.dev/scaled-at";
 /// On a Service whose selector Aviary manages: the Rollout that manages it.
 pub const MANAGED_BY_ANNOTATION: &str = "aviary.dev/managed-by-rollouts";
+/// On a Rollout that `kubectl aviary migrate` is taking over from Argo Rollouts: the Argo
+/// Rollout's UID. The controller leaves the Rollout alone while it is there (its ReplicaSets are
+/// not adopted yet, its status is Argo's), and takes over when the plugin removes it.
+pub const MIGRATING_ANNOTATION: &str = "aviary.dev/migrating-from";
+/// Argo Rollouts' counterpart of [`MANAGED_BY_ANNOTATION`]: taken off by `migrate` (Argo's
+/// Service controller would strip the hash selector of a Service whose Rollout is gone).
+pub const ARGO_MANAGED_BY_ANNOTATION: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
+/// Argo Rollouts' scale-down deadline annotation on ReplicaSets, carried over by `migrate`.
+pub const ARGO_SCALE_DOWN_DEADLINE_ANNOTATION: &str = "scale-down-deadline";
+/// The label that hands an Argo Rollout to an Argo controller of that instance id: `migrate`
+/// sets it so that the usual controller (no instance id) lets go of the Rollout first.
+pub const ARGO_INSTANCE_ID_LABEL: &str = "argo-rollouts.argoproj.io/controller-instance-id";
+
+/// Whether `kubectl aviary migrate` still holds the Rollout ([`MIGRATING_ANNOTATION`]).
+pub fn migrating(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIGRATING_ANNOTATION))
+}
 
 /// The finalizer on Rollouts with `trafficRouting`: their routing objects are set back to
 /// all-stable before the Rollout goes.

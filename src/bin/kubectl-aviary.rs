@@ -171,6 +171,10 @@ enum Command {
         #[arg(short = 'f', long = "filename", value_name = "FILE")]
         file: PathBuf,
     },
+    /// Take over a running Argo Rollout (argoproj.io/v1alpha1) as an Aviary Rollout of the same
+    /// name: its ReplicaSets, Services and routing objects where they stand, at its step, without
+    /// restarting a pod or moving traffic. Resumes where a stopped run left off.
+    Migrate { name: String },
     /// Convert Argo Rollouts manifests (argoproj.io/v1alpha1) to Aviary's, listing every field
     /// Aviary does not support (exit 1 if any).
     Convert {
@@ -294,6 +298,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Set {
             what: SetCommand::Image { name, images },
         } => cli::actions::set_image(&connect().await?, &name, &images).await?,
+        Command::Migrate { name } => cli::migrate::run(&connect().await?, &name).await?,
         Command::Undo { name, to_revision } => {
             cli::history::run_undo(&connect().await?, &name, to_revision).await?
         }

@@ -17,6 +17,7 @@ pub mod history;
 pub mod info;
 pub mod lint;
 pub mod list;
+pub mod migrate;
 pub mod render;
 pub mod status;
 pub mod version;

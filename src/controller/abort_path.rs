@@ -142,6 +142,9 @@ pub(super) async fn send_prepared_aborts(ctx: Arc<Context>, ro: Rollout) {
     let Some(0) = plan::immediate_abort_weight(&ro) else {
         return;
     };
+    if crate::api::wire::migrating(&ro.metadata) {
+        return;
+    }
     if !stable_has_pods(&ctx, &ro) {
         return;
     }

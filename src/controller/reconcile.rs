@@ -51,6 +51,11 @@ pub(super) async fn reconcile_on_lane(
     urgent: bool,
 ) -> Result<Requeue, Error> {
     let span = info_span!("reconcile", rollout = %key(cached.as_ref()), urgent);
+    // `kubectl aviary migrate` has not handed it over yet: nothing of it is ours to touch.
+    if crate::api::wire::migrating(&cached.metadata) {
+        debug!(rollout = %key(cached.as_ref()), "held by kubectl aviary migrate");
+        return Ok(Requeue::await_change());
+    }
     async move {
         let rollout_key = key(cached.as_ref());
         let outbox = report::Outbox::default();
