@@ -148,6 +148,7 @@ async fn hand_over(
             Err(e) => return Err(cluster.error(e, &op("get")).await),
         };
         let converted = convert(&argo)?;
+        services_exist(cluster, &converted).await?;
         // 2. The held Aviary Rollout, with Argo's status.
         let created = match ours.take() {
             Some(o) => o,
@@ -329,19 +330,50 @@ async fn write_status(
     }
 }
 
+/// The Services the strategy names (stable and canary, or active and preview).
+fn service_names(ro: &Rollout) -> Vec<String> {
+    let canary = ro.spec.strategy.canary.as_ref();
+    let blue_green = ro.spec.strategy.blue_green.as_ref();
+    canary
+        .and_then(|c| c.stable_service.clone())
+        .into_iter()
+        .chain(canary.and_then(|c| c.canary_service.clone()))
+        .chain(blue_green.map(|b| b.active_service.clone()))
+        .chain(blue_green.and_then(|b| b.preview_service.clone()))
+        .collect()
+}
+
+/// Every Service the converted strategy names exists (conversion may name ones Argo did not
+/// need: a routed canary without them): otherwise nothing is written.
+async fn services_exist(cluster: &Cluster, ro: &Rollout) -> Result<(), CliError> {
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    for name in service_names(ro) {
+        match services.get_opt(&name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(CliError::Refused(format!(
+                    "Service '{name}' (named by the converted strategy: Aviary routes through both a stable and a canary Service) does not exist: create it, selecting the rollout's pods, and run migrate again"
+                )));
+            }
+            Err(e) => {
+                return Err(cluster
+                    .error(
+                        e,
+                        &Op::new("get", "services", &cluster.namespace).named(&name),
+                    )
+                    .await);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Stage 3: Argo's managed-by annotation off the Rollout's Services and DestinationRule.
 async fn free_services(cluster: &Cluster, ro: &Rollout) -> Result<(), CliError> {
     let off = json!({"metadata": {"annotations": {ARGO_MANAGED_BY_ANNOTATION: null}}});
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let canary = ro.spec.strategy.canary.as_ref();
-    let blue_green = ro.spec.strategy.blue_green.as_ref();
-    let names = canary
-        .and_then(|c| c.stable_service.clone())
-        .into_iter()
-        .chain(canary.and_then(|c| c.canary_service.clone()))
-        .chain(blue_green.map(|b| b.active_service.clone()))
-        .chain(blue_green.and_then(|b| b.preview_service.clone()));
-    for name in names {
+    for name in service_names(ro) {
         match services.patch(&name, &params(), &Patch::Merge(&off)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -371,7 +403,7 @@ async fn free_services(cluster: &Cluster, ro: &Rollout) -> Result<(), CliError> 
         let target = crate::traffic::ObjectName::parse(&rule);
         let api: Api<DynamicObject> = Api::namespaced_with(
             cluster.client.clone(),
-            &target.namespace_or(&cluster.namespace),
+            target.namespace_or(&cluster.namespace),
             &resource,
         );
         match api
