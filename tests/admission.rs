@@ -293,8 +293,8 @@ const CASES: &[Case] = &[
         ROLLOUT,
         "spec: {strategy: {canary: {steps: [{setWeight: 101}]}}}",
         &[
-            "spec.strategy.canary.steps[0].setWeight",
-            "less than or equal to 100",
+            "spec.strategy.canary.steps",
+            "setWeight and setCanaryScale.weight are at most 100",
         ],
     ),
     case(
@@ -656,13 +656,28 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
-        "maxTrafficWeight",
+        "maxTrafficWeight with istio",
         ROLLOUT,
         "spec: {strategy: {canary: {trafficRouting: {maxTrafficWeight: 1000}}}}",
         &[
             "spec.strategy.canary.trafficRouting.maxTrafficWeight",
-            NOT_SUPPORTED,
+            "supported with nginx only",
         ],
+    ),
+    case(
+        "setWeight above maxTrafficWeight",
+        ROLLOUT,
+        "spec: {strategy: {canary: {trafficRouting: {istio: null, nginx: {stableIngress: web}, maxTrafficWeight: 1000}, steps: [{setWeight: 500}, {setWeight: 1001}]}}}",
+        &[
+            "spec.strategy.canary.steps",
+            "or trafficRouting.maxTrafficWeight when set",
+        ],
+    ),
+    case(
+        "setCanaryScale weight above 100",
+        ROLLOUT,
+        "spec: {strategy: {canary: {steps: [{setCanaryScale: {weight: 150}}]}}}",
+        &["spec.strategy.canary.steps", "at most 100"],
     ),
     // --- Rollout: other canary fields -----------------------------------------------------
     case(

@@ -914,6 +914,7 @@ async fn nginx_canary_ingress_follows_the_weights() {
         annotation_prefix: prefix.into(),
         additional_annotations: additional,
         canary_annotations: BTreeMap::new(),
+        max_traffic_weight: None,
     };
     let mut from = Some(0);
     for w in WEIGHTS {
@@ -1042,6 +1043,71 @@ async fn nginx_canary_ingress_follows_the_weights() {
             .await
             .expect("no-op"),
         WeightChange::Unchanged
+    );
+}
+
+/// With `maxTrafficWeight`, the canary Ingress carries the weight out of that total
+/// (`canary-weight-total`, as Argo Rollouts writes it); a weight above the total is refused before
+/// anything is written; without it the annotation goes again.
+#[tokio::test]
+async fn nginx_weights_are_shares_of_max_traffic_weight() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "traffic-nginx-total").await;
+    services(&client, &ns.name).await;
+    let uid = owner_rollout(&client, &ns.name).await;
+    apply_value(
+        &client,
+        Some(&ns.name),
+        &stable_ingress("web", "web-stable"),
+    )
+    .await
+    .expect("create stable Ingress");
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
+    let prefix = "nginx.ingress.kubernetes.io";
+    let target = target(&ns.name, &uid);
+    let router = NginxRouter::new("web", prefix, BTreeMap::new(), BTreeMap::new())
+        .with_max_traffic_weight(Some(1000));
+    set_weight(&router, &client, &target, 5)
+        .await
+        .expect("0.5 %");
+    let annotations = || async {
+        ingresses
+            .get("shop-web-canary")
+            .await
+            .expect("canary")
+            .metadata
+            .annotations
+            .unwrap_or_default()
+    };
+    let a = annotations().await;
+    assert_eq!(a[&format!("{prefix}/canary-weight")], "5");
+    assert_eq!(a[&format!("{prefix}/canary-weight-total")], "1000");
+    assert_eq!(
+        current_weight(&router, &client, &target)
+            .await
+            .expect("read"),
+        Some(5)
+    );
+    set_weight(&router, &client, &target, 1000)
+        .await
+        .expect("all of it");
+    let err = set_weight(&router, &client, &target, 1001)
+        .await
+        .expect_err("above the total");
+    assert!(err.to_string().contains("outside 0..=1000"), "{err}");
+    assert_eq!(
+        annotations().await[&format!("{prefix}/canary-weight")],
+        "1000"
+    );
+
+    let plain = NginxRouter::new("web", prefix, BTreeMap::new(), BTreeMap::new());
+    set_weight(&plain, &client, &target, 50)
+        .await
+        .expect("percent again");
+    let a = annotations().await;
+    assert!(
+        !a.contains_key(&format!("{prefix}/canary-weight-total")),
+        "{a:?}"
     );
 }
 

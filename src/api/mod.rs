@@ -102,11 +102,6 @@ pub(crate) fn unsupported_string_array(_: &mut SchemaGenerator) -> Schema {
     unsupported_schema("string-array")
 }
 
-/// Schema of an unsupported Argo field that is an integer.
-pub(crate) fn unsupported_integer(_: &mut SchemaGenerator) -> Schema {
-    unsupported_schema("integer")
-}
-
 /// The CEL rule rejecting an [`Unsupported`] field `field` of the object it is declared on.
 /// `what` names the field for the reader (the API server also prefixes its full path) and
 /// `hint` says what to do instead.

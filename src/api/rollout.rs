@@ -347,6 +347,14 @@ impl RolloutSpec {
         self.strategy.canary.as_ref()
     }
 
+    /// The total traffic weight the canary's weights are shares of (`maxTrafficWeight`, else
+    /// 100).
+    pub fn total_weight(&self) -> i32 {
+        self.canary()
+            .and_then(|c| c.traffic_routing.as_ref())
+            .map_or(100, RolloutTrafficRouting::total_weight)
+    }
+
     /// The blue-green strategy, if that is the strategy.
     pub fn blue_green(&self) -> Option<&BlueGreenStrategy> {
         self.strategy.blue_green.as_ref()
@@ -426,6 +434,7 @@ pub struct RolloutStrategy {
 #[x_kube(validation = Rule::new("!(has(self.maxSurge) && has(self.maxUnavailable) && (type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%'))").message("maxSurge and maxUnavailable cannot both be 0").field_path(".maxUnavailable"))]
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)").message("canary.dynamicStableScale applies only with trafficRouting (without a router the stable already shrinks as the canary grows): remove it or set trafficRouting").field_path(".dynamicStableScale"))]
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || !has(self.scaleDownDelaySeconds)").message("canary.dynamicStableScale cannot be used with scaleDownDelaySeconds, as in Argo Rollouts (the old stable has shrunk as traffic left it): remove scaleDownDelaySeconds").field_path(".scaleDownDelaySeconds"))]
+#[x_kube(validation = Rule::new("!has(self.steps) || self.steps.all(s, (!has(s.setWeight) || s.setWeight <= (has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight) ? self.trafficRouting.maxTrafficWeight : 100)) && (!has(s.setCanaryScale) || !has(s.setCanaryScale.weight) || s.setCanaryScale.weight <= (has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight) ? self.trafficRouting.maxTrafficWeight : 100)))").message("steps[].setWeight and setCanaryScale.weight are at most 100, or trafficRouting.maxTrafficWeight when set: lower the weight").field_path(".steps"))]
 #[x_kube(validation = unsupported("pingPong", "canary.pingPong", "use canaryService and stableService"))]
 #[x_kube(validation = Rule::new("!has(self.minPodsPerReplicaSet) || has(self.trafficRouting)").message("canary.minPodsPerReplicaSet applies only with trafficRouting (without a router, pods are the weight): remove it or set trafficRouting").field_path(".minPodsPerReplicaSet"))]
 pub struct CanaryStrategy {
@@ -566,10 +575,11 @@ fn int_or_percent(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 #[x_kube(validation = unsupported("setMirrorRoute", "steps[].setMirrorRoute", "traffic mirroring is not implemented"))]
 #[x_kube(validation = unsupported("plugin", "steps[].plugin (step plugins)", "use setWeight, setCanaryScale, pause and analysis steps"))]
 pub struct CanaryStep {
-    /// Send this percentage (0-100) of traffic to the canary, or with a basic canary scale the
-    /// canary to this share of the replicas.
+    /// Send this share of traffic to the canary: a percentage (0-100), or of
+    /// `trafficRouting.maxTrafficWeight` when set; with a basic canary, scale the canary to
+    /// this share of the replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0, max = 1000000))]
     pub set_weight: Option<i32>,
     /// Pause for `duration`, or until promoted when `duration` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -678,9 +688,10 @@ impl RolloutPause {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.weight) ? 1 : 0) + (has(self.replicas) ? 1 : 0) + (has(self.matchTrafficWeight) ? 1 : 0) == 1").message("setCanaryScale must set exactly one of weight, replicas or matchTrafficWeight"))]
 pub struct SetCanaryScale {
-    /// Canary size as a percentage of `spec.replicas`.
+    /// Canary size as a share of `spec.replicas`: a percentage, or of
+    /// `trafficRouting.maxTrafficWeight` when set (as in Argo Rollouts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0, max = 1000000))]
     pub weight: Option<i32>,
     /// Canary size as a number of pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -839,7 +850,7 @@ pub enum PodTemplateHashValue {
 #[x_kube(validation = unsupported("apisix", "trafficRouting.apisix", "use gatewayAPI"))]
 #[x_kube(validation = unsupported("plugins", "trafficRouting.plugins", "for the Gateway API plugin use trafficRouting.gatewayAPI with httpRoute or httpRoutes"))]
 #[x_kube(validation = unsupported("managedRoutes", "trafficRouting.managedRoutes", "header and mirror routes are not implemented"))]
-#[x_kube(validation = unsupported("maxTrafficWeight", "trafficRouting.maxTrafficWeight", "weights are percentages of 100"))]
+#[x_kube(validation = Rule::new("!has(self.maxTrafficWeight) || has(self.nginx)").message("trafficRouting.maxTrafficWeight is supported with nginx only (as in Argo Rollouts): remove it, and give setWeight as a percentage").field_path(".maxTrafficWeight"))]
 pub struct RolloutTrafficRouting {
     /// Istio VirtualService (and optionally DestinationRule) weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -879,10 +890,19 @@ pub struct RolloutTrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::unsupported_array")]
     pub managed_routes: Option<Unsupported>,
-    /// Not supported by Aviary.
+    /// The total traffic weight (default 100) that `setWeight` and `setCanaryScale.weight` are
+    /// shares of: `setWeight: 5` with `maxTrafficWeight: 1000` routes 0.5 %. NGINX only
+    /// (`canary-weight-total`), as in Argo Rollouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::unsupported_integer")]
-    pub max_traffic_weight: Option<Unsupported>,
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_traffic_weight: Option<i32>,
+}
+
+impl RolloutTrafficRouting {
+    /// The total weight `setWeight` is a share of: `maxTrafficWeight`, else 100.
+    pub fn total_weight(&self) -> i32 {
+        self.max_traffic_weight.unwrap_or(100).max(1)
+    }
 }
 
 /// Istio routing: the weights of the canary and stable destinations in VirtualService HTTP

@@ -553,7 +553,7 @@ pub fn rollout_info(
         let set = if aborted {
             0
         } else {
-            weight_at(ro.steps(), idx)
+            weight_at(ro.steps(), idx, ro.spec.total_weight())
         };
         let actual = if routed {
             st.canary

@@ -758,7 +758,7 @@ spec:
             (
                 "        - setWeight: 10",
                 "        - setWeight: 150",
-                "f.yaml:21: spec.strategy.canary.steps[0].setWeight: must be <= 100",
+                "f.yaml:20: spec.strategy.canary.steps: steps[].setWeight and setCanaryScale.weight are at most 100",
             ),
             (
                 "        - setWeight: 10",

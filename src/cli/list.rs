@@ -54,7 +54,7 @@ pub fn list_row(ro: &Rollout) -> ListRow {
             let set = if st.is_aborted() {
                 0
             } else {
-                weight_at(ro.steps(), idx)
+                weight_at(ro.steps(), idx, ro.spec.total_weight())
             };
             let actual = if routed {
                 st.canary

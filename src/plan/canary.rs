@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::moves::{Moves, WAIT_FOR_PODS_SECS};
-use super::replicas::{PacedSet, basic_split, pace, routed_canary_replicas, surge_and_unavailable};
+use super::replicas::{PacedSet, basic_split, pace, routed_replicas_of, surge_and_unavailable};
 use super::status::{Summary, summarize};
 use super::{
     Action, AnalysisKind, Event, Observed, ObservedReplicaSet, Plan, hash::hash_of, revision_hash,
@@ -29,11 +29,12 @@ use crate::api::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-/// The canary weight the steps give at step `idx`: the last `setWeight` at or before it (100
-/// past the last step; 0 before any). The planner's and `kubectl aviary`'s.
-pub fn weight_at(steps: &[CanaryStep], idx: i32) -> i32 {
+/// The canary weight the steps give at step `idx`: the last `setWeight` at or before it (all of
+/// `total` — 100, or `maxTrafficWeight` — past the last step; 0 before any). The planner's and
+/// `kubectl aviary`'s.
+pub fn weight_at(steps: &[CanaryStep], idx: i32, total: i32) -> i32 {
     if idx >= steps.len() as i32 {
-        return 100;
+        return total;
     }
     steps[..=idx.max(0) as usize]
         .iter()
@@ -46,6 +47,8 @@ struct Planner<'o, 'a> {
     obs: &'o Observed<'a>,
     now: Timestamp,
     replicas: i32,
+    /// The total traffic weight (`maxTrafficWeight`, else 100): every weight is a share of it.
+    total: i32,
     hash: String,
     routed: bool,
     /// `minPodsPerReplicaSet` (0: none): a routed canary's weight-derived pods, at least.
@@ -98,8 +101,8 @@ impl Moves for Planner<'_, '_> {
         // An unknown weight (routers that disagree, none written yet) may be anything on
         // either side: both keep what all the traffic needs until it is known.
         let (canary_share, stable_share) = match self.route_weight {
-            Some(w) => (w.clamp(0, 100), 100 - w.clamp(0, 100)),
-            None => (100, 100),
+            Some(w) => (w.clamp(0, self.total), self.total - w.clamp(0, self.total)),
+            None => (self.total, self.total),
         };
         let (canary, stable) = self.destinations();
         let mut share = 0;
@@ -118,7 +121,7 @@ impl Moves for Planner<'_, '_> {
         } else {
             0
         };
-        routed_canary_replicas(self.replicas, share.min(100)).max(floor)
+        self.pods_for(share.min(self.total)).max(floor)
     }
 }
 
@@ -132,6 +135,7 @@ pub fn plan(obs: &Observed<'_>) -> Plan {
         obs,
         now: obs.now,
         replicas: ro.spec.replicas().max(0),
+        total: ro.spec.total_weight(),
         routed: canary.and_then(|c| c.traffic_routing.as_ref()).is_some(),
         min_pods: canary
             .and_then(|c| c.min_pods_per_replica_set)
@@ -353,8 +357,8 @@ impl Planner<'_, '_> {
             let hash = self.hash.clone();
             self.ensure_rs(&hash, self.replicas);
             let available = self.available(&hash);
-            let fits = |w: i32| w > 0 && routed_canary_replicas(self.replicas, w) <= available;
-            let want = std::iter::once(100)
+            let fits = |w: i32| w > 0 && self.pods_for(w) <= available;
+            let want = std::iter::once(self.total)
                 .chain(self.steps.iter().filter_map(|s| s.set_weight))
                 .filter(|w| fits(*w))
                 .max()
@@ -366,7 +370,7 @@ impl Planner<'_, '_> {
             let dest = self.destinations().0;
             let dest_available = self.serving_available(dest.as_deref());
             let movable = dest.as_deref() == Some(hash.as_str())
-                || available >= routed_canary_replicas(self.replicas, current).max(1)
+                || available >= self.pods_for(current).max(1)
                 || (dest_available == 0 && available > 0);
             if movable && (want > current || dest.as_deref() != Some(hash.as_str())) {
                 self.switch_service(self.canary_service, &hash);
@@ -514,10 +518,10 @@ impl Planner<'_, '_> {
                 // stable's shares, before and after.
                 let lowest = weight
                     .min(self.route_weight.unwrap_or(weight))
-                    .clamp(0, 100);
+                    .clamp(0, self.total);
                 let need = self.accepted(
                     stable_hash,
-                    routed_canary_replicas(self.replicas, 100 - lowest).max(1),
+                    self.pods_for(self.total - lowest).max(1),
                     current.as_deref(),
                 );
                 // A subset naming no revision (someone removed its label) selects every pod of
@@ -590,7 +594,8 @@ impl Planner<'_, '_> {
                         None if unlabelled => {
                             // What carries its weight — or at least as much as it serves now
                             // (every pod of the host): naming it then takes nothing away.
-                            let need = routed_canary_replicas(self.replicas, w)
+                            let need = self
+                                .pods_for(w)
                                 .max(1)
                                 .min(self.serving_available(None).max(1));
                             let Some(h) = [canary_hash, stable_hash]
@@ -662,7 +667,7 @@ impl Planner<'_, '_> {
     /// The weights a descent from the current weight to `target` passes through: the declared
     /// ones in between, and `target` (highest first).
     fn rungs_down_to(&self, target: i32) -> Vec<i32> {
-        let current = self.route_weight.unwrap_or(100);
+        let current = self.route_weight.unwrap_or(self.total);
         let mut rungs: Vec<i32> = self
             .steps
             .iter()
@@ -678,7 +683,7 @@ impl Planner<'_, '_> {
     /// The stable's pods for a canary weight of `weight`: what the rest of the traffic needs.
     fn stable_share_pods(&self, weight: i32) -> i32 {
         // `minPodsPerReplicaSet` holds for the stable too, as in Argo.
-        match routed_canary_replicas(self.replicas, 100 - weight.clamp(0, 100)) {
+        match self.pods_for(self.total - weight.clamp(0, self.total)) {
             0 => 0,
             n => n.max(self.min_pods).min(self.replicas),
         }
@@ -716,7 +721,7 @@ impl Planner<'_, '_> {
         }
         // Unknown, it is taken as the highest: the weight comes down only as far as the stable
         // carries.
-        let current = self.route_weight.unwrap_or(100);
+        let current = self.route_weight.unwrap_or(self.total);
         if target >= current {
             return Some(target);
         }
@@ -729,7 +734,7 @@ impl Planner<'_, '_> {
         self.rungs_down_to(target)
             .into_iter()
             .filter(|w| self.stable_share_pods(*w) <= available)
-            .filter(|w| *w == 0 || routed_canary_replicas(self.replicas, *w) <= canary_available)
+            .filter(|w| *w == 0 || self.pods_for(*w) <= canary_available)
             .min()
             .or(self.route_weight)
     }
@@ -747,7 +752,7 @@ impl Planner<'_, '_> {
         if self.route_weight.is_none() {
             return self.replicas.max(self.stable_floor());
         }
-        let current = self.route_weight.unwrap_or(100);
+        let current = self.route_weight.unwrap_or(self.total);
         let pods = if target < current {
             // Judged by the stable revision's own pods: its Service and subset return to it
             // before traffic does.
@@ -771,6 +776,7 @@ impl Planner<'_, '_> {
     fn record_weights(&mut self, weight: i32, canary_hash: &str, stable_hash: &str) {
         let canary_svc = self.canary_service.map(str::to_string);
         let stable_svc = self.stable_service.map(str::to_string);
+        let stable_weight = self.total - weight;
         let c = self.st().canary.get_or_insert_with(CanaryStatus::default);
         c.weights = Some(TrafficWeights {
             canary: WeightDestination {
@@ -779,7 +785,7 @@ impl Planner<'_, '_> {
                 pod_template_hash: Some(canary_hash.into()),
             },
             stable: WeightDestination {
-                weight: 100 - weight,
+                weight: stable_weight,
                 service_name: stable_svc,
                 pod_template_hash: Some(stable_hash.into()),
             },
@@ -787,16 +793,21 @@ impl Planner<'_, '_> {
         });
     }
 
+    /// Canary pods for a weight out of the total ([`routed_replicas_of`]).
+    fn pods_for(&self, weight: i32) -> i32 {
+        routed_replicas_of(self.replicas, weight, self.total)
+    }
+
     /// [`weight_at`] of the rollout's steps.
     fn weight_at(&self, idx: i32) -> i32 {
-        weight_at(self.steps, idx)
+        weight_at(self.steps, idx, self.total)
     }
 
     /// Canary pods the step at `idx` asks for.
     /// The routed canary's pods for `weight` %: what carries it, and `minPodsPerReplicaSet` at
     /// least while there are any (Argo's CheckMinPodsPerReplicaSet).
     fn routed_pods(&self, weight: i32) -> i32 {
-        match routed_canary_replicas(self.replicas, weight) {
+        match self.pods_for(weight) {
             0 => 0,
             n => n.max(self.min_pods),
         }
@@ -926,8 +937,8 @@ impl Planner<'_, '_> {
         // needs.
         let floor = self.stable_floor();
         let enough = if self.routed {
-            let share = 100 - self.route_weight.unwrap_or(0).clamp(0, 100);
-            routed_canary_replicas(self.replicas, share).max(floor)
+            let share = self.total - self.route_weight.unwrap_or(0).clamp(0, self.total);
+            self.pods_for(share).max(floor)
         } else {
             floor
         };
@@ -1259,8 +1270,8 @@ impl Planner<'_, '_> {
                         .route_subsets
                         .as_ref()
                         .is_some_and(|s| s.canary.as_deref() != Some(hash.as_str()));
-                let can_carry = canary_available > 0
-                    && canary_available >= routed_canary_replicas(self.replicas, current_weight);
+                let can_carry =
+                    canary_available > 0 && canary_available >= self.pods_for(current_weight);
                 let aim = if moving && !can_carry && current_weight > 0 {
                     0
                 } else {
@@ -1277,7 +1288,7 @@ impl Planner<'_, '_> {
             // At 100 % the stable Service moves to the canary once it carries replicas −
             // maxUnavailable, before the stable's last pod goes: a Service never selects a
             // revision without pods, and the move needs no surge beyond one pod.
-            if weight >= 100 && canary_available >= self.stable_floor() {
+            if weight >= self.total && canary_available >= self.stable_floor() {
                 self.switch_service(self.stable_service, &hash);
             }
             if self.stable_service.is_some()
@@ -1339,8 +1350,8 @@ impl Planner<'_, '_> {
                     .as_ref()
                     .is_some_and(|c| c.as_deref() != Some(hash.as_str()));
             if moving {
-                let can_carry = canary_available > 0
-                    && canary_available >= routed_canary_replicas(self.replicas, current_weight);
+                let can_carry =
+                    canary_available > 0 && canary_available >= self.pods_for(current_weight);
                 let zeroed = if !can_carry && current_weight > 0 {
                     // Traffic away before the selector moves: the new pods can't take what the
                     // old had. The canary subset stays where it is for this write.
@@ -1362,7 +1373,7 @@ impl Planner<'_, '_> {
                 self.switch_service(self.canary_service, &hash);
             }
             // At 100 % the stable Service has moved (or moves) to the canary, above.
-            if self.weight_at(target_idx) < 100 {
+            if self.weight_at(target_idx) < self.total {
                 self.return_stable_service(&stable);
             }
         }
@@ -1498,8 +1509,7 @@ impl Planner<'_, '_> {
         if canary_available == 0 {
             return 0;
         }
-        let fits =
-            |w: i32| self.enough(routed_canary_replicas(self.replicas, w)) <= canary_available;
+        let fits = |w: i32| self.enough(self.pods_for(w)) <= canary_available;
         let want = if full {
             // `promote --full` holds the weight until the canary is full size and promoted —
             // only what its available pods carry (F21: it held the weight of pods since lost):

@@ -6,8 +6,18 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 /// Canary pods for `weight` % of traffic when a router splits traffic: enough to carry the
 /// weight, rounded up (`ceil(R × w / 100)`); the stable ReplicaSet stays at full size.
 pub fn routed_canary_replicas(replicas: i32, weight: i32) -> i32 {
-    let (r, w) = (i64::from(replicas.max(0)), i64::from(weight.clamp(0, 100)));
-    ((r * w + 99) / 100) as i32
+    routed_replicas_of(replicas, weight, 100)
+}
+
+/// [`routed_canary_replicas`] for a weight out of `total` (`maxTrafficWeight`):
+/// `ceil(R × w / total)`, as Argo Rollouts' `trafficWeightToReplicas`.
+pub fn routed_replicas_of(replicas: i32, weight: i32, total: i32) -> i32 {
+    let total = i64::from(total.max(1));
+    let (r, w) = (
+        i64::from(replicas.max(0)),
+        i64::from(weight).clamp(0, total),
+    );
+    i32::try_from((r * w + total - 1) / total).unwrap_or(i32::MAX)
 }
 
 /// Canary and stable pod counts for `weight` % without a traffic router: traffic follows pods, so

@@ -11,6 +11,7 @@ use crate::api::{PauseReason, Rollout, RolloutPhase};
 
 mod bluegreen;
 mod dynamic;
+mod max_weight;
 mod pod_metadata;
 mod progress_threshold;
 mod run_history;

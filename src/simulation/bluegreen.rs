@@ -210,6 +210,7 @@ pub fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                 threshold: None,
                 blue_green: Some(bg),
                 workload,
+                total: None,
             },
         )
 }

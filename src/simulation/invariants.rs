@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::world::{Routing, STABLE_SVC, World, Write};
 use crate::api::{AnalysisPhase, ReplicaProgressThreshold, StepAction};
-use crate::plan::replicas::routed_canary_replicas;
+use crate::plan::replicas::routed_replicas_of;
 use crate::plan::{Action, AnalysisKind};
 
 /// `maxSurge` and `maxUnavailable` in pods, as Kubernetes resolves them (the planner's own
@@ -23,7 +23,7 @@ pub fn surge_and_unavailable(w: &World) -> (i32, i32) {
     )
 }
 
-/// The weights the spec declares, plus 0 and 100.
+/// The weights the spec declares, plus 0 and the total (100, or `maxTrafficWeight`).
 fn declared_weights(w: &World) -> Vec<i32> {
     let mut ws: Vec<i32> =
         w.ro.spec
@@ -31,7 +31,7 @@ fn declared_weights(w: &World) -> Vec<i32> {
             .iter()
             .filter_map(|s| s.set_weight)
             .collect();
-    ws.extend([0, 100]);
+    ws.extend([0, w.total()]);
     ws
 }
 
@@ -98,7 +98,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
     let stable_now = after.status().stable_rs;
     let wants = |hash: &str, pods: i32| after.rs.get(hash).is_some_and(|rs| rs.replicas >= pods);
     let accepted = |weight: i32, hash: &str| {
-        let pods = routed_canary_replicas(r, weight);
+        let pods = routed_replicas_of(r, weight, after.total());
         if (hash == current || stable_now.as_deref() == Some(hash)) && wants(hash, pods) {
             ReplicaProgressThreshold::pods_for(threshold.as_ref(), pods)
         } else {
@@ -106,7 +106,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
         }
     };
     let shortfall = |w: &World, weight: i32, hash: &str| {
-        (routed_canary_replicas(r, weight) - w.available(hash)).max(0)
+        (routed_replicas_of(r, weight, w.total()) - w.available(hash)).max(0)
     };
     for (b, a) in before
         .destinations()
@@ -144,7 +144,7 @@ pub fn check_write(before: &World, after: &World, write: &Write<'_>) -> Result<(
             // Naming no revision, it selects every pod of the host.
             None if b.weight > 0 => {
                 let all: i32 = before.rs.keys().map(|h| before.available(h)).sum();
-                (routed_canary_replicas(r, b.weight) - all).max(0)
+                (routed_replicas_of(r, b.weight, before.total()) - all).max(0)
             }
             _ => 0,
         };

@@ -62,6 +62,8 @@ struct SpecChoice {
     blue_green: Option<bluegreen::BlueGreenChoice>,
     /// `workloadRef`: the Deployment's `scaleDown` and the pods it has when the Rollout starts.
     workload: Option<(WorkloadScaleDown, i32)>,
+    /// `trafficRouting.maxTrafficWeight` (routed only): the steps' weights are scaled to it.
+    total: Option<i32>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -104,9 +106,10 @@ enum Ev {
     UserMidReconcile(UserAct),
 }
 
-fn step_json(s: &StepChoice) -> Value {
+/// A step as the spec has it; a weight (a percentage) scaled to `total`.
+fn step_json(s: &StepChoice, total: i32) -> Value {
     match s {
-        StepChoice::Weight(w) => json!({"setWeight": w}),
+        StepChoice::Weight(w) => json!({"setWeight": w * total / 100}),
         StepChoice::Pause(None) => json!({"pause": {}}),
         StepChoice::Pause(Some(d)) => json!({"pause": {"duration": format!("{d}s")}}),
         StepChoice::Analysis => json!({"analysis": {"templates": [{"templateName": "rate"}]}}),
@@ -115,10 +118,14 @@ fn step_json(s: &StepChoice) -> Value {
 }
 
 fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
+    let total = match (spec.total, spec.routing) {
+        (Some(t), Routing::Host | Routing::Subset) => t,
+        _ => 100,
+    };
     let mut canary = json!({
         "canaryService": world::CANARY_SVC,
         "stableService": world::STABLE_SVC,
-        "steps": steps.iter().map(step_json).collect::<Vec<_>>(),
+        "steps": steps.iter().map(|s| step_json(s, total)).collect::<Vec<_>>(),
         "maxSurge": spec.surge,
         "maxUnavailable": spec.unavailable,
         "scaleDownDelaySeconds": spec.scale_down_delay,
@@ -138,6 +145,10 @@ fn rollout(spec: &SpecChoice, image: &str, steps: &[StepChoice]) -> Rollout {
                 "destinationRule": {"name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable"},
             }});
         }
+    }
+    if total != 100 {
+        // NGINX's alone at admission; the planner's arithmetic is the same for every router.
+        canary["trafficRouting"]["maxTrafficWeight"] = json!(total);
     }
     if let (Some(n), true) = (spec.min_pods, spec.routing != Routing::None) {
         canary["minPodsPerReplicaSet"] = json!(n);
@@ -327,7 +338,8 @@ impl Driver {
             UserAct::EditSteps if self.spec.blue_green.is_some() => {}
             UserAct::EditSteps => {
                 self.edited = !self.edited;
-                let steps: Vec<Value> = self.steps().iter().map(step_json).collect();
+                let total = self.w.total();
+                let steps: Vec<Value> = self.steps().iter().map(|s| step_json(s, total)).collect();
                 merge(
                     &mut self.w.ro,
                     &json!({"spec": {"strategy": {"canary": {"steps": steps}}}}),
@@ -380,11 +392,12 @@ impl Driver {
             .canary()
             .and_then(|c| c.min_pods_per_replica_set)
             .unwrap_or(0);
-        let stable_share = |w: i32| match crate::plan::replicas::routed_canary_replicas(r, 100 - w)
-        {
-            0 => 0,
-            n => n.max(min_pods).min(r),
-        };
+        let total = self.w.total();
+        let stable_share =
+            |w: i32| match crate::plan::replicas::routed_replicas_of(r, total - w, total) {
+                0 => 0,
+                n => n.max(min_pods).min(r),
+            };
         let reachable = match st.stable_rs.as_deref() {
             Some(stable)
                 if dynamic
@@ -704,6 +717,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                 prop::option::weighted(0.3, 0i32..3),
                 prop::option::weighted(0.25, (any::<bool>(), 1i32..101)),
                 workload_choice(),
+                prop::option::weighted(0.2, prop::sample::select(vec![1000, 7, 250])),
             ),
         )
             .prop_map(
@@ -719,7 +733,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                     dab,
                     min_pods,
                     rollback_window,
-                    (dynamic, delay_limit, threshold, workload),
+                    (dynamic, delay_limit, threshold, workload, total),
                 )| {
                     let both_zero = surge == json!(0) && unavailable == json!(0);
                     SpecChoice {
@@ -740,6 +754,7 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
                         threshold: threshold.map(|(pct, v)| (pct, if pct { v } else { v % 4 + 1 })),
                         blue_green: None,
                         workload,
+                        total: total.filter(|_| routed),
                     }
                 },
             )

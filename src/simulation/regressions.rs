@@ -30,6 +30,7 @@ fn spec(routing: Routing, replicas: i32, steps: Vec<StepChoice>) -> SpecChoice {
         threshold: None,
         blue_green: None,
         workload: None,
+        total: None,
     }
 }
 
@@ -361,6 +362,7 @@ fn bg_spec(replicas: i32, tweak: impl FnOnce(&mut BlueGreenChoice)) -> SpecChoic
     SpecChoice {
         blue_green: Some(choice),
         workload: None,
+        total: None,
         ..spec(Routing::None, replicas, vec![])
     }
 }

@@ -206,6 +206,11 @@ impl World {
         }
     }
 
+    /// The total traffic weight (`maxTrafficWeight`, else 100).
+    pub fn total(&self) -> i32 {
+        self.ro.spec.total_weight()
+    }
+
     pub fn status(&self) -> RolloutStatus {
         self.ro.status.clone().unwrap_or_default()
     }
@@ -368,7 +373,7 @@ impl World {
             Destination {
                 role: "stable",
                 hash: stable,
-                weight: 100 - self.weight,
+                weight: self.total() - self.weight,
             },
         ]
     }
@@ -814,7 +819,9 @@ impl World {
     pub fn external_edit(&mut self, what: u8, i: u8) {
         let hash = self.nth_hash(usize::from(i));
         match what % 4 {
-            0 if self.routing != Routing::None => self.weight = i32::from(i % 101),
+            0 if self.routing != Routing::None => {
+                self.weight = (i32::from(i) % 101) * self.total() / 100;
+            }
             1 => {
                 let names: Vec<String> = self.services.keys().cloned().collect();
                 if let Some(name) = names.get(usize::from(i) % names.len().max(1)) {

@@ -176,7 +176,7 @@ impl TrafficRouter for FakeRouter {
             if let Some(e) = self.take_failure() {
                 return Err(e);
             }
-            check_weight(canary_weight)?;
+            check_weight(canary_weight, super::MAX_WEIGHT)?;
             let mut state = self.state();
             let change = if state.weight == Some(canary_weight) {
                 WeightChange::Unchanged

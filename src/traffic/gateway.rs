@@ -168,7 +168,7 @@ pub fn weight_patch(
     target: &RouteTarget,
     canary_weight: i32,
 ) -> Result<Option<json_patch::Patch>, TrafficError> {
-    check_weight(canary_weight)?;
+    check_weight(canary_weight, MAX_WEIGHT)?;
     let mut tests = Vec::new();
     let mut writes = Vec::new();
     for found in matching_rules(route, route_name, target)? {
@@ -272,7 +272,7 @@ impl GatewayRouter {
         target: &RouteTarget,
         canary_weight: i32,
     ) -> Result<WeightWrite, TrafficError> {
-        check_weight(canary_weight)?;
+        check_weight(canary_weight, MAX_WEIGHT)?;
         let read = self.read_route(client, target).await?;
         let route_name = read.object.key();
         let was = current_canary_weight(&read.body, &route_name, target)?;

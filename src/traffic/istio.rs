@@ -319,7 +319,7 @@ pub fn weight_patch(
     split: &Split,
     canary_weight: i32,
 ) -> Result<Option<json_patch::Patch>, TrafficError> {
-    check_weight(canary_weight)?;
+    check_weight(canary_weight, MAX_WEIGHT)?;
     let mut tests = Vec::new();
     let mut writes = Vec::new();
     for http_index in select_http_routes(vs, vs_name, route_names)? {
@@ -570,7 +570,7 @@ impl IstioRouter {
         from: Option<RoutingSnapshot>,
         canary_weight: i32,
     ) -> Result<WeightWrite, TrafficError> {
-        check_weight(canary_weight)?;
+        check_weight(canary_weight, MAX_WEIGHT)?;
         let read = match from {
             Some(snapshot) => snapshot,
             None => self.read_virtual_service(client, target).await?,

@@ -242,6 +242,11 @@ pub trait TrafficRouter: Send + Sync {
         false
     }
 
+    /// The total its weights are shares of: 100, or NGINX's `maxTrafficWeight`.
+    fn total_weight(&self) -> i32 {
+        MAX_WEIGHT
+    }
+
     /// The guarded write that takes the canary back to 0 from `snapshot` and applies only while
     /// the object is still as seen there ([`prepared`]); None when this router prepares none.
     fn abort_patch(
@@ -319,15 +324,18 @@ pub fn routers_for(routing: &RolloutTrafficRouting) -> Vec<Box<dyn TrafficRouter
     }
     if let Some(nginx) = &routing.nginx {
         for stable_ingress in nginx.stable_ingresses() {
-            routers.push(Box::new(NginxRouter::new(
-                stable_ingress,
-                nginx.annotation_prefix(),
-                nginx
-                    .additional_ingress_annotations
-                    .clone()
-                    .unwrap_or_default(),
-                nginx.canary_ingress_annotations.clone().unwrap_or_default(),
-            )));
+            routers.push(Box::new(
+                NginxRouter::new(
+                    stable_ingress,
+                    nginx.annotation_prefix(),
+                    nginx
+                        .additional_ingress_annotations
+                        .clone()
+                        .unwrap_or_default(),
+                    nginx.canary_ingress_annotations.clone().unwrap_or_default(),
+                )
+                .with_max_traffic_weight(routing.max_traffic_weight),
+            ));
         }
     }
     if let Some(gateway) = &routing.gateway_api {
@@ -378,14 +386,14 @@ impl fmt::Display for ObjectName {
     }
 }
 
-/// Rejects weights outside 0..=100 before anything is read: the plan should never produce
+/// Rejects weights outside 0..=`total` (100, or NGINX's `maxTrafficWeight`) before anything is read: the plan should never produce
 /// one, and a bad weight written to a route could blackhole traffic.
-pub(crate) fn check_weight(canary_weight: i32) -> Result<(), TrafficError> {
-    if (0..=MAX_WEIGHT).contains(&canary_weight) {
+pub(crate) fn check_weight(canary_weight: i32, total: i32) -> Result<(), TrafficError> {
+    if (0..=total).contains(&canary_weight) {
         Ok(())
     } else {
         Err(TrafficError::Invalid(format!(
-            "canary weight {canary_weight} is outside 0..={MAX_WEIGHT}"
+            "canary weight {canary_weight} is outside 0..={total}"
         )))
     }
 }
@@ -534,10 +542,10 @@ mod tests {
     #[test]
     fn weights_outside_0_to_100_are_invalid() {
         for ok in [0, 1, 50, 100] {
-            assert!(check_weight(ok).is_ok(), "{ok}");
+            assert!(check_weight(ok, MAX_WEIGHT).is_ok(), "{ok}");
         }
         for bad in [-1, 101, i32::MAX] {
-            let err = check_weight(bad).expect_err("out of range");
+            let err = check_weight(bad, MAX_WEIGHT).expect_err("out of range");
             assert!(matches!(err, TrafficError::Invalid(_)), "{bad}");
             assert!(err.to_string().contains(&bad.to_string()));
         }

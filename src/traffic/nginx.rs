@@ -17,8 +17,8 @@ use serde_json::Value;
 use tracing::{debug, info};
 
 use super::{
-    RouteTarget, RoutingObject, RoutingSnapshot, TrafficError, TrafficRouter, WeightChange,
-    WeightWrite, check_weight, classify_write_error,
+    MAX_WEIGHT, RouteTarget, RoutingObject, RoutingSnapshot, TrafficError, TrafficRouter,
+    WeightChange, WeightWrite, check_weight, classify_write_error,
 };
 use crate::api::wire::FIELD_MANAGER;
 
@@ -54,6 +54,9 @@ pub struct NginxConfig {
     pub additional_annotations: BTreeMap<String, String>,
     /// `canaryIngressAnnotations`: keys verbatim, overriding the additional ones.
     pub canary_annotations: BTreeMap<String, String>,
+    /// `trafficRouting.maxTrafficWeight`: the total weights are shares of
+    /// (`<prefix>/canary-weight-total`); 100 when unset.
+    pub max_traffic_weight: Option<i32>,
 }
 
 impl NginxConfig {
@@ -63,6 +66,15 @@ impl NginxConfig {
 
     fn weight_key(&self) -> String {
         format!("{}/canary-weight", self.annotation_prefix)
+    }
+
+    fn weight_total_key(&self) -> String {
+        format!("{}/canary-weight-total", self.annotation_prefix)
+    }
+
+    /// The total the canary weight is a share of.
+    pub fn total(&self) -> i32 {
+        self.max_traffic_weight.unwrap_or(MAX_WEIGHT).max(1)
     }
 }
 
@@ -97,6 +109,10 @@ pub fn canary_annotations(
     }
     annotations.insert(config.canary_key(), "true".to_string());
     annotations.insert(config.weight_key(), canary_weight.to_string());
+    // Only with maxTrafficWeight, as Argo Rollouts writes it: ingress-nginx defaults it to 100.
+    if let Some(total) = config.max_traffic_weight {
+        annotations.insert(config.weight_total_key(), total.to_string());
+    }
     annotations
 }
 
@@ -122,7 +138,7 @@ pub fn desired_canary_ingress(
     config: &NginxConfig,
     canary_weight: i32,
 ) -> Result<Ingress, TrafficError> {
-    check_weight(canary_weight)?;
+    check_weight(canary_weight, config.total())?;
     let stable_name = stable.metadata.name.as_deref().unwrap_or_default();
     let spec = stable.spec.clone().unwrap_or_default();
     let rules: Vec<IngressRule> = spec
@@ -291,8 +307,15 @@ impl NginxRouter {
                 annotation_prefix: annotation_prefix.to_string(),
                 additional_annotations,
                 canary_annotations,
+                max_traffic_weight: None,
             },
         }
+    }
+
+    /// With `trafficRouting.maxTrafficWeight`: weights are shares of it.
+    pub fn with_max_traffic_weight(mut self, total: Option<i32>) -> Self {
+        self.config.max_traffic_weight = total;
+        self
     }
 
     fn canary_name(&self, target: &RouteTarget) -> String {
@@ -317,7 +340,7 @@ impl NginxRouter {
         target: &RouteTarget,
         canary_weight: i32,
     ) -> Result<WeightWrite, TrafficError> {
-        check_weight(canary_weight)?;
+        check_weight(canary_weight, self.config.total())?;
         let api: Api<Ingress> = Api::namespaced(client.clone(), &target.namespace);
         let stable = api
             .get_opt(&self.config.stable_ingress)
@@ -386,6 +409,10 @@ impl NginxRouter {
 impl TrafficRouter for NginxRouter {
     fn kind(&self) -> &'static str {
         "NGINX"
+    }
+
+    fn total_weight(&self) -> i32 {
+        self.config.total()
     }
 
     /// The canary Ingress: the object whose weight annotation this router sets.
@@ -616,6 +643,7 @@ mod tests {
                 annotation_prefix: case.prefix.into(),
                 additional_annotations: own(case.additional),
                 canary_annotations: own(case.canary),
+                max_traffic_weight: None,
             };
             assert_eq!(
                 canary_annotations(&config, &stable_ingress(), 5),

@@ -94,7 +94,7 @@ pub async fn set_weight(
     canary_weight: i32,
     prepared: &PreparedAborts,
 ) -> Result<WeightWrite, TrafficError> {
-    check_weight(canary_weight)?;
+    check_weight(canary_weight, router.total_weight())?;
     let object = router.object(target);
     if canary_weight == 0 {
         match send(client, target, &object, prepared).await {
