@@ -751,3 +751,128 @@ async fn an_argo_rollout_is_taken_over_mid_canary_without_restarting_a_pod() {
     )
     .await;
 }
+
+/// Given an Argo Rollout with `workloadRef` and no selector of its own, Healthy on 3 pods beside
+/// its Deployment scaled to 0 (Argo's migration guide), when it is migrated, then its ReplicaSet
+/// is the Aviary Rollout's — never orphaned, so the Deployment, whose selector matches it, never
+/// takes it over and scales it to 0 (helper-42) — and its pods stay.
+#[tokio::test]
+async fn a_workload_ref_argo_rollout_is_migrated_without_the_deployment_taking_its_pods() {
+    let client = client().await;
+    prepare(&client).await;
+    let _crd = ArgoCrd::install(&client).await;
+    let ns = TestNamespace::new(&client, "migrate-wl").await;
+    let argo_ar = kube::api::ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    };
+    let argo_api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns.name, &argo_ar);
+    apply_value(&client, Some(&ns.name), &json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"}, "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}}))
+    .await
+    .expect("Deployment");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let stored = deployments
+        .get("web")
+        .await
+        .expect("Deployment")
+        .spec
+        .expect("spec")
+        .template;
+    let h = aviary::plan::pod_template_hash(&stored, None);
+    let created = apply_value(&client, Some(&ns.name), &json!({"apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {"replicas": 3,
+            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "scaleDown": "onsuccess"},
+            "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+                "steps": [{"setWeight": 20}, {"pause": {}}]}}}}))
+    .await
+    .expect("the Argo Rollout");
+    let argo_uid = created.metadata.uid.clone().expect("uid");
+    let mut t = serde_json::to_value(&stored).expect("template");
+    t["metadata"]["labels"][aviary::api::POD_TEMPLATE_HASH_LABEL] = json!(h);
+    apply_value(&client, Some(&ns.name), &json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": format!("web-{h}"), "labels": {"app": "web", "rollouts-pod-template-hash": h},
+            "annotations": {"rollout.argoproj.io/revision": "1"},
+            "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web",
+                "uid": argo_uid, "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": h}},
+            "template": t}}))
+    .await
+    .expect("ReplicaSet");
+    for svc in ["web-stable", "web-canary"] {
+        apply_value(&client, Some(&ns.name), &json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": svc, "annotations": {"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
+            "spec": {"selector": {"app": "web", "rollouts-pod-template-hash": h}, "ports": [{"port": 80}]}}))
+        .await
+        .expect("service");
+    }
+    argo_api
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"stableRS": h, "currentPodHash": h,
+                "currentStepIndex": 2, "observedGeneration": "1", "phase": "Healthy"}})),
+        )
+        .await
+        .expect("Argo's status");
+    let before = poll_until(
+        "the Rollout's 3 pods",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let pods = web_pods(&client, &ns.name).await;
+            (pods.len() == 3).then_some(pods)
+        },
+    )
+    .await;
+    let ctl = ControllerProcess::start(&ns.name);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["-n", &ns.name, "migrate", "web"])
+        .output()
+        .expect("run kubectl-aviary migrate");
+    assert!(
+        out.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    rollout_status(&api, "web", "Healthy under Aviary", |s| {
+        s.observed_generation.is_some() && s.phase == Some(RolloutPhase::Healthy)
+    })
+    .await;
+    let uid = api
+        .get("web")
+        .await
+        .expect("rollout")
+        .metadata
+        .uid
+        .unwrap_or_default();
+    let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), &ns.name);
+    let rs = replica_sets
+        .get(&format!("web-{h}"))
+        .await
+        .expect("ReplicaSet");
+    let owner = rs
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| (o.kind.clone(), o.uid.clone()));
+    assert_eq!(
+        owner,
+        Some(("Rollout".to_string(), uid)),
+        "{}",
+        ctl.log_tail(20)
+    );
+    assert_eq!(rs.spec.and_then(|s| s.replicas), Some(3));
+    assert_eq!(web_pods(&client, &ns.name).await, before, "pods kept");
+}

@@ -13,10 +13,12 @@
 //!    stable revision, the step, pauses, weights) with Aviary's steps hash.
 //! 3. Argo's managed-by annotation comes off the Services and the DestinationRule (Argo would
 //!    strip the hash selector of a Service whose Rollout is gone).
-//! 4. The Argo Rollout is deleted, orphaning its dependents, on the condition that it is still
-//!    the version whose status was copied (a change meanwhile: back to 2).
-//! 5. Its ReplicaSets are adopted: controlled by the Aviary Rollout, labelled for its watch,
-//!    Argo's scale-down deadline carried over. Pods are not touched.
+//! 4. Its ReplicaSets are adopted while the Argo Rollout still exists: controlled by the Aviary
+//!    Rollout, labelled for its watch, Argo's scale-down deadline carried over; pods are not
+//!    touched. Never orphaned first: a Deployment whose selector matches them (a workloadRef's
+//!    shares their labels) would adopt them within milliseconds and scale them to 0.
+//! 5. The Argo Rollout is deleted, orphaning what else it owns, on the condition that it is
+//!    still the version whose status was copied (a change meanwhile: back to 2).
 //! 6. The hold comes off: the controller plans from Argo's status and finds everything where
 //!    it wants it.
 //!
@@ -121,8 +123,9 @@ pub async fn run(cluster: &Cluster, name: &str) -> Result<(), CliError> {
     print(&(lines.join("\n") + "\n"))
 }
 
-/// Stages 1 to 4: the Argo Rollout let go of by Argo, copied (spec and status) into a held
-/// Aviary Rollout, its Services freed of Argo's annotation, and deleted. Returns the Aviary
+/// Stages 1 to 5: the Argo Rollout let go of by Argo, copied (spec and status) into a held
+/// Aviary Rollout, its Services freed of Argo's annotation, its ReplicaSets adopted, and
+/// deleted. Returns the Aviary
 /// Rollout as its status was written.
 async fn hand_over(
     cluster: &Cluster,
@@ -149,6 +152,7 @@ async fn hand_over(
         };
         let converted = convert(&argo)?;
         services_exist(cluster, &converted).await?;
+        selects_something(cluster, &converted).await?;
         // 2. The held Aviary Rollout, with Argo's status.
         let created = match ours.take() {
             Some(o) => o,
@@ -158,7 +162,11 @@ async fn hand_over(
         let written = write_status(cluster, &name, &status).await?;
         // 3. Services and DestinationRule freed of Argo's annotation.
         free_services(cluster, &converted).await?;
-        // 4. Deleted, as long as it is the version just copied.
+        // 4. Its ReplicaSets ours before it goes: an orphan whose labels a Deployment's
+        // selector matches (a workloadRef's, which shares them) would be adopted by that
+        // Deployment's controller within milliseconds, and scaled to 0.
+        adopt_replica_sets(cluster, &written).await?;
+        // 5. Deleted, as long as it is the version just copied.
         let delete = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Orphan),
             preconditions: Some(Preconditions {
@@ -461,7 +469,31 @@ async fn wait_gone(
     }
 }
 
-/// Stage 5: the ReplicaSets of the Rollout's selector that carry a pod-template hash and no
+/// The Rollout's selector, resolved from its Deployment with `workloadRef`: refused when empty
+/// (a missing Deployment), before anything is written — an empty selector would list every
+/// ReplicaSet of the namespace.
+async fn selects_something(cluster: &Cluster, ro: &Rollout) -> Result<(), CliError> {
+    let resolved = cluster.with_workload(ro.clone()).await;
+    let s = &resolved.spec.selector;
+    if s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+    {
+        let why = match &ro.spec.workload_ref {
+            Some(w) => format!(
+                "its workloadRef's Deployment '{}' cannot be read, and the Rollout gives no selector of its own: create the Deployment (or add spec.selector)",
+                w.name
+            ),
+            None => "it has no selector: add spec.selector".to_string(),
+        };
+        return Err(CliError::Refused(format!(
+            "Argo Rollout '{}' cannot be taken over: {why}, then run migrate again",
+            ro.name_any()
+        )));
+    }
+    Ok(())
+}
+
+/// Stage 4: the ReplicaSets of the Rollout's selector that carry a pod-template hash and no
 /// controller but the Argo Rollout (named by the hold's UID): controlled by the Aviary Rollout,
 /// labelled for its watch, Argo's scale-down deadline carried over. Returns each with its size.
 async fn adopt_replica_sets(
@@ -481,7 +513,9 @@ async fn adopt_replica_sets(
         )));
     };
     let api: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), ns);
-    let selector = kube::core::Selector::try_from(ours.spec.selector.clone())
+    let resolved = cluster.with_workload(ours.clone()).await;
+    selects_something(cluster, &resolved).await?;
+    let selector = kube::core::Selector::try_from(resolved.spec.selector.clone())
         .map_err(|e| CliError::Refused(format!("spec.selector can't select ReplicaSets: {e}")))?;
     let params_list =
         ListParams::default().labels(&format!("{},{POD_TEMPLATE_HASH_LABEL}", selector));

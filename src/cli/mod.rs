@@ -220,7 +220,7 @@ impl Cluster {
     /// With `workloadRef`: the Rollout with its Deployment's pod template (and selector, when it
     /// has none), as the controller sees it. Unresolved when the Deployment can't be read or
     /// used: what the Rollout shows then comes from its status, and the controller reports why.
-    async fn with_workload(&self, ro: Rollout) -> Rollout {
+    pub(crate) async fn with_workload(&self, ro: Rollout) -> Rollout {
         let Some(reference) = &ro.spec.workload_ref else {
             return ro;
         };

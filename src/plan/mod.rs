@@ -360,8 +360,20 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         // Rollout's own can take their place.
         let healthy = plan.status.phase == Some(crate::api::RolloutPhase::Healthy);
         let available = plan.status.available_replicas;
-        plan.actions
-            .extend(workload::scale(observed.rollout, w, healthy, available));
+        let scale = workload::scale(observed.rollout, w, healthy, available);
+        let replicas = observed.rollout.spec.replicas();
+        if let Some(Action::ScaleDeployment { replicas: 0, .. }) = scale
+            && w.replicas > replicas
+        {
+            plan.events.push(Event::warning(
+                crate::api::wire::reasons::SCALING_DEPLOYMENT,
+                format!(
+                    "Deployment {} had {} pods and the Rollout runs {replicas} (spec.replicas): capacity drops to {replicas}; raise spec.replicas if the Deployment's size was needed",
+                    w.name, w.replicas
+                ),
+            ));
+        }
+        plan.actions.extend(scale);
     }
     let pruned = history::prune(observed, &plan);
     plan.actions.extend(pruned);

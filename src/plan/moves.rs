@@ -338,10 +338,13 @@ pub(super) trait Moves {
         let Some(name) = service else { return };
         let current = self.service_hash(Some(name));
         // Adopting a Service (no hash selector yet: it selects every pod with its labels — a
-        // Deployment's, before a workloadRef migration): only once the revision is fully
-        // available, so that its pods can take all of what the Service's old pods served.
-        let replicas = self.observed().rollout.spec.replicas.unwrap_or(1);
-        if current.is_none() && self.available(hash) < replicas {
+        // Deployment's, before a workloadRef migration): only once the revision's ReplicaSet is
+        // fully available at its own size (as Argo's IsReplicaSetAvailable), so that its pods
+        // can take what the Service's old pods served.
+        let full = self
+            .rs(hash)
+            .is_some_and(|rs| rs.replicas > 0 && rs.available >= rs.replicas);
+        if current.is_none() && !full && self.observed().rollout.spec.replicas() > 0 {
             return;
         }
         if current.as_deref() != Some(hash) {

@@ -13,9 +13,9 @@ use super::Action;
 use crate::api::{PodMetadata, Rollout, WorkloadScaleDown};
 
 /// The annotation Aviary puts on a Deployment, with its scale to 0, once the Rollout that names
-/// it has been Healthy: the migration is over, and `progressively` no longer hands pods back to
-/// the Deployment while a later update is under way (they would run the new template, outside
-/// every Service's selector). Its value is the Rollout's name.
+/// it has been Healthy: the migration is over, and Aviary never sizes the Deployment again (its
+/// owner may scale it back up to leave the Rollout, as Argo Rollouts documents). Its value is
+/// the Rollout's name.
 pub const SCALED_DOWN_FOR: &str = "aviary.dev/scaled-down-for";
 
 /// The referenced Deployment as the planner needs it.
@@ -156,12 +156,19 @@ fn roles(ro: &Rollout) -> Vec<(&'static str, &PodMetadata)> {
 /// ours to size).
 ///
 /// - `never` (the default): never touched.
-/// - `onsuccess`: scaled to 0, and marked ([`SCALED_DOWN_FOR`]), whenever the Rollout is
-///   Healthy — its own revision fully available behind its Services — not only the first time
-///   (so a first revision that failed and was fixed by a second still ends the Deployment).
-/// - `progressively`: the same when Healthy; before the Rollout has ever been (no mark), the
-///   Deployment keeps the pods the Rollout still lacks: `replicas` minus the Rollout's
-///   available pods, up again if those pods are lost. Once marked, never scaled up again.
+/// - `onsuccess`: scaled to 0, and marked ([`SCALED_DOWN_FOR`]), once the Rollout is Healthy —
+///   its own revision fully available behind its Services —, whichever revision that is (Argo
+///   does it for revision 1 only, so a first revision that failed and was fixed by a second
+///   never ends the Deployment).
+/// - `progressively`: the same once Healthy; until then the Deployment gives up a pod for each
+///   of the Rollout's that is available: `replicas − available`, never more than it has (it is
+///   never scaled up: a Deployment scaled to 0 by its owner, or sized by an HPA, keeps that) and
+///   nothing before the Rollout has a pod available. Only with `spec.replicas` set, as in Argo
+///   (without it the Rollout's size says nothing of the Deployment's): otherwise as `onsuccess`.
+///
+/// Once marked, the migration is over and the Deployment is its owner's again: never scaled
+/// by Aviary after that (Argo's way back to a Deployment — scale it up, then the Rollout down —
+/// works, and a later update's pods never run from the Deployment).
 pub fn scale(
     ro: &Rollout,
     workload: &ObservedWorkload,
@@ -174,17 +181,17 @@ pub fn scale(
         .as_ref()
         .and_then(|w| w.scale_down)
         .unwrap_or_default();
-    let replicas = ro.spec.replicas.unwrap_or(1);
-    let (want, mark) = match mode {
-        WorkloadScaleDown::Never => return None,
+    if mode == WorkloadScaleDown::Never || workload.scaled_down {
+        return None;
+    }
+    let (want, mark) = match (mode, ro.spec.replicas) {
         _ if healthy => (0, true),
-        WorkloadScaleDown::OnSuccess => return None,
-        WorkloadScaleDown::Progressively if workload.scaled_down => return None,
-        WorkloadScaleDown::Progressively => {
-            ((replicas - available.max(0)).clamp(0, replicas), false)
+        (WorkloadScaleDown::Progressively, Some(replicas)) if available > 0 => {
+            ((replicas - available).clamp(0, workload.replicas), false)
         }
+        _ => return None,
     };
-    if workload.replicas == want && (!mark || workload.scaled_down) {
+    if workload.replicas == want && !mark {
         return None;
     }
     Some(Action::ScaleDeployment {

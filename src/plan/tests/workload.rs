@@ -214,7 +214,6 @@ type Case = (
 fn scale_down_modes_as_a_table() {
     use WorkloadScaleDown::*;
     let cases: &[Case] = &[
-        // mode, Deployment pods, marked, Healthy, Rollout available -> asked
         (None, 3, false, true, 4, None),
         (Some(Never), 3, false, true, 4, None),
         (Some(OnSuccess), 3, false, false, 4, None),
@@ -222,17 +221,22 @@ fn scale_down_modes_as_a_table() {
         (Some(OnSuccess), 0, true, true, 4, None),
         // Scaled to 0 by a human first: the mark is still written, once.
         (Some(OnSuccess), 0, false, true, 4, Some((0, true))),
-        // Scaled up again by someone while Healthy: back to 0.
-        (Some(OnSuccess), 2, true, true, 4, Some((0, true))),
-        // Progressively: the pods the Rollout still lacks, down and back up.
-        (Some(Progressively), 4, false, false, 0, None),
+        // Marked: the migration is over, the Deployment is its owner's (scaled up again to
+        // leave the Rollout, as Argo documents): never sized by Aviary again.
+        (Some(OnSuccess), 2, true, true, 4, None),
+        (Some(Progressively), 4, true, true, 4, None),
+        // Progressively: a pod given up for each of the Rollout's available ones...
         (Some(Progressively), 4, false, false, 1, Some((3, false))),
         (Some(Progressively), 3, false, false, 3, Some((1, false))),
-        (Some(Progressively), 1, false, false, 2, Some((2, false))),
         (Some(Progressively), 0, false, false, 9, None),
         (Some(Progressively), 1, false, true, 4, Some((0, true))),
-        // Never more than the Rollout's replicas.
-        (Some(Progressively), 9, false, false, 0, Some((4, false))),
+        // ...nothing before the Rollout has one...
+        (Some(Progressively), 4, false, false, 0, None),
+        (Some(Progressively), 9, false, false, 0, None),
+        // ...and never scaled up (an owner's 0, an HPA's size stay).
+        (Some(Progressively), 1, false, false, 2, None),
+        (Some(Progressively), 0, false, false, 1, None),
+        (Some(Progressively), 9, false, false, 2, Some((2, false))),
         // The migration ended: an update under way never brings its pods back.
         (Some(Progressively), 0, true, false, 1, None),
     ];
@@ -244,6 +248,50 @@ fn scale_down_modes_as_a_table() {
             "case {i}: {mode:?}, Deployment {pods} (marked {marked}), Healthy {healthy}, {available} available"
         );
     }
+}
+
+#[test]
+fn progressively_without_replicas_waits_for_healthy_as_argo() {
+    let mut ro = with_mode(Some(WorkloadScaleDown::Progressively));
+    ro.spec.replicas = None;
+    // The Rollout's size (1 by default) says nothing of the Deployment's (an HPA's, say).
+    assert_eq!(asked(&ro, &dep(10, false), false, 1), None);
+    assert_eq!(asked(&ro, &dep(10, false), true, 1), Some((0, true)));
+}
+
+/// Argo's way back to a Deployment (docs/migrating.md): scale it up, wait, scale the Rollout to
+/// 0. Once the migration is over the Deployment is its owner's: nothing scales it back down.
+#[test]
+fn the_way_back_to_the_deployment_keeps_its_pods() {
+    let mut w = World::new(&BASIC.replace("progressively", "onsuccess"));
+    w.workload = Some(dep(4, false));
+    w.run_to_end(20);
+    assert_eq!(
+        w.workload.as_ref().map(|d| (d.replicas, d.scaled_down)),
+        Some((0, true))
+    );
+    if let Some(d) = w.workload.as_mut() {
+        d.replicas = 4;
+    }
+    w.run(5);
+    w.ro.spec.replicas = Some(0);
+    w.ro.metadata.generation = Some(2);
+    w.run(10);
+    assert_eq!(w.workload.as_ref().map(|d| d.replicas), Some(4));
+}
+
+/// A Deployment larger than the Rollout: the scale to 0 says capacity drops (a Warning).
+#[test]
+fn ending_a_larger_deployment_warns() {
+    let mut w = World::new(&BASIC.replace("progressively", "onsuccess"));
+    w.workload = Some(dep(10, false));
+    w.run_to_end(20);
+    assert!(
+        w.events.iter().any(|e| e.kind == EventKind::Warning
+            && e.message.contains("had 10 pods and the Rollout runs 4")),
+        "{:?}",
+        w.events
+    );
 }
 
 #[test]
@@ -294,4 +342,34 @@ fn the_deployment_goes_only_as_the_rollouts_pods_come_and_last_after_the_service
     w.frozen.push(hash);
     w.reconcile();
     assert_eq!(w.workload.as_ref().map(|d| d.replicas), Some(0));
+}
+
+/// Adopting a Service with no hash selector waits for the revision's ReplicaSet to be available
+/// at its own size (a preview of one pod, a canary of one), not at the Rollout's: else the
+/// Service keeps selecting every pod while the rollout pauses for a review of it, or while a
+/// weight is routed to it (helper-42).
+#[test]
+fn a_service_without_a_hash_is_adopted_at_its_revisions_own_size() {
+    let mut w = World::new(super::bluegreen::BLUE_GREEN);
+    w.deploy_first();
+    w.services.insert("web-preview".into(), None);
+    w.update_image("web:2");
+    let v2 = w.canary_hash();
+    w.run(10);
+    assert_eq!(w.services["web-preview"].as_deref(), Some(v2.as_str()));
+
+    let mut w = World::new(ISTIO);
+    w.deploy_first();
+    w.services.insert("web-canary".into(), None);
+    w.update_image("web:2");
+    let v2 = w.canary_hash();
+    for _ in 0..6 {
+        w.reconcile();
+        assert!(
+            w.weight.unwrap_or(0) == 0 || w.services["web-canary"].as_deref() == Some(v2.as_str()),
+            "weight {:?} on a canary Service that selects the stable's pods too",
+            w.weight
+        );
+    }
+    assert!(w.weight.unwrap_or(0) > 0);
 }
