@@ -373,13 +373,14 @@ impl Metrics {
         }
     }
 
-    /// Records a rollout's phase and canary weight after a reconcile.
+    /// Records a rollout's phase and canary weight (a share of `total`: 100, or
+    /// `maxTrafficWeight`) after a reconcile.
     pub fn observe_rollout(
         &self,
         namespace: &str,
         rollout: &str,
         phase: Option<RolloutPhase>,
-        canary_weight: Option<i32>,
+        canary_weight: Option<(i32, i32)>,
     ) {
         let key = (namespace.to_string(), rollout.to_string());
         let Ok(mut series) = self.series.lock() else {
@@ -424,10 +425,11 @@ impl Metrics {
             rollout: rollout.into(),
         };
         match canary_weight {
-            Some(w) => {
+            Some((w, total)) => {
+                let total = total.max(1);
                 self.canary_weight
                     .get_or_create(&labels)
-                    .set(f64::from(w.clamp(0, 100)) / 100.0);
+                    .set(f64::from(w.clamp(0, total)) / f64::from(total));
                 entry.weight = true;
             }
             None if entry.weight => {
@@ -1138,9 +1140,32 @@ mod tests {
     }
 
     #[test]
+    fn the_weight_ratio_is_a_share_of_max_traffic_weight() {
+        let m = Metrics::new();
+        m.observe_rollout(
+            "ns",
+            "fine",
+            Some(RolloutPhase::Progressing),
+            Some((5, 1000)),
+        );
+        let t = m.encode();
+        assert!(
+            t.contains(
+                "aviary_rollout_canary_weight_ratio{namespace=\"ns\",rollout=\"fine\"} 0.005"
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn phase_gauges_follow_the_rollout_and_go_away_with_it() {
         let m = Metrics::new();
-        m.observe_rollout("ns", "web", Some(RolloutPhase::Progressing), Some(20));
+        m.observe_rollout(
+            "ns",
+            "web",
+            Some(RolloutPhase::Progressing),
+            Some((20, 100)),
+        );
         m.observe_rollout("ns", "api", Some(RolloutPhase::Healthy), None);
         let t = m.encode();
         assert!(
@@ -1151,7 +1176,7 @@ mod tests {
         assert!(
             t.contains("aviary_rollout_canary_weight_ratio{namespace=\"ns\",rollout=\"web\"} 0.2")
         );
-        m.observe_rollout("ns", "web", Some(RolloutPhase::Healthy), Some(0));
+        m.observe_rollout("ns", "web", Some(RolloutPhase::Healthy), Some((0, 100)));
         let t = m.encode();
         assert!(
             t.contains("aviary_rollouts{phase=\"Progressing\"} 0"),

@@ -85,9 +85,12 @@ pub fn reported(ctx: &Context, ro: &Rollout, status: &RolloutStatus, events: &[E
     let t = &ctx.telemetry;
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
-    t.sinks
-        .metrics
-        .observe_rollout(&ns, &name, status.phase, canary_weight(status));
+    t.sinks.metrics.observe_rollout(
+        &ns,
+        &name,
+        status.phase,
+        canary_weight(status).map(|w| (w, ro.spec.total_weight())),
+    );
 
     let old = ro.status.clone().unwrap_or_default();
     let completed = events

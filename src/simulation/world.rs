@@ -691,12 +691,13 @@ impl World {
                         "scaled Deployment {name}, which no workloadRef names"
                     ));
                 };
-                // W1: the migration ended once: the Deployment's pods never come back (they
-                // would run the newest template, outside every Service).
-                if d.scaled_down && *replicas > d.replicas {
+                // W1: the Deployment is never scaled up (its pods would run the newest
+                // template, outside every Service; its owner's size is its owner's), nor touched
+                // at all once its migration ended.
+                if *replicas > d.replicas || d.scaled_down {
                     return Err(format!(
-                        "W1: scaled Deployment {name} up from {} to {replicas} after its migration ended",
-                        d.replicas
+                        "W1: scaled Deployment {name} from {} to {replicas} (migration ended: {})",
+                        d.replicas, d.scaled_down
                     ));
                 }
                 // W2: its pods go only as the Rollout's can take their place: at the end, once
