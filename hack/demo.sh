@@ -97,13 +97,13 @@ watch_until Degraded 240
 bad=$((SECONDS - t0))
 
 say "summary"
-kubectl -n "$NS" get rollout bff
+kubectl -n "$NS" get rollout.aviary.dev bff
 echo
 kubectl -n "$NS" get analysisruns
 echo
 echo "good release promoted in ${good}s; bad release rolled back in ${bad}s."
 echo "Why it was rolled back:"
-kubectl -n "$NS" get rollout bff -o jsonpath='{.status.message}{"\n"}'
+kubectl -n "$NS" get rollout.aviary.dev bff -o jsonpath='{.status.message}{"\n"}'
 echo
 echo "Recent events:"
 kubectl -n "$NS" get events --field-selector involvedObject.name=bff --sort-by=.metadata.creationTimestamp 2>/dev/null | tail -n 12 || true

@@ -504,32 +504,104 @@ async fn a_deployment_is_taken_over_without_a_gap_and_updated_through_its_templa
     assert!(listed.items.is_empty(), "nothing created for ghost");
 }
 
-/// Argo Rollouts' Rollout CRD (v1.9.1, as vendored), installed for one test and removed after
-/// it: with it, `kubectl get rollouts` must choose between two groups.
-struct ArgoCrd;
+/// Installs Argo Rollouts' Rollout CRD (v1.9.1, as vendored) beside Aviary's. Left installed:
+/// deleting it under another test of this file still running would delete that test's Argo
+/// Rollouts; nothing of the suite names `rollouts` without its group (`hack/demo.sh` names
+/// `rollouts.aviary.dev`).
+async fn install_argo_crd(client: &kube::Client) {
+    let path = support::repo_root().join("tests/data/argo-v1.9.1/rollout-crd.yaml");
+    support::install_crds(client, &[path.as_path()]).await;
+}
 
-impl ArgoCrd {
-    async fn install(client: &kube::Client) -> Self {
-        let path = support::repo_root().join("tests/data/argo-v1.9.1/rollout-crd.yaml");
-        support::install_crds(client, &[path.as_path()]).await;
-        ArgoCrd
+fn argo_rollouts() -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
     }
 }
 
-impl Drop for ArgoCrd {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kubectl")
-            .args([
-                "delete",
-                "crd",
-                "rollouts.argoproj.io",
-                "--wait=false",
-                "--ignore-not-found",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+/// `kubectl aviary migrate web` in `ns`: whether it succeeded, and what it printed.
+fn migrate(ns: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["-n", ns, "migrate", "web"])
+        .output()
+        .expect("run kubectl-aviary migrate");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// What Argo Rollouts leaves for an Argo Rollout `web` of 4 pods with `strategy`, paused at step
+/// 1 with 20 % on its canary: two ReplicaSets it controls (revision 1 at 4 pods, revision 2 at
+/// 1), the Services pointed at each with Argo's annotation, its status. Returns its UID and the
+/// two revisions' hashes (as Argo computes them on the template its CRD stored).
+async fn lay_out_argo(
+    client: &kube::Client,
+    ns: &str,
+    strategy: Value,
+) -> (String, String, String) {
+    let argo_api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &argo_rollouts());
+    let argo_rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": strategy}});
+    let created = apply_value(client, Some(ns), &argo_rollout)
+        .await
+        .expect("the Argo Rollout");
+    let argo_uid = created.metadata.uid.clone().expect("uid");
+    let stored: k8s_openapi::api::core::v1::PodTemplateSpec =
+        serde_json::from_value(created.data["spec"]["template"].clone()).expect("template");
+    let mut v1 = stored.clone();
+    if let Some(c) = v1.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        c.image = Some("web:1".into());
     }
+    let h1 = aviary::plan::pod_template_hash(&v1, None);
+    let h2 = aviary::plan::pod_template_hash(&stored, None);
+    for (template, hash, revision, replicas) in [(&v1, &h1, 1, 4), (&stored, &h2, 2, 1)] {
+        let mut t = serde_json::to_value(template).expect("template");
+        t["metadata"]["labels"][aviary::api::POD_TEMPLATE_HASH_LABEL] = json!(hash);
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": format!("web-{hash}"),
+                "labels": {"app": "web", "rollouts-pod-template-hash": hash},
+                "annotations": {"rollout.argoproj.io/revision": revision.to_string()},
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                    "name": "web", "uid": argo_uid, "controller": true, "blockOwnerDeletion": true}]},
+            "spec": {"replicas": replicas,
+                "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": hash}},
+                "template": t}});
+        apply_value(client, Some(ns), &rs)
+            .await
+            .expect("ReplicaSet");
+    }
+    for (svc, hash) in [("web-stable", &h1), ("web-canary", &h2)] {
+        let doc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": svc, "annotations": {"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
+            "spec": {"selector": {"app": "web", "rollouts-pod-template-hash": hash}, "ports": [{"port": 80}]}});
+        apply_value(client, Some(ns), &doc).await.expect("service");
+    }
+    let status = json!({"status": {"stableRS": h1, "currentPodHash": h2, "currentStepIndex": 1,
+        "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-12-01T10:00:00Z"}],
+        "controllerPause": true, "observedGeneration": "1", "phase": "Paused",
+        "message": "CanaryPauseStep", "currentStepHash": "argos",
+        "canary": {"weights": {
+            "canary": {"weight": 20, "podTemplateHash": h2, "serviceName": "web-canary"},
+            "stable": {"weight": 80, "podTemplateHash": h1, "serviceName": "web-stable"}}}}});
+    argo_api
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("Argo's status");
+    (argo_uid, h1, h2)
 }
 
 /// The names and UIDs of the namespace's `app=web` pods that are not being deleted.
@@ -560,63 +632,14 @@ async fn web_pods(client: &kube::Client, ns: &str) -> std::collections::BTreeSet
 async fn an_argo_rollout_is_taken_over_mid_canary_without_restarting_a_pod() {
     let client = client().await;
     prepare(&client).await;
-    let _crd = ArgoCrd::install(&client).await;
+    install_argo_crd(&client).await;
     let ns = TestNamespace::new(&client, "migrate").await;
-    let argo_ar = kube::api::ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: "Rollout".into(),
-        plural: "rollouts".into(),
-    };
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+        "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]}});
+    let (_, h1, h2) = lay_out_argo(&client, &ns.name, strategy).await;
     let argo_api: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns.name, &argo_ar);
-    let argo_rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
-            "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary",
-                "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
-                "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]}}}});
-    let created = apply_value(&client, Some(&ns.name), &argo_rollout)
-        .await
-        .expect("the Argo Rollout");
-    let argo_uid = created.metadata.uid.clone().expect("uid");
-    // The revisions' hashes, as Argo computes them on the template its CRD stored.
-    let stored: k8s_openapi::api::core::v1::PodTemplateSpec =
-        serde_json::from_value(created.data["spec"]["template"].clone()).expect("template");
-    let mut v1 = stored.clone();
-    if let Some(c) = v1.spec.as_mut().and_then(|s| s.containers.first_mut()) {
-        c.image = Some("web:1".into());
-    }
-    let h1 = aviary::plan::pod_template_hash(&v1, None);
-    let h2 = aviary::plan::pod_template_hash(&stored, None);
-    // What Argo left: two ReplicaSets it controls, Services and the VirtualService at 20 %.
-    for (template, hash, revision, replicas) in [(&v1, &h1, 1, 4), (&stored, &h2, 2, 1)] {
-        let mut t = serde_json::to_value(template).expect("template");
-        t["metadata"]["labels"][aviary::api::POD_TEMPLATE_HASH_LABEL] = json!(hash);
-        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": format!("web-{hash}"),
-                "labels": {"app": "web", "rollouts-pod-template-hash": hash},
-                "annotations": {"rollout.argoproj.io/revision": revision.to_string()},
-                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-                    "name": "web", "uid": argo_uid, "controller": true, "blockOwnerDeletion": true}]},
-            "spec": {"replicas": replicas,
-                "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": hash}},
-                "template": t}});
-        apply_value(&client, Some(&ns.name), &rs)
-            .await
-            .expect("ReplicaSet");
-    }
-    for (svc, hash) in [("web-stable", &h1), ("web-canary", &h2)] {
-        let doc = json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": svc, "annotations": {"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
-            "spec": {"selector": {"app": "web", "rollouts-pod-template-hash": hash}, "ports": [{"port": 80}]}});
-        apply_value(&client, Some(&ns.name), &doc)
-            .await
-            .expect("service");
-    }
+        Api::namespaced_with(client.clone(), &ns.name, &argo_rollouts());
     let vs = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": "web"},
         "spec": {"hosts": ["web.example.com"], "http": [{"name": "primary", "route": [
@@ -625,17 +648,6 @@ async fn an_argo_rollout_is_taken_over_mid_canary_without_restarting_a_pod() {
     apply_value(&client, Some(&ns.name), &vs)
         .await
         .expect("VirtualService");
-    let status = json!({"status": {"stableRS": h1, "currentPodHash": h2, "currentStepIndex": 1,
-        "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-12-01T10:00:00Z"}],
-        "controllerPause": true, "observedGeneration": "1", "phase": "Paused",
-        "message": "CanaryPauseStep", "currentStepHash": "argos",
-        "canary": {"weights": {
-            "canary": {"weight": 20, "podTemplateHash": h2, "serviceName": "web-canary"},
-            "stable": {"weight": 80, "podTemplateHash": h1, "serviceName": "web-stable"}}}}});
-    argo_api
-        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("Argo's status");
     let before = poll_until(
         "the 5 pods Argo's ReplicaSets run",
         Duration::from_secs(60),
@@ -648,16 +660,8 @@ async fn an_argo_rollout_is_taken_over_mid_canary_without_restarting_a_pod() {
     .await;
 
     let ctl = ControllerProcess::start(&ns.name);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
-        .args(["-n", &ns.name, "migrate", "web"])
-        .output()
-        .expect("run kubectl-aviary migrate");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "migrate: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, stdout) = migrate(&ns.name);
+    assert!(ok, "migrate: {stdout}");
     assert!(
         stdout.contains(&format!("adopted ReplicaSet web-{h1} (4 replicas)")),
         "{stdout}"
@@ -760,7 +764,7 @@ async fn an_argo_rollout_is_taken_over_mid_canary_without_restarting_a_pod() {
 async fn a_workload_ref_argo_rollout_is_migrated_without_the_deployment_taking_its_pods() {
     let client = client().await;
     prepare(&client).await;
-    let _crd = ArgoCrd::install(&client).await;
+    install_argo_crd(&client).await;
     let ns = TestNamespace::new(&client, "migrate-wl").await;
     let argo_ar = kube::api::ApiResource {
         group: "argoproj.io".into(),
@@ -875,4 +879,194 @@ async fn a_workload_ref_argo_rollout_is_migrated_without_the_deployment_taking_i
     );
     assert_eq!(rs.spec.and_then(|s| s.replicas), Some(3));
     assert_eq!(web_pods(&client, &ns.name).await, before, "pods kept");
+}
+
+/// Given an Argo Rollout that does not convert (an `experiment` step), when `migrate` refuses it,
+/// then nothing was written: Argo's controller still has it (no instance-id label), and no Aviary
+/// Rollout exists (helper-43).
+#[tokio::test]
+async fn a_refused_migration_writes_nothing() {
+    let client = client().await;
+    prepare(&client).await;
+    install_argo_crd(&client).await;
+    let ns = TestNamespace::new(&client, "migrate-refused").await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "steps": [{"setWeight": 20}, {"pause": {}},
+            {"experiment": {"templates": [{"name": "x", "specRef": "canary"}]}}]}});
+    lay_out_argo(&client, &ns.name, strategy).await;
+    let (ok, out) = migrate(&ns.name);
+    assert!(!ok, "refused: {out}");
+    assert!(out.contains("experiment"), "names the field: {out}");
+    let argo_api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns.name, &argo_rollouts());
+    let argo = argo_api.get("web").await.expect("the Argo Rollout");
+    assert!(
+        !argo
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .contains_key("argo-rollouts.argoproj.io/controller-instance-id"),
+        "Argo's controller was told to let go of a Rollout that was not taken over"
+    );
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    assert!(api.get_opt("web").await.expect("get").is_none());
+}
+
+/// Given an Argo Rollout routed by NGINX, paused at 20 % with the canary Ingress Argo controls,
+/// when it is migrated, then the canary Ingress is the Aviary Rollout's and `promote` moves its
+/// weight to 60 (an orphaned canary Ingress was refused as someone else's: helper-43). A
+/// ReplicaSet of the selector that nobody controls (another Rollout's, orphaned) is left alone.
+#[tokio::test]
+async fn an_nginx_argo_rollout_is_taken_over_with_its_canary_ingress_and_nothing_else() {
+    let client = client().await;
+    prepare(&client).await;
+    install_argo_crd(&client).await;
+    let ns = TestNamespace::new(&client, "migrate-nginx").await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]}});
+    let (argo_uid, _, _) = lay_out_argo(&client, &ns.name, strategy).await;
+    let rule = |svc: &str| {
+        json!([{"host": "web.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}])
+    };
+    let stable = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web"}, "spec": {"ingressClassName": "nginx", "rules": rule("web-stable")}});
+    apply_value(&client, Some(&ns.name), &stable)
+        .await
+        .expect("stable Ingress");
+    let canary = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web-web-canary",
+            "annotations": {"nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "20"},
+            "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                "name": "web", "uid": argo_uid, "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"ingressClassName": "nginx", "rules": rule("web-canary")}});
+    apply_value(&client, Some(&ns.name), &canary)
+        .await
+        .expect("canary Ingress");
+    let foreign = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-admin-6d4c8b", "labels": {"app": "web", "tier": "admin",
+            "rollouts-pod-template-hash": "6d4c8b"}},
+        "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"app": "web", "tier": "admin", "rollouts-pod-template-hash": "6d4c8b"}},
+            "template": {"metadata": {"labels": {"app": "web", "tier": "admin", "rollouts-pod-template-hash": "6d4c8b"}},
+                "spec": {"containers": [{"name": "admin", "image": "admin:7"}]}}}});
+    apply_value(&client, Some(&ns.name), &foreign)
+        .await
+        .expect("foreign ReplicaSet");
+    let ctl = ControllerProcess::start(&ns.name);
+    let (ok, out) = migrate(&ns.name);
+    assert!(ok, "migrate: {out}");
+    assert!(!out.contains("web-admin-6d4c8b"), "{out}");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    rollout_status(&api, "web", "paused at step 1 under Aviary", |s| {
+        s.observed_generation.is_some()
+            && s.phase == Some(RolloutPhase::Paused)
+            && s.current_step_index == Some(1)
+    })
+    .await;
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), &ns.name);
+    let weight = || async {
+        ingresses
+            .get("web-web-canary")
+            .await
+            .ok()?
+            .metadata
+            .annotations?
+            .get("nginx.ingress.kubernetes.io/canary-weight")
+            .cloned()
+    };
+    assert_eq!(weight().await.as_deref(), Some("20"));
+    let promote = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
+        .args(["-n", &ns.name, "promote", "web"])
+        .output()
+        .expect("promote");
+    assert!(promote.status.success(), "{promote:?}");
+    poll_until(
+        "60 % on the canary Ingress after promote",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async { (weight().await.as_deref() == Some("60")).then_some(()) },
+    )
+    .await;
+    let rs_api: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), &ns.name);
+    let rs = rs_api.get("web-admin-6d4c8b").await.expect("foreign");
+    assert!(
+        rs.metadata.owner_references.is_none(),
+        "{:?}\n{}",
+        rs.metadata.owner_references,
+        ctl.log_tail(20)
+    );
+    assert_eq!(rs.spec.and_then(|s| s.replicas), Some(1));
+}
+
+/// Given a migration stopped after it created the held Aviary Rollout, and the Argo Rollout
+/// then promoted and its steps edited, when migrate runs again, then the Aviary Rollout has the
+/// Argo Rollout's spec and status as they are now: 5 steps, no pause (helper-43).
+#[tokio::test]
+async fn a_rerun_copies_the_argo_rollout_afresh() {
+    let client = client().await;
+    prepare(&client).await;
+    install_argo_crd(&client).await;
+    let ns = TestNamespace::new(&client, "migrate-rerun").await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]}});
+    let (argo_uid, h1, h2) = lay_out_argo(&client, &ns.name, strategy).await;
+    // What a run stopped after stage 2 leaves: the held Aviary Rollout of its read.
+    let held = json!({"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "annotations": {"aviary.dev/migrating-from": argo_uid}},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+                "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]}}}});
+    apply_value(&client, Some(&ns.name), &held)
+        .await
+        .expect("held");
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
+    api.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {
+        "stableRS": h1, "currentPodHash": h2, "currentStepIndex": 1,
+        "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-12-01T10:00:00Z"}],
+        "controllerPause": true}})),
+    )
+    .await
+    .expect("held status");
+    let argo_api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns.name, &argo_rollouts());
+    // Meanwhile the Argo Rollout is promoted, and its steps edited.
+    argo_api
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"pauseConditions": null, "controllerPause": null}})),
+        )
+        .await
+        .expect("promote");
+    argo_api
+        .patch("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"strategy": {"canary": {
+            "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 40}, {"pause": {}}, {"setWeight": 80}]}}}})))
+        .await
+        .expect("edit");
+    let (ok, out) = migrate(&ns.name);
+    assert!(ok, "migrate: {out}");
+    let live = api.get("web").await.expect("rollout");
+    assert_eq!(
+        live.spec.steps().len(),
+        5,
+        "the steps as the Argo Rollout had them"
+    );
+    let st = live.status.unwrap_or_default();
+    assert!(
+        st.pause_conditions.is_empty() && st.controller_pause.is_none(),
+        "the promote is kept: {:?} {:?}",
+        st.pause_conditions,
+        st.controller_pause
+    );
 }

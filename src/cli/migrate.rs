@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
     Preconditions, PropagationPolicy,
@@ -44,6 +45,10 @@ use crate::api::wire::{
     SCALE_DOWN_DEADLINE_ANNOTATION,
 };
 use crate::api::{Rollout, RolloutStatus};
+
+/// Argo CD's default tracking label, and its annotation-based tracking.
+const ARGOCD_TRACKING_LABEL: &str = "app.kubernetes.io/instance";
+const ARGOCD_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 
 /// The instance id `migrate` hands the Argo Rollout to: no Argo controller runs with it.
 const HANDED_TO: &str = "aviary-migration";
@@ -104,7 +109,8 @@ pub async fn run(cluster: &Cluster, name: &str) -> Result<(), CliError> {
         // Stopped after the Argo Rollout went: its status was copied before it did.
         (None, Some(ours)) => ours,
     };
-    let adopted = adopt_replica_sets(cluster, &ours).await?;
+    // What the Aviary Rollout controls now (adopted in stage 4, by this run or an earlier).
+    let adopted = owned_replica_sets(cluster, &ours).await?;
     release(cluster, name).await?;
     let mut lines = vec![format!(
         "rollout '{name}' migrated from Argo Rollouts; no pod restarted"
@@ -112,6 +118,7 @@ pub async fn run(cluster: &Cluster, name: &str) -> Result<(), CliError> {
     for (rs, replicas) in &adopted {
         lines.push(format!("  adopted ReplicaSet {rs} ({replicas} replicas)"));
     }
+    lines.extend(autoscalers_left(cluster, name).await);
     let st = ours.status.unwrap_or_default();
     lines.push(format!(
         "  stable {}, current {}, step {}",
@@ -123,10 +130,22 @@ pub async fn run(cluster: &Cluster, name: &str) -> Result<(), CliError> {
     print(&(lines.join("\n") + "\n"))
 }
 
+/// Everything that could refuse the migration, checked before anything is written: the spec
+/// converts, the Services it names exist, its selector selects, the status reads.
+async fn check(
+    cluster: &Cluster,
+    argo: &DynamicObject,
+) -> Result<(Rollout, RolloutStatus), CliError> {
+    let converted = convert(argo)?;
+    services_exist(cluster, &converted).await?;
+    selects_something(cluster, &converted).await?;
+    let status = status_from_argo(&argo.data["status"], &converted)?;
+    Ok((converted, status))
+}
+
 /// Stages 1 to 5: the Argo Rollout let go of by Argo, copied (spec and status) into a held
-/// Aviary Rollout, its Services freed of Argo's annotation, its ReplicaSets adopted, and
-/// deleted. Returns the Aviary
-/// Rollout as its status was written.
+/// Aviary Rollout, its Services freed of Argo's annotation, what it controls adopted, and
+/// deleted. Returns the Aviary Rollout as its status was written.
 async fn hand_over(
     cluster: &Cluster,
     argo_api: &Api<DynamicObject>,
@@ -136,7 +155,9 @@ async fn hand_over(
     let name = argo.name_any();
     let ns = cluster.namespace.clone();
     let op = |verb| Op::new(verb, "rollouts.argoproj.io", &ns).named(&name);
-    // 1. Argo's usual controller lets go of it.
+    check(cluster, &argo).await?;
+    // 1. Argo's usual controller lets go of it; a reconcile of Argo's already under way may
+    // still write (its status patch carries no resourceVersion): wait until it holds still.
     let label = json!({"metadata": {"labels": {ARGO_INSTANCE_ID_LABEL: HANDED_TO}}});
     if let Err(e) = argo_api
         .patch(&name, &params(), &Patch::Merge(&label))
@@ -144,28 +165,31 @@ async fn hand_over(
     {
         return Err(cluster.error(e, &op("patch")).await);
     }
+    settled(cluster, argo_api, &name).await?;
     let mut ours = ours;
     for _ in 0..5 {
         let argo = match argo_api.get(&name).await {
             Ok(a) => a,
             Err(e) => return Err(cluster.error(e, &op("get")).await),
         };
-        let converted = convert(&argo)?;
-        services_exist(cluster, &converted).await?;
-        selects_something(cluster, &converted).await?;
-        // 2. The held Aviary Rollout, with Argo's status.
-        let created = match ours.take() {
-            Some(o) => o,
-            None => create_held(cluster, &converted, &argo).await?,
-        };
-        let status = status_from_argo(&argo.data["status"], &converted)?;
+        let argo_uid = argo.uid().unwrap_or_default();
+        let (converted, status) = check(cluster, &argo).await?;
+        // 2. The held Aviary Rollout — created, or its spec this read's — with this read's
+        // status, whole (a field Argo has since cleared goes too).
+        match ours.take() {
+            Some(held) => replace_spec(cluster, &held, &converted).await?,
+            None => drop(create_held(cluster, &converted, &argo).await?),
+        }
         let written = write_status(cluster, &name, &status).await?;
         // 3. Services and DestinationRule freed of Argo's annotation.
         free_services(cluster, &converted).await?;
-        // 4. Its ReplicaSets ours before it goes: an orphan whose labels a Deployment's
-        // selector matches (a workloadRef's, which shares them) would be adopted by that
-        // Deployment's controller within milliseconds, and scaled to 0.
-        adopt_replica_sets(cluster, &written).await?;
+        // 4. What it controls becomes ours while it still exists: an orphan whose labels a
+        // Deployment's selector matches (a workloadRef's shares them) would be adopted by that
+        // Deployment's controller within milliseconds, and scaled to 0; an orphaned canary
+        // Ingress would be refused as someone else's. Its AnalysisRuns are stopped.
+        adopt_replica_sets(cluster, &written, &argo_uid).await?;
+        adopt_canary_ingresses(cluster, &written, &argo_uid).await?;
+        terminate_argo_runs(cluster, &argo_uid).await?;
         // 5. Deleted, as long as it is the version just copied.
         let delete = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Orphan),
@@ -182,7 +206,7 @@ async fn hand_over(
             }
             // Argo changed it after the read (a reconcile in flight): copy again.
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                ours = Some(created);
+                ours = Some(written);
                 continue;
             }
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok(written),
@@ -190,8 +214,72 @@ async fn hand_over(
         }
     }
     Err(CliError::Conflict(format!(
-        "Argo Rollout '{name}' kept changing while it was copied; run migrate again (it resumes)"
+        "Argo Rollout '{name}' kept changing while it was copied; scale Argo Rollouts' controller down and run migrate again (it resumes)"
     )))
+}
+
+/// Waits (up to 30 s) until the Argo Rollout's resourceVersion has held still for 2 s: a
+/// reconcile Argo's controller began before it let go finishes first.
+async fn settled(cluster: &Cluster, api: &Api<DynamicObject>, name: &str) -> Result<(), CliError> {
+    let quiet = Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last: Option<(Option<String>, tokio::time::Instant)> = None;
+    loop {
+        let version = match api.get(name).await {
+            Ok(a) => a.resource_version(),
+            Err(e) => {
+                return Err(cluster
+                    .error(
+                        e,
+                        &Op::new("get", "rollouts.argoproj.io", &cluster.namespace).named(name),
+                    )
+                    .await);
+            }
+        };
+        let now = tokio::time::Instant::now();
+        match &last {
+            Some((v, since)) if *v == version => {
+                if now.duration_since(*since) >= quiet {
+                    return Ok(());
+                }
+            }
+            _ => last = Some((version, now)),
+        }
+        if now >= deadline {
+            return Err(CliError::Conflict(format!(
+                "Argo Rollout '{name}' is still being changed after 30 s (is another Argo Rollouts controller, with an instance id, running it?); scale it down and run migrate again (it resumes)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A held Rollout's spec replaced by this read's conversion (a rerun, or Argo changed it).
+async fn replace_spec(
+    cluster: &Cluster,
+    held: &Rollout,
+    converted: &Rollout,
+) -> Result<(), CliError> {
+    let ops = json!([
+        {"op": "test", "path": "/metadata/uid", "value": held.metadata.uid},
+        {"op": "replace", "path": "/spec", "value": converted.spec},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(ops)
+        .map_err(|e| CliError::Api(format!("building the patch: {e}")))?;
+    match cluster
+        .rollouts()
+        .patch(&held.name_any(), &params(), &Patch::Json::<()>(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(cluster
+            .error(
+                e,
+                &Op::new("patch", "rollouts.aviary.dev", &cluster.namespace)
+                    .named(&held.name_any()),
+            )
+            .await),
+    }
 }
 
 /// The Argo Rollout's spec as Aviary's (`kubectl aviary convert`'s rules); an unsupported
@@ -213,10 +301,16 @@ fn convert(argo: &DynamicObject) -> Result<Rollout, CliError> {
         })
         .filter(|m| !m.is_empty())
     };
-    if let Some(labels) = keep(argo.metadata.labels.as_ref(), &[ARGO_INSTANCE_ID_LABEL]) {
+    // Not Argo CD's tracking (label or annotation): Argo CD would prune the Aviary Rollout — and
+    // the ReplicaSets it now owns — as extraneous until Git holds it.
+    let labels_dropped = [ARGO_INSTANCE_ID_LABEL, ARGOCD_TRACKING_LABEL];
+    if let Some(labels) = keep(argo.metadata.labels.as_ref(), &labels_dropped) {
         doc["metadata"]["labels"] = json!(labels);
     }
-    let dropped = ["kubectl.kubernetes.io/last-applied-configuration"];
+    let dropped = [
+        "kubectl.kubernetes.io/last-applied-configuration",
+        ARGOCD_TRACKING_ANNOTATION,
+    ];
     if let Some(annotations) = keep(argo.metadata.annotations.as_ref(), &dropped) {
         doc["metadata"]["annotations"] = json!(annotations);
     }
@@ -322,10 +416,13 @@ async fn write_status(
     name: &str,
     status: &RolloutStatus,
 ) -> Result<Rollout, CliError> {
-    let body = json!({"status": status});
+    // Whole: a merge patch would keep what Argo has cleared since an earlier copy.
+    let ops = json!([{"op": "add", "path": "/status", "value": status}]);
+    let patch: json_patch::Patch = serde_json::from_value(ops)
+        .map_err(|e| CliError::Api(format!("building the patch: {e}")))?;
     match cluster
         .rollouts()
-        .patch_status(name, &params(), &Patch::Merge(&body))
+        .patch_status(name, &params(), &Patch::Json::<()>(patch))
         .await
     {
         Ok(r) => Ok(r),
@@ -493,19 +590,41 @@ async fn selects_something(cluster: &Cluster, ro: &Rollout) -> Result<(), CliErr
     Ok(())
 }
 
-/// Stage 4: the ReplicaSets of the Rollout's selector that carry a pod-template hash and no
-/// controller but the Argo Rollout (named by the hold's UID): controlled by the Aviary Rollout,
-/// labelled for its watch, Argo's scale-down deadline carried over. Returns each with its size.
+/// The owner references of an object taken over from the Argo Rollout `argo_uid`: Argo's
+/// replaced by `ours` (the controller), any other kept.
+fn owners_with(
+    existing: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+    argo_uid: &str,
+    ours: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    existing
+        .iter()
+        .filter(|o| o.uid != argo_uid && o.uid != ours.uid)
+        .cloned()
+        .chain(std::iter::once(ours.clone()))
+        .collect()
+}
+
+/// Whether the Argo Rollout `argo_uid` controls the object.
+fn argo_controls(
+    owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+    argo_uid: &str,
+) -> bool {
+    owners
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == argo_uid)
+}
+
+/// Stage 4: the ReplicaSets the Argo Rollout `argo_uid` controls (of the Rollout's selector,
+/// with a pod-template hash): controlled by the Aviary Rollout instead, labelled for its watch,
+/// Argo's scale-down deadline carried over. Nothing else is adopted — not an orphan, which may
+/// be anyone's. Returns each adopted with its size.
 async fn adopt_replica_sets(
     cluster: &Cluster,
     ours: &Rollout,
+    argo_uid: &str,
 ) -> Result<Vec<(String, i32)>, CliError> {
     let ns = &cluster.namespace;
-    let argo_uid = ours
-        .annotations()
-        .get(MIGRATING_ANNOTATION)
-        .cloned()
-        .unwrap_or_default();
     let Some(owner) = ours.controller_owner_ref(&()) else {
         return Err(CliError::Refused(format!(
             "rollout '{}' has no UID yet; run migrate again",
@@ -525,15 +644,8 @@ async fn adopt_replica_sets(
     };
     let mut adopted = vec![];
     for rs in list {
-        let controller = rs
-            .owner_references()
-            .iter()
-            .find(|o| o.controller == Some(true))
-            .cloned();
-        match controller {
-            Some(o) if o.uid == owner.uid => {}
-            Some(o) if o.uid != argo_uid => continue,
-            _ => {}
+        if !argo_controls(rs.owner_references(), argo_uid) {
+            continue;
         }
         let mut annotations = json!({});
         if let Some(deadline) = rs.annotations().get(ARGO_SCALE_DOWN_DEADLINE_ANNOTATION) {
@@ -541,23 +653,168 @@ async fn adopt_replica_sets(
         }
         let patch = json!({"metadata": {
             "resourceVersion": rs.resource_version(),
-            "ownerReferences": [owner],
+            "ownerReferences": owners_with(rs.owner_references(), argo_uid, &owner),
             "labels": {ROLLOUT_LABEL: ours.name_any()},
             "annotations": annotations,
         }});
         let name = rs.name_any();
-        match api.patch(&name, &params(), &Patch::Merge(&patch)).await {
-            Ok(_) => {}
-            Err(e) => {
-                return Err(cluster
-                    .error(e, &Op::new("patch", "replicasets", ns).named(&name))
-                    .await);
-            }
+        if let Err(e) = api.patch(&name, &params(), &Patch::Merge(&patch)).await {
+            return Err(cluster
+                .error(e, &Op::new("patch", "replicasets", ns).named(&name))
+                .await);
         }
         let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         adopted.push((name, replicas));
     }
     Ok(adopted)
+}
+
+/// Stage 4, NGINX: the canary Ingress Argo created beside each stable Ingress (the same name
+/// Aviary gives it) becomes the Aviary Rollout's; its router then applies its fields as its own.
+async fn adopt_canary_ingresses(
+    cluster: &Cluster,
+    ours: &Rollout,
+    argo_uid: &str,
+) -> Result<(), CliError> {
+    let Some(nginx) = ours
+        .spec
+        .canary()
+        .and_then(|c| c.traffic_routing.as_ref())
+        .and_then(|t| t.nginx.as_ref())
+    else {
+        return Ok(());
+    };
+    let Some(owner) = ours.controller_owner_ref(&()) else {
+        return Ok(());
+    };
+    let api: Api<Ingress> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    for stable in nginx.stable_ingresses() {
+        let name = crate::traffic::nginx::canary_ingress_name(&ours.name_any(), stable);
+        let op = Op::new("patch", "ingresses.networking.k8s.io", &cluster.namespace).named(&name);
+        let ingress = match api.get_opt(&name).await {
+            Ok(Some(i)) => i,
+            Ok(None) => continue,
+            Err(e) => return Err(cluster.error(e, &op).await),
+        };
+        if !argo_controls(ingress.owner_references(), argo_uid) {
+            continue;
+        }
+        let patch = json!({"metadata": {
+            "resourceVersion": ingress.resource_version(),
+            "ownerReferences": owners_with(ingress.owner_references(), argo_uid, &owner),
+        }});
+        if let Err(e) = api.patch(&name, &params(), &Patch::Merge(&patch)).await {
+            return Err(cluster.error(e, &op).await);
+        }
+    }
+    Ok(())
+}
+
+/// Stage 4: the Argo Rollout's AnalysisRuns still running are terminated (Argo's analysis
+/// controller would go on measuring, and a background run without `count` runs for ever).
+async fn terminate_argo_runs(cluster: &Cluster, argo_uid: &str) -> Result<(), CliError> {
+    let resource = ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "AnalysisRun".into(),
+        plural: "analysisruns".into(),
+    };
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &resource);
+    let runs = match api.list(&ListParams::default()).await {
+        Ok(l) => l.items,
+        // Argo's AnalysisRun kind is not installed: nothing runs.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => {
+            return Err(cluster
+                .error(
+                    e,
+                    &Op::new("list", "analysisruns.argoproj.io", &cluster.namespace),
+                )
+                .await);
+        }
+    };
+    let stop = json!({"spec": {"terminate": true}});
+    for run in runs {
+        let owned = run.owner_references().iter().any(|o| o.uid == argo_uid);
+        let finished = matches!(
+            run.data["status"]["phase"].as_str(),
+            Some("Successful" | "Failed" | "Error" | "Inconclusive")
+        );
+        if !owned || finished || run.data["spec"]["terminate"] == json!(true) {
+            continue;
+        }
+        let name = run.name_any();
+        if let Err(e) = api.patch(&name, &params(), &Patch::Merge(&stop)).await {
+            return Err(cluster
+                .error(
+                    e,
+                    &Op::new("patch", "analysisruns.argoproj.io", &cluster.namespace).named(&name),
+                )
+                .await);
+        }
+    }
+    Ok(())
+}
+
+/// The ReplicaSets the Aviary Rollout controls, with their sizes (for the summary).
+async fn owned_replica_sets(
+    cluster: &Cluster,
+    ours: &Rollout,
+) -> Result<Vec<(String, i32)>, CliError> {
+    let api: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let lp = ListParams::default().labels(&format!("{ROLLOUT_LABEL}={}", ours.name_any()));
+    let list = match api.list(&lp).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            return Err(cluster
+                .error(e, &Op::new("list", "replicasets", &cluster.namespace))
+                .await);
+        }
+    };
+    let uid = ours.metadata.uid.clone().unwrap_or_default();
+    Ok(list
+        .into_iter()
+        .filter(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+        })
+        .map(|rs| {
+            let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+            (rs.name_any(), replicas)
+        })
+        .collect())
+}
+
+/// A note for each HorizontalPodAutoscaler still aimed at the Argo Rollout (best effort: the
+/// migration is done whatever this finds).
+async fn autoscalers_left(cluster: &Cluster, name: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+        Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return vec![];
+    };
+    list.items
+        .into_iter()
+        .filter(|h| {
+            h.spec.as_ref().is_some_and(|s| {
+                let t = &s.scale_target_ref;
+                t.kind == "Rollout"
+                    && t.name == name
+                    && t.api_version
+                        .as_deref()
+                        .is_some_and(|v| v.starts_with("argoproj.io/"))
+            })
+        })
+        .map(|h| {
+            format!(
+                "  note: HorizontalPodAutoscaler {} still targets the Argo Rollout: set its scaleTargetRef.apiVersion to aviary.dev/v1alpha1",
+                h.name_any()
+            )
+        })
+        .collect()
 }
 
 /// Stage 6: the hold off; the controller takes over.
