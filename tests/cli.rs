@@ -1142,7 +1142,7 @@ async fn convert_turns_the_scenarios_into_manifests_the_api_server_accepts() {
         )
         .replacen(
             "      trafficRouting:\n",
-            "      trafficRouting:\n        maxTrafficWeight: 1000\n",
+            "      trafficRouting:\n        managedRoutes: [{name: header-route}]\n",
             1,
         );
     assert_ne!(&text, argo[0]);
@@ -1158,7 +1158,7 @@ async fn convert_turns_the_scenarios_into_manifests_the_api_server_accepts() {
     );
     assert!(
         run.stderr
-            .contains("spec.strategy.canary.trafficRouting.maxTrafficWeight: unsupported"),
+            .contains("spec.strategy.canary.trafficRouting.managedRoutes: unsupported"),
         "{}",
         run.stderr
     );
@@ -1187,7 +1187,9 @@ async fn lint_agrees_with_admission() {
         (
             "weight",
             good.replace("setWeight: 50", "setWeight: 150"),
-            Some("spec.strategy.canary.steps[2].setWeight: must be <= 100"),
+            Some(
+                "spec.strategy.canary.steps: steps[].setWeight and setCanaryScale.weight are at most 100",
+            ),
         ),
         (
             "unknown",

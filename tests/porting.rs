@@ -568,28 +568,9 @@ async fn lay_out_argo(
     }
     let h1 = aviary::plan::pod_template_hash(&v1, None);
     let h2 = aviary::plan::pod_template_hash(&stored, None);
-    for (template, hash, revision, replicas) in [(&v1, &h1, 1, 4), (&stored, &h2, 2, 1)] {
-        let mut t = serde_json::to_value(template).expect("template");
-        t["metadata"]["labels"][aviary::api::POD_TEMPLATE_HASH_LABEL] = json!(hash);
-        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": format!("web-{hash}"),
-                "labels": {"app": "web", "rollouts-pod-template-hash": hash},
-                "annotations": {"rollout.argoproj.io/revision": revision.to_string()},
-                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-                    "name": "web", "uid": argo_uid, "controller": true, "blockOwnerDeletion": true}]},
-            "spec": {"replicas": replicas,
-                "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": hash}},
-                "template": t}});
-        apply_value(client, Some(ns), &rs)
-            .await
-            .expect("ReplicaSet");
-    }
-    for (svc, hash) in [("web-stable", &h1), ("web-canary", &h2)] {
-        let doc = json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": svc, "annotations": {"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
-            "spec": {"selector": {"app": "web", "rollouts-pod-template-hash": hash}, "ports": [{"port": 80}]}});
-        apply_value(client, Some(ns), &doc).await.expect("service");
-    }
+    argo_replica_set(client, ns, &argo_uid, &v1, &h1, 1, 4).await;
+    argo_replica_set(client, ns, &argo_uid, &stored, &h2, 2, 1).await;
+    argo_services(client, ns, &h1, &h2).await;
     let status = json!({"status": {"stableRS": h1, "currentPodHash": h2, "currentStepIndex": 1,
         "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2026-12-01T10:00:00Z"}],
         "controllerPause": true, "observedGeneration": "1", "phase": "Paused",
@@ -602,6 +583,44 @@ async fn lay_out_argo(
         .await
         .expect("Argo's status");
     (argo_uid, h1, h2)
+}
+
+/// The ReplicaSet of revision `revision` (`hash`) as Argo creates it, controlled by the Argo
+/// Rollout `web` of UID `argo_uid`.
+async fn argo_replica_set(
+    client: &kube::Client,
+    ns: &str,
+    argo_uid: &str,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    hash: &str,
+    revision: i64,
+    replicas: i32,
+) {
+    let mut t = serde_json::to_value(template).expect("template");
+    t["metadata"]["labels"][aviary::api::POD_TEMPLATE_HASH_LABEL] = json!(hash);
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": format!("web-{hash}"),
+            "labels": {"app": "web", "rollouts-pod-template-hash": hash},
+            "annotations": {"rollout.argoproj.io/revision": revision.to_string()},
+            "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                "name": "web", "uid": argo_uid, "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"replicas": replicas,
+            "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": hash}},
+            "template": t}});
+    apply_value(client, Some(ns), &rs)
+        .await
+        .expect("ReplicaSet");
+}
+
+/// The stable and canary Services as Argo leaves them: pointed at `stable` and `canary`, with
+/// Argo's managed-by annotation.
+async fn argo_services(client: &kube::Client, ns: &str, stable: &str, canary: &str) {
+    for (svc, hash) in [("web-stable", stable), ("web-canary", canary)] {
+        let doc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": svc, "annotations": {"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
+            "spec": {"selector": {"app": "web", "rollouts-pod-template-hash": hash}, "ports": [{"port": 80}]}});
+        apply_value(client, Some(ns), &doc).await.expect("service");
+    }
 }
 
 /// The names and UIDs of the namespace's `app=web` pods that are not being deleted.
@@ -799,24 +818,8 @@ async fn a_workload_ref_argo_rollout_is_migrated_without_the_deployment_taking_i
     .await
     .expect("the Argo Rollout");
     let argo_uid = created.metadata.uid.clone().expect("uid");
-    let mut t = serde_json::to_value(&stored).expect("template");
-    t["metadata"]["labels"][aviary::api::POD_TEMPLATE_HASH_LABEL] = json!(h);
-    apply_value(&client, Some(&ns.name), &json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": format!("web-{h}"), "labels": {"app": "web", "rollouts-pod-template-hash": h},
-            "annotations": {"rollout.argoproj.io/revision": "1"},
-            "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web",
-                "uid": argo_uid, "controller": true, "blockOwnerDeletion": true}]},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": h}},
-            "template": t}}))
-    .await
-    .expect("ReplicaSet");
-    for svc in ["web-stable", "web-canary"] {
-        apply_value(&client, Some(&ns.name), &json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": svc, "annotations": {"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
-            "spec": {"selector": {"app": "web", "rollouts-pod-template-hash": h}, "ports": [{"port": 80}]}}))
-        .await
-        .expect("service");
-    }
+    argo_replica_set(&client, &ns.name, &argo_uid, &stored, &h, 1, 3).await;
+    argo_services(&client, &ns.name, &h, &h).await;
     argo_api
         .patch_status(
             "web",

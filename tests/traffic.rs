@@ -878,20 +878,23 @@ fn stable_ingress(name: &str, stable_service: &str) -> Value {
     })
 }
 
+/// A namespace with the Services, the owning Rollout and the stable Ingress `web` an NGINX
+/// router test starts from; its Rollout's UID and the Ingress API.
+async fn nginx_stage(client: &Client, prefix: &str) -> (TestNamespace, String, Api<Ingress>) {
+    let ns = TestNamespace::new(client, prefix).await;
+    services(client, &ns.name).await;
+    let uid = owner_rollout(client, &ns.name).await;
+    apply_value(client, Some(&ns.name), &stable_ingress("web", "web-stable"))
+        .await
+        .expect("create stable Ingress");
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
+    (ns, uid, ingresses)
+}
+
 #[tokio::test]
 async fn nginx_canary_ingress_follows_the_weights() {
     let client = client().await;
-    let ns = TestNamespace::new(&client, "traffic-nginx").await;
-    services(&client, &ns.name).await;
-    let uid = owner_rollout(&client, &ns.name).await;
-    apply_value(
-        &client,
-        Some(&ns.name),
-        &stable_ingress("web", "web-stable"),
-    )
-    .await
-    .expect("create stable Ingress");
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
+    let (ns, uid, ingresses) = nginx_stage(&client, "traffic-nginx").await;
     let stable_version = ingresses
         .get("web")
         .await
@@ -1052,17 +1055,7 @@ async fn nginx_canary_ingress_follows_the_weights() {
 #[tokio::test]
 async fn nginx_weights_are_shares_of_max_traffic_weight() {
     let client = client().await;
-    let ns = TestNamespace::new(&client, "traffic-nginx-total").await;
-    services(&client, &ns.name).await;
-    let uid = owner_rollout(&client, &ns.name).await;
-    apply_value(
-        &client,
-        Some(&ns.name),
-        &stable_ingress("web", "web-stable"),
-    )
-    .await
-    .expect("create stable Ingress");
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
+    let (ns, uid, ingresses) = nginx_stage(&client, "traffic-nginx-total").await;
     let prefix = "nginx.ingress.kubernetes.io";
     let target = target(&ns.name, &uid);
     let router = NginxRouter::new("web", prefix, BTreeMap::new(), BTreeMap::new())

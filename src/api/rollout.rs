@@ -347,6 +347,18 @@ impl RolloutSpec {
         self.strategy.canary.as_ref()
     }
 
+    /// The Services the strategy points at its pods: stable and canary, or active and preview.
+    pub fn service_names(&self) -> impl Iterator<Item = &str> {
+        let canary = self.strategy.canary.as_ref();
+        let blue_green = self.strategy.blue_green.as_ref();
+        canary
+            .and_then(|c| c.stable_service.as_deref())
+            .into_iter()
+            .chain(canary.and_then(|c| c.canary_service.as_deref()))
+            .chain(blue_green.map(|b| b.active_service.as_str()))
+            .chain(blue_green.and_then(|b| b.preview_service.as_deref()))
+    }
+
     /// The total traffic weight the canary's weights are shares of (`maxTrafficWeight`, else
     /// 100).
     pub fn total_weight(&self) -> i32 {

@@ -237,8 +237,19 @@ fn analysis_http(args: &Args) -> anyhow::Result<aviary::provider::HttpOptions> {
         .with_context(|| format!("--analysis-ca-bundle {}", path.display()))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The worker threads' stacks: a reconcile is a deep chain of async calls, and a debug build
+/// (the tests') keeps a large frame for each: the default 2 MiB overflowed on the abort path.
+const WORKER_STACK: usize = 8 * 1024 * 1024;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = EnvFilter::try_new(&args.log_level)?;
     if args.log_format == "json" {

@@ -548,7 +548,7 @@ pub fn rollout_info(
     let (set_weight, actual_weight) = if canary.is_none() {
         (None, None)
     } else if !updating {
-        (Some(100), Some(100))
+        (Some(ro.spec.total_weight()), Some(ro.spec.total_weight()))
     } else {
         let set = if aborted {
             0

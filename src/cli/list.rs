@@ -49,7 +49,7 @@ pub fn list_row(ro: &Rollout) -> ListRow {
     let routed = canary.and_then(|c| c.traffic_routing.as_ref()).is_some();
     let (set_weight, actual_weight) = match canary {
         None => (None, None),
-        Some(_) if !updating => (Some(100), Some(100)),
+        Some(_) if !updating => (Some(ro.spec.total_weight()), Some(ro.spec.total_weight())),
         Some(_) => {
             let set = if st.is_aborted() {
                 0

@@ -110,7 +110,15 @@ pub async fn run(cluster: &Cluster, name: &str) -> Result<(), CliError> {
         (None, Some(ours)) => ours,
     };
     // What the Aviary Rollout controls now (adopted in stage 4, by this run or an earlier).
-    let adopted = owned_replica_sets(cluster, &ours).await?;
+    let adopted: Vec<(String, i32)> = cluster
+        .replica_sets(&ours)
+        .await?
+        .into_iter()
+        .map(|rs| {
+            let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+            (rs.name_any(), replicas)
+        })
+        .collect();
     release(cluster, name).await?;
     let mut lines = vec![format!(
         "rollout '{name}' migrated from Argo Rollouts; no pod restarted"
@@ -264,22 +272,10 @@ async fn replace_spec(
         {"op": "test", "path": "/metadata/uid", "value": held.metadata.uid},
         {"op": "replace", "path": "/spec", "value": converted.spec},
     ]);
-    let patch: json_patch::Patch = serde_json::from_value(ops)
-        .map_err(|e| CliError::Api(format!("building the patch: {e}")))?;
-    match cluster
-        .rollouts()
-        .patch(&held.name_any(), &params(), &Patch::Json::<()>(patch))
+    cluster
+        .json_patch_rollout(&held.name_any(), ops)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => Err(cluster
-            .error(
-                e,
-                &Op::new("patch", "rollouts.aviary.dev", &cluster.namespace)
-                    .named(&held.name_any()),
-            )
-            .await),
-    }
+        .map(drop)
 }
 
 /// The Argo Rollout's spec as Aviary's (`kubectl aviary convert`'s rules); an unsupported
@@ -435,25 +431,12 @@ async fn write_status(
     }
 }
 
-/// The Services the strategy names (stable and canary, or active and preview).
-fn service_names(ro: &Rollout) -> Vec<String> {
-    let canary = ro.spec.strategy.canary.as_ref();
-    let blue_green = ro.spec.strategy.blue_green.as_ref();
-    canary
-        .and_then(|c| c.stable_service.clone())
-        .into_iter()
-        .chain(canary.and_then(|c| c.canary_service.clone()))
-        .chain(blue_green.map(|b| b.active_service.clone()))
-        .chain(blue_green.and_then(|b| b.preview_service.clone()))
-        .collect()
-}
-
 /// Every Service the converted strategy names exists (conversion may name ones Argo did not
 /// need: a routed canary without them): otherwise nothing is written.
 async fn services_exist(cluster: &Cluster, ro: &Rollout) -> Result<(), CliError> {
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    for name in service_names(ro) {
-        match services.get_opt(&name).await {
+    for name in ro.spec.service_names() {
+        match services.get_opt(name).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 return Err(CliError::Refused(format!(
@@ -464,7 +447,7 @@ async fn services_exist(cluster: &Cluster, ro: &Rollout) -> Result<(), CliError>
                 return Err(cluster
                     .error(
                         e,
-                        &Op::new("get", "services", &cluster.namespace).named(&name),
+                        &Op::new("get", "services", &cluster.namespace).named(name),
                     )
                     .await);
             }
@@ -478,15 +461,15 @@ async fn free_services(cluster: &Cluster, ro: &Rollout) -> Result<(), CliError> 
     let off = json!({"metadata": {"annotations": {ARGO_MANAGED_BY_ANNOTATION: null}}});
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let canary = ro.spec.strategy.canary.as_ref();
-    for name in service_names(ro) {
-        match services.patch(&name, &params(), &Patch::Merge(&off)).await {
+    for name in ro.spec.service_names() {
+        match services.patch(name, &params(), &Patch::Merge(&off)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
                 return Err(cluster
                     .error(
                         e,
-                        &Op::new("patch", "services", &cluster.namespace).named(&name),
+                        &Op::new("patch", "services", &cluster.namespace).named(name),
                     )
                     .await);
             }
@@ -756,36 +739,6 @@ async fn terminate_argo_runs(cluster: &Cluster, argo_uid: &str) -> Result<(), Cl
         }
     }
     Ok(())
-}
-
-/// The ReplicaSets the Aviary Rollout controls, with their sizes (for the summary).
-async fn owned_replica_sets(
-    cluster: &Cluster,
-    ours: &Rollout,
-) -> Result<Vec<(String, i32)>, CliError> {
-    let api: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let lp = ListParams::default().labels(&format!("{ROLLOUT_LABEL}={}", ours.name_any()));
-    let list = match api.list(&lp).await {
-        Ok(l) => l.items,
-        Err(e) => {
-            return Err(cluster
-                .error(e, &Op::new("list", "replicasets", &cluster.namespace))
-                .await);
-        }
-    };
-    let uid = ours.metadata.uid.clone().unwrap_or_default();
-    Ok(list
-        .into_iter()
-        .filter(|rs| {
-            rs.owner_references()
-                .iter()
-                .any(|o| o.controller == Some(true) && o.uid == uid)
-        })
-        .map(|rs| {
-            let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-            (rs.name_any(), replicas)
-        })
-        .collect())
 }
 
 /// A note for each HorizontalPodAutoscaler still aimed at the Argo Rollout (best effort: the

@@ -315,11 +315,16 @@ pub async fn apply(
                 name: deployment,
                 replicas,
                 mark_scaled_down,
+                record_original,
             } => {
                 let mut patch = json!({"spec": {"replicas": replicas}});
                 if *mark_scaled_down {
-                    patch["metadata"] =
-                        json!({"annotations": {crate::plan::workload::SCALED_DOWN_FOR: name}});
+                    patch["metadata"]["annotations"][crate::plan::workload::SCALED_DOWN_FOR] =
+                        json!(name);
+                }
+                if let Some(original) = record_original {
+                    patch["metadata"]["annotations"][crate::plan::workload::REPLICAS_BEFORE] =
+                        json!(original.to_string());
                 }
                 let api: Api<Deployment> = Api::namespaced(ctx.client().clone(), &ns);
                 api.patch(deployment, &wire::patch_params(), &Patch::Merge(&patch))

@@ -33,7 +33,8 @@ pub(super) async fn plan_and_act(
 ) -> Result<Requeue, Error> {
     // With workloadRef, everything below sees the Deployment's template as the Rollout's own.
     let resolved;
-    let (ro, workload) = match observe::workload(ctx, ro).await? {
+    // Boxed: its request future stays out of this (deeply nested) one's frame.
+    let (ro, workload) = match Box::pin(observe::workload(ctx, ro)).await? {
         Some((with_template, workload)) => {
             resolved = with_template;
             (&resolved, Some(workload))

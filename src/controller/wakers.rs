@@ -25,14 +25,7 @@ use crate::traffic::ObjectName;
 
 /// The Services `ro` points at pods (stable and canary, or active and preview).
 pub fn services_named(ro: &Rollout) -> impl Iterator<Item = &str> {
-    let canary = ro.spec.strategy.canary.as_ref();
-    let blue_green = ro.spec.strategy.blue_green.as_ref();
-    canary
-        .and_then(|c| c.stable_service.as_deref())
-        .into_iter()
-        .chain(canary.and_then(|c| c.canary_service.as_deref()))
-        .chain(blue_green.map(|b| b.active_service.as_str()))
-        .chain(blue_green.and_then(|b| b.preview_service.as_deref()))
+    ro.spec.service_names()
 }
 
 /// The canary's traffic routing, if it has one.

@@ -92,6 +92,17 @@ impl Moves for Planner<'_, '_> {
     fn plan_mut(&mut self) -> &mut Plan {
         &mut self.plan
     }
+    /// The desired revision is adopted at `replicaProgressThreshold`, as its weight is routed
+    /// at it: a canary Service must not carry that weight while it still selects every pod
+    /// (helper-44).
+    fn adoption_needs(&self, rs: &ObservedReplicaSet) -> i32 {
+        if rs.hash == self.hash {
+            self.enough(rs.replicas)
+        } else {
+            rs.replicas
+        }
+    }
+
     /// With a router: the share of the destinations that select `hash` (the canary's weight,
     /// the stable's rest), in pods. Without one traffic follows pods ([`Planner::pace_basic`]).
     fn serving_needs(&self, hash: &str) -> i32 {

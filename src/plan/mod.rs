@@ -225,6 +225,9 @@ pub enum Action {
         name: String,
         replicas: i32,
         mark_scaled_down: bool,
+        /// Recorded with the first progressive scale-down: its size before
+        /// ([`workload::REPLICAS_BEFORE`]).
+        record_original: Option<i32>,
     },
 }
 

@@ -290,6 +290,12 @@ pub(super) trait Moves {
         self.observed().service(name)
     }
 
+    /// The available pods a revision's ReplicaSet needs before a Service with no hash selector
+    /// yet is pointed at it ([`Moves::switch_service`]): all of them, as a rule.
+    fn adoption_needs(&self, rs: &ObservedReplicaSet) -> i32 {
+        rs.replicas
+    }
+
     /// The hash a Service's selector points at once the actions planned so far are applied.
     fn service_hash(&self, service: Option<&str>) -> Option<String> {
         let name = service?;
@@ -343,7 +349,7 @@ pub(super) trait Moves {
         // can take what the Service's old pods served.
         let full = self
             .rs(hash)
-            .is_some_and(|rs| rs.replicas > 0 && rs.available >= rs.replicas);
+            .is_some_and(|rs| rs.replicas > 0 && rs.available >= self.adoption_needs(rs));
         if current.is_none() && !full && self.observed().rollout.spec.replicas() > 0 {
             return;
         }

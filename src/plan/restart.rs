@@ -254,7 +254,8 @@ fn split_hashes(status: &RolloutStatus) -> Vec<&str> {
         w.canary.pod_template_hash.as_deref(),
         w.stable.pod_template_hash.as_deref(),
     ) {
-        (Some(c), Some(s)) if c != s && w.canary.weight > 0 && w.canary.weight < 100 => {
+        // Both sides carry some (whatever the total: 100, or maxTrafficWeight).
+        (Some(c), Some(s)) if c != s && w.canary.weight > 0 && w.stable.weight > 0 => {
             vec![c, s]
         }
         _ => vec![],

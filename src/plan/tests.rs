@@ -195,11 +195,13 @@ impl World {
             Action::ScaleDeployment {
                 replicas,
                 mark_scaled_down,
+                record_original,
                 ..
             } => {
                 let w = self.workload.as_mut().expect("a Deployment to scale");
                 w.replicas = *replicas;
                 w.scaled_down |= *mark_scaled_down;
+                w.original = w.original.or(*record_original);
             }
             Action::CreateReplicaSet {
                 hash,

@@ -18,6 +18,11 @@ use crate::api::{PodMetadata, Rollout, WorkloadScaleDown};
 /// the Rollout's name.
 pub const SCALED_DOWN_FOR: &str = "aviary.dev/scaled-down-for";
 
+/// The annotation the first progressive scale-down of a Deployment carries: its size then. The
+/// Deployment is given pods back (the Rollout's were lost before it was Healthy) up to that size
+/// and never beyond (an owner's 0, say, stays 0).
+pub const REPLICAS_BEFORE: &str = "aviary.dev/replicas-before-migration";
+
 /// The referenced Deployment as the planner needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObservedWorkload {
@@ -28,6 +33,8 @@ pub struct ObservedWorkload {
     pub generation: Option<i64>,
     /// Whether it carries [`SCALED_DOWN_FOR`] naming this Rollout.
     pub scaled_down: bool,
+    /// Its size before the first progressive scale-down ([`REPLICAS_BEFORE`]).
+    pub original: Option<i32>,
 }
 
 /// Why a Deployment's template cannot be rolled out; each names the field and the fix.
@@ -115,11 +122,18 @@ pub fn resolve(
         .as_ref()
         .and_then(|a| a.get(SCALED_DOWN_FOR))
         .is_some_and(|v| *v == rollout);
+    let original = deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REPLICAS_BEFORE))
+        .and_then(|v| v.trim().parse().ok());
     let observed = ObservedWorkload {
         name,
         replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
         generation: deployment.metadata.generation,
         scaled_down,
+        original,
     };
     Ok((resolved, observed))
 }
@@ -160,11 +174,12 @@ fn roles(ro: &Rollout) -> Vec<(&'static str, &PodMetadata)> {
 ///   its own revision fully available behind its Services —, whichever revision that is (Argo
 ///   does it for revision 1 only, so a first revision that failed and was fixed by a second
 ///   never ends the Deployment).
-/// - `progressively`: the same once Healthy; until then the Deployment gives up a pod for each
-///   of the Rollout's that is available: `replicas − available`, never more than it has (it is
-///   never scaled up: a Deployment scaled to 0 by its owner, or sized by an HPA, keeps that) and
-///   nothing before the Rollout has a pod available. Only with `spec.replicas` set, as in Argo
-///   (without it the Rollout's size says nothing of the Deployment's): otherwise as `onsuccess`.
+/// - `progressively`: the same once Healthy; until then the Deployment keeps the pods the
+///   Rollout still lacks — `replicas − available` —, never more than it had when the migration
+///   began ([`REPLICAS_BEFORE`], recorded with the first scale-down: pods are given back if the
+///   Rollout's are lost, as in Argo, but an owner's 0 stays 0), and nothing happens before the
+///   Rollout has a pod available. Only with `spec.replicas` set, as in Argo (without it the
+///   Rollout's size says nothing of the Deployment's): otherwise as `onsuccess`.
 ///
 /// Once marked, the migration is over and the Deployment is its owner's again: never scaled
 /// by Aviary after that (Argo's way back to a Deployment — scale it up, then the Rollout down —
@@ -186,8 +201,11 @@ pub fn scale(
     }
     let (want, mark) = match (mode, ro.spec.replicas) {
         _ if healthy => (0, true),
-        (WorkloadScaleDown::Progressively, Some(replicas)) if available > 0 => {
-            ((replicas - available).clamp(0, workload.replicas), false)
+        (WorkloadScaleDown::Progressively, Some(replicas))
+            if available > 0 || workload.original.is_some() =>
+        {
+            let cap = workload.original.unwrap_or(workload.replicas);
+            ((replicas - available.max(0)).clamp(0, cap), false)
         }
         _ => return None,
     };
@@ -198,5 +216,6 @@ pub fn scale(
         name: workload.name.clone(),
         replicas: want,
         mark_scaled_down: mark,
+        record_original: (!mark && workload.original.is_none()).then_some(workload.replicas),
     })
 }

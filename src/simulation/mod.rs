@@ -643,6 +643,8 @@ fn run(spec: &SpecChoice, delays: Vec<u8>, events: &[Ev]) -> Result<(), String> 
     world.deployment = spec.workload.map(|(_, replicas)| world::SimDeployment {
         replicas,
         scaled_down: false,
+        original: None,
+        initial: replicas,
     });
     let mut d = Driver {
         w: world,

@@ -106,6 +106,10 @@ pub const DEPLOYMENT: &str = "web";
 pub struct SimDeployment {
     pub replicas: i32,
     pub scaled_down: bool,
+    /// Its size before the first progressive scale-down, once recorded.
+    pub original: Option<i32>,
+    /// Its size when the case began (what W1 caps it at).
+    pub initial: i32,
 }
 
 #[derive(Clone, Debug)]
@@ -348,6 +352,7 @@ impl World {
                     replicas: d.replicas,
                     generation: Some(1),
                     scaled_down: d.scaled_down,
+                    original: d.original,
                 }),
             now: self.now,
         }
@@ -676,6 +681,7 @@ impl World {
                 name,
                 replicas,
                 mark_scaled_down,
+                record_original,
             } => {
                 let r = self.replicas();
                 // What serves: the Service production traffic goes through, and its pods.
@@ -691,13 +697,13 @@ impl World {
                         "scaled Deployment {name}, which no workloadRef names"
                     ));
                 };
-                // W1: the Deployment is never scaled up (its pods would run the newest
-                // template, outside every Service; its owner's size is its owner's), nor touched
-                // at all once its migration ended.
-                if *replicas > d.replicas || d.scaled_down {
+                // W1: the Deployment is never scaled above the size it had when the migration
+                // began (an owner's 0 stays 0), nor touched at all once its migration ended (its
+                // pods would run the newest template, outside every Service).
+                if *replicas > d.initial || d.scaled_down {
                     return Err(format!(
-                        "W1: scaled Deployment {name} from {} to {replicas} (migration ended: {})",
-                        d.replicas, d.scaled_down
+                        "W1: scaled Deployment {name} from {} to {replicas} (it began at {}; migration ended: {})",
+                        d.replicas, d.initial, d.scaled_down
                     ));
                 }
                 // W2: its pods go only as the Rollout's can take their place: at the end, once
@@ -716,6 +722,7 @@ impl World {
                 }
                 d.replicas = *replicas;
                 d.scaled_down |= *mark_scaled_down;
+                d.original = d.original.or(*record_original);
             }
             Action::SyncPodMetadata { name, metadata } => {
                 let Some(rs) = self.rs.values_mut().find(|r| &r.name == name) else {

@@ -288,6 +288,18 @@ pub fn canary_weight_of(ingress: &Ingress, annotation_prefix: &str) -> Option<i3
     }
 }
 
+/// The total an Ingress's canary weight is a share of: `<prefix>/canary-weight-total`, 100 when
+/// absent (ingress-nginx's default) or unreadable.
+pub fn canary_weight_total_of(ingress: &Ingress, annotation_prefix: &str) -> i32 {
+    ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&format!("{annotation_prefix}/canary-weight-total")))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(MAX_WEIGHT)
+}
+
 /// Shifts traffic with one canary Ingress per stable Ingress.
 #[derive(Clone, Debug)]
 pub struct NginxRouter {
@@ -445,7 +457,16 @@ impl TrafficRouter for NginxRouter {
             TrafficError::Invalid(format!("{} is not a valid Ingress: {e}", snapshot.object))
         })?;
         check_controller(&existing, target)?;
-        Ok(canary_weight_of(&existing, &self.config.annotation_prefix))
+        let weight = canary_weight_of(&existing, &self.config.annotation_prefix);
+        // A weight out of another total (maxTrafficWeight changed since it was written) is not
+        // the share it reads as: unknown, so the planner writes it again.
+        if weight != Some(0)
+            && canary_weight_total_of(&existing, &self.config.annotation_prefix)
+                != self.config.total()
+        {
+            return Ok(None);
+        }
+        Ok(weight)
     }
 
     fn set_weight<'a>(
@@ -782,5 +803,44 @@ mod tests {
         for (pairs, want) in cases {
             assert_eq!(canary_weight_of(&with(pairs), prefix), want, "{pairs:?}");
         }
+    }
+
+    /// A weight written out of another total than the router's (maxTrafficWeight changed since)
+    /// is unknown, so the planner writes it again: read as a share of the new total it would
+    /// shrink the canary under the traffic ingress-nginx still sends it (helper-44).
+    #[test]
+    fn a_weight_out_of_another_total_is_unknown() {
+        let ingress = |annotations: serde_json::Value| -> RoutingSnapshot {
+            let body = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "shop-web-canary", "namespace": "app",
+                    "annotations": annotations,
+                    "ownerReferences": [{"apiVersion": "aviary.dev/v1alpha1", "kind": "Rollout",
+                        "name": "shop", "uid": "uid-1", "controller": true}]}});
+            RoutingSnapshot {
+                object: RoutingObject::new(
+                    ApiResource::erase::<Ingress>(&()),
+                    "app",
+                    "shop-web-canary",
+                ),
+                body,
+            }
+        };
+        let p = "nginx.ingress.kubernetes.io";
+        let percent =
+            ingress(json!({format!("{p}/canary"): "true", format!("{p}/canary-weight"): "50"}));
+        let of_1000 = ingress(
+            json!({format!("{p}/canary"): "true", format!("{p}/canary-weight"): "50",
+            format!("{p}/canary-weight-total"): "1000"}),
+        );
+        let none =
+            ingress(json!({format!("{p}/canary"): "true", format!("{p}/canary-weight"): "0"}));
+        let plain = NginxRouter::new("web", p, BTreeMap::new(), BTreeMap::new());
+        let fine = plain.clone().with_max_traffic_weight(Some(1000));
+        let read = |r: &NginxRouter, s: &RoutingSnapshot| r.weight_in(s, &target()).expect("reads");
+        assert_eq!(read(&plain, &percent), Some(50));
+        assert_eq!(read(&fine, &of_1000), Some(50));
+        assert_eq!(read(&fine, &percent), None, "50 of 100 is not 50 of 1000");
+        assert_eq!(read(&plain, &of_1000), None, "50 of 1000 is not 50 %");
+        assert_eq!(read(&fine, &none), Some(0), "0 is 0 of any total");
     }
 }

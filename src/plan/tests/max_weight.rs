@@ -78,3 +78,34 @@ fn promote(w: &mut World) {
     st.pause_conditions.clear();
     w.ro.status = Some(st);
 }
+
+/// `replicaProgressThreshold` with a canary Service that has no hash selector yet: it is
+/// adopted as the threshold is met, before a weight is routed through it (helper-44: the weight
+/// went through a Service selecting every pod, never adopted).
+#[test]
+fn an_unhashed_canary_service_is_adopted_at_the_threshold_before_it_carries_weight() {
+    let yaml = NGINX_1000
+        .replace("        maxTrafficWeight: 1000\n", "")
+        .replace("      steps:\n      - setWeight: 5\n      - pause: {}\n      - setWeight: 450\n      - pause: {}\n",
+            "      replicaProgressThreshold: {type: Percent, value: 70}\n      steps:\n      - setWeight: 50\n      - pause: {duration: 10s}\n");
+    let mut w = World::new(&yaml);
+    w.deploy_first();
+    w.services.insert("web-canary".into(), None);
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    w.frozen.push(canary.clone());
+    w.reconcile();
+    // 4 of 5 canary pods: the threshold (70 % of 5 = 4) is met, the fifth never comes.
+    let rs = w.rs.get_mut(&canary).expect("canary");
+    (rs.available, rs.ready, rs.current) = (4, 4, 5);
+    for _ in 0..6 {
+        w.reconcile();
+        assert!(
+            w.weight.unwrap_or(0) == 0
+                || w.services["web-canary"].as_deref() == Some(canary.as_str()),
+            "weight {:?} through a canary Service that selects every pod",
+            w.weight
+        );
+    }
+    assert_eq!(w.weight, Some(50), "{:?}", w.status());
+}

@@ -85,6 +85,7 @@ fn the_deployments_template_and_selector_become_the_rollouts() {
             replicas: 3,
             generation: Some(7),
             scaled_down: false,
+            original: None,
         }
     );
     // The hash is the template's: the same as an inline copy of it would have.
@@ -185,6 +186,7 @@ fn dep(replicas: i32, scaled_down: bool) -> ObservedWorkload {
         replicas,
         generation: Some(1),
         scaled_down,
+        original: None,
     }
 }
 
@@ -248,6 +250,60 @@ fn scale_down_modes_as_a_table() {
             "case {i}: {mode:?}, Deployment {pods} (marked {marked}), Healthy {healthy}, {available} available"
         );
     }
+}
+
+/// The first progressive scale-down records the Deployment's size; pods lost by the Rollout
+/// before it was Healthy are given back up to that size, never beyond (helper-44: they were
+/// never given back).
+#[test]
+fn progressively_gives_pods_back_up_to_the_size_it_began_with() {
+    let ro = with_mode(Some(WorkloadScaleDown::Progressively));
+    let first = scale(&ro, &dep(4, false), false, 3);
+    assert!(
+        matches!(
+            first,
+            Some(Action::ScaleDeployment {
+                replicas: 1,
+                record_original: Some(4),
+                ..
+            })
+        ),
+        "{first:?}"
+    );
+    let recorded = ObservedWorkload {
+        original: Some(4),
+        ..dep(1, false)
+    };
+    // The Rollout's pods die: back to 3, then 4 when it has none, never 5.
+    assert_eq!(asked(&ro, &recorded, false, 1), Some((3, false)));
+    assert_eq!(asked(&ro, &recorded, false, 0), Some((4, false)));
+    let small = ObservedWorkload {
+        original: Some(2),
+        ..dep(1, false)
+    };
+    assert_eq!(asked(&ro, &small, false, 0), Some((2, false)));
+    // Later writes do not record it again.
+    assert!(matches!(
+        scale(&ro, &recorded, false, 0),
+        Some(Action::ScaleDeployment {
+            record_original: None,
+            ..
+        })
+    ));
+
+    let mut w = World::new(BASIC);
+    w.workload = Some(dep(4, false));
+    let hash = w.canary_hash();
+    w.frozen.push(hash.clone());
+    w.reconcile();
+    let rs = w.rs.get_mut(&hash).expect("first ReplicaSet");
+    (rs.available, rs.ready, rs.current) = (3, 3, 4);
+    w.reconcile();
+    assert_eq!(w.workload.as_ref().map(|d| d.replicas), Some(1));
+    let rs = w.rs.get_mut(&hash).expect("first ReplicaSet");
+    (rs.available, rs.ready, rs.current) = (1, 1, 4);
+    w.run(5);
+    assert_eq!(w.workload.as_ref().map(|d| d.replicas), Some(3));
 }
 
 #[test]
