@@ -1098,9 +1098,17 @@ async fn nginx_weights_are_shares_of_max_traffic_weight() {
         .await
         .expect("percent again");
     let a = annotations().await;
+    // Back to a share of 100: the total the Ingress carries is 100 again (taken over, or gone).
     assert!(
-        !a.contains_key(&format!("{prefix}/canary-weight-total")),
+        a.get(&format!("{prefix}/canary-weight-total"))
+            .is_none_or(|t| t == "100"),
         "{a:?}"
+    );
+    assert_eq!(
+        current_weight(&plain, &client, &target)
+            .await
+            .expect("read"),
+        Some(50)
     );
 }
 

@@ -237,8 +237,9 @@ fn analysis_http(args: &Args) -> anyhow::Result<aviary::provider::HttpOptions> {
         .with_context(|| format!("--analysis-ca-bundle {}", path.display()))
 }
 
-/// The worker threads' stacks: a reconcile is a deep chain of async calls, and a debug build
-/// (the tests') keeps a large frame for each: the default 2 MiB overflowed on the abort path.
+/// The worker threads' stacks: tasks polled there (the watch's abort writes, the lanes'
+/// spawned work) run deep chains of async calls, and a debug build (the tests') keeps a large
+/// frame for each: the default 2 MiB overflowed on the abort path in `make test`.
 const WORKER_STACK: usize = 8 * 1024 * 1024;
 
 fn main() -> anyhow::Result<()> {

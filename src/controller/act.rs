@@ -321,6 +321,9 @@ pub async fn apply(
                 if *mark_scaled_down {
                     patch["metadata"]["annotations"][crate::plan::workload::SCALED_DOWN_FOR] =
                         json!(name);
+                    // The migration is over: its record goes with it.
+                    patch["metadata"]["annotations"][crate::plan::workload::REPLICAS_BEFORE] =
+                        serde_json::Value::Null;
                 }
                 if let Some(original) = record_original {
                     patch["metadata"]["annotations"][crate::plan::workload::REPLICAS_BEFORE] =

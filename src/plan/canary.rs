@@ -92,11 +92,11 @@ impl Moves for Planner<'_, '_> {
     fn plan_mut(&mut self) -> &mut Plan {
         &mut self.plan
     }
-    /// The desired revision is adopted at `replicaProgressThreshold`, as its weight is routed
-    /// at it: a canary Service must not carry that weight while it still selects every pod
-    /// (helper-44).
-    fn adoption_needs(&self, rs: &ObservedReplicaSet) -> i32 {
-        if rs.hash == self.hash {
+    /// The canary Service is adopted to the desired revision at `replicaProgressThreshold`, as
+    /// its weight is routed at it: it must not carry that weight while it still selects every
+    /// pod (helper-44). Any other Service (the stable's) waits for every pod (helper-45).
+    fn adoption_needs(&self, service: &str, rs: &ObservedReplicaSet) -> i32 {
+        if rs.hash == self.hash && self.canary_service == Some(service) {
             self.enough(rs.replicas)
         } else {
             rs.replicas

@@ -292,7 +292,7 @@ pub(super) trait Moves {
 
     /// The available pods a revision's ReplicaSet needs before a Service with no hash selector
     /// yet is pointed at it ([`Moves::switch_service`]): all of them, as a rule.
-    fn adoption_needs(&self, rs: &ObservedReplicaSet) -> i32 {
+    fn adoption_needs(&self, _service: &str, rs: &ObservedReplicaSet) -> i32 {
         rs.replicas
     }
 
@@ -349,7 +349,7 @@ pub(super) trait Moves {
         // can take what the Service's old pods served.
         let full = self
             .rs(hash)
-            .is_some_and(|rs| rs.replicas > 0 && rs.available >= self.adoption_needs(rs));
+            .is_some_and(|rs| rs.replicas > 0 && rs.available >= self.adoption_needs(name, rs));
         if current.is_none() && !full && self.observed().rollout.spec.replicas() > 0 {
             return;
         }

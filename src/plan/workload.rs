@@ -122,12 +122,21 @@ pub fn resolve(
         .as_ref()
         .and_then(|a| a.get(SCALED_DOWN_FOR))
         .is_some_and(|v| *v == rollout);
+    let marked_by_anyone = deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(SCALED_DOWN_FOR));
     let original = deployment
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(REPLICAS_BEFORE))
-        .and_then(|v| v.trim().parse().ok());
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        // A size is never negative (a hand edit); and after another Rollout's migration ended
+        // (its mark) the record is that migration's, not this one's.
+        .filter(|n| *n >= 0)
+        .filter(|_| !marked_by_anyone);
     let observed = ObservedWorkload {
         name,
         replicas: spec.and_then(|s| s.replicas).unwrap_or(1),

@@ -110,9 +110,12 @@ pub fn canary_annotations(
     annotations.insert(config.canary_key(), "true".to_string());
     annotations.insert(config.weight_key(), canary_weight.to_string());
     // Only with maxTrafficWeight, as Argo Rollouts writes it: ingress-nginx defaults it to 100.
-    if let Some(total) = config.max_traffic_weight {
-        annotations.insert(config.weight_total_key(), total.to_string());
-    }
+    // Ours alone: a total among the user's annotations would make the weight read as
+    // unknown for ever.
+    match config.max_traffic_weight {
+        Some(total) => annotations.insert(config.weight_total_key(), total.to_string()),
+        None => annotations.remove(&config.weight_total_key()),
+    };
     annotations
 }
 
@@ -370,6 +373,18 @@ impl NginxRouter {
         let (from, params) = match api.get_opt(&name).await? {
             Some(existing) => {
                 check_controller(&existing, target)?;
+                // A total someone else left on it (another field manager, Argo Rollouts' after
+                // a migration) is taken over with the right value: applied without the key, it
+                // would stay, and the weight read as unknown for ever.
+                let prefix = &self.config.annotation_prefix;
+                if canary_weight_total_of(&existing, prefix) != self.config.total()
+                    && let Some(a) = desired.metadata.annotations.as_mut()
+                {
+                    a.insert(
+                        self.config.weight_total_key(),
+                        self.config.total().to_string(),
+                    );
+                }
                 if !needs_apply(&existing, &desired) {
                     debug!(ingress = %name, weight = canary_weight, "canary Ingress up to date");
                     return Ok(WeightWrite {
@@ -842,5 +857,19 @@ mod tests {
         assert_eq!(read(&fine, &percent), None, "50 of 100 is not 50 of 1000");
         assert_eq!(read(&plain, &of_1000), None, "50 of 1000 is not 50 %");
         assert_eq!(read(&fine, &none), Some(0), "0 is 0 of any total");
+
+        // A total among the user's own annotations is not written: ours alone says it
+        // (helper-45: the weight read as unknown for ever).
+        let mut config = config();
+        config.additional_annotations =
+            BTreeMap::from([("canary-weight-total".to_string(), "1000".to_string())]);
+        let written = canary_annotations(&config, &stable_ingress(), 20);
+        assert!(
+            !written.contains_key(&format!("{p}/canary-weight-total")),
+            "{written:?}"
+        );
+        config.max_traffic_weight = Some(250);
+        let written = canary_annotations(&config, &stable_ingress(), 20);
+        assert_eq!(written[&format!("{p}/canary-weight-total")], "250");
     }
 }

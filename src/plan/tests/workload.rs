@@ -429,3 +429,87 @@ fn a_service_without_a_hash_is_adopted_at_its_revisions_own_size() {
     }
     assert!(w.weight.unwrap_or(0) > 0);
 }
+
+/// A Deployment with annotations `pairs`, resolved for the Rollout `web`.
+fn annotated(replicas: i32, pairs: &[(&str, &str)]) -> ObservedWorkload {
+    let mut d = deployment(DEPLOYMENT);
+    if let Some(spec) = d.spec.as_mut() {
+        spec.replicas = Some(replicas);
+    }
+    d.metadata.annotations = Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    resolve(&referencing(""), &d).expect("resolves").1
+}
+
+/// helper-45: a negative recorded size (a hand edit) panicked every reconcile (`clamp` with
+/// min > max); another Rollout's record, left beside its mark, scaled a retired Deployment up.
+#[test]
+fn a_record_that_is_not_this_migrations_is_ignored() {
+    let ro = with_mode(Some(WorkloadScaleDown::Progressively));
+    let negative = annotated(3, &[(crate::plan::workload::REPLICAS_BEFORE, "-1")]);
+    assert_eq!(negative.original, None);
+    // No panic: the size it has is the ceiling (4 − 1 = 3 is what it has).
+    assert_eq!(asked(&ro, &negative, false, 1), None);
+    let retired = annotated(
+        0,
+        &[
+            (SCALED_DOWN_FOR, "other"),
+            (crate::plan::workload::REPLICAS_BEFORE, "4"),
+        ],
+    );
+    assert_eq!(retired.original, None);
+    assert_eq!(
+        asked(&ro, &retired, false, 0),
+        None,
+        "a retired Deployment scaled up"
+    );
+}
+
+/// helper-45: with `replicaProgressThreshold`, the stable Service without a hash selector is
+/// adopted to the canary only with every pod (the threshold is the canary Service's).
+#[test]
+fn the_stable_service_is_adopted_to_a_canary_only_with_every_pod() {
+    let yaml = r#"
+apiVersion: aviary.dev/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: t, generation: 1, uid: u1}
+spec:
+  replicas: 10
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "web:1"}]}
+  strategy:
+    canary:
+      canaryService: web-canary
+      stableService: web-stable
+      replicaProgressThreshold: {type: Percent, value: 70}
+      steps:
+      - setWeight: 100
+      - pause: {}
+"#;
+    let mut w = World::new(yaml);
+    w.deploy_first();
+    w.services.insert("web-stable".into(), None);
+    w.update_image("web:2");
+    let canary = w.canary_hash();
+    w.frozen.push(canary.clone());
+    for _ in 0..20 {
+        w.reconcile();
+        if let Some(rs) = w.rs.get_mut(&canary) {
+            let a = (rs.replicas - 2).max(0);
+            (rs.available, rs.ready, rs.current) = (a, a, rs.replicas);
+        }
+        w.advance(5);
+    }
+    let early: Vec<_> = w
+        .switches
+        .iter()
+        .filter(|(s, h, available)| s == "web-stable" && *h == canary && *available < 10)
+        .collect();
+    assert!(early.is_empty(), "{early:?}");
+}
