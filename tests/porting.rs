@@ -623,6 +623,24 @@ async fn argo_services(client: &kube::Client, ns: &str, stable: &str, canary: &s
     }
 }
 
+/// The namespace's `app=web` pods once there are `n` of them (60 s).
+async fn web_pods_up(
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+) -> std::collections::BTreeSet<(String, String)> {
+    poll_until(
+        &format!("{n} app=web pods"),
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let pods = web_pods(client, ns).await;
+            (pods.len() == n).then_some(pods)
+        },
+    )
+    .await
+}
+
 /// The names and UIDs of the namespace's `app=web` pods that are not being deleted.
 async fn web_pods(client: &kube::Client, ns: &str) -> std::collections::BTreeSet<(String, String)> {
     let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
@@ -667,16 +685,7 @@ async fn an_argo_rollout_is_taken_over_mid_canary_without_restarting_a_pod() {
     apply_value(&client, Some(&ns.name), &vs)
         .await
         .expect("VirtualService");
-    let before = poll_until(
-        "the 5 pods Argo's ReplicaSets run",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        || async {
-            let pods = web_pods(&client, &ns.name).await;
-            (pods.len() == 5).then_some(pods)
-        },
-    )
-    .await;
+    let before = web_pods_up(&client, &ns.name, 5).await;
 
     let ctl = ControllerProcess::start(&ns.name);
     let (ok, stdout) = migrate(&ns.name);
@@ -829,26 +838,10 @@ async fn a_workload_ref_argo_rollout_is_migrated_without_the_deployment_taking_i
         )
         .await
         .expect("Argo's status");
-    let before = poll_until(
-        "the Rollout's 3 pods",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        || async {
-            let pods = web_pods(&client, &ns.name).await;
-            (pods.len() == 3).then_some(pods)
-        },
-    )
-    .await;
+    let before = web_pods_up(&client, &ns.name, 3).await;
     let ctl = ControllerProcess::start(&ns.name);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-aviary"))
-        .args(["-n", &ns.name, "migrate", "web"])
-        .output()
-        .expect("run kubectl-aviary migrate");
-    assert!(
-        out.status.success(),
-        "migrate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out) = migrate(&ns.name);
+    assert!(ok, "migrate: {out}");
     let api: Api<Rollout> = Api::namespaced(client.clone(), &ns.name);
     rollout_status(&api, "web", "Healthy under Aviary", |s| {
         s.observed_generation.is_some() && s.phase == Some(RolloutPhase::Healthy)

@@ -23,11 +23,6 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::api::Rollout;
 use crate::traffic::ObjectName;
 
-/// The Services `ro` points at pods (stable and canary, or active and preview).
-pub fn services_named(ro: &Rollout) -> impl Iterator<Item = &str> {
-    ro.spec.service_names()
-}
-
 /// The canary's traffic routing, if it has one.
 fn traffic_routing(ro: &Rollout) -> Option<&crate::api::RolloutTrafficRouting> {
     ro.spec.canary().and_then(|c| c.traffic_routing.as_ref())
@@ -116,7 +111,7 @@ pub fn rollouts_naming_service(
     name: &str,
 ) -> Vec<ObjectRef<Rollout>> {
     rollouts_where(store, |ro| {
-        ro.namespace().as_deref() == Some(namespace) && services_named(ro).any(|s| s == name)
+        ro.namespace().as_deref() == Some(namespace) && ro.spec.service_names().any(|s| s == name)
     })
 }
 
